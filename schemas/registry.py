@@ -1,0 +1,232 @@
+"""Market registry: the market file that declares a market, its vendors, products and devices.
+
+The file is TOML (see ``docs/market-file.md`` and ``examples/markets/``). One
+deployment loads several files, one per market. Device ids are unique across
+the whole deployment because they are also the devices' MQTT user names.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import time
+from enum import StrEnum
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
+
+from schemas.messages import DeviceKind, Identifier, Plu
+
+
+class Category(StrEnum):
+    VEGETABLES = "vegetables"
+    MEAT = "meat"
+    POULTRY = "poultry"
+    SEAFOOD = "seafood"
+    FRUIT = "fruit"
+    EGGS = "eggs"
+    TOFU = "tofu"
+    GRAIN = "grain"
+    OTHER = "other"
+
+
+class SaleUnit(StrEnum):
+    """How a product is priced on screens: by weight in 斤 (500 g) or kg."""
+
+    JIN = "jin"
+    KG = "kg"
+
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MarketInfo(_Strict):
+    id: Identifier
+    name: Name
+    name_en: Name
+    timezone: str = Field(description="IANA zone; market days are local days in it.")
+    opens: time = time(6, 0)
+    closes: time = time(19, 0)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _opens_before_closing(self) -> MarketInfo:
+        if self.opens >= self.closes:
+            raise ValueError("opens must be before closes")
+        return self
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class Product(_Strict):
+    plu: Plu
+    name_zh: Name
+    name_en: Name
+    category: Category
+    unit: SaleUnit = SaleUnit.JIN
+
+
+class Vendor(_Strict):
+    id: Identifier
+    name: Name
+    stall: Identifier
+    scales: tuple[Identifier, ...] = ()
+    screens: tuple[Identifier, ...] = ()
+    products: tuple[Plu, ...] = Field(default=(), description="PLUs this vendor usually sells.")
+
+
+class Gate(_Strict):
+    id: Identifier
+    name: Name
+
+
+class IntakeStation(_Strict):
+    id: Identifier
+    name: Name
+
+
+class MarketFile(_Strict):
+    """The parsed market file, validated as a whole."""
+
+    market: MarketInfo
+    products: tuple[Product, ...]
+    vendors: tuple[Vendor, ...]
+    gates: tuple[Gate, ...] = ()
+    intake: tuple[IntakeStation, ...] = ()
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> MarketFile:
+        _require_unique("product PLU", (p.plu for p in self.products))
+        _require_unique("vendor id", (v.id for v in self.vendors))
+        _require_unique("stall", (v.stall for v in self.vendors))
+        _require_unique("device id", (d for d, _ in _device_ids(self)))
+        known = {p.plu for p in self.products}
+        for vendor in self.vendors:
+            unknown = sorted(set(vendor.products) - known)
+            if unknown:
+                raise ValueError(f"vendor {vendor.id} lists unknown products {unknown}")
+        return self
+
+
+def _device_ids(market: MarketFile) -> Iterator[tuple[str, DeviceKind]]:
+    for vendor in market.vendors:
+        yield from ((s, DeviceKind.SCALE) for s in vendor.scales)
+        yield from ((s, DeviceKind.SCREEN) for s in vendor.screens)
+    yield from ((g.id, DeviceKind.GATE) for g in market.gates)
+    yield from ((i.id, DeviceKind.INTAKE) for i in market.intake)
+
+
+def _require_unique(what: str, values: Iterable[str]) -> None:
+    seen: set[str] = set()
+    for value in values:
+        if value in seen:
+            raise ValueError(f"duplicate {what} {value!r}")
+        seen.add(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    """A registered device: who it is, what it is, and which vendor owns it (if any)."""
+
+    market: str
+    id: str
+    kind: DeviceKind
+    vendor: str | None
+
+
+class RegistryError(ValueError):
+    """A market file is unreadable or inconsistent."""
+
+
+@dataclass(frozen=True)
+class Market:
+    """One market, indexed for the lookups ingest does per message."""
+
+    spec: MarketFile
+
+    @property
+    def id(self) -> str:
+        return self.spec.market.id
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return self.spec.market.tz
+
+    @cached_property
+    def devices(self) -> Mapping[str, Device]:
+        owners = {s: v.id for v in self.spec.vendors for s in (*v.scales, *v.screens)}
+        return {
+            device_id: Device(self.id, device_id, kind, owners.get(device_id))
+            for device_id, kind in _device_ids(self.spec)
+        }
+
+    @cached_property
+    def products(self) -> Mapping[str, Product]:
+        return {p.plu: p for p in self.spec.products}
+
+    @cached_property
+    def vendors(self) -> Mapping[str, Vendor]:
+        return {v.id: v for v in self.spec.vendors}
+
+
+class Registry:
+    """Every market this deployment serves."""
+
+    def __init__(self, markets: Iterable[Market]) -> None:
+        self.markets: dict[str, Market] = {}
+        owner_of_device: dict[str, str] = {}
+        for market in markets:
+            if market.id in self.markets:
+                raise RegistryError(f"market {market.id!r} is declared twice")
+            for device_id in market.devices:
+                if device_id in owner_of_device:
+                    raise RegistryError(
+                        f"device id {device_id!r} is used by markets "
+                        f"{owner_of_device[device_id]!r} and {market.id!r}; "
+                        "device ids are MQTT user names and must be unique"
+                    )
+                owner_of_device[device_id] = market.id
+            self.markets[market.id] = market
+
+    @classmethod
+    def load(cls, paths: Iterable[Path]) -> Registry:
+        return cls(load_market(path) for path in paths)
+
+    def device(self, market: str, device_id: str) -> Device | None:
+        found = self.markets.get(market)
+        return None if found is None else found.devices.get(device_id)
+
+    def __iter__(self) -> Iterator[Market]:
+        return iter(self.markets.values())
+
+
+def load_market(path: Path) -> Market:
+    try:
+        with path.open("rb") as handle:
+            raw = tomllib.load(handle)
+    except OSError as exc:
+        raise RegistryError(f"cannot read market file {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise RegistryError(f"{path}: not valid TOML: {exc}") from exc
+    try:
+        return Market(MarketFile.model_validate(raw))
+    except ValidationError as exc:
+        raise RegistryError(f"{path}: {exc}") from exc

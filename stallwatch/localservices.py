@@ -1,0 +1,183 @@
+"""Throwaway Mosquitto and InfluxDB servers on free ports in a directory of their own.
+
+Tests, benchmarks and ``stallwatch demo --influxd`` use these so that nothing
+touches the machine's own services. The binaries come from Debian's
+``mosquitto`` and ``influxdb`` packages (the test command installs them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+
+class ServiceError(RuntimeError):
+    """A local service could not be started."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ServiceError(f"{proc.args!r} exited with {proc.returncode}: {_tail(log)}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return
+        time.sleep(0.02)  # polling a port that is not up yet; nothing to wait on
+    raise ServiceError(f"{proc.args!r} did not listen on {port} within {timeout}s: {_tail(log)}")
+
+
+def _tail(log: Path) -> str:
+    try:
+        return log.read_text(errors="replace")[-2000:]
+    except OSError:
+        return "(no log)"
+
+
+@dataclass
+class LocalService:
+    """A server process we started; ``stop`` is graceful, ``kill`` is SIGKILL."""
+
+    name: str
+    workdir: Path
+    port: int
+    argv: list[str]
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / f"{self.name}.log"
+
+    def start(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            return
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir)
+        log.close()
+        _wait_for_port(self.port, self.proc, self.log_path)
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        """Hook for services whose port opens before they answer."""
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def __enter__(self) -> LocalService:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def _require_binary(name: str, package: str) -> str:
+    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin")
+    if found is None:
+        raise ServiceError(f"{name} not found: install Debian's {package} package (make test does)")
+    return found
+
+
+MOSQUITTO_DEFAULTS = """\
+# Never drop QoS 1 messages for a slow or offline persistent session.
+max_queued_messages 0
+max_queued_bytes 0
+# The ingest client announces its own Receive Maximum (MQTT v5); this covers v3 clients.
+max_inflight_messages 1000
+message_size_limit 262144
+"""
+
+
+class Mosquitto(LocalService):
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+
+def mosquitto(workdir: Path, *, port: int | None = None, extra_conf: str = "", persistence: bool = True) -> Mosquitto:
+    """A Mosquitto listening on 127.0.0.1 with anonymous access, or as ``extra_conf`` says."""
+    binary = _require_binary("mosquitto", "mosquitto")
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    conf = workdir / "mosquitto.conf"
+    lines = [f"listener {port} 127.0.0.1", MOSQUITTO_DEFAULTS]
+    if "allow_anonymous" not in extra_conf and "password_file" not in extra_conf:
+        lines.append("allow_anonymous true")
+    if persistence:
+        lines += ["persistence true", f"persistence_location {workdir}/", "autosave_interval 1"]
+    lines.append(extra_conf)
+    conf.write_text("\n".join(lines) + "\n")
+    return Mosquitto("mosquitto", workdir, port, [binary, "-c", str(conf)])
+
+
+class Influxd(LocalService):
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.url}/ping", timeout=1).status_code == 204:
+                    return
+            time.sleep(0.05)  # influxd opens its port before it serves
+        raise ServiceError(f"influxd did not answer /ping: {_tail(self.log_path)}")
+
+
+def influxd(workdir: Path, *, port: int | None = None, auth: bool = False) -> Influxd:
+    """An InfluxDB 1.x server (Debian's 1.6.7 here) with its data under ``workdir``."""
+    binary = _require_binary("influxd", "influxdb")
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    conf = workdir / "influxdb.conf"
+    conf.write_text(
+        f"""reporting-enabled = false
+bind-address = "127.0.0.1:{free_port()}"
+[meta]
+  dir = "{workdir}/meta"
+[data]
+  dir = "{workdir}/data"
+  wal-dir = "{workdir}/wal"
+  query-log-enabled = false
+  wal-fsync-delay = "0s"
+[monitor]
+  store-enabled = false
+[http]
+  bind-address = "127.0.0.1:{port}"
+  auth-enabled = {str(auth).lower()}
+  log-enabled = false
+  max-body-size = 0
+[logging]
+  level = "warn"
+[[udp]]
+  enabled = false
+[continuous_queries]
+  enabled = true
+"""
+    )
+    return Influxd("influxd", workdir, port, [binary, "-config", str(conf)])

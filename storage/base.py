@@ -1,0 +1,223 @@
+"""The store interface: writes of readings and dead letters, and domain-level queries.
+
+Every backend (``storage.sqlite.SQLiteStore``, ``storage.influx.InfluxStore``)
+implements :class:`Store` and passes the shared contract tests in
+``tests/storage/test_store_contract.py``.
+
+Conventions for every query:
+
+* ``start``/``end`` are timezone-aware datetimes; ranges are half-open
+  ``[start, end)`` on the *device* time of the reading;
+* results are ordered by time, oldest first, unless stated otherwise;
+* money is integer fen and weights integer grams, exactly as received.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+
+from storage.footfall import hourly_footfall
+from storage.records import DeadLetter, Reading
+
+
+@dataclass(frozen=True, slots=True)
+class PromotionRow:
+    price_fen_per_kg: int
+    text: str
+    until: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PriceRow:
+    """The latest price a vendor set for a product."""
+
+    market: str
+    vendor: str
+    plu: str
+    screen: str
+    price_fen_per_kg: int
+    promo: PromotionRow | None
+    ts: datetime
+    msg_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class SaleRow:
+    market: str
+    scale: str
+    vendor: str
+    plu: str
+    ts: datetime
+    msg_id: int
+    weight_g: int
+    tare_g: int | None
+    unit_price_fen_per_kg: int
+    total_fen: int
+    trace_code: str
+    received_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRow:
+    market: str
+    station: str
+    vendor: str
+    plu: str
+    trace_code: str
+    origin: str
+    supplier: str
+    quantity_g: int
+    certificate_no: str
+    rapid_test_passed: bool
+    inhibition_pct: Decimal
+    ts: datetime
+    msg_id: int
+    received_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class GateCountRow:
+    """One cumulative counter reading of a gate."""
+
+    market: str
+    gate: str
+    ts: datetime
+    in_total: int
+    out_total: int
+
+
+@dataclass(frozen=True, slots=True)
+class FootfallRow:
+    """People through one gate during one local hour starting at ``hour``."""
+
+    market: str
+    gate: str
+    hour: datetime
+    people_in: int
+    people_out: int
+
+
+@dataclass(frozen=True, slots=True)
+class ScaleStatusRow:
+    """The latest status a scale (or its Last Will) reported."""
+
+    market: str
+    scale: str
+    ts: datetime
+    online: bool
+    will: bool
+    zero_ok: bool | None
+    seal_intact: bool | None
+    calibration_due: date | None
+
+
+class Store(abc.ABC):
+    """A place readings are kept and asked about."""
+
+    # -- writing ---------------------------------------------------------------
+    @abc.abstractmethod
+    def write(self, readings: Sequence[Reading], dead_letters: Sequence[DeadLetter] = ()) -> list[DeadLetter]:
+        """Store readings and dead letters; idempotent per reading.
+
+        Returns the readings the store itself refused (for example a line InfluxDB
+        answers 400 to), converted to dead letters *and already stored as such*; the
+        rest of the batch is written. Raises :class:`StoreUnavailable` when nothing
+        could be written and the whole call should be retried.
+        """
+
+    # -- prices ----------------------------------------------------------------
+    @abc.abstractmethod
+    def latest_prices(self, market: str) -> list[PriceRow]:
+        """The latest price per (vendor, product), ordered by vendor then PLU."""
+
+    @abc.abstractmethod
+    def price_history(
+        self, market: str, start: datetime, end: datetime, *, plu: str | None = None, vendor: str | None = None
+    ) -> list[PriceRow]:
+        """Every price set in the range."""
+
+    # -- sales -----------------------------------------------------------------
+    @abc.abstractmethod
+    def sales(
+        self,
+        market: str,
+        start: datetime,
+        end: datetime,
+        *,
+        vendor: str | None = None,
+        scale: str | None = None,
+        plu: str | None = None,
+    ) -> list[SaleRow]:
+        """Every sale in the range, optionally for one vendor, scale or product."""
+
+    @abc.abstractmethod
+    def sales_of_batch(self, market: str, trace_code: str) -> list[SaleRow]:
+        """Every sale that names this trace code."""
+
+    @abc.abstractmethod
+    def sale_by_receipt(self, market: str, scale: str, msg_id: int) -> SaleRow | None:
+        """The sale a receipt (scale + message id) was printed for."""
+
+    # -- batches ---------------------------------------------------------------
+    @abc.abstractmethod
+    def batch(self, market: str, trace_code: str) -> BatchRow | None:
+        """The batch with this trace code (the latest record if it was re-sent)."""
+
+    @abc.abstractmethod
+    def batches(self, market: str, start: datetime, end: datetime, *, vendor: str | None = None) -> list[BatchRow]:
+        """Batches taken in during the range."""
+
+    # -- footfall --------------------------------------------------------------
+    @abc.abstractmethod
+    def gate_counts(self, market: str, start: datetime, end: datetime) -> list[GateCountRow]:
+        """Raw counter readings in the range, per gate and time."""
+
+    @abc.abstractmethod
+    def gate_counts_before(self, market: str, moment: datetime) -> list[GateCountRow]:
+        """The last counter reading of each gate strictly before ``moment`` (the baseline)."""
+
+    def footfall_hourly(self, market: str, start: datetime, end: datetime) -> list[FootfallRow]:
+        """People in/out per gate and hour; hours are in ``start``'s time zone.
+
+        Built from cumulative counters, so lost or repeated messages do not skew it
+        and a counter reset counts its new value as growth.
+        """
+        baseline = self.gate_counts_before(market, start)
+        readings = self.gate_counts(market, start, end)
+        return hourly_footfall(market, baseline, readings, start, end)
+
+    # -- devices ---------------------------------------------------------------
+    @abc.abstractmethod
+    def scale_status(self, market: str) -> list[ScaleStatusRow]:
+        """The latest status of every scale that has reported one, ordered by scale."""
+
+    # -- dead letters ----------------------------------------------------------
+    @abc.abstractmethod
+    def dead_letters(
+        self, start: datetime, end: datetime, *, market: str | None = None, limit: int = 100
+    ) -> list[DeadLetter]:
+        """Rejected messages received in the range, newest first."""
+
+    @abc.abstractmethod
+    def reject_counts(self, start: datetime, end: datetime) -> dict[tuple[str, str], int]:
+        """Number of rejected messages per (market, device) received in the range."""
+
+    # -- lifecycle -------------------------------------------------------------
+    @abc.abstractmethod
+    def ping(self) -> None:
+        """Raise :class:`StoreUnavailable` unless the store answers."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release connections and files."""
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
