@@ -1,0 +1,154 @@
+"""The edge check: raw MQTT bytes in, a :class:`Reading` or a :class:`DeadLetter` out.
+
+Nothing that fails here reaches the store, and nothing here raises: every
+problem becomes a dead letter whose ``reason`` tells the device maker what to
+fix. Checks run cheapest first so a flood of junk costs little.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from pydantic import ValidationError
+
+from schemas.messages import BatchIntake, DeviceMessage, PriceSet, Sale, ScaleStatus
+from schemas.registry import Device, Market, Registry
+from schemas.topics import Topic, TopicError, parse_topic
+from storage.records import UNREGISTERED, DeadLetter, Reading, to_ns
+
+#: How much of an oversized payload the dead-letter store keeps.
+OVERSIZED_KEEP_BYTES = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_payload_bytes: int = 16_384
+    max_future_skew: timedelta = timedelta(minutes=5)
+    max_age: timedelta = timedelta(days=7)
+
+
+class Rejected(Exception):
+    """Internal control flow: the message is turned into a dead letter with this reason."""
+
+
+class Validator:
+    def __init__(
+        self,
+        registry: Registry,
+        limits: Limits | None = None,
+        *,
+        now_ns: Callable[[], int] | None = None,
+    ) -> None:
+        self._registry = registry
+        self._limits = limits or Limits()
+        self._now_ns = now_ns
+        self._future_ns = _ns(self._limits.max_future_skew)
+        self._age_ns = _ns(self._limits.max_age)
+        # Devices publish to a handful of topics over and over; bounded so junk topics can't grow it.
+        self._resolve = functools.lru_cache(maxsize=8192)(self._resolve_topic)
+
+    def check(self, topic: str, payload: bytes, received_ns: int) -> Reading | DeadLetter:
+        market_id, device_id = UNREGISTERED, UNREGISTERED
+        try:
+            self._check_size(payload)
+            parsed, market, device = self._resolve(topic)
+            market_id, device_id = market.id, device.id
+            message = _decode(parsed, payload)
+            self._check_time(message, received_ns)
+            _check_references(message, market, device)
+            return Reading(market.id, device.id, received_ns, message)
+        except Rejected as rejection:
+            return _dead_letter(topic, payload, received_ns, str(rejection), market_id, device_id)
+
+    def _check_size(self, payload: bytes) -> None:
+        if len(payload) > self._limits.max_payload_bytes:
+            raise Rejected(f"payload too large: {len(payload)} bytes > {self._limits.max_payload_bytes}")
+
+    def _resolve_topic(self, topic: str) -> tuple[Topic, Market, Device]:
+        parsed = _parse(topic)
+        return (parsed, *self._device_of(parsed))
+
+    def _device_of(self, topic: Topic) -> tuple[Market, Device]:
+        market = self._registry.markets.get(topic.market)
+        if market is None:
+            raise Rejected(f"unknown market {topic.market!r}")
+        device = market.devices.get(topic.device)
+        if device is None:
+            raise Rejected(f"unknown device {topic.device!r} in market {topic.market!r}")
+        if device.kind is not topic.kind:
+            raise Rejected(f"device {device.id!r} is registered as {device.kind.value}, not {topic.kind.value}")
+        return market, device
+
+    def _check_time(self, message: DeviceMessage, received_ns: int) -> None:
+        if isinstance(message, ScaleStatus) and message.will:
+            return  # a Last Will carries its connect time; ingest stamps it on arrival
+        now_ns = self._now_ns() if self._now_ns else received_ns
+        skew_ns = to_ns(message.ts) - now_ns
+        if skew_ns > self._future_ns:
+            ahead = timedelta(seconds=skew_ns // 1_000_000_000)
+            raise Rejected(f"timestamp {message.ts.isoformat()} is {ahead} in the future")
+        if -skew_ns > self._age_ns:
+            raise Rejected(f"timestamp {message.ts.isoformat()} is older than {self._limits.max_age}")
+
+
+def _ns(span: timedelta) -> int:
+    return (span.days * 86_400 + span.seconds) * 1_000_000_000 + span.microseconds * 1_000
+
+
+def _parse(topic: str) -> Topic:
+    try:
+        return parse_topic(topic)
+    except TopicError as exc:
+        raise Rejected(str(exc)) from None
+
+
+def _decode(topic: Topic, payload: bytes) -> DeviceMessage:
+    try:
+        return topic.model.model_validate_json(payload)
+    except ValidationError as exc:
+        raise Rejected(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    """One line per problem, naming the field, as a device developer needs it."""
+    problems = []
+    for error in exc.errors(include_url=False, include_input=False)[:5]:
+        where = ".".join(str(part) for part in error["loc"]) or "payload"
+        problems.append(f"{where}: {error['msg']}")
+    if error_count := exc.error_count() - len(problems):
+        problems.append(f"and {error_count} more")
+    return "invalid payload: " + "; ".join(problems)
+
+
+def _check_references(message: DeviceMessage, market: Market, device: Device) -> None:
+    if isinstance(message, Sale | PriceSet):
+        if message.vendor != device.vendor:
+            raise Rejected(f"vendor {message.vendor!r} does not own {device.kind.value} {device.id!r}")
+        _require_product(market, message.plu)
+    elif isinstance(message, BatchIntake):
+        if message.vendor not in market.vendors:
+            raise Rejected(f"unknown vendor {message.vendor!r} in market {market.id!r}")
+        _require_product(market, message.plu)
+
+
+def _require_product(market: Market, plu: str) -> None:
+    if plu not in market.products:
+        raise Rejected(f"unknown product PLU {plu!r} in market {market.id!r}")
+
+
+def _dead_letter(
+    topic: str, payload: bytes, received_ns: int, reason: str, market: str, device: str
+) -> DeadLetter:
+    return DeadLetter(
+        received_ns=received_ns,
+        topic=topic[:256],
+        payload=payload[:OVERSIZED_KEEP_BYTES] if len(payload) > OVERSIZED_KEEP_BYTES else payload,
+        reason=reason,
+        market=market,
+        device=device,
+        payload_size=len(payload),
+    )
+

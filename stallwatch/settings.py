@@ -1,0 +1,145 @@
+"""Configuration: one ``Settings`` object, built once by the CLI and passed down.
+
+Values come from (highest first) command-line overrides, environment variables
+prefixed ``STALLWATCH_``, a TOML file named by ``STALLWATCH_CONFIG`` or
+``--config``, and the defaults below. Nothing secret has a default: a password
+or token is either configured or absent (and then no authentication is sent).
+"""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class StoreKind(StrEnum):
+    SQLITE = "sqlite"
+    INFLUX = "influx"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="STALLWATCH_", extra="forbid", frozen=True, env_nested_delimiter="__"
+    )
+
+    # -- registry --------------------------------------------------------------
+    markets: Annotated[tuple[Path, ...], NoDecode] = Field(
+        default=(), description="Market files (TOML); comma-separated in the environment."
+    )
+
+    # -- MQTT ------------------------------------------------------------------
+    mqtt_url: str = Field(default="mqtt://127.0.0.1:1883", description="mqtt://host:port")
+    mqtt_username: str | None = None
+    mqtt_password: SecretStr | None = None
+    mqtt_password_file: Path | None = Field(
+        default=None, description="File holding the MQTT password (Docker secrets, 0600)."
+    )
+    mqtt_protocol: Literal["5", "3.1.1"] = Field(
+        default="5", description="MQTT v5 unless the broker only speaks 3.1.1 (e.g. amqtt)."
+    )
+    mqtt_client_id: str = Field(
+        default="stallwatch-ingest",
+        description="Stable per ingest instance: the broker keeps its session under this id.",
+    )
+    mqtt_share_group: str | None = Field(
+        default=None, description="Join $share/<group>/... so several ingest processes split the load."
+    )
+    mqtt_session_expiry_s: int = Field(default=7 * 86_400, ge=0)
+    mqtt_receive_maximum: int = Field(
+        default=2_000, ge=1, le=65_535, description="Unacknowledged messages the broker may send us."
+    )
+
+    # -- ingest ----------------------------------------------------------------
+    spool_dir: Path = Path("var/spool")
+    batch_lines: int = Field(default=5_000, ge=1, le=100_000)
+    max_payload_bytes: int = Field(default=16_384, ge=256)
+    max_future_skew_s: int = Field(default=300, ge=0, description="Reject device times further ahead.")
+    max_age_s: int = Field(default=7 * 86_400, ge=60, description="Reject device times further back.")
+
+    # -- store -----------------------------------------------------------------
+    store: StoreKind = StoreKind.SQLITE
+    sqlite_path: Path = Path("var/stallwatch.db")
+    influx_url: str = "http://127.0.0.1:8086"
+    influx_database: str = "stallwatch"
+    influx_retention_policy: str | None = None
+    influx_token: SecretStr | None = None
+    influx_username: str | None = None
+    influx_password: SecretStr | None = None
+    influx_create_database: bool = Field(
+        default=False, description="Issue CREATE DATABASE on start (InfluxDB 1.x only)."
+    )
+
+    @field_validator("markets", mode="before")
+    @classmethod
+    def _split_comma_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(Path(part.strip()) for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _mqtt_url_has_host(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in {"mqtt", "tcp"} or not parts.hostname:
+            raise ValueError("mqtt_url must look like mqtt://host:1883")
+        return value
+
+    @model_validator(mode="after")
+    def _one_influx_auth(self) -> Settings:
+        if self.influx_token is not None and self.influx_username is not None:
+            raise ValueError("set influx_token or influx_username/influx_password, not both")
+        return self
+
+    @property
+    def mqtt_host(self) -> str:
+        return urlsplit(self.mqtt_url).hostname or "127.0.0.1"
+
+    @property
+    def mqtt_port(self) -> int:
+        return urlsplit(self.mqtt_url).port or 1883
+
+    def mqtt_password_value(self) -> str | None:
+        if self.mqtt_password is not None:
+            return self.mqtt_password.get_secret_value()
+        if self.mqtt_password_file is not None:
+            return self.mqtt_password_file.read_text().strip()
+        return None
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build the one Settings object; ``overrides`` are command-line values."""
+    if config_file is None and os.environ.get("STALLWATCH_CONFIG"):
+        config_file = Path(os.environ["STALLWATCH_CONFIG"])
+    present = {key: value for key, value in overrides.items() if value is not None}
+    if config_file is None:
+        return Settings(**present)
+    return _settings_with_file(config_file, present)
+
+
+def _settings_with_file(config_file: Path, overrides: dict[str, Any]) -> Settings:
+    class FileSettings(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, config_file))
+
+    # Re-validate as the plain class so callers never see the subclass.
+    return Settings.model_validate(FileSettings(**overrides).model_dump())

@@ -1,0 +1,216 @@
+"""Fault tests: a SIGKILLed ingest, an InfluxDB outage, and bad input, all on real servers."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from uuid import uuid4
+
+import pytest
+
+from ingest.mqtt import MqttOptions
+from ingest.service import IngestService
+from schemas.registry import Registry, load_market
+from stallwatch.localservices import Influxd, Mosquitto, influxd
+from storage.base import Store
+from storage.influx.store import InfluxStore
+from storage.records import UNREGISTERED
+from storage.sqlite import SQLiteStore
+from tests.ingest.helpers import SALE_TOPIC, Publisher, now_iso, sale_payload, wait_until, write_market
+
+EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+FOREVER = datetime(2100, 1, 1, tzinfo=UTC)
+
+
+def sale_ids(store: Store) -> list[int]:
+    return sorted(row.msg_id for row in store.sales("tm", EPOCH, FOREVER, scale="S-A01"))
+
+
+# -- SIGKILL mid-stream -----------------------------------------------------------
+def _spawn_ingest(market: Path, broker: Mosquitto, workdir: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "STALLWATCH_SQLITE_PATH": str(workdir / "store.db"),
+        "STALLWATCH_SPOOL_DIR": str(workdir / "spool"),
+        "STALLWATCH_MQTT_CLIENT_ID": "ingest-killed",
+        "STALLWATCH_BATCH_LINES": "500",
+    }
+    log = (workdir / "ingest.log").open("ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "stallwatch.cli", "ingest", "--market", str(market),
+         "--mqtt-url", broker.url, "--store", "sqlite"],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+
+
+def test_sigkill_mid_stream_loses_nothing_and_duplicates_nothing(
+    mosquitto_server: Mosquitto, tmp_path: Path
+) -> None:
+    market = write_market(tmp_path)
+    total = 20_000
+    ingest = _spawn_ingest(market, mosquitto_server, tmp_path)
+    store = SQLiteStore(tmp_path / "store.db")
+    publisher = Publisher(mosquitto_server.port)
+    try:
+        # The session must exist before the first publish, or the broker would not queue for it.
+        wait_until(lambda: b"connected" in (tmp_path / "ingest.log").read_bytes(), what="ingest to connect")
+        sender = threading.Thread(
+            target=publisher.publish_all, args=([(SALE_TOPIC, sale_payload(i)) for i in range(total)],)
+        )
+        sender.start()
+        wait_until(lambda: len(sale_ids(store)) >= total // 5, what="a fifth of the stream stored")
+        ingest.send_signal(signal.SIGKILL)
+        ingest.wait(10)
+        killed_at = len(sale_ids(store))
+        ingest = _spawn_ingest(market, mosquitto_server, tmp_path)
+        sender.join(120)
+        wait_until(lambda: len(sale_ids(store)) >= total, timeout=120, what="every sale stored")
+    finally:
+        ingest.terminate()
+        ingest.wait(20)
+        publisher.close()
+    assert killed_at < total, "the kill must happen mid-stream"
+    assert sale_ids(store) == list(range(total))
+    store.close()
+
+
+# -- InfluxDB outage mid-stream ----------------------------------------------------
+@pytest.fixture
+def private_influxd(tmp_path: Path) -> Iterator[Influxd]:
+    with influxd(tmp_path / "influxd") as server:
+        assert isinstance(server, Influxd)
+        yield server
+
+
+def _service(broker: Mosquitto, registry: Registry, store: Store, spool: Path, client_id: str) -> IngestService:
+    options = MqttOptions("127.0.0.1", broker.port, client_id, receive_maximum=1000)
+    return IngestService(options, registry, store, spool, batch_size=1000)
+
+
+def test_influx_outage_mid_stream_loses_nothing_and_drains(
+    mosquitto_server: Mosquitto, private_influxd: Influxd, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    registry = Registry([load_market(write_market(tmp_path))])
+    store = InfluxStore(private_influxd.url, "outage", create_database=True)
+    service = _service(mosquitto_server, registry, store, tmp_path / "spool.db", "ingest-outage")
+    service.start()
+    publisher = Publisher(mosquitto_server.port)
+    try:
+        assert service.receiver.subscribed.wait(10)
+        publisher.publish_all((SALE_TOPIC, sale_payload(i)) for i in range(3_000))
+        wait_until(lambda: service.status().stored >= 1_000, what="stream flowing into influxd")
+
+        private_influxd.stop()
+        publisher.publish_all((SALE_TOPIC, sale_payload(i)) for i in range(3_000, 6_000))
+        wait_until(lambda: service.status().received == 6_000, what="all messages spooled")
+        wait_until(lambda: "store unavailable" in caplog.text, what="the outage to be noticed")
+        assert service.status().pending > 0, "messages must wait in the spool during the outage"
+
+        private_influxd.start()
+        wait_until(lambda: service.status().pending == 0, timeout=90, what="the spool to drain")
+    finally:
+        publisher.close()
+        service.stop()
+    assert sale_ids(store) == list(range(6_000))
+    assert caplog.text.count("store unavailable") == 1, "an outage is logged once"
+    assert "store resumed" in caplog.text and "pending" in caplog.text
+    store.close()
+
+
+# -- bad input ------------------------------------------------------------------------
+BAD_INPUT: list[tuple[str, str, bytes, str]] = [
+    ("malformed JSON", SALE_TOPIC, b'{"msg_id": 1, "ts": ', "invalid payload"),
+    ("not JSON at all", SALE_TOPIC, b"\xff\xfe\x00garbage", "invalid payload"),
+    ("wrong type", SALE_TOPIC, sale_payload(900_001, weight_g="heavy"), "weight_g"),
+    ("float weight", SALE_TOPIC, sale_payload(900_002, weight_g=1.5), "weight_g"),
+    ("negative weight", SALE_TOPIC, sale_payload(900_003, weight_g=-5, total_fen=0), "weight_g"),
+    ("absurd price", SALE_TOPIC, sale_payload(900_004, unit_price_fen_per_kg=10**9, total_fen=10**9),
+     "unit_price_fen_per_kg"),
+    ("total mismatch", SALE_TOPIC, sale_payload(900_005, total_fen=99_999), "does not match"),
+    ("a day in the future", SALE_TOPIC, sale_payload(900_006, ts=now_iso(timedelta(days=1))), "in the future"),
+    ("naive timestamp", SALE_TOPIC, sale_payload(900_007, ts="2026-11-21T08:00:00"), "ts"),
+    ("unknown device", "markets/tm/scales/S-ZZZ/sale", sale_payload(900_008), "unknown device"),
+    ("unknown market", "markets/nowhere/scales/S-A01/sale", sale_payload(900_009), "unknown market"),
+    ("not the owner", "markets/tm/scales/S-B01/sale", sale_payload(900_010), "does not own"),
+    ("kind mismatch", "markets/tm/gates/S-A01/count", sale_payload(900_011), "registered as scales"),
+    ("wrong channel", "markets/tm/scales/S-A01/price", sale_payload(900_012), "no channel"),
+    ("unknown product", SALE_TOPIC, sale_payload(900_013, plu="9999"), "unknown product"),
+    ("extra field", SALE_TOPIC, sale_payload(900_014, discount=5), "discount"),
+    ("oversized", SALE_TOPIC, sale_payload(900_015, trace_code="X" * 40) + b" " * 40_000, "too large"),
+]
+
+
+@pytest.fixture(params=["sqlite", "influx"])
+def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    if request.param == "sqlite":
+        store: Store = SQLiteStore(tmp_path / "store.db")
+    else:
+        influx_server: Influxd = request.getfixturevalue("influx_server")
+        store = InfluxStore(influx_server.url, f"bad_{uuid4().hex[:10]}", create_database=True)
+    yield store
+    store.close()
+
+
+def test_every_class_of_bad_input_is_dead_lettered_and_good_messages_all_stored(
+    mosquitto_server: Mosquitto, any_store: Store, tmp_path: Path
+) -> None:
+    registry = Registry([load_market(write_market(tmp_path))])
+    service = _service(mosquitto_server, registry, any_store, tmp_path / "spool.db", "ingest-bad")
+    service.start()
+    publisher = Publisher(mosquitto_server.port)
+    good = [(SALE_TOPIC, sale_payload(i)) for i in range(len(BAD_INPUT) * 3)]
+    interleaved = []
+    for index, (_, topic, payload, _) in enumerate(BAD_INPUT):
+        interleaved += [*good[index * 3 : index * 3 + 3], (topic, payload)]
+    try:
+        assert service.receiver.subscribed.wait(10)
+        publisher.publish_all(interleaved)
+        wait_until(lambda: service.status().received == len(interleaved), what="all received")
+        wait_until(lambda: service.status().pending == 0, what="spool drained")
+    finally:
+        publisher.close()
+        service.stop()
+
+    assert sale_ids(any_store) == list(range(len(good)))
+    letters = any_store.dead_letters(EPOCH, FOREVER, limit=1000)
+    assert len(letters) == len(BAD_INPUT)
+    by_payload = {letter.payload: letter for letter in letters}
+    for name, topic, payload, reason in BAD_INPUT:
+        kept = payload if len(payload) <= 1024 else payload[:1024]
+        assert kept in by_payload, f"{name}: not dead-lettered"
+        letter = by_payload[kept]
+        assert letter.topic == topic, name
+        assert reason in letter.reason, f"{name}: reason {letter.reason!r}"
+        assert letter.payload_size == len(payload), name
+    counts = any_store.reject_counts(EPOCH, FOREVER)
+    assert counts[("tm", "S-A01")] == sum(
+        1 for _, topic, _, _ in BAD_INPUT if topic == SALE_TOPIC
+    )
+    assert counts[(UNREGISTERED, UNREGISTERED)] >= 3
+
+
+def test_rejects_are_counted_per_device_in_process(mosquitto_server: Mosquitto, tmp_path: Path) -> None:
+    registry = Registry([load_market(write_market(tmp_path))])
+    store = SQLiteStore(tmp_path / "store.db")
+    service = _service(mosquitto_server, registry, store, tmp_path / "spool.db", "ingest-count")
+    service.start()
+    publisher = Publisher(mosquitto_server.port)
+    try:
+        assert service.receiver.subscribed.wait(10)
+        bad = json.dumps({"msg_id": 1}).encode()
+        publisher.publish_all([(SALE_TOPIC, bad), (SALE_TOPIC, bad), ("markets/tm/scales/S-B01/sale", bad)])
+        wait_until(lambda: service.status().rejected == 3, what="three rejects")
+    finally:
+        publisher.close()
+        service.stop()
+        store.close()
+    assert service.forwarder.stats.rejected_by_device == {("tm", "S-A01"): 2, ("tm", "S-B01"): 1}
