@@ -53,9 +53,9 @@ class Validator:
     def check(self, topic: str, payload: bytes, received_ns: int) -> Reading | DeadLetter:
         market_id, device_id = UNREGISTERED, UNREGISTERED
         try:
-            self._check_size(payload)
             parsed, market, device = self._resolve(topic)
             market_id, device_id = market.id, device.id
+            self._check_size(payload)
             message = _decode(parsed, payload)
             self._check_time(message, received_ns)
             _check_references(message, market, device)

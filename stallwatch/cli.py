@@ -112,15 +112,20 @@ def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     cmd = sub.add_parser("demo", help="run broker, simulators, ingest and store on this machine")
     demo.add_arguments(cmd)
-    cmd.set_defaults(handler=lambda args: demo.run(args, settings_from(args)))
+    cmd.set_defaults(handler=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from stallwatch import demo
+
+    return demo.run(args, load_settings(args.config))
 
 
 # -- simulate ------------------------------------------------------------------
 def _add_simulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from simulators import cli as simulators_cli
 
-    cmd = sub.add_parser("simulate", help="simulated devices: a market day, history, or load")
-    simulators_cli.build_parser(cmd)
+    cmd = simulators_cli.build_parser(sub)
     cmd.set_defaults(handler=simulators_cli.run)
 
 

@@ -8,6 +8,8 @@ touches the machine's own services. The binaries come from Debian's
 from __future__ import annotations
 
 import contextlib
+import os
+import pwd
 import shutil
 import signal
 import socket
@@ -124,7 +126,9 @@ def mosquitto(workdir: Path, *, port: int | None = None, extra_conf: str = "", p
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     conf = workdir / "mosquitto.conf"
-    lines = [f"listener {port} 127.0.0.1", MOSQUITTO_DEFAULTS]
+    # Run as whoever we are: as root, mosquitto would otherwise switch to the `mosquitto`
+    # user and fail to save its persistence file in our directory, losing sessions on restart.
+    lines = [f"listener {port} 127.0.0.1", f"user {pwd.getpwuid(os.geteuid()).pw_name}", MOSQUITTO_DEFAULTS]
     if "allow_anonymous" not in extra_conf and "password_file" not in extra_conf:
         lines.append("allow_anonymous true")
     if persistence:

@@ -1,0 +1,215 @@
+"""Ingest benchmark: end-to-end msgs/s into InfluxDB next to the raw paho-mqtt ceiling.
+
+Run: ``make bench`` or ``.venv/bin/python -m bench.ingest_bench [-n 200000]``.
+
+Both contenders drain the *same kind of backlog* from the same private
+Mosquitto in the same run, so the publisher's cost is not on the clock:
+
+1. a persistent session is created for the consumer and left offline;
+2. N QoS 1 sale messages are published and queued by the broker for it;
+3. the consumer connects and the clock runs until the last message is done:
+   * **raw paho**: a bare paho-mqtt subscriber (auto-ack, no work per message),
+     the physical ceiling of a Python consumer here;
+   * **stallwatch ingest**: the real ``stallwatch ingest`` process, durable
+     (spool fsync before PUBACK), validating, writing to a private ``influxd``;
+     done when InfluxDB holds all N points.
+
+It prints msgs/s for both, the ratio, and the ingest process's peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from schemas.registry import load_market
+from schemas.topics import SUBSCRIPTION
+from simulators.load import publish_load
+from stallwatch.localservices import Influxd, Mosquitto, influxd, mosquitto
+from storage.influx.client import InfluxClient
+
+REPO = Path(__file__).resolve().parent.parent
+MARKET = REPO / "examples" / "markets" / "nanmen.toml"
+DATABASE = "bench"
+
+
+@dataclass(frozen=True)
+class Result:
+    name: str
+    messages: int
+    seconds: float
+    peak_rss_mb: float | None = None
+
+    @property
+    def rate(self) -> float:
+        return self.messages / self.seconds
+
+
+def create_offline_session(broker: Mosquitto, client_id: str) -> None:
+    """Subscribe once and leave, so the broker queues everything published next for us."""
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 3600
+    client.connect("127.0.0.1", broker.port, clean_start=False, properties=props)
+    client.loop_start()
+    client.subscribe(SUBSCRIPTION, qos=1)[1]
+    _wait_for(lambda: client.is_connected(), 10)
+    client.disconnect()
+    client.loop_stop()
+
+
+def raw_paho_drain(broker: Mosquitto, client_id: str, n: int) -> Result:
+    received = 0
+    started = 0.0
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
+
+    def on_message(c: paho.Client, _u: object, _m: paho.MQTTMessage) -> None:
+        nonlocal received
+        received += 1
+        if received == n:
+            c.disconnect()
+
+    client.on_message = on_message
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 3600
+    started = time.perf_counter()
+    client.connect("127.0.0.1", broker.port, clean_start=False, properties=props)
+    client.loop_forever()  # in this thread: paho's fastest mode
+    return Result("raw paho-mqtt drain (auto-ack, no work)", n, time.perf_counter() - started)
+
+
+def stallwatch_drain(
+    broker: Mosquitto, influx: Influxd, client_id: str, n: int, workdir: Path
+) -> Result:
+    env = {
+        **os.environ,
+        "STALLWATCH_STORE": "influx",
+        "STALLWATCH_INFLUX_URL": influx.url,
+        "STALLWATCH_INFLUX_DATABASE": DATABASE,
+        "STALLWATCH_SPOOL_DIR": str(workdir / "spool"),
+        "STALLWATCH_MQTT_CLIENT_ID": client_id,
+        "STALLWATCH_MAX_AGE_S": str(86_400),
+    }
+    argv = [
+        sys.executable,
+        "-m",
+        "stallwatch.cli",
+        "ingest",
+        "--market",
+        str(MARKET),
+        "--mqtt-url",
+        f"mqtt://127.0.0.1:{broker.port}",
+    ]
+    client = InfluxClient(influx.url)
+    proc = subprocess.Popen(
+        argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    connected = threading.Event()
+    threading.Thread(target=_watch_log, args=(proc, connected), daemon=True).start()
+    try:
+        # The clock starts at the MQTT connection, as for raw paho: interpreter start-up is not ingest.
+        if not connected.wait(60):
+            raise RuntimeError("stallwatch ingest did not connect")
+        started = time.perf_counter()
+        _wait_for(lambda: _count(client) >= n, 600, interval=0.05)
+        elapsed = time.perf_counter() - started
+        rss = _peak_rss_mb(proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    return Result("stallwatch ingest → InfluxDB (durable)", n, elapsed, rss)
+
+
+def _watch_log(proc: subprocess.Popen[str], connected: threading.Event) -> None:
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if "connected to MQTT broker" in line:
+            connected.set()
+        elif "ERROR" in line or "Traceback" in line:
+            print("ingest:", line.rstrip(), file=sys.stderr)
+
+
+def _count(client: InfluxClient) -> int:
+    result = client.query("SELECT COUNT(weight_g) FROM sale", database=DATABASE)
+    for series in result.get("results", [{}])[0].get("series", []):
+        return int(series["values"][0][1])
+    return 0
+
+
+def _peak_rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def _wait_for(condition: object, timeout: float, interval: float = 0.01) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise TimeoutError("benchmark condition not reached")
+        time.sleep(interval)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("-n", type=int, default=200_000, help="messages per contender")
+    args = parser.parse_args(argv)
+    market = load_market(MARKET)
+    with tempfile.TemporaryDirectory(prefix="stallwatch-bench-") as tmp:
+        workdir = Path(tmp)
+        with (
+            mosquitto(workdir / "mosquitto", persistence=False) as broker,
+            influxd(workdir / "influxd") as influx,
+        ):
+            assert isinstance(broker, Mosquitto) and isinstance(influx, Influxd)
+            InfluxClient(influx.url).create_database(DATABASE)
+            results = []
+            for name, run in (("raw", raw_paho_drain), ("stallwatch", None)):
+                client_id = f"bench-{name}"
+                create_offline_session(broker, client_id)
+                publish_rate = publish_load(broker.url, market, args.n)
+                print(
+                    f"queued {args.n} QoS 1 sale messages for {client_id} ({publish_rate:,.0f} msgs/s publish)"
+                )
+                if run is not None:
+                    results.append(run(broker, client_id, args.n))
+                else:
+                    results.append(stallwatch_drain(broker, influx, client_id, args.n, workdir))
+    report(results)
+    return 0
+
+
+def report(results: list[Result]) -> None:
+    ceiling = results[0].rate
+    print()
+    print(
+        f"{'contender':45} {'messages':>9} {'seconds':>8} {'msgs/s':>9} {'vs raw':>7} {'peak RSS':>9}"
+    )
+    for result in results:
+        rss = f"{result.peak_rss_mb:.0f} MB" if result.peak_rss_mb else "-"
+        print(
+            f"{result.name:45} {result.messages:>9} {result.seconds:>8.2f} {result.rate:>9,.0f} "
+            f"{result.rate / ceiling:>7.2f} {rss:>9}"
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

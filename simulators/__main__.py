@@ -1,0 +1,5 @@
+"""``python -m simulators …`` is ``stallwatch simulate …``."""
+
+from simulators.cli import simulate_main
+
+raise SystemExit(simulate_main())

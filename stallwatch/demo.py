@@ -1,0 +1,175 @@
+"""``stallwatch demo``: the whole data path on one machine with nothing installed.
+
+1. a fresh SQLite store in ``var/demo/`` with a week of fast-forwarded history;
+2. an embedded MQTT broker (amqtt), unless ``--broker`` names one;
+3. ingest, exactly as ``stallwatch ingest`` runs it (spool, acks, validation);
+4. the market's simulated devices playing today at ``--speed`` (60: a market hour a minute);
+5. every few seconds, what has reached the store: sales, turnover, footfall, prices.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import threading
+import time
+from dataclasses import replace
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+from ingest.mqtt import MqttOptions
+from ingest.service import IngestService, limits
+from schemas.registry import Market, Registry
+from simulators.history import generate_history
+from simulators.run import run_markets
+from stallwatch.embedded_broker import EmbeddedBroker
+from stallwatch.settings import Settings
+from storage.base import Store
+from storage.sqlite import SQLiteStore
+
+log = logging.getLogger("stallwatch.demo")
+
+EXAMPLE_MARKET = Path(__file__).resolve().parent.parent / "examples" / "markets" / "nanmen.toml"
+
+
+def add_arguments(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("--market", action="append", type=Path, help="market file (default: the example)")
+    cmd.add_argument("--broker", help="use this MQTT broker (mqtt://host:port) instead of the embedded one")
+    cmd.add_argument("--speed", type=float, default=60.0, help="market seconds per second (0: flat out)")
+    cmd.add_argument("--seed", type=int, default=1)
+    cmd.add_argument("--history-days", type=int, default=7, help="days of history to fast-forward")
+    cmd.add_argument("--workdir", type=Path, default=Path("var/demo"))
+    cmd.add_argument("--report-every", type=float, default=5.0, help="seconds between reports")
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    registry = Registry.load(args.market or settings.markets or (EXAMPLE_MARKET,))
+    workdir = _fresh(args.workdir)
+    today = datetime.now(next(iter(registry)).tz).date()
+    print(f"stallwatch demo: markets {', '.join(registry.markets)}; data in {workdir}/")
+    with SQLiteStore(workdir / "stallwatch.db") as store:
+        _fast_forward(registry, store, today, args.history_days, args.seed)
+        broker = None if args.broker else EmbeddedBroker()
+        if broker is not None:
+            broker.start()
+            print(f"embedded MQTT broker (amqtt, MQTT 3.1.1) on {broker.url}")
+        url = args.broker or (broker.url if broker else "")
+        try:
+            service = _start_ingest(url, registry, store, workdir, settings, v5=broker is None)
+            _play_today(registry, url, today, args, service, store)
+        finally:
+            if broker is not None:
+                broker.stop()
+    print(f"\ndone. The store is {workdir / 'stallwatch.db'} (SQLite); try:")
+    print(f"  sqlite3 {workdir / 'stallwatch.db'} .tables")
+    return 0
+
+
+def _fresh(workdir: Path) -> Path:
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    return workdir
+
+
+def _fast_forward(registry: Registry, store: Store, today: date, days: int, seed: int) -> None:
+    if days <= 0:
+        return
+    for market in registry:
+        summary = generate_history(market, store, start_date=today - timedelta(days=days), days=days, seed=seed)
+        print(f"history: {summary.readings} readings of {days} days for {market.id} written to the store")
+
+
+def _start_ingest(
+    url: str, registry: Registry, store: Store, workdir: Path, settings: Settings, *, v5: bool
+) -> IngestService:
+    host_port = url.removeprefix("mqtt://").removeprefix("tcp://")
+    host, _, port = host_port.partition(":")
+    options = MqttOptions(host, int(port or 1883), "stallwatch-demo-ingest", protocol="5" if v5 else "3.1.1")
+    # The simulated clock runs ahead of the wall clock at --speed > 1, so in the demo only,
+    # device times up to a day ahead are accepted.
+    demo_limits = replace(limits(settings), max_future_skew=timedelta(days=1))
+    service = IngestService(options, registry, store, workdir / "spool.db", limits=demo_limits)
+    service.start()
+    if not service.receiver.subscribed.wait(30):
+        raise RuntimeError(f"ingest could not subscribe at {url}")
+    print(f"ingest subscribed at {url}; spool {workdir / 'spool.db'}")
+    return service
+
+
+def _play_today(
+    registry: Registry, url: str, today: date, args: argparse.Namespace, service: IngestService, store: Store
+) -> None:
+    markets = list(registry)
+    published: list[int] = []
+
+    def play() -> None:
+        summary = run_markets(markets, url, seed=args.seed, speed=args.speed, date=today, progress_every_s=3600.0)
+        published.append(summary.total)
+
+    player = threading.Thread(target=play, name="simulators", daemon=True)
+    print(f"simulating {today} at {args.speed:g}x; Ctrl-C to stop\n")
+    player.start()
+    try:
+        while player.is_alive():
+            player.join(args.report_every)
+            _report(markets, store, service, today)
+        _wait_for_drain(service, sum(published))
+        _report(markets, store, service, today)
+    except KeyboardInterrupt:
+        print("\nstopping")
+    finally:
+        service.stop()
+
+
+def _wait_for_drain(service: IngestService, published: int, timeout_s: float = 120.0) -> None:
+    """Until ingest has received and stored everything the devices published."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status = service.status()
+        if status.received >= published and status.pending == 0:
+            return
+        time.sleep(0.2)
+    log.warning("ingest had not caught up after %.0fs", timeout_s)
+
+
+def _report(markets: list[Market], store: Store, service: IngestService, today: date) -> None:
+    status = service.status()
+    print(
+        f"[ingest] received {status.received:,}  stored {status.stored:,}  "
+        f"rejected {status.rejected}  spool {status.pending}"
+    )
+    for market in markets:
+        start = datetime.combine(today, market.spec.market.opens, market.tz).replace(hour=0, minute=0)
+        end = start + timedelta(days=1)
+        sales = store.sales(market.id, start, end)
+        turnover = sum(sale.total_fen for sale in sales)
+        footfall = sum(row.people_in for row in store.footfall_hourly(market.id, start, end))
+        latest = sales[-1].ts.astimezone(market.tz).strftime("%H:%M") if sales else "--:--"
+        print(
+            f"  {market.id} {today} up to {latest}: {len(sales):,} sales, turnover ¥{_yuan(turnover)}, "
+            f"{footfall:,} visitors in"
+        )
+        _print_prices(market, store)
+
+
+def _print_prices(market: Market, store: Store, shown: int = 3) -> None:
+    prices = store.latest_prices(market.id)
+    if not prices:
+        return
+    parts = []
+    for row in prices[:: max(1, len(prices) // shown)][:shown]:
+        product = market.products[row.plu]
+        promo = f" (促销 ¥{_per_jin(row.promo.price_fen_per_kg)})" if row.promo else ""
+        parts.append(f"{product.name_zh} ¥{_per_jin(row.price_fen_per_kg)}/斤{promo}")
+    print(f"    {len(prices)} current prices, e.g. " + "; ".join(parts))
+
+
+def _yuan(fen: int) -> str:
+    return f"{Decimal(fen) / 100:,.2f}"
+
+
+def _per_jin(fen_per_kg: int) -> str:
+    return f"{Decimal(fen_per_kg) / 200:.2f}"

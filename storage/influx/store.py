@@ -1,0 +1,618 @@
+"""``InfluxStore``: the :class:`~storage.base.Store` on InfluxDB's v1 ``/write`` and ``/query``.
+
+Schema (one measurement per message type; see ``docs/influxdb-compatibility.md``):
+
+==============  ============================  ==============================================
+measurement     tags (bounded ids only)       fields
+==============  ============================  ==============================================
+sale            market, scale, vendor, plu    msg_id, weight_g, tare_g?, unit_price_fen_per_kg,
+                                              total_fen, trace_code, received_ns
+price           market, vendor, plu           screen, msg_id, price_fen_per_kg,
+                                              promo_price_fen_per_kg?, promo_text?,
+                                              promo_until_ns?, received_ns
+footfall        market, gate                  msg_id, in_total, out_total, received_ns
+batch           market, station, vendor, plu  msg_id, trace_code, origin, supplier, quantity_g,
+                                              certificate_no, rapid_test_passed,
+                                              inhibition_permille, received_ns
+scale_status    market, scale                 msg_id, online, will, zero_ok?, seal_intact?,
+                                              calibration_due?, received_ns
+dead_letter     market, device (, dup)        topic, reason, payload_b64, payload_size
+==============  ============================  ==============================================
+
+Point time is :func:`storage.records.point_time_ns` (device time to the
+millisecond, ``msg_id`` in the sub-millisecond digits), so a replayed message
+overwrites itself. Rows therefore report device time truncated to the
+millisecond, and range bounds are compared at millisecond resolution; a Last
+Will and dead letters are stamped with their arrival time in nanoseconds.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Final
+
+import httpx
+
+from schemas.messages import DeviceMessage
+from schemas.topics import CHANNELS, topic_for
+from storage._exceptions import StoreQueryError, StoreRejected
+from storage.base import (
+    BatchRow,
+    GateCountRow,
+    PriceRow,
+    PromotionRow,
+    SaleRow,
+    ScaleStatusRow,
+    Store,
+)
+from storage.influx.client import InfluxClient, RetryPolicy, Row, Series
+from storage.influx.influxql import (
+    Condition,
+    ParamValue,
+    Select,
+    equals,
+    time_before,
+    time_from,
+)
+from storage.influx.lineprotocol import (
+    LineProtocolError,
+    dead_letter_to_line,
+    is_portable_tag_value,
+    reading_to_line,
+)
+from storage.records import UNREGISTERED, DeadLetter, Reading, to_ns
+
+_NS_PER_MS: Final = 1_000_000
+_EPOCH: Final = datetime.fromisoformat("1970-01-01T00:00:00+00:00")
+#: How far before a batch's intake time :meth:`InfluxStore.sales_of_batch` looks,
+#: because scale clocks drift and an intake station may report late.
+SALES_BEFORE_INTAKE: Final = timedelta(days=1)
+REJECTED_PREFIX: Final = "store rejected: "
+
+_CHANNEL_OF: Final = {model: key for key, model in CHANNELS.items()}
+
+
+# -- conversions -----------------------------------------------------------------------
+
+
+def _ns(moment: datetime) -> int:
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"{moment!r} is naive; the store takes timezone-aware datetimes")
+    return to_ns(moment)
+
+
+def _ceil_ms(ns: int) -> int:
+    """Range bound for points whose time is device time floored to the millisecond.
+
+    ``floor_ms(t) >= bound`` exactly when ``point_time >= ceil_ms(bound)``.
+    """
+    return -(-ns // _NS_PER_MS) * _NS_PER_MS
+
+
+def utc_from_ns(ns: int) -> datetime:
+    """Aware UTC datetime, exact to the microsecond (integer arithmetic only)."""
+    return _EPOCH + timedelta(microseconds=ns // 1_000)
+
+
+def _device_ts(point_ns: int) -> datetime:
+    return utc_from_ns(point_ns - point_ns % _NS_PER_MS)
+
+
+def _int(row: Row, column: str) -> int:
+    value = row.get(column)
+    if type(value) is not int:
+        raise StoreQueryError(f"column {column!r} is {value!r}, expected an integer")
+    return value
+
+
+def _opt_int(row: Row, column: str) -> int | None:
+    return None if row.get(column) is None else _int(row, column)
+
+
+def _str(row: Row, column: str) -> str:
+    value = row.get(column)
+    if not isinstance(value, str):
+        raise StoreQueryError(f"column {column!r} is {value!r}, expected a string")
+    return value
+
+
+def _bool(row: Row, column: str) -> bool:
+    value = row.get(column)
+    if not isinstance(value, bool):
+        raise StoreQueryError(f"column {column!r} is {value!r}, expected a boolean")
+    return value
+
+
+def _opt_bool(row: Row, column: str) -> bool | None:
+    return None if row.get(column) is None else _bool(row, column)
+
+
+def _rows(series: Sequence[Series]) -> Iterator[Row]:
+    """Rows with the series' GROUP BY tags merged in."""
+    for one in series:
+        for row in one.rows:
+            yield {**one.tags, **row} if one.tags else row
+
+
+def _sale_row(row: Row) -> SaleRow:
+    return SaleRow(
+        market=_str(row, "market"),
+        scale=_str(row, "scale"),
+        vendor=_str(row, "vendor"),
+        plu=_str(row, "plu"),
+        ts=_device_ts(_int(row, "time")),
+        msg_id=_int(row, "msg_id"),
+        weight_g=_int(row, "weight_g"),
+        tare_g=_opt_int(row, "tare_g"),
+        unit_price_fen_per_kg=_int(row, "unit_price_fen_per_kg"),
+        total_fen=_int(row, "total_fen"),
+        trace_code=_str(row, "trace_code"),
+        received_ns=_int(row, "received_ns"),
+    )
+
+
+def _price_row(row: Row) -> PriceRow:
+    promo = None
+    if row.get("promo_price_fen_per_kg") is not None:
+        promo = PromotionRow(
+            price_fen_per_kg=_int(row, "promo_price_fen_per_kg"),
+            text=_str(row, "promo_text"),
+            until=utc_from_ns(_int(row, "promo_until_ns")),
+        )
+    return PriceRow(
+        market=_str(row, "market"),
+        vendor=_str(row, "vendor"),
+        plu=_str(row, "plu"),
+        screen=_str(row, "screen"),
+        price_fen_per_kg=_int(row, "price_fen_per_kg"),
+        promo=promo,
+        ts=_device_ts(_int(row, "time")),
+        msg_id=_int(row, "msg_id"),
+    )
+
+
+def _batch_row(row: Row) -> BatchRow:
+    return BatchRow(
+        market=_str(row, "market"),
+        station=_str(row, "station"),
+        vendor=_str(row, "vendor"),
+        plu=_str(row, "plu"),
+        trace_code=_str(row, "trace_code"),
+        origin=_str(row, "origin"),
+        supplier=_str(row, "supplier"),
+        quantity_g=_int(row, "quantity_g"),
+        certificate_no=_str(row, "certificate_no"),
+        rapid_test_passed=_bool(row, "rapid_test_passed"),
+        inhibition_pct=Decimal(_int(row, "inhibition_permille")).scaleb(-1),
+        ts=_device_ts(_int(row, "time")),
+        msg_id=_int(row, "msg_id"),
+        received_ns=_int(row, "received_ns"),
+    )
+
+
+def _gate_count_row(row: Row) -> GateCountRow:
+    return GateCountRow(
+        market=_str(row, "market"),
+        gate=_str(row, "gate"),
+        ts=_device_ts(_int(row, "time")),
+        in_total=_int(row, "in_total"),
+        out_total=_int(row, "out_total"),
+    )
+
+
+def _scale_status_row(row: Row) -> ScaleStatusRow:
+    will = _bool(row, "will")
+    time_ns = _int(row, "time")
+    due = row.get("calibration_due")
+    return ScaleStatusRow(
+        market=_str(row, "market"),
+        scale=_str(row, "scale"),
+        # A will is stamped with its arrival time, which has no msg_id digits to drop.
+        ts=utc_from_ns(time_ns) if will else _device_ts(time_ns),
+        online=_bool(row, "online"),
+        will=will,
+        zero_ok=_opt_bool(row, "zero_ok"),
+        seal_intact=_opt_bool(row, "seal_intact"),
+        calibration_due=None if due is None else date.fromisoformat(_str(row, "calibration_due")),
+    )
+
+
+def _dead_letter(row: Row) -> DeadLetter:
+    try:
+        payload = base64.b64decode(_str(row, "payload_b64"), validate=True)
+    except binascii.Error as exc:
+        raise StoreQueryError(f"dead letter payload is not base64: {exc}") from exc
+    return DeadLetter(
+        received_ns=_int(row, "time"),
+        topic=_str(row, "topic"),
+        payload=payload,
+        reason=_str(row, "reason"),
+        market=_str(row, "market"),
+        device=_str(row, "device"),
+        payload_size=_int(row, "payload_size"),
+    )
+
+
+def rejected_reading(reading: Reading, detail: str) -> DeadLetter:
+    """A reading the store refused, as a dead letter with its re-serialized payload."""
+    message: DeviceMessage = reading.message
+    kind, channel = _CHANNEL_OF[type(message)]
+    return DeadLetter(
+        received_ns=reading.received_ns,
+        topic=topic_for(reading.market, kind, reading.device, channel),
+        payload=message.model_dump_json().encode(),
+        reason=REJECTED_PREFIX + detail,
+        market=reading.market,
+        device=reading.device,
+    )
+
+
+# -- the store ---------------------------------------------------------------------------
+
+
+class InfluxStore(Store):
+    """Readings in InfluxDB, through the v1 API that 1.x, 2.x and 3.x all serve.
+
+    ``write`` sends lines in chunks of ``batch_lines``. When InfluxDB refuses a
+    chunk (400) it is bisected until the refused lines are isolated: every good
+    line is written, and only the refused readings come back as dead letters
+    (also stored in ``dead_letter``). On 1.x a refused chunk is a partial write;
+    rewriting its good lines is harmless because a point's identity is its
+    series and timestamp. :class:`~storage._exceptions.StoreUnavailable` propagates
+    so the caller keeps the data and retries; some chunks may already be
+    written then, which a retry simply overwrites.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        database: str,
+        *,
+        token: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        retention_policy: str | None = None,
+        timeout: float = 10.0,
+        transport: httpx.BaseTransport | None = None,
+        create_database: bool = False,
+        batch_lines: int = 5000,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        if batch_lines < 1:
+            raise ValueError("batch_lines must be at least 1")
+        self._database = database
+        self._rp = retention_policy
+        self._batch_lines = batch_lines
+        self._client = InfluxClient(
+            url,
+            token=token,
+            username=username,
+            password=password,
+            timeout=timeout,
+            transport=transport,
+            retry=retry,
+        )
+        if create_database:
+            try:
+                self._client.create_database(database)
+            except BaseException:
+                self._client.close()
+                raise
+
+    # -- writing -----------------------------------------------------------------------
+    def write(
+        self, readings: Sequence[Reading], dead_letters: Sequence[DeadLetter] = ()
+    ) -> list[DeadLetter]:
+        """See :meth:`Store.write`.
+
+        Besides :class:`~storage._exceptions.StoreUnavailable`, raises
+        :class:`StoreRejected` only if InfluxDB refuses a *dead letter* line (which
+        the fixed ``dead_letter`` schema should make impossible); all other lines
+        are written by then.
+        """
+        lines, sources, refused = _encode(readings)
+        for start in range(0, len(lines), self._batch_lines):
+            chunk = lines[start : start + self._batch_lines]
+            for index, detail in self._write_isolating(chunk):
+                refused.append(rejected_reading(sources[start + index], detail))
+        refused = [_storable(letter) for letter in refused]
+        letters = [*map(_storable, dead_letters), *refused]
+        if letters:
+            self._write_dead_letters(letters)
+        return refused
+
+    def _write_isolating(self, lines: list[str]) -> list[tuple[int, str]]:
+        """Write ``lines``; return (index, server's reason) of each line it refuses.
+
+        One request when all is well; k refused lines among n cost about
+        2·k·log2(n) more, and never more than 2·n.
+        """
+        refused: list[tuple[int, str]] = []
+        pending = [(0, len(lines))]
+        while pending:
+            low, high = pending.pop()
+            try:
+                self._client.write(self._database, lines[low:high], retention_policy=self._rp)
+            except StoreRejected as exc:
+                if high - low == 1:
+                    refused.append((low, exc.detail))
+                else:
+                    middle = (low + high) // 2
+                    pending += [(middle, high), (low, middle)]
+        refused.sort()
+        return refused
+
+    def _write_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
+        lines = _dead_letter_lines(letters)
+        refused: list[tuple[int, str]] = []
+        for start in range(0, len(lines), self._batch_lines):
+            refused += self._write_isolating(lines[start : start + self._batch_lines])
+        if refused:
+            # A dead letter cannot itself be dead-lettered: say so loudly, after
+            # everything else has been written.
+            raise StoreRejected(
+                f"InfluxDB refused {len(refused)} dead letter(s): {refused[0][1]}",
+                detail=refused[0][1],
+            )
+
+    # -- querying ----------------------------------------------------------------------
+    def _select(
+        self,
+        measurement: str,
+        *where: Condition | None,
+        group_by: tuple[str, ...] = (),
+        newest_first: bool = False,
+        limit: int | None = None,
+        count_of: str | None = None,
+    ) -> list[Series]:
+        select = Select(
+            measurement,
+            where=tuple(condition for condition in where if condition is not None),
+            retention_policy=self._rp,
+            count_of=count_of,
+            group_by=group_by,
+            newest_first=newest_first,
+            limit=limit,
+        )
+        return self._client.query(self._database, select.query())
+
+    def latest_prices(self, market: str) -> list[PriceRow]:
+        # LAST(*) would pick each field's last value independently; the newest
+        # point per series keeps a price and its promotion together.
+        series = self._select(
+            "price",
+            equals("market", market),
+            group_by=("vendor", "plu"),
+            newest_first=True,
+            limit=1,
+        )
+        return sorted(map(_price_row, _rows(series)), key=lambda r: (r.vendor, r.plu))
+
+    def price_history(
+        self,
+        market: str,
+        start: datetime,
+        end: datetime,
+        *,
+        plu: str | None = None,
+        vendor: str | None = None,
+    ) -> list[PriceRow]:
+        series = self._select(
+            "price",
+            equals("market", market),
+            _optional("plu", plu),
+            _optional("vendor", vendor),
+            *_device_range(start, end),
+        )
+        rows = map(_price_row, _rows(series))
+        return sorted(rows, key=lambda r: (r.ts, r.vendor, r.plu, r.msg_id))
+
+    def sales(
+        self,
+        market: str,
+        start: datetime,
+        end: datetime,
+        *,
+        vendor: str | None = None,
+        scale: str | None = None,
+        plu: str | None = None,
+    ) -> list[SaleRow]:
+        series = self._select(
+            "sale",
+            equals("market", market),
+            _optional("vendor", vendor),
+            _optional("scale", scale),
+            _optional("plu", plu),
+            *_device_range(start, end),
+        )
+        return _sorted_sales(series)
+
+    def sales_of_batch(self, market: str, trace_code: str) -> list[SaleRow]:
+        """Sales naming ``trace_code``.
+
+        ``trace_code`` is a field (an unbounded id must not be a tag), so this is
+        a field scan. When the batch is known the scan is narrowed to its
+        vendor's series of that product, from :data:`SALES_BEFORE_INTAKE` before
+        its intake; otherwise it covers every sale of the market.
+        """
+        batch = self.batch(market, trace_code)
+        narrowing: tuple[Condition, ...] = ()
+        if batch is not None:
+            since = _ns(batch.ts - SALES_BEFORE_INTAKE)
+            narrowing = (equals("vendor", batch.vendor), equals("plu", batch.plu), time_from(since))
+        series = self._select(
+            "sale", equals("market", market), equals("trace_code", trace_code), *narrowing
+        )
+        return _sorted_sales(series)
+
+    def sale_by_receipt(self, market: str, scale: str, msg_id: int) -> SaleRow | None:
+        """The sale with this ``msg_id`` (a field scan of that scale's series)."""
+        series = self._select(
+            "sale",
+            equals("market", market),
+            equals("scale", scale),
+            equals("msg_id", msg_id),
+            newest_first=True,
+            limit=1,
+        )
+        rows = _sorted_sales(series)
+        return rows[-1] if rows else None
+
+    def batch(self, market: str, trace_code: str) -> BatchRow | None:
+        """The batch's newest record (``trace_code`` is a field: scans the market's batches)."""
+        series = self._select(
+            "batch",
+            equals("market", market),
+            equals("trace_code", trace_code),
+            newest_first=True,
+            limit=1,
+        )
+        rows = [_batch_row(row) for row in _rows(series)]
+        return max(rows, key=lambda r: r.ts) if rows else None
+
+    def batches(
+        self, market: str, start: datetime, end: datetime, *, vendor: str | None = None
+    ) -> list[BatchRow]:
+        series = self._select(
+            "batch",
+            equals("market", market),
+            _optional("vendor", vendor),
+            *_device_range(start, end),
+        )
+        return sorted(map(_batch_row, _rows(series)), key=lambda r: (r.ts, r.station, r.msg_id))
+
+    def gate_counts(self, market: str, start: datetime, end: datetime) -> list[GateCountRow]:
+        series = self._select("footfall", equals("market", market), *_device_range(start, end))
+        return sorted(map(_gate_count_row, _rows(series)), key=lambda r: (r.gate, r.ts))
+
+    def gate_counts_before(self, market: str, moment: datetime) -> list[GateCountRow]:
+        # LAST(in_total), LAST(out_total) could come from different points; the
+        # newest point per gate keeps the pair consistent.
+        series = self._select(
+            "footfall",
+            equals("market", market),
+            time_before(_ceil_ms(_ns(moment))),
+            group_by=("gate",),
+            newest_first=True,
+            limit=1,
+        )
+        return sorted(map(_gate_count_row, _rows(series)), key=lambda r: r.gate)
+
+    def scale_status(self, market: str) -> list[ScaleStatusRow]:
+        series = self._select(
+            "scale_status",
+            equals("market", market),
+            group_by=("scale",),
+            newest_first=True,
+            limit=1,
+        )
+        return sorted(map(_scale_status_row, _rows(series)), key=lambda r: r.scale)
+
+    def dead_letters(
+        self, start: datetime, end: datetime, *, market: str | None = None, limit: int = 100
+    ) -> list[DeadLetter]:
+        if limit <= 0:
+            return []
+        series = self._select(
+            "dead_letter",
+            _optional("market", market),
+            time_from(_ns(start)),
+            time_before(_ns(end)),
+            newest_first=True,
+            limit=limit,
+        )
+        letters = map(_dead_letter, _rows(series))
+        return sorted(letters, key=lambda d: d.received_ns, reverse=True)[:limit]
+
+    def reject_counts(self, start: datetime, end: datetime) -> dict[tuple[str, str], int]:
+        series = self._select(
+            "dead_letter",
+            time_from(_ns(start)),
+            time_before(_ns(end)),
+            count_of="payload_size",
+            group_by=("market", "device"),
+        )
+        counts: dict[tuple[str, str], int] = {}
+        for one in series:
+            key = (one.tags.get("market", ""), one.tags.get("device", ""))
+            for row in one.rows:
+                counts[key] = counts.get(key, 0) + _int(row, "count")
+        return {key: count for key, count in counts.items() if count}
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def ping(self) -> None:
+        self._client.ping()
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _encode(readings: Sequence[Reading]) -> tuple[list[str], Sequence[Reading], list[DeadLetter]]:
+    """Lines for the readings, the readings they belong to, and those that cannot be encoded."""
+    try:
+        lines = [reading_to_line(reading) for reading in readings]
+    except LineProtocolError:
+        # Rare (contract validation prevents it): redo one by one to find the
+        # culprits, so the common case keeps its tight list comprehension.
+        return _encode_one_by_one(readings)
+    return lines, readings, []
+
+
+def _encode_one_by_one(
+    readings: Sequence[Reading],
+) -> tuple[list[str], Sequence[Reading], list[DeadLetter]]:
+    lines: list[str] = []
+    kept: list[Reading] = []
+    refused: list[DeadLetter] = []
+    for reading in readings:
+        try:
+            lines.append(reading_to_line(reading))
+        except LineProtocolError as exc:
+            refused.append(rejected_reading(reading, f"cannot encode as line protocol: {exc}"))
+        else:
+            kept.append(reading)
+    return lines, kept, refused
+
+
+def _dead_letter_lines(letters: Sequence[DeadLetter]) -> list[str]:
+    """Lines for the letters; those sharing a point identity get a ``dup`` tag each.
+
+    Only collisions within one call are seen; across calls a collision would
+    need the same device rejected twice in the same nanosecond of arrival.
+    """
+    seen: dict[tuple[str, str, int], int] = {}
+    lines = []
+    for letter in letters:
+        identity = (letter.market, letter.device, letter.received_ns)
+        duplicate = seen.get(identity, 0)
+        seen[identity] = duplicate + 1
+        lines.append(dead_letter_to_line(letter, duplicate=duplicate))
+    return lines
+
+
+def _storable(letter: DeadLetter) -> DeadLetter:
+    """The letter, or a copy with placeholder tags if its ids cannot be tags.
+
+    The ids it claimed survive in the ``topic`` field.
+    """
+    if is_portable_tag_value(letter.market) and is_portable_tag_value(letter.device):
+        return letter
+    return replace(letter, market=UNREGISTERED, device=UNREGISTERED)
+
+
+def _optional(column: str, value: ParamValue | None) -> Condition | None:
+    return None if value is None else equals(column, value)
+
+
+def _device_range(start: datetime, end: datetime) -> tuple[Condition, Condition]:
+    return time_from(_ceil_ms(_ns(start))), time_before(_ceil_ms(_ns(end)))
+
+
+def _sorted_sales(series: Sequence[Series]) -> list[SaleRow]:
+    rows = map(_sale_row, _rows(series))
+    return sorted(rows, key=lambda r: (r.ts, r.scale, r.msg_id))

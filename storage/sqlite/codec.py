@@ -1,0 +1,221 @@
+"""How readings become rows, and how column values become Python values again."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+from schemas.messages import BatchIntake, GateCount, PriceSet, RapidTestResult, Sale, ScaleStatus
+from storage.records import Reading, to_ns
+from storage.sqlite.interning import (
+    BATCH_SERIES,
+    FOOTFALL_SERIES,
+    PRICE_SERIES,
+    SALE_SERIES,
+    SCALE_STATUS_SERIES,
+    InternTable,
+    Key,
+)
+
+SqlValue = int | str | bytes | None
+
+_NS_PER_MS = 1_000_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """Where one measurement's rows go.
+
+    ``insert_sql`` takes ``(series, time_ns[, trace], *values)`` in that order;
+    ``OR REPLACE`` makes a redelivered reading overwrite itself.
+    """
+
+    name: str
+    series: InternTable
+    insert_sql: str
+
+
+SALE = Table(
+    "sale",
+    SALE_SERIES,
+    "INSERT OR REPLACE INTO sale (series, time_ns, trace, msg_id, weight_g, tare_g,"
+    " unit_price_fen_per_kg, total_fen, received_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+)
+PRICE = Table(
+    "price",
+    PRICE_SERIES,
+    "INSERT OR REPLACE INTO price (series, time_ns, msg_id, screen, price_fen_per_kg,"
+    " promo_price_fen_per_kg, promo_text, promo_until_ns, received_ns)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+)
+BATCH = Table(
+    "batch",
+    BATCH_SERIES,
+    "INSERT OR REPLACE INTO batch (series, time_ns, trace, msg_id, origin, supplier, quantity_g,"
+    " certificate_no, rapid_test_passed, inhibition_permille, received_ns)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+)
+FOOTFALL = Table(
+    "footfall",
+    FOOTFALL_SERIES,
+    "INSERT OR REPLACE INTO footfall (series, time_ns, msg_id, in_total, out_total, received_ns)"
+    " VALUES (?, ?, ?, ?, ?, ?)",
+)
+SCALE_STATUS = Table(
+    "scale_status",
+    SCALE_STATUS_SERIES,
+    "INSERT OR REPLACE INTO scale_status (series, time_ns, msg_id, online, will, zero_ok,"
+    " seal_intact, calibration_due, received_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+)
+TABLES = (SALE, PRICE, BATCH, FOOTFALL, SCALE_STATUS)
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedRow:
+    """A reading as a row whose series and trace code still need their ids."""
+
+    reading: Reading
+    table: Table
+    series_key: Key
+    trace_key: Key | None
+    time_ns: int
+    values: tuple[SqlValue, ...]
+
+
+def encode(reading: Reading) -> EncodedRow:
+    """The row for a reading; raises ValueError for a value the schema cannot hold exactly."""
+    market, device, message = reading.market, reading.device, reading.message
+    time_ns = reading.time_ns
+    match message:
+        case Sale():
+            key: Key = (market, device, message.vendor, message.plu)
+            return EncodedRow(
+                reading,
+                SALE,
+                key,
+                (market, message.trace_code),
+                time_ns,
+                _sale_values(reading, message),
+            )
+        case PriceSet():
+            key = (market, message.vendor, message.plu)
+            return EncodedRow(reading, PRICE, key, None, time_ns, _price_values(reading, message))
+        case BatchIntake():
+            key = (market, device, message.vendor, message.plu)
+            trace = (market, message.trace_code)
+            return EncodedRow(reading, BATCH, key, trace, time_ns, _batch_values(reading, message))
+        case GateCount():
+            values = (message.msg_id, message.in_total, message.out_total, reading.received_ns)
+            return EncodedRow(reading, FOOTFALL, (market, device), None, time_ns, values)
+        case ScaleStatus():
+            return EncodedRow(
+                reading,
+                SCALE_STATUS,
+                (market, device),
+                None,
+                time_ns,
+                _status_values(reading, message),
+            )
+    raise TypeError(f"no table for {type(message).__name__}")
+
+
+def _sale_values(reading: Reading, sale: Sale) -> tuple[SqlValue, ...]:
+    return (
+        sale.msg_id,
+        sale.weight_g,
+        sale.tare_g,
+        sale.unit_price_fen_per_kg,
+        sale.total_fen,
+        reading.received_ns,
+    )
+
+
+def _price_values(reading: Reading, price: PriceSet) -> tuple[SqlValue, ...]:
+    promo = price.promo
+    return (
+        price.msg_id,
+        reading.device,
+        price.price_fen_per_kg,
+        None if promo is None else promo.price_fen_per_kg,
+        None if promo is None else promo.text,
+        None if promo is None else to_ns(promo.until),
+        reading.received_ns,
+    )
+
+
+def _batch_values(reading: Reading, batch: BatchIntake) -> tuple[SqlValue, ...]:
+    return (
+        batch.msg_id,
+        batch.origin,
+        batch.supplier,
+        batch.quantity_g,
+        batch.certificate_no,
+        int(batch.rapid_test.result is RapidTestResult.PASS),
+        pct_to_permille(batch.rapid_test.inhibition_pct),
+        reading.received_ns,
+    )
+
+
+def _status_values(reading: Reading, status: ScaleStatus) -> tuple[SqlValue, ...]:
+    return (
+        status.msg_id,
+        int(status.online),
+        int(status.will),
+        _optional_bool(status.zero_ok),
+        _optional_bool(status.seal_intact),
+        None if status.calibration_due is None else date_to_int(status.calibration_due),
+        reading.received_ns,
+    )
+
+
+# -- value conversions ---------------------------------------------------------
+
+
+def pct_to_permille(pct: Decimal) -> int:
+    """45.5 % → 455; the contract allows one decimal, anything finer is refused."""
+    scaled = pct.scaleb(1)
+    if not scaled.is_finite() or scaled != scaled.to_integral_value():
+        raise ValueError(f"inhibition_pct {pct} has more than one decimal place")
+    return int(scaled)
+
+
+def permille_to_pct(permille: int) -> Decimal:
+    return Decimal(permille).scaleb(-1)
+
+
+def date_to_int(day: date) -> int:
+    return day.year * 10_000 + day.month * 100 + day.day
+
+
+def int_to_date(value: int) -> date:
+    return date(value // 10_000, value // 100 % 100, value % 100)
+
+
+def _optional_bool(value: bool | None) -> int | None:
+    return None if value is None else int(value)
+
+
+def optional_bool(value: int | None) -> bool | None:
+    return None if value is None else bool(value)
+
+
+def from_ns(ns: int) -> datetime:
+    """UTC datetime of nanoseconds since the epoch (microsecond resolution, exact)."""
+    return _EPOCH + timedelta(microseconds=ns // 1_000)
+
+
+def device_time(time_ns: int) -> datetime:
+    """The device time of a point: its millisecond part (the rest carries ``msg_id``)."""
+    return from_ns(time_ns - time_ns % _NS_PER_MS)
+
+
+def time_bound_ns(moment: datetime) -> int:
+    """Bound on ``time_ns`` equivalent to ``moment`` on millisecond device times.
+
+    A point's device time T is whole milliseconds and its ``time_ns`` lies in
+    ``[T, T + 1 ms)``, so ``T >= moment`` exactly when ``time_ns >= ceil_ms(moment)``
+    and ``T < moment`` exactly when ``time_ns < ceil_ms(moment)``.
+    """
+    return -(-to_ns(moment) // _NS_PER_MS) * _NS_PER_MS

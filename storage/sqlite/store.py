@@ -1,0 +1,325 @@
+"""The embedded SQLite store: the zero-setup default backend."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import defaultdict
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from schemas.messages import DeviceMessage
+from schemas.topics import CHANNELS, topic_for
+from storage.base import BatchRow, GateCountRow, PriceRow, SaleRow, ScaleStatusRow, Store
+from storage.records import DeadLetter, Reading, to_ns
+from storage.sqlite import queries
+from storage.sqlite.codec import TABLES, EncodedRow, SqlValue, Table, encode, time_bound_ns
+from storage.sqlite.connections import Connections, sqlite_errors
+from storage.sqlite.interning import TRACE_CODE, Interner, Key
+
+#: Series are bounded by the registry (devices × products): keep them all.
+_SERIES_CACHE = 1_000_000
+#: Trace codes are unbounded (one per batch); today's are the ones sold from.
+_TRACE_CACHE = 100_000
+_MAX_SQLITE_INT = 2**63 - 1
+
+#: Errors that concern the data of one reading rather than the store: that
+#: reading is dead-lettered and the rest of the batch written.
+_REFUSALS = (sqlite3.IntegrityError, sqlite3.DataError, OverflowError)
+
+_CHANNEL_OF = {model: kind_channel for kind_channel, model in CHANNELS.items()}
+
+
+@dataclass(slots=True)
+class _ResolvedIds:
+    series: dict[str, dict[Key, int]] = field(default_factory=dict)
+    traces: dict[Key, int] = field(default_factory=dict)
+    fresh_series: dict[str, dict[Key, int]] = field(default_factory=dict)
+    fresh_traces: dict[Key, int] = field(default_factory=dict)
+
+
+class SQLiteStore(Store):
+    """Readings in one SQLite file (WAL mode); see ``storage.sqlite.schema`` for the layout.
+
+    Safe to share between threads: writes are serialised on one connection,
+    reads use one connection per thread (see ``storage.sqlite.connections``).
+
+    ``synchronous`` is SQLite's ``PRAGMA synchronous`` for the writer. ``NORMAL``
+    is the default because ingest acknowledges a message only once its own spool
+    has fsynced it, so the few commits a power cut may lose are replayed from
+    there; use ``FULL`` when something else writes without such a spool.
+    ``busy_timeout`` is how long (seconds) to wait for another process's lock.
+    """
+
+    def __init__(
+        self, path: Path | str, *, synchronous: str = "NORMAL", busy_timeout: float = 5.0
+    ) -> None:
+        self.path = Path(path)
+        self._connections = Connections(
+            self.path, synchronous=synchronous, busy_timeout=busy_timeout
+        )
+        self._series = {
+            table.name: Interner(table.series, capacity=_SERIES_CACHE) for table in TABLES
+        }
+        self._traces = Interner(TRACE_CODE, capacity=_TRACE_CACHE)
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({str(self.path)!r})"
+
+    # -- writing -----------------------------------------------------------------
+
+    def write(
+        self, readings: Sequence[Reading], dead_letters: Sequence[DeadLetter] = ()
+    ) -> list[DeadLetter]:
+        rows, refused = _encode_all(readings)
+        if not rows and not refused and not dead_letters:
+            return []
+        with self._connections.writer() as conn, sqlite_errors(f"writing {len(readings)} readings"):
+            with _transaction(conn):
+                ids = self._resolve_ids(conn, rows)
+                refused += _insert_rows(conn, rows, ids)
+                letters = [queries.dead_letter_values(d) for d in (*dead_letters, *refused)]
+                conn.executemany(queries.INSERT_DEAD_LETTER, letters)
+            self._remember(ids)
+        return refused
+
+    def _resolve_ids(self, conn: sqlite3.Connection, rows: Sequence[EncodedRow]) -> _ResolvedIds:
+        series_keys: dict[str, set[Key]] = defaultdict(set)
+        trace_keys: set[Key] = set()
+        for row in rows:
+            series_keys[row.table.name].add(row.series_key)
+            if row.trace_key is not None:
+                trace_keys.add(row.trace_key)
+        ids = _ResolvedIds()
+        for name, keys in series_keys.items():
+            ids.series[name], ids.fresh_series[name] = self._series[name].resolve(conn, keys)
+        ids.traces, ids.fresh_traces = self._traces.resolve(conn, trace_keys)
+        return ids
+
+    def _remember(self, ids: _ResolvedIds) -> None:
+        """Cache ids only after their transaction committed (see ``interning``)."""
+        for name, fresh in ids.fresh_series.items():
+            self._series[name].remember(fresh)
+        self._traces.remember(ids.fresh_traces)
+
+    # -- prices ------------------------------------------------------------------
+
+    def latest_prices(self, market: str) -> list[PriceRow]:
+        rows = self._query(queries.LATEST_PRICES, {"market": market}, "reading latest prices")
+        return [queries.price_row(row) for row in rows]
+
+    def price_history(
+        self,
+        market: str,
+        start: datetime,
+        end: datetime,
+        *,
+        plu: str | None = None,
+        vendor: str | None = None,
+    ) -> list[PriceRow]:
+        params = {"market": market, **_range(start, end), "plu": plu, "vendor": vendor}
+        rows = self._query(queries.PRICE_HISTORY, params, "reading price history")
+        return [queries.price_row(row) for row in rows]
+
+    # -- sales -------------------------------------------------------------------
+
+    def sales(
+        self,
+        market: str,
+        start: datetime,
+        end: datetime,
+        *,
+        vendor: str | None = None,
+        scale: str | None = None,
+        plu: str | None = None,
+    ) -> list[SaleRow]:
+        params = {
+            "market": market,
+            **_range(start, end),
+            "vendor": vendor,
+            "scale": scale,
+            "plu": plu,
+        }
+        unfiltered = vendor is None and scale is None and plu is None
+        sql = queries.SALES_IN_RANGE if unfiltered else queries.SALES_OF_SERIES_IN_RANGE
+        return [queries.sale_row(row) for row in self._query(sql, params, "reading sales")]
+
+    def sales_of_batch(self, market: str, trace_code: str) -> list[SaleRow]:
+        params = {"market": market, "trace_code": trace_code}
+        rows = self._query(queries.SALES_OF_BATCH, params, "reading sales of a batch")
+        return [queries.sale_row(row) for row in rows]
+
+    def sale_by_receipt(self, market: str, scale: str, msg_id: int) -> SaleRow | None:
+        if not 0 <= msg_id <= _MAX_SQLITE_INT:
+            return None  # no message id outside the contract's range was ever stored
+        params = {"market": market, "scale": scale, "msg_id": msg_id}
+        rows = self._query(queries.SALE_BY_RECEIPT, params, "reading a sale by receipt")
+        return queries.sale_row(rows[0]) if rows else None
+
+    # -- batches -----------------------------------------------------------------
+
+    def batch(self, market: str, trace_code: str) -> BatchRow | None:
+        params = {"market": market, "trace_code": trace_code}
+        rows = self._query(queries.BATCH_BY_TRACE_CODE, params, "reading a batch")
+        return queries.batch_row(rows[0]) if rows else None
+
+    def batches(
+        self, market: str, start: datetime, end: datetime, *, vendor: str | None = None
+    ) -> list[BatchRow]:
+        params = {"market": market, **_range(start, end), "vendor": vendor}
+        sql = queries.BATCHES_IN_RANGE if vendor is None else queries.BATCHES_OF_VENDOR_IN_RANGE
+        return [queries.batch_row(row) for row in self._query(sql, params, "reading batches")]
+
+    # -- footfall ----------------------------------------------------------------
+
+    def gate_counts(self, market: str, start: datetime, end: datetime) -> list[GateCountRow]:
+        params = {"market": market, **_range(start, end)}
+        rows = self._query(queries.GATE_COUNTS_IN_RANGE, params, "reading gate counts")
+        return [queries.gate_count_row(row) for row in rows]
+
+    def gate_counts_before(self, market: str, moment: datetime) -> list[GateCountRow]:
+        _require_aware(moment)
+        params = {"market": market, "moment": time_bound_ns(moment)}
+        rows = self._query(queries.GATE_COUNTS_BEFORE, params, "reading gate count baselines")
+        return [queries.gate_count_row(row) for row in rows]
+
+    # -- devices -----------------------------------------------------------------
+
+    def scale_status(self, market: str) -> list[ScaleStatusRow]:
+        rows = self._query(queries.LATEST_SCALE_STATUS, {"market": market}, "reading scale status")
+        return [queries.scale_status_row(row) for row in rows]
+
+    # -- dead letters ------------------------------------------------------------
+
+    def dead_letters(
+        self, start: datetime, end: datetime, *, market: str | None = None, limit: int = 100
+    ) -> list[DeadLetter]:
+        if limit < 0:
+            raise ValueError(f"limit must not be negative, got {limit}")
+        _require_aware(start, end)
+        params = {"start": to_ns(start), "end": to_ns(end), "market": market, "limit": limit}
+        rows = self._query(queries.DEAD_LETTERS, params, "reading dead letters")
+        return [queries.dead_letter_row(row) for row in rows]
+
+    def reject_counts(self, start: datetime, end: datetime) -> dict[tuple[str, str], int]:
+        _require_aware(start, end)
+        params = {"start": to_ns(start), "end": to_ns(end)}
+        rows = self._query(queries.REJECT_COUNTS, params, "counting rejects")
+        return {(market, device): count for market, device, count in rows}
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def ping(self) -> None:
+        self._query("SELECT COUNT(*) FROM sqlite_schema", {}, "pinging the store")
+
+    def close(self) -> None:
+        self._connections.close()
+
+    def _query(self, sql: str, params: Mapping[str, object], action: str) -> list[queries.Row]:
+        with sqlite_errors(action):
+            rows: list[queries.Row] = self._connections.reader().execute(sql, params).fetchall()
+        return rows
+
+
+# -- helpers -----------------------------------------------------------------------
+
+
+@contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    # IMMEDIATE takes the write lock up front, so a concurrent writer in another
+    # process makes us wait (busy_timeout) instead of failing halfway through.
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        # Also after a failed COMMIT (disk full, I/O error): otherwise the writer
+        # would stay inside the transaction and refuse every later BEGIN.
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _encode_all(readings: Sequence[Reading]) -> tuple[list[EncodedRow], list[DeadLetter]]:
+    rows: list[EncodedRow] = []
+    refused: list[DeadLetter] = []
+    for reading in readings:
+        try:
+            rows.append(encode(reading))
+        except ValueError as exc:
+            refused.append(_refusal(reading, str(exc)))
+    return rows, refused
+
+
+def _insert_rows(
+    conn: sqlite3.Connection, rows: Sequence[EncodedRow], ids: _ResolvedIds
+) -> list[DeadLetter]:
+    """Insert all rows, one ``executemany`` per table; returns the refused readings.
+
+    Refusals are rare (no validated reading is refused), so when one occurs the
+    batch is rolled back to the savepoint and retried row by row to isolate it.
+    """
+    by_table: dict[Table, list[tuple[EncodedRow, tuple[SqlValue, ...]]]] = defaultdict(list)
+    for row in rows:
+        by_table[row.table].append((row, _row_values(row, ids)))
+    conn.execute("SAVEPOINT readings")
+    try:
+        for table, items in by_table.items():
+            conn.executemany(table.insert_sql, [values for _, values in items])
+        refused = []
+    except _REFUSALS:
+        conn.execute("ROLLBACK TO readings")
+        refused = _insert_one_by_one(conn, by_table)
+    conn.execute("RELEASE readings")
+    return refused
+
+
+def _insert_one_by_one(
+    conn: sqlite3.Connection,
+    by_table: Mapping[Table, list[tuple[EncodedRow, tuple[SqlValue, ...]]]],
+) -> list[DeadLetter]:
+    refused: list[DeadLetter] = []
+    for table, items in by_table.items():
+        for row, values in items:
+            conn.execute("SAVEPOINT reading")
+            try:
+                conn.execute(table.insert_sql, values)
+            except _REFUSALS as exc:
+                conn.execute("ROLLBACK TO reading")
+                refused.append(_refusal(row.reading, str(exc)))
+            conn.execute("RELEASE reading")
+    return refused
+
+
+def _row_values(row: EncodedRow, ids: _ResolvedIds) -> tuple[SqlValue, ...]:
+    series = ids.series[row.table.name][row.series_key]
+    if row.trace_key is None:
+        return (series, row.time_ns, *row.values)
+    return (series, row.time_ns, ids.traces[row.trace_key], *row.values)
+
+
+def _refusal(reading: Reading, reason: str) -> DeadLetter:
+    """A reading the store cannot hold, as a dead letter carrying the message as JSON."""
+    message: DeviceMessage = reading.message
+    kind, channel = _CHANNEL_OF[type(message)]
+    return DeadLetter(
+        received_ns=reading.received_ns,
+        topic=topic_for(reading.market, kind, reading.device, channel),
+        payload=message.model_dump_json().encode(),
+        reason=f"refused by the SQLite store: {reason}",
+        market=reading.market,
+        device=reading.device,
+    )
+
+
+def _range(start: datetime, end: datetime) -> dict[str, int]:
+    _require_aware(start, end)
+    return {"start": time_bound_ns(start), "end": time_bound_ns(end)}
+
+
+def _require_aware(*moments: datetime) -> None:
+    for moment in moments:
+        if moment.tzinfo is None or moment.utcoffset() is None:
+            raise ValueError(f"{moment!r} has no time zone; the store's times are absolute")

@@ -1,0 +1,264 @@
+"""The committed JSON Schema and AsyncAPI files match the models and say what the models say."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from schemas import export
+from schemas.messages import DeviceKind, DeviceMessage, ScaleStatus
+from schemas.topics import CHANNELS, parse_topic
+from stallwatch import brokerauth
+
+SCHEMA_DIR = Path(export.__file__).resolve().parent
+ASYNCAPI = SCHEMA_DIR / export.ASYNCAPI_FILE
+CHANNEL_LIST = export.channels()
+
+
+def committed_jsonschema(model: type[DeviceMessage]) -> dict[str, Any]:
+    path = SCHEMA_DIR / export.JSONSCHEMA_DIR / export.jsonschema_file_name(model)
+    loaded: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def asyncapi() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load(ASYNCAPI.read_text(encoding="utf-8"))
+    return loaded
+
+
+def asyncapi_examples(
+    document: dict[str, Any], channel: export.Channel
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    message = document["components"]["messages"][channel.name]
+    for example in message["examples"]:
+        yield example["name"], example["payload"]
+
+
+# -- in sync -------------------------------------------------------------------
+
+
+def test_committed_files_equal_a_fresh_rendering() -> None:
+    stale = export.stale_files(SCHEMA_DIR)
+    assert stale == [], "run `python -m schemas.export` to regenerate"
+
+
+def test_rendering_is_deterministic() -> None:
+    assert export.rendered_files() == export.rendered_files()
+
+
+def test_check_mode_names_stale_files_and_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert export.main(["--out", str(tmp_path)]) == 0
+    assert export.main(["--out", str(tmp_path), "--check"]) == 0
+    sale = tmp_path / "jsonschema" / "sale.v1.json"
+    sale.write_text(sale.read_text(encoding="utf-8").replace("Sale", "Sold"), encoding="utf-8")
+    (tmp_path / "jsonschema" / "old-name.v1.json").write_text("{}", encoding="utf-8")
+    capsys.readouterr()
+    assert export.main(["--out", str(tmp_path), "--check"]) == 1
+    err = capsys.readouterr().err
+    assert f"stale: {sale}" in err
+    assert "old-name.v1.json" in err
+
+
+def test_export_replaces_stale_and_removes_orphaned_files(tmp_path: Path) -> None:
+    orphan = tmp_path / "jsonschema" / "old-name.v1.json"
+    orphan.parent.mkdir()
+    orphan.write_text("{}", encoding="utf-8")
+    written = export.export_all(tmp_path)
+    assert not orphan.exists()
+    assert sorted(p.relative_to(tmp_path) for p in written) == sorted(export.rendered_files())
+    assert export.stale_files(tmp_path) == []
+
+
+def test_one_schema_file_per_channel_with_the_agreed_names() -> None:
+    names = sorted(export.render_jsonschemas())
+    assert names == sorted(
+        [
+            "sale.v1.json",
+            "scale-status.v1.json",
+            "gate-count.v1.json",
+            "price-set.v1.json",
+            "batch-intake.v1.json",
+        ]
+    )
+    assert len(names) == len(CHANNELS)
+
+
+def test_documents_name_the_ingest_user_the_broker_acl_grants() -> None:
+    assert export.INGEST_USER == brokerauth.INGEST_USER
+
+
+def test_every_device_kind_has_an_address_parameter_name() -> None:
+    assert set(export.DEVICE_PARAMETER) == set(DeviceKind)
+
+
+# -- JSON Schema -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("channel", CHANNEL_LIST, ids=lambda c: c.name)
+def test_committed_schema_is_valid_draft_2020_12(channel: export.Channel) -> None:
+    schema = committed_jsonschema(channel.model)
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    jsonschema.Draft202012Validator.check_schema(schema)
+    assert schema["$id"] == f"urn:stallwatch:device-contract:{channel.name}:v1"
+    assert schema["title"].startswith(channel.model.__name__)
+    assert channel.address in schema["description"]
+    assert schema["additionalProperties"] is False
+
+
+@pytest.mark.parametrize("channel", CHANNEL_LIST, ids=lambda c: c.name)
+def test_asyncapi_examples_validate_against_schema_and_model(
+    channel: export.Channel, asyncapi: dict[str, Any]
+) -> None:
+    validator = jsonschema.Draft202012Validator(committed_jsonschema(channel.model))
+    examples = list(asyncapi_examples(asyncapi, channel))
+    assert examples
+    for name, payload in examples:
+        validator.validate(payload)
+        # json.dumps also proves YAML kept every value a JSON type (no YAML dates).
+        parsed = channel.model.model_validate_json(json.dumps(payload))
+        assert parsed.model_dump(mode="json", exclude_none=True) == payload, name
+
+
+def invalid_payload(channel: export.Channel, asyncapi: dict[str, Any]) -> dict[str, Any]:
+    _, payload = next(asyncapi_examples(asyncapi, channel))
+    return payload | {"msg_id": -1, "unexpected": True}
+
+
+@pytest.mark.parametrize("channel", CHANNEL_LIST, ids=lambda c: c.name)
+def test_schema_rejects_a_bad_payload(channel: export.Channel, asyncapi: dict[str, Any]) -> None:
+    validator = jsonschema.Draft202012Validator(committed_jsonschema(channel.model))
+    bad = invalid_payload(channel, asyncapi)
+    failed = {tuple(error.path) or error.validator for error in validator.iter_errors(bad)}
+    assert failed == {("msg_id",), "additionalProperties"}
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("weight_g", -5), ("weight_g", True), ("unit_price_fen_per_kg", 2_000_001), ("ts", 17)],
+)
+def test_sale_schema_rejects_what_the_model_rejects(
+    field: str, value: object, asyncapi: dict[str, Any]
+) -> None:
+    sale = next(c for c in CHANNEL_LIST if c.name == "sale")
+    validator = jsonschema.Draft202012Validator(committed_jsonschema(sale.model))
+    _, payload = next(asyncapi_examples(asyncapi, sale))
+    errors = list(validator.iter_errors(payload | {field: value}))
+    assert [tuple(error.path) for error in errors] == [(field,)]
+
+
+# -- AsyncAPI ----------------------------------------------------------------------
+
+
+def test_asyncapi_version_and_defaults(asyncapi: dict[str, Any]) -> None:
+    assert asyncapi["asyncapi"] == "3.0.0"
+    assert asyncapi["defaultContentType"] == "application/json"
+    assert asyncapi["info"]["version"] == "1.0.0"
+    assert asyncapi["servers"]["broker"]["protocol"] == "mqtt"
+
+
+@pytest.mark.parametrize(("kind", "suffix"), list(CHANNELS))
+def test_every_channel_appears_with_its_topic_address(
+    kind: DeviceKind, suffix: str, asyncapi: dict[str, Any]
+) -> None:
+    model = CHANNELS[(kind, suffix)]
+    channel = asyncapi["channels"][export.channel_name(model)]
+    address: str = channel["address"]
+    parameters = re.findall(r"\{(\w+)\}", address)
+    assert parameters == ["market", export.DEVICE_PARAMETER[kind]]
+    assert set(channel["parameters"]) == set(parameters)
+    concrete = address.replace("{market}", "nanmen").replace(f"{{{parameters[1]}}}", "dev-1")
+    topic = parse_topic(concrete)
+    assert (topic.kind, topic.channel, topic.model) == (kind, suffix, model)
+
+
+def test_channels_are_exactly_those_of_the_contract(asyncapi: dict[str, Any]) -> None:
+    assert sorted(asyncapi["channels"]) == sorted(export.channel_name(m) for m in CHANNELS.values())
+
+
+def test_each_channel_has_a_device_send_and_an_ingest_receive_at_qos_1(
+    asyncapi: dict[str, Any],
+) -> None:
+    by_channel: dict[str, set[str]] = {}
+    for operation in asyncapi["operations"].values():
+        assert operation["bindings"]["mqtt"]["qos"] == 1
+        assert operation["bindings"]["mqtt"]["retain"] is False
+        channel_name = operation["channel"]["$ref"].removeprefix("#/channels/")
+        by_channel.setdefault(channel_name, set()).add(operation["action"])
+    assert by_channel == {name: {"send", "receive"} for name in asyncapi["channels"]}
+
+
+def resolve(document: dict[str, Any], ref: str) -> Any:
+    assert ref.startswith("#/"), ref
+    node: Any = document
+    for part in ref.removeprefix("#/").split("/"):
+        node = node[part.replace("~1", "/").replace("~0", "~")]
+    return node
+
+
+def all_refs(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$ref":
+                yield value
+            else:
+                yield from all_refs(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from all_refs(item)
+
+
+def test_every_reference_resolves(asyncapi: dict[str, Any]) -> None:
+    refs = set(all_refs(asyncapi))
+    assert refs
+    for ref in refs:
+        assert resolve(asyncapi, ref) is not None
+
+
+def test_operation_messages_belong_to_their_channel(asyncapi: dict[str, Any]) -> None:
+    for operation in asyncapi["operations"].values():
+        channel_ref = operation["channel"]["$ref"]
+        for message in operation["messages"]:
+            assert message["$ref"].startswith(f"{channel_ref}/messages/")
+
+
+def test_messages_reference_the_component_schema_of_their_model(asyncapi: dict[str, Any]) -> None:
+    for channel in CHANNEL_LIST:
+        message = asyncapi["components"]["messages"][channel.name]
+        assert message["payload"] == {"$ref": f"#/components/schemas/{channel.model.__name__}"}
+        assert message["contentType"] == "application/json"
+
+
+def test_component_schemas_validate_the_examples(asyncapi: dict[str, Any]) -> None:
+    """The embedded copies agree with the standalone files: same examples pass."""
+    schemas = asyncapi["components"]["schemas"]
+    for channel in CHANNEL_LIST:
+        document = {"components": {"schemas": schemas}} | schemas[channel.model.__name__]
+        validator = jsonschema.Draft7Validator(document)
+        for _, payload in asyncapi_examples(asyncapi, channel):
+            validator.validate(payload)
+
+
+def test_security_is_username_password(asyncapi: dict[str, Any]) -> None:
+    schemes = asyncapi["components"]["securitySchemes"]
+    assert [scheme["type"] for scheme in schemes.values()] == ["userPassword"]
+    (server_security,) = asyncapi["servers"]["broker"]["security"]
+    assert resolve(asyncapi, server_security["$ref"])["type"] == "userPassword"
+
+
+def test_scale_status_documents_the_last_will(asyncapi: dict[str, Any]) -> None:
+    status = next(c for c in CHANNEL_LIST if c.model is ScaleStatus)
+    will = asyncapi["operations"]["sendScaleStatus"]["x-last-will"]
+    assert will["topic"] == status.address
+    assert will["qos"] == 1
+    parsed = ScaleStatus.model_validate_json(json.dumps(will["payload"]))
+    assert (parsed.online, parsed.will) == (False, True)

@@ -1,0 +1,361 @@
+"""The market-day model: determinism, the shape of the day, and validity of every message."""
+
+from __future__ import annotations
+
+import re
+import statistics
+from collections import Counter, defaultdict
+from datetime import date, datetime, time, timedelta
+from itertools import pairwise
+
+import pytest
+
+from schemas.messages import (
+    BatchIntake,
+    GateCount,
+    PriceSet,
+    RapidTestResult,
+    Sale,
+    ScaleStatus,
+    expected_total_fen,
+)
+from schemas.registry import Market
+from schemas.topics import CHANNELS, parse_topic
+from simulators.config import DayConfig
+from simulators.day import MarketDay, market_days
+from simulators.events import DayEvent, msg_id_base
+from storage.footfall import counter_increase
+from tests.simulators.conftest import DAY
+
+
+def _stream(market: Market, seed: int, day: date = DAY) -> list[tuple[str, bytes]]:
+    return [(event.topic, event.payload()) for event in MarketDay(market, day, seed=seed).events()]
+
+
+def _local(market: Market, moment: datetime) -> datetime:
+    return moment.astimezone(market.tz)
+
+
+# -- determinism ---------------------------------------------------------------------------
+def test_same_seed_gives_byte_identical_stream(xiaohe_market: Market) -> None:
+    first = _stream(xiaohe_market, seed=3)
+    assert len(first) > 1_000
+    assert _stream(xiaohe_market, seed=3) == first
+
+
+def test_different_seed_gives_different_stream(xiaohe_market: Market) -> None:
+    assert _stream(xiaohe_market, seed=3) != _stream(xiaohe_market, seed=4)
+
+
+def test_events_are_time_ordered(nanmen_day: tuple[MarketDay, list[DayEvent]]) -> None:
+    _, events = nanmen_day
+    keys = [event.sort_key for event in events]
+    assert keys == sorted(keys)
+    assert all(event.at_ms == _epoch_ms(event.message.ts) for event in events)
+
+
+def _epoch_ms(moment: datetime) -> int:
+    return (moment - datetime.fromisoformat("1970-01-01T00:00:00+00:00")) // timedelta(
+        milliseconds=1
+    )
+
+
+# -- validity --------------------------------------------------------------------------------
+def test_every_message_matches_its_topic_and_the_registry(
+    example_market: Market, nanmen_day: tuple[MarketDay, list[DayEvent]]
+) -> None:
+    _, events = nanmen_day
+    for event in events:
+        topic = parse_topic(event.topic)
+        device = example_market.devices[event.device]
+        assert (topic.market, topic.device, topic.kind) == (
+            example_market.id,
+            device.id,
+            device.kind,
+        )
+        assert isinstance(event.message, CHANNELS[(topic.kind, topic.channel)])
+        assert topic.model.model_validate_json(event.payload()) == event.message
+        message = event.message
+        if isinstance(message, Sale | PriceSet):
+            assert message.vendor == device.vendor
+            assert message.plu in example_market.vendors[message.vendor].products
+        if isinstance(message, BatchIntake):
+            assert message.plu in example_market.vendors[message.vendor].products
+
+
+def test_message_ids_increase_per_device_within_the_days_block(
+    nanmen_day: tuple[MarketDay, list[DayEvent]],
+) -> None:
+    _, events = nanmen_day
+    last: dict[str, int] = {}
+    for event in events:
+        msg_id = event.message.msg_id
+        assert msg_id > last.get(event.device, msg_id_base(DAY))
+        last[event.device] = msg_id
+    assert max(last.values()) < msg_id_base(DAY + timedelta(days=1))
+
+
+def test_timestamps_are_local_and_aware(
+    example_market: Market, nanmen_day: tuple[MarketDay, list[DayEvent]]
+) -> None:
+    _, events = nanmen_day
+    offsets = {event.message.ts.utcoffset() for event in events}
+    assert offsets == {timedelta(hours=8)}
+
+
+def test_nothing_happens_outside_opening_hours_except_morning_intake(
+    example_market: Market, nanmen_day: tuple[MarketDay, list[DayEvent]]
+) -> None:
+    _, events = nanmen_day
+    opens = datetime.combine(DAY, time(6), example_market.tz)
+    closes = datetime.combine(DAY, time(19), example_market.tz)
+    for event in events:
+        ts = event.message.ts
+        if isinstance(event.message, BatchIntake):
+            assert datetime.combine(DAY, time(5), example_market.tz) <= ts < closes
+        else:
+            assert opens <= ts <= closes, event
+    intake_times = [e.message.ts for e in events if isinstance(e.message, BatchIntake)]
+    assert (
+        sum(ts < opens for ts in intake_times) > len(intake_times) / 2
+    )  # most arrive before opening
+
+
+# -- the shape of the day -----------------------------------------------------------------------
+def _peaks(per_hour: Counter[int]) -> tuple[float, float, float]:
+    morning = max(per_hour[7], per_hour[8])
+    midday = statistics.mean(per_hour[h] for h in (12, 13, 14))
+    evening = max(per_hour[17], per_hour[18])
+    return morning, midday, evening
+
+
+def test_sales_peak_in_the_morning_and_evening(
+    example_market: Market, nanmen_day: tuple[MarketDay, list[DayEvent]]
+) -> None:
+    _, events = nanmen_day
+    per_hour = Counter(
+        _local(example_market, e.message.ts).hour for e in events if isinstance(e.message, Sale)
+    )
+    morning, midday, evening = _peaks(per_hour)
+    assert morning > 2 * midday
+    assert evening > 2 * midday
+
+
+def test_footfall_peaks_in_the_morning_and_evening(
+    example_market: Market, nanmen_day: tuple[MarketDay, list[DayEvent]]
+) -> None:
+    _, events = nanmen_day
+    entries: Counter[int] = Counter()
+    previous: dict[str, int | None] = defaultdict(lambda: None)
+    for event in events:
+        if isinstance(event.message, GateCount):
+            hour = _local(example_market, event.message.ts).hour
+            entries[hour] += counter_increase(previous[event.device], event.message.in_total)
+            previous[event.device] = event.message.in_total
+    morning, midday, evening = _peaks(entries)
+    assert morning > 2 * midday
+    assert evening > 2 * midday
+    assert sum(entries.values()) > 1_000 * len(example_market.spec.gates) / 2
+
+
+def test_heartbeats_every_few_minutes_and_an_orderly_shutdown(
+    nanmen_day: tuple[MarketDay, list[DayEvent]],
+) -> None:
+    _, events = nanmen_day
+    statuses: dict[str, list[ScaleStatus]] = defaultdict(list)
+    for event in events:
+        if isinstance(event.message, ScaleStatus):
+            statuses[event.device].append(event.message)
+    assert len(statuses) == 40
+    for beats in statuses.values():
+        gaps = [(b.ts - a.ts).total_seconds() for a, b in pairwise(beats[:-1])]
+        assert min(gaps) >= 280
+        assert max(gaps) <= 320
+        assert all(beat.online and not beat.will for beat in beats[:-1])
+        assert not beats[-1].online
+        assert not beats[-1].will
+
+
+# -- stock and traceability ------------------------------------------------------------------------
+def test_sales_come_from_registered_passing_batches_of_the_same_vendor_and_product(
+    nanmen_day: tuple[MarketDay, list[DayEvent]],
+) -> None:
+    _, events = nanmen_day
+    batches: dict[str, BatchIntake] = {}
+    sold: Counter[str] = Counter()
+    for event in events:
+        message = event.message
+        if isinstance(message, BatchIntake):
+            assert message.trace_code not in batches, "trace codes are unique"
+            batches[message.trace_code] = message
+        elif isinstance(message, Sale):
+            batch = batches.get(message.trace_code)
+            assert batch is not None, f"sale from unregistered batch {message.trace_code}"
+            assert (batch.vendor, batch.plu) == (message.vendor, message.plu)
+            assert batch.rapid_test.result is RapidTestResult.PASS
+            sold[message.trace_code] += message.weight_g
+    oversold = [code for code, grams in sold.items() if grams > batches[code].quantity_g]
+    assert len(oversold) <= 0.02 * len(batches)
+    assert len(sold) > 0.8 * len(batches)
+
+
+def test_trace_codes_name_market_day_stall_and_number(
+    nanmen_day: tuple[MarketDay, list[DayEvent]],
+) -> None:
+    _, events = nanmen_day
+    pattern = re.compile(r"^NANMEN-20261121-([A-E]\d\d)-(\d{4})$")
+    for event in events:
+        if isinstance(event.message, BatchIntake):
+            match = pattern.match(event.message.trace_code)
+            assert match is not None, event.message.trace_code
+            assert event.message.vendor == f"V-{match.group(1)}"
+
+
+def test_rapid_tests_fail_about_two_percent_over_several_days(example_market: Market) -> None:
+    batches = [
+        batch for day in market_days(example_market, DAY, 8, seed=11) for batch in day.batches
+    ]
+    failed = [batch for batch in batches if not batch.passed]
+    assert 0.005 < len(failed) / len(batches) < 0.05
+    assert all(batch.inhibition_tenths >= 500 for batch in failed)
+    passing = [batch.inhibition_tenths for batch in batches if batch.passed]
+    assert max(passing) < 500
+    assert sum(50 <= tenths <= 350 for tenths in passing) > 0.8 * len(passing)
+
+
+def test_failed_batches_are_published_as_failures(example_market: Market) -> None:
+    config = DayConfig(rapid_test_fail_rate=0.2)
+    events = list(MarketDay(example_market, DAY, seed=5, config=config).events())
+    results = Counter(
+        e.message.rapid_test.result for e in events if isinstance(e.message, BatchIntake)
+    )
+    assert results[RapidTestResult.FAIL] > 10
+    for event in events:
+        if (
+            isinstance(event.message, BatchIntake)
+            and event.message.rapid_test.result is RapidTestResult.FAIL
+        ):
+            assert event.message.rapid_test.inhibition_pct >= 50
+
+
+# -- gate counters --------------------------------------------------------------------------
+def _counter_series(days: list[MarketDay]) -> dict[str, list[GateCount]]:
+    series: dict[str, list[GateCount]] = defaultdict(list)
+    for day in days:
+        for event in day.events():
+            if isinstance(event.message, GateCount):
+                series[event.device].append(event.message)
+    return series
+
+
+def test_counters_never_decrease_across_days_without_resets(example_market: Market) -> None:
+    days = list(
+        market_days(example_market, DAY, 3, seed=2, config=DayConfig(counter_reset_probability=0.0))
+    )
+    series = _counter_series(days)
+    assert len(series) == 4
+    for readings in series.values():
+        for before, after in pairwise(readings):
+            assert after.in_total >= before.in_total
+            assert after.out_total >= before.out_total
+        assert readings[-1].in_total > 0
+
+
+def test_counters_decrease_only_at_the_configured_reset(example_market: Market) -> None:
+    day = MarketDay(example_market, DAY, seed=2, config=DayConfig(counter_reset_probability=1.0))
+    series = _counter_series([day])
+    for gate, readings in series.items():
+        reset_at = day.counters[gate].reset_at_ms
+        assert reset_at is not None
+        drops = [(a, b) for a, b in pairwise(readings) if b.in_total < a.in_total]
+        assert len(drops) == 1
+        before, after = drops[0]
+        assert _epoch_ms(before.ts) < reset_at <= _epoch_ms(after.ts)
+        assert after.in_total < 100  # counting again from zero
+
+
+def test_gate_totals_carry_over_to_the_next_day(example_market: Market) -> None:
+    first, second = market_days(
+        example_market, DAY, 2, seed=2, config=DayConfig(counter_reset_probability=0)
+    )
+    closing = first.gate_totals_at_close
+    opening = {e.device: e.message for e in second.events() if isinstance(e.message, GateCount)}
+    for gate, totals in closing.items():
+        assert opening[gate].in_total >= totals.in_total > 0
+
+
+# -- prices ---------------------------------------------------------------------------------------
+def test_promotions_are_evening_discounts_until_closing(
+    example_market: Market, nanmen_day: tuple[MarketDay, list[DayEvent]]
+) -> None:
+    _, events = nanmen_day
+    closes = datetime.combine(DAY, time(19), example_market.tz)
+    promos = [
+        e.message for e in events if isinstance(e.message, PriceSet) and e.message.promo is not None
+    ]
+    assert len(promos) >= 5
+    for price in promos:
+        assert price.promo is not None
+        assert price.promo.price_fen_per_kg < price.price_fen_per_kg
+        assert price.promo.until == closes
+        assert price.ts >= datetime.combine(DAY, time(17, 30), example_market.tz)
+        assert price.promo.text in {"晚市特价", "水果特价"}
+
+
+def test_scales_charge_the_price_on_the_screen(
+    nanmen_day: tuple[MarketDay, list[DayEvent]],
+) -> None:
+    _, events = nanmen_day
+    current: dict[tuple[str, str], int] = {}
+    for event in events:
+        message = event.message
+        if isinstance(message, PriceSet):
+            effective = (
+                message.promo.price_fen_per_kg if message.promo else message.price_fen_per_kg
+            )
+            current[(message.vendor, message.plu)] = effective
+        elif isinstance(message, Sale):
+            assert message.unit_price_fen_per_kg == current[(message.vendor, message.plu)]
+
+
+def test_prices_are_written_like_market_prices(
+    nanmen_day: tuple[MarketDay, list[DayEvent]],
+) -> None:
+    _, events = nanmen_day
+    jin_prices = [e.message.price_fen_per_kg for e in events if isinstance(e.message, PriceSet)]
+    assert all(price % 2 == 0 for price in jin_prices)  # whole fen per 斤
+    endings = Counter((price // 2) % 10 for price in jin_prices)
+    assert set(endings) <= {0, 8, 9}
+    assert endings[0] > len(jin_prices) / 2
+
+
+def test_some_totals_are_rounded_down_and_none_up(
+    nanmen_day: tuple[MarketDay, list[DayEvent]],
+) -> None:
+    _, events = nanmen_day
+    sales = [e.message for e in events if isinstance(e.message, Sale)]
+    differences = [
+        expected_total_fen(s.weight_g, s.unit_price_fen_per_kg) - s.total_fen for s in sales
+    ]
+    assert all(0 <= difference < 100 for difference in differences)
+    assert 0.05 < sum(d > 0 for d in differences) / len(sales) < 0.6
+
+
+@pytest.mark.parametrize(
+    ("plu", "low_yuan", "high_yuan"),
+    [("1001", 1.2, 2.0), ("2001", 14, 18), ("3004", 35, 60), ("5001", 4.5, 6.0)],
+)
+def test_opening_prices_fall_in_the_products_range(
+    nanmen_day: tuple[MarketDay, list[DayEvent]], plu: str, low_yuan: float, high_yuan: float
+) -> None:
+    _, events = nanmen_day
+    opening = [
+        e.message.price_fen_per_kg
+        for e in events
+        if isinstance(e.message, PriceSet) and e.message.plu == plu and e.message.ts.hour == 6
+    ]
+    assert opening
+    for fen_per_kg in opening:
+        yuan_per_jin = fen_per_kg / 200
+        # written as x.x0/x.x8/x.x9, or to the half yuan above ¥10
+        assert low_yuan - 0.26 <= yuan_per_jin <= high_yuan + 0.26

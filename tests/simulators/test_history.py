@@ -1,0 +1,121 @@
+"""Fast-forward history into a store, bypassing MQTT."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from datetime import datetime, time, timedelta
+from pathlib import Path
+
+import pytest
+
+from schemas.messages import GateCount, Sale
+from schemas.registry import Market
+from simulators.day import MarketDay
+from simulators.history import day_readings, generate_history
+from storage._exceptions import StoreUnavailable
+from storage.records import DeadLetter, Reading, to_ns
+from storage.sqlite import SQLiteStore
+from tests.simulators.conftest import DAY
+
+
+class ListSink:
+    def __init__(self) -> None:
+        self.batches: list[list[Reading]] = []
+
+    def write(
+        self, readings: Sequence[Reading], dead_letters: Sequence[DeadLetter] = ()
+    ) -> list[DeadLetter]:
+        self.batches.append(list(readings))
+        return []
+
+    @property
+    def readings(self) -> list[Reading]:
+        return [reading for batch in self.batches for reading in batch]
+
+
+def test_history_writes_every_days_messages_in_batches(xiaohe_market: Market) -> None:
+    sink = ListSink()
+    summary = generate_history(
+        xiaohe_market, sink, start_date=DAY, days=3, seed=4, batch_size=1_000
+    )
+    readings = sink.readings
+    assert summary.days == 3
+    assert summary.readings == len(readings) == summary.counts.total()
+    assert all(len(batch) <= 1_000 for batch in sink.batches)
+    days = {reading.message.ts.date() for reading in readings}
+    assert days == {DAY, DAY + timedelta(days=1), DAY + timedelta(days=2)}
+    assert {r.market for r in readings} == {"xiaohe"}
+
+
+def test_history_is_what_the_day_model_publishes(xiaohe_market: Market) -> None:
+    sink = ListSink()
+    generate_history(xiaohe_market, sink, start_date=DAY, days=1, seed=4)
+    published = [(e.device, e.message) for e in MarketDay(xiaohe_market, DAY, seed=4).events()]
+    assert [(r.device, r.message) for r in sink.readings] == published
+
+
+def test_readings_arrive_a_little_after_their_device_time(xiaohe_market: Market) -> None:
+    delays_ms = [
+        (reading.received_ns - to_ns(reading.message.ts)) / 1e6
+        for reading in day_readings(MarketDay(xiaohe_market, DAY, seed=4))
+    ]
+    assert min(delays_ms) >= 10
+    assert max(delays_ms) <= 3_000
+    assert 50 < sorted(delays_ms)[len(delays_ms) // 2] < 120
+
+
+def test_history_can_scale_the_market_first(xiaohe_market: Market) -> None:
+    sink = ListSink()
+    generate_history(xiaohe_market, sink, start_date=DAY, days=1, seed=4, vendors_scale=20)
+    scales = {r.device for r in sink.readings if isinstance(r.message, Sale)}
+    assert len(scales) == 20
+    assert "XH-S01.2" in scales
+
+
+class FlakyStore(ListSink):
+    """Unavailable once, then fine: the writer retries the same batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures = 1
+
+    def write(
+        self, readings: Sequence[Reading], dead_letters: Sequence[DeadLetter] = ()
+    ) -> list[DeadLetter]:
+        if self.failures:
+            self.failures -= 1
+            raise StoreUnavailable("database is locked", retry_after=0.01)
+        return super().write(readings, dead_letters)
+
+
+def test_an_unavailable_store_is_retried(xiaohe_market: Market) -> None:
+    store = FlakyStore()
+    summary = generate_history(xiaohe_market, store, start_date=DAY, days=1, seed=4)
+    assert summary.readings == len(store.readings) > 0
+
+
+def test_a_store_that_stays_unavailable_fails_the_run(xiaohe_market: Market) -> None:
+    store = FlakyStore()
+    store.failures = 10
+    with pytest.raises(StoreUnavailable):
+        generate_history(xiaohe_market, store, start_date=DAY, days=1, seed=4, retries=2)
+
+
+def test_history_in_sqlite_answers_domain_queries(xiaohe_market: Market, tmp_path: Path) -> None:
+    day = MarketDay(xiaohe_market, DAY, seed=4)
+    expected = Counter(type(e.message).__name__ for e in day.events())
+    with SQLiteStore(tmp_path / "history.db") as store:
+        summary = generate_history(xiaohe_market, store, start_date=DAY, days=1, seed=4)
+        assert summary.refused == 0
+        start = datetime.combine(DAY, time(0), xiaohe_market.tz)
+        end = start + timedelta(days=1)
+        sales = store.sales("xiaohe", start, end)
+        assert len(sales) == expected["Sale"]
+        assert len(store.batches("xiaohe", start, end)) == expected["BatchIntake"]
+        first_sale = sales[0]
+        assert store.batch("xiaohe", first_sale.trace_code) is not None
+        footfall = store.footfall_hourly("xiaohe", start, end)
+        gate_counts = [e.message for e in day.events() if isinstance(e.message, GateCount)]
+        assert sum(row.people_in for row in footfall) > 0
+        assert len(gate_counts) == len(store.gate_counts("xiaohe", start, end))

@@ -1,0 +1,453 @@
+"""Generated Mosquitto credentials and ACL, proven against a real mosquitto 2.0."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import pwd
+import re
+import stat
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.reasoncodes import ReasonCode
+
+from schemas.messages import DeviceKind
+from schemas.registry import Registry, load_market
+from schemas.topics import SUBSCRIPTION, topic_for
+from stallwatch.brokerauth import (
+    ACL_FILE,
+    API_USER,
+    CREDENTIALS_FILE,
+    INGEST_USER,
+    PASSWD_FILE,
+    BrokerAuthError,
+    BrokerAuthFiles,
+    device_topics,
+    hash_password,
+    load_device_passwords,
+    verify_password,
+    write_broker_auth,
+)
+from stallwatch.localservices import Mosquitto, mosquitto
+from tests.stallwatch.mqttclient import Client
+
+NOT_AUTHORIZED = 0x87
+DISCONNECT_WITH_WILL = 0x04
+
+#: ``mosquitto_passwd -b passwd alice s3cret`` from mosquitto 2.0.11: a known answer.
+MOSQUITTO_PASSWD_LINE = (
+    "alice:$7$101$ZbfsAH3Xg53galIM$UiPiGDfKqFPDIheT4keivKwmuNwxVOIutfcYYoq287orO3O/"
+    "Xz5AvQtgO7V14iCpWKWhtBp/fFE6Z2Ny2ZF9Dg=="
+)
+
+
+def market_toml(market: str, suffix: str, *, with_intake: bool = True) -> str:
+    intake = f'[[intake]]\nid = "IN-{suffix}"\nname = "收货区"\n' if with_intake else ""
+    return f"""
+[market]
+id = "{market}"
+name = "菜市场 {suffix}"
+name_en = "Market {suffix}"
+timezone = "Asia/Shanghai"
+
+[[products]]
+plu = "1001"
+name_zh = "西红柿"
+name_en = "Tomato"
+category = "vegetables"
+
+[[vendors]]
+id = "v-chen"
+name = "陈记蔬菜"
+stall = "A01"
+scales = ["S-{suffix}1", "S-{suffix}2"]
+screens = ["P-{suffix}1"]
+
+[[gates]]
+id = "G-{suffix}"
+name = "北门"
+
+{intake}"""
+
+
+def make_registry(directory: Path, *, with_intake: bool = True) -> Registry:
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for market, suffix in (("nanmen", "A"), ("beiguan", "B")):
+        path = directory / f"{market}.toml"
+        path.write_text(market_toml(market, suffix, with_intake=with_intake), encoding="utf-8")
+        paths.append(path)
+    return Registry(load_market(path) for path in paths)
+
+
+@pytest.fixture
+def two_markets(tmp_path: Path) -> Registry:
+    return make_registry(tmp_path / "markets")
+
+
+def credentials(files: BrokerAuthFiles) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(files.credentials.read_text(encoding="utf-8"))
+    return loaded
+
+
+def acl_blocks(text: str) -> dict[str, list[str]]:
+    """User -> its ``topic`` lines, as Mosquitto reads the ACL file."""
+    blocks: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in text.splitlines():
+        if line.startswith("user "):
+            current = blocks.setdefault(line.removeprefix("user "), [])
+        elif line.startswith("topic "):
+            assert current is not None, f"rule outside a user block: {line}"
+            current.append(line)
+    return blocks
+
+
+# -- password hashing -------------------------------------------------------------------
+
+
+def test_hash_matches_mosquitto_passwd_known_answer() -> None:
+    _, encoded = MOSQUITTO_PASSWD_LINE.split(":", 1)
+    salt = base64.b64decode(encoded.split("$")[3])
+    assert hash_password("s3cret", salt=salt) == encoded
+    assert verify_password("s3cret", encoded)
+    assert not verify_password("s3cret ", encoded)
+
+
+@pytest.mark.parametrize(
+    "encoded",
+    [
+        "$6$ZbfsAH3Xg53galIM$UiPiGDfK",  # mosquitto 1.x SHA512, never reused
+        "$7$101$not base64!$abc",
+        "$7$0$ZbfsAH3Xg53galIM$UiPiGDfK",
+        "$7$x$ZbfsAH3Xg53galIM$UiPiGDfK",
+        "plaintext",
+        "",
+    ],
+)
+def test_verify_rejects_other_formats(encoded: str) -> None:
+    assert not verify_password("s3cret", encoded)
+
+
+def test_each_hash_has_a_fresh_salt_in_mosquitto_layout() -> None:
+    first, second = hash_password("same"), hash_password("same")
+    assert first != second
+    for encoded in (first, second):
+        _, mark, iterations, salt, digest = encoded.split("$")
+        assert (mark, iterations) == ("7", "101")
+        assert len(base64.b64decode(salt)) == 12
+        assert len(base64.b64decode(digest)) == 64
+
+
+# -- generated files ---------------------------------------------------------------------
+
+
+def test_writes_private_files_for_every_user(two_markets: Registry, tmp_path: Path) -> None:
+    files = write_broker_auth(two_markets, tmp_path / "auth")
+    written = [files.passwd, files.acl, files.credentials, *files.service_password_files.values()]
+    for path in written:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    assert (files.passwd.name, files.acl.name, files.credentials.name) == (
+        PASSWD_FILE,
+        ACL_FILE,
+        CREDENTIALS_FILE,
+    )
+    creds = credentials(files)
+    device_ids = {d for market in two_markets for d in market.devices}
+    assert set(creds["devices"]) == device_ids
+    assert set(creds["services"]) == {INGEST_USER, API_USER}
+    assert files.added_devices == (
+        *("G-A", "IN-A", "P-A1", "S-A1", "S-A2"),  # market file order, then id
+        *("G-B", "IN-B", "P-B1", "S-B1", "S-B2"),
+    )
+    assert files.removed_devices == ()
+
+
+def test_passwd_holds_one_matching_hash_per_user(two_markets: Registry, tmp_path: Path) -> None:
+    files = write_broker_auth(two_markets, tmp_path)
+    creds = credentials(files)
+    passwords = {**creds["services"], **creds["devices"]}
+    entries = dict(
+        line.split(":", 1)
+        for line in files.passwd.read_text().splitlines()
+        if not line.startswith("#")
+    )
+    assert set(entries) == set(passwords)
+    for user, encoded in entries.items():
+        assert re.fullmatch(r"\$7\$101\$[A-Za-z0-9+/]{16}\$[A-Za-z0-9+/]{86}==", encoded), user
+        assert verify_password(passwords[user], encoded), user
+
+
+def test_passwords_are_long_random_and_distinct(two_markets: Registry, tmp_path: Path) -> None:
+    creds = credentials(write_broker_auth(two_markets, tmp_path))
+    passwords = [*creds["services"].values(), *creds["devices"].values()]
+    assert len(set(passwords)) == len(passwords)
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]{43}", p) for p in passwords)
+
+
+def test_service_password_files_hold_just_the_password(
+    two_markets: Registry, tmp_path: Path
+) -> None:
+    files = write_broker_auth(two_markets, tmp_path)
+    services = credentials(files)["services"]
+    assert {u: p.read_text() for u, p in files.service_password_files.items()} == services
+
+
+def test_acl_lets_devices_write_only_their_own_channels(
+    two_markets: Registry, tmp_path: Path
+) -> None:
+    blocks = acl_blocks(write_broker_auth(two_markets, tmp_path).acl.read_text())
+    assert blocks["S-A1"] == [
+        "topic write markets/nanmen/scales/S-A1/sale",
+        "topic write markets/nanmen/scales/S-A1/status",
+    ]
+    assert blocks["P-B1"] == ["topic write markets/beiguan/screens/P-B1/price"]
+    assert blocks["G-A"] == ["topic write markets/nanmen/gates/G-A/count"]
+    assert blocks["IN-B"] == ["topic write markets/beiguan/intake/IN-B/batch"]
+    assert blocks[INGEST_USER] == ["topic read markets/#"]
+    assert blocks[API_USER] == ["topic read markets/#"]
+    device_rules = [
+        rule
+        for user, rules in blocks.items()
+        if user.startswith(("S-", "P-", "G-", "IN-"))
+        for rule in rules
+    ]
+    assert device_rules
+    assert all(rule.startswith("topic write markets/") for rule in device_rules)
+    assert not any("+" in rule or "#" in rule for rule in device_rules)
+
+
+def test_example_market_gets_a_user_and_acl_per_device(registry: Registry, tmp_path: Path) -> None:
+    files = write_broker_auth(registry, tmp_path)
+    blocks = acl_blocks(files.acl.read_text())
+    devices = [device for market in registry for device in market.devices.values()]
+    assert devices
+    for device in devices:
+        assert blocks[device.id] == [f"topic write {t}" for t in device_topics(device)]
+    assert set(blocks) == {INGEST_USER, API_USER} | {device.id for device in devices}
+
+
+def test_rerun_keeps_passwords_and_files_byte_for_byte(
+    two_markets: Registry, tmp_path: Path
+) -> None:
+    first = write_broker_auth(two_markets, tmp_path)
+    before = {p: p.read_bytes() for p in (first.passwd, first.acl, first.credentials)}
+    second = write_broker_auth(two_markets, tmp_path)
+    assert {p: p.read_bytes() for p in before} == before
+    assert (second.added_devices, second.removed_devices) == ((), ())
+
+
+def test_rerun_adds_new_devices_and_drops_removed_ones(tmp_path: Path) -> None:
+    without_intake = make_registry(tmp_path / "v1", with_intake=False)
+    first = credentials(write_broker_auth(without_intake, tmp_path / "auth"))
+    with_intake = make_registry(tmp_path / "v2")
+    files = write_broker_auth(with_intake, tmp_path / "auth")
+    second = credentials(files)
+    assert files.added_devices == ("IN-A", "IN-B")
+    assert {k: second["devices"][k] for k in first["devices"]} == first["devices"]
+    assert second["services"] == first["services"]
+
+    files = write_broker_auth(without_intake, tmp_path / "auth")
+    assert files.removed_devices == ("IN-A", "IN-B")
+    assert "IN-A" not in credentials(files)["devices"]
+    assert "IN-A" not in files.passwd.read_text()
+    assert "IN-A" not in files.acl.read_text()
+
+
+def test_rotate_replaces_every_password(two_markets: Registry, tmp_path: Path) -> None:
+    before = credentials(write_broker_auth(two_markets, tmp_path))
+    after = credentials(write_broker_auth(two_markets, tmp_path, rotate=True))
+    assert set(after["devices"]) == set(before["devices"])
+    for group in ("devices", "services"):
+        assert all(after[group][user] != before[group][user] for user in before[group])
+
+
+def test_corrupt_credentials_file_is_refused_not_regenerated(
+    two_markets: Registry, tmp_path: Path
+) -> None:
+    files = write_broker_auth(two_markets, tmp_path)
+    files.credentials.write_text('{"devices": {"S-A1": "has space"}, "services": {}}')
+    with pytest.raises(BrokerAuthError, match="not a valid credentials file"):
+        write_broker_auth(two_markets, tmp_path)
+    files.credentials.write_text("{not json")
+    with pytest.raises(BrokerAuthError, match="not a valid credentials file"):
+        write_broker_auth(two_markets, tmp_path)
+
+
+def test_unwritable_output_is_a_broker_auth_error(two_markets: Registry, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(BrokerAuthError, match="cannot create"):
+        write_broker_auth(two_markets, blocker / "auth")
+
+
+def test_device_named_like_a_service_user_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "m.toml"
+    path.write_text(market_toml("nanmen", "A").replace('"G-A"', f'"{INGEST_USER}"'))
+    with pytest.raises(BrokerAuthError, match="clash with stallwatch's service user names"):
+        write_broker_auth(Registry([load_market(path)]), tmp_path / "auth")
+
+
+def test_simulator_reads_device_passwords(two_markets: Registry, tmp_path: Path) -> None:
+    files = write_broker_auth(two_markets, tmp_path)
+    assert load_device_passwords(files.credentials) == credentials(files)["devices"]
+    with pytest.raises(BrokerAuthError, match="run `stallwatch broker-auth`"):
+        load_device_passwords(tmp_path / "missing.json")
+
+
+# -- against a real mosquitto ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AuthBroker:
+    server: Mosquitto
+    registry: Registry
+    passwords: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def auth_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthBroker]:
+    root = tmp_path_factory.mktemp("brokerauth")
+    registry = make_registry(root / "markets")
+    files = write_broker_auth(registry, root / "auth")
+    creds = credentials(files)
+    # Started as root, mosquitto switches to the `mosquitto` user before it reads the
+    # password file, and could not read our 0600 files; keep it as the test's own user.
+    me = pwd.getpwuid(os.geteuid()).pw_name
+    conf = f"user {me}\npassword_file {files.passwd}\nacl_file {files.acl}\n"
+    with mosquitto(root / "mosquitto", extra_conf=conf, persistence=False) as server:
+        assert isinstance(server, Mosquitto)
+        yield AuthBroker(server, registry, {**creds["services"], **creds["devices"]})
+
+
+Connect = Callable[..., Client]
+"""``connect(user, password=None)``: a connected client, closed after the test."""
+
+
+@pytest.fixture
+def connect(auth_broker: AuthBroker) -> Iterator[Connect]:
+    clients: list[Client] = []
+
+    def _connect(user: str, password: str | None = None) -> Client:
+        client = Client(auth_broker.server.port, user, password or auth_broker.passwords[user])
+        clients.append(client)
+        assert client.connect().value == 0, f"{user} was refused"
+        return client
+
+    yield _connect
+    for client in clients:
+        client.close()
+
+
+def sale_topic(market: str, scale: str) -> str:
+    return topic_for(market, DeviceKind.SCALE, scale, "sale")
+
+
+@pytest.fixture
+def ingest(connect: Connect) -> Client:
+    """The ingest service user on a shared subscription, as scaled-out ingest uses it."""
+    client = connect(INGEST_USER)
+    (granted,) = client.subscribe(f"$share/ingest/{SUBSCRIPTION}")
+    assert granted.value == 1
+    return client
+
+
+@pytest.mark.mosquitto
+def test_device_publishes_to_its_own_topic(connect: Connect, ingest: Client) -> None:
+    scale = connect("S-A1")
+    assert scale.publish(sale_topic("nanmen", "S-A1"), b"sale-1").value == 0
+    assert ingest.next_message() == (sale_topic("nanmen", "S-A1"), b"sale-1")
+
+
+@pytest.mark.mosquitto
+def test_api_user_reads_every_market(connect: Connect) -> None:
+    api = connect(API_USER)
+    (granted,) = api.subscribe("markets/#")
+    assert granted.value == 1
+    gate = connect("G-B")
+    count_topic = topic_for("beiguan", DeviceKind.GATE, "G-B", "count")
+    assert gate.publish(count_topic, b"count").value == 0
+    assert api.next_message() == (count_topic, b"count")
+
+
+@pytest.mark.mosquitto
+@pytest.mark.parametrize(
+    "forbidden",
+    [
+        sale_topic("nanmen", "S-A2"),  # a neighbour's scale
+        sale_topic("beiguan", "S-A1"),  # own id under another market
+        topic_for("nanmen", DeviceKind.GATE, "S-A1", "count"),  # own id, another kind
+        topic_for("nanmen", DeviceKind.SCREEN, "P-A1", "price"),  # the vendor's own screen
+        "markets/nanmen/scales/S-A1/sale/extra",
+        "elsewhere",
+    ],
+)
+def test_device_cannot_publish_elsewhere(connect: Connect, ingest: Client, forbidden: str) -> None:
+    scale = connect("S-A1")
+    assert scale.publish(forbidden, b"forged").value == NOT_AUTHORIZED
+    # Mosquitto 2.0 then drops the connection of a client that published where it may not.
+    scale.wait_disconnected()
+    # The forgery was refused before this marker existed, and one subscriber receives
+    # messages in the order the broker routed them: the marker coming next proves the
+    # forgery was never delivered.
+    assert connect("S-A1").publish(sale_topic("nanmen", "S-A1"), b"marker").value == 0
+    assert ingest.next_message() == (sale_topic("nanmen", "S-A1"), b"marker")
+
+
+@pytest.mark.mosquitto
+@pytest.mark.parametrize("user", [INGEST_USER, API_USER])
+def test_service_users_cannot_publish(connect: Connect, ingest: Client, user: str) -> None:
+    service = connect(user)
+    assert service.publish(sale_topic("nanmen", "S-A1"), b"forged").value == NOT_AUTHORIZED
+    service.wait_disconnected()
+    assert connect("S-A1").publish(sale_topic("nanmen", "S-A1"), b"marker").value == 0
+    assert ingest.next_message() == (sale_topic("nanmen", "S-A1"), b"marker")
+
+
+@pytest.mark.mosquitto
+@pytest.mark.parametrize(
+    ("user", "password"),
+    [("S-A1", "wrong-password"), ("S-A1", ""), ("nobody", "x"), (INGEST_USER, "S-A1")],
+)
+def test_wrong_credentials_are_refused(auth_broker: AuthBroker, user: str, password: str) -> None:
+    client = Client(auth_broker.server.port, user, password)
+    try:
+        assert client.connect().value == NOT_AUTHORIZED
+    finally:
+        client.close()
+
+
+@pytest.mark.mosquitto
+def test_anonymous_clients_are_refused(auth_broker: AuthBroker) -> None:
+    client = Client(auth_broker.server.port, "", None)
+    client.paho.username_pw_set(None)
+    try:
+        assert client.connect().value == NOT_AUTHORIZED
+    finally:
+        client.close()
+
+
+@pytest.mark.mosquitto
+def test_another_devices_password_is_refused(auth_broker: AuthBroker) -> None:
+    client = Client(auth_broker.server.port, "S-A1", auth_broker.passwords["S-A2"])
+    try:
+        assert client.connect().value == NOT_AUTHORIZED
+    finally:
+        client.close()
+
+
+@pytest.mark.mosquitto
+def test_scale_last_will_reaches_ingest(auth_broker: AuthBroker, ingest: Client) -> None:
+    status_topic = topic_for("nanmen", DeviceKind.SCALE, "S-A1", "status")
+    will = b'{"v":1,"msg_id":1,"ts":"2025-05-17T07:00:00+08:00","online":false,"will":true}'
+    scale = Client(auth_broker.server.port, "S-A1", auth_broker.passwords["S-A1"])
+    scale.paho.will_set(status_topic, will, qos=1)
+    assert scale.connect().value == 0
+    scale.close(ReasonCode(PacketTypes.DISCONNECT, identifier=DISCONNECT_WITH_WILL))
+    assert ingest.next_message() == (status_topic, will)

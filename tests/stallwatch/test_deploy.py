@@ -1,0 +1,240 @@
+"""docker-compose.yml and deploy/: what can be checked without Docker.
+
+Docker is not available where stallwatch is developed, so the compose file is
+checked statically (references, secrets, wiring) and the Mosquitto config it
+mounts is started with a real mosquitto and the generated credentials.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from schemas.messages import DeviceKind
+from schemas.registry import Registry, load_market
+from schemas.topics import SUBSCRIPTION, topic_for
+from stallwatch.brokerauth import (
+    ACL_FILE,
+    API_USER,
+    CREDENTIALS_FILE,
+    INGEST_USER,
+    PASSWD_FILE,
+    PASSWORD_FILE_SUFFIX,
+    load_device_passwords,
+    write_broker_auth,
+)
+from stallwatch.localservices import Mosquitto, free_port
+from stallwatch.settings import Settings
+from tests.conftest import REPO
+from tests.stallwatch.mqttclient import Client
+from tests.stallwatch.test_brokerauth import market_toml
+
+COMPOSE_FILE = REPO / "docker-compose.yml"
+MOSQUITTO_CONF = REPO / "deploy" / "mosquitto" / "mosquitto.conf"
+AUTH_MOUNT = "/auth"
+
+#: ``${NAME:?message}``: compose refuses to start while NAME is unset or empty.
+REQUIRED_VARIABLE = re.compile(r"^\$\{[A-Z][A-Z0-9_]*:\?[^}]+\}$")
+SECRET_NAME = re.compile(r"PASSWORD|PASSWD|TOKEN|SECRET|_KEY$|APIKEY", re.IGNORECASE)
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))
+    return loaded
+
+
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = compose["services"]
+    return found
+
+
+def environment(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment", {})
+    if isinstance(env, list):
+        return dict(item.split("=", 1) for item in env)
+    return {key: str(value) for key, value in env.items()}
+
+
+def volume_specs(service: dict[str, Any]) -> list[tuple[str, str]]:
+    """(source, target) of each short-syntax volume."""
+    specs = []
+    for spec in service.get("volumes", []):
+        source, target, *_ = spec.split(":")
+        specs.append((source, target))
+    return specs
+
+
+def walk(node: Any) -> Iterator[tuple[str, Any]]:
+    """Every (key, value) pair anywhere in the document."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield str(key), value
+            yield from walk(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from walk(item)
+
+
+# -- static checks -----------------------------------------------------------------
+
+
+def test_services_are_the_agreed_ones(compose: dict[str, Any]) -> None:
+    assert set(services(compose)) == {"broker-init", "mosquitto", "influxdb", "ingest", "simulate"}
+
+
+def test_referenced_repository_files_exist(compose: dict[str, Any]) -> None:
+    for name, service in services(compose).items():
+        build = service.get("build")
+        if build is not None:
+            context = REPO / build["context"]
+            assert context.is_dir(), name
+            assert (context / build["dockerfile"]).is_file(), name
+        for source, _ in volume_specs(service):
+            if source.startswith("."):
+                assert (REPO / source).exists(), f"{name}: {source} does not exist"
+
+
+def test_named_volumes_are_declared(compose: dict[str, Any]) -> None:
+    declared = set(compose["volumes"])
+    used = {
+        source
+        for service in services(compose).values()
+        for source, _ in volume_specs(service)
+        if not source.startswith((".", "/"))
+    }
+    assert used == declared
+
+
+def test_no_literal_secrets(compose: dict[str, Any]) -> None:
+    for name, service in services(compose).items():
+        for key, value in environment(service).items():
+            if SECRET_NAME.search(key) and not key.endswith("_FILE"):
+                assert REQUIRED_VARIABLE.match(value), f"{name}: {key} must be ${{VAR:?message}}"
+    for key, value in walk(compose):
+        if SECRET_NAME.search(key) and not key.endswith("_FILE") and isinstance(value, str):
+            assert REQUIRED_VARIABLE.match(value), f"{key}={value!r}"
+
+
+def test_variables_never_have_defaults() -> None:
+    """Every ${...} in the file, comments included, is required: no default secrets."""
+    text = COMPOSE_FILE.read_text(encoding="utf-8")
+    references = re.findall(r"(?<!\$)\$\{[^}]*\}", text)
+    assert references
+    for reference in references:
+        assert REQUIRED_VARIABLE.match(reference), reference
+
+
+def test_services_start_in_order(compose: dict[str, Any]) -> None:
+    svc = services(compose)
+    assert svc["mosquitto"]["depends_on"] == {
+        "broker-init": {"condition": "service_completed_successfully"}
+    }
+    assert svc["ingest"]["depends_on"] == {
+        "mosquitto": {"condition": "service_healthy"},
+        "influxdb": {"condition": "service_healthy"},
+    }
+    assert svc["simulate"]["depends_on"]["mosquitto"] == {"condition": "service_healthy"}
+    for name in ("mosquitto", "influxdb"):
+        assert svc[name]["healthcheck"]["test"], name
+
+
+def test_broker_mounts_the_repository_config_and_the_generated_auth(
+    compose: dict[str, Any],
+) -> None:
+    mosquitto = services(compose)["mosquitto"]
+    mounts = dict(volume_specs(mosquitto))
+    assert mounts["./deploy/mosquitto/mosquitto.conf"] == "/mosquitto/config/mosquitto.conf"
+    assert mounts["broker-auth"] == AUTH_MOUNT
+    conf = MOSQUITTO_CONF.read_text(encoding="utf-8")
+    assert f"password_file {AUTH_MOUNT}/{PASSWD_FILE}\n" in conf
+    assert f"acl_file {AUTH_MOUNT}/{ACL_FILE}\n" in conf
+    for setting in ("persistence true", "max_queued_messages 0", "allow_anonymous false"):
+        assert f"\n{setting}\n" in conf, setting
+
+
+def test_broker_init_writes_into_the_auth_volume(compose: dict[str, Any]) -> None:
+    init = services(compose)["broker-init"]
+    assert dict(volume_specs(init))["broker-auth"] == AUTH_MOUNT
+    script = "\n".join(init["command"])
+    assert f"stallwatch broker-auth --market /markets/nanmen.toml --out {AUTH_MOUNT}" in script
+    for user in (INGEST_USER, API_USER):
+        assert f"{AUTH_MOUNT}/{user}{PASSWORD_FILE_SUFFIX}" in script
+
+
+def test_ingest_settings_exist_and_use_the_generated_password(compose: dict[str, Any]) -> None:
+    env = environment(services(compose)["ingest"])
+    known = {f"STALLWATCH_{name.upper()}" for name in Settings.model_fields}
+    assert set(env) <= known, set(env) - known
+    assert env["STALLWATCH_MQTT_USERNAME"] == INGEST_USER
+    assert (
+        env["STALLWATCH_MQTT_PASSWORD_FILE"] == f"{AUTH_MOUNT}/{INGEST_USER}{PASSWORD_FILE_SUFFIX}"
+    )
+    assert env["STALLWATCH_STORE"] == "influx"
+
+
+def test_image_tags_are_pinned(compose: dict[str, Any]) -> None:
+    for name, service in services(compose).items():
+        if "build" not in service:
+            image = service["image"]
+            assert ":" in image, name
+            assert not image.endswith(":latest"), name
+
+
+# -- the mounted Mosquitto config, on a real mosquitto --------------------------------------
+
+
+def local_conf(conf: str, *, port: int, auth: Path, data: Path) -> str:
+    """The deploy config with container paths and the listener moved to a test directory."""
+    replaced = (
+        conf.replace(f"{AUTH_MOUNT}/", f"{auth}/")
+        .replace("/mosquitto/data/", f"{data}/")
+        .replace("\nlistener 1883\n", f"\nlistener {port} 127.0.0.1\n")
+    )
+    assert str(auth) in replaced
+    assert f"listener {port} 127.0.0.1" in replaced
+    # Started as root, mosquitto would switch to the `mosquitto` user, who cannot read
+    # our 0600 files; in the container the files belong to that user (broker-init).
+    return replaced + f"user {pwd.getpwuid(os.geteuid()).pw_name}\n"
+
+
+@pytest.mark.mosquitto
+def test_deploy_mosquitto_conf_runs_with_generated_auth(tmp_path: Path) -> None:
+    market_file = tmp_path / "nanmen.toml"
+    market_file.write_text(market_toml("nanmen", "A"), encoding="utf-8")
+    auth = tmp_path / "auth"
+    write_broker_auth(Registry([load_market(market_file)]), auth)
+    ingest_password = (auth / f"{INGEST_USER}{PASSWORD_FILE_SUFFIX}").read_text()
+    device_password = load_device_passwords(auth / CREDENTIALS_FILE)["S-A1"]
+
+    port = free_port()
+    data = tmp_path / "data"
+    data.mkdir()
+    conf = tmp_path / "mosquitto.conf"
+    conf.write_text(
+        local_conf(MOSQUITTO_CONF.read_text(encoding="utf-8"), port=port, auth=auth, data=data)
+    )
+    binary = shutil.which("mosquitto", path="/usr/sbin:/usr/bin")
+    assert binary is not None
+    with Mosquitto("mosquitto", tmp_path, port, [binary, "-c", str(conf)]):
+        ingest = Client(port, INGEST_USER, ingest_password)
+        scale = Client(port, "S-A1", device_password)
+        try:
+            assert ingest.connect().value == 0
+            assert [rc.value for rc in ingest.subscribe(SUBSCRIPTION)] == [1]
+            assert scale.connect().value == 0
+            sale = topic_for("nanmen", DeviceKind.SCALE, "S-A1", "sale")
+            assert scale.publish(sale, b"{}").value == 0
+            assert ingest.next_message() == (sale, b"{}")
+        finally:
+            scale.close()
+            ingest.close()
+    assert (data / "mosquitto.db").is_file(), "persistence is on: the broker saved on exit"

@@ -1,0 +1,111 @@
+"""SQLite store: every query reaches the data tables through an index.
+
+A year of a 300-vendor market is ~22 M sale rows; a query that scans the sale
+table instead of seeking an index takes seconds, so plans are pinned here.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from storage.sqlite import SQLiteStore, queries
+from tests.storage.factories import batch, gate_count, price, reading, sale, status
+
+PARAMS = {
+    "market": "nanmen",
+    "start": 0,
+    "end": 10**18,
+    "moment": 10**18,
+    "vendor": "v001",
+    "scale": "sc-001",
+    "plu": "1001",
+    "trace_code": "SD370782-20250512-001",
+    "msg_id": 1,
+    "limit": 100,
+}
+SELECTS = sorted(
+    name
+    for name in vars(queries)
+    if name.isupper() and str(getattr(queries, name)).lstrip().startswith("SELECT")
+)
+
+
+@pytest.fixture(scope="module")
+def conn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[sqlite3.Connection]:
+    path: Path = tmp_path_factory.mktemp("plans") / "store.db"
+    with SQLiteStore(path) as store:
+        store.write(
+            [
+                reading(sale(), "sc-001"),
+                reading(price(), "scr-001"),
+                reading(batch(), "in-01"),
+                reading(gate_count(), "g-north"),
+                reading(status(), "sc-001"),
+            ]
+        )
+    connection = sqlite3.connect(path)
+    yield connection
+    connection.close()
+
+
+def plan(conn: sqlite3.Connection, sql: str) -> list[str]:
+    return [str(row[3]) for row in conn.execute("EXPLAIN QUERY PLAN " + sql, PARAMS)]
+
+
+def test_every_query_is_covered() -> None:
+    assert {
+        "SALES_OF_SERIES_IN_RANGE",
+        "SALES_OF_BATCH",
+        "BATCH_BY_TRACE_CODE",
+        "LATEST_PRICES",
+    } <= set(SELECTS)
+
+
+@pytest.mark.parametrize("name", SELECTS)
+def test_no_query_scans_a_table(conn: sqlite3.Connection, name: str) -> None:
+    steps = plan(conn, getattr(queries, name))
+    assert steps
+    assert not [step for step in steps if step.startswith("SCAN")], steps
+
+
+def test_sales_of_a_vendor_in_a_range_seek_per_series(conn: sqlite3.Connection) -> None:
+    steps = plan(conn, queries.SALES_OF_SERIES_IN_RANGE)
+    assert "SEARCH sale USING INDEX sale_by_series (series=? AND time_ns>? AND time_ns<?)" in steps
+
+
+def test_sales_of_a_market_in_a_range_use_the_time_key(conn: sqlite3.Connection) -> None:
+    assert (
+        plan(conn, queries.SALES_IN_RANGE)[0]
+        == "SEARCH sale USING PRIMARY KEY (time_ns>? AND time_ns<?)"
+    )
+
+
+def test_sales_of_a_batch_use_the_trace_code_index(conn: sqlite3.Connection) -> None:
+    steps = plan(conn, queries.SALES_OF_BATCH)
+    assert steps[:2] == [
+        "SEARCH t USING COVERING INDEX sqlite_autoindex_trace_code_1 (market=? AND code=?)",
+        "SEARCH sale USING INDEX sale_by_trace (trace=?)",
+    ]
+    assert not [step for step in steps if "TEMP B-TREE" in step]  # the index yields time order
+
+
+def test_batch_by_trace_code_uses_the_trace_code_index(conn: sqlite3.Connection) -> None:
+    assert "SEARCH b USING INDEX batch_by_trace (trace=?)" in plan(
+        conn, queries.BATCH_BY_TRACE_CODE
+    )
+
+
+def test_sale_by_receipt_uses_the_receipt_index(conn: sqlite3.Connection) -> None:
+    assert "SEARCH sale USING INDEX sale_by_receipt (series=? AND msg_id=?)" in plan(
+        conn, queries.SALE_BY_RECEIPT
+    )
+
+
+def test_latest_prices_seek_the_newest_row_of_each_series(conn: sqlite3.Connection) -> None:
+    steps = plan(conn, queries.LATEST_PRICES)
+    assert "SEARCH p USING PRIMARY KEY (series=? AND time_ns=?)" in steps
+    assert "SEARCH price USING PRIMARY KEY (series=?)" in steps

@@ -1,0 +1,104 @@
+"""SQLite store: file format, schema versioning, migrations and opening."""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from storage._exceptions import StoreError, StoreUnavailable
+from storage.sqlite import SQLiteStore
+from storage.sqlite.schema import MIGRATIONS, SCHEMA_VERSION, Migration, SchemaError, migrate
+from tests.storage.factories import MARKET, T0, at, reading, sale
+
+
+def raw(path: Path) -> closing[sqlite3.Connection]:
+    return closing(sqlite3.connect(path, isolation_level=None))
+
+
+def test_a_new_file_is_in_wal_mode_at_the_current_schema_version(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    SQLiteStore(path).close()
+    with raw(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+
+
+def test_reopening_an_existing_file_keeps_data_and_series_ids(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    with SQLiteStore(path) as store:
+        assert store.write([reading(sale(msg_id=1, ts=at(minutes=1)), "sc-001")]) == []
+
+    with SQLiteStore(path) as store:
+        assert store.write([reading(sale(msg_id=2, ts=at(minutes=2)), "sc-001")]) == []
+        assert [row.msg_id for row in store.sales(MARKET, T0, at(hours=1))] == [1, 2]
+
+    with raw(path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM sale_series").fetchone() == (1,)
+        assert conn.execute("SELECT COUNT(*) FROM trace_code").fetchone() == (1,)
+
+
+def test_a_file_from_a_newer_version_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    SQLiteStore(path).close()
+    with raw(path) as conn:
+        conn.execute("PRAGMA user_version = 99")
+    with pytest.raises(SchemaError, match="version 99"):
+        SQLiteStore(path)
+
+
+def test_pending_migrations_are_applied_once_in_order(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    SQLiteStore(path).close()
+    v2 = Migration(2, ("ALTER TABLE dead_letter ADD COLUMN note TEXT", "PRAGMA user_version = 2"))
+    v3 = Migration(3, ("UPDATE dead_letter SET note = 'v3'", "PRAGMA user_version = 3"))
+    with raw(path) as conn:
+        assert migrate(conn, (*MIGRATIONS, v2, v3)) == 3
+        assert migrate(conn, (*MIGRATIONS, v2, v3)) == 3  # a second run has nothing to do
+        assert conn.execute("PRAGMA user_version").fetchone() == (3,)
+        columns = [row[1] for row in conn.execute("PRAGMA table_info(dead_letter)")]
+        assert columns[-1] == "note"
+
+
+def test_a_migration_that_does_not_reach_its_version_is_rolled_back(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    SQLiteStore(path).close()
+    forgetful = Migration(2, ("ALTER TABLE dead_letter ADD COLUMN note TEXT",))
+    with raw(path) as conn:
+        with pytest.raises(SchemaError, match="version 2"):
+            migrate(conn, (*MIGRATIONS, forgetful))
+        assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+        assert "note" not in [row[1] for row in conn.execute("PRAGMA table_info(dead_letter)")]
+
+
+def test_migrations_must_be_numbered_without_gaps(tmp_path: Path) -> None:
+    with raw(tmp_path / "store.db") as conn, pytest.raises(ValueError, match="without gaps"):
+        migrate(conn, (*MIGRATIONS, Migration(3, ("PRAGMA user_version = 3",))))
+
+
+def test_unknown_synchronous_level_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="synchronous"):
+        SQLiteStore(tmp_path / "store.db", synchronous="normal; DROP TABLE sale")
+
+
+@pytest.mark.parametrize(("level", "value"), [("NORMAL", 1), ("FULL", 2), ("EXTRA", 3)])
+def test_synchronous_level_applies_to_the_writer(tmp_path: Path, level: str, value: int) -> None:
+    store = SQLiteStore(tmp_path / "store.db", synchronous=level)
+    # The level is per connection, so ask the writer itself.
+    with store, store._connections.writer() as conn:
+        assert conn.execute("PRAGMA synchronous").fetchone() == (value,)
+
+
+def test_a_file_that_is_not_a_database_is_an_error_not_an_outage(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    path.write_bytes(b"this is not an SQLite file, just some text that is long enough" * 100)
+    with pytest.raises(StoreError) as caught:
+        SQLiteStore(path)
+    assert not isinstance(caught.value, StoreUnavailable)
+
+
+def test_a_missing_directory_is_unavailable(tmp_path: Path) -> None:
+    with pytest.raises(StoreUnavailable):
+        SQLiteStore(tmp_path / "not-mounted-yet" / "store.db")

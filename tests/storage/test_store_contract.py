@@ -1,0 +1,854 @@
+"""The contract every Store backend passes (see ``storage/base.py``).
+
+Runs once per backend through the parametrized ``store`` fixture in conftest.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from schemas.messages import Sale
+from storage.base import (
+    BatchRow,
+    FootfallRow,
+    GateCountRow,
+    PriceRow,
+    PromotionRow,
+    SaleRow,
+    ScaleStatusRow,
+    Store,
+)
+from storage.records import UNREGISTERED, DeadLetter, Reading, to_ns
+from tests.storage.factories import (
+    MARKET,
+    OTHER_MARKET,
+    SHANGHAI,
+    T0,
+    at,
+    batch,
+    dead_letter,
+    gate_count,
+    price,
+    promotion,
+    reading,
+    sale,
+    status,
+)
+
+HOSTILE = "Li \"Big\" Wang\\s, a=b 'x' 李记"
+DAY_END = at(hours=24)
+
+
+def write_ok(
+    store: Store, readings: Sequence[Reading], dead_letters: Sequence[DeadLetter] = ()
+) -> None:
+    assert store.write(readings, dead_letters) == []
+
+
+def one_of_each() -> list[Reading]:
+    return [
+        reading(sale(), "sc-001"),
+        reading(price(), "scr-001"),
+        reading(batch(), "in-01"),
+        reading(gate_count(in_total=5, out_total=2), "g-north"),
+        reading(status(), "sc-001"),
+    ]
+
+
+class TestWrite:
+    def test_good_data_is_not_refused(self, store: Store) -> None:
+        assert store.write(one_of_each(), [dead_letter()]) == []
+
+    def test_nothing_to_write(self, store: Store) -> None:
+        assert store.write([]) == []
+
+    def test_a_reading_the_store_cannot_hold_is_dead_lettered_and_the_rest_written(
+        self, store: Store
+    ) -> None:
+        # Bypasses validation: an integer beyond 64 bits fits no backend.
+        unstorable = Sale.model_construct(
+            v=1,
+            msg_id=7,
+            ts=at(ms=7),
+            vendor="v001",
+            plu="1001",
+            weight_g=500,
+            tare_g=None,
+            unit_price_fen_per_kg=1_000,
+            total_fen=2**64,
+            trace_code="SD370782-20250512-001",
+        )
+        good = reading(sale(msg_id=8, ts=at(ms=8)), "sc-001")
+        bad = reading(unstorable, "sc-001")
+
+        refused = store.write([bad, good])
+
+        assert len(refused) == 1
+        letter = refused[0]
+        assert (letter.market, letter.device) == (MARKET, "sc-001")
+        assert letter.topic == "markets/nanmen/scales/sc-001/sale"
+        assert letter.received_ns == bad.received_ns
+        assert letter.reason
+        assert json.loads(letter.payload)["total_fen"] == 2**64
+        assert json.loads(letter.payload)["msg_id"] == 7
+        assert store.dead_letters(T0, DAY_END) == [letter]
+        assert [row.msg_id for row in store.sales(MARKET, T0, DAY_END)] == [8]
+
+
+class TestRoundTrip:
+    def test_sale_keeps_every_field(self, store: Store) -> None:
+        message = sale(
+            msg_id=2**63 - 1,
+            ts=at(minutes=5, ms=123),
+            vendor="v.0_1-a",
+            plu="10-01A",
+            weight_g=1_234,
+            tare_g=35,
+            unit_price_fen_per_kg=1_160,
+            total_fen=1_400,  # rounded down from 1431 (抹零): stored as charged, not recomputed
+            trace_code="SD370782_2025.05-12",
+        )
+        received_ns = to_ns(at(minutes=5, ms=400)) + 17
+        write_ok(store, [reading(message, "sc.0_1-a", received_ns=received_ns)])
+
+        rows = store.sales(MARKET, T0, DAY_END)
+
+        assert rows == [
+            SaleRow(
+                market=MARKET,
+                scale="sc.0_1-a",
+                vendor="v.0_1-a",
+                plu="10-01A",
+                ts=at(minutes=5, ms=123),
+                msg_id=2**63 - 1,
+                weight_g=1_234,
+                tare_g=35,
+                unit_price_fen_per_kg=1_160,
+                total_fen=1_400,
+                trace_code="SD370782_2025.05-12",
+                received_ns=received_ns,
+            )
+        ]
+        assert rows[0].ts.utcoffset() is not None
+
+    def test_sale_without_tare(self, store: Store) -> None:
+        write_ok(store, [reading(sale(tare_g=None), "sc-001")])
+        assert store.sales(MARKET, T0, DAY_END)[0].tare_g is None
+
+    def test_sale_with_zero_tare_is_not_none(self, store: Store) -> None:
+        write_ok(store, [reading(sale(tare_g=0), "sc-001")])
+        assert store.sales(MARKET, T0, DAY_END)[0].tare_g == 0
+
+    def test_price_with_promotion(self, store: Store) -> None:
+        until = at(hours=10, ms=5) + timedelta(microseconds=7)
+        promo = promotion(
+            price_fen_per_kg=1_990, text="限时特价 \"5折\", a=b \\ '买一送一'", until=until
+        )
+        message = price(
+            msg_id=3, ts=at(ms=30), vendor="v001", plu="1001", price_fen_per_kg=2_580, promo=promo
+        )
+        write_ok(store, [reading(message, "scr-001")])
+
+        expected = PriceRow(
+            market=MARKET,
+            vendor="v001",
+            plu="1001",
+            screen="scr-001",
+            price_fen_per_kg=2_580,
+            promo=PromotionRow(
+                price_fen_per_kg=1_990, text="限时特价 \"5折\", a=b \\ '买一送一'", until=until
+            ),
+            ts=at(ms=30),
+            msg_id=3,
+        )
+        assert store.latest_prices(MARKET) == [expected]
+        assert store.price_history(MARKET, T0, DAY_END) == [expected]
+
+    def test_price_without_promotion(self, store: Store) -> None:
+        write_ok(store, [reading(price(promo=None), "scr-001")])
+        assert store.latest_prices(MARKET)[0].promo is None
+
+    def test_batch_keeps_every_field(self, store: Store) -> None:
+        message = batch(
+            msg_id=11,
+            ts=at(hours=-2, ms=1),
+            trace_code="SD370782-20250512-001",
+            vendor="v001",
+            plu="1001",
+            origin="山东寿光",
+            supplier=HOSTILE,
+            quantity_g=50_000_000,
+            certificate_no='HG-2025/000,123 \\"',
+            passed=True,
+            inhibition_pct=Decimal("12.5"),
+        )
+        received_ns = to_ns(at(hours=-2, ms=900)) + 3
+        write_ok(store, [reading(message, "in-01", received_ns=received_ns)])
+
+        expected = BatchRow(
+            market=MARKET,
+            station="in-01",
+            vendor="v001",
+            plu="1001",
+            trace_code="SD370782-20250512-001",
+            origin="山东寿光",
+            supplier=HOSTILE,
+            quantity_g=50_000_000,
+            certificate_no='HG-2025/000,123 \\"',
+            rapid_test_passed=True,
+            inhibition_pct=Decimal("12.5"),
+            ts=at(hours=-2, ms=1),
+            msg_id=11,
+            received_ns=received_ns,
+        )
+        assert store.batch(MARKET, "SD370782-20250512-001") == expected
+        assert store.batches(MARKET, at(hours=-3), T0) == [expected]
+
+    @pytest.mark.parametrize(
+        ("passed", "pct"),
+        [
+            (True, Decimal("0")),
+            (True, Decimal("49.9")),
+            (False, Decimal("50.0")),
+            (False, Decimal("100")),
+        ],
+    )
+    def test_rapid_test_is_exact(self, store: Store, passed: bool, pct: Decimal) -> None:
+        write_ok(store, [reading(batch(passed=passed, inhibition_pct=pct), "in-01")])
+        row = store.batch(MARKET, "SD370782-20250512-001")
+        assert row is not None
+        assert row.rapid_test_passed is passed
+        assert isinstance(row.inhibition_pct, Decimal)
+        assert row.inhibition_pct == pct
+
+    def test_scale_status_with_every_field(self, store: Store) -> None:
+        message = status(
+            msg_id=9,
+            ts=at(ms=9),
+            online=True,
+            zero_ok=False,
+            seal_intact=True,
+            calibration_due=date(2026, 1, 31),
+        )
+        write_ok(store, [reading(message, "sc-001")])
+        assert store.scale_status(MARKET) == [
+            ScaleStatusRow(
+                market=MARKET,
+                scale="sc-001",
+                ts=at(ms=9),
+                online=True,
+                will=False,
+                zero_ok=False,
+                seal_intact=True,
+                calibration_due=date(2026, 1, 31),
+            )
+        ]
+
+    def test_scale_status_without_optional_fields(self, store: Store) -> None:
+        write_ok(store, [reading(status(online=False), "sc-001")])
+        [row] = store.scale_status(MARKET)
+        assert (row.online, row.zero_ok, row.seal_intact, row.calibration_due) == (
+            False,
+            None,
+            None,
+            None,
+        )
+
+    def test_gate_count_keeps_large_counters(self, store: Store) -> None:
+        write_ok(
+            store, [reading(gate_count(ts=at(ms=1), in_total=2**53 - 1, out_total=0), "g-north")]
+        )
+        assert store.gate_counts(MARKET, T0, DAY_END) == [
+            GateCountRow(
+                market=MARKET, gate="g-north", ts=at(ms=1), in_total=2**53 - 1, out_total=0
+            )
+        ]
+
+
+class TestPointIdentity:
+    def test_the_same_readings_written_twice_are_stored_once(self, store: Store) -> None:
+        readings = one_of_each()
+        write_ok(store, readings)
+        write_ok(store, readings)
+
+        assert len(store.sales(MARKET, T0, DAY_END)) == 1
+        assert len(store.price_history(MARKET, T0, DAY_END)) == 1
+        assert len(store.batches(MARKET, T0, DAY_END)) == 1
+        assert len(store.gate_counts(MARKET, T0, DAY_END)) == 1
+        assert len(store.scale_status(MARKET)) == 1
+
+    def test_a_replay_received_later_overwrites_the_first_delivery(self, store: Store) -> None:
+        message = sale(msg_id=5, ts=at(ms=5))
+        first = to_ns(at(ms=200))
+        replayed = to_ns(at(minutes=30))
+        write_ok(store, [reading(message, "sc-001", received_ns=first)])
+        write_ok(store, [reading(message, "sc-001", received_ns=replayed)])
+
+        rows = store.sales(MARKET, T0, DAY_END)
+        assert [(row.msg_id, row.received_ns) for row in rows] == [(5, replayed)]
+
+    def test_a_replay_within_one_batch_is_one_row(self, store: Store) -> None:
+        message = sale(msg_id=5, ts=at(ms=5))
+        write_ok(store, [reading(message, "sc-001"), reading(message, "sc-001")])
+        assert len(store.sales(MARKET, T0, DAY_END)) == 1
+
+    def test_two_sales_in_the_same_millisecond_are_two_rows(self, store: Store) -> None:
+        write_ok(
+            store,
+            [
+                reading(sale(msg_id=2, ts=at(ms=1), weight_g=200), "sc-001"),
+                reading(sale(msg_id=1, ts=at(ms=1), weight_g=100), "sc-001"),
+            ],
+        )
+        rows = store.sales(MARKET, T0, DAY_END)
+        assert [(row.msg_id, row.weight_g, row.ts) for row in rows] == [
+            (1, 100, at(ms=1)),
+            (2, 200, at(ms=1)),
+        ]
+
+    def test_the_same_message_id_on_two_scales_is_two_rows(self, store: Store) -> None:
+        write_ok(
+            store,
+            [
+                reading(sale(msg_id=1, ts=at(ms=1)), "sc-001"),
+                reading(sale(msg_id=1, ts=at(ms=1)), "sc-002"),
+            ],
+        )
+        assert sorted(row.scale for row in store.sales(MARKET, T0, DAY_END)) == ["sc-001", "sc-002"]
+
+
+class TestSales:
+    def test_range_is_half_open_on_device_time(self, store: Store) -> None:
+        start, end = at(hours=1), at(hours=2)
+        moments = [start - timedelta(milliseconds=1), start, end - timedelta(milliseconds=1), end]
+        write_ok(
+            store, [reading(sale(msg_id=i, ts=ts), "sc-001") for i, ts in enumerate(moments, 1)]
+        )
+
+        assert [row.ts for row in store.sales(MARKET, start, end)] == [
+            start,
+            end - timedelta(milliseconds=1),
+        ]
+        assert [row.ts for row in store.sales(MARKET, start, end, vendor="v001")] == [
+            start,
+            end - timedelta(milliseconds=1),
+        ]
+
+    def test_range_uses_device_time_not_arrival(self, store: Store) -> None:
+        late = reading(sale(msg_id=1, ts=at(minutes=59)), "sc-001", received=at(hours=3))
+        write_ok(store, [late])
+        assert len(store.sales(MARKET, T0, at(hours=1))) == 1
+        assert store.sales(MARKET, at(hours=1), at(hours=4)) == []
+
+    def test_range_accepts_any_time_zone(self, store: Store) -> None:
+        write_ok(store, [reading(sale(ts=at(ms=0)), "sc-001")])
+        utc_start = T0.astimezone(UTC)
+        assert len(store.sales(MARKET, utc_start, utc_start + timedelta(seconds=1))) == 1
+
+    def test_oldest_first(self, store: Store) -> None:
+        write_ok(
+            store, [reading(sale(msg_id=i, ts=at(minutes=10 - i)), "sc-001") for i in range(1, 6)]
+        )
+        assert [row.msg_id for row in store.sales(MARKET, T0, DAY_END)] == [5, 4, 3, 2, 1]
+
+    def test_filters(self, store: Store) -> None:
+        write_ok(
+            store,
+            [
+                reading(sale(msg_id=1, ts=at(minutes=1), vendor="v001", plu="1001"), "sc-001"),
+                reading(sale(msg_id=2, ts=at(minutes=2), vendor="v001", plu="1002"), "sc-001"),
+                reading(sale(msg_id=3, ts=at(minutes=3), vendor="v001", plu="1001"), "sc-002"),
+                reading(sale(msg_id=4, ts=at(minutes=4), vendor="v002", plu="1001"), "sc-201"),
+                reading(
+                    sale(msg_id=5, ts=at(minutes=5), vendor="v001", plu="1001"),
+                    "sc-001",
+                    market=OTHER_MARKET,
+                ),
+            ],
+        )
+
+        def ids(**filters: str) -> list[int]:
+            return [row.msg_id for row in store.sales(MARKET, T0, DAY_END, **filters)]
+
+        assert ids() == [1, 2, 3, 4]
+        assert ids(vendor="v001") == [1, 2, 3]
+        assert ids(scale="sc-001") == [1, 2]
+        assert ids(plu="1001") == [1, 3, 4]
+        assert ids(vendor="v001", plu="1001") == [1, 3]
+        assert ids(vendor="v001", scale="sc-002", plu="1001") == [3]
+        assert ids(vendor="v999") == []
+        assert [row.market for row in store.sales(OTHER_MARKET, T0, DAY_END)] == [OTHER_MARKET]
+
+    def test_sales_of_batch(self, store: Store) -> None:
+        code, other = "SD370782-20250512-001", "SD370782-20250512-002"
+        write_ok(
+            store,
+            [
+                reading(sale(msg_id=1, ts=at(minutes=30), trace_code=code), "sc-001"),
+                reading(sale(msg_id=2, ts=at(minutes=10), trace_code=code), "sc-002"),
+                reading(sale(msg_id=3, ts=at(minutes=20), trace_code=other), "sc-001"),
+                reading(sale(msg_id=4, ts=at(hours=-30), trace_code=code), "sc-001"),
+                reading(
+                    sale(msg_id=5, ts=at(minutes=15), trace_code=code),
+                    "sc-001",
+                    market=OTHER_MARKET,
+                ),
+            ],
+        )
+
+        rows = store.sales_of_batch(MARKET, code)
+
+        assert [(row.msg_id, row.scale) for row in rows] == [
+            (4, "sc-001"),
+            (2, "sc-002"),
+            (1, "sc-001"),
+        ]
+        assert {row.trace_code for row in rows} == {code}
+        assert store.sales_of_batch(MARKET, "SD370782-99999999-999") == []
+
+    def test_sale_by_receipt(self, store: Store) -> None:
+        write_ok(
+            store,
+            [
+                reading(sale(msg_id=42, ts=at(minutes=1), weight_g=420), "sc-001"),
+                reading(sale(msg_id=42, ts=at(minutes=2), weight_g=421), "sc-002"),
+                reading(sale(msg_id=43, ts=at(minutes=3), weight_g=430), "sc-001"),
+                reading(
+                    sale(msg_id=44, ts=at(minutes=4), weight_g=440), "sc-001", market=OTHER_MARKET
+                ),
+            ],
+        )
+
+        found = store.sale_by_receipt(MARKET, "sc-001", 42)
+        assert found is not None
+        assert (found.scale, found.msg_id, found.weight_g, found.ts) == (
+            "sc-001",
+            42,
+            420,
+            at(minutes=1),
+        )
+        other_scale = store.sale_by_receipt(MARKET, "sc-002", 42)
+        assert other_scale is not None
+        assert other_scale.weight_g == 421
+        assert store.sale_by_receipt(MARKET, "sc-001", 41) is None
+        assert store.sale_by_receipt(MARKET, "sc-001", 44) is None
+        assert store.sale_by_receipt(MARKET, "sc-404", 42) is None
+
+
+class TestPrices:
+    def test_latest_price_per_vendor_and_product(self, store: Store) -> None:
+        early = promotion(price_fen_per_kg=900, text="早市特价", until=at(hours=2))
+        late = promotion(price_fen_per_kg=950, text='晚市 "清仓"', until=at(hours=12))
+        # Written newest first: "latest" is by device time, not by arrival.
+        write_ok(
+            store,
+            [
+                reading(
+                    price(
+                        msg_id=3,
+                        ts=at(hours=9),
+                        vendor="v001",
+                        plu="1001",
+                        price_fen_per_kg=1_300,
+                        promo=late,
+                    ),
+                    "scr-001",
+                ),
+                reading(
+                    price(
+                        msg_id=1,
+                        ts=at(hours=0),
+                        vendor="v001",
+                        plu="1001",
+                        price_fen_per_kg=1_200,
+                        promo=early,
+                    ),
+                    "scr-001",
+                ),
+                reading(
+                    price(
+                        msg_id=2, ts=at(hours=5), vendor="v001", plu="1001", price_fen_per_kg=1_250
+                    ),
+                    "scr-001",
+                ),
+                reading(
+                    price(
+                        msg_id=4,
+                        ts=at(hours=1),
+                        vendor="v001",
+                        plu="1002",
+                        price_fen_per_kg=1_000,
+                        promo=early,
+                    ),
+                    "scr-002",
+                ),
+                reading(
+                    price(
+                        msg_id=5, ts=at(hours=7), vendor="v002", plu="1001", price_fen_per_kg=1_100
+                    ),
+                    "scr-201",
+                ),
+                reading(
+                    price(
+                        msg_id=6, ts=at(hours=8), vendor="v001", plu="1001", price_fen_per_kg=9_999
+                    ),
+                    "scr-001",
+                    market=OTHER_MARKET,
+                ),
+            ],
+        )
+
+        assert store.latest_prices(MARKET) == [
+            PriceRow(
+                MARKET,
+                "v001",
+                "1001",
+                "scr-001",
+                1_300,
+                PromotionRow(950, '晚市 "清仓"', at(hours=12)),
+                at(hours=9),
+                3,
+            ),
+            PriceRow(
+                MARKET,
+                "v001",
+                "1002",
+                "scr-002",
+                1_000,
+                PromotionRow(900, "早市特价", at(hours=2)),
+                at(hours=1),
+                4,
+            ),
+            PriceRow(MARKET, "v002", "1001", "scr-201", 1_100, None, at(hours=7), 5),
+        ]
+
+    def test_a_promotion_does_not_outlive_the_price_that_carried_it(self, store: Store) -> None:
+        write_ok(
+            store,
+            [
+                reading(
+                    price(msg_id=1, ts=at(hours=0), promo=promotion(until=at(hours=8))), "scr-001"
+                ),
+                reading(price(msg_id=2, ts=at(hours=1), price_fen_per_kg=1_500), "scr-001"),
+            ],
+        )
+        [latest] = store.latest_prices(MARKET)
+        assert (latest.msg_id, latest.price_fen_per_kg, latest.promo) == (2, 1_500, None)
+
+    def test_no_prices(self, store: Store) -> None:
+        assert store.latest_prices(MARKET) == []
+
+    def test_price_history_filters_and_range(self, store: Store) -> None:
+        write_ok(
+            store,
+            [
+                reading(price(msg_id=1, ts=at(hours=1), vendor="v001", plu="1001"), "scr-001"),
+                reading(price(msg_id=2, ts=at(hours=2), vendor="v001", plu="1002"), "scr-001"),
+                reading(price(msg_id=3, ts=at(hours=3), vendor="v002", plu="1001"), "scr-201"),
+                reading(price(msg_id=4, ts=at(hours=4), vendor="v001", plu="1001"), "scr-001"),
+                reading(
+                    price(msg_id=5, ts=at(hours=2), vendor="v001", plu="1001"),
+                    "scr-001",
+                    market=OTHER_MARKET,
+                ),
+            ],
+        )
+
+        def ids(start: datetime, end: datetime, **filters: str) -> list[int]:
+            return [row.msg_id for row in store.price_history(MARKET, start, end, **filters)]
+
+        assert ids(T0, DAY_END) == [1, 2, 3, 4]
+        assert ids(at(hours=1), at(hours=4)) == [1, 2, 3]
+        assert ids(T0, DAY_END, plu="1001") == [1, 3, 4]
+        assert ids(T0, DAY_END, vendor="v001") == [1, 2, 4]
+        assert ids(T0, DAY_END, vendor="v001", plu="1001") == [1, 4]
+
+
+class TestBatches:
+    def test_batch_by_trace_code_is_the_latest_record(self, store: Store) -> None:
+        code = "SD370782-20250512-001"
+        write_ok(
+            store,
+            [
+                reading(
+                    batch(msg_id=2, ts=at(minutes=20), trace_code=code, quantity_g=120_000), "in-01"
+                ),
+                reading(
+                    batch(msg_id=1, ts=at(minutes=10), trace_code=code, quantity_g=100_000), "in-01"
+                ),
+                reading(
+                    batch(msg_id=3, ts=at(minutes=5), trace_code="SD370782-20250512-002"), "in-01"
+                ),
+                reading(
+                    batch(msg_id=4, ts=at(minutes=30), trace_code=code, quantity_g=1),
+                    "in-01",
+                    market=OTHER_MARKET,
+                ),
+            ],
+        )
+
+        found = store.batch(MARKET, code)
+
+        assert found is not None
+        assert (found.msg_id, found.quantity_g, found.trace_code) == (2, 120_000, code)
+        assert store.batch(MARKET, "SD370782-99999999-999") is None
+
+    def test_batches_in_range_by_vendor(self, store: Store) -> None:
+        start, end = at(hours=-3), T0
+        write_ok(
+            store,
+            [
+                reading(
+                    batch(msg_id=1, ts=start - timedelta(milliseconds=1), trace_code="TC-0001"),
+                    "in-01",
+                ),
+                reading(batch(msg_id=2, ts=start, trace_code="TC-0002", vendor="v001"), "in-01"),
+                reading(
+                    batch(msg_id=3, ts=at(hours=-2), trace_code="TC-0003", vendor="v002"), "in-02"
+                ),
+                reading(
+                    batch(msg_id=4, ts=end - timedelta(milliseconds=1), trace_code="TC-0004"),
+                    "in-02",
+                ),
+                reading(batch(msg_id=5, ts=end, trace_code="TC-0005"), "in-01"),
+                reading(
+                    batch(msg_id=6, ts=at(hours=-1), trace_code="TC-0006"),
+                    "in-01",
+                    market=OTHER_MARKET,
+                ),
+            ],
+        )
+
+        assert [row.msg_id for row in store.batches(MARKET, start, end)] == [2, 3, 4]
+        assert [row.msg_id for row in store.batches(MARKET, start, end, vendor="v001")] == [2, 4]
+        assert [row.station for row in store.batches(MARKET, start, end, vendor="v002")] == [
+            "in-02"
+        ]
+
+
+class TestFootfall:
+    def test_gate_counts_in_range_per_gate_and_time(self, store: Store) -> None:
+        start, end = at(hours=1), at(hours=2)
+        write_ok(
+            store,
+            [
+                reading(
+                    gate_count(msg_id=1, ts=start - timedelta(milliseconds=1), in_total=1),
+                    "g-north",
+                ),
+                reading(gate_count(msg_id=2, ts=start, in_total=2, out_total=1), "g-south"),
+                reading(
+                    gate_count(msg_id=3, ts=at(hours=1, minutes=1), in_total=3, out_total=2),
+                    "g-north",
+                ),
+                reading(
+                    gate_count(msg_id=4, ts=at(hours=1, minutes=2), in_total=4, out_total=3),
+                    "g-south",
+                ),
+                reading(gate_count(msg_id=5, ts=end, in_total=5), "g-north"),
+                reading(gate_count(msg_id=6, ts=start, in_total=6), "g-north", market=OTHER_MARKET),
+            ],
+        )
+
+        assert store.gate_counts(MARKET, start, end) == [
+            GateCountRow(MARKET, "g-north", at(hours=1, minutes=1), 3, 2),
+            GateCountRow(MARKET, "g-south", start, 2, 1),
+            GateCountRow(MARKET, "g-south", at(hours=1, minutes=2), 4, 3),
+        ]
+
+    def test_gate_counts_before_is_the_last_reading_strictly_before(self, store: Store) -> None:
+        moment = at(hours=1)
+        write_ok(
+            store,
+            [
+                reading(
+                    gate_count(msg_id=1, ts=at(minutes=50), in_total=10, out_total=1), "g-north"
+                ),
+                reading(
+                    gate_count(
+                        msg_id=2, ts=moment - timedelta(milliseconds=1), in_total=11, out_total=2
+                    ),
+                    "g-north",
+                ),
+                reading(gate_count(msg_id=3, ts=moment, in_total=12, out_total=3), "g-north"),
+                reading(
+                    gate_count(msg_id=4, ts=at(minutes=10), in_total=20, out_total=5), "g-south"
+                ),
+                reading(gate_count(msg_id=5, ts=at(hours=2), in_total=30), "g-east"),
+                reading(
+                    gate_count(msg_id=6, ts=at(minutes=55), in_total=99),
+                    "g-north",
+                    market=OTHER_MARKET,
+                ),
+            ],
+        )
+
+        assert store.gate_counts_before(MARKET, moment) == [
+            GateCountRow(MARKET, "g-north", moment - timedelta(milliseconds=1), 11, 2),
+            GateCountRow(MARKET, "g-south", at(minutes=10), 20, 5),
+        ]
+
+    def test_footfall_hourly_with_baseline_and_counter_reset(self, store: Store) -> None:
+        start, end = T0, at(hours=3)  # 08:00–11:00 Asia/Shanghai
+        write_ok(
+            store,
+            [
+                reading(
+                    gate_count(msg_id=1, ts=at(minutes=-10), in_total=100, out_total=90), "g-north"
+                ),
+                reading(
+                    gate_count(msg_id=2, ts=at(minutes=10), in_total=110, out_total=95), "g-north"
+                ),
+                reading(
+                    gate_count(msg_id=3, ts=at(minutes=40), in_total=130, out_total=100), "g-north"
+                ),
+                # power cycle: the counter restarted and counted 7 in, 3 out since
+                reading(
+                    gate_count(msg_id=4, ts=at(hours=1, minutes=20), in_total=7, out_total=3),
+                    "g-north",
+                ),
+                reading(
+                    gate_count(msg_id=5, ts=at(hours=2, minutes=5), in_total=20, out_total=10),
+                    "g-north",
+                ),
+                reading(gate_count(msg_id=6, ts=end, in_total=500, out_total=500), "g-north"),
+                # no baseline: the first reading only sets the level
+                reading(
+                    gate_count(msg_id=7, ts=at(minutes=30), in_total=50, out_total=40), "g-south"
+                ),
+                reading(
+                    gate_count(msg_id=8, ts=at(hours=1, minutes=30), in_total=58, out_total=41),
+                    "g-south",
+                ),
+            ],
+        )
+
+        rows = store.footfall_hourly(MARKET, start, end)
+
+        def hour(h: int) -> datetime:
+            return datetime(2025, 5, 12, h, 0, tzinfo=SHANGHAI)
+
+        assert rows == [
+            FootfallRow(MARKET, "g-north", hour(8), 30, 10),
+            FootfallRow(MARKET, "g-north", hour(9), 7, 3),
+            FootfallRow(MARKET, "g-north", hour(10), 13, 7),
+            FootfallRow(MARKET, "g-south", hour(8), 0, 0),
+            FootfallRow(MARKET, "g-south", hour(9), 8, 1),
+        ]
+        assert [row.hour.utcoffset() for row in rows] == [timedelta(hours=8)] * 5
+
+
+class TestScaleStatus:
+    def test_latest_status_per_scale_with_last_will(self, store: Store) -> None:
+        will_received = at(hours=3, ms=250)
+        write_ok(
+            store,
+            [
+                reading(status(msg_id=1, ts=at(hours=1), seal_intact=True), "sc-001"),
+                reading(status(msg_id=2, ts=at(hours=2), seal_intact=False), "sc-001"),
+                reading(status(msg_id=1, ts=at(hours=2)), "sc-002"),
+                # The will was composed at connect time, hours before the heartbeat above.
+                reading(
+                    status(msg_id=0, ts=at(hours=-5), online=False, will=True),
+                    "sc-002",
+                    received=will_received,
+                ),
+                reading(
+                    status(msg_id=0, ts=at(hours=-5), online=False, will=True),
+                    "sc-003",
+                    received=at(hours=1),
+                ),
+                reading(status(msg_id=1, ts=at(hours=2), online=True), "sc-003"),
+                reading(status(msg_id=9, ts=at(hours=4)), "sc-009", market=OTHER_MARKET),
+            ],
+        )
+
+        assert store.scale_status(MARKET) == [
+            ScaleStatusRow(MARKET, "sc-001", at(hours=2), True, False, None, False, None),
+            ScaleStatusRow(MARKET, "sc-002", will_received, False, True, None, None, None),
+            ScaleStatusRow(MARKET, "sc-003", at(hours=2), True, False, None, None, None),
+        ]
+
+    def test_no_status(self, store: Store) -> None:
+        assert store.scale_status(MARKET) == []
+
+
+class TestDeadLetters:
+    def test_raw_bytes_and_every_field_round_trip(self, store: Store) -> None:
+        letters = [
+            dead_letter(
+                received=at(ms=1),
+                payload=b'\xff\xfe\x00\x80{"v": 1}\\,= "\xe6\x9d',
+                reason="not JSON",
+            ),
+            dead_letter(received=at(ms=2), payload=b"", reason="empty payload"),
+            dead_letter(
+                received=at(ms=3),
+                payload=b"x" * 1024,
+                payload_size=300_000,
+                reason="payload too large",
+            ),
+            DeadLetter(
+                received_ns=to_ns(at(ms=4)) + 5,
+                topic='markets/北门 x/scales/"a",b=c\\/sale',
+                payload=b"{}",
+                reason='topic "markets/北门 x/…" does not match, a=b \\',
+            ),
+        ]
+        write_ok(store, [], letters)
+
+        stored = store.dead_letters(T0, DAY_END)
+
+        assert stored == letters[::-1]
+        assert (stored[0].market, stored[0].device) == (UNREGISTERED, UNREGISTERED)
+        assert stored[1].payload_size == 300_000
+
+    def test_newest_first_with_limit_market_and_half_open_range(self, store: Store) -> None:
+        start, end = at(hours=1), at(hours=2)
+        before = dead_letter(received=start - timedelta(microseconds=1), reason="before")
+        first = dead_letter(received=start, reason="first")
+        other = dead_letter(
+            received=at(hours=1, minutes=30), market=OTHER_MARKET, device="sc-900", reason="other"
+        )
+        last = dead_letter(received=end - timedelta(microseconds=1), reason="last")
+        after = dead_letter(received=end, reason="after")
+        write_ok(store, [], [last, before, after, first, other])
+
+        assert store.dead_letters(start, end) == [last, other, first]
+        assert store.dead_letters(start, end, limit=2) == [last, other]
+        assert store.dead_letters(start, end, market=MARKET) == [last, first]
+        assert store.dead_letters(start, end, market=OTHER_MARKET) == [other]
+
+    def test_identical_dead_letters_both_survive(self, store: Store) -> None:
+        letter = dead_letter(received=at(ms=1))
+        write_ok(store, [], [letter, letter])
+        assert store.dead_letters(T0, DAY_END) == [letter, letter]
+
+    def test_reject_counts_per_market_and_device(self, store: Store) -> None:
+        write_ok(
+            store,
+            [],
+            [
+                dead_letter(received=at(minutes=1), device="sc-001"),
+                dead_letter(received=at(minutes=2), device="sc-001"),
+                dead_letter(received=at(minutes=3), device="g-north"),
+                dead_letter(received=at(minutes=4), market=UNREGISTERED, device=UNREGISTERED),
+                dead_letter(received=at(hours=2), device="sc-001"),
+            ],
+        )
+
+        assert store.reject_counts(T0, at(hours=1)) == {
+            (MARKET, "sc-001"): 2,
+            (MARKET, "g-north"): 1,
+            (UNREGISTERED, UNREGISTERED): 1,
+        }
+        assert store.reject_counts(at(hours=3), at(hours=4)) == {}
+
+
+def test_ping(store: Store) -> None:
+    store.ping()
