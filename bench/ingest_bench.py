@@ -39,6 +39,7 @@ from schemas.topics import SUBSCRIPTION
 from simulators.load import publish_load
 from stallwatch.localservices import Influxd, Mosquitto, influxd, mosquitto
 from storage.influx.client import InfluxClient
+from storage.influx.influxql import Query
 
 REPO = Path(__file__).resolve().parent.parent
 MARKET = REPO / "examples" / "markets" / "nanmen.toml"
@@ -142,9 +143,8 @@ def _watch_log(proc: subprocess.Popen[str], connected: threading.Event) -> None:
 
 
 def _count(client: InfluxClient) -> int:
-    result = client.query("SELECT COUNT(weight_g) FROM sale", database=DATABASE)
-    for series in result.get("results", [{}])[0].get("series", []):
-        return int(series["values"][0][1])
+    for series in client.query(DATABASE, Query("SELECT COUNT(weight_g) FROM sale")):
+        return int(series.rows[0]["count"])
     return 0
 
 
@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             for name, run in (("raw", raw_paho_drain), ("stallwatch", None)):
                 client_id = f"bench-{name}"
                 create_offline_session(broker, client_id)
-                publish_rate = publish_load(broker.url, market, args.n)
+                publish_rate = publish_load(broker.url, market, args.n).rate
                 print(
                     f"queued {args.n} QoS 1 sale messages for {client_id} ({publish_rate:,.0f} msgs/s publish)"
                 )

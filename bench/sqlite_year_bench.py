@@ -55,11 +55,13 @@ BATCH_EVERY_DAYS = 3
 #: What a sale costs on disk: its row, its indexes, and its share of the intern tables.
 SALE_OBJECTS = (
     "sale",
-    "sale_by_series",
+    "sale_by_source",
     "sale_by_trace",
     "sale_by_receipt",
-    "sale_series",
-    "sqlite_autoindex_sale_series_1",
+    "sale_source",
+    "sqlite_autoindex_sale_source_1",
+    "product",
+    "sqlite_autoindex_product_1",
     "trace_code",
     "sqlite_autoindex_trace_code_1",
 )

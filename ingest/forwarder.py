@@ -12,6 +12,7 @@ import logging
 import random
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ingest.spool import Spool
@@ -43,7 +44,7 @@ class Backoff:
     def delay(self, failures: int, retry_after: float | None) -> float:
         if retry_after is not None:
             return min(max(retry_after, 0.0), self.cap * 4)
-        return random.uniform(0, min(self.cap, self.first * 2 ** min(failures, 16)))  # noqa: S311
+        return random.uniform(0, min(self.cap, self.first * 2 ** min(failures, 16)))
 
 
 class Forwarder:
@@ -55,6 +56,7 @@ class Forwarder:
         *,
         batch_size: int = 5_000,
         backoff: Backoff | None = None,
+        on_batch: Callable[[ForwardStats], None] | None = None,
     ) -> None:
         self._spool = spool
         self._store = store
@@ -62,6 +64,7 @@ class Forwarder:
         self._batch_size = batch_size
         self._backoff = backoff or Backoff()
         self.stats = ForwardStats()
+        self._on_batch = on_batch
         self._failures = 0
 
     def forward_batch(self) -> int:
@@ -74,11 +77,15 @@ class Forwarder:
             return 0
         readings: list[Reading] = []
         dead: list[DeadLetter] = []
-        for message in batch:
-            result = self._validator.check(message.topic, message.payload, message.received_ns)
-            (readings if isinstance(result, Reading) else dead).append(result)  # type: ignore[arg-type]
+        check = self._validator.check
+        for _seq, topic, payload, received_ns in batch:
+            result = check(topic, payload, received_ns)
+            if isinstance(result, Reading):
+                readings.append(result)
+            else:
+                dead.append(result)
         refused = self._store.write(readings, dead)
-        self._spool.remove_through(batch[-1].seq)
+        self._spool.remove_through(batch[-1][0])
         self._count(len(readings) - len(refused), [*dead, *refused])
         return len(batch)
 
@@ -89,6 +96,8 @@ class Forwarder:
         self.stats.rejected_by_device.update((d.market, d.device) for d in dead)
         for letter in dead:
             log.debug("dead letter from %s: %s", letter.topic, letter.reason)
+        if self._on_batch is not None:
+            self._on_batch(self.stats)
 
     def drain(self) -> int:
         """Forward until the spool is empty (tests and shutdown); propagates outages."""

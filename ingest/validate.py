@@ -47,7 +47,7 @@ class Validator:
         self._now_ns = now_ns
         self._future_ns = _ns(self._limits.max_future_skew)
         self._age_ns = _ns(self._limits.max_age)
-        # Devices publish to a handful of topics over and over; bounded so junk topics can't grow it.
+        # Devices publish to a handful of topics over and over; bounded so junk can't grow it.
         self._resolve = functools.lru_cache(maxsize=8192)(self._resolve_topic)
 
     def check(self, topic: str, payload: bytes, received_ns: int) -> Reading | DeadLetter:
@@ -65,7 +65,9 @@ class Validator:
 
     def _check_size(self, payload: bytes) -> None:
         if len(payload) > self._limits.max_payload_bytes:
-            raise Rejected(f"payload too large: {len(payload)} bytes > {self._limits.max_payload_bytes}")
+            raise Rejected(
+                f"payload too large: {len(payload)} bytes > {self._limits.max_payload_bytes}"
+            )
 
     def _resolve_topic(self, topic: str) -> tuple[Topic, Market, Device]:
         parsed = _parse(topic)
@@ -79,7 +81,9 @@ class Validator:
         if device is None:
             raise Rejected(f"unknown device {topic.device!r} in market {topic.market!r}")
         if device.kind is not topic.kind:
-            raise Rejected(f"device {device.id!r} is registered as {device.kind.value}, not {topic.kind.value}")
+            raise Rejected(
+                f"device {device.id!r} is registered as {device.kind.value}, not {topic.kind.value}"
+            )
         return market, device
 
     def _check_time(self, message: DeviceMessage, received_ns: int) -> None:
@@ -91,7 +95,9 @@ class Validator:
             ahead = timedelta(seconds=skew_ns // 1_000_000_000)
             raise Rejected(f"timestamp {message.ts.isoformat()} is {ahead} in the future")
         if -skew_ns > self._age_ns:
-            raise Rejected(f"timestamp {message.ts.isoformat()} is older than {self._limits.max_age}")
+            raise Rejected(
+                f"timestamp {message.ts.isoformat()} is older than {self._limits.max_age}"
+            )
 
 
 def _ns(span: timedelta) -> int:
@@ -126,7 +132,9 @@ def _describe(exc: ValidationError) -> str:
 def _check_references(message: DeviceMessage, market: Market, device: Device) -> None:
     if isinstance(message, Sale | PriceSet):
         if message.vendor != device.vendor:
-            raise Rejected(f"vendor {message.vendor!r} does not own {device.kind.value} {device.id!r}")
+            raise Rejected(
+                f"vendor {message.vendor!r} does not own {device.kind.value} {device.id!r}"
+            )
         _require_product(market, message.plu)
     elif isinstance(message, BatchIntake):
         if message.vendor not in market.vendors:
@@ -151,4 +159,3 @@ def _dead_letter(
         device=device,
         payload_size=len(payload),
     )
-

@@ -18,7 +18,8 @@ redelivered or replayed message maps onto the very same stored point.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+import unicodedata
+from datetime import date
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Literal
@@ -29,6 +30,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     StringConstraints,
     model_validator,
 )
@@ -57,9 +59,15 @@ FenPerKg = Annotated[int, Field(gt=0, le=MAX_UNIT_PRICE_FEN_PER_KG, strict=True)
 MsgId = Annotated[int, Field(ge=0, lt=2**63, strict=True)]
 
 
+#: Line/paragraph separators and bidi overrides: invisible, and able to disguise screen text.
+_FORBIDDEN_FORMAT_CHARS = frozenset(
+    "\u2028\u2029\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
+
+
 def _no_control_chars(value: str) -> str:
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
-        raise ValueError("control characters are not allowed")
+    if any(unicodedata.category(ch) == "Cc" or ch in _FORBIDDEN_FORMAT_CHARS for ch in value):
+        raise ValueError("control, separator and bidi-override characters are not allowed")
     return value
 
 
@@ -116,13 +124,20 @@ class ScaleStatus(_Message):
     with the time it was received instead.
     """
 
-    online: bool = Field(description="False in the Last Will and on an orderly shutdown.")
-    will: bool = Field(default=False, description="True only in the Last Will message.")
-    zero_ok: bool | None = Field(default=None, description="Scale reads zero when empty.")
+    online: StrictBool = Field(description="False in the Last Will and on an orderly shutdown.")
+    will: StrictBool = Field(default=False, description="True only in the Last Will message.")
+    zero_ok: StrictBool | None = Field(default=None, description="Scale reads zero when empty.")
     calibration_due: date | None = Field(
         default=None, description="Date the metrology seal's calibration expires."
     )
-    seal_intact: bool | None = Field(default=None, description="Tamper seal unbroken.")
+    seal_intact: StrictBool | None = Field(default=None, description="Tamper seal unbroken.")
+
+    @model_validator(mode="after")
+    def _will_means_offline(self) -> ScaleStatus:
+        # A will skips the clock checks in ingest, so it must not be usable as a heartbeat.
+        if self.will and self.online:
+            raise ValueError("a Last Will (will: true) must say online: false")
+        return self
 
 
 class GateCount(_Message):
@@ -168,8 +183,12 @@ class PriceSet(_Message):
         return self
 
 
+#: GB/T 5009.199: an enzyme inhibition rate of 50 % or more is a positive (failed) test.
+FAIL_INHIBITION_PCT = Decimal(50)
+
+
 class RapidTestResult(StrEnum):
-    PASS = "pass"
+    PASS = "pass"  # noqa: S105 - a test outcome, not a password
     FAIL = "fail"
 
 
@@ -179,9 +198,19 @@ class RapidTest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     result: RapidTestResult
-    inhibition_pct: Annotated[Decimal, Field(ge=0, le=100, max_digits=4, decimal_places=1)] = (
-        Field(description="Enzyme inhibition rate, percent with one decimal; ≥50 fails.")
+    inhibition_pct: Annotated[Decimal, Field(ge=0, le=100, max_digits=4, decimal_places=1)] = Field(
+        description="Enzyme inhibition rate, percent with one decimal; ≥50 fails."
     )
+
+    @model_validator(mode="after")
+    def _result_matches_rate(self) -> RapidTest:
+        failed = self.inhibition_pct >= FAIL_INHIBITION_PCT
+        if failed != (self.result is RapidTestResult.FAIL):
+            raise ValueError(
+                f"result {self.result.value!r} contradicts inhibition {self.inhibition_pct}% "
+                f"(GB/T 5009.199: {FAIL_INHIBITION_PCT}% or more fails)"
+            )
+        return self
 
 
 class BatchIntake(_Message):

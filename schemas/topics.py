@@ -62,9 +62,11 @@ def topic_for(market: str, kind: DeviceKind, device: str, channel: str) -> str:
 
 
 def parse_topic(topic: str) -> Topic:
-    match = _TOPIC_RE.match(topic)
+    match = _TOPIC_RE.fullmatch(topic)
     if match is None:
-        raise TopicError(f"topic {topic[:200]!r} does not match {ROOT}/<market>/<kind>/<device>/<channel>")
+        raise TopicError(
+            f"topic {topic[:200]!r} does not match {ROOT}/<market>/<kind>/<device>/<channel>"
+        )
     market, kind_text, device, channel = match.groups()
     try:
         kind = DeviceKind(kind_text)

@@ -146,10 +146,14 @@ def _market_parser(modes: Any) -> None:
 
 
 # -- running ----------------------------------------------------------------------------
-def run(args: argparse.Namespace) -> int:
-    """Run the parsed ``simulate`` command; returns the exit status."""
+def run(args: argparse.Namespace, *, default_markets: Sequence[Path] = ()) -> int:
+    """Run the parsed ``simulate`` command; returns the exit status.
+
+    ``default_markets`` (e.g. the deployment's configured market files) are used
+    when no ``--market`` is given.
+    """
     try:
-        markets = _markets(args)
+        markets = _markets(args, default_markets)
         handler = {
             None: _run_live,
             "history": _run_history,
@@ -162,8 +166,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
 
-def _markets(args: argparse.Namespace) -> list[Market]:
-    paths = getattr(args, "markets", None)
+def _markets(args: argparse.Namespace, default: Sequence[Path]) -> list[Market]:
+    paths = getattr(args, "markets", None) or default
     if not paths:
         raise ValueError("give at least one --market FILE")
     return [load_market(path) for path in paths]

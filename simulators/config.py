@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import time
+
+_TRACE_PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,15}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,3 +56,5 @@ class DayConfig:
             )
         if self.intake_from >= self.intake_until:
             raise ValueError("intake_from must be before intake_until")
+        if self.trace_prefix is not None and not _TRACE_PREFIX.match(self.trace_prefix):
+            raise ValueError("trace_prefix must be 1–16 letters, digits, '_', '.' or '-'")

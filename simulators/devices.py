@@ -224,10 +224,10 @@ class Link:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
-        client.on_socket_open = self.hub._on_socket_open
-        client.on_socket_close = self.hub._on_socket_close
-        client.on_socket_register_write = self.hub._on_register_write
-        client.on_socket_unregister_write = self.hub._on_unregister_write
+        client.on_socket_open = self.hub.on_socket_open
+        client.on_socket_close = self.hub.on_socket_close
+        client.on_socket_register_write = self.hub.on_register_write
+        client.on_socket_unregister_write = self.hub.on_unregister_write
         client.user_data_set(self)
         return client
 
@@ -300,7 +300,11 @@ class Link:
 
 
 class DeviceHub:
-    """Many simulated devices' MQTT connections, driven by :meth:`pump` in the caller's thread."""
+    """Many simulated devices' MQTT connections, driven by :meth:`pump` in the caller's thread.
+
+    Not thread-safe: publish, pump and close from one thread (paho's callbacks
+    run inside :meth:`pump`, in that same thread).
+    """
 
     def __init__(self, broker: BrokerAddress, options: LinkOptions | None = None) -> None:
         self.broker = broker
@@ -419,19 +423,19 @@ class DeviceHub:
             links=len(links),
         )
 
-    # -- paho's external-loop callbacks -------------------------------------------------
-    def _on_socket_open(self, client: mqtt.Client, userdata: Link, sock: Any) -> None:
+    # -- paho's external-loop callbacks (registered on every client) ------------------
+    def on_socket_open(self, client: mqtt.Client, userdata: Link, sock: Any) -> None:
         self._selector.register(sock, selectors.EVENT_READ, userdata)
 
-    def _on_socket_close(self, client: mqtt.Client, userdata: Link, sock: Any) -> None:
+    def on_socket_close(self, client: mqtt.Client, userdata: Link, sock: Any) -> None:
         if self._registered(sock):
             self._selector.unregister(sock)
 
-    def _on_register_write(self, client: mqtt.Client, userdata: Link, sock: Any) -> None:
+    def on_register_write(self, client: mqtt.Client, userdata: Link, sock: Any) -> None:
         if self._registered(sock):
             self._selector.modify(sock, selectors.EVENT_READ | selectors.EVENT_WRITE, userdata)
 
-    def _on_unregister_write(self, client: mqtt.Client, userdata: Link, sock: Any) -> None:
+    def on_unregister_write(self, client: mqtt.Client, userdata: Link, sock: Any) -> None:
         if self._registered(sock):
             self._selector.modify(sock, selectors.EVENT_READ, userdata)
 

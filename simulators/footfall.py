@@ -185,8 +185,12 @@ def plan_counter(
 ) -> GateCounter:
     reset_at = None
     if chance(rng, config.counter_reset_probability):
-        # not in the first or last hour, so a reboot is visible between two ordinary reports
-        reset_at = rng.randrange(hours.opens_ms + 3_600_000, hours.closes_ms - 3_600_000)
+        # not in the first or last hour (if the market is open long enough), so the
+        # reboot shows between ordinary reports
+        earliest, latest = hours.opens_ms + 3_600_000, hours.closes_ms - 3_600_000
+        if latest <= earliest:
+            earliest, latest = hours.opens_ms, hours.closes_ms
+        reset_at = rng.randrange(earliest, latest)
     return GateCounter(market, gate, start, reset_at)
 
 

@@ -24,7 +24,13 @@ from datetime import date
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from schemas.messages import BatchIntake, DeviceKind, RapidTest, RapidTestResult
+from schemas.messages import (
+    FAIL_INHIBITION_PCT,
+    BatchIntake,
+    DeviceKind,
+    RapidTest,
+    RapidTestResult,
+)
 from schemas.registry import Category, Market
 from schemas.topics import topic_for
 from simulators.catalog import CertificateKind, Origin, ProductKnowledge
@@ -35,8 +41,8 @@ from simulators.randomness import chance, derive_rng
 if TYPE_CHECKING:
     from simulators.stalls import StallDay
 
-#: Rapid tests at or above this enzyme inhibition (in tenths of a percent) fail.
-FAIL_FROM_TENTHS = 500
+#: Rapid tests at or above this enzyme inhibition, in tenths of a percent, fail.
+FAIL_FROM_TENTHS = int(FAIL_INHIBITION_PCT * 10)
 _COLD_CHAIN = frozenset({Category.MEAT, Category.POULTRY, Category.SEAFOOD})
 #: Organophosphate/carbamate residues (what the enzyme-inhibition test finds) are a produce problem.
 _SPRAYED = frozenset({Category.VEGETABLES, Category.FRUIT})

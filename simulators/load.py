@@ -24,6 +24,7 @@ from schemas.messages import DeviceKind, Sale, expected_total_fen
 from schemas.registry import Market, Vendor
 from schemas.topics import topic_for
 from simulators.catalog import knowledge
+from simulators.config import DayConfig
 from simulators.devices import (
     MAX_WINDOW,
     BrokerAddress,
@@ -33,7 +34,7 @@ from simulators.devices import (
     build_hub,
 )
 from simulators.events import epoch_ms, from_epoch_ms
-from simulators.intake import trace_code
+from simulators.intake import trace_code, trace_prefix
 from simulators.prices import to_fen_per_kg
 
 log = logging.getLogger(__name__)
@@ -115,7 +116,7 @@ def _sale(
         weight_g=weight,
         unit_price_fen_per_kg=price,
         total_fen=expected_total_fen(weight, price),
-        trace_code=trace_code(market.id.upper()[:16], moment.date(), vendor.stall, 9999),
+        trace_code=trace_code(trace_prefix(market, DayConfig()), moment.date(), vendor.stall, 9999),
     )
 
 

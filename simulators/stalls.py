@@ -70,10 +70,14 @@ class ScaleTraits:
     lapsed: bool  # its yearly verification (强制检定) is overdue
 
     def calibration_due(self, day: date) -> date:
-        anniversary = date(day.year, 1, 1) + timedelta(days=self.verified_doy % 365)
+        """The next anniversary of its verification, or for a lapsed scale the last one."""
+        this_year = self._anniversary(day.year)
         if self.lapsed:
-            return anniversary if anniversary < day else anniversary.replace(year=day.year - 1)
-        return anniversary if anniversary > day else anniversary.replace(year=day.year + 1)
+            return this_year if this_year < day else self._anniversary(day.year - 1)
+        return this_year if this_year > day else self._anniversary(day.year + 1)
+
+    def _anniversary(self, year: int) -> date:
+        return date(year, 1, 1) + timedelta(days=self.verified_doy % 365)
 
 
 @dataclass(frozen=True, slots=True)

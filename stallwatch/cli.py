@@ -75,22 +75,23 @@ def load_registry(settings: Settings) -> Registry:
 
 def _run_ingest(args: argparse.Namespace) -> int:
     from ingest.service import build_service
-    from stallwatch.stores import open_store
 
     settings = settings_from(args)
-    registry = load_registry(settings)
+    registry = load_registry(settings)  # fail here, not in the forwarder, on a bad market file
     stop = _stop_on_signals()
-    with open_store(settings) as store:
-        service = build_service(settings, registry, store)
-        service.start()
-        log.info("ingest running for markets %s; Ctrl-C to stop", ", ".join(registry.markets))
-        while not stop.wait(30):
-            status = service.status()
-            log.info(
-                "received %d, stored %d, rejected %d, spool %d pending",
-                status.received, status.stored, status.rejected, status.pending,
-            )
-        service.stop()
+    service = build_service(settings)
+    service.start()
+    log.info("ingest running for markets %s; Ctrl-C to stop", ", ".join(registry.markets))
+    while not stop.wait(30):
+        status = service.status()
+        log.info(
+            "received %d, stored %d, rejected %d, spool %d pending",
+            status.received,
+            status.stored,
+            status.rejected,
+            status.pending,
+        )
+    service.stop()
     return 0
 
 
@@ -144,7 +145,9 @@ def _run_schemas(args: argparse.Namespace) -> int:
 
 # -- broker-auth ---------------------------------------------------------------
 def _add_broker_auth(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    cmd = sub.add_parser("broker-auth", help="generate Mosquitto passwords and ACL from market files")
+    cmd = sub.add_parser(
+        "broker-auth", help="generate Mosquitto passwords and ACL from market files"
+    )
     cmd.add_argument("--market", action="append", type=Path, required=True)
     cmd.add_argument("--out", type=Path, required=True)
     cmd.add_argument("--rotate", action="store_true", help="replace existing passwords")

@@ -35,9 +35,15 @@ EXAMPLE_MARKET = Path(__file__).resolve().parent.parent / "examples" / "markets"
 
 
 def add_arguments(cmd: argparse.ArgumentParser) -> None:
-    cmd.add_argument("--market", action="append", type=Path, help="market file (default: the example)")
-    cmd.add_argument("--broker", help="use this MQTT broker (mqtt://host:port) instead of the embedded one")
-    cmd.add_argument("--speed", type=float, default=60.0, help="market seconds per second (0: flat out)")
+    cmd.add_argument(
+        "--market", action="append", type=Path, help="market file (default: the example)"
+    )
+    cmd.add_argument(
+        "--broker", help="use this MQTT broker (mqtt://host:port) instead of the embedded one"
+    )
+    cmd.add_argument(
+        "--speed", type=float, default=60.0, help="market seconds per second (0: flat out)"
+    )
     cmd.add_argument("--seed", type=int, default=1)
     cmd.add_argument("--history-days", type=int, default=7, help="days of history to fast-forward")
     cmd.add_argument("--workdir", type=Path, default=Path("var/demo"))
@@ -78,8 +84,10 @@ def _fast_forward(registry: Registry, store: Store, today: date, days: int, seed
     if days <= 0:
         return
     for market in registry:
-        summary = generate_history(market, store, start_date=today - timedelta(days=days), days=days, seed=seed)
-        print(f"history: {summary.readings} readings of {days} days for {market.id} written to the store")
+        summary = generate_history(
+            market, store, start_date=today - timedelta(days=days), days=days, seed=seed
+        )
+        print(f"history: {summary.readings} readings of {days} days for {market.id} in the store")
 
 
 def _start_ingest(
@@ -87,11 +95,15 @@ def _start_ingest(
 ) -> IngestService:
     host_port = url.removeprefix("mqtt://").removeprefix("tcp://")
     host, _, port = host_port.partition(":")
-    options = MqttOptions(host, int(port or 1883), "stallwatch-demo-ingest", protocol="5" if v5 else "3.1.1")
+    options = MqttOptions(
+        host, int(port or 1883), "stallwatch-demo-ingest", protocol="5" if v5 else "3.1.1"
+    )
     # The simulated clock runs ahead of the wall clock at --speed > 1, so in the demo only,
     # device times up to a day ahead are accepted.
     demo_limits = replace(limits(settings), max_future_skew=timedelta(days=1))
-    service = IngestService(options, registry, store, workdir / "spool.db", limits=demo_limits)
+    service = IngestService.in_process(
+        options, registry, store, workdir / "spool.db", limits=demo_limits
+    )
     service.start()
     if not service.receiver.subscribed.wait(30):
         raise RuntimeError(f"ingest could not subscribe at {url}")
@@ -100,13 +112,20 @@ def _start_ingest(
 
 
 def _play_today(
-    registry: Registry, url: str, today: date, args: argparse.Namespace, service: IngestService, store: Store
+    registry: Registry,
+    url: str,
+    today: date,
+    args: argparse.Namespace,
+    service: IngestService,
+    store: Store,
 ) -> None:
     markets = list(registry)
     published: list[int] = []
 
     def play() -> None:
-        summary = run_markets(markets, url, seed=args.seed, speed=args.speed, date=today, progress_every_s=3600.0)
+        summary = run_markets(
+            markets, url, seed=args.seed, speed=args.speed, date=today, progress_every_s=3600.0
+        )
         published.append(summary.total)
 
     player = threading.Thread(target=play, name="simulators", daemon=True)
@@ -142,14 +161,17 @@ def _report(markets: list[Market], store: Store, service: IngestService, today: 
         f"rejected {status.rejected}  spool {status.pending}"
     )
     for market in markets:
-        start = datetime.combine(today, market.spec.market.opens, market.tz).replace(hour=0, minute=0)
+        start = datetime.combine(today, market.spec.market.opens, market.tz).replace(
+            hour=0, minute=0
+        )
         end = start + timedelta(days=1)
         sales = store.sales(market.id, start, end)
         turnover = sum(sale.total_fen for sale in sales)
         footfall = sum(row.people_in for row in store.footfall_hourly(market.id, start, end))
         latest = sales[-1].ts.astimezone(market.tz).strftime("%H:%M") if sales else "--:--"
         print(
-            f"  {market.id} {today} up to {latest}: {len(sales):,} sales, turnover ¥{_yuan(turnover)}, "
+            f"  {market.id} {today} up to {latest}: {len(sales):,} sales, "
+            f"turnover ¥{_yuan(turnover)}, "
             f"{footfall:,} visitors in"
         )
         _print_prices(market, store)

@@ -31,12 +31,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _wait_for_port(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 20.0) -> None:
+def _wait_for_port(
+    port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 20.0
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise ServiceError(f"{proc.args!r} exited with {proc.returncode}: {_tail(log)}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+        with (
+            contextlib.suppress(OSError),
+            socket.create_connection(("127.0.0.1", port), timeout=0.2),
+        ):
             return
         time.sleep(0.02)  # polling a port that is not up yet; nothing to wait on
     raise ServiceError(f"{proc.args!r} did not listen on {port} within {timeout}s: {_tail(log)}")
@@ -67,7 +72,9 @@ class LocalService:
         if self.proc is not None and self.proc.poll() is None:
             return
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir)
+        self.proc = subprocess.Popen(
+            self.argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir
+        )
         log.close()
         _wait_for_port(self.port, self.proc, self.log_path)
         self._wait_ready()
@@ -120,7 +127,9 @@ class Mosquitto(LocalService):
         return f"mqtt://127.0.0.1:{self.port}"
 
 
-def mosquitto(workdir: Path, *, port: int | None = None, extra_conf: str = "", persistence: bool = True) -> Mosquitto:
+def mosquitto(
+    workdir: Path, *, port: int | None = None, extra_conf: str = "", persistence: bool = True
+) -> Mosquitto:
     """A Mosquitto listening on 127.0.0.1 with anonymous access, or as ``extra_conf`` says."""
     binary = _require_binary("mosquitto", "mosquitto")
     workdir.mkdir(parents=True, exist_ok=True)
@@ -128,7 +137,11 @@ def mosquitto(workdir: Path, *, port: int | None = None, extra_conf: str = "", p
     conf = workdir / "mosquitto.conf"
     # Run as whoever we are: as root, mosquitto would otherwise switch to the `mosquitto`
     # user and fail to save its persistence file in our directory, losing sessions on restart.
-    lines = [f"listener {port} 127.0.0.1", f"user {pwd.getpwuid(os.geteuid()).pw_name}", MOSQUITTO_DEFAULTS]
+    lines = [
+        f"listener {port} 127.0.0.1",
+        f"user {pwd.getpwuid(os.geteuid()).pw_name}",
+        MOSQUITTO_DEFAULTS,
+    ]
     if "allow_anonymous" not in extra_conf and "password_file" not in extra_conf:
         lines.append("allow_anonymous true")
     if persistence:

@@ -54,19 +54,27 @@ class Settings(BaseSettings):
         description="Stable per ingest instance: the broker keeps its session under this id.",
     )
     mqtt_share_group: str | None = Field(
-        default=None, description="Join $share/<group>/... so several ingest processes split the load."
+        default=None,
+        description="Join $share/<group>/... so several ingest processes split the load.",
     )
     mqtt_session_expiry_s: int = Field(default=7 * 86_400, ge=0)
     mqtt_receive_maximum: int = Field(
-        default=2_000, ge=1, le=65_535, description="Unacknowledged messages the broker may send us."
+        default=10_000,
+        ge=1,
+        le=65_535,
+        description="Unacknowledged messages the broker may send us.",
     )
 
     # -- ingest ----------------------------------------------------------------
     spool_dir: Path = Path("var/spool")
     batch_lines: int = Field(default=5_000, ge=1, le=100_000)
     max_payload_bytes: int = Field(default=16_384, ge=256)
-    max_future_skew_s: int = Field(default=300, ge=0, description="Reject device times further ahead.")
-    max_age_s: int = Field(default=7 * 86_400, ge=60, description="Reject device times further back.")
+    max_future_skew_s: int = Field(
+        default=300, ge=0, description="Reject device times further ahead."
+    )
+    max_age_s: int = Field(
+        default=7 * 86_400, ge=60, description="Reject device times further back."
+    )
 
     # -- store -----------------------------------------------------------------
     store: StoreKind = StoreKind.SQLITE
@@ -139,7 +147,11 @@ def _settings_with_file(config_file: Path, overrides: dict[str, Any]) -> Setting
             dotenv_settings: PydanticBaseSettingsSource,
             file_secret_settings: PydanticBaseSettingsSource,
         ) -> tuple[PydanticBaseSettingsSource, ...]:
-            return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, config_file))
+            return (
+                init_settings,
+                env_settings,
+                TomlConfigSettingsSource(settings_cls, config_file),
+            )
 
     # Re-validate as the plain class so callers never see the subclass.
     return Settings.model_validate(FileSettings(**overrides).model_dump())

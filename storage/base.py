@@ -120,7 +120,9 @@ class Store(abc.ABC):
 
     # -- writing ---------------------------------------------------------------
     @abc.abstractmethod
-    def write(self, readings: Sequence[Reading], dead_letters: Sequence[DeadLetter] = ()) -> list[DeadLetter]:
+    def write(
+        self, readings: Sequence[Reading], dead_letters: Sequence[DeadLetter] = ()
+    ) -> list[DeadLetter]:
         """Store readings and dead letters; idempotent per reading.
 
         Returns the readings the store itself refused (for example a line InfluxDB
@@ -136,7 +138,13 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def price_history(
-        self, market: str, start: datetime, end: datetime, *, plu: str | None = None, vendor: str | None = None
+        self,
+        market: str,
+        start: datetime,
+        end: datetime,
+        *,
+        plu: str | None = None,
+        vendor: str | None = None,
     ) -> list[PriceRow]:
         """Every price set in the range."""
 
@@ -168,7 +176,9 @@ class Store(abc.ABC):
         """The batch with this trace code (the latest record if it was re-sent)."""
 
     @abc.abstractmethod
-    def batches(self, market: str, start: datetime, end: datetime, *, vendor: str | None = None) -> list[BatchRow]:
+    def batches(
+        self, market: str, start: datetime, end: datetime, *, vendor: str | None = None
+    ) -> list[BatchRow]:
         """Batches taken in during the range."""
 
     # -- footfall --------------------------------------------------------------
@@ -220,4 +230,3 @@ class Store(abc.ABC):
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-

@@ -11,7 +11,7 @@ never unbounded ids such as trace codes or message ids.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from schemas.messages import BatchIntake, DeviceMessage, GateCount, PriceSet, Sale, ScaleStatus
 
@@ -59,8 +59,8 @@ class DeadLetter:
 
 def to_ns(moment: datetime) -> int:
     """Nanoseconds since the epoch, exactly (no float round trip)."""
-    delta = moment - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+    # timedelta // timedelta is exact integer arithmetic, done in C.
+    return (moment - _EPOCH) // _MICROSECOND * 1_000
 
 
 def point_time_ns(reading: Reading) -> int:
@@ -91,3 +91,4 @@ _MEASUREMENTS: dict[type[DeviceMessage], str] = {
 }
 
 _EPOCH = datetime.fromisoformat("1970-01-01T00:00:00+00:00")
+_MICROSECOND = timedelta(microseconds=1)

@@ -12,8 +12,10 @@ from storage.sqlite.interning import (
     BATCH_SERIES,
     FOOTFALL_SERIES,
     PRICE_SERIES,
-    SALE_SERIES,
+    PRODUCT,
+    SALE_SOURCE,
     SCALE_STATUS_SERIES,
+    TRACE_CODE,
     InternTable,
     Key,
 )
@@ -24,62 +26,58 @@ _NS_PER_MS = 1_000_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Table:
     """Where one measurement's rows go.
 
-    ``insert_sql`` takes ``(series, time_ns[, trace], *values)`` in that order;
-    ``OR REPLACE`` makes a redelivered reading overwrite itself.
+    ``insert_sql`` takes the ids of the row's interned references first, in the
+    order :func:`encode` lists them, then ``time_ns``, then the values.
+    ``OR REPLACE`` makes a redelivered reading overwrite itself. Hashed by
+    identity: each table is one module constant.
     """
 
     name: str
-    series: InternTable
     insert_sql: str
 
 
 SALE = Table(
     "sale",
-    SALE_SERIES,
-    "INSERT OR REPLACE INTO sale (series, time_ns, trace, msg_id, weight_g, tare_g,"
-    " unit_price_fen_per_kg, total_fen, received_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    "INSERT OR REPLACE INTO sale (source, product, trace, time_ns, msg_id, weight_g, tare_g,"
+    " unit_price_fen_per_kg, total_fen, received_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
 )
 PRICE = Table(
     "price",
-    PRICE_SERIES,
     "INSERT OR REPLACE INTO price (series, time_ns, msg_id, screen, price_fen_per_kg,"
     " promo_price_fen_per_kg, promo_text, promo_until_ns, received_ns)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
 )
 BATCH = Table(
     "batch",
-    BATCH_SERIES,
-    "INSERT OR REPLACE INTO batch (series, time_ns, trace, msg_id, origin, supplier, quantity_g,"
+    "INSERT OR REPLACE INTO batch (series, trace, time_ns, msg_id, origin, supplier, quantity_g,"
     " certificate_no, rapid_test_passed, inhibition_permille, received_ns)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
 )
 FOOTFALL = Table(
     "footfall",
-    FOOTFALL_SERIES,
     "INSERT OR REPLACE INTO footfall (series, time_ns, msg_id, in_total, out_total, received_ns)"
     " VALUES (?, ?, ?, ?, ?, ?)",
 )
 SCALE_STATUS = Table(
     "scale_status",
-    SCALE_STATUS_SERIES,
     "INSERT OR REPLACE INTO scale_status (series, time_ns, msg_id, online, will, zero_ok,"
     " seal_intact, calibration_due, received_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
 )
-TABLES = (SALE, PRICE, BATCH, FOOTFALL, SCALE_STATUS)
+
+Ref = tuple[InternTable, Key]
 
 
 @dataclass(frozen=True, slots=True)
 class EncodedRow:
-    """A reading as a row whose series and trace code still need their ids."""
+    """A reading as a row whose references (series, product, trace code) still need ids."""
 
     reading: Reading
     table: Table
-    series_key: Key
-    trace_key: Key | None
+    refs: tuple[Ref, ...]
     time_ns: int
     values: tuple[SqlValue, ...]
 
@@ -90,33 +88,30 @@ def encode(reading: Reading) -> EncodedRow:
     time_ns = reading.time_ns
     match message:
         case Sale():
-            key: Key = (market, device, message.vendor, message.plu)
-            return EncodedRow(
-                reading,
-                SALE,
-                key,
-                (market, message.trace_code),
-                time_ns,
-                _sale_values(reading, message),
+            refs: tuple[Ref, ...] = (
+                (SALE_SOURCE, (market, device, message.vendor)),
+                (PRODUCT, (market, message.plu)),
+                (TRACE_CODE, (market, message.trace_code)),
             )
+            return EncodedRow(reading, SALE, refs, time_ns, _sale_values(reading, message))
         case PriceSet():
-            key = (market, message.vendor, message.plu)
-            return EncodedRow(reading, PRICE, key, None, time_ns, _price_values(reading, message))
+            refs = ((PRICE_SERIES, (market, message.vendor, message.plu)),)
+            return EncodedRow(reading, PRICE, refs, time_ns, _price_values(reading, message))
         case BatchIntake():
-            key = (market, device, message.vendor, message.plu)
-            trace = (market, message.trace_code)
-            return EncodedRow(reading, BATCH, key, trace, time_ns, _batch_values(reading, message))
+            refs = (
+                (BATCH_SERIES, (market, device, message.vendor, message.plu)),
+                (TRACE_CODE, (market, message.trace_code)),
+            )
+            return EncodedRow(reading, BATCH, refs, time_ns, _batch_values(reading, message))
         case GateCount():
             values = (message.msg_id, message.in_total, message.out_total, reading.received_ns)
-            return EncodedRow(reading, FOOTFALL, (market, device), None, time_ns, values)
-        case ScaleStatus():
             return EncodedRow(
-                reading,
-                SCALE_STATUS,
-                (market, device),
-                None,
-                time_ns,
-                _status_values(reading, message),
+                reading, FOOTFALL, ((FOOTFALL_SERIES, (market, device)),), time_ns, values
+            )
+        case ScaleStatus():
+            refs = ((SCALE_STATUS_SERIES, (market, device)),)
+            return EncodedRow(
+                reading, SCALE_STATUS, refs, time_ns, _status_values(reading, message)
             )
     raise TypeError(f"no table for {type(message).__name__}")
 

@@ -35,6 +35,10 @@ _WRITER_PRAGMAS = (
     # 64 MiB page cache for the writer: the secondary indexes of a year of sales
     # take hundreds of MB and every batch touches a few thousand of their pages.
     "PRAGMA cache_size = -65536",
+    # Checkpoint every ~40 MiB of WAL instead of every 4 MiB: index pages that
+    # consecutive batches dirty again are copied into the file once, not per
+    # batch (+20% sale writes/s after a month of data).
+    "PRAGMA wal_autocheckpoint = 10000",
     # Truncate the WAL back to 64 MiB after checkpoints instead of letting it
     # keep its high-water mark.
     "PRAGMA journal_size_limit = 67108864",

@@ -1,4 +1,4 @@
-"""Integer ids for repeated keys (series tags, trace codes), with a bounded cache.
+"""Integer ids for repeated keys (series tags, sale sources, products, trace codes).
 
 Ids are resolved inside the writer's transaction and only enter the cache after
 that transaction committed: an id from a rolled-back transaction may be handed
@@ -15,9 +15,13 @@ from dataclasses import dataclass
 Key = tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class InternTable:
-    """SQL to find or create the id of a key in one intern table."""
+    """SQL to find or create the id of a key in one intern table.
+
+    Compared and hashed by identity (``eq=False``): each table is one module
+    constant, and it is a dictionary key on the write path of every reading.
+    """
 
     insert_sql: str
     select_sql: str
@@ -67,9 +71,13 @@ class Interner:
         return found
 
 
-SALE_SERIES = InternTable(
-    "INSERT OR IGNORE INTO sale_series (market, scale, vendor, plu) VALUES (?, ?, ?, ?)",
-    "SELECT id FROM sale_series WHERE market = ? AND scale = ? AND vendor = ? AND plu = ?",
+SALE_SOURCE = InternTable(
+    "INSERT OR IGNORE INTO sale_source (market, scale, vendor) VALUES (?, ?, ?)",
+    "SELECT id FROM sale_source WHERE market = ? AND scale = ? AND vendor = ?",
+)
+PRODUCT = InternTable(
+    "INSERT OR IGNORE INTO product (market, plu) VALUES (?, ?)",
+    "SELECT id FROM product WHERE market = ? AND plu = ?",
 )
 PRICE_SERIES = InternTable(
     "INSERT OR IGNORE INTO price_series (market, vendor, plu) VALUES (?, ?, ?)",
@@ -90,4 +98,14 @@ SCALE_STATUS_SERIES = InternTable(
 TRACE_CODE = InternTable(
     "INSERT OR IGNORE INTO trace_code (market, code) VALUES (?, ?)",
     "SELECT id FROM trace_code WHERE market = ? AND code = ?",
+)
+
+INTERN_TABLES = (
+    SALE_SOURCE,
+    PRODUCT,
+    TRACE_CODE,
+    PRICE_SERIES,
+    BATCH_SERIES,
+    FOOTFALL_SERIES,
+    SCALE_STATUS_SERIES,
 )

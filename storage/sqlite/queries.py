@@ -2,10 +2,11 @@
 
 Every query is a constant with named parameters. ``CROSS JOIN`` fixes the join
 order (SQLite never reorders it), so plans do not depend on table statistics:
-the small series table drives lookups into the large data table's indexes.
-Optional filters are written ``(:p IS NULL OR column = :p)`` on the series
-table, which holds tens of thousands of rows at most; the data table is always
-reached through an index (``tests/storage/test_sqlite_query_plans.py`` checks).
+a small intern table (series, sale source, trace code) drives lookups into the
+large data table's indexes. Optional filters are written
+``(:p IS NULL OR column = :p)`` on those small tables, which hold tens of
+thousands of rows at most; the data table is always reached through an index
+(``tests/storage/test_sqlite_query_plans.py`` checks).
 """
 
 from __future__ import annotations
@@ -23,48 +24,57 @@ Row = tuple[Any, ...]
 #: Every sale of a market in a range: one scan of the time-clustered table.
 SALES_IN_RANGE = """
 SELECT
-    s.market, s.scale, s.vendor, s.plu, sale.time_ns, sale.msg_id, sale.weight_g, sale.tare_g,
-    sale.unit_price_fen_per_kg, sale.total_fen, t.code, sale.received_ns
-FROM sale CROSS JOIN sale_series AS s CROSS JOIN trace_code AS t
+    src.market, src.scale, src.vendor, p.plu, sale.time_ns, sale.msg_id, sale.weight_g,
+    sale.tare_g, sale.unit_price_fen_per_kg, sale.total_fen, t.code, sale.received_ns
+FROM sale
+    CROSS JOIN sale_source AS src CROSS JOIN product AS p CROSS JOIN trace_code AS t
 WHERE sale.time_ns >= :start AND sale.time_ns < :end
-  AND s.id = sale.series AND s.market = :market
+  AND src.id = sale.source AND src.market = :market
+  AND p.id = sale.product
   AND t.id = sale.trace
-ORDER BY sale.time_ns, sale.series
+ORDER BY sale.time_ns, sale.source, sale.product
 """
 
-#: Sales of the series matching the filters: a range seek per series.
-SALES_OF_SERIES_IN_RANGE = """
+#: Sales of the sources (scale + vendor) matching the filters: a range seek per
+#: source. A PLU filter alone reads the whole market's sales in the range and
+#: keeps the product's; dashboards over long ranges are meant for rollups.
+SALES_OF_SOURCES_IN_RANGE = """
 SELECT
-    s.market, s.scale, s.vendor, s.plu, sale.time_ns, sale.msg_id, sale.weight_g, sale.tare_g,
-    sale.unit_price_fen_per_kg, sale.total_fen, t.code, sale.received_ns
-FROM sale_series AS s CROSS JOIN sale CROSS JOIN trace_code AS t
-WHERE s.market = :market
-  AND (:vendor IS NULL OR s.vendor = :vendor)
-  AND (:scale IS NULL OR s.scale = :scale)
-  AND (:plu IS NULL OR s.plu = :plu)
-  AND sale.series = s.id AND sale.time_ns >= :start AND sale.time_ns < :end
+    src.market, src.scale, src.vendor, p.plu, sale.time_ns, sale.msg_id, sale.weight_g,
+    sale.tare_g, sale.unit_price_fen_per_kg, sale.total_fen, t.code, sale.received_ns
+FROM sale_source AS src
+    CROSS JOIN sale CROSS JOIN product AS p CROSS JOIN trace_code AS t
+WHERE src.market = :market
+  AND (:vendor IS NULL OR src.vendor = :vendor)
+  AND (:scale IS NULL OR src.scale = :scale)
+  AND sale.source = src.id AND sale.time_ns >= :start AND sale.time_ns < :end
+  AND p.id = sale.product AND (:plu IS NULL OR p.plu = :plu)
   AND t.id = sale.trace
-ORDER BY sale.time_ns, sale.series
+ORDER BY sale.time_ns, sale.source, sale.product
 """
 
 SALES_OF_BATCH = """
 SELECT
-    s.market, s.scale, s.vendor, s.plu, sale.time_ns, sale.msg_id, sale.weight_g, sale.tare_g,
-    sale.unit_price_fen_per_kg, sale.total_fen, t.code, sale.received_ns
-FROM trace_code AS t CROSS JOIN sale CROSS JOIN sale_series AS s
+    src.market, src.scale, src.vendor, p.plu, sale.time_ns, sale.msg_id, sale.weight_g,
+    sale.tare_g, sale.unit_price_fen_per_kg, sale.total_fen, t.code, sale.received_ns
+FROM trace_code AS t
+    CROSS JOIN sale CROSS JOIN sale_source AS src CROSS JOIN product AS p
 WHERE t.market = :market AND t.code = :trace_code
   AND sale.trace = t.id
-  AND s.id = sale.series
-ORDER BY sale.time_ns, sale.series
+  AND src.id = sale.source
+  AND p.id = sale.product
+ORDER BY sale.time_ns, sale.source, sale.product
 """
 
 SALE_BY_RECEIPT = """
 SELECT
-    s.market, s.scale, s.vendor, s.plu, sale.time_ns, sale.msg_id, sale.weight_g, sale.tare_g,
-    sale.unit_price_fen_per_kg, sale.total_fen, t.code, sale.received_ns
-FROM sale_series AS s CROSS JOIN sale CROSS JOIN trace_code AS t
-WHERE s.market = :market AND s.scale = :scale
-  AND sale.series = s.id AND sale.msg_id = :msg_id
+    src.market, src.scale, src.vendor, p.plu, sale.time_ns, sale.msg_id, sale.weight_g,
+    sale.tare_g, sale.unit_price_fen_per_kg, sale.total_fen, t.code, sale.received_ns
+FROM sale_source AS src
+    CROSS JOIN sale CROSS JOIN product AS p CROSS JOIN trace_code AS t
+WHERE src.market = :market AND src.scale = :scale
+  AND sale.source = src.id AND sale.msg_id = :msg_id
+  AND p.id = sale.product
   AND t.id = sale.trace
 ORDER BY sale.time_ns DESC
 LIMIT 1

@@ -1,18 +1,24 @@
 """Table layout of the SQLite store and its forward migrations.
 
-Layout, and why (figures from 10 days of a synthetic 300-vendor market):
+Layout, and why (measured with ``bench/sqlite_year_bench.py``: 300 vendors,
+60k sales a day; a year is ~22 M sales):
 
-* **Series are interned.** Each measurement has a ``<measurement>_series`` table
-  holding the point identity's tag columns (the same tags InfluxDB uses, see
-  ``storage.records``) under a small integer id; data rows carry that id. Repeating
-  market/scale/vendor/PLU text in every sale row and in every index entry costs
-  ~346 bytes per sale; interning series brings it to ~170.
+* **Tags are interned.** Each measurement's point identity (the same tags
+  InfluxDB uses, see ``storage.records``) is stored once in a small table and
+  referenced by an integer id. Repeating market/scale/vendor/PLU text in every
+  sale row and every index entry cost ~346 bytes per sale; interned, ~170.
 * **Trace codes are interned** in ``trace_code`` (shared by sales and batches):
-  a batch's code repeats in every sale from it, and interning it takes a sale to
-  ~120 bytes including all indexes (~2.6 GB for a year of 22 M sales).
-* **Sales and batches are clustered by time** (``PRIMARY KEY (time_ns, series)``,
+  a batch's code repeats in every sale from it. With it a sale costs ~110–125
+  bytes including all indexes: ~2.7 GB for a year of sales.
+* **A sale references its source (market, scale, vendor) and its product
+  separately**, so the per-source indexes have one insertion point per scale
+  (hundreds) instead of one per scale and product (~11k). With one per series,
+  every row of a 5000-row batch dirtied its own page in two indexes, and after a
+  month of data commits and checkpoints had slowed writes to ~17k rows/s; now
+  ~25–30k, for ~10 % more bytes per sale (the product id sits in every index).
+* **Sales and batches are clustered by time** (``PRIMARY KEY (time_ns, …)``,
   ``WITHOUT ROWID``): ingest appends, and a market-wide range is one contiguous
-  scan. A ``(series, time_ns)`` index serves per-vendor/scale/PLU ranges.
+  scan. A ``(source|series, time_ns)`` index serves per-vendor/scale ranges.
 * **Prices, gate counts and scale statuses are clustered by series**
   (``PRIMARY KEY (series, time_ns)``): their hot queries want the latest row per
   series, which is one B-tree seek each (``MAX(time_ns)`` on the key prefix)
@@ -23,8 +29,10 @@ Layout, and why (figures from 10 days of a synthetic 300-vendor market):
   stored as integer permille; ``calibration_due`` as the integer ``YYYYMMDD``.
 
 Rollups (hourly/daily sale aggregates for dashboards) are meant to be added as
-tables keyed ``(series, bucket_start)``, maintained in the same transaction as
-the raw rows; the time-clustered raw tables make a rebuild a range scan.
+tables keyed ``(bucket_start, source, product)``, maintained in the same
+transaction as the raw rows; the time-clustered raw tables make a rebuild a
+range scan. They are also what a PLU-only sales query over a long range needs:
+without a vendor or scale it reads every sale of the market in the range.
 
 Migrations only go forward. ``PRAGMA user_version`` holds the schema version;
 each :class:`Migration` brings the file from ``version - 1`` to ``version`` in
@@ -62,20 +70,32 @@ _V1 = Migration(
         ) STRICT
         """,
         # -- sales ------------------------------------------------------------
+        # A sale's tags are (market, scale, vendor, plu). The PLU is interned on
+        # its own so that the per-source indexes below have one insertion point per
+        # scale (hundreds) instead of one per scale and product (tens of thousands):
+        # each batch then dirties far fewer index pages.
         """
-        CREATE TABLE sale_series (
+        CREATE TABLE product (
+            id INTEGER PRIMARY KEY,
+            market TEXT NOT NULL,
+            plu TEXT NOT NULL,
+            UNIQUE (market, plu)
+        ) STRICT
+        """,
+        """
+        CREATE TABLE sale_source (
             id INTEGER PRIMARY KEY,
             market TEXT NOT NULL,
             scale TEXT NOT NULL,
             vendor TEXT NOT NULL,
-            plu TEXT NOT NULL,
-            UNIQUE (market, scale, vendor, plu)
+            UNIQUE (market, scale, vendor)
         ) STRICT
         """,
         """
         CREATE TABLE sale (
             time_ns INTEGER NOT NULL,
-            series INTEGER NOT NULL,      -- sale_series.id
+            source INTEGER NOT NULL,      -- sale_source.id
+            product INTEGER NOT NULL,     -- product.id
             trace INTEGER NOT NULL,       -- trace_code.id
             msg_id INTEGER NOT NULL,
             weight_g INTEGER NOT NULL,
@@ -83,13 +103,13 @@ _V1 = Migration(
             unit_price_fen_per_kg INTEGER NOT NULL,
             total_fen INTEGER NOT NULL,
             received_ns INTEGER NOT NULL,
-            PRIMARY KEY (time_ns, series)
+            PRIMARY KEY (time_ns, source, product)
         ) STRICT, WITHOUT ROWID
         """,
-        "CREATE INDEX sale_by_series ON sale (series, time_ns)",
-        # Entries are (trace, time_ns, series): a batch's sales come out in time order.
+        "CREATE INDEX sale_by_source ON sale (source, time_ns)",
+        # Entries are (trace, time_ns, source, product): a batch's sales come out in time order.
         "CREATE INDEX sale_by_trace ON sale (trace)",
-        "CREATE INDEX sale_by_receipt ON sale (series, msg_id)",
+        "CREATE INDEX sale_by_receipt ON sale (source, msg_id)",
         # -- prices -----------------------------------------------------------
         """
         CREATE TABLE price_series (

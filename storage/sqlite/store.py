@@ -15,14 +15,14 @@ from schemas.topics import CHANNELS, topic_for
 from storage.base import BatchRow, GateCountRow, PriceRow, SaleRow, ScaleStatusRow, Store
 from storage.records import DeadLetter, Reading, to_ns
 from storage.sqlite import queries
-from storage.sqlite.codec import TABLES, EncodedRow, SqlValue, Table, encode, time_bound_ns
+from storage.sqlite.codec import EncodedRow, SqlValue, Table, encode, time_bound_ns
 from storage.sqlite.connections import Connections, sqlite_errors
-from storage.sqlite.interning import TRACE_CODE, Interner, Key
+from storage.sqlite.interning import INTERN_TABLES, Interner, InternTable, Key
 
-#: Series are bounded by the registry (devices × products): keep them all.
-_SERIES_CACHE = 1_000_000
-#: Trace codes are unbounded (one per batch); today's are the ones sold from.
-_TRACE_CACHE = 100_000
+#: Ids remembered per intern table. Series and products are bounded by the
+#: registry (a 300-vendor market has ~12k price series); trace codes grow by a
+#: few thousand a day, and only the recent ones are still sold from.
+_INTERN_CACHE = 100_000
 _MAX_SQLITE_INT = 2**63 - 1
 
 #: Errors that concern the data of one reading rather than the store: that
@@ -34,10 +34,10 @@ _CHANNEL_OF = {model: kind_channel for kind_channel, model in CHANNELS.items()}
 
 @dataclass(slots=True)
 class _ResolvedIds:
-    series: dict[str, dict[Key, int]] = field(default_factory=dict)
-    traces: dict[Key, int] = field(default_factory=dict)
-    fresh_series: dict[str, dict[Key, int]] = field(default_factory=dict)
-    fresh_traces: dict[Key, int] = field(default_factory=dict)
+    """Ids of one write's references, and which of them are not cached yet."""
+
+    ids: dict[InternTable, dict[Key, int]] = field(default_factory=dict)
+    fresh: dict[InternTable, dict[Key, int]] = field(default_factory=dict)
 
 
 class SQLiteStore(Store):
@@ -60,10 +60,9 @@ class SQLiteStore(Store):
         self._connections = Connections(
             self.path, synchronous=synchronous, busy_timeout=busy_timeout
         )
-        self._series = {
-            table.name: Interner(table.series, capacity=_SERIES_CACHE) for table in TABLES
+        self._interners = {
+            table: Interner(table, capacity=_INTERN_CACHE) for table in INTERN_TABLES
         }
-        self._traces = Interner(TRACE_CODE, capacity=_TRACE_CACHE)
 
     def __repr__(self) -> str:
         return f"SQLiteStore({str(self.path)!r})"
@@ -86,23 +85,19 @@ class SQLiteStore(Store):
         return refused
 
     def _resolve_ids(self, conn: sqlite3.Connection, rows: Sequence[EncodedRow]) -> _ResolvedIds:
-        series_keys: dict[str, set[Key]] = defaultdict(set)
-        trace_keys: set[Key] = set()
+        wanted: dict[InternTable, set[Key]] = defaultdict(set)
         for row in rows:
-            series_keys[row.table.name].add(row.series_key)
-            if row.trace_key is not None:
-                trace_keys.add(row.trace_key)
-        ids = _ResolvedIds()
-        for name, keys in series_keys.items():
-            ids.series[name], ids.fresh_series[name] = self._series[name].resolve(conn, keys)
-        ids.traces, ids.fresh_traces = self._traces.resolve(conn, trace_keys)
-        return ids
+            for table, key in row.refs:
+                wanted[table].add(key)
+        resolved = _ResolvedIds()
+        for table, keys in wanted.items():
+            resolved.ids[table], resolved.fresh[table] = self._interners[table].resolve(conn, keys)
+        return resolved
 
-    def _remember(self, ids: _ResolvedIds) -> None:
+    def _remember(self, resolved: _ResolvedIds) -> None:
         """Cache ids only after their transaction committed (see ``interning``)."""
-        for name, fresh in ids.fresh_series.items():
-            self._series[name].remember(fresh)
-        self._traces.remember(ids.fresh_traces)
+        for table, fresh in resolved.fresh.items():
+            self._interners[table].remember(fresh)
 
     # -- prices ------------------------------------------------------------------
 
@@ -143,7 +138,7 @@ class SQLiteStore(Store):
             "plu": plu,
         }
         unfiltered = vendor is None and scale is None and plu is None
-        sql = queries.SALES_IN_RANGE if unfiltered else queries.SALES_OF_SERIES_IN_RANGE
+        sql = queries.SALES_IN_RANGE if unfiltered else queries.SALES_OF_SOURCES_IN_RANGE
         return [queries.sale_row(row) for row in self._query(sql, params, "reading sales")]
 
     def sales_of_batch(self, market: str, trace_code: str) -> list[SaleRow]:
@@ -293,11 +288,9 @@ def _insert_one_by_one(
     return refused
 
 
-def _row_values(row: EncodedRow, ids: _ResolvedIds) -> tuple[SqlValue, ...]:
-    series = ids.series[row.table.name][row.series_key]
-    if row.trace_key is None:
-        return (series, row.time_ns, *row.values)
-    return (series, row.time_ns, ids.traces[row.trace_key], *row.values)
+def _row_values(row: EncodedRow, resolved: _ResolvedIds) -> tuple[SqlValue, ...]:
+    ids = resolved.ids
+    return (*[ids[table][key] for table, key in row.refs], row.time_ns, *row.values)
 
 
 def _refusal(reading: Reading, reason: str) -> DeadLetter:

@@ -88,7 +88,9 @@ class Publisher:
     """A device-like QoS 1 publisher that waits for every PUBACK."""
 
     def __init__(self, port: int, client_id: str = "test-device") -> None:
-        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
+        self.client = paho.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5
+        )
         self.client.max_inflight_messages_set(200)
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()

@@ -24,7 +24,14 @@ from storage.base import Store
 from storage.influx.store import InfluxStore
 from storage.records import UNREGISTERED
 from storage.sqlite import SQLiteStore
-from tests.ingest.helpers import SALE_TOPIC, Publisher, now_iso, sale_payload, wait_until, write_market
+from tests.ingest.helpers import (
+    SALE_TOPIC,
+    Publisher,
+    now_iso,
+    sale_payload,
+    wait_until,
+    write_market,
+)
 
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 FOREVER = datetime(2100, 1, 1, tzinfo=UTC)
@@ -45,9 +52,21 @@ def _spawn_ingest(market: Path, broker: Mosquitto, workdir: Path) -> subprocess.
     }
     log = (workdir / "ingest.log").open("ab")
     return subprocess.Popen(
-        [sys.executable, "-m", "stallwatch.cli", "ingest", "--market", str(market),
-         "--mqtt-url", broker.url, "--store", "sqlite"],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "stallwatch.cli",
+            "ingest",
+            "--market",
+            str(market),
+            "--mqtt-url",
+            broker.url,
+            "--store",
+            "sqlite",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
 
 
@@ -61,9 +80,12 @@ def test_sigkill_mid_stream_loses_nothing_and_duplicates_nothing(
     publisher = Publisher(mosquitto_server.port)
     try:
         # The session must exist before the first publish, or the broker would not queue for it.
-        wait_until(lambda: b"connected" in (tmp_path / "ingest.log").read_bytes(), what="ingest to connect")
+        wait_until(
+            lambda: b"connected" in (tmp_path / "ingest.log").read_bytes(), what="ingest to connect"
+        )
         sender = threading.Thread(
-            target=publisher.publish_all, args=([(SALE_TOPIC, sale_payload(i)) for i in range(total)],)
+            target=publisher.publish_all,
+            args=([(SALE_TOPIC, sale_payload(i)) for i in range(total)],),
         )
         sender.start()
         wait_until(lambda: len(sale_ids(store)) >= total // 5, what="a fifth of the stream stored")
@@ -90,13 +112,18 @@ def private_influxd(tmp_path: Path) -> Iterator[Influxd]:
         yield server
 
 
-def _service(broker: Mosquitto, registry: Registry, store: Store, spool: Path, client_id: str) -> IngestService:
+def _service(
+    broker: Mosquitto, registry: Registry, store: Store, spool: Path, client_id: str
+) -> IngestService:
     options = MqttOptions("127.0.0.1", broker.port, client_id, receive_maximum=1000)
-    return IngestService(options, registry, store, spool, batch_size=1000)
+    return IngestService.in_process(options, registry, store, spool, batch_size=1000)
 
 
 def test_influx_outage_mid_stream_loses_nothing_and_drains(
-    mosquitto_server: Mosquitto, private_influxd: Influxd, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    mosquitto_server: Mosquitto,
+    private_influxd: Influxd,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO)
     registry = Registry([load_market(write_market(tmp_path))])
@@ -122,7 +149,8 @@ def test_influx_outage_mid_stream_loses_nothing_and_drains(
         service.stop()
     assert sale_ids(store) == list(range(6_000))
     assert caplog.text.count("store unavailable") == 1, "an outage is logged once"
-    assert "store resumed" in caplog.text and "pending" in caplog.text
+    assert "store resumed" in caplog.text
+    assert "pending" in caplog.text
     store.close()
 
 
@@ -133,19 +161,43 @@ BAD_INPUT: list[tuple[str, str, bytes, str]] = [
     ("wrong type", SALE_TOPIC, sale_payload(900_001, weight_g="heavy"), "weight_g"),
     ("float weight", SALE_TOPIC, sale_payload(900_002, weight_g=1.5), "weight_g"),
     ("negative weight", SALE_TOPIC, sale_payload(900_003, weight_g=-5, total_fen=0), "weight_g"),
-    ("absurd price", SALE_TOPIC, sale_payload(900_004, unit_price_fen_per_kg=10**9, total_fen=10**9),
-     "unit_price_fen_per_kg"),
+    (
+        "absurd price",
+        SALE_TOPIC,
+        sale_payload(900_004, unit_price_fen_per_kg=10**9, total_fen=10**9),
+        "unit_price_fen_per_kg",
+    ),
     ("total mismatch", SALE_TOPIC, sale_payload(900_005, total_fen=99_999), "does not match"),
-    ("a day in the future", SALE_TOPIC, sale_payload(900_006, ts=now_iso(timedelta(days=1))), "in the future"),
+    (
+        "a day in the future",
+        SALE_TOPIC,
+        sale_payload(900_006, ts=now_iso(timedelta(days=1))),
+        "in the future",
+    ),
     ("naive timestamp", SALE_TOPIC, sale_payload(900_007, ts="2026-11-21T08:00:00"), "ts"),
     ("unknown device", "markets/tm/scales/S-ZZZ/sale", sale_payload(900_008), "unknown device"),
-    ("unknown market", "markets/nowhere/scales/S-A01/sale", sale_payload(900_009), "unknown market"),
+    (
+        "unknown market",
+        "markets/nowhere/scales/S-A01/sale",
+        sale_payload(900_009),
+        "unknown market",
+    ),
     ("not the owner", "markets/tm/scales/S-B01/sale", sale_payload(900_010), "does not own"),
-    ("kind mismatch", "markets/tm/gates/S-A01/count", sale_payload(900_011), "registered as scales"),
+    (
+        "kind mismatch",
+        "markets/tm/gates/S-A01/count",
+        sale_payload(900_011),
+        "registered as scales",
+    ),
     ("wrong channel", "markets/tm/scales/S-A01/price", sale_payload(900_012), "no channel"),
     ("unknown product", SALE_TOPIC, sale_payload(900_013, plu="9999"), "unknown product"),
     ("extra field", SALE_TOPIC, sale_payload(900_014, discount=5), "discount"),
-    ("oversized", SALE_TOPIC, sale_payload(900_015, trace_code="X" * 40) + b" " * 40_000, "too large"),
+    (
+        "oversized",
+        SALE_TOPIC,
+        sale_payload(900_015, trace_code="X" * 40) + b" " * 40_000,
+        "too large",
+    ),
 ]
 
 
@@ -192,13 +244,13 @@ def test_every_class_of_bad_input_is_dead_lettered_and_good_messages_all_stored(
         assert reason in letter.reason, f"{name}: reason {letter.reason!r}"
         assert letter.payload_size == len(payload), name
     counts = any_store.reject_counts(EPOCH, FOREVER)
-    assert counts[("tm", "S-A01")] == sum(
-        1 for _, topic, _, _ in BAD_INPUT if topic == SALE_TOPIC
-    )
+    assert counts[("tm", "S-A01")] == sum(1 for _, topic, _, _ in BAD_INPUT if topic == SALE_TOPIC)
     assert counts[(UNREGISTERED, UNREGISTERED)] >= 3
 
 
-def test_rejects_are_counted_per_device_in_process(mosquitto_server: Mosquitto, tmp_path: Path) -> None:
+def test_rejects_are_counted_per_device_in_process(
+    mosquitto_server: Mosquitto, tmp_path: Path
+) -> None:
     registry = Registry([load_market(write_market(tmp_path))])
     store = SQLiteStore(tmp_path / "store.db")
     service = _service(mosquitto_server, registry, store, tmp_path / "spool.db", "ingest-count")
@@ -207,7 +259,9 @@ def test_rejects_are_counted_per_device_in_process(mosquitto_server: Mosquitto, 
     try:
         assert service.receiver.subscribed.wait(10)
         bad = json.dumps({"msg_id": 1}).encode()
-        publisher.publish_all([(SALE_TOPIC, bad), (SALE_TOPIC, bad), ("markets/tm/scales/S-B01/sale", bad)])
+        publisher.publish_all(
+            [(SALE_TOPIC, bad), (SALE_TOPIC, bad), ("markets/tm/scales/S-B01/sale", bad)]
+        )
         wait_until(lambda: service.status().rejected == 3, what="three rejects")
     finally:
         publisher.close()

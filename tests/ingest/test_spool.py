@@ -17,18 +17,20 @@ def test_fifo_survives_reopen_and_trims_prefixes(tmp_path: Path) -> None:
     spool.close()
     spool = Spool(tmp_path / "s.db")
     batch = spool.peek(2)
-    assert [(m.topic, m.payload, m.received_ns) for m in batch] == [("t/a", b"1", 10), ("t/b", b"2", 20)]
-    spool.remove_through(batch[-1].seq)
+    assert [row[1:] for row in batch] == [("t/a", b"1", 10), ("t/b", b"2", 20)]
+    spool.remove_through(batch[-1][0])
     assert spool.pending() == 1
-    assert spool.peek(10)[0].payload == b"\xff"
+    assert spool.peek(10)[0][2] == b"\xff"
     spool.close()
 
 
-def test_second_owner_is_refused(tmp_path: Path) -> None:
-    spool = Spool(tmp_path / "s.db")
+def test_second_owner_of_a_role_is_refused(tmp_path: Path) -> None:
+    receiver = Spool(tmp_path / "s.db", "receiver")
+    forwarder = Spool(tmp_path / "s.db", "forwarder")  # the other role shares the file
     with pytest.raises(SpoolLocked, match="mqtt_client_id"):
-        Spool(tmp_path / "s.db")
-    spool.close()
+        Spool(tmp_path / "s.db", "receiver")
+    receiver.close()
+    forwarder.close()
 
 
 def test_appended_rows_survive_sigkill(tmp_path: Path) -> None:

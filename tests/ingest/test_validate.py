@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -17,7 +18,9 @@ from tests.ingest.helpers import SALE_TOPIC, now_iso, sale_payload, write_market
 
 @pytest.fixture
 def validator(tmp_path: Path) -> Validator:
-    return Validator(Registry([load_market(write_market(tmp_path))]), Limits(max_payload_bytes=2048))
+    return Validator(
+        Registry([load_market(write_market(tmp_path))]), Limits(max_payload_bytes=2048)
+    )
 
 
 def test_valid_sale_becomes_a_reading_of_the_registered_device(validator: Validator) -> None:
@@ -32,7 +35,12 @@ def test_rejection_keeps_topic_raw_bytes_and_registered_ids(validator: Validator
     payload = sale_payload(1, weight_g=0)
     result = validator.check(SALE_TOPIC, payload, time.time_ns())
     assert isinstance(result, DeadLetter)
-    assert (result.topic, result.payload, result.market, result.device) == (SALE_TOPIC, payload, "tm", "S-A01")
+    assert (result.topic, result.payload, result.market, result.device) == (
+        SALE_TOPIC,
+        payload,
+        "tm",
+        "S-A01",
+    )
     assert result.reason.startswith("invalid payload: weight_g")
 
 
@@ -53,8 +61,12 @@ def test_oversized_payload_is_truncated_but_its_size_kept(validator: Validator) 
 
 @pytest.mark.parametrize(
     ("offset", "accepted"),
-    [(timedelta(minutes=4), True), (timedelta(minutes=6), False), (timedelta(days=-6), True),
-     (timedelta(days=-8), False)],
+    [
+        (timedelta(minutes=4), True),
+        (timedelta(minutes=6), False),
+        (timedelta(days=-6), True),
+        (timedelta(days=-8), False),
+    ],
 )
 def test_device_time_window(validator: Validator, offset: timedelta, accepted: bool) -> None:
     result = validator.check(SALE_TOPIC, sale_payload(1, ts=now_iso(offset)), time.time_ns())
@@ -63,18 +75,30 @@ def test_device_time_window(validator: Validator, offset: timedelta, accepted: b
 
 def test_last_will_is_accepted_whatever_its_connect_time(validator: Validator) -> None:
     will = ScaleStatus(msg_id=0, ts="2026-01-01T00:00:00+08:00", online=False, will=True)  # type: ignore[arg-type]
-    result = validator.check("markets/tm/scales/S-A01/status", will.model_dump_json().encode(), time.time_ns())
+    result = validator.check(
+        "markets/tm/scales/S-A01/status", will.model_dump_json().encode(), time.time_ns()
+    )
     assert isinstance(result, Reading)
 
 
 def test_batch_for_unknown_vendor_is_rejected(validator: Validator) -> None:
-    payload = (
-        '{"msg_id":1,"ts":"%s","trace_code":"TM-1-0001","vendor":"V99","plu":"1001",'
-        '"origin":"山东寿光","supplier":"新发地","quantity_g":50000,"certificate_no":"HG-1",'
-        '"rapid_test":{"result":"pass","inhibition_pct":"12.5"}}' % now_iso()
-    ).encode()
+    body = {
+        "msg_id": 1,
+        "ts": now_iso(),
+        "trace_code": "TM-1-0001",
+        "vendor": "V99",
+        "plu": "1001",
+        "origin": "山东寿光",
+        "supplier": "新发地",
+        "quantity_g": 50000,
+        "certificate_no": "HG-1",
+        "rapid_test": {"result": "pass", "inhibition_pct": "12.5"},
+    }
+    payload = json.dumps(body, ensure_ascii=False).encode()
     result = validator.check("markets/tm/intake/IN-1/batch", payload, time.time_ns())
     assert isinstance(result, DeadLetter)
     assert "unknown vendor 'V99'" in result.reason
-    ok = validator.check("markets/tm/intake/IN-1/batch", payload.replace(b"V99", b"V02"), time.time_ns())
+    ok = validator.check(
+        "markets/tm/intake/IN-1/batch", payload.replace(b"V99", b"V02"), time.time_ns()
+    )
     assert isinstance(ok, Reading)

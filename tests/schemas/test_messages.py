@@ -348,10 +348,6 @@ def test_last_will_payload_parses() -> None:
     assert (parsed.online, parsed.will) == (False, True)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="schemas/messages.py uses lax bool: 1, 'yes', 'on' parse as True; proposed: StrictBool",
-)
 @pytest.mark.parametrize("value", [1, "yes"])
 def test_status_flags_must_be_json_booleans(value: object) -> None:
     assert rejection(ScaleStatus, {"msg_id": 1, "ts": TS, "online": value}) == (

@@ -69,10 +69,6 @@ def test_malformed_topics_are_rejected(topic: str) -> None:
         parse_topic(topic)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="schemas/topics.py: `$` also matches before a final newline; proposed: fullmatch/\\Z",
-)
 def test_trailing_newline_is_rejected() -> None:
     with pytest.raises(TopicError, match="does not match"):
         parse_topic("markets/m/scales/s1/sale\n")

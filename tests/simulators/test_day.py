@@ -359,3 +359,10 @@ def test_opening_prices_fall_in_the_products_range(
         yuan_per_jin = fen_per_kg / 200
         # written as x.x0/x.x8/x.x9, or to the half yuan above ¥10
         assert low_yuan - 0.26 <= yuan_per_jin <= high_yuan + 0.26
+
+
+def test_the_trace_prefix_can_be_configured(xiaohe_market: Market) -> None:
+    day = MarketDay(xiaohe_market, DAY, seed=1, config=DayConfig(trace_prefix="XH"))
+    assert all(batch.trace_code.startswith("XH-20261121-XH0") for batch in day.batches)
+    with pytest.raises(ValueError, match="trace_prefix"):
+        DayConfig(trace_prefix="no spaces")

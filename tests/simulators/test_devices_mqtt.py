@@ -1,4 +1,4 @@
-"""Simulated devices against a real Mosquitto: QoS 1, Last Will, outage replay, many connections, load."""
+"""Simulated devices against a real Mosquitto: QoS 1, Last Will, outages, many connections, load."""
 
 from __future__ import annotations
 
@@ -38,11 +38,10 @@ pytestmark = pytest.mark.mosquitto
 WILL_TOPIC = "markets/xiaohe/scales/XH-S01/status"
 
 
-def _hub(broker: Mosquitto, market: Market, **kwargs: object) -> DeviceHub:
+def _hub(broker: Mosquitto, market: Market, options: LinkOptions | None = None) -> DeviceHub:
     devices = [FleetDevice(device) for device in market.devices]
-    return build_hub(
-        BrokerAddress.parse(broker.url), devices, mode=ConnectionMode.PER_DEVICE, **kwargs
-    )  # type: ignore[arg-type]
+    address = BrokerAddress.parse(broker.url)
+    return build_hub(address, devices, mode=ConnectionMode.PER_DEVICE, options=options)
 
 
 def _identity(received: Received) -> tuple[str, int]:
@@ -209,7 +208,7 @@ def test_a_hundred_devices_each_with_its_own_connection(
 ) -> None:
     market = scale_market(example_market, vendors=50)
     subscriber = subscribe("markets/#")
-    events = {}
+    events: dict[str, DayEvent] = {}
     for event in MarketDay(market, DAY, seed=9).events():
         events.setdefault(event.device, event)
     assert len(events) == len(market.devices) >= 100

@@ -42,19 +42,24 @@ def run_in_thread(target: Callable[[], None], errors: list[BaseException]) -> th
 def test_readers_see_whole_batches_while_the_writer_writes(tmp_path: Path) -> None:
     errors: list[BaseException] = []
     seen: list[int] = []
-    done = threading.Event()
+    reading_started, done = threading.Event(), threading.Event()
     with SQLiteStore(tmp_path / "store.db") as store:
 
         def write_all() -> None:
             try:
+                assert reading_started.wait(JOIN_TIMEOUT)
                 for number in range(BATCHES):
                     assert store.write(sales_batch(number)) == []
             finally:
                 done.set()
 
         def read_until_done() -> None:
-            while not done.is_set():
+            while True:
+                finished = done.is_set()  # read once more after the writer finished
                 seen.append(len(store.sales(MARKET, T0, DAY_END)))
+                reading_started.set()
+                if finished:
+                    return
 
         writer = run_in_thread(write_all, errors)
         reader = run_in_thread(read_until_done, errors)
@@ -62,7 +67,7 @@ def test_readers_see_whole_batches_while_the_writer_writes(tmp_path: Path) -> No
         reader.join(JOIN_TIMEOUT)
 
         assert not errors, errors
-        assert seen, "the reader never read"
+        assert (seen[0], seen[-1]) == (0, BATCHES * BATCH_SIZE)
         assert seen == sorted(seen)
         assert {count % BATCH_SIZE for count in seen} == {0}  # never half a transaction
         assert len(store.sales(MARKET, T0, DAY_END)) == BATCHES * BATCH_SIZE

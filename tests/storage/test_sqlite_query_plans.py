@@ -58,7 +58,7 @@ def plan(conn: sqlite3.Connection, sql: str) -> list[str]:
 
 def test_every_query_is_covered() -> None:
     assert {
-        "SALES_OF_SERIES_IN_RANGE",
+        "SALES_OF_SOURCES_IN_RANGE",
         "SALES_OF_BATCH",
         "BATCH_BY_TRACE_CODE",
         "LATEST_PRICES",
@@ -72,9 +72,9 @@ def test_no_query_scans_a_table(conn: sqlite3.Connection, name: str) -> None:
     assert not [step for step in steps if step.startswith("SCAN")], steps
 
 
-def test_sales_of_a_vendor_in_a_range_seek_per_series(conn: sqlite3.Connection) -> None:
-    steps = plan(conn, queries.SALES_OF_SERIES_IN_RANGE)
-    assert "SEARCH sale USING INDEX sale_by_series (series=? AND time_ns>? AND time_ns<?)" in steps
+def test_sales_of_a_vendor_in_a_range_seek_per_source(conn: sqlite3.Connection) -> None:
+    steps = plan(conn, queries.SALES_OF_SOURCES_IN_RANGE)
+    assert "SEARCH sale USING INDEX sale_by_source (source=? AND time_ns>? AND time_ns<?)" in steps
 
 
 def test_sales_of_a_market_in_a_range_use_the_time_key(conn: sqlite3.Connection) -> None:
@@ -100,7 +100,7 @@ def test_batch_by_trace_code_uses_the_trace_code_index(conn: sqlite3.Connection)
 
 
 def test_sale_by_receipt_uses_the_receipt_index(conn: sqlite3.Connection) -> None:
-    assert "SEARCH sale USING INDEX sale_by_receipt (series=? AND msg_id=?)" in plan(
+    assert "SEARCH sale USING INDEX sale_by_receipt (source=? AND msg_id=?)" in plan(
         conn, queries.SALE_BY_RECEIPT
     )
 

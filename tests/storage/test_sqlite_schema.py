@@ -36,7 +36,8 @@ def test_reopening_an_existing_file_keeps_data_and_series_ids(tmp_path: Path) ->
         assert [row.msg_id for row in store.sales(MARKET, T0, at(hours=1))] == [1, 2]
 
     with raw(path) as conn:
-        assert conn.execute("SELECT COUNT(*) FROM sale_series").fetchone() == (1,)
+        assert conn.execute("SELECT COUNT(*) FROM sale_source").fetchone() == (1,)
+        assert conn.execute("SELECT COUNT(*) FROM product").fetchone() == (1,)
         assert conn.execute("SELECT COUNT(*) FROM trace_code").fetchone() == (1,)
 
 

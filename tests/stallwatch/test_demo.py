@@ -1,0 +1,41 @@
+"""The README's demo command runs end to end on the embedded broker and store."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from storage.sqlite import SQLiteStore
+
+
+def test_demo_flows_sales_footfall_and_prices_into_the_embedded_store(tmp_path: Path) -> None:
+    workdir = tmp_path / "demo"
+    proc = subprocess.run(
+        [sys.executable, "-m", "stallwatch.cli", "demo", "--speed", "0", "--history-days", "1",
+         "--workdir", str(workdir), "--report-every", "2"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert "embedded MQTT broker" in out
+    final = out.rsplit("[ingest]", 1)[1]
+    received, stored, rejected = (
+        int(re.search(rf"{word} ([\d,]+)", final).group(1).replace(",", ""))  # type: ignore[union-attr]
+        for word in ("received", "stored", "rejected")
+    )
+    assert received > 5_000
+    assert stored == received
+    assert rejected == 0
+    assert re.search(r"[1-9][\d,]* sales, turnover ¥[\d,]+\.\d\d, [1-9][\d,]* visitors in", final)
+    assert re.search(r"current prices, e\.g\. \S+ ¥\d+\.\d\d/斤", final)
+
+    tz = ZoneInfo("Asia/Shanghai")
+    today = datetime.now(tz).replace(hour=0, minute=0, second=0, microsecond=0)
+    with SQLiteStore(workdir / "stallwatch.db") as store:
+        assert len(store.sales("nanmen", today, today + timedelta(days=1))) > 1_000
+        assert len(store.sales("nanmen", today - timedelta(days=1), today)) > 1_000, "history"
+        assert store.latest_prices("nanmen")
