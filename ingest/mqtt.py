@@ -133,7 +133,7 @@ class MqttReceiver:
 
     def _on_socket_open(self, client: paho.Client, _userdata: Any, sock: Any) -> None:
         self._socket = BufferedSocket(sock)
-        client._sock = self._socket  # noqa: SLF001 - see ingest._socket
+        client._sock = self._socket  # paho internals, on purpose: see ingest._socket
 
     def _on_connect(
         self, client: paho.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any

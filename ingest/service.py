@@ -18,7 +18,7 @@ from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
 from typing import Protocol
 
-from ingest.forwarder import ForwardStats, Forwarder
+from ingest.forwarder import Forwarder, ForwardStats
 from ingest.mqtt import MqttOptions, MqttReceiver
 from ingest.spool import Spool
 from ingest.validate import Limits, Validator

@@ -1,4 +1,4 @@
-"""The receiver against a real Mosquitto: acknowledgements, redelivery, paho internals it relies on."""
+"""The receiver against a real Mosquitto: acks, redelivery, and the paho internals it uses."""
 
 from __future__ import annotations
 

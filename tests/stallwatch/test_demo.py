@@ -15,9 +15,24 @@ from storage.sqlite import SQLiteStore
 def test_demo_flows_sales_footfall_and_prices_into_the_embedded_store(tmp_path: Path) -> None:
     workdir = tmp_path / "demo"
     proc = subprocess.run(
-        [sys.executable, "-m", "stallwatch.cli", "demo", "--speed", "0", "--history-days", "1",
-         "--workdir", str(workdir), "--report-every", "2"],
-        capture_output=True, text=True, timeout=300, check=False,
+        [
+            sys.executable,
+            "-m",
+            "stallwatch.cli",
+            "demo",
+            "--speed",
+            "0",
+            "--history-days",
+            "1",
+            "--workdir",
+            str(workdir),
+            "--report-every",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
