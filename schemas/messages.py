@@ -67,7 +67,9 @@ _FORBIDDEN_FORMAT_CHARS = frozenset(
 
 def _no_control_chars(value: str) -> str:
     if any(unicodedata.category(ch) == "Cc" or ch in _FORBIDDEN_FORMAT_CHARS for ch in value):
-        raise ValueError("control, separator and bidi-override characters are not allowed")
+        raise ValueError(
+            "control characters are not allowed (nor line separators or bidi overrides)"
+        )
     return value
 
 

@@ -137,11 +137,9 @@ def mosquitto(
     conf = workdir / "mosquitto.conf"
     # Run as whoever we are: as root, mosquitto would otherwise switch to the `mosquitto`
     # user and fail to save its persistence file in our directory, losing sessions on restart.
-    lines = [
-        f"listener {port} 127.0.0.1",
-        f"user {pwd.getpwuid(os.geteuid()).pw_name}",
-        MOSQUITTO_DEFAULTS,
-    ]
+    lines = [f"listener {port} 127.0.0.1", MOSQUITTO_DEFAULTS]
+    if not any(line.startswith("user ") for line in extra_conf.splitlines()):
+        lines.append(f"user {pwd.getpwuid(os.geteuid()).pw_name}")
     if "allow_anonymous" not in extra_conf and "password_file" not in extra_conf:
         lines.append("allow_anonymous true")
     if persistence:

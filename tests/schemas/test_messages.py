@@ -300,11 +300,19 @@ def test_text_is_stripped_and_must_not_be_blank() -> None:
 # -- intake ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("value", [12.5, "12.5", 0, "100.0"])
-def test_inhibition_is_an_exact_decimal(value: object) -> None:
-    parsed = parse(BatchIntake, batch(rapid_test={"result": "pass", "inhibition_pct": value}))
+@pytest.mark.parametrize(
+    ("value", "result"), [(12.5, "pass"), ("12.5", "pass"), (0, "pass"), ("100.0", "fail")]
+)
+def test_inhibition_is_an_exact_decimal(value: object, result: str) -> None:
+    parsed = parse(BatchIntake, batch(rapid_test={"result": result, "inhibition_pct": value}))
     assert parsed.rapid_test.inhibition_pct == Decimal(str(value))
     assert isinstance(parsed.rapid_test.inhibition_pct, Decimal)
+
+
+@pytest.mark.parametrize(("value", "result"), [("49.9", "fail"), ("50.0", "pass"), ("75", "pass")])
+def test_rapid_test_result_must_agree_with_the_inhibition_rate(value: str, result: str) -> None:
+    with pytest.raises(ValidationError, match="contradicts inhibition"):
+        parse(BatchIntake, batch(rapid_test={"result": result, "inhibition_pct": value}))
 
 
 @pytest.mark.parametrize("value", [12.55, "12.55", "0.05"])
