@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEBIAN_TEST_PACKAGES := mosquitto mosquitto-clients influxdb chromium chromium-driver
+DEBIAN_TEST_PACKAGES := mosquitto influxdb
 
 .PHONY: demo test lint typecheck check install debian-packages bench clean
 
