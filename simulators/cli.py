@@ -102,7 +102,12 @@ def _live_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--auth", action="store_true", help="authenticate with the device id as user name"
     )
-    parser.add_argument("--password-file", type=Path, help="device:password lines (implies --auth)")
+    parser.add_argument(
+        "--password-file",
+        type=Path,
+        help="device:password lines, or the credentials.json of `stallwatch broker-auth`"
+        " (implies --auth)",
+    )
     parser.add_argument(
         "--no-catch-up", action="store_true", help="at speed 1 today: replay from opening"
     )
@@ -180,7 +185,7 @@ def _run_live(args: argparse.Namespace, markets: list[Market]) -> int:
     live_today = day == today and args.speed == 1 and not args.no_catch_up
     passwords = None
     if args.password_file is not None:
-        passwords = read_password_file(args.password_file.read_text().splitlines())
+        passwords = _device_passwords(args.password_file)
     settings = DeviceSettings(
         mode=args.mode,
         options=LinkOptions(),
@@ -199,6 +204,14 @@ def _run_live(args: argparse.Namespace, markets: list[Market]) -> int:
     )
     _print_run(summary)
     return 0 if summary.delivery is None or summary.delivery.unacknowledged == 0 else 1
+
+
+def _device_passwords(path: Path) -> dict[str, str]:
+    if path.suffix == ".json":
+        from stallwatch.brokerauth import load_device_passwords
+
+        return load_device_passwords(path)
+    return read_password_file(path.read_text().splitlines())
 
 
 def _print_run(summary: RunSummary) -> None:
