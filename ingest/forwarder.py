@@ -15,9 +15,9 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ingest.spool import Spool
+from ingest.spool import Spool, SpoolError
 from ingest.validate import Validator
-from storage._exceptions import StoreUnavailable
+from storage._exceptions import StoreError, StoreUnavailable
 from storage.base import Store
 from storage.records import DeadLetter, Reading
 
@@ -106,8 +106,13 @@ class Forwarder:
             total += taken
         return total
 
-    def run(self, stop: threading.Event, wake: threading.Event) -> None:
-        """Forward until ``stop`` is set; ``wake`` is set whenever new messages are spooled."""
+    def run(
+        self, stop: threading.Event, wake: threading.Event, *, idle_poll_s: float = 0.2
+    ) -> None:
+        """Forward until ``stop`` is set; ``wake`` is set whenever new messages are spooled.
+
+        When caught up it waits for ``wake`` at most ``idle_poll_s`` before looking again.
+        """
         while not stop.is_set():
             try:
                 taken = self.forward_batch()
@@ -115,10 +120,17 @@ class Forwarder:
                 self._on_outage(exc)
                 stop.wait(self._backoff.delay(self._failures, exc.retry_after))
                 continue
+            except (StoreError, SpoolError) as exc:
+                # write() isolates bad readings itself, so this is the store refusing its own
+                # dead letters or the spool failing: keep the batch, say so loudly, retry.
+                log.error("cannot forward a batch (%s); it stays in the spool", exc)
+                self._failures += 1
+                stop.wait(self._backoff.delay(self._failures, None))
+                continue
             if self._failures:
                 self._on_recovery()
             if taken < self._batch_size:
-                wake.wait(0.2)  # a partial batch means we are caught up: wait for more
+                wake.wait(idle_poll_s)  # a partial batch means we are caught up: wait for more
                 wake.clear()
 
     def _on_outage(self, exc: StoreUnavailable) -> None:

@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 from dataclasses import dataclass
 from datetime import timedelta
-from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
 from typing import Protocol
 
@@ -27,6 +27,10 @@ from stallwatch.settings import Settings
 from storage.base import Store
 
 log = logging.getLogger(__name__)
+
+
+class _SharedInt(Protocol):
+    value: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +47,7 @@ class ForwarderRunner(Protocol):
     def start(self) -> None: ...
     def wake(self) -> None: ...
     def stop(self) -> None: ...
+    def supervise(self) -> None: ...
     def counts(self) -> tuple[int, int]:
         """Readings stored and messages rejected so far."""
         ...
@@ -84,19 +89,39 @@ class ThreadForwarder:
     def counts(self) -> tuple[int, int]:
         return self.forwarder.stats.stored, self.forwarder.stats.rejected
 
+    def supervise(self) -> None:
+        if not self._thread.is_alive() and not self._stop.is_set():
+            log.error("forwarder thread died; restarting it")
+            self._thread = threading.Thread(
+                target=self.forwarder.run,
+                args=(self._stop, self._wake),
+                name="forwarder",
+                daemon=True,
+            )
+            self._thread.start()
+
 
 class ProcessForwarder:
-    """The forwarder as a child process that opens its own store from the settings."""
+    """The forwarder as a child process that opens its own store from the settings.
+
+    Nothing here takes a lock shared with the child: a child killed while holding
+    one (a ``multiprocessing.Event``'s, a synchronized ``Value``'s) would hang the
+    receiver. So the child polls the spool when idle instead of being woken, is
+    stopped with SIGTERM, and reports its counts through lock-free shared integers.
+    """
 
     def __init__(self, settings: Settings) -> None:
-        context = multiprocessing.get_context("spawn")
-        self._stop = context.Event()
-        self._wake = context.Event()
-        self._stored: Synchronized[int] = context.Value("q", 0)
-        self._rejected: Synchronized[int] = context.Value("q", 0)
-        self._process = context.Process(
+        self._context = multiprocessing.get_context("spawn")
+        self._settings = settings
+        self._stored = self._context.Value("q", 0, lock=False)
+        self._rejected = self._context.Value("q", 0, lock=False)
+        self._stopping = False
+        self._process = self._new_process()
+
+    def _new_process(self) -> multiprocessing.process.BaseProcess:
+        return self._context.Process(
             target=_forwarder_process,
-            args=(settings, self._stop, self._wake, self._stored, self._rejected, os.getpid()),
+            args=(self._settings, self._stored, self._rejected, os.getpid()),
             name="stallwatch-forwarder",
             daemon=True,
         )
@@ -105,46 +130,50 @@ class ProcessForwarder:
         self._process.start()
 
     def wake(self) -> None:
-        self._wake.set()
+        """The child polls the spool every few tens of milliseconds when idle."""
 
     def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
+        self._stopping = True
+        self._process.terminate()  # SIGTERM: the child finishes its batch and exits
         self._process.join(timeout=60)
         if self._process.is_alive():
-            log.warning("forwarder did not stop in time; terminating it")
-            self._process.terminate()
+            log.warning("forwarder did not stop in time; killing it")
+            self._process.kill()
 
     def counts(self) -> tuple[int, int]:
         return self._stored.value, self._rejected.value
 
-    @property
-    def alive(self) -> bool:
-        return self._process.is_alive()
+    def supervise(self) -> None:
+        """Restart the forwarder process if it died; the spool keeps what it had not sent."""
+        if self._stopping or self._process.is_alive():
+            return
+        log.error("forwarder process exited with %s; restarting it", self._process.exitcode)
+        self._process = self._new_process()
+        self._process.start()
 
 
 def _forwarder_process(
-    settings: Settings,
-    stop: threading.Event,
-    wake: threading.Event,
-    stored: Synchronized[int],
-    rejected: Synchronized[int],
-    parent_pid: int,
+    settings: Settings, stored: _SharedInt, rejected: _SharedInt, parent_pid: int
 ) -> None:
     from stallwatch.stores import open_store
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
     )
-    threading.Thread(target=_stop_when_orphaned, args=(parent_pid, stop, wake), daemon=True).start()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
+    threading.Thread(target=_stop_when_orphaned, args=(parent_pid, stop), daemon=True).start()
     registry = Registry.load(settings.markets)
-    # A killed predecessor's forwarder may still be exiting: wait for its lock, briefly.
+    # A killed predecessor may still be exiting: wait for its lock, briefly.
     spool = Spool(spool_path(settings), "forwarder", lock_timeout_s=30)
+    # Counts are cumulative across restarts of this process.
+    base_stored, base_rejected = stored.value, rejected.value
+
+    def publish(stats: ForwardStats) -> None:
+        stored.value = base_stored + stats.stored
+        rejected.value = base_rejected + stats.rejected
+
     with open_store(settings) as store:
-
-        def publish(stats: ForwardStats) -> None:
-            stored.value, rejected.value = stats.stored, stats.rejected
-
         forwarder = Forwarder(
             spool,
             store,
@@ -152,16 +181,15 @@ def _forwarder_process(
             batch_size=settings.batch_lines,
             on_batch=publish,
         )
-        forwarder.run(stop, wake)
+        forwarder.run(stop, threading.Event(), idle_poll_s=0.05)
     spool.close()
 
 
-def _stop_when_orphaned(parent_pid: int, stop: threading.Event, wake: threading.Event) -> None:
+def _stop_when_orphaned(parent_pid: int, stop: threading.Event) -> None:
     # A SIGKILLed parent cannot tell us to stop; notice that we were re-parented instead.
     while not stop.wait(0.5):
         if os.getppid() != parent_pid:
             stop.set()
-            wake.set()
 
 
 class IngestService:
@@ -204,6 +232,10 @@ class IngestService:
         self.receiver.stop()
         self._forwarder.stop()
         self.spool.close()
+
+    def supervise(self) -> None:
+        """Call now and then: brings back a forwarder that died."""
+        self._forwarder.supervise()
 
     def status(self) -> IngestStatus:
         stored, rejected = self._forwarder.counts()

@@ -82,7 +82,12 @@ def _run_ingest(args: argparse.Namespace) -> int:
     service = build_service(settings)
     service.start()
     log.info("ingest running for markets %s; Ctrl-C to stop", ", ".join(registry.markets))
-    while not stop.wait(30):
+    ticks = 0
+    while not stop.wait(1):
+        service.supervise()
+        ticks += 1
+        if ticks % 30:
+            continue
         status = service.status()
         log.info(
             "received %d, stored %d, rejected %d, spool %d pending",

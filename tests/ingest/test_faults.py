@@ -268,3 +268,32 @@ def test_rejects_are_counted_per_device_in_process(
         service.stop()
         store.close()
     assert service.forwarder.stats.rejected_by_device == {("tm", "S-A01"): 2, ("tm", "S-B01"): 1}
+
+
+def test_a_killed_forwarder_process_is_restarted_and_nothing_is_lost(
+    mosquitto_server: Mosquitto, tmp_path: Path
+) -> None:
+    market = write_market(tmp_path)
+    ingest = _spawn_ingest(market, mosquitto_server, tmp_path)
+    store = SQLiteStore(tmp_path / "store.db")
+    publisher = Publisher(mosquitto_server.port)
+    try:
+        wait_until(lambda: b"connected" in (tmp_path / "ingest.log").read_bytes(), what="connect")
+        publisher.publish_all((SALE_TOPIC, sale_payload(i)) for i in range(1_000))
+        wait_until(lambda: len(sale_ids(store)) == 1_000, what="first thousand stored")
+        children = Path(f"/proc/{ingest.pid}/task/{ingest.pid}/children").read_text().split()
+        # multiprocessing's resource tracker is a child too; the forwarder is the spawned one.
+        forwarders = [
+            c for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()
+        ]
+        assert len(forwarders) == 1, "one forwarder process"
+        os.kill(int(forwarders[0]), signal.SIGKILL)
+        publisher.publish_all((SALE_TOPIC, sale_payload(i)) for i in range(1_000, 2_000))
+        wait_until(lambda: len(sale_ids(store)) == 2_000, what="the rest, via a new forwarder")
+    finally:
+        ingest.terminate()
+        ingest.wait(20)
+        publisher.close()
+    assert sale_ids(store) == list(range(2_000))
+    assert b"forwarder process exited" in (tmp_path / "ingest.log").read_bytes()
+    store.close()
