@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_simulate(sub)
     _add_schemas(sub)
     _add_broker_auth(sub)
+    _add_serve(sub)
+    _add_api_token(sub)
     return parser
 
 
@@ -164,6 +166,111 @@ def _run_broker_auth(args: argparse.Namespace) -> int:
 
     files = write_broker_auth(Registry.load(args.market), args.out, rotate=args.rotate)
     print(f"wrote {files}")
+    return 0
+
+
+# -- serve ---------------------------------------------------------------------
+def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    cmd = sub.add_parser("serve", help="serve the HTTP API until stopped")
+    cmd.add_argument("--market", action="append", type=Path, help="market file (repeatable)")
+    cmd.add_argument("--mqtt-url", help="mqtt://host:port the live price view follows")
+    cmd.add_argument("--store", choices=["sqlite", "influx"])
+    cmd.add_argument("--host", help="listen address (default 127.0.0.1)")
+    cmd.add_argument("--port", type=int, help="listen port (default 8000)")
+    cmd.add_argument("--tokens-file", type=Path, help="API tokens file (api-token create)")
+    cmd.set_defaults(handler=_run_serve)
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from api.live import LiveMqttOptions, LiveView
+    from api.server import run_server
+    from ingest.service import limits
+    from stallwatch.stores import open_store
+
+    settings = settings_from(
+        args, api_host=args.host, api_port=args.port, api_tokens_file=args.tokens_file
+    )
+    registry = load_registry(settings)
+    if settings.api_tokens_file is None:
+        log.warning(
+            "no API tokens file (STALLWATCH_API_TOKENS_FILE): endpoints that need a token "
+            "answer 503; create one with `stallwatch api-token create`"
+        )
+    # uvicorn handles SIGINT/SIGTERM while it serves and re-raises them afterwards; these
+    # handlers catch that, so the live view and the store are still closed in order.
+    _stop_on_signals()
+    with open_store(settings) as store:
+        mqtt = LiveMqttOptions.from_settings(settings)
+        live = LiveView(registry, store, mqtt, limits=limits(settings))
+        live.start()
+        try:
+            run_server(settings, registry, store, live)
+        finally:
+            live.stop()
+    return 0
+
+
+# -- api-token -----------------------------------------------------------------
+#: The values of api.security.Role (not imported here: it would load FastAPI for every command).
+API_ROLES = ("manager", "screen", "monitor")
+
+
+def _add_api_token(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    cmd = sub.add_parser("api-token", help="create, list or revoke HTTP API tokens")
+    actions = cmd.add_subparsers(dest="action", required=True)
+    create = actions.add_parser(
+        "create", help="issue a token: printed once, only its hash is stored"
+    )
+    create.add_argument("--role", required=True, choices=API_ROLES)
+    create.add_argument("--name", help="unique name (default: <role>-<random>)")
+    create.add_argument("--market", help="limit the token to this market")
+    create.add_argument("--vendor", help="limit it further to this vendor's devices")
+    listing = actions.add_parser("list", help="names, roles and scopes (never tokens)")
+    revoke = actions.add_parser("revoke", help="delete a token by name")
+    revoke.add_argument("name")
+    for action in (create, listing, revoke):
+        action.add_argument("--tokens-file", type=Path, help="default: api_tokens_file setting")
+    cmd.set_defaults(handler=_run_api_token)
+
+
+def _run_api_token(args: argparse.Namespace) -> int:
+    from api import security
+
+    path = args.tokens_file or load_settings(args.config).api_tokens_file
+    if path is None:
+        log.error("no tokens file: pass --tokens-file or set STALLWATCH_API_TOKENS_FILE")
+        return 2
+    try:
+        if args.action == "create":
+            return _create_api_token(args, path)
+        if args.action == "list":
+            for record in security.read_tokens_file(path).tokens:
+                scope = "/".join(filter(None, (record.market, record.vendor))) or "all markets"
+                print(f"{record.name}\t{record.role.value}\t{scope}\t{record.created.isoformat()}")
+            return 0
+        if security.revoke_token(path, args.name):
+            print(f"revoked {args.name!r} in {path}", file=sys.stderr)
+            return 0
+        log.error("no token named %r in %s", args.name, path)
+        return 1
+    except security.TokensFileError as exc:
+        log.error("%s", exc)
+        return 2
+
+
+def _create_api_token(args: argparse.Namespace, path: Path) -> int:
+    from api import security
+
+    token, record = security.create_token(
+        path, security.Role(args.role), name=args.name, market=args.market, vendor=args.vendor
+    )
+    # The token alone on stdout, so scripts can capture it; everything else on stderr.
+    print(token)
+    print(
+        f"stored the hash of {record.name!r} ({record.role.value}) in {path}; "
+        "the token is not shown again",
+        file=sys.stderr,
+    )
     return 0
 
 

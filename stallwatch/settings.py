@@ -89,6 +89,17 @@ class Settings(BaseSettings):
         default=False, description="Issue CREATE DATABASE on start (InfluxDB 1.x only)."
     )
 
+    # -- HTTP API --------------------------------------------------------------
+    api_host: str = Field(default="127.0.0.1", description="Address the HTTP API listens on.")
+    api_port: int = Field(default=8000, ge=1, le=65_535)
+    api_tokens_file: Path | None = Field(
+        default=None,
+        description=(
+            "JSON file of hashed API tokens and their roles (`stallwatch api-token create`). "
+            "Unset: every endpoint that needs a token answers 503; nothing is open by default."
+        ),
+    )
+
     @field_validator("markets", mode="before")
     @classmethod
     def _split_comma_list(cls, value: Any) -> Any:

@@ -62,6 +62,18 @@ class SaleRow:
 
 
 @dataclass(frozen=True, slots=True)
+class SalesSummaryRow:
+    """Sales of one vendor's product over a range: how many, how much money, how much weight."""
+
+    market: str
+    vendor: str
+    plu: str
+    sales: int
+    total_fen: int
+    weight_g: int
+
+
+@dataclass(frozen=True, slots=True)
 class BatchRow:
     market: str
     station: str
@@ -148,6 +160,16 @@ class Store(abc.ABC):
     ) -> list[PriceRow]:
         """Every price set in the range."""
 
+    @abc.abstractmethod
+    def prices_before(
+        self, market: str, moment: datetime, *, plu: str | None = None
+    ) -> list[PriceRow]:
+        """The last price of each (vendor, product) set strictly before ``moment``.
+
+        The baseline of a price history: what was in force when the range began.
+        Ordered by vendor then PLU.
+        """
+
     # -- sales -----------------------------------------------------------------
     @abc.abstractmethod
     def sales(
@@ -169,6 +191,15 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def sale_by_receipt(self, market: str, scale: str, msg_id: int) -> SaleRow | None:
         """The sale a receipt (scale + message id) was printed for."""
+
+    @abc.abstractmethod
+    def sales_summary(self, market: str, start: datetime, end: datetime) -> list[SalesSummaryRow]:
+        """Number of sales, total fen and total grams per (vendor, product) in the range.
+
+        Aggregated by the store (SQL ``GROUP BY``, InfluxQL ``SUM``/``COUNT``), not by
+        fetching every sale; sums are exact integers. Ordered by vendor then PLU;
+        products without sales in the range are absent.
+        """
 
     # -- batches ---------------------------------------------------------------
     @abc.abstractmethod
@@ -211,6 +242,18 @@ class Store(abc.ABC):
         self, start: datetime, end: datetime, *, market: str | None = None, limit: int = 100
     ) -> list[DeadLetter]:
         """Rejected messages received in the range, newest first."""
+
+    @abc.abstractmethod
+    def message_counts(self, start: datetime, end: datetime) -> dict[tuple[str, str], int]:
+        """Number of stored readings per (market, device) in the range.
+
+        Counted by each reading's point time (see ``storage.records.point_time_ns``):
+        its device time, or for a Last Will its arrival. Validation keeps device time
+        within minutes of arrival for live traffic; a backlog a device replays late
+        counts in the range it was measured in. Counting by arrival instead would
+        mean scanning every table beyond the range, because only the point time is
+        indexed. Devices without readings in the range are absent.
+        """
 
     @abc.abstractmethod
     def reject_counts(self, start: datetime, end: datetime) -> dict[tuple[str, str], int]:

@@ -212,3 +212,68 @@ class Select:
         if self.limit is not None:
             parts.append(f"LIMIT {int_literal(self.limit)}")
         return Query(" ".join(parts), params)
+
+
+# -- SELECT of chosen columns and aggregates ------------------------------------------
+
+#: Aggregates whose result over integer fields is an exact integer in every generation.
+_AGGREGATES: Final = frozenset({"COUNT", "SUM"})
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """A selected field, or ``FUNCTION("field")`` when ``function`` is ``COUNT`` or ``SUM``.
+
+    ``alias`` names it in the result (``AS "alias"``); an aggregate without an
+    alias comes back named after its function in lower case, as InfluxDB does.
+    """
+
+    field: str
+    function: str | None = None
+    alias: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.function is not None and self.function not in _AGGREGATES:
+            raise InfluxQLError(f"unsupported aggregate {self.function!r}")
+
+    def render(self) -> str:
+        text = quote_ident(self.field)
+        if self.function is not None:
+            text = f"{self.function}({text})"
+        if self.alias is not None:
+            text = f"{text} AS {quote_ident(self.alias)}"
+        return text
+
+
+@dataclass(frozen=True, slots=True)
+class SelectColumns:
+    """``SELECT col, ... FROM [rp.]measurement [WHERE ...] [GROUP BY tags]``.
+
+    For projections that need only some fields, and for aggregates per tag group
+    (InfluxDB computes them; only the results travel).
+    """
+
+    measurement: str
+    columns: tuple[Column, ...]
+    where: tuple[Condition, ...] = ()
+    retention_policy: str | None = None
+    group_by: tuple[str, ...] = ()
+
+    def query(self) -> Query:
+        if not self.columns:
+            raise InfluxQLError("select at least one column")
+        source = quote_ident(self.measurement)
+        if self.retention_policy:
+            source = f"{quote_ident(self.retention_policy)}.{source}"
+        what = ", ".join(column.render() for column in self.columns)
+        parts = [f"SELECT {what} FROM {source}"]  # noqa: S608 - identifiers are quoted, values bound
+        params: dict[str, ParamValue] = {}
+        if self.where:
+            parts.append("WHERE " + " AND ".join(c.render() for c in self.where))
+            for condition in self.where:
+                if condition.param in params:
+                    raise InfluxQLError(f"parameter ${condition.param} used twice")
+                params[condition.param] = condition.value
+        if self.group_by:
+            parts.append("GROUP BY " + ", ".join(quote_ident(tag) for tag in self.group_by))
+        return Query(" ".join(parts), params)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from datetime import date, datetime, timedelta
@@ -47,14 +48,17 @@ from storage.base import (
     PriceRow,
     PromotionRow,
     SaleRow,
+    SalesSummaryRow,
     ScaleStatusRow,
     Store,
 )
 from storage.influx.client import InfluxClient, RetryPolicy, Row, Series
 from storage.influx.influxql import (
+    Column,
     Condition,
     ParamValue,
     Select,
+    SelectColumns,
     equals,
     time_before,
     time_from,
@@ -75,6 +79,13 @@ SALES_BEFORE_INTAKE: Final = timedelta(days=1)
 REJECTED_PREFIX: Final = "store rejected: "
 
 _CHANNEL_OF: Final = {model: key for key, model in CHANNELS.items()}
+#: Measurements whose device is a tag, and that tag (a price's screen is a field).
+_DEVICE_TAGS: Final = (
+    ("sale", "scale"),
+    ("scale_status", "scale"),
+    ("footfall", "gate"),
+    ("batch", "station"),
+)
 
 
 # -- conversions -----------------------------------------------------------------------
@@ -412,6 +423,21 @@ class InfluxStore(Store):
         rows = map(_price_row, _rows(series))
         return sorted(rows, key=lambda r: (r.ts, r.vendor, r.plu, r.msg_id))
 
+    def prices_before(
+        self, market: str, moment: datetime, *, plu: str | None = None
+    ) -> list[PriceRow]:
+        # The newest point per series (as in latest_prices) keeps a price and its promotion.
+        series = self._select(
+            "price",
+            equals("market", market),
+            _optional("plu", plu),
+            time_before(_ceil_ms(_ns(moment))),
+            group_by=("vendor", "plu"),
+            newest_first=True,
+            limit=1,
+        )
+        return sorted(map(_price_row, _rows(series)), key=lambda r: (r.vendor, r.plu))
+
     def sales(
         self,
         market: str,
@@ -462,6 +488,35 @@ class InfluxStore(Store):
         )
         rows = _sorted_sales(series)
         return rows[-1] if rows else None
+
+    def sales_summary(self, market: str, start: datetime, end: datetime) -> list[SalesSummaryRow]:
+        """See :meth:`Store.sales_summary`: one ``COUNT``/``SUM`` query per vendor and PLU."""
+        series = self._select_columns(
+            SelectColumns(
+                "sale",
+                columns=(
+                    Column("total_fen", "COUNT", "sales"),
+                    Column("total_fen", "SUM", "total_fen"),
+                    Column("weight_g", "SUM", "weight_g"),
+                ),
+                where=(equals("market", market), *_device_range(start, end)),
+                group_by=("vendor", "plu"),
+            )
+        )
+        summary = [
+            SalesSummaryRow(
+                market=market,
+                vendor=one.tags.get("vendor", ""),
+                plu=one.tags.get("plu", ""),
+                sales=_int(row, "sales"),
+                total_fen=_int(row, "total_fen"),
+                weight_g=_int(row, "weight_g"),
+            )
+            for one in series
+            for row in one.rows
+            if row.get("sales")
+        ]
+        return sorted(summary, key=lambda r: (r.vendor, r.plu))
 
     def batch(self, market: str, trace_code: str) -> BatchRow | None:
         """The batch's newest record (``trace_code`` is a field: scans the market's batches)."""
@@ -528,6 +583,34 @@ class InfluxStore(Store):
         )
         letters = map(_dead_letter, _rows(series))
         return sorted(letters, key=lambda d: d.received_ns, reverse=True)[:limit]
+
+    def message_counts(self, start: datetime, end: datetime) -> dict[tuple[str, str], int]:
+        """See :meth:`Store.message_counts`: a ``COUNT`` per device tag.
+
+        A price's screen is a field, not a tag, so price points in the range are
+        listed (one short column) and counted here.
+        """
+        bounds = _device_range(start, end)
+        counts: dict[tuple[str, str], int] = defaultdict(int)
+        for measurement, device_tag in _DEVICE_TAGS:
+            grouped = self._select(
+                measurement, *bounds, count_of="msg_id", group_by=("market", device_tag)
+            )
+            for one in grouped:
+                key = (one.tags.get("market", ""), one.tags.get(device_tag, ""))
+                counts[key] += sum(_int(row, "count") for row in one.rows)
+        screens = self._select_columns(
+            SelectColumns("price", columns=(Column("screen"),), where=bounds, group_by=("market",))
+        )
+        for one in screens:
+            for row in one.rows:
+                counts[(one.tags.get("market", ""), _str(row, "screen"))] += 1
+        return {key: count for key, count in counts.items() if count}
+
+    def _select_columns(self, select: SelectColumns) -> list[Series]:
+        if self._rp is not None:
+            select = replace(select, retention_policy=self._rp)
+        return self._client.query(self._database, select.query())
 
     def reject_counts(self, start: datetime, end: datetime) -> dict[tuple[str, str], int]:
         series = self._select(

@@ -13,7 +13,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from storage.base import BatchRow, GateCountRow, PriceRow, PromotionRow, SaleRow, ScaleStatusRow
+from storage.base import (
+    BatchRow,
+    GateCountRow,
+    PriceRow,
+    PromotionRow,
+    SaleRow,
+    SalesSummaryRow,
+    ScaleStatusRow,
+)
 from storage.records import DeadLetter
 from storage.sqlite.codec import device_time, from_ns, int_to_date, optional_bool, permille_to_pct
 
@@ -81,6 +89,26 @@ LIMIT 1
 """
 
 
+#: Sales per vendor and product: one scan of the range on the time-clustered table,
+#: like SALES_IN_RANGE, but only the aggregates leave SQLite.
+SALES_SUMMARY = """
+SELECT src.market, src.vendor, p.plu, COUNT(*), SUM(sale.total_fen), SUM(sale.weight_g)
+FROM sale CROSS JOIN sale_source AS src CROSS JOIN product AS p
+WHERE sale.time_ns >= :start AND sale.time_ns < :end
+  AND src.id = sale.source AND src.market = :market
+  AND p.id = sale.product
+GROUP BY src.vendor, p.plu
+ORDER BY src.vendor, p.plu
+"""
+
+
+def sales_summary_row(row: Row) -> SalesSummaryRow:
+    market, vendor, plu, sales, total_fen, weight_g = row
+    return SalesSummaryRow(
+        market=market, vendor=vendor, plu=plu, sales=sales, total_fen=total_fen, weight_g=weight_g
+    )
+
+
 def sale_row(row: Row) -> SaleRow:
     (
         market,
@@ -138,6 +166,20 @@ WHERE s.market = :market
   AND (:plu IS NULL OR s.plu = :plu)
   AND p.series = s.id AND p.time_ns >= :start AND p.time_ns < :end
 ORDER BY p.time_ns, p.series
+"""
+
+
+#: The baseline of a price history: one seek per series, like LATEST_PRICES.
+PRICES_BEFORE = """
+SELECT
+    s.market, s.vendor, s.plu, p.screen, p.price_fen_per_kg, p.promo_price_fen_per_kg,
+    p.promo_text, p.promo_until_ns, p.time_ns, p.msg_id
+FROM price_series AS s CROSS JOIN price AS p
+WHERE s.market = :market
+  AND (:plu IS NULL OR s.plu = :plu)
+  AND p.series = s.id
+  AND p.time_ns = (SELECT MAX(time_ns) FROM price WHERE series = s.id AND time_ns < :moment)
+ORDER BY s.vendor, s.plu
 """
 
 
@@ -275,6 +317,61 @@ def scale_status_row(row: Row) -> ScaleStatusRow:
         calibration_due=None if calibration_due is None else int_to_date(calibration_due),
     )
 
+
+# -- message counts --------------------------------------------------------------
+
+#: Readings per device of one market, one part per table; a scale appears twice
+#: (sales and status), so the caller adds the parts up. Every part is driven by
+#: the market's rows of a small series table and counts through the data
+#: table's (series|source, time_ns) key: the sale part reads only the
+#: sale_by_source index, never the sale rows themselves.
+MESSAGE_COUNTS_OF_MARKET = """
+SELECT src.scale, COUNT(*)
+FROM sale_source AS src CROSS JOIN sale
+WHERE src.market = :market
+  AND sale.source = src.id AND sale.time_ns >= :start AND sale.time_ns < :end
+GROUP BY src.scale
+UNION ALL
+SELECT s.scale, COUNT(*)
+FROM scale_status_series AS s CROSS JOIN scale_status AS st
+WHERE s.market = :market
+  AND st.series = s.id AND st.time_ns >= :start AND st.time_ns < :end
+GROUP BY s.scale
+UNION ALL
+SELECT s.gate, COUNT(*)
+FROM footfall_series AS s CROSS JOIN footfall AS f
+WHERE s.market = :market
+  AND f.series = s.id AND f.time_ns >= :start AND f.time_ns < :end
+GROUP BY s.gate
+UNION ALL
+SELECT p.screen, COUNT(*)
+FROM price_series AS s CROSS JOIN price AS p
+WHERE s.market = :market
+  AND p.series = s.id AND p.time_ns >= :start AND p.time_ns < :end
+GROUP BY p.screen
+UNION ALL
+SELECT s.station, COUNT(*)
+FROM batch_series AS s CROSS JOIN batch AS b
+WHERE s.market = :market
+  AND b.series = s.id AND b.time_ns >= :start AND b.time_ns < :end
+GROUP BY s.station
+"""
+
+# The markets that have readings, found one index seek at a time ("loose index
+# scan"): each asks for the first market after :market in one series table's
+# (market, ...) unique index. A market has rows in at least one of them.
+NEXT_MARKET_WITH_SALES = "SELECT MIN(market) FROM sale_source WHERE market > :market"
+NEXT_MARKET_WITH_STATUS = "SELECT MIN(market) FROM scale_status_series WHERE market > :market"
+NEXT_MARKET_WITH_FOOTFALL = "SELECT MIN(market) FROM footfall_series WHERE market > :market"
+NEXT_MARKET_WITH_PRICES = "SELECT MIN(market) FROM price_series WHERE market > :market"
+NEXT_MARKET_WITH_BATCHES = "SELECT MIN(market) FROM batch_series WHERE market > :market"
+NEXT_MARKET_QUERIES = (
+    NEXT_MARKET_WITH_SALES,
+    NEXT_MARKET_WITH_STATUS,
+    NEXT_MARKET_WITH_FOOTFALL,
+    NEXT_MARKET_WITH_PRICES,
+    NEXT_MARKET_WITH_BATCHES,
+)
 
 # -- dead letters ----------------------------------------------------------------
 

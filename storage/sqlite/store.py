@@ -12,7 +12,15 @@ from pathlib import Path
 
 from schemas.messages import DeviceMessage
 from schemas.topics import CHANNELS, topic_for
-from storage.base import BatchRow, GateCountRow, PriceRow, SaleRow, ScaleStatusRow, Store
+from storage.base import (
+    BatchRow,
+    GateCountRow,
+    PriceRow,
+    SaleRow,
+    SalesSummaryRow,
+    ScaleStatusRow,
+    Store,
+)
 from storage.records import DeadLetter, Reading, to_ns
 from storage.sqlite import queries
 from storage.sqlite.codec import EncodedRow, SqlValue, Table, encode, time_bound_ns
@@ -118,6 +126,14 @@ class SQLiteStore(Store):
         rows = self._query(queries.PRICE_HISTORY, params, "reading price history")
         return [queries.price_row(row) for row in rows]
 
+    def prices_before(
+        self, market: str, moment: datetime, *, plu: str | None = None
+    ) -> list[PriceRow]:
+        _require_aware(moment)
+        params = {"market": market, "moment": time_bound_ns(moment), "plu": plu}
+        rows = self._query(queries.PRICES_BEFORE, params, "reading prices before a moment")
+        return [queries.price_row(row) for row in rows]
+
     # -- sales -------------------------------------------------------------------
 
     def sales(
@@ -152,6 +168,11 @@ class SQLiteStore(Store):
         params = {"market": market, "scale": scale, "msg_id": msg_id}
         rows = self._query(queries.SALE_BY_RECEIPT, params, "reading a sale by receipt")
         return queries.sale_row(rows[0]) if rows else None
+
+    def sales_summary(self, market: str, start: datetime, end: datetime) -> list[SalesSummaryRow]:
+        params = {"market": market, **_range(start, end)}
+        rows = self._query(queries.SALES_SUMMARY, params, "summing sales")
+        return [queries.sales_summary_row(row) for row in rows]
 
     # -- batches -----------------------------------------------------------------
 
@@ -197,6 +218,29 @@ class SQLiteStore(Store):
         params = {"start": to_ns(start), "end": to_ns(end), "market": market, "limit": limit}
         rows = self._query(queries.DEAD_LETTERS, params, "reading dead letters")
         return [queries.dead_letter_row(row) for row in rows]
+
+    def message_counts(self, start: datetime, end: datetime) -> dict[tuple[str, str], int]:
+        params = _range(start, end)
+        counts: dict[tuple[str, str], int] = defaultdict(int)
+        for market in sorted(self._markets()):
+            rows = self._query(
+                queries.MESSAGE_COUNTS_OF_MARKET, {"market": market, **params}, "counting readings"
+            )
+            for device, count in rows:
+                counts[(market, device)] += count
+        return dict(counts)
+
+    def _markets(self) -> set[str]:
+        """Every market with at least one reading stored."""
+        markets: set[str] = set()
+        for sql in queries.NEXT_MARKET_QUERIES:
+            market = ""  # sorts before every identifier
+            while True:
+                [(market,)] = self._query(sql, {"market": market}, "listing markets")
+                if market is None:
+                    break
+                markets.add(market)
+        return markets
 
     def reject_counts(self, start: datetime, end: datetime) -> dict[tuple[str, str], int]:
         _require_aware(start, end)

@@ -20,6 +20,7 @@ from storage.base import (
     PriceRow,
     PromotionRow,
     SaleRow,
+    SalesSummaryRow,
     ScaleStatusRow,
     Store,
 )
@@ -848,6 +849,150 @@ class TestDeadLetters:
             (UNREGISTERED, UNREGISTERED): 1,
         }
         assert store.reject_counts(at(hours=3), at(hours=4)) == {}
+
+
+class TestPricesBefore:
+    def test_the_last_price_of_each_series_strictly_before_the_moment(self, store: Store) -> None:
+        moment = at(hours=2)
+        promo = promotion(price_fen_per_kg=900, until=at(hours=5))
+        write_ok(
+            store,
+            [
+                reading(price(msg_id=1, ts=at(hours=0), price_fen_per_kg=1_000), "scr-001"),
+                reading(
+                    price(
+                        msg_id=2,
+                        ts=moment - timedelta(milliseconds=1),
+                        price_fen_per_kg=1_100,
+                        promo=promo,
+                    ),
+                    "scr-001",
+                ),
+                reading(price(msg_id=3, ts=moment, price_fen_per_kg=1_200), "scr-001"),
+                reading(price(msg_id=4, ts=at(hours=1), plu="1002"), "scr-001"),
+                reading(price(msg_id=1, ts=at(hours=-30), vendor="v002"), "scr-201"),
+                reading(price(msg_id=2, ts=at(hours=3), vendor="v003"), "scr-301"),
+                reading(price(msg_id=9, ts=at(hours=1)), "scr-001", market=OTHER_MARKET),
+            ],
+        )
+
+        rows = store.prices_before(MARKET, moment)
+
+        assert [(r.vendor, r.plu, r.price_fen_per_kg, r.msg_id) for r in rows] == [
+            ("v001", "1001", 1_100, 2),
+            ("v001", "1002", 1_160, 4),
+            ("v002", "1001", 1_160, 1),
+        ]
+        assert rows[0].promo == PromotionRow(900, "限时特价", at(hours=5))
+        assert rows[0].ts == moment - timedelta(milliseconds=1)
+        assert [(r.vendor, r.plu) for r in store.prices_before(MARKET, moment, plu="1002")] == [
+            ("v001", "1002")
+        ]
+        assert store.prices_before(MARKET, at(hours=-31)) == []
+
+
+class TestSalesSummary:
+    def test_count_and_integer_sums_per_vendor_and_product(self, store: Store) -> None:
+        start, end = at(hours=1), at(hours=2)
+        sales = [
+            sale(msg_id=1, ts=start, vendor="v001", plu="1001", weight_g=1_000, total_fen=1_160),
+            sale(msg_id=2, ts=at(hours=1, minutes=5), vendor="v001", plu="1001", weight_g=2_001),
+            sale(msg_id=3, ts=at(hours=1, minutes=9), vendor="v001", plu="1002", weight_g=500),
+            sale(msg_id=4, ts=end - timedelta(milliseconds=1), vendor="v002", weight_g=150_000),
+        ]
+        outside = [
+            sale(msg_id=5, ts=start - timedelta(milliseconds=1), vendor="v001"),
+            sale(msg_id=6, ts=end, vendor="v001"),
+        ]
+        write_ok(
+            store,
+            [reading(m, "sc-201" if m.vendor == "v002" else "sc-001") for m in sales + outside]
+            + [reading(sale(msg_id=7, ts=start), "sc-001", market=OTHER_MARKET)],
+        )
+
+        summary = store.sales_summary(MARKET, start, end)
+
+        assert summary == [
+            SalesSummaryRow(MARKET, "v001", "1001", 2, 1_160 + 2_321, 3_001),
+            SalesSummaryRow(MARKET, "v001", "1002", 1, 580, 500),
+            SalesSummaryRow(MARKET, "v002", "1001", 1, 174_000, 150_000),
+        ]
+        assert all(type(row.total_fen) is int and type(row.weight_g) is int for row in summary)
+        assert store.sales_summary(MARKET, end, at(hours=3)) == [
+            SalesSummaryRow(MARKET, "v001", "1001", 1, 1_431, 1_234)
+        ]
+
+    def test_sums_beyond_32_bits_are_exact(self, store: Store) -> None:
+        big = [
+            sale(msg_id=i, ts=at(seconds=i), weight_g=150_000, unit_price_fen_per_kg=66_666)
+            for i in range(1, 301)
+        ]
+        write_ok(store, [reading(message, "sc-001") for message in big])
+
+        [row] = store.sales_summary(MARKET, T0, DAY_END)
+
+        assert row.sales == 300
+        assert row.total_fen == sum(m.total_fen for m in big) == 2_999_970_000
+        assert row.weight_g == 45_000_000
+
+    def test_no_sales(self, store: Store) -> None:
+        assert store.sales_summary(MARKET, T0, DAY_END) == []
+
+
+class TestMessageCounts:
+    def test_readings_per_market_and_device_in_the_range(self, store: Store) -> None:
+        start, end = at(hours=1), at(hours=2)
+        write_ok(
+            store,
+            [
+                reading(sale(msg_id=1, ts=start), "sc-001"),
+                reading(sale(msg_id=2, ts=at(hours=1, minutes=1)), "sc-001"),
+                reading(status(msg_id=3, ts=at(hours=1, minutes=2)), "sc-001"),
+                reading(sale(msg_id=1, ts=at(hours=1, minutes=3), vendor="v002"), "sc-201"),
+                reading(price(msg_id=1, ts=at(hours=1, minutes=4)), "scr-001"),
+                reading(price(msg_id=2, ts=at(hours=1, minutes=5), plu="1002"), "scr-001"),
+                reading(price(msg_id=1, ts=at(hours=1, minutes=6), vendor="v002"), "scr-201"),
+                reading(gate_count(msg_id=1, ts=at(hours=1, minutes=7)), "g-north"),
+                reading(batch(msg_id=1, ts=at(hours=1, minutes=8)), "in-01"),
+                reading(sale(msg_id=1, ts=at(hours=1, minutes=9)), "sc-001", market=OTHER_MARKET),
+                # outside the range
+                reading(sale(msg_id=9, ts=start - timedelta(milliseconds=1)), "sc-001"),
+                reading(gate_count(msg_id=9, ts=end), "g-north"),
+                reading(price(msg_id=9, ts=end), "scr-001"),
+                reading(status(msg_id=9, ts=at(hours=3)), "sc-002"),
+            ],
+        )
+
+        assert store.message_counts(start, end) == {
+            (MARKET, "sc-001"): 3,
+            (MARKET, "sc-201"): 1,
+            (MARKET, "scr-001"): 2,
+            (MARKET, "scr-201"): 1,
+            (MARKET, "g-north"): 1,
+            (MARKET, "in-01"): 1,
+            (OTHER_MARKET, "sc-001"): 1,
+        }
+        assert store.message_counts(at(hours=4), at(hours=5)) == {}
+
+    def test_a_last_will_counts_when_it_arrived(self, store: Store) -> None:
+        will = status(msg_id=0, ts=at(hours=-5), online=False, will=True)
+        write_ok(store, [reading(will, "sc-001", received=at(hours=1, minutes=30))])
+
+        assert store.message_counts(at(hours=1), at(hours=2)) == {(MARKET, "sc-001"): 1}
+        assert store.message_counts(at(hours=-6), at(hours=-4)) == {}
+
+    def test_replays_are_counted_once(self, store: Store) -> None:
+        write_ok(store, one_of_each())
+        write_ok(store, one_of_each())
+        assert store.message_counts(T0, DAY_END) == {
+            (MARKET, "sc-001"): 2,
+            (MARKET, "scr-001"): 1,
+            (MARKET, "in-01"): 1,
+            (MARKET, "g-north"): 1,
+        }
+
+    def test_empty_store(self, store: Store) -> None:
+        assert store.message_counts(T0, DAY_END) == {}
 
 
 def test_ping(store: Store) -> None:

@@ -1,0 +1,88 @@
+"""Dependency providers: what a route may ask FastAPI for.
+
+``create_app`` puts one :class:`AppContext` on ``app.state``; everything here
+reads it from the request, so nothing is global and two apps in one process
+(tests) never share state. Routes ask by type alias::
+
+    def devices(market: MarketDep, store: StoreDep, who: ScreenOrManager) -> ...
+
+(the token aliases live in :mod:`api.security`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated
+
+from fastapi import Depends, Path, Request
+
+from api._exceptions import UnknownMarket
+from api.live import LiveView
+from api.metrics import ApiMetrics
+from ingest.validate import Validator
+from schemas.messages import Identifier
+from schemas.registry import Market, Registry
+from stallwatch.settings import Settings
+from storage.base import Store
+
+if TYPE_CHECKING:
+    # Only for the annotation: api.security itself depends on this module.
+    from api.security import TokenStore
+
+
+@dataclass(frozen=True, slots=True)
+class AppContext:
+    """Everything one running API shares between requests."""
+
+    settings: Settings
+    registry: Registry
+    store: Store
+    live: LiveView
+    #: None when no tokens file is configured: protected routes then answer 503.
+    tokens: TokenStore | None
+    #: The ingest edge check, for what the API accepts as if it came over MQTT.
+    validator: Validator
+    metrics: ApiMetrics
+
+
+def get_context(request: Request) -> AppContext:
+    context = request.app.state.context
+    if not isinstance(context, AppContext):
+        raise TypeError("the app was not built by api.main.create_app")
+    return context
+
+
+ContextDep = Annotated[AppContext, Depends(get_context)]
+
+
+def get_store(context: ContextDep) -> Store:
+    return context.store
+
+
+def get_registry(context: ContextDep) -> Registry:
+    return context.registry
+
+
+def get_live(context: ContextDep) -> LiveView:
+    return context.live
+
+
+StoreDep = Annotated[Store, Depends(get_store)]
+RegistryDep = Annotated[Registry, Depends(get_registry)]
+LiveDep = Annotated[LiveView, Depends(get_live)]
+
+MarketId = Annotated[
+    Identifier, Path(description="Market id from the market file.", examples=["nanmen"])
+]
+"""The ``{market}`` path parameter: shaped like every registry id (else 422)."""
+
+
+def get_market(market: MarketId, registry: RegistryDep) -> Market:
+    """The market the path names; 404 when it is not registered."""
+    found = registry.markets.get(market)
+    if found is None:
+        raise UnknownMarket(market)
+    return found
+
+
+MarketDep = Annotated[Market, Depends(get_market)]

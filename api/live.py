@@ -1,0 +1,679 @@
+"""The live view: every vendor's current prices and every device's presence, in memory.
+
+Price screens poll every few seconds, and asking the store for "the last price
+per vendor and product" costs a query over thousands of series per poll. The
+view answers from memory instead and is kept current by the same MQTT stream
+ingest consumes:
+
+* **Rebuilt from the store.** On :meth:`LiveView.start`, after every
+  (re)subscription, and every ``resync_interval_s``, the latest prices and scale
+  statuses are read from the store and merged in. The API subscribes with a
+  clean, non-persistent session, so what was published while it was away is
+  only in the store; merging after each subscription closes that gap.
+* **Newest wins.** A price replaces the one held only if its point in time
+  (device time to the millisecond, then ``msg_id``; the store's own point
+  identity, :func:`storage.records.point_time_ns`) is later. A replayed or
+  redelivered old price never overwrites a newer one, and merging the store's
+  rows after live ones is always safe.
+* **Validated like ingest.** Every message goes through
+  :class:`ingest.validate.Validator`; rejected ones are ignored here (ingest
+  dead-letters them).
+* **Reads never lock.** Each market's prices are an immutable snapshot, replaced
+  as a whole on every change (prices change a few times a day per vendor). A
+  reader takes a reference and works on it. Board aggregates are computed when
+  a snapshot is published, and once more per promotion that ends.
+* **Versions for ETags.** Each market's price snapshot has a version that
+  increases on every change. Whether a promotion is still running depends on
+  the clock, not on a message, so :class:`ViewState` also counts the promotions
+  that have ended; together with a per-process epoch that makes an ETag that is
+  never reused for different content.
+
+Device presence (last seen, online from status and Last Will) is kept per
+device under a lock; it changes with every message and is read rarely.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Literal, cast
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+from api.pricing import spread
+from ingest.validate import Limits, Validator
+from schemas.messages import PriceSet, ScaleStatus
+from schemas.registry import Market, Registry
+from schemas.topics import SUBSCRIPTION
+from stallwatch.settings import Settings
+from storage._exceptions import StoreError
+from storage.base import PriceRow, PromotionRow, Store
+from storage.records import Reading, to_ns
+
+log = logging.getLogger(__name__)
+
+_NS_PER_MS = 1_000_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _utc_from_ns(ns: int) -> datetime:
+    """UTC datetime of nanoseconds since the epoch, exactly to the microsecond (no float)."""
+    return _EPOCH + timedelta(microseconds=ns // 1_000)
+
+
+# -- what callers get ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LiveMqttOptions:
+    """A plain subscriber: clean session, QoS 1, its own client id.
+
+    The client id must differ from ingest's: ingest's session is persistent and
+    a second client with its id would take it over.
+    """
+
+    host: str
+    port: int
+    client_id: str
+    protocol: Literal["5", "3.1.1"] = "5"
+    username: str | None = None
+    password: str | None = None
+    keepalive_s: int = 30
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, client_id: str | None = None) -> LiveMqttOptions:
+        return cls(
+            host=settings.mqtt_host,
+            port=settings.mqtt_port,
+            # Unique per API process, so replicas do not disconnect each other.
+            client_id=client_id or f"stallwatch-api-{secrets.token_hex(6)}",
+            protocol=settings.mqtt_protocol,
+            username=settings.mqtt_username,
+            password=settings.mqtt_password_value(),
+        )
+
+
+class UnknownName(LookupError):
+    """A market, vendor or stall that the registry does not declare."""
+
+    what = "name"
+
+    def __init__(self, name: str, market: str | None = None) -> None:
+        where = f" in market {market!r}" if market is not None else ""
+        super().__init__(f"unknown {self.what} {name!r}{where}")
+        self.name = name
+
+
+class UnknownMarket(UnknownName):
+    what = "market"
+
+
+class UnknownVendor(UnknownName):
+    what = "vendor"
+
+
+class UnknownStall(UnknownName):
+    what = "stall"
+
+
+@dataclass(frozen=True, slots=True)
+class ViewState:
+    """Identifies what a market's price views show; equal states mean identical content."""
+
+    epoch: str  # per LiveView: versions restart at 1 when the process does
+    version: int
+    expired_promotions: int
+
+    @property
+    def tag(self) -> str:
+        return f"{self.epoch}-{self.version}-{self.expired_promotions}"
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """A vendor's current price for a product; ``promo`` only while the promotion runs."""
+
+    vendor: str
+    plu: str
+    price_fen_per_kg: int
+    promo: PromotionRow | None
+    set_at: datetime
+
+    @property
+    def current_fen_per_kg(self) -> int:
+        """What a customer pays now."""
+        return self.price_fen_per_kg if self.promo is None else self.promo.price_fen_per_kg
+
+
+@dataclass(frozen=True, slots=True)
+class ProductSummary:
+    """One line of the market board: a product's current price across vendors."""
+
+    plu: str
+    vendors: int
+    min_fen_per_kg: int
+    median_fen_per_kg: Decimal
+    max_fen_per_kg: int
+    promotions_active: int
+
+
+@dataclass(frozen=True, slots=True)
+class Board:
+    market: str
+    state: ViewState
+    products: tuple[ProductSummary, ...]  # in the market file's product order
+    #: For presentation layers to keep their rendering of this (immutable) view.
+    memo: dict[str, bytes] = field(default_factory=dict, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class VendorQuotes:
+    market: str
+    vendor: str
+    state: ViewState
+    quotes: tuple[Quote, ...]  # in the market file's product order
+    #: For presentation layers to keep their rendering of this (immutable) view.
+    memo: dict[str, bytes] = field(default_factory=dict, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceSeen:
+    last_seen: datetime
+    online: bool | None  # None for devices without a status channel (screens, gates, intake)
+
+
+# -- the price snapshot ------------------------------------------------------------
+
+
+def _point_key(row: PriceRow) -> tuple[int, int]:
+    """Order of prices: the stored point's time (device ms + msg_id digits), then msg_id."""
+    return to_ns(row.ts) + row.msg_id % _NS_PER_MS, row.msg_id
+
+
+class _Group:
+    """The prices of one vendor, or of one product, with what is derived from them.
+
+    Snapshots share a group until one of its prices changes, so a price change
+    rebuilds one vendor's and one product's figures, not the market's. What a
+    group shows depends on the clock only through its promotions' ends; the memos
+    are keyed by how many of those have passed, so equal keys give equal content.
+    Two threads filling the same memo entry compute equal values: a harmless race.
+    """
+
+    __slots__ = ("_quotes", "_summaries", "promo_ends_ns", "rows")
+
+    def __init__(self, rows: Iterable[PriceRow]) -> None:
+        self.rows = tuple(rows)  # in display order
+        self.promo_ends_ns = tuple(
+            sorted(to_ns(row.promo.until) for row in self.rows if row.promo is not None)
+        )
+        self._quotes: dict[int, tuple[Quote, ...]] = {}
+        self._summaries: dict[int, ProductSummary] = {}
+
+    def quotes_at(self, now_ns: int) -> tuple[Quote, ...]:
+        passed = bisect.bisect_right(self.promo_ends_ns, now_ns)
+        found = self._quotes.get(passed)
+        if found is None:
+            found = self._quotes[passed] = tuple(_quote(row, now_ns) for row in self.rows)
+        return found
+
+    def summary_at(self, plu: str, now_ns: int) -> ProductSummary:
+        passed = bisect.bisect_right(self.promo_ends_ns, now_ns)
+        found = self._summaries.get(passed)
+        if found is None:
+            found = self._summaries[passed] = _summary(plu, self.quotes_at(now_ns))
+        return found
+
+
+@dataclass(frozen=True, slots=True)
+class _Views:
+    """Everything the price endpoints show for one snapshot and one set of ended promotions."""
+
+    board: Board
+    vendors: Mapping[str, VendorQuotes]
+
+
+class _MarketPrices:
+    """One market's prices at one version. Never changed after publication, except memos."""
+
+    __slots__ = ("_epoch", "_market", "_views", "by_plu", "by_vendor", "promo_ends_ns", "version")
+
+    def __init__(
+        self,
+        market: Market,
+        epoch: str,
+        version: int,
+        by_vendor: Mapping[str, _Group],
+        by_plu: Mapping[str, _Group],
+    ) -> None:
+        self._market = market
+        self._epoch = epoch
+        self.version = version
+        self.by_vendor = by_vendor
+        self.by_plu = by_plu
+        self.promo_ends_ns = tuple(sorted(e for g in by_vendor.values() for e in g.promo_ends_ns))
+        self._views: dict[int, _Views] = {}
+
+    @classmethod
+    def empty(cls, market: Market, epoch: str) -> _MarketPrices:
+        return cls(market, epoch, 1, {}, {})
+
+    def held(self, vendor: str, plu: str) -> PriceRow | None:
+        group = self.by_vendor.get(vendor)
+        return None if group is None else next((r for r in group.rows if r.plu == plu), None)
+
+    def merged(self, newer: Iterable[PriceRow]) -> _MarketPrices:
+        """The next version: each row replaces what is held for its (vendor, PLU)."""
+        by_vendor_changes: dict[str, list[PriceRow]] = {}
+        by_plu_changes: dict[str, list[PriceRow]] = {}
+        for row in newer:
+            by_vendor_changes.setdefault(row.vendor, []).append(row)
+            by_plu_changes.setdefault(row.plu, []).append(row)
+        product_order = {plu: i for i, plu in enumerate(self._market.products)}
+        by_vendor, by_plu = dict(self.by_vendor), dict(self.by_plu)
+        for vendor, changes in by_vendor_changes.items():
+            by_vendor[vendor] = _regroup(
+                self.by_vendor.get(vendor), changes, key=_plu_of, order=product_order.__getitem__
+            )
+        for plu, changes in by_plu_changes.items():
+            by_plu[plu] = _regroup(self.by_plu.get(plu), changes, key=_vendor_of, order=str)
+        return _MarketPrices(self._market, self._epoch, self.version + 1, by_vendor, by_plu)
+
+    def views_at(self, now: datetime) -> _Views:
+        now_ns = to_ns(now)
+        passed = bisect.bisect_right(self.promo_ends_ns, now_ns)
+        found = self._views.get(passed)
+        if found is None:
+            found = self._views[passed] = self._build(passed, now_ns)
+        return found
+
+    def _build(self, passed: int, now_ns: int) -> _Views:
+        state = ViewState(self._epoch, self.version, passed)
+        market = self._market.id
+        board = Board(
+            market,
+            state,
+            tuple(
+                self.by_plu[plu].summary_at(plu, now_ns)
+                for plu in self._market.products
+                if plu in self.by_plu
+            ),
+        )
+        vendors = {
+            vendor: VendorQuotes(
+                market, vendor, state, group.quotes_at(now_ns) if group is not None else ()
+            )
+            for vendor, group in ((v, self.by_vendor.get(v)) for v in self._market.vendors)
+        }
+        return _Views(board, vendors)
+
+
+def _plu_of(row: PriceRow) -> str:
+    return row.plu
+
+
+def _vendor_of(row: PriceRow) -> str:
+    return row.vendor
+
+
+def _regroup(
+    old: _Group | None,
+    changes: Iterable[PriceRow],
+    *,
+    key: Callable[[PriceRow], str],
+    order: Callable[[str], Any],
+) -> _Group:
+    rows = {key(row): row for row in (old.rows if old is not None else ())}
+    rows.update((key(row), row) for row in changes)
+    return _Group(sorted(rows.values(), key=lambda row: order(key(row))))
+
+
+def _quote(row: PriceRow, now_ns: int) -> Quote:
+    promo = row.promo if row.promo is not None and to_ns(row.promo.until) > now_ns else None
+    return Quote(row.vendor, row.plu, row.price_fen_per_kg, promo, row.ts)
+
+
+def _summary(plu: str, quotes: tuple[Quote, ...]) -> ProductSummary:
+    prices = spread([q.current_fen_per_kg for q in quotes])
+    return ProductSummary(
+        plu=plu,
+        vendors=prices.count,
+        min_fen_per_kg=prices.low,
+        median_fen_per_kg=prices.median,
+        max_fen_per_kg=prices.high,
+        promotions_active=sum(q.promo is not None for q in quotes),
+    )
+
+
+# -- device presence ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Presence:
+    last_seen_ns: int
+    status_ns: int | None  # point time of the status that set ``online``
+    online: bool | None
+
+
+def _seen(held: _Presence | None, at_ns: int, *, will: bool) -> _Presence:
+    """Presence after hearing of the device at ``at_ns``.
+
+    A Last Will is the broker speaking, not the device: it moves "last seen"
+    only for a device we had not heard from at all.
+    """
+    if held is None:
+        return _Presence(at_ns, None, None)
+    if will or at_ns <= held.last_seen_ns:
+        return held
+    return _Presence(at_ns, held.status_ns, held.online)
+
+
+def _with_status(held: _Presence, status_ns: int, online: bool) -> _Presence:
+    if held.status_ns is not None and status_ns <= held.status_ns:
+        return held
+    return _Presence(held.last_seen_ns, status_ns, online)
+
+
+class _PresenceBook:
+    """Last seen and online per registered device. Written per message, read rarely: locked."""
+
+    def __init__(self, registry: Registry) -> None:
+        self._registry = registry
+        self._lock = threading.Lock()
+        self._devices: dict[str, dict[str, _Presence]] = {market.id: {} for market in registry}
+
+    def record(
+        self,
+        market: str,
+        device: str,
+        at_ns: int,
+        *,
+        will: bool = False,
+        status: tuple[int, bool] | None = None,
+    ) -> None:
+        """Hear of ``device`` at ``at_ns``; ``status`` is (point time, online) of a status."""
+        if device not in self._registry.markets[market].devices:
+            return  # left over from an older market file
+        with self._lock:
+            devices = self._devices[market]
+            presence = _seen(devices.get(device), at_ns, will=will)
+            if status is not None:
+                presence = _with_status(presence, *status)
+            devices[device] = presence
+
+    def seen(self, market: str) -> dict[str, DeviceSeen]:
+        with self._lock:
+            held = dict(self._devices[market])
+        return {
+            device: DeviceSeen(_utc_from_ns(p.last_seen_ns), p.online) for device, p in held.items()
+        }
+
+
+# -- the view ----------------------------------------------------------------------
+
+
+class LiveView:
+    """Latest prices and device presence per market; see the module docstring."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        store: Store,
+        mqtt: LiveMqttOptions,
+        *,
+        clock: Callable[[], datetime] = _utc_now,
+        limits: Limits | None = None,
+        resync_interval_s: float = 300.0,
+        retry_interval_s: float = 5.0,
+    ) -> None:
+        self.registry = registry
+        self._store = store
+        self._mqtt = mqtt
+        self._clock = clock
+        self._validator = Validator(registry, limits)
+        self._resync_interval_s = resync_interval_s
+        self._retry_interval_s = retry_interval_s
+        self._epoch = secrets.token_hex(4)
+        self._stalls = {
+            market.id: {vendor.stall: vendor.id for vendor in market.spec.vendors}
+            for market in registry
+        }
+        self._prices = {market.id: _MarketPrices.empty(market, self._epoch) for market in registry}
+        self._presence = _PresenceBook(registry)
+        self._prices_lock = threading.Lock()  # writers only
+        self._stopping = threading.Event()
+        self._resync_wanted = threading.Event()
+        self._subscribed = threading.Event()
+        self._synced = threading.Event()
+        self._store_down = False
+        self._client = self._make_client()
+        self._resync_thread = threading.Thread(
+            target=self._resync_loop, name="live-view-resync", daemon=True
+        )
+
+    # -- lifecycle --------------------------------------------------------------
+    def start(self) -> None:
+        """Load the store's latest state, then follow the MQTT stream.
+
+        A store that does not answer is not fatal: the view keeps retrying in the
+        background and :attr:`synced` stays false until it has loaded once.
+        """
+        self._try_resync()
+        self._resync_thread.start()
+        v5 = self._mqtt.protocol == "5"
+        self._client.connect_async(
+            self._mqtt.host,
+            self._mqtt.port,
+            keepalive=self._mqtt.keepalive_s,
+            clean_start=True if v5 else paho.MQTT_CLEAN_START_FIRST_ONLY,
+        )
+        self._client.loop_start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._resync_wanted.set()
+        self._client.disconnect()
+        self._client.loop_stop()
+        if self._resync_thread.is_alive():
+            self._resync_thread.join(timeout=30)
+
+    @property
+    def connected(self) -> bool:
+        """Subscribed to the broker right now (messages are arriving)."""
+        return self._subscribed.is_set()
+
+    @property
+    def synced(self) -> bool:
+        """The view has loaded the store's state at least once and can be served."""
+        return self._synced.is_set()
+
+    # -- reads (no locks) ----------------------------------------------------------
+    def version(self, market: str) -> int:
+        return self._snapshot(market).version
+
+    def board(self, market: str) -> Board:
+        return self._snapshot(market).views_at(self._clock()).board
+
+    def vendor_prices(self, market: str, vendor: str) -> VendorQuotes:
+        found = self._snapshot(market).views_at(self._clock()).vendors.get(vendor)
+        if found is None:
+            raise UnknownVendor(vendor, market)
+        return found
+
+    def stall_screen(self, market: str, stall: str) -> VendorQuotes:
+        snapshot = self._snapshot(market)
+        vendor = self._stalls[market].get(stall)
+        if vendor is None:
+            raise UnknownStall(stall, market)
+        return snapshot.views_at(self._clock()).vendors[vendor]
+
+    def prices(self, market: str) -> list[PriceRow]:
+        """Every price held, ordered by vendor then PLU (as :meth:`Store.latest_prices`)."""
+        groups = self._snapshot(market).by_vendor.values()
+        return sorted((row for g in groups for row in g.rows), key=lambda r: (r.vendor, r.plu))
+
+    def device_seen(self, market: str) -> dict[str, DeviceSeen]:
+        """Every device heard of since start (or found in the store), by device id."""
+        self._snapshot(market)
+        return self._presence.seen(market)
+
+    def _snapshot(self, market: str) -> _MarketPrices:
+        try:
+            return self._prices[market]
+        except KeyError:
+            raise UnknownMarket(market) from None
+
+    # -- writes ----------------------------------------------------------------------
+    def _merge_prices(self, market: str, rows: Iterable[PriceRow]) -> None:
+        known = self.registry.markets[market]
+        with self._prices_lock:
+            current = self._prices[market]
+            newer: dict[tuple[str, str], PriceRow] = {}
+            for row in rows:
+                if row.vendor not in known.vendors or row.plu not in known.products:
+                    continue  # left over from an older market file
+                key = (row.vendor, row.plu)
+                held = newer.get(key) or current.held(row.vendor, row.plu)
+                if held is None or _point_key(row) > _point_key(held):
+                    newer[key] = row
+            if not newer:
+                return
+            published = current.merged(newer.values())
+            published.views_at(self._clock())  # aggregates on write, not per request
+            self._prices[market] = published
+
+    def _apply(self, reading: Reading) -> None:
+        message = reading.message
+        if isinstance(message, PriceSet):
+            self._merge_prices(reading.market, [_price_row(reading, message)])
+        is_status = isinstance(message, ScaleStatus)
+        self._presence.record(
+            reading.market,
+            reading.device,
+            reading.received_ns,
+            will=is_status and cast(ScaleStatus, message).will,
+            status=(reading.time_ns, cast(ScaleStatus, message).online) if is_status else None,
+        )
+
+    def _load_from_store(self, market: str) -> None:
+        prices = self._store.latest_prices(market)
+        statuses = self._store.scale_status(market)
+        self._merge_prices(market, prices)
+        for row in prices:
+            self._presence.record(market, row.screen, to_ns(row.ts))
+        for status in statuses:
+            at_ns = to_ns(status.ts)
+            self._presence.record(
+                market, status.scale, at_ns, will=status.will, status=(at_ns, status.online)
+            )
+
+    # -- resynchronisation with the store --------------------------------------------
+    def _try_resync(self) -> bool:
+        try:
+            for market in self.registry.markets:
+                self._load_from_store(market)
+        except StoreError as exc:
+            if not self._store_down:
+                log.warning("live view cannot read the store (%s); retrying", exc)
+            self._store_down = True
+            return False
+        if self._store_down:
+            log.info("live view reloaded from the store")
+        self._store_down = False
+        self._synced.set()
+        return True
+
+    def _resync_loop(self) -> None:
+        while not self._stopping.is_set():
+            healthy = self.synced and not self._store_down
+            if self._resync_wanted.wait(
+                self._resync_interval_s if healthy else self._retry_interval_s
+            ):
+                self._resync_wanted.clear()
+            if not self._stopping.is_set():
+                self._try_resync()
+
+    # -- MQTT ----------------------------------------------------------------------
+    def _make_client(self) -> paho.Client:
+        opts = self._mqtt
+        v5 = opts.protocol == "5"
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=opts.client_id,
+            protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
+            clean_session=None if v5 else True,
+        )
+        if opts.username is not None:
+            client.username_pw_set(opts.username, opts.password)
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.on_connect = self._on_connect
+        client.on_subscribe = self._on_subscribe
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        return client
+
+    def _on_connect(
+        self, client: paho.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any
+    ) -> None:
+        if reason.is_failure:
+            log.error("MQTT broker refused the live view's connection: %s", reason)
+            return
+        client.subscribe(SUBSCRIPTION, qos=1)
+
+    def _on_subscribe(
+        self, _client: paho.Client, _userdata: Any, _mid: int, reasons: Any, _props: Any
+    ) -> None:
+        failed = [r for r in reasons if r.is_failure]
+        if failed:
+            log.error("live view subscription to %s refused: %s", SUBSCRIPTION, failed)
+            return
+        self._subscribed.set()
+        # Whatever was published while we were not subscribed is only in the store.
+        self._resync_wanted.set()
+
+    def _on_disconnect(
+        self, _client: paho.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any
+    ) -> None:
+        self._subscribed.clear()
+        if not self._stopping.is_set():
+            log.warning("live view lost the MQTT connection (%s); reconnecting", reason)
+
+    def _on_message(self, _client: paho.Client, _userdata: Any, message: paho.MQTTMessage) -> None:
+        # Converted at the edge: nothing past this line sees a paho type.
+        self._handle(message.topic, cast(bytes, message.payload), time.time_ns())
+
+    def _handle(self, topic: str, payload: bytes, received_ns: int) -> None:
+        """Take one raw MQTT message into the view; invalid ones are ignored."""
+        checked = self._validator.check(topic, payload, received_ns)
+        if isinstance(checked, Reading):
+            self._apply(checked)
+
+
+def _price_row(reading: Reading, message: PriceSet) -> PriceRow:
+    """The row the store will hold for this message (device time cut to the millisecond)."""
+    point_ns = reading.time_ns
+    promo = message.promo
+    return PriceRow(
+        market=reading.market,
+        vendor=message.vendor,
+        plu=message.plu,
+        screen=reading.device,
+        price_fen_per_kg=message.price_fen_per_kg,
+        promo=None
+        if promo is None
+        else PromotionRow(promo.price_fen_per_kg, promo.text, promo.until.astimezone(UTC)),
+        ts=_utc_from_ns(point_ns - point_ns % _NS_PER_MS),
+        msg_id=message.msg_id,
+    )

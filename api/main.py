@@ -1,0 +1,84 @@
+"""Builds the HTTP API. Wiring only: the routes live in ``api.routers``, the rest beside them.
+
+``/api/v1/...``   the versioned API (one router per resource)
+``/healthz``, ``/readyz``, ``/metrics``   operations, unversioned
+``/docs``, ``/openapi.json``   the OpenAPI document and its browser
+
+Read-only price and trace endpoints are public; everything else needs a bearer
+token (:mod:`api.security`). Errors are JSON (:mod:`api._exceptions`). Money is
+integer fen, with display prices as decimal strings, never floats.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, FastAPI
+
+from api._exceptions import API_ERRORS, install_error_handlers
+from api.deps import AppContext
+from api.live import LiveView
+from api.metrics import ApiMetrics, MetricsMiddleware, RouteTemplates, install_ingest_collector
+from api.routers import batches, devices, footfall, history, ops, prices, sales, trace
+from api.security import BodySizeLimit, TokenStore
+from ingest.service import limits
+from ingest.validate import Validator
+from schemas.registry import Registry
+from stallwatch.settings import Settings
+from storage.base import Store
+
+API_PREFIX = "/api/v1"
+#: The OpenAPI document's version: the major number is the one in API_PREFIX.
+API_VERSION = "1.0"
+#: No endpoint takes more than a batch registration; refuse large bodies before parsing.
+MAX_BODY_BYTES = 64 * 1024
+
+DESCRIPTION = """\
+Monitoring of smart farmers' markets: prices, traceability, footfall, sales and devices.
+
+* **Authentication**: price and trace reads are public; everything else needs
+  `Authorization: Bearer <token>` with a token from `stallwatch api-token create`
+  (roles `manager`, `screen`, `monitor`). 401: no or unknown token; 403: the token's
+  role or market does not cover the request.
+* **Errors** are JSON: `{"error": {"code": "...", "message": "...", "details": [...]}}`.
+* **Money** is integer fen (分), with display prices as decimal strings; never floats.
+* **Operations**: `/healthz`, `/readyz` and `/metrics` (Prometheus) are outside `/api/v1`.
+"""
+
+_VERSIONED: tuple[APIRouter, ...] = (
+    prices.router,
+    history.router,
+    trace.router,
+    footfall.router,
+    sales.router,
+    devices.router,
+    batches.router,
+)
+
+
+def create_app(*, settings: Settings, registry: Registry, store: Store, live: LiveView) -> FastAPI:
+    """The API over this store and live view; starting and stopping them is the caller's job."""
+    metrics = ApiMetrics()
+    app = FastAPI(title="stallwatch", version=API_VERSION, description=DESCRIPTION)
+    app.state.context = AppContext(
+        settings=settings,
+        registry=registry,
+        store=store,
+        live=live,
+        tokens=TokenStore(settings.api_tokens_file) if settings.api_tokens_file else None,
+        validator=Validator(registry, limits(settings)),
+        metrics=metrics,
+    )
+    templates = RouteTemplates()
+    app.include_router(ops.router)
+    templates.add_router(ops.router)
+    # The public trace page lives at /trace/..., the short URL a receipt's QR code carries.
+    app.include_router(trace.pages)
+    templates.add_router(trace.pages)
+    for router in _VERSIONED:
+        app.include_router(router, prefix=API_PREFIX, responses=API_ERRORS)
+        templates.add_router(router, API_PREFIX)
+    # Each middleware added wraps the ones before: metrics see every answer, errors included.
+    install_error_handlers(app, on_store_error=metrics.count_store_error)
+    app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(MetricsMiddleware, metrics=metrics, templates=templates)
+    install_ingest_collector(metrics, settings.spool_dir, store, live)
+    return app

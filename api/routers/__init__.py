@@ -1,0 +1,1 @@
+"""One router per resource, each with its own response models; ``api.main`` includes them."""

@@ -1,0 +1,236 @@
+"""Batches: a manager registers a produce batch over HTTP, as an intake station would over MQTT.
+
+``POST /markets/{market}/batches`` takes the fields of the ``BatchIntake``
+message plus ``station``, the registered intake station the batch came in at.
+There is no pseudo-station for HTTP: a batch is physically received somewhere,
+its stored series is that station's as for MQTT intake, and so the registry's
+rules apply unchanged. The body is turned into the message a station would
+publish and checked by :class:`ingest.validate.Validator` under the station's
+topic, so both paths accept and refuse exactly the same batches (unknown
+vendor, product or station, implausible times, a rapid-test result that
+contradicts its rate, ...). A refused batch is answered 422 with the reason;
+unlike MQTT it is not dead-lettered, because the caller is told at once.
+
+``msg_id`` and ``ts`` may be omitted: ``ts`` is then the time of the request
+and ``msg_id`` a nanosecond timestamp, unique and increasing in this process.
+
+Trace codes are unique per market. Registering one again with the same content
+answers 200 with the stored batch (a retried request is harmless); with other
+content it is refused with 409. The check and the write are serialised within
+this process; a batch arriving over MQTT at the same instant is not covered.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated
+
+from fastapi import APIRouter, Response
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from api._exceptions import AUTH_ERRORS, Conflict, Unprocessable, error_responses
+from api.deps import ContextDep, MarketDep, StoreDep
+from api.security import Manager
+from schemas.messages import (
+    MAX_BATCH_G,
+    BatchIntake,
+    DeviceKind,
+    Identifier,
+    MsgId,
+    Plu,
+    RapidTest,
+    RapidTestResult,
+    Text,
+    TraceCode,
+)
+from schemas.topics import topic_for
+from storage._exceptions import StoreQueryError
+from storage.base import BatchRow, Store
+from storage.records import DeadLetter, Reading
+
+router = APIRouter(tags=["batches"], responses=AUTH_ERRORS)
+
+
+class BatchRegistration(BaseModel):
+    """A ``BatchIntake`` message as a manager enters it, plus the intake station."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    station: Identifier = Field(description="Intake station of this market that received it.")
+    msg_id: MsgId | None = Field(default=None, description="Default: assigned by the server.")
+    ts: AwareDatetime | None = Field(
+        default=None, description="Intake time, RFC 3339 with offset. Default: now."
+    )
+    trace_code: TraceCode = Field(description="Trace code printed on the batch; unique.")
+    vendor: Identifier = Field(description="Vendor receiving the batch.")
+    plu: Plu = Field(description="Product look-up code.")
+    origin: Text = Field(description="Place of origin (产地).")
+    supplier: Text = Field(description="Supplier or wholesaler.")
+    quantity_g: Annotated[int, Field(gt=0, le=MAX_BATCH_G, strict=True)] = Field(
+        description="Quantity received, grams."
+    )
+    certificate_no: Text = Field(description="Origin/quarantine certificate number (合格证).")
+    rapid_test: RapidTest
+
+
+class RapidTestOut(BaseModel):
+    result: RapidTestResult
+    inhibition_pct: Decimal = Field(description="Enzyme inhibition rate, percent (a string).")
+
+
+class BatchOut(BaseModel):
+    """A batch as stored."""
+
+    market: str
+    station: str
+    trace_code: str
+    vendor: str
+    plu: str
+    origin: str
+    supplier: str
+    quantity_g: int
+    certificate_no: str
+    rapid_test: RapidTestOut
+    ts: datetime = Field(description="Intake time (device time, to the millisecond).")
+    msg_id: int
+    received_at: datetime
+
+
+@router.post(
+    "/markets/{market}/batches",
+    status_code=201,
+    summary="Register a produce batch (as an intake station would over MQTT)",
+    responses={
+        200: {"model": BatchOut, "description": "Already registered with the same content."},
+        **error_responses(400, 409),
+    },
+)
+def register_batch(
+    market: MarketDep,
+    body: BatchRegistration,
+    context: ContextDep,
+    store: StoreDep,
+    response: Response,
+    _caller: Manager,
+) -> BatchOut:
+    received_ns = time.time_ns()
+    topic = topic_for(market.id, DeviceKind.INTAKE, body.station, "batch")
+    checked = context.validator.check(topic, _payload(body, received_ns), received_ns)
+    if isinstance(checked, DeadLetter):
+        raise Unprocessable(checked.reason, code="batch_rejected")
+    assert isinstance(checked.message, BatchIntake)
+    with _registration_lock:
+        existing = store.batch(market.id, checked.message.trace_code)
+        if existing is not None:
+            _require_same_content(existing, checked.message)
+            response.status_code = 200
+            return _batch_out(existing)
+        _write(store, checked)
+        stored = store.batch(market.id, checked.message.trace_code)
+    if stored is None:
+        raise StoreQueryError("a batch just written cannot be read back")
+    return _batch_out(stored)
+
+
+class _MessageIds:
+    """Nanosecond timestamps that never repeat or go backwards within this process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last = 0
+
+    def next(self) -> int:
+        with self._lock:
+            self._last = max(self._last + 1, time.time_ns())
+            return self._last
+
+
+_msg_ids = _MessageIds()
+_registration_lock = threading.Lock()
+
+
+def _payload(body: BatchRegistration, received_ns: int) -> bytes:
+    """The JSON an intake station would publish for this batch."""
+    fields = body.model_dump(mode="json", exclude={"station"})
+    if body.msg_id is None:
+        fields["msg_id"] = _msg_ids.next()
+    if body.ts is None:
+        fields["ts"] = _utc_from_ns(received_ns).isoformat()
+    return json.dumps(fields, ensure_ascii=False).encode("utf-8")
+
+
+def _utc_from_ns(ns: int) -> datetime:
+    return datetime.fromtimestamp(ns // 1_000_000_000, UTC).replace(
+        microsecond=ns // 1_000 % 1_000_000
+    )
+
+
+def _write(store: Store, reading: Reading) -> None:
+    refused = store.write([reading])
+    if refused:
+        raise Unprocessable(
+            f"the store refused the batch: {refused[0].reason}", code="batch_refused"
+        )
+
+
+def _content_of_row(row: BatchRow) -> dict[str, object]:
+    result = RapidTestResult.PASS if row.rapid_test_passed else RapidTestResult.FAIL
+    return {
+        "vendor": row.vendor,
+        "plu": row.plu,
+        "origin": row.origin,
+        "supplier": row.supplier,
+        "quantity_g": row.quantity_g,
+        "certificate_no": row.certificate_no,
+        "rapid_test.result": result,
+        "rapid_test.inhibition_pct": row.inhibition_pct,
+    }
+
+
+def _content_of_message(message: BatchIntake) -> dict[str, object]:
+    return {
+        "vendor": message.vendor,
+        "plu": message.plu,
+        "origin": message.origin,
+        "supplier": message.supplier,
+        "quantity_g": message.quantity_g,
+        "certificate_no": message.certificate_no,
+        "rapid_test.result": message.rapid_test.result,
+        "rapid_test.inhibition_pct": message.rapid_test.inhibition_pct,
+    }
+
+
+def _require_same_content(existing: BatchRow, message: BatchIntake) -> None:
+    held = _content_of_row(existing)
+    offered = _content_of_message(message)
+    # Decimal compares by value: 12.5 and 12.50 are the same rate.
+    differing = [name for name, value in offered.items() if held[name] != value]
+    if differing:
+        raise Conflict(
+            f"trace code {message.trace_code!r} is already registered with a different "
+            f"{', '.join(differing)}",
+            code="trace_code_taken",
+        )
+
+
+def _batch_out(row: BatchRow) -> BatchOut:
+    result = RapidTestResult.PASS if row.rapid_test_passed else RapidTestResult.FAIL
+    return BatchOut(
+        market=row.market,
+        station=row.station,
+        trace_code=row.trace_code,
+        vendor=row.vendor,
+        plu=row.plu,
+        origin=row.origin,
+        supplier=row.supplier,
+        quantity_g=row.quantity_g,
+        certificate_no=row.certificate_no,
+        rapid_test=RapidTestOut(result=result, inhibition_pct=row.inhibition_pct),
+        ts=row.ts,
+        msg_id=row.msg_id,
+        received_at=_utc_from_ns(row.received_ns),
+    )

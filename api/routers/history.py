@@ -1,0 +1,283 @@
+"""Price history of a product: per vendor and the market median, hourly or daily.
+
+Public, like the price board. Each bucket shows the regular price in force when
+the bucket closed (carried forward from earlier settings, including those made
+before the range began), so a quiet vendor still has a point in every bucket.
+Buckets are local hours or days of the market's time zone; buckets that have not
+begun yet are left out.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Annotated
+
+import pandas as pd
+from fastapi import APIRouter, Depends, Path, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from api import analytics
+from api._exceptions import NotFound, Unprocessable
+from api.analytics import EARLIEST_DAY, LATEST_DAY, Bucket
+from api.deps import MarketDep, StoreDep
+from api.pricing import fen_text, yuan_per_jin, yuan_per_kg
+from schemas.messages import Plu
+from schemas.registry import Category, Market, SaleUnit
+from storage.base import Store
+
+router = APIRouter(tags=["prices"])
+
+#: Longest range per bucket size, in days: a year and a bit of days, a month of hours.
+MAX_DAYS = {Bucket.DAY: 400, Bucket.HOUR: 31}
+_YUAN = r"^[0-9]+\.[0-9]{2}$"
+
+PluParam = Annotated[Plu, Path(description="Product look-up code.", examples=["1001"])]
+FirstDay = Annotated[
+    date,
+    Query(
+        ge=EARLIEST_DAY,
+        le=LATEST_DAY,
+        description="First local day of the range (YYYY-MM-DD), included.",
+    ),
+]
+LastDay = Annotated[
+    date,
+    Query(
+        ge=EARLIEST_DAY,
+        le=LATEST_DAY,
+        description="Last local day of the range (YYYY-MM-DD), included.",
+    ),
+]
+
+
+def utc_now() -> datetime:
+    """The current time; a dependency so that tests can fix it."""
+    return datetime.now(UTC)
+
+
+# -- response models -------------------------------------------------------------------
+
+
+class PriceFigure(BaseModel):
+    fen_per_kg: int = Field(description="Exact price, integer fen per kilogram.")
+    yuan_per_kg: str = Field(pattern=_YUAN, description="Yuan per kg, rounded half up.")
+    yuan_per_jin: str = Field(pattern=_YUAN, description="Yuan per 斤 (500 g), rounded half up.")
+
+
+class MedianFigure(BaseModel):
+    fen_per_kg: str = Field(
+        pattern=r"^[0-9]+(\.5)?$",
+        description="Exact median, fen per kg, as a decimal string ('398' or '398.5').",
+    )
+    yuan_per_kg: str = Field(pattern=_YUAN)
+    yuan_per_jin: str = Field(pattern=_YUAN)
+
+
+def _example_figure(fen_per_kg: int) -> dict[str, int | str]:
+    return {
+        "fen_per_kg": fen_per_kg,
+        "yuan_per_kg": yuan_per_kg(fen_per_kg),
+        "yuan_per_jin": yuan_per_jin(fen_per_kg),
+    }
+
+
+class VendorPoint(BaseModel):
+    bucket_start: datetime = Field(description="Start of the hour or day, market time zone.")
+    price: PriceFigure
+
+
+class VendorHistory(BaseModel):
+    vendor: str
+    name: str | None = Field(description="Null if the market file no longer lists the vendor.")
+    stall: str | None
+    points: list[VendorPoint] = Field(description="One per bucket from its first price on.")
+
+
+class MedianPoint(BaseModel):
+    bucket_start: datetime
+    vendors: int = Field(ge=1, description="Vendors with a price in force in this bucket.")
+    low: PriceFigure
+    median: MedianFigure
+    high: PriceFigure
+
+
+class PriceHistory(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "market": "nanmen",
+                    "plu": "1001",
+                    "name_zh": "大白菜",
+                    "name_en": "Napa cabbage",
+                    "category": "vegetables",
+                    "unit": "jin",
+                    "bucket": "day",
+                    "timezone": "Asia/Shanghai",
+                    "start": "2026-11-01T00:00:00+08:00",
+                    "end": "2026-11-03T00:00:00+08:00",
+                    "vendors": [
+                        {
+                            "vendor": "V01",
+                            "name": "王记蔬菜",
+                            "stall": "A01",
+                            "points": [
+                                {
+                                    "bucket_start": "2026-11-01T00:00:00+08:00",
+                                    "price": {
+                                        "fen_per_kg": 398,
+                                        "yuan_per_kg": "3.98",
+                                        "yuan_per_jin": "1.99",
+                                    },
+                                }
+                            ],
+                        }
+                    ],
+                    "median": [
+                        {
+                            "bucket_start": "2026-11-01T00:00:00+08:00",
+                            "vendors": 2,
+                            "low": {
+                                "fen_per_kg": 398,
+                                "yuan_per_kg": "3.98",
+                                "yuan_per_jin": "1.99",
+                            },
+                            "median": {
+                                "fen_per_kg": "399",
+                                "yuan_per_kg": "3.99",
+                                "yuan_per_jin": "2.00",
+                            },
+                            "high": {
+                                "fen_per_kg": 400,
+                                "yuan_per_kg": "4.00",
+                                "yuan_per_jin": "2.00",
+                            },
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
+    market: str
+    plu: str
+    name_zh: str
+    name_en: str
+    category: Category
+    unit: SaleUnit = Field(description="The unit the market quotes this product in.")
+    bucket: Bucket
+    timezone: str = Field(description="The market's time zone; buckets are its local hours/days.")
+    start: datetime = Field(description="Start of the range (local midnight of `start`).")
+    end: datetime = Field(description="End of the range: the midnight after `end`, or now.")
+    vendors: list[VendorHistory] = Field(description="Per vendor, by vendor id.")
+    median: list[MedianPoint] = Field(description="Across vendors, per bucket.")
+
+
+# -- endpoint -------------------------------------------------------------------------------
+
+
+@router.get(
+    "/markets/{market}/products/{plu}/price-history",
+    response_model=PriceHistory,
+    summary="A product's price over time, per vendor and the market median",
+    operation_id="price_history",
+)
+def price_history(
+    market: MarketDep,
+    plu: PluParam,
+    store: StoreDep,
+    now: Annotated[datetime, Depends(utc_now)],
+    start: FirstDay,
+    end: LastDay,
+    bucket: Annotated[Bucket, Query(description="Bucket size.")] = Bucket.DAY,
+) -> PriceHistory:
+    """Up to 400 days with daily buckets, up to 31 days with hourly buckets."""
+    product = market.products.get(plu)
+    if product is None:
+        raise NotFound(f"market {market.id!r} lists no product {plu!r}", code="unknown_product")
+    _check_range(start, end, bucket)
+    tz = market.tz
+    range_start, range_end = analytics.local_day_range(start, end, tz)
+    until = min(range_end, now)
+    starts = analytics.bucket_starts(start, end, bucket, tz)
+    in_force = _in_force(store, market.id, plu, starts, until)
+    return PriceHistory(
+        market=market.id,
+        plu=plu,
+        name_zh=product.name_zh,
+        name_en=product.name_en,
+        category=product.category,
+        unit=product.unit,
+        bucket=bucket,
+        timezone=market.spec.market.timezone,
+        start=range_start,
+        end=max(range_start, until).astimezone(tz),
+        vendors=_vendor_histories(market, in_force),
+        median=_median_points(in_force),
+    )
+
+
+def _check_range(start: date, end: date, bucket: Bucket) -> None:
+    if end < start:
+        raise Unprocessable(f"end {end} is before start {start}", code="invalid_range")
+    days = (end - start).days + 1
+    if days > MAX_DAYS[bucket]:
+        raise Unprocessable(
+            f"{days} days of {bucket.value}ly buckets asked for; at most {MAX_DAYS[bucket]}",
+            code="range_too_long",
+        )
+
+
+def _in_force(
+    store: Store, market: str, plu: str, starts: list[datetime], until: datetime
+) -> pd.DataFrame:
+    if until <= starts[0]:
+        return analytics.prices_in_force(analytics.price_changes([]), [], until)
+    baseline = store.prices_before(market, starts[0], plu=plu)
+    changes = store.price_history(market, starts[0], until, plu=plu)
+    return analytics.prices_in_force(analytics.price_changes([*baseline, *changes]), starts, until)
+
+
+def _vendor_histories(market: Market, in_force: pd.DataFrame) -> list[VendorHistory]:
+    histories = []
+    for vendor_id, points in analytics.vendor_series(in_force).items():
+        vendor = market.vendors.get(vendor_id)
+        histories.append(
+            VendorHistory(
+                vendor=vendor_id,
+                name=None if vendor is None else vendor.name,
+                stall=None if vendor is None else vendor.stall,
+                points=[
+                    VendorPoint(
+                        bucket_start=point.bucket_start, price=_figure(point.price_fen_per_kg)
+                    )
+                    for point in points
+                ],
+            )
+        )
+    return histories
+
+
+def _median_points(in_force: pd.DataFrame) -> list[MedianPoint]:
+    return [
+        MedianPoint(
+            bucket_start=point.bucket_start,
+            vendors=point.vendors,
+            low=_figure(point.low_fen_per_kg),
+            median=MedianFigure(
+                fen_per_kg=fen_text(point.median_fen_per_kg),
+                yuan_per_kg=yuan_per_kg(point.median_fen_per_kg),
+                yuan_per_jin=yuan_per_jin(point.median_fen_per_kg),
+            ),
+            high=_figure(point.high_fen_per_kg),
+        )
+        for point in analytics.market_median(in_force)
+    ]
+
+
+def _figure(fen_per_kg: int) -> PriceFigure:
+    return PriceFigure(
+        fen_per_kg=fen_per_kg,
+        yuan_per_kg=yuan_per_kg(fen_per_kg),
+        yuan_per_jin=yuan_per_jin(fen_per_kg),
+    )

@@ -1,0 +1,107 @@
+"""Running the API under uvicorn: in the foreground (``stallwatch serve``) or in a thread.
+
+:class:`ServerThread` binds its socket before the thread starts, so the port is
+known (and taken) at once: tests pass port 0 and read :attr:`ServerThread.url`,
+with no window in which another process could grab a "free" port.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from types import TracebackType
+
+import uvicorn
+from starlette.types import ASGIApp
+
+from api.live import LiveView
+from api.main import create_app
+from schemas.registry import Registry
+from stallwatch.settings import Settings
+from storage.base import Store
+
+#: Seconds uvicorn lets open requests finish after a stop was asked for.
+GRACEFUL_SHUTDOWN_S = 10
+
+
+def run_server(settings: Settings, registry: Registry, store: Store, live: LiveView) -> None:
+    """Serve until SIGINT/SIGTERM (uvicorn's handlers); the caller starts and stops ``live``."""
+    app = create_app(settings=settings, registry=registry, store=store, live=live)
+    config = uvicorn.Config(
+        app,
+        host=settings.api_host,
+        port=settings.api_port,
+        server_header=False,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+    )
+    uvicorn.Server(config).run()
+
+
+class ServerError(RuntimeError):
+    """The server thread did not start (or stop) in time."""
+
+
+class ServerThread:
+    """An ASGI app served by uvicorn in a daemon thread, on a socket bound up front."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        access_log: bool = False,
+    ) -> None:
+        self._socket = socket.create_server((host, port))
+        self.host, self.port = self._socket.getsockname()[:2]
+        config = uvicorn.Config(
+            app,
+            # log_config=None leaves the embedding program's logging alone.
+            log_config=None,
+            access_log=access_log,
+            server_header=False,
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._socket]}, name="api-server"
+        )
+        self._thread.daemon = True
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Start serving; returns once uvicorn accepts connections."""
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        # uvicorn offers a flag, not an event, for "started".
+        while not self._server.started:
+            if not self._thread.is_alive():
+                raise ServerError("the API server exited during startup (see the log)")
+            if time.monotonic() > deadline:
+                raise ServerError(f"the API server did not start within {timeout}s")
+            time.sleep(0.01)
+
+    def stop(self, timeout: float = GRACEFUL_SHUTDOWN_S + 5) -> None:
+        """Ask uvicorn to finish open requests and exit, and wait for it."""
+        self._server.should_exit = True
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        self._socket.close()
+        if self._thread.is_alive():
+            raise ServerError(f"the API server did not stop within {timeout}s")
+
+    def __enter__(self) -> ServerThread:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -1,0 +1,1 @@
+"""Tests of the HTTP API, each against a real uvicorn server."""

@@ -1,0 +1,250 @@
+"""Price history over real HTTP against simulated market days in each store, plus the pure parts.
+
+Two days of the example market are written by ``simulators.history``. For every
+bucket the test works out, from all price settings in the store, which price
+each vendor had in force when the bucket closed, and the exact median.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from api.analytics import (
+    Bucket,
+    MedianPoint,
+    PricePoint,
+    bucket_starts,
+    market_median,
+    price_changes,
+    prices_in_force,
+    vendor_series,
+)
+from api.routers import history
+from schemas.registry import Registry
+from simulators.history import generate_history
+from storage.base import PriceRow, Store
+from tests.api.conftest import BOTH_STORES, Api
+from tests.conftest import EXAMPLE_MARKET
+
+pytestmark = pytest.mark.mosquitto
+
+MARKET = "nanmen"
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+FIRST = date(2026, 11, 2)
+LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def market_file() -> Path:
+    return EXAMPLE_MARKET
+
+
+@pytest.fixture
+def plu(store: Store, api_registry: Registry) -> str:
+    """Two days of prices; the product the most vendors price."""
+    generate_history(api_registry.markets[MARKET], store, start_date=FIRST, days=2, seed=7)
+    settings = store.price_history(MARKET, LONG_AGO, datetime(2027, 1, 1, tzinfo=UTC))
+    vendors = Counter(plu for plu, _ in {(row.plu, row.vendor) for row in settings})
+    best, count = vendors.most_common(1)[0]
+    assert count >= 3
+    return best
+
+
+def path(plu: str) -> str:
+    return f"/api/v1/markets/{MARKET}/products/{plu}/price-history"
+
+
+def in_force_at(settings: list[PriceRow], close: datetime) -> dict[str, int]:
+    """Each vendor's regular price in force just before ``close``."""
+    latest: dict[str, PriceRow] = {}
+    for row in settings:
+        if row.ts < close:
+            current = latest.get(row.vendor)
+            if current is None or (row.ts, row.msg_id) > (current.ts, current.msg_id):
+                latest[row.vendor] = row
+    return {vendor: row.price_fen_per_kg for vendor, row in latest.items()}
+
+
+def exact_median(prices: list[int]) -> str:
+    ordered = sorted(prices)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return str(ordered[middle])
+    return str(Decimal(ordered[middle - 1] + ordered[middle]) / 2)
+
+
+def check_against_store(body: dict[str, Any], store: Store, plu: str, now: datetime) -> None:
+    settings = store.price_history(MARKET, LONG_AGO, now, plu=plu)
+    starts = [datetime.fromisoformat(point["bucket_start"]) for point in body["median"]]
+    closes = [*starts[1:], min(datetime.fromisoformat(body["end"]), now)]
+    by_vendor = {
+        series["vendor"]: {
+            datetime.fromisoformat(p["bucket_start"]): p["price"]["fen_per_kg"]
+            for p in series["points"]
+        }
+        for series in body["vendors"]
+    }
+    for start, close, median in zip(starts, closes, body["median"], strict=True):
+        expected = in_force_at(settings, close)
+        assert {v: points[start] for v, points in by_vendor.items() if start in points} == expected
+        assert median["vendors"] == len(expected)
+        assert median["median"]["fen_per_kg"] == exact_median(list(expected.values()))
+        assert median["low"]["fen_per_kg"] == min(expected.values())
+        assert median["high"]["fen_per_kg"] == max(expected.values())
+
+
+@pytest.mark.parametrize("store_kind", BOTH_STORES)
+def test_daily_history_carries_prices_forward_until_now(api: Api, store: Store, plu: str) -> None:
+    now = datetime(2026, 11, 4, 10, tzinfo=SHANGHAI)
+    api.app.dependency_overrides[history.utc_now] = lambda: now
+
+    response = api.get(path(plu), params={"start": "2026-11-01", "end": "2026-11-05"})
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["bucket"], body["timezone"], body["plu"]) == ("day", "Asia/Shanghai", plu)
+    assert datetime.fromisoformat(body["start"]) == datetime(2026, 11, 1, tzinfo=SHANGHAI)
+    assert datetime.fromisoformat(body["end"]) == now
+    # 11-01 had no price yet; 11-04 is carried forward up to now; 11-05 has not begun.
+    assert [p["bucket_start"][:10] for p in body["median"]] == [
+        "2026-11-02",
+        "2026-11-03",
+        "2026-11-04",
+    ]
+    check_against_store(body, store, plu, now)
+    vendor = api.app.state.context.registry.markets[MARKET].vendors[body["vendors"][0]["vendor"]]
+    assert body["vendors"][0]["stall"] == vendor.stall
+
+
+@pytest.mark.parametrize("store_kind", BOTH_STORES)
+def test_hourly_history_of_one_day(api: Api, store: Store, plu: str) -> None:
+    response = api.get(
+        path(plu), params={"start": "2026-11-03", "end": "2026-11-03", "bucket": "hour"}
+    )
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    starts = [datetime.fromisoformat(p["bucket_start"]) for p in body["median"]]
+    # Prices set on 11-02 are in force from the first hour of 11-03 on.
+    assert starts == [datetime(2026, 11, 3, h, tzinfo=SHANGHAI) for h in range(24)]
+    check_against_store(body, store, plu, datetime.now(UTC))
+
+
+def test_a_range_in_the_future_is_empty(api: Api) -> None:
+    body = api.get(path("1001"), params={"start": "2099-01-01", "end": "2099-01-02"}).json()
+    assert (body["vendors"], body["median"]) == ([], [])
+    assert body["end"] == body["start"]
+
+
+def test_invalid_ranges_and_products(api: Api) -> None:
+    def answer(plu: str = "1001", **params: str) -> tuple[int, str]:
+        response = api.get(path(plu), params={"start": "2026-11-01", "end": "2026-11-02", **params})
+        return response.status_code, response.json()["error"]["code"]
+
+    assert answer(end="2026-10-31") == (422, "invalid_range")
+    assert answer(end="2026-12-02", bucket="hour") == (422, "range_too_long")
+    assert answer(end="2027-12-06") == (422, "range_too_long")  # 401 days
+    assert answer(bucket="minute") == (422, "invalid_request")
+    assert answer(start="2026-11-31") == (422, "invalid_request")
+    assert answer(start="1999-12-31") == (422, "invalid_request")
+    assert answer(plu="9999") == (404, "unknown_product")
+    assert answer(plu="10 01") == (422, "invalid_request")
+    assert api.get(path("1001"), params={"start": "2026-11-01"}).status_code == 422
+    assert (
+        api.get(
+            path("1001").replace(MARKET, "nowhere"),
+            params={"start": "2026-11-01", "end": "2026-11-01"},
+        ).status_code
+        == 404
+    )
+
+
+def test_the_longest_ranges_are_allowed(api: Api) -> None:
+    hours = {"start": "2026-11-01", "end": "2026-12-01", "bucket": "hour"}  # 31 days
+    days = {"start": "2026-11-01", "end": "2027-12-05", "bucket": "day"}  # 400 days
+    for params in (hours, days):
+        response = api.get(path("1001"), params=params)
+        assert response.status_code == 200, response.text
+
+
+# -- pure ----------------------------------------------------------------------------
+
+
+def at(day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(2026, 11, day, hour, minute, tzinfo=SHANGHAI)
+
+
+def setting(vendor: str, moment: datetime, fen: int, msg_id: int = 1) -> PriceRow:
+    return PriceRow(MARKET, vendor, "1001", f"P-{vendor}", fen, None, moment, msg_id)
+
+
+def test_bucket_starts_are_local_days_and_real_hours() -> None:
+    assert bucket_starts(date(2026, 11, 1), date(2026, 11, 3), Bucket.DAY, SHANGHAI) == [
+        at(1),
+        at(2),
+        at(3),
+    ]
+    hours = bucket_starts(date(2026, 11, 1), date(2026, 11, 1), Bucket.HOUR, SHANGHAI)
+    assert hours == [at(1, h) for h in range(24)]
+    berlin = ZoneInfo("Europe/Berlin")  # 2026-03-29: clocks go from 02:00 to 03:00
+    spring = bucket_starts(date(2026, 3, 29), date(2026, 3, 29), Bucket.HOUR, berlin)
+    assert len(spring) == 23
+    assert [moment.hour for moment in spring[:4]] == [0, 1, 3, 4]
+    utc = [moment.astimezone(UTC) for moment in spring]
+    assert [b - a for a, b in pairwise(utc)] == [timedelta(hours=1)] * 22
+    with pytest.raises(ValueError, match="before"):
+        bucket_starts(date(2026, 11, 2), date(2026, 11, 1), Bucket.DAY, SHANGHAI)
+
+
+def test_prices_in_force_at_each_close_carried_forward() -> None:
+    changes = price_changes(
+        [
+            setting("a", at(1, 8), 500),  # before the range: the baseline
+            setting("a", at(3, 10), 600),
+            setting("b", at(3, 23, 59), 700),
+            setting("b", at(3, 23, 59), 710, msg_id=2),  # same millisecond: the later message wins
+            setting("c", at(4), 900),  # exactly at the close of 11-03: belongs to 11-04
+        ]
+    )
+    starts = bucket_starts(date(2026, 11, 2), date(2026, 11, 5), Bucket.DAY, SHANGHAI)
+
+    in_force = prices_in_force(changes, starts, until=at(4, 12))
+
+    assert vendor_series(in_force) == {
+        "a": [PricePoint(at(2), 500), PricePoint(at(3), 600), PricePoint(at(4), 600)],
+        "b": [PricePoint(at(3), 710), PricePoint(at(4), 710)],
+        "c": [PricePoint(at(4), 900)],
+    }
+    assert market_median(in_force) == [
+        MedianPoint(at(2), 1, 500, Decimal(500), 500),
+        MedianPoint(at(3), 2, 600, Decimal("655"), 710),
+        MedianPoint(at(4), 3, 600, Decimal(710), 900),
+    ]
+
+
+def test_median_of_an_even_count_is_exact_to_half_a_fen() -> None:
+    changes = price_changes([setting("a", at(1), 397), setting("b", at(1), 400)])
+    in_force = prices_in_force(changes, [at(2)], until=at(3))
+    [point] = market_median(in_force)
+    assert point.median_fen_per_kg == Decimal("398.5")
+    assert isinstance(point.median_fen_per_kg, Decimal)
+
+
+def test_a_price_changed_within_a_bucket_counts_at_its_close_only() -> None:
+    changes = price_changes([setting("a", at(2, 9), 500), setting("a", at(2, 17), 450)])
+    in_force = prices_in_force(changes, [at(2)], until=at(3))
+    assert vendor_series(in_force) == {"a": [PricePoint(at(2), 450)]}
+
+
+def test_no_prices() -> None:
+    in_force = prices_in_force(price_changes([]), [at(2), at(3)], until=at(4))
+    assert vendor_series(in_force) == {}
+    assert market_median(in_force) == []

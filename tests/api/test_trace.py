@@ -1,0 +1,245 @@
+"""Traceability over real HTTP: batch and sales fed through real MQTT ingest into each store.
+
+Devices publish to a private Mosquitto; ``IngestService.in_process`` spools,
+validates and stores them; the API (uvicorn on a free port) answers from the
+store. The public page and the QR code are checked on the same data.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from api.analytics import batch_balance
+from api.live import LiveView
+from api.main import create_app
+from api.routers.trace import qr_png
+from api.server import ServerThread
+from ingest.mqtt import MqttOptions
+from ingest.service import IngestService
+from schemas.registry import Registry
+from stallwatch.localservices import Mosquitto
+from stallwatch.settings import Settings
+from storage.base import SaleRow, Store
+from tests.api.conftest import BOTH_STORES, MARKET, Api, Tokens
+from tests.ingest.helpers import Publisher, now_iso, sale_payload, wait_until
+
+pytestmark = pytest.mark.mosquitto
+
+CODE = "TM-20261121-A01-0001"
+ORPHAN = "TM-20261121-A01-0099"  # sold from, never registered at intake
+HOSTILE_SUPPLIER = '<script>alert("x")</script> & 寿光批发'
+BATCH_TOPIC = f"markets/{MARKET}/intake/IN-1/batch"
+SALE_TOPIC = f"markets/{MARKET}/scales/S-A01/sale"
+QUANTITY_G = 3_000
+
+
+def batch_payload(*, quantity_g: int = QUANTITY_G) -> bytes:
+    body = {
+        "msg_id": 1,
+        "ts": now_iso(timedelta(hours=-2)),
+        "trace_code": CODE,
+        "vendor": "V01",
+        "plu": "1001",
+        "origin": "山东寿光",
+        "supplier": HOSTILE_SUPPLIER,
+        "quantity_g": quantity_g,
+        "certificate_no": "HG-2026-000123",
+        "rapid_test": {"result": "pass", "inhibition_pct": 12.5},
+    }
+    return json.dumps(body, ensure_ascii=False).encode()
+
+
+@dataclass(frozen=True)
+class Fed:
+    sales: list[SaleRow]
+
+
+def ingest_over_mqtt(
+    broker: Mosquitto,
+    registry: Registry,
+    store: Store,
+    spool: Path,
+    messages: list[tuple[str, bytes]],
+) -> None:
+    """Publish as devices do and wait until ingest has stored every message."""
+    options = MqttOptions("127.0.0.1", broker.port, "ingest-trace-test")
+    service = IngestService.in_process(options, registry, store, spool, batch_size=100)
+    service.start()
+    publisher = Publisher(broker.port, client_id="trace-devices")
+    try:
+        assert service.receiver.subscribed.wait(10)
+        publisher.publish_all(messages)
+        wait_until(lambda: service.status().stored == len(messages), what="every message stored")
+    finally:
+        publisher.close()
+        service.stop()
+    assert service.status().rejected == 0
+
+
+@pytest.fixture
+def app_with_pages(
+    settings: Settings, api_registry: Registry, store: Store, live: LiveView
+) -> FastAPI:
+    return create_app(settings=settings, registry=api_registry, store=store, live=live)
+
+
+@pytest.fixture
+def fed(
+    mosquitto_server: Mosquitto,
+    api_registry: Registry,
+    store: Store,
+    tmp_path: Path,
+) -> Fed:
+    sales = [
+        (SALE_TOPIC, sale_payload(i, ts=now_iso(timedelta(minutes=i - 30)), trace_code=CODE))
+        for i in (1, 2, 3)
+    ]
+    orphan = (SALE_TOPIC, sale_payload(4, trace_code=ORPHAN))
+    ingest_over_mqtt(
+        mosquitto_server,
+        api_registry,
+        store,
+        tmp_path / "ingest.spool.db",
+        [(BATCH_TOPIC, batch_payload()), *sales, orphan],
+    )
+    return Fed(sales=store.sales_of_batch(MARKET, CODE))
+
+
+@pytest.fixture
+def web(
+    app_with_pages: FastAPI, store: Store, live: LiveView, tokens: Tokens, settings: Settings
+) -> Iterator[Api]:
+    with ServerThread(app_with_pages) as server, httpx.Client(base_url=server.url) as client:
+        yield Api(server.url, client, app_with_pages, settings, store, live, tokens)
+
+
+@pytest.mark.parametrize("store_kind", BOTH_STORES)
+def test_trace_shows_batch_every_sale_and_oversold_remainder(fed: Fed, web: Api) -> None:
+    response = web.get(f"/api/v1/markets/{MARKET}/trace/{CODE}")
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    weights = [sale.weight_g for sale in fed.sales]
+    assert weights == [1001, 1002, 1003]
+    assert body["batch"]["trace_code"] == CODE
+    assert body["batch"]["origin"] == "山东寿光"
+    assert body["batch"]["supplier"] == HOSTILE_SUPPLIER
+    assert body["batch"]["certificate_no"] == "HG-2026-000123"
+    assert body["batch"]["rapid_test"] == {"result": "pass", "inhibition_pct": "12.5"}
+    assert body["batch"]["quantity_g"] == QUANTITY_G
+    assert body["batch"]["vendor"] == {"id": "V01", "name": "王记蔬菜", "stall": "A01"}
+    assert body["batch"]["product"]["name_zh"] == "大白菜"
+    assert body["batch"]["intake_at"].endswith("+08:00")
+    assert [sale["weight_g"] for sale in body["sales"]] == weights
+    assert [sale["scale"] for sale in body["sales"]] == ["S-A01"] * 3
+    assert [sale["total_fen"] for sale in body["sales"]] == [s.total_fen for s in fed.sales]
+    assert body["sales"][0]["total_yuan"] == f"{fed.sales[0].total_fen / 100:.2f}"
+    assert body["sold_g"] == sum(weights) == 3_006
+    assert body["remaining_g"] == QUANTITY_G - 3_006 == -6
+    assert body["oversold"] is True
+
+
+@pytest.mark.parametrize("store_kind", BOTH_STORES)
+def test_receipt_and_its_batch_and_qr_code(fed: Fed, web: Api) -> None:
+    sale = fed.sales[1]
+    path = f"/api/v1/markets/{MARKET}/receipts/S-A01/{sale.msg_id}"
+
+    body = web.get(path).json()
+    qr = web.get(f"{path}/qr.png")
+
+    assert body["sale"]["msg_id"] == sale.msg_id
+    assert body["sale"]["weight_g"] == sale.weight_g
+    assert body["sale"]["trace_code"] == CODE
+    assert body["sale"]["vendor"]["stall"] == "A01"
+    assert body["batch"]["trace_code"] == CODE
+    assert qr.status_code == 200
+    assert qr.headers["content-type"] == "image/png"
+    assert qr.content.startswith(b"\x89PNG\r\n\x1a\n")
+    # The same URL encodes to the same image: the code points at the receipt's page.
+    assert qr.content == qr_png(f"{web.url}/trace/{MARKET}/receipt/S-A01/{sale.msg_id}")
+
+
+def test_sales_of_an_unregistered_batch_are_shown_without_a_batch(fed: Fed, web: Api) -> None:
+    body = web.get(f"/api/v1/markets/{MARKET}/trace/{ORPHAN}").json()
+    assert body["batch"] is None
+    assert body["remaining_g"] is None
+    assert body["oversold"] is False
+    assert [sale["msg_id"] for sale in body["sales"]] == [4]
+    receipt = web.get(f"/api/v1/markets/{MARKET}/receipts/S-A01/4").json()
+    assert receipt["batch"] is None
+
+
+def test_unknown_things_are_404_and_bad_input_422(fed: Fed, web: Api) -> None:
+    def status(path: str) -> tuple[int, str]:
+        response = web.get(path)
+        return response.status_code, response.json()["error"]["code"]
+
+    base = f"/api/v1/markets/{MARKET}"
+    assert status(f"{base}/trace/TM-NOT-KNOWN") == (404, "not_found")
+    assert status("/api/v1/markets/nowhere/trace/TM-NOT-KNOWN") == (404, "unknown_market")
+    assert status(f"{base}/receipts/S-A01/999") == (404, "not_found")
+    assert status(f"{base}/receipts/S-A01/999/qr.png") == (404, "not_found")
+    assert status(f"{base}/trace/abc")[0] == 422  # shorter than a trace code
+    assert status(f"{base}/trace/-starts-with-dash")[0] == 422
+    assert status(f"{base}/trace/{'x' * 65}")[0] == 422
+    assert status(f"{base}/receipts/S-A01/-1")[0] == 422
+    assert status(f"{base}/receipts/S-A01/{2**63}")[0] == 422
+    assert status(f"{base}/receipts/S-A01/1.5")[0] == 422
+
+
+def test_public_page_of_a_receipt_escapes_and_shows_no_device_ids(fed: Fed, web: Api) -> None:
+    sale = fed.sales[0]
+    page = web.get(f"/trace/{MARKET}/receipt/S-A01/{sale.msg_id}")
+
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    html = page.text
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; &amp; 寿光批发" in html
+    assert "<script" not in html
+    for shown in ("测试市场", "大白菜", "山东寿光", "HG-2026-000123", "合格"):
+        assert shown in html
+    assert "A01 王记蔬菜" in html
+    assert f"¥{sale.total_fen // 100}.{sale.total_fen % 100:02d}" in html
+    assert "1.001 kg" in html
+    for device_or_id in ("S-A01", "IN-1", "V01"):
+        assert device_or_id not in html
+
+
+def test_public_page_of_a_batch_and_unknown_pages(fed: Fed, web: Api) -> None:
+    page = web.get(f"/trace/{MARKET}/{CODE}")
+    assert page.status_code == 200
+    assert "山东寿光" in page.text
+    assert CODE in page.text
+
+    for path in (
+        f"/trace/{MARKET}/TM-NOT-KNOWN",
+        f"/trace/nowhere/{CODE}",
+        f"/trace/{MARKET}/receipt/S-A01/999",
+    ):
+        missing = web.get(path)
+        assert missing.status_code == 404, path
+        assert missing.headers["content-type"].startswith("text/html")
+        assert "未找到" in missing.text
+
+
+def test_batch_balance() -> None:
+    def sold(*weights: int) -> list[SaleRow]:
+        moment = datetime(2026, 11, 21, tzinfo=UTC)
+        return [
+            SaleRow(MARKET, "S-A01", "V01", "1001", moment, i, w, None, 398, 0, CODE, 0)
+            for i, w in enumerate(weights)
+        ]
+
+    exact = batch_balance(3_000, sold(1_000, 2_000))
+    assert (exact.sold_g, exact.remaining_g, exact.oversold) == (3_000, 0, False)
+    over = batch_balance(3_000, sold(1_000, 2_001))
+    assert (over.sold_g, over.remaining_g, over.oversold) == (3_001, -1, True)
+    assert batch_balance(500, []).remaining_g == 500
