@@ -3,21 +3,26 @@
 1. a fresh SQLite store in ``var/demo/`` with a week of fast-forwarded history;
 2. an embedded MQTT broker (amqtt), unless ``--broker`` names one;
 3. ingest, exactly as ``stallwatch ingest`` runs it (spool, acks, validation);
-4. the market's simulated devices playing today at ``--speed`` (60: a market hour a minute);
-5. every few seconds, what has reached the store: sales, turnover, footfall, prices.
+4. the HTTP API (``stallwatch serve``) with a generated manager token, printed once;
+5. the market's simulated devices playing today at ``--speed`` (60: a market hour a minute);
+6. every few seconds, what has reached the store: sales, turnover, footfall, prices.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import shutil
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+
+import httpx
 
 from ingest.mqtt import MqttOptions
 from ingest.service import IngestService, limits
@@ -48,6 +53,7 @@ def add_arguments(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--history-days", type=int, default=7, help="days of history to fast-forward")
     cmd.add_argument("--workdir", type=Path, default=Path("var/demo"))
     cmd.add_argument("--report-every", type=float, default=5.0, help="seconds between reports")
+    cmd.add_argument("--api-port", type=int, default=8000, help="HTTP API port (0: any free one)")
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -64,7 +70,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         url = args.broker or (broker.url if broker else "")
         try:
             service = _start_ingest(url, registry, store, workdir, settings, v5=broker is None)
-            _play_today(registry, url, today, args, service, store)
+            with _serve_api(
+                url, registry, store, workdir, settings, args.api_port, v5=broker is None
+            ):
+                _play_today(registry, url, today, args, service, store)
         finally:
             if broker is not None:
                 broker.stop()
@@ -109,6 +118,54 @@ def _start_ingest(
         raise RuntimeError(f"ingest could not subscribe at {url}")
     print(f"ingest subscribed at {url}; spool {workdir / 'spool.db'}")
     return service
+
+
+@contextlib.contextmanager
+def _serve_api(
+    url: str,
+    registry: Registry,
+    store: Store,
+    workdir: Path,
+    settings: Settings,
+    port: int,
+    *,
+    v5: bool,
+) -> Iterator[None]:
+    from api.live import LiveMqttOptions, LiveView
+    from api.main import create_app
+    from api.security import Role, create_token
+    from api.server import ServerThread
+
+    tokens = workdir / "api-tokens.json"
+    token, _ = create_token(tokens, Role.MANAGER, name="demo")
+    api_settings = settings.model_copy(update={"api_tokens_file": tokens, "mqtt_url": url})
+    mqtt = LiveMqttOptions.from_settings(api_settings)
+    live = LiveView(
+        registry, store, replace(mqtt, protocol="5" if v5 else "3.1.1"), limits=limits(settings)
+    )
+    live.start()
+    app = create_app(settings=api_settings, registry=registry, store=store, live=live)
+    try:
+        with ServerThread(app, port=port) as server:
+            market = next(iter(registry)).id
+            print(f"HTTP API on {server.url}  (OpenAPI: {server.url}/docs)")
+            print(f"  price board:   curl {server.url}/api/v1/markets/{market}/prices")
+            print(f"  manager token (shown once): {token}")
+            print(
+                f"  sales today:   curl -H 'Authorization: Bearer {token}' "
+                f"{server.url}/api/v1/markets/{market}/sales"
+            )
+            yield
+            _show_board(f"{server.url}/api/v1/markets/{market}/prices")
+    finally:
+        live.stop()
+
+
+def _show_board(url: str) -> None:
+    """Read the board back through the API, as a price screen would."""
+    response = httpx.get(url, timeout=10)
+    products = response.json().get("products", []) if response.status_code == 200 else []
+    print(f"API {url}: HTTP {response.status_code}, {len(products)} products on the price board")
 
 
 def _play_today(

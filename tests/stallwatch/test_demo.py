@@ -28,6 +28,8 @@ def test_demo_flows_sales_footfall_and_prices_into_the_embedded_store(tmp_path: 
             str(workdir),
             "--report-every",
             "2",
+            "--api-port",
+            "0",
         ],
         capture_output=True,
         text=True,
@@ -47,6 +49,9 @@ def test_demo_flows_sales_footfall_and_prices_into_the_embedded_store(tmp_path: 
     assert rejected == 0
     assert re.search(r"[1-9][\d,]* sales, turnover ¥[\d,]+\.\d\d, [1-9][\d,]* visitors in", final)
     assert re.search(r"current prices, e\.g\. \S+ ¥\d+\.\d\d/斤", final)
+    assert re.search(r"HTTP API on http://127\.0\.0\.1:\d+", out)
+    assert re.search(r"manager token \(shown once\): \S{20,}", out)
+    assert re.search(r"/prices: HTTP 200, [1-9]\d* products on the price board", out)
 
     tz = ZoneInfo("Asia/Shanghai")
     today = datetime.now(tz).replace(hour=0, minute=0, second=0, microsecond=0)
