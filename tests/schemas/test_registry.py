@@ -207,9 +207,6 @@ def test_error_names_the_file(tmp_path: Path) -> None:
         load_market(path)
 
 
-@pytest.mark.skipif(
-    not EXAMPLE_MARKET.exists(), reason="examples/markets/nanmen.toml not written yet"
-)
 def test_example_market_loads_with_every_kind_of_device() -> None:
     market = load_market(EXAMPLE_MARKET)
     registry = Registry([market])
