@@ -20,7 +20,14 @@ from api import analytics
 from api._exceptions import NotFound, Unprocessable
 from api.analytics import EARLIEST_DAY, LATEST_DAY, Bucket
 from api.deps import MarketDep, StoreDep
-from api.pricing import fen_text, yuan_per_jin, yuan_per_kg
+from api.pricing import (
+    MedianFigure,
+    PriceFigure,
+    median_figure,
+    price_figure,
+    yuan_per_jin,
+    yuan_per_kg,
+)
 from schemas.messages import Plu
 from schemas.registry import Category, Market, SaleUnit
 from storage.base import Store
@@ -29,7 +36,6 @@ router = APIRouter(tags=["prices"])
 
 #: Longest range per bucket size, in days: a year and a bit of days, a month of hours.
 MAX_DAYS = {Bucket.DAY: 400, Bucket.HOUR: 31}
-_YUAN = r"^[0-9]+\.[0-9]{2}$"
 
 PluParam = Annotated[Plu, Path(description="Product look-up code.", examples=["1001"])]
 FirstDay = Annotated[
@@ -56,21 +62,6 @@ def utc_now() -> datetime:
 
 
 # -- response models -------------------------------------------------------------------
-
-
-class PriceFigure(BaseModel):
-    fen_per_kg: int = Field(description="Exact price, integer fen per kilogram.")
-    yuan_per_kg: str = Field(pattern=_YUAN, description="Yuan per kg, rounded half up.")
-    yuan_per_jin: str = Field(pattern=_YUAN, description="Yuan per 斤 (500 g), rounded half up.")
-
-
-class MedianFigure(BaseModel):
-    fen_per_kg: str = Field(
-        pattern=r"^[0-9]+(\.5)?$",
-        description="Exact median, fen per kg, as a decimal string ('398' or '398.5').",
-    )
-    yuan_per_kg: str = Field(pattern=_YUAN)
-    yuan_per_jin: str = Field(pattern=_YUAN)
 
 
 def _example_figure(fen_per_kg: int) -> dict[str, int | str]:
@@ -249,7 +240,7 @@ def _vendor_histories(market: Market, in_force: pd.DataFrame) -> list[VendorHist
                 stall=None if vendor is None else vendor.stall,
                 points=[
                     VendorPoint(
-                        bucket_start=point.bucket_start, price=_figure(point.price_fen_per_kg)
+                        bucket_start=point.bucket_start, price=price_figure(point.price_fen_per_kg)
                     )
                     for point in points
                 ],
@@ -263,21 +254,9 @@ def _median_points(in_force: pd.DataFrame) -> list[MedianPoint]:
         MedianPoint(
             bucket_start=point.bucket_start,
             vendors=point.vendors,
-            low=_figure(point.low_fen_per_kg),
-            median=MedianFigure(
-                fen_per_kg=fen_text(point.median_fen_per_kg),
-                yuan_per_kg=yuan_per_kg(point.median_fen_per_kg),
-                yuan_per_jin=yuan_per_jin(point.median_fen_per_kg),
-            ),
-            high=_figure(point.high_fen_per_kg),
+            low=price_figure(point.low_fen_per_kg),
+            median=median_figure(point.median_fen_per_kg),
+            high=price_figure(point.high_fen_per_kg),
         )
         for point in analytics.market_median(in_force)
     ]
-
-
-def _figure(fen_per_kg: int) -> PriceFigure:
-    return PriceFigure(
-        fen_per_kg=fen_per_kg,
-        yuan_per_kg=yuan_per_kg(fen_per_kg),
-        yuan_per_jin=yuan_per_jin(fen_per_kg),
-    )
