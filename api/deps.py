@@ -12,11 +12,13 @@ reads it from the request, so nothing is global and two apps in one process
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Annotated
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Path, Query, Request
 
 from api._exceptions import UnknownMarket
+from api.analytics import EARLIEST_DAY, LATEST_DAY
 from api.live import LiveView
 from api.metrics import ApiMetrics
 from ingest.validate import Validator
@@ -86,3 +88,19 @@ def get_market(market: MarketId, registry: RegistryDep) -> Market:
 
 
 MarketDep = Annotated[Market, Depends(get_market)]
+
+
+def utc_now() -> datetime:
+    """The current time; a dependency tests can fix (one override covers every router)."""
+    return datetime.now(UTC)
+
+
+DayParam = Annotated[
+    date | None,
+    Query(
+        alias="date",
+        ge=EARLIEST_DAY,
+        le=LATEST_DAY,
+        description="Local market day (YYYY-MM-DD); today in the market's time zone if omitted.",
+    ),
+]

@@ -8,17 +8,17 @@ Built from the gates' cumulative counters by :meth:`~storage.base.Store.footfall
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Annotated
 
 import pandas as pd
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from api import analytics
 from api._exceptions import AUTH_ERRORS
-from api.analytics import EARLIEST_DAY, LATEST_DAY, HourTotals
-from api.deps import MarketDep, StoreDep
+from api.analytics import HourTotals
+from api.deps import DayParam, MarketDep, StoreDep, utc_now
 from api.security import Manager
 from schemas.registry import Market
 from storage.base import Store
@@ -27,21 +27,6 @@ router = APIRouter(tags=["footfall"])
 
 #: How many weeks back the same weekday is compared.
 WEEKS_BACK = 4
-
-DayParam = Annotated[
-    date | None,
-    Query(
-        alias="date",
-        ge=EARLIEST_DAY,
-        le=LATEST_DAY,
-        description="Local market day (YYYY-MM-DD); today in the market's time zone if omitted.",
-    ),
-]
-
-
-def utc_now() -> datetime:
-    """The current time; a dependency so that tests can fix it."""
-    return datetime.now(UTC)
 
 
 # -- response models -------------------------------------------------------------------

@@ -9,7 +9,7 @@ begun yet are left out.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Annotated
 
 import pandas as pd
@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api import analytics
 from api._exceptions import NotFound, Unprocessable
 from api.analytics import EARLIEST_DAY, LATEST_DAY, Bucket
-from api.deps import MarketDep, StoreDep
+from api.deps import MarketDep, StoreDep, utc_now
 from api.pricing import (
     MedianFigure,
     PriceFigure,
@@ -54,11 +54,6 @@ LastDay = Annotated[
         description="Last local day of the range (YYYY-MM-DD), included.",
     ),
 ]
-
-
-def utc_now() -> datetime:
-    """The current time; a dependency so that tests can fix it."""
-    return datetime.now(UTC)
 
 
 # -- response models -------------------------------------------------------------------

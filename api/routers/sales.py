@@ -10,7 +10,7 @@ product (:meth:`~storage.base.Store.sales_summary`); the rest is
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Annotated, Literal
 
 import pandas as pd
@@ -19,8 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api import analytics
 from api._exceptions import AUTH_ERRORS
-from api.analytics import EARLIEST_DAY, LATEST_DAY, UNKNOWN_CATEGORY, SalesFigures
-from api.deps import MarketDep, StoreDep
+from api.analytics import UNKNOWN_CATEGORY, SalesFigures
+from api.deps import DayParam, MarketDep, StoreDep, utc_now
 from api.security import Manager
 from schemas.registry import Category, Market
 from storage.base import Store
@@ -28,21 +28,6 @@ from storage.base import Store
 router = APIRouter(tags=["sales"])
 
 _YUAN = r"^-?[0-9]+\.[0-9]{2}$"
-
-DayParam = Annotated[
-    date | None,
-    Query(
-        alias="date",
-        ge=EARLIEST_DAY,
-        le=LATEST_DAY,
-        description="Local market day (YYYY-MM-DD); today in the market's time zone if omitted.",
-    ),
-]
-
-
-def utc_now() -> datetime:
-    """The current time; a dependency so that tests can fix it."""
-    return datetime.now(UTC)
 
 
 # -- response models -------------------------------------------------------------------
