@@ -74,12 +74,20 @@ class ApiMetrics:
             ("error",),
             registry=self.registry,
         )
+        # labels() takes a lock and builds a key on every call; a poll should not pay that.
+        # Bounded: methods are folded and routes are templates, so the keys are few.
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         method = method if method in _METHODS else "OTHER"
-        labels = (method, route, str(status))
-        self.requests.labels(*labels).inc()
-        self.latency.labels(*labels).observe(seconds)
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:
+            labels = (method, route, str(status))
+            children = (self.requests.labels(*labels), self.latency.labels(*labels))
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def count_store_error(self, error: StoreError) -> None:
         self.store_errors.labels(type(error).__name__).inc()
