@@ -6,7 +6,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEBIAN_TEST_PACKAGES := mosquitto influxdb
+# chromium/chromium-driver: the dashboard's browser tests; a CJK font so its pages render.
+DEBIAN_TEST_PACKAGES := mosquitto influxdb chromium chromium-driver fonts-wqy-microhei
 
 .PHONY: demo test lint typecheck check install debian-packages bench clean
 

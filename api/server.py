@@ -15,19 +15,14 @@ from types import TracebackType
 import uvicorn
 from starlette.types import ASGIApp
 
-from api.live import LiveView
-from api.main import create_app
-from schemas.registry import Registry
 from stallwatch.settings import Settings
-from storage.base import Store
 
 #: Seconds uvicorn lets open requests finish after a stop was asked for.
 GRACEFUL_SHUTDOWN_S = 10
 
 
-def run_server(settings: Settings, registry: Registry, store: Store, live: LiveView) -> None:
-    """Serve until SIGINT/SIGTERM (uvicorn's handlers); the caller starts and stops ``live``."""
-    app = create_app(settings=settings, registry=registry, store=store, live=live)
+def run_server(settings: Settings, app: ASGIApp) -> None:
+    """Serve ``app`` until SIGINT/SIGTERM (uvicorn's handlers); the caller owns what it uses."""
     config = uvicorn.Config(
         app,
         host=settings.api_host,

@@ -20,7 +20,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Protocol
 
 from schemas.registry import Market
@@ -29,7 +29,7 @@ from simulators.day import MarketDay, market_days
 from simulators.randomness import derive_rng
 from simulators.scaling import scale_market
 from storage._exceptions import StoreUnavailable
-from storage.records import DeadLetter, Reading
+from storage.records import DeadLetter, Reading, to_ns
 
 log = logging.getLogger(__name__)
 
@@ -82,15 +82,23 @@ def generate_history(
     batch_size: int = 5_000,
     retries: int = 3,
     on_day: Callable[[date, HistorySummary], None] | None = None,
+    until: datetime | None = None,
 ) -> HistorySummary:
-    """Write ``days`` market days from ``start_date`` into ``store``; returns what was written."""
+    """Write ``days`` market days from ``start_date`` into ``store``; returns what was written.
+
+    With ``until``, what the devices would have sent after it is left out: a store
+    "as of now" for a demo or a test whose last day is today.
+    """
     if vendors_scale is not None:
         market = scale_market(market, vendors_scale)
     summary = HistorySummary(market.id, start_date)
     started = time.monotonic()
     writer = _BatchWriter(store, batch_size, retries, summary)
+    until_ns = None if until is None else to_ns(until)
     for day in market_days(market, start_date, days, seed=seed, config=config):
         for reading in day_readings(day):
+            if until_ns is not None and reading.received_ns > until_ns:
+                continue
             summary.counts[type(reading.message).__name__] += 1
             writer.add(reading)
         writer.flush()

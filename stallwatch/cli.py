@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_broker_auth(sub)
     _add_serve(sub)
     _add_api_token(sub)
+    _add_dashboard_user(sub)
     return parser
 
 
@@ -171,13 +172,16 @@ def _run_broker_auth(args: argparse.Namespace) -> int:
 
 # -- serve ---------------------------------------------------------------------
 def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    cmd = sub.add_parser("serve", help="serve the HTTP API until stopped")
+    cmd = sub.add_parser(
+        "serve", help="serve the HTTP API and the dashboard (/dashboard/) until stopped"
+    )
     cmd.add_argument("--market", action="append", type=Path, help="market file (repeatable)")
     cmd.add_argument("--mqtt-url", help="mqtt://host:port the live price view follows")
     cmd.add_argument("--store", choices=["sqlite", "influx"])
     cmd.add_argument("--host", help="listen address (default 127.0.0.1)")
     cmd.add_argument("--port", type=int, help="listen port (default 8000)")
     cmd.add_argument("--tokens-file", type=Path, help="API tokens file (api-token create)")
+    cmd.add_argument("--users-file", type=Path, help="dashboard users file (dashboard-user add)")
     cmd.set_defaults(handler=_run_serve)
 
 
@@ -186,9 +190,14 @@ def _run_serve(args: argparse.Namespace) -> int:
     from api.server import run_server
     from ingest.service import limits
     from stallwatch.stores import open_store
+    from stallwatch.webapp import create_web_app
 
     settings = settings_from(
-        args, api_host=args.host, api_port=args.port, api_tokens_file=args.tokens_file
+        args,
+        api_host=args.host,
+        api_port=args.port,
+        api_tokens_file=args.tokens_file,
+        dashboard_users_file=args.users_file,
     )
     registry = load_registry(settings)
     if settings.api_tokens_file is None:
@@ -204,7 +213,8 @@ def _run_serve(args: argparse.Namespace) -> int:
         live = LiveView(registry, store, mqtt, limits=limits(settings))
         live.start()
         try:
-            run_server(settings, registry, store, live)
+            app = create_web_app(settings=settings, registry=registry, store=store, live=live)
+            run_server(settings, app)
         finally:
             live.stop()
     return 0
@@ -272,6 +282,50 @@ def _create_api_token(args: argparse.Namespace, path: Path) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+# -- dashboard-user ------------------------------------------------------------
+def _add_dashboard_user(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    cmd = sub.add_parser("dashboard-user", help="add, list or remove dashboard logins")
+    actions = cmd.add_subparsers(dest="action", required=True)
+    add = actions.add_parser("add", help="add a user (or set a new password); prints it once")
+    add.add_argument("name")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    listing = actions.add_parser("list", help="user names (never passwords)")
+    remove = actions.add_parser("remove", help="delete a user")
+    remove.add_argument("name")
+    for action in (add, listing, remove):
+        action.add_argument("--users-file", type=Path, help="default: dashboard_users_file")
+    cmd.set_defaults(handler=_run_dashboard_user)
+
+
+def _run_dashboard_user(args: argparse.Namespace) -> int:
+    from dashboard import auth
+
+    path = args.users_file or load_settings(args.config).dashboard_users_file
+    if path is None:
+        log.error("no users file: pass --users-file or set STALLWATCH_DASHBOARD_USERS_FILE")
+        return 2
+    try:
+        if args.action == "add":
+            given = sys.stdin.readline().rstrip("\n") if args.password_stdin else None
+            password = auth.add_user(path, args.name, given)
+            if given is None:
+                print(password)  # alone on stdout, so scripts can capture it
+            print(f"stored the scrypt hash of {args.name!r}'s password in {path}", file=sys.stderr)
+            return 0
+        if args.action == "list":
+            for user in auth.read_users_file(path).users:
+                print(f"{user.name}\t{user.created.isoformat()}")
+            return 0
+        if auth.remove_user(path, args.name):
+            print(f"removed {args.name!r} from {path}", file=sys.stderr)
+            return 0
+        log.error("no user named %r in %s", args.name, path)
+        return 1
+    except (auth.UsersFileError, ValueError) as exc:
+        log.error("%s", exc)
+        return 2
 
 
 if __name__ == "__main__":

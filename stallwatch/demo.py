@@ -3,7 +3,8 @@
 1. a fresh SQLite store in ``var/demo/`` with a week of fast-forwarded history;
 2. an embedded MQTT broker (amqtt), unless ``--broker`` names one;
 3. ingest, exactly as ``stallwatch ingest`` runs it (spool, acks, validation);
-4. the HTTP API (``stallwatch serve``) with a generated manager token, printed once;
+4. the HTTP API and the dashboard (``stallwatch serve``) with a generated manager token and
+   dashboard login, printed once;
 5. the market's simulated devices playing today at ``--speed`` (60: a market hour a minute);
 6. every few seconds, what has reached the store: sales, turnover, footfall, prices.
 """
@@ -132,22 +133,30 @@ def _serve_api(
     v5: bool,
 ) -> Iterator[None]:
     from api.live import LiveMqttOptions, LiveView
-    from api.main import create_app
     from api.security import Role, create_token
     from api.server import ServerThread
+    from dashboard.auth import add_user
+    from stallwatch.webapp import DASHBOARD_PATH, create_web_app
 
     tokens = workdir / "api-tokens.json"
     token, _ = create_token(tokens, Role.MANAGER, name="demo")
-    api_settings = settings.model_copy(update={"api_tokens_file": tokens, "mqtt_url": url})
+    users = workdir / "dashboard-users.json"
+    password = add_user(users, "manager")
+    api_settings = settings.model_copy(
+        update={"api_tokens_file": tokens, "dashboard_users_file": users, "mqtt_url": url}
+    )
     mqtt = LiveMqttOptions.from_settings(api_settings)
     live = LiveView(
         registry, store, replace(mqtt, protocol="5" if v5 else "3.1.1"), limits=limits(settings)
     )
     live.start()
-    app = create_app(settings=api_settings, registry=registry, store=store, live=live)
+    app = create_web_app(settings=api_settings, registry=registry, store=store, live=live)
     try:
         with ServerThread(app, port=port) as server:
             market = next(iter(registry)).id
+            print(
+                f"dashboard on {server.url}{DASHBOARD_PATH}/  (user manager, password {password})"
+            )
             print(f"HTTP API on {server.url}  (OpenAPI: {server.url}/docs)")
             print(f"  price board:   curl {server.url}/api/v1/markets/{market}/prices")
             print(f"  manager token (shown once): {token}")

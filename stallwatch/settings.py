@@ -100,6 +100,27 @@ class Settings(BaseSettings):
         ),
     )
 
+    # -- dashboard -------------------------------------------------------------
+    dashboard_users_file: Path | None = Field(
+        default=None,
+        description=(
+            "JSON file of dashboard users and their scrypt password hashes "
+            "(`stallwatch dashboard-user add`). Unset: the dashboard opens without a login, "
+            "which is allowed only while the API listens on a loopback address."
+        ),
+    )
+    dashboard_session_secret: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Key that signs dashboard login cookies. Unset: a random key per process, "
+            "so logins end when the service restarts."
+        ),
+    )
+    dashboard_secure_cookies: bool = Field(
+        default=False,
+        description="Send the login cookie over HTTPS only (set this behind a TLS proxy).",
+    )
+
     @field_validator("markets", mode="before")
     @classmethod
     def _split_comma_list(cls, value: Any) -> Any:

@@ -1,0 +1,341 @@
+"""Manager logins for the dashboard: a users file of scrypt hashes and a signed session cookie.
+
+The users file (``settings.dashboard_users_file``, JSON, mode 0600) keeps a name
+and a password hash per manager, never the password::
+
+    {"version": 1, "users": [{"name": "office", "scrypt": "16384$8$1$<salt>$<hash>",
+                              "created": "2026-11-21T08:00:00+08:00"}]}
+
+Unlike API tokens (:mod:`api.security`), passwords are chosen by people and may
+be guessable, so they are stretched with scrypt and failed logins are throttled
+per client address. A login sets Flask's signed session cookie (HttpOnly,
+SameSite=Lax, so other sites cannot ride it into a callback POST).
+
+Without a users file the dashboard has no login; :func:`check_exposure` refuses
+that unless the server listens on loopback only. The public trace page is served
+by the API, outside the dashboard, and needs no login.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import json
+import os
+import secrets
+import tempfile
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from html import escape
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from flask import Flask, Response, redirect, request, session
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from werkzeug.wrappers import Response as BaseResponse
+
+from dashboard.i18n import DEFAULT_LANG, Lang, t
+from schemas.messages import Identifier
+
+#: scrypt cost: 16 MiB and ~50 ms per attempt here; OWASP's minimum is N=2**17 with r=8
+#: for interactive logins on servers, but a phone's login must not wait seconds.
+_SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
+_SALT_BYTES = 16
+_KEY_BYTES = 32
+MIN_PASSWORD_CHARS = 10
+MAX_FAILURES = 5
+FAILURE_WINDOW_S = 300.0
+SESSION_LIFETIME = timedelta(hours=12)
+LOGIN_PATH = "/login"
+LOGOUT_PATH = "/logout"
+
+
+class UsersFileError(RuntimeError):
+    """The users file cannot be read or is invalid; nobody can log in until it is fixed."""
+
+
+class DashboardExposed(RuntimeError):
+    """The dashboard would be reachable from the network without a login."""
+
+
+# -- the file -----------------------------------------------------------------------
+
+
+class UserRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Identifier
+    scrypt: str = Field(pattern=r"^[0-9]+\$[0-9]+\$[0-9]+\$[0-9a-f]+\$[0-9a-f]+$")
+    created: AwareDatetime
+
+
+class UsersFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: Literal[1] = 1
+    users: tuple[UserRecord, ...] = ()
+
+    def find(self, name: str) -> UserRecord | None:
+        return next((user for user in self.users if user.name == name), None)
+
+
+def hash_password(password: str) -> str:
+    salt = secrets.token_bytes(_SALT_BYTES)
+    key = _scrypt(password, salt, _SCRYPT_N, _SCRYPT_R, _SCRYPT_P)
+    return f"{_SCRYPT_N}${_SCRYPT_R}${_SCRYPT_P}${salt.hex()}${key.hex()}"
+
+
+def verify_password(password: str, encoded: str) -> bool:
+    n, r, p, salt, key = encoded.split("$")
+    candidate = _scrypt(password, bytes.fromhex(salt), int(n), int(r), int(p))
+    return hmac.compare_digest(candidate, bytes.fromhex(key))
+
+
+def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+    return hashlib.scrypt(
+        password.encode("utf-8"), salt=salt, n=n, r=r, p=p, maxmem=2**26, dklen=_KEY_BYTES
+    )
+
+
+def read_users_file(path: Path) -> UsersFile:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return UsersFile()
+    except OSError as exc:
+        raise UsersFileError(f"cannot read {path}: {exc}") from exc
+    try:
+        return UsersFile.model_validate_json(raw)
+    except ValidationError as exc:
+        raise UsersFileError(f"{path} is not a valid users file: {exc}") from exc
+
+
+def add_user(path: Path, name: str, password: str | None = None) -> str:
+    """Add (or replace) ``name`` with ``password``, or a generated one; returns the password."""
+    if password is None:
+        password = secrets.token_urlsafe(12)
+    elif len(password) < MIN_PASSWORD_CHARS:
+        raise ValueError(f"a password needs at least {MIN_PASSWORD_CHARS} characters")
+    current = read_users_file(path)
+    record = UserRecord(name=name, scrypt=hash_password(password), created=datetime.now(UTC))
+    kept = tuple(user for user in current.users if user.name != name)
+    _write_atomically(path, UsersFile(users=(*kept, record)))
+    return password
+
+
+def remove_user(path: Path, name: str) -> bool:
+    current = read_users_file(path)
+    kept = tuple(user for user in current.users if user.name != name)
+    if len(kept) == len(current.users):
+        return False
+    _write_atomically(path, UsersFile(users=kept))
+    return True
+
+
+def _write_atomically(path: Path, content: UsersFile) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump(content.model_dump(mode="json"), out, ensure_ascii=False, indent=2)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# -- who may log in ------------------------------------------------------------------
+
+
+class Users:
+    """The users file, re-read when it changes (adding a user needs no restart)."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._lock = threading.Lock()
+        self._stamp: tuple[int, int] | None = None
+        self._file = UsersFile()
+
+    def check(self, name: str, password: str) -> bool:
+        user = self._current().find(name)
+        if user is None:
+            # Spend the same time as for a real user, so timing does not tell names apart.
+            verify_password(password, _DUMMY_HASH)
+            return False
+        return verify_password(password, user.scrypt)
+
+    def _current(self) -> UsersFile:
+        try:
+            stat = self._path.stat()
+            stamp: tuple[int, int] | None = (stat.st_mtime_ns, stat.st_size)
+        except FileNotFoundError:
+            stamp = None
+        with self._lock:
+            if stamp != self._stamp:
+                self._file = read_users_file(self._path)
+                self._stamp = stamp
+            return self._file
+
+
+_DUMMY_HASH = hash_password(secrets.token_urlsafe(12))
+
+
+class Throttle:
+    """At most ``MAX_FAILURES`` failed logins per client in ``FAILURE_WINDOW_S`` seconds."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._failures: dict[str, deque[float]] = {}
+
+    def blocked(self, client: str) -> bool:
+        with self._lock:
+            recent = self._recent(client)
+            return len(recent) >= MAX_FAILURES
+
+    def failed(self, client: str) -> None:
+        with self._lock:
+            self._recent(client).append(self._clock())
+
+    def succeeded(self, client: str) -> None:
+        with self._lock:
+            self._failures.pop(client, None)
+
+    def _recent(self, client: str) -> deque[float]:
+        recent = self._failures.setdefault(client, deque())
+        horizon = self._clock() - FAILURE_WINDOW_S
+        while recent and recent[0] < horizon:
+            recent.popleft()
+        return recent
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: assume it is reachable from elsewhere
+
+
+def check_exposure(host: str, users_file: Path | None) -> None:
+    """Refuse to serve the dashboard without a login on a non-loopback address."""
+    if users_file is None and not is_loopback(host):
+        raise DashboardExposed(
+            f"the dashboard would listen on {host} without a login: set "
+            "STALLWATCH_DASHBOARD_USERS_FILE and add a user with `stallwatch dashboard-user add`"
+        )
+
+
+# -- the Flask side --------------------------------------------------------------------
+
+
+def install_login(
+    server: Flask,
+    *,
+    users: Users,
+    secret: bytes,
+    secure_cookies: bool,
+    public_paths: tuple[str, ...] = (),
+) -> None:
+    """Require a logged-in session for every dashboard request but the login page itself."""
+    server.secret_key = secret
+    server.config.update(
+        SESSION_COOKIE_NAME="stallwatch_dashboard",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=secure_cookies,
+        PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
+    )
+    throttle = Throttle()
+    open_paths = {LOGIN_PATH, *public_paths}
+
+    @server.before_request
+    def _require_login() -> BaseResponse | None:
+        if request.path in open_paths or session.get("user"):
+            return None
+        if request.method != "GET" or "_dash-" in request.path:
+            # Callbacks and layout fetches: the page reloads into the login form.
+            return Response('{"error": "login required"}', 401, mimetype="application/json")
+        target = request.script_root + LOGIN_PATH + "?next=" + _quote(request.full_path)
+        return redirect(target, code=303)
+
+    @server.route(LOGIN_PATH, methods=["GET", "POST"])
+    def _login() -> BaseResponse:
+        lang = Lang.of(request.args.get("lang") or request.form.get("lang") or DEFAULT_LANG)
+        if request.method == "GET":
+            return _login_page(lang, failed=False)
+        client = request.remote_addr or "?"
+        if throttle.blocked(client):
+            return Response(
+                t("login.failed", lang), 429, {"Retry-After": str(int(FAILURE_WINDOW_S))}
+            )
+        name = request.form.get("username", "")
+        password = request.form.get("password", "")
+        if not users.check(name, password):
+            throttle.failed(client)
+            return _login_page(lang, failed=True, status=401)
+        throttle.succeeded(client)
+        session.clear()
+        session["user"] = name
+        session.permanent = True
+        return redirect(_safe_next(request.args.get("next"), request.script_root), code=303)
+
+    @server.route(LOGOUT_PATH, methods=["POST", "GET"])
+    def _logout() -> BaseResponse:
+        session.clear()
+        return redirect(request.script_root + LOGIN_PATH, code=303)
+
+
+def _quote(path: str) -> str:
+    from urllib.parse import quote
+
+    return quote(path.rstrip("?"), safe="/")
+
+
+def _safe_next(target: str | None, script_root: str) -> str:
+    """Only a path on this dashboard: never another site (no open redirect)."""
+    home = script_root + "/"
+    if not target:
+        return home
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return home
+    return script_root + target
+
+
+def _login_page(lang: Lang, *, failed: bool, status: int = 200) -> Response:
+    error = (
+        f'<div class="alert alert-danger">{escape(t("login.failed", lang))}</div>' if failed else ""
+    )
+    html = f"""<!doctype html>
+<html lang="{lang.value}"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{escape(t("login.title", lang))} · stallwatch</title>
+<style>
+body{{font-family:system-ui,"PingFang SC","Noto Sans CJK SC",sans-serif;
+background:#f4f6f8;margin:0}}
+form{{max-width:340px;margin:12vh auto;background:#fff;padding:28px;border-radius:10px;
+box-shadow:0 2px 12px rgba(0,0,0,.08)}}
+h1{{font-size:20px;margin:0 0 18px}} label{{display:block;margin:12px 0 4px;font-size:14px}}
+input{{width:100%;box-sizing:border-box;padding:10px;font-size:16px;border:1px solid #ccd;
+border-radius:6px}} button{{margin-top:18px;width:100%;padding:11px;font-size:16px;border:0;
+border-radius:6px;background:#0d6efd;color:#fff}}
+.alert{{background:#f8d7da;color:#842029;padding:8px 10px;border-radius:6px;font-size:14px}}
+</style></head><body>
+<form method="post" id="login-form">
+<h1>{escape(t("login.title", lang))}</h1>{error}
+<input type="hidden" name="lang" value="{lang.value}">
+<label for="username">{escape(t("login.user", lang))}</label>
+<input id="username" name="username" autocomplete="username" required autofocus>
+<label for="password">{escape(t("login.password", lang))}</label>
+<input id="password" name="password" type="password" autocomplete="current-password" required>
+<button type="submit" id="login-submit">{escape(t("login.submit", lang))}</button>
+</form></body></html>"""
+    return Response(html, status, mimetype="text/html")

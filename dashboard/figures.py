@@ -1,0 +1,291 @@
+"""Pure figure builders: a frame (from :mod:`dashboard.queries`) and a language in, a figure out.
+
+No store, no clock, no Dash: each builder is tested by handing it a frame.
+
+Money stays exact up to here. Plotly draws with JavaScript numbers, so an axis
+value is ``float(Decimal)`` of yuan (a display value only, never summed again);
+every hover label is the exact text from :mod:`dashboard.i18n`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from decimal import Decimal
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from dashboard.i18n import Lang, money_text, price_text, price_unit, t, weekday_names, weight_text
+from dashboard.queries import MEDIAN
+
+_FONT = "Noto Sans CJK SC, PingFang SC, WenQuanYi Micro Hei, Microsoft YaHei, Helvetica, sans-serif"
+_MARGIN = {"l": 48, "r": 16, "t": 40, "b": 40}
+_MEDIAN_COLOUR = "#d62728"
+_QUANTITY_COLOUR = "#2ca02c"
+_SOLD_COLOUR = "#1f77b4"
+
+
+def _layout(fig: go.Figure, title: str, *, height: int = 320) -> go.Figure:
+    fig.update_layout(
+        title={"text": title, "x": 0, "font": {"size": 15}},
+        font={"family": _FONT, "size": 12},
+        margin=_MARGIN,
+        height=height,
+        template="plotly_white",
+        legend={"orientation": "h", "y": -0.2},
+        hovermode="closest",
+    )
+    return fig
+
+
+def _empty(title: str, lang: Lang) -> go.Figure:
+    fig = go.Figure()
+    fig.add_annotation(text=t("no_data", lang), showarrow=False, font={"size": 14})
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return _layout(fig, title)
+
+
+def _yuan_axis_value(fen: int | Decimal) -> float:
+    return float(Decimal(fen) / 100)
+
+
+# -- overview --------------------------------------------------------------------------
+
+
+def turnover_trend(frame: pd.DataFrame, lang: Lang) -> go.Figure:
+    """Daily turnover bars from ``day, turnover_fen, transactions``."""
+    title = t("trend.title", lang)
+    if frame.empty or int(frame["turnover_fen"].sum()) == 0:
+        return _empty(title, lang)
+    fen = [int(v) for v in frame["turnover_fen"].tolist()]
+    fig = go.Figure(
+        go.Bar(
+            x=frame["day"].tolist(),
+            y=[_yuan_axis_value(v) for v in fen],
+            customdata=[
+                [money_text(v), int(n)]
+                for v, n in zip(fen, frame["transactions"].tolist(), strict=True)
+            ],
+            hovertemplate="%{x|%Y-%m-%d}<br>%{customdata[0]}<br>%{customdata[1]}<extra></extra>",
+            marker_color=_SOLD_COLOUR,
+        )
+    )
+    fig.update_yaxes(title_text="CNY", tickprefix="¥")
+    return _layout(fig, title, height=260)
+
+
+# -- prices ----------------------------------------------------------------------------
+
+
+def price_history(
+    frame: pd.DataFrame, lang: Lang, *, title: str, vendor_names: Mapping[str, str]
+) -> go.Figure:
+    """Each vendor's regular price as a thin line and the market median as a bold one.
+
+    ``frame`` is ``bucket_start, series, fen`` (fen per kg; ``series`` a vendor id
+    or ``MEDIAN``). Prices are shown in the language's unit (per 斤 or per kg).
+    """
+    if frame.empty:
+        return _empty(title, lang)
+    fig = go.Figure()
+    for series, points in frame.groupby("series", sort=True):
+        is_median = series == MEDIAN
+        name = t("history.median", lang) if is_median else vendor_names.get(str(series), series)
+        fens = points["fen"].tolist()
+        fig.add_trace(
+            go.Scatter(
+                x=points["bucket_start"].tolist(),
+                y=[_unit_axis_value(f, lang) for f in fens],
+                text=[price_text(f, lang) for f in fens],
+                name=str(name),
+                mode="lines",
+                line={
+                    "width": 4 if is_median else 1.2,
+                    "color": _MEDIAN_COLOUR if is_median else None,
+                    "shape": "hv",
+                },
+                opacity=1.0 if is_median else 0.55,
+                hovertemplate="%{x|%m-%d %H:%M}<br>%{text}<extra>%{fullData.name}</extra>",
+            )
+        )
+    # The median last on top, whatever the vendors' names sort as.
+    fig.data = tuple(sorted(fig.data, key=lambda trace: trace.line.width or 0))
+    fig.update_yaxes(title_text=price_unit(lang), tickprefix="¥")
+    return _layout(fig, title, height=340)
+
+
+def _unit_axis_value(fen_per_kg: int | Decimal, lang: Lang) -> float:
+    per_unit = Decimal(fen_per_kg) / (2 if lang is Lang.ZH else 1)
+    return float(per_unit / 100)
+
+
+def price_spread(frame: pd.DataFrame, lang: Lang, *, title: str) -> go.Figure:
+    """Current price per vendor from ``vendor, stall, fen, promo``, cheapest first."""
+    if frame.empty:
+        return _empty(title, lang)
+    labels = [
+        f"{stall} {vendor}" for vendor, stall in zip(frame["vendor"], frame["stall"], strict=True)
+    ]
+    fens = [int(f) for f in frame["fen"].tolist()]
+    promo = [bool(p) for p in frame["promo"].tolist()]
+    fig = go.Figure(
+        go.Bar(
+            x=[_unit_axis_value(f, lang) for f in fens],
+            y=labels,
+            orientation="h",
+            text=[
+                price_text(f, lang) + (" 促" if p and lang is Lang.ZH else " promo" if p else "")
+                for f, p in zip(fens, promo, strict=True)
+            ],
+            textposition="auto",
+            marker_color=["#ff7f0e" if p else _SOLD_COLOUR for p in promo],
+            hovertemplate="%{y}<br>%{text}<extra></extra>",
+        )
+    )
+    fig.update_yaxes(autorange="reversed")
+    fig.update_xaxes(title_text=price_unit(lang), tickprefix="¥")
+    return _layout(fig, title, height=max(240, 26 * len(labels) + 80))
+
+
+# -- footfall --------------------------------------------------------------------------
+
+
+def footfall_by_gate(frame: pd.DataFrame, lang: Lang, gate_names: Mapping[str, str]) -> go.Figure:
+    """People in per local hour, one stacked bar segment per gate (``gate, hour, people_in``)."""
+    title = t("footfall.hourly", lang)
+    if frame.empty:
+        return _empty(title, lang)
+    fig = go.Figure()
+    for gate, rows in frame.groupby("gate", sort=True):
+        fig.add_trace(
+            go.Bar(
+                x=[h.strftime("%H:00") for h in rows["hour"].tolist()],
+                y=rows["people_in"].tolist(),
+                name=gate_names.get(str(gate), str(gate)),
+                hovertemplate="%{x} %{y}<extra>%{fullData.name}</extra>",
+            )
+        )
+    fig.update_layout(barmode="stack")
+    fig.update_xaxes(title_text=t("hour", lang), categoryorder="category ascending")
+    fig.update_yaxes(title_text=t("people", lang))
+    return _layout(fig, title)
+
+
+def footfall_heatmap(frame: pd.DataFrame, lang: Lang) -> go.Figure:
+    """Mean people in per weekday × hour from ``weekday, hour, mean_in``."""
+    title = t("footfall.heatmap", lang)
+    if frame.empty:
+        return _empty(title, lang)
+    hours = list(range(int(frame["hour"].min()), int(frame["hour"].max()) + 1))
+    grid = (
+        frame.pivot_table(index="weekday", columns="hour", values="mean_in", aggfunc="sum")
+        .reindex(index=range(7), columns=hours)
+        .fillna(0)
+    )
+    fig = go.Figure(
+        go.Heatmap(
+            z=grid.to_numpy().tolist(),
+            x=[f"{h:02d}:00" for h in hours],
+            y=list(weekday_names(lang)),
+            colorscale="YlOrRd",
+            hovertemplate="%{y} %{x}<br>%{z}<extra></extra>",
+        )
+    )
+    fig.update_yaxes(autorange="reversed")
+    return _layout(fig, title)
+
+
+def footfall_daily(frame: pd.DataFrame, lang: Lang) -> go.Figure:
+    """Daily people in from ``day, people_in``, weekends marked."""
+    title = t("footfall.daily", lang)
+    if frame.empty or int(frame["people_in"].sum()) == 0:
+        return _empty(title, lang)
+    days = frame["day"].tolist()
+    fig = go.Figure(
+        go.Bar(
+            x=days,
+            y=frame["people_in"].tolist(),
+            marker_color=["#9467bd" if d.weekday() >= 5 else _SOLD_COLOUR for d in days],
+            hovertemplate="%{x|%Y-%m-%d}<br>%{y}<extra></extra>",
+        )
+    )
+    fig.update_yaxes(title_text=t("people", lang))
+    return _layout(fig, title, height=280)
+
+
+# -- traceability ----------------------------------------------------------------------
+
+
+def trace_timeline(
+    sales: pd.DataFrame,
+    lang: Lang,
+    *,
+    intake: datetime,
+    quantity_g: int,
+    passed: bool,
+    vendor_label: str,
+) -> go.Figure:
+    """The batch's life: intake and its test, then every sale and the running total sold.
+
+    ``sales`` is ``ts, scale, weight_g, total_fen, sold_g`` in time order. The
+    line of quantity taken in is what the running total must stay under.
+    """
+    title = t("trace.timeline", lang)
+    fig = go.Figure()
+    end = sales["ts"].iloc[-1] if not sales.empty else intake
+    fig.add_trace(
+        go.Scatter(
+            x=[intake, end],
+            y=[_weight_axis(quantity_g, lang)] * 2,
+            mode="lines",
+            name=t("trace.quantity_in", lang),
+            line={"color": _QUANTITY_COLOUR, "dash": "dash", "width": 2},
+            hovertemplate=weight_text(quantity_g, lang) + "<extra></extra>",
+        )
+    )
+    test = t("trace.passed", lang) if passed else t("trace.failed", lang)
+    fig.add_trace(
+        go.Scatter(
+            x=[intake],
+            y=[0],
+            mode="markers+text",
+            name=f"{t('trace.intake', lang)} · {t('trace.rapid_test', lang)}: {test}",
+            text=[f"{t('trace.intake', lang)} → {vendor_label}"],
+            textposition="top right",
+            marker={
+                "size": 14,
+                "symbol": "diamond",
+                "color": _QUANTITY_COLOUR if passed else "#d62728",
+            },
+            hovertemplate=f"{t('trace.rapid_test', lang)}: {test}<extra></extra>",
+        )
+    )
+    if not sales.empty:
+        sold = [int(v) for v in sales["sold_g"].tolist()]
+        fig.add_trace(
+            go.Scatter(
+                x=sales["ts"].tolist(),
+                y=[_weight_axis(v, lang) for v in sold],
+                mode="lines+markers",
+                line={"shape": "hv", "color": _SOLD_COLOUR},
+                name=t("trace.sold", lang),
+                customdata=[
+                    [scale, weight_text(int(w), lang), money_text(int(f)), weight_text(s, lang)]
+                    for scale, w, f, s in zip(
+                        sales["scale"], sales["weight_g"], sales["total_fen"], sold, strict=True
+                    )
+                ],
+                hovertemplate=(
+                    "%{x|%m-%d %H:%M:%S} %{customdata[0]}<br>%{customdata[1]} %{customdata[2]}"
+                    "<br>Σ %{customdata[3]}<extra></extra>"
+                ),
+            )
+        )
+    fig.update_yaxes(title_text="斤" if lang is Lang.ZH else "kg", rangemode="tozero")
+    return _layout(fig, title, height=340)
+
+
+def _weight_axis(grams: int, lang: Lang) -> float:
+    return float(Decimal(grams) / (500 if lang is Lang.ZH else 1000))

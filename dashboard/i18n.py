@@ -1,0 +1,215 @@
+"""Chinese and English for the dashboard, and how each language shows money and prices.
+
+Chinese is the default. Prices show per 斤 (500 g) in Chinese, as Chinese market
+managers read them, and per kg in English; both in CNY, computed from integer fen
+per kg with :mod:`api.pricing` (Decimal, rounded half up to the fen, never floats).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from enum import StrEnum
+
+from api.analytics import yuan
+from api.pricing import yuan_per_jin, yuan_per_kg
+
+
+class Lang(StrEnum):
+    ZH = "zh"
+    EN = "en"
+
+    @classmethod
+    def of(cls, value: object) -> Lang:
+        """The language a browser's stored choice names; Chinese for anything else."""
+        return cls.EN if value == cls.EN.value else cls.ZH
+
+
+DEFAULT_LANG = Lang.ZH
+
+_TEXT: dict[str, tuple[str, str]] = {
+    # shell
+    "app.title": ("农贸市场监管看板", "Market dashboard"),
+    "nav.overview": ("总览", "Overview"),
+    "nav.prices": ("实时价格", "Live prices"),
+    "nav.trace": ("溯源", "Traceability"),
+    "nav.footfall": ("客流", "Footfall"),
+    "nav.vendors": ("商户与设备", "Vendors & devices"),
+    "lang.switch": ("English", "中文"),
+    "logout": ("退出登录", "Log out"),
+    "not_found": ("页面不存在", "Page not found"),
+    "no_data": ("暂无数据", "No data yet"),
+    "store_unavailable": ("数据库暂时不可用，稍后自动重试", "The store is unavailable; retrying"),
+    # overview
+    "kpi.footfall_today": ("今日客流", "Footfall today"),
+    "kpi.vs_last_week": ("上周同日同时段", "Same time last week"),
+    "kpi.occupancy": ("当前场内人数", "Inside now"),
+    "kpi.turnover": ("今日成交额", "Turnover today"),
+    "kpi.transactions": ("今日交易笔数", "Transactions today"),
+    "kpi.vendors_online": ("在线商户", "Vendors online"),
+    "alerts.title": ("告警", "Alerts"),
+    "alerts.none": ("当前无告警", "No alerts"),
+    "alert.offline": ("设备离线（营业时间内）", "Device offline during opening hours"),
+    "alert.rejects": ("今日被拒收的消息", "Messages rejected today"),
+    "alert.failed_on_sale": (
+        "农残快检不合格批次仍在销售",
+        "Batch failed its rapid test but is on sale",
+    ),
+    "alert.oversold": ("批次超卖（售出多于进货）", "Batch oversold (sold more than taken in)"),
+    "trend.title": ("近30天成交额", "Turnover, last 30 days"),
+    # prices
+    "prices.title": ("实时价格", "Live prices"),
+    "prices.hint": ("点击商品查看价格走势与商户价差", "Click a product for its history and spread"),
+    "col.product": ("商品", "Product"),
+    "col.category": ("品类", "Category"),
+    "col.min": ("最低价", "Min"),
+    "col.median": ("中位价", "Median"),
+    "col.max": ("最高价", "Max"),
+    "col.vendors": ("商户数", "Vendors"),
+    "col.promotions": ("促销", "Promotions"),
+    "history.title": ("价格走势", "Price history"),
+    "history.median": ("市场中位价", "Market median"),
+    "spread.title": ("各商户当前价格", "Current price by vendor"),
+    "range.7d": ("近7天", "7 days"),
+    "range.30d": ("近30天", "30 days"),
+    "range.1d": ("今天", "Today"),
+    # trace
+    "trace.title": ("溯源查询", "Traceability"),
+    "trace.placeholder": (
+        "输入追溯码，或小票号（秤号:流水号）",
+        "Trace code, or receipt as scale:number",
+    ),
+    "trace.search": ("查询", "Search"),
+    "trace.not_found": ("没有找到该批次或小票", "No batch or receipt found"),
+    "trace.bad_query": ("请输入追溯码或“秤号:流水号”", "Enter a trace code or scale:number"),
+    "trace.batch": ("批次", "Batch"),
+    "trace.origin": ("产地", "Origin"),
+    "trace.supplier": ("供应商", "Supplier"),
+    "trace.certificate": ("合格证号", "Certificate"),
+    "trace.rapid_test": ("农残快检", "Pesticide rapid test"),
+    "trace.passed": ("合格", "passed"),
+    "trace.failed": ("不合格", "FAILED"),
+    "trace.inhibition": ("抑制率", "inhibition"),
+    "trace.intake": ("进场时间", "Intake"),
+    "trace.vendor": ("商户", "Vendor"),
+    "trace.quantity_in": ("进货量", "Quantity in"),
+    "trace.sold": ("已售", "Sold"),
+    "trace.left": ("剩余", "Left"),
+    "trace.oversold": ("超卖", "OVERSOLD"),
+    "trace.public_page": ("公开溯源页", "Public trace page"),
+    "trace.qr": ("小票二维码", "Receipt QR code"),
+    "trace.sales": ("销售记录", "Sales"),
+    "trace.timeline": ("批次 → 快检 → 商户 → 销售", "Batch → test → vendor → sales"),
+    "col.time": ("时间", "Time"),
+    "col.scale": ("秤", "Scale"),
+    "col.weight": ("重量", "Weight"),
+    "col.total": ("金额", "Total"),
+    "col.receipt": ("小票号", "Receipt"),
+    # footfall
+    "footfall.title": ("客流", "Footfall"),
+    "footfall.hourly": ("分时客流（按出入口）", "Hourly footfall by gate"),
+    "footfall.heatmap": ("近8周 星期 × 小时 平均客流", "Weekday × hour, mean of 8 weeks"),
+    "footfall.daily": ("近30天每日客流", "Daily footfall, last 30 days"),
+    "footfall.total": ("当日进场", "In that day"),
+    "people": ("人次", "people"),
+    "hour": ("时", "Hour"),
+    "weekday": ("星期", "Weekday"),
+    "gate": ("出入口", "Gate"),
+    "day": ("日期", "Day"),
+    # vendors & devices
+    "vendors.title": ("商户经营（今日）", "Vendors today"),
+    "devices.title": ("设备状态", "Devices"),
+    "dead.title": ("死信（被拒收的消息，今日）", "Dead letters (rejected today)"),
+    "col.vendor": ("商户", "Vendor"),
+    "col.stall": ("摊位", "Stall"),
+    "col.turnover": ("成交额", "Turnover"),
+    "col.transactions": ("笔数", "Transactions"),
+    "col.avg_ticket": ("客单价", "Average ticket"),
+    "col.prices": ("当前价格", "Current prices"),
+    "col.device": ("设备", "Device"),
+    "col.kind": ("类型", "Kind"),
+    "col.status": ("状态", "Status"),
+    "col.last_seen": ("最后上报", "Last seen"),
+    "col.messages": ("今日消息", "Messages today"),
+    "col.rejects": ("今日拒收", "Rejects today"),
+    "col.received": ("接收时间", "Received"),
+    "col.topic": ("主题", "Topic"),
+    "col.reason": ("原因", "Reason"),
+    "status.online": ("在线", "online"),
+    "status.offline": ("离线", "offline"),
+    "status.unknown": ("未知", "unknown"),
+    "status.silent": ("无上报", "silent"),
+    # login
+    "login.title": ("管理员登录", "Manager login"),
+    "login.user": ("用户名", "User name"),
+    "login.password": ("密码", "Password"),
+    "login.submit": ("登录", "Log in"),
+    "login.failed": ("用户名或密码错误", "Wrong user name or password"),
+}
+
+_CATEGORIES: dict[str, tuple[str, str]] = {
+    "vegetables": ("蔬菜", "Vegetables"),
+    "meat": ("肉类", "Meat"),
+    "poultry": ("禽类", "Poultry"),
+    "seafood": ("水产", "Seafood"),
+    "fruit": ("水果", "Fruit"),
+    "eggs": ("蛋类", "Eggs"),
+    "tofu": ("豆制品", "Tofu"),
+    "grain": ("粮油", "Grain & oil"),
+    "other": ("其他", "Other"),
+}
+
+_WEEKDAYS = (
+    ("周一", "周二", "周三", "周四", "周五", "周六", "周日"),
+    ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"),
+)
+
+
+def t(key: str, lang: Lang) -> str:
+    """The text for ``key`` in ``lang``; a missing key is a programming error (KeyError)."""
+    zh, en = _TEXT[key]
+    return zh if lang is Lang.ZH else en
+
+
+def category_name(category: str, lang: Lang) -> str:
+    """A product category (``schemas.registry.Category`` value) in ``lang``."""
+    names = _CATEGORIES.get(category)
+    if names is None:
+        return category
+    return names[0] if lang is Lang.ZH else names[1]
+
+
+def weekday_names(lang: Lang) -> tuple[str, ...]:
+    return _WEEKDAYS[0] if lang is Lang.ZH else _WEEKDAYS[1]
+
+
+def price_unit(lang: Lang) -> str:
+    return "元/斤" if lang is Lang.ZH else "CNY/kg"
+
+
+def price_text(fen_per_kg: int | Decimal, lang: Lang) -> str:
+    """A unit price as a price tag shows it: ``¥6.50/斤`` in Chinese, ``¥13.00/kg`` in English."""
+    if lang is Lang.ZH:
+        return f"¥{yuan_per_jin(fen_per_kg)}/斤"
+    return f"¥{yuan_per_kg(fen_per_kg)}/kg"
+
+
+def price_value(fen_per_kg: int | Decimal, lang: Lang) -> Decimal:
+    """The unit price in the language's display unit, yuan, exactly (for charts and sorting)."""
+    per_unit = Decimal(fen_per_kg) / (2 if lang is Lang.ZH else 1)
+    return per_unit / 100
+
+
+def money_text(fen: int) -> str:
+    return f"¥{yuan(fen)}"
+
+
+def weight_text(grams: int, lang: Lang) -> str:
+    """A weight in the language's unit: 斤 in Chinese, kg in English, exact (Decimal)."""
+    if lang is Lang.ZH:
+        return f"{_trimmed(Decimal(grams) / 500)} 斤"
+    return f"{_trimmed(Decimal(grams) / 1000)} kg"
+
+
+def _trimmed(value: Decimal) -> str:
+    text = format(value.quantize(Decimal("0.001")), "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text

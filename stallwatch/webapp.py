@@ -1,0 +1,58 @@
+"""The web service: the HTTP API with the dashboard mounted under ``/dashboard/``, one process.
+
+One process because the dashboard reads what the API reads (the store, and the
+live price view fed by MQTT): a second process would hold a second broker
+subscription and a second copy of every price for nothing. The dashboard is a
+WSGI (Flask) app; ``a2wsgi`` runs its requests on a thread pool beside the
+API's event loop, so a slow dashboard query never stalls a screen's poll.
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+from a2wsgi import WSGIMiddleware
+from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
+from starlette.types import ASGIApp
+
+from api.live import LiveView
+from api.main import create_app
+from dashboard.app import DashboardOptions, create_dashboard
+from dashboard.auth import check_exposure
+from dashboard.queries import DashboardData
+from schemas.registry import Registry
+from stallwatch.settings import Settings
+from storage.base import Store
+
+DASHBOARD_PATH = "/dashboard"
+#: Threads serving dashboard requests; each callback is a few store queries.
+DASHBOARD_WORKERS = 8
+
+
+def create_web_app(
+    *, settings: Settings, registry: Registry, store: Store, live: LiveView
+) -> FastAPI:
+    """The API and the dashboard over one store and live view; the caller runs both."""
+    check_exposure(settings.api_host, settings.dashboard_users_file)
+    app = create_app(settings=settings, registry=registry, store=store, live=live)
+    secret = settings.dashboard_session_secret
+    dashboard = create_dashboard(
+        DashboardData(registry=registry, store=store, live=live),
+        DashboardOptions(
+            url_prefix=DASHBOARD_PATH + "/",
+            mounted=True,
+            users_file=settings.dashboard_users_file,
+            session_secret=None if secret is None else secret.get_secret_value().encode("utf-8"),
+            secure_cookies=settings.dashboard_secure_cookies,
+        ),
+    )
+
+    @app.get(DASHBOARD_PATH, include_in_schema=False)
+    def dashboard_home() -> RedirectResponse:
+        return RedirectResponse(DASHBOARD_PATH + "/", status_code=308)
+
+    # a2wsgi types its ASGI interface with its own TypedDicts; Starlette's are looser aliases.
+    wsgi = cast(ASGIApp, WSGIMiddleware(dashboard.server, workers=DASHBOARD_WORKERS))
+    app.mount(DASHBOARD_PATH, wsgi)
+    return app
