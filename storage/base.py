@@ -74,6 +74,17 @@ class SalesSummaryRow:
 
 
 @dataclass(frozen=True, slots=True)
+class SalesHourRow:
+    """Sales of a whole market during one UTC hour starting at ``hour``."""
+
+    market: str
+    hour: datetime
+    transactions: int
+    turnover_fen: int
+    weight_g: int
+
+
+@dataclass(frozen=True, slots=True)
 class BatchRow:
     market: str
     station: str
@@ -201,6 +212,15 @@ class Store(abc.ABC):
         products without sales in the range are absent.
         """
 
+    @abc.abstractmethod
+    def sales_by_hour(self, market: str, start: datetime, end: datetime) -> list[SalesHourRow]:
+        """Number of sales, total fen and total grams of the whole market per UTC hour.
+
+        ``hour`` is the start of the UTC hour (an aware UTC datetime); the hours at
+        the edges count only the sales inside ``[start, end)``. Aggregated by the
+        store like :meth:`sales_summary`; ordered by hour, hours without sales absent.
+        """
+
     # -- batches ---------------------------------------------------------------
     @abc.abstractmethod
     def batch(self, market: str, trace_code: str) -> BatchRow | None:
@@ -225,7 +245,10 @@ class Store(abc.ABC):
         """People in/out per gate and hour; hours are in ``start``'s time zone.
 
         Built from cumulative counters, so lost or repeated messages do not skew it
-        and a counter reset counts its new value as growth.
+        and a counter reset counts its new value as growth: each reading in the
+        range adds its increase over the gate's previous reading (also one before
+        ``start``) to its own hour. A gate's hour is present when it has a reading
+        in the range, even with no increase.
         """
         baseline = self.gate_counts_before(market, start)
         readings = self.gate_counts(market, start, end)
@@ -235,6 +258,18 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def scale_status(self, market: str) -> list[ScaleStatusRow]:
         """The latest status of every scale that has reported one, ordered by scale."""
+
+    @abc.abstractmethod
+    def device_last_seen(self, market: str, since: datetime) -> dict[str, datetime]:
+        """The point time of each device's newest reading at or after ``since``, by device id.
+
+        Scales from their sales and statuses, gates from their counts, screens from
+        the prices they showed, intake stations from their batches. A Last Will does
+        not count: the broker sent it, not the device (its status is in
+        :meth:`scale_status`). Times are aware UTC datetimes; devices without a
+        reading since ``since`` are absent. Costs an index seek per series, plus the
+        prices set since ``since`` (a screen is not part of a price's series).
+        """
 
     # -- dead letters ----------------------------------------------------------
     @abc.abstractmethod

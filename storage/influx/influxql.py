@@ -247,10 +247,12 @@ class Column:
 
 @dataclass(frozen=True, slots=True)
 class SelectColumns:
-    """``SELECT col, ... FROM [rp.]measurement [WHERE ...] [GROUP BY tags]``.
+    """``SELECT col, ... FROM [rp.]measurement [WHERE ...] [GROUP BY [time(Ns),] tags]``.
 
     For projections that need only some fields, and for aggregates per tag group
-    (InfluxDB computes them; only the results travel).
+    (InfluxDB computes them; only the results travel). ``every_s`` groups the
+    aggregates into time buckets of that many seconds, aligned to the epoch;
+    buckets without points are left out (``fill(none)`` follows the groups).
     """
 
     measurement: str
@@ -258,6 +260,7 @@ class SelectColumns:
     where: tuple[Condition, ...] = ()
     retention_policy: str | None = None
     group_by: tuple[str, ...] = ()
+    every_s: int | None = None
 
     def query(self) -> Query:
         if not self.columns:
@@ -274,6 +277,13 @@ class SelectColumns:
                 if condition.param in params:
                     raise InfluxQLError(f"parameter ${condition.param} used twice")
                 params[condition.param] = condition.value
-        if self.group_by:
-            parts.append("GROUP BY " + ", ".join(quote_ident(tag) for tag in self.group_by))
+        groups = [quote_ident(tag) for tag in self.group_by]
+        if self.every_s is not None:
+            if self.every_s <= 0:
+                raise InfluxQLError(f"time buckets must be positive, got {self.every_s} s")
+            groups.insert(0, f"time({int_literal(self.every_s)}s)")
+        if groups:
+            parts.append("GROUP BY " + ", ".join(groups))
+        if self.every_s is not None:
+            parts.append("fill(none)")
         return Query(" ".join(parts), params)

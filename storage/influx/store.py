@@ -48,6 +48,7 @@ from storage.base import (
     PriceRow,
     PromotionRow,
     SaleRow,
+    SalesHourRow,
     SalesSummaryRow,
     ScaleStatusRow,
     Store,
@@ -518,6 +519,37 @@ class InfluxStore(Store):
         ]
         return sorted(summary, key=lambda r: (r.vendor, r.plu))
 
+    def sales_by_hour(self, market: str, start: datetime, end: datetime) -> list[SalesHourRow]:
+        """See :meth:`Store.sales_by_hour`: ``COUNT``/``SUM`` per ``time(1h)`` bucket.
+
+        InfluxDB aligns the buckets to the epoch, so they are UTC hours, and the
+        ``WHERE`` range clips the first and last.
+        """
+        series = self._select_columns(
+            SelectColumns(
+                "sale",
+                columns=(
+                    Column("total_fen", "COUNT", "transactions"),
+                    Column("total_fen", "SUM", "turnover_fen"),
+                    Column("weight_g", "SUM", "weight_g"),
+                ),
+                where=(equals("market", market), *_device_range(start, end)),
+                every_s=3600,
+            )
+        )
+        hours = [
+            SalesHourRow(
+                market=market,
+                hour=utc_from_ns(_int(row, "time")),
+                transactions=_int(row, "transactions"),
+                turnover_fen=_int(row, "turnover_fen"),
+                weight_g=_int(row, "weight_g"),
+            )
+            for row in _rows(series)
+            if row.get("transactions")
+        ]
+        return sorted(hours, key=lambda r: r.hour)
+
     def batch(self, market: str, trace_code: str) -> BatchRow | None:
         """The batch's newest record (``trace_code`` is a field: scans the market's batches)."""
         series = self._select(
@@ -567,6 +599,39 @@ class InfluxStore(Store):
             limit=1,
         )
         return sorted(map(_scale_status_row, _rows(series)), key=lambda r: r.scale)
+
+    def device_last_seen(self, market: str, since: datetime) -> dict[str, datetime]:
+        """See :meth:`Store.device_last_seen`: the newest point per device tag.
+
+        A price's screen is a field, so the screens of the prices since ``since``
+        are listed (one short column) and the newest per screen kept here.
+        """
+        bounds = (equals("market", market), time_from(_ceil_ms(_ns(since))))
+        newest: dict[str, int] = {}
+
+        def saw(device: str, time_ns: int) -> None:
+            newest[device] = max(time_ns, newest.get(device, time_ns))
+
+        for measurement, device_tag in _DEVICE_TAGS:
+            # A Last Will is the broker's message, not the device's.
+            not_a_will = equals("will", False) if measurement == "scale_status" else None
+            latest = self._select(
+                measurement,
+                *bounds,
+                not_a_will,
+                group_by=(device_tag,),
+                newest_first=True,
+                limit=1,
+            )
+            for one in latest:
+                for row in one.rows:
+                    saw(one.tags.get(device_tag, ""), _int(row, "time"))
+        screens = self._select_columns(
+            SelectColumns("price", columns=(Column("screen"),), where=bounds)
+        )
+        for row in _rows(screens):
+            saw(_str(row, "screen"), _int(row, "time"))
+        return {device: _device_ts(time_ns) for device, time_ns in sorted(newest.items())}
 
     def dead_letters(
         self, start: datetime, end: datetime, *, market: str | None = None, limit: int = 100

@@ -32,8 +32,10 @@ class Table:
 
     ``insert_sql`` takes the ids of the row's interned references first, in the
     order :func:`encode` lists them, then ``time_ns``, then the values.
-    ``OR REPLACE`` makes a redelivered reading overwrite itself. Hashed by
-    identity: each table is one module constant.
+    A redelivered reading overwrites itself: ``OR REPLACE``, or for the tables
+    with rollups an upsert, because a REPLACE deletes the old row without
+    firing delete triggers and the rollup would count the reading twice (see
+    ``storage.sqlite.schema``). Hashed by identity: each table is one module constant.
     """
 
     name: str
@@ -42,8 +44,12 @@ class Table:
 
 SALE = Table(
     "sale",
-    "INSERT OR REPLACE INTO sale (source, product, trace, time_ns, msg_id, weight_g, tare_g,"
-    " unit_price_fen_per_kg, total_fen, received_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    "INSERT INTO sale (source, product, trace, time_ns, msg_id, weight_g, tare_g,"
+    " unit_price_fen_per_kg, total_fen, received_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (time_ns, source, product) DO UPDATE SET trace = excluded.trace,"
+    " msg_id = excluded.msg_id, weight_g = excluded.weight_g, tare_g = excluded.tare_g,"
+    " unit_price_fen_per_kg = excluded.unit_price_fen_per_kg, total_fen = excluded.total_fen,"
+    " received_ns = excluded.received_ns",
 )
 PRICE = Table(
     "price",
@@ -59,8 +65,10 @@ BATCH = Table(
 )
 FOOTFALL = Table(
     "footfall",
-    "INSERT OR REPLACE INTO footfall (series, time_ns, msg_id, in_total, out_total, received_ns)"
-    " VALUES (?, ?, ?, ?, ?, ?)",
+    "INSERT INTO footfall (series, time_ns, msg_id, in_total, out_total, received_ns)"
+    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (series, time_ns) DO UPDATE SET"
+    " msg_id = excluded.msg_id, in_total = excluded.in_total, out_total = excluded.out_total,"
+    " received_ns = excluded.received_ns",
 )
 SCALE_STATUS = Table(
     "scale_status",

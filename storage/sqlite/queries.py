@@ -19,11 +19,13 @@ from storage.base import (
     PriceRow,
     PromotionRow,
     SaleRow,
+    SalesHourRow,
     SalesSummaryRow,
     ScaleStatusRow,
 )
 from storage.records import DeadLetter
 from storage.sqlite.codec import device_time, from_ns, int_to_date, optional_bool, permille_to_pct
+from storage.sqlite.schema import hour_of
 
 Row = tuple[Any, ...]
 
@@ -100,6 +102,66 @@ WHERE sale.time_ns >= :start AND sale.time_ns < :end
 GROUP BY src.vendor, p.plu
 ORDER BY src.vendor, p.plu
 """
+
+
+#: Sales per vendor and product from three disjoint parts of the range: the
+#: partial hour at its head and the one at its tail from raw sales (a short scan
+#: of the time-clustered table each), the whole hours in between from
+#: ``sale_hourly``. The caller splits the range on hour boundaries; a part that
+#: does not apply is given an empty range.
+SALES_SUMMARY_BY_HOURS = """
+WITH parts (source, product, sales, total_fen, weight_g) AS (
+    SELECT source, product, 1, total_fen, weight_g
+    FROM sale WHERE time_ns >= :start AND time_ns < :head_end
+    UNION ALL
+    SELECT source, product, transactions, total_fen, weight_g
+    FROM sale_hourly WHERE hour_ns >= :hours_start AND hour_ns < :hours_end
+    UNION ALL
+    SELECT source, product, 1, total_fen, weight_g
+    FROM sale WHERE time_ns >= :tail_start AND time_ns < :end
+)
+SELECT src.market, src.vendor, p.plu, SUM(parts.sales), SUM(parts.total_fen), SUM(parts.weight_g)
+FROM parts CROSS JOIN sale_source AS src CROSS JOIN product AS p
+WHERE src.id = parts.source AND src.market = :market
+  AND p.id = parts.product
+GROUP BY src.vendor, p.plu
+ORDER BY src.vendor, p.plu
+"""
+
+#: Market-wide sales per UTC hour, split like SALES_SUMMARY_BY_HOURS; the whole
+#: hours come from ``market_sale_hourly`` (one row per hour).
+SALES_BY_HOUR = f"""
+WITH parts (hour_ns, transactions, total_fen, weight_g) AS (
+    SELECT {hour_of("sale.time_ns")}, 1, sale.total_fen, sale.weight_g
+    FROM sale CROSS JOIN sale_source AS src
+    WHERE sale.time_ns >= :start AND sale.time_ns < :head_end
+      AND src.id = sale.source AND src.market = :market
+    UNION ALL
+    SELECT hour_ns, transactions, total_fen, weight_g
+    FROM market_sale_hourly
+    WHERE market = :market AND hour_ns >= :hours_start AND hour_ns < :hours_end
+    UNION ALL
+    SELECT {hour_of("sale.time_ns")}, 1, sale.total_fen, sale.weight_g
+    FROM sale CROSS JOIN sale_source AS src
+    WHERE sale.time_ns >= :tail_start AND sale.time_ns < :end
+      AND src.id = sale.source AND src.market = :market
+)
+SELECT hour_ns, SUM(transactions), SUM(total_fen), SUM(weight_g)
+FROM parts
+GROUP BY hour_ns
+ORDER BY hour_ns
+"""  # noqa: S608 - only SQL fragments of this module, no values
+
+
+def sales_hour_row(market: str, row: Row) -> SalesHourRow:
+    hour_ns, transactions, total_fen, weight_g = row
+    return SalesHourRow(
+        market=market,
+        hour=from_ns(hour_ns),
+        transactions=transactions,
+        turnover_fen=total_fen,
+        weight_g=weight_g,
+    )
 
 
 def sales_summary_row(row: Row) -> SalesSummaryRow:
@@ -282,6 +344,16 @@ ORDER BY s.gate
 """
 
 
+#: Footfall of each gate per whole UTC hour in the range (``footfall_hourly``).
+FOOTFALL_HOURS = """
+SELECT s.gate, h.hour_ns, h.people_in, h.people_out
+FROM footfall_series AS s CROSS JOIN footfall_hourly AS h
+WHERE s.market = :market
+  AND h.series = s.id AND h.hour_ns >= :start AND h.hour_ns < :end
+ORDER BY s.gate, h.hour_ns
+"""
+
+
 def gate_count_row(row: Row) -> GateCountRow:
     market, gate, time_ns, in_total, out_total = row
     return GateCountRow(
@@ -317,6 +389,54 @@ def scale_status_row(row: Row) -> ScaleStatusRow:
         calibration_due=None if calibration_due is None else int_to_date(calibration_due),
     )
 
+
+# -- device last seen ------------------------------------------------------------
+
+#: The newest point at or after :since of every device of a market: one
+#: backwards seek per series or sale source on its (series|source, time_ns)
+#: key. A price's screen is a column, not part of the series, so screens take
+#: the newest price per screen among the rows since :since (a range seek per
+#: series). A Last Will is the broker's message, not the device's, and does
+#: not count.
+DEVICE_LAST_SEEN = """
+SELECT src.scale, (
+    SELECT sale.time_ns FROM sale
+    WHERE sale.source = src.id AND sale.time_ns >= :since
+    ORDER BY sale.time_ns DESC LIMIT 1
+)
+FROM sale_source AS src
+WHERE src.market = :market
+UNION ALL
+SELECT s.scale, (
+    SELECT st.time_ns FROM scale_status AS st
+    WHERE st.series = s.id AND st.time_ns >= :since AND st.will = 0
+    ORDER BY st.time_ns DESC LIMIT 1
+)
+FROM scale_status_series AS s
+WHERE s.market = :market
+UNION ALL
+SELECT s.gate, (
+    SELECT f.time_ns FROM footfall AS f
+    WHERE f.series = s.id AND f.time_ns >= :since
+    ORDER BY f.time_ns DESC LIMIT 1
+)
+FROM footfall_series AS s
+WHERE s.market = :market
+UNION ALL
+SELECT s.station, (
+    SELECT b.time_ns FROM batch AS b
+    WHERE b.series = s.id AND b.time_ns >= :since
+    ORDER BY b.time_ns DESC LIMIT 1
+)
+FROM batch_series AS s
+WHERE s.market = :market
+UNION ALL
+SELECT p.screen, MAX(p.time_ns)
+FROM price_series AS s CROSS JOIN price AS p
+WHERE s.market = :market
+  AND p.series = s.id AND p.time_ns >= :since
+GROUP BY p.screen
+"""
 
 # -- message counts --------------------------------------------------------------
 

@@ -28,11 +28,31 @@ Layout, and why (measured with ``bench/sqlite_year_bench.py``: 300 vendors,
 * Money and weights are INTEGER; the rapid test's inhibition percentage is
   stored as integer permille; ``calibration_due`` as the integer ``YYYYMMDD``.
 
-Rollups (hourly/daily sale aggregates for dashboards) are meant to be added as
-tables keyed ``(bucket_start, source, product)``, maintained in the same
-transaction as the raw rows; the time-clustered raw tables make a rebuild a
-range scan. They are also what a PLU-only sales query over a long range needs:
-without a vendor or scale it reads every sale of the market in the range.
+**Hourly rollups** (version 2), so dashboards never read a year of raw rows;
+each is kept by triggers in the same transaction as the raw rows, and the
+migration built them from the rows already stored:
+
+* ``sale_hourly`` — per UTC hour, sale source and product: transactions, fen,
+  grams. ``sales_summary`` reads it for the whole hours of a range and raw
+  sales only for the partial hours at its edges. With ~4–5k sales an hour
+  spread over ~11k (source, product) pairs it is ~0.8 rows per sale, so it
+  spares the raw rows' width and the trace/receipt lookups, not their number;
+  a per-vendor summary over a year still reads ~17 M rollup rows.
+* ``market_sale_hourly`` — per market and UTC hour (~9k rows a year): what
+  ``sales_by_hour`` reads.
+* ``footfall_hourly`` — per gate and UTC hour: the number of readings and the
+  sum of each reading's increase over the gate's previous reading
+  (``storage.footfall``'s rule, counter resets included). A reading's increase
+  depends on its predecessor, so the triggers also correct the next reading's
+  hour when a reading arrives out of order, is replayed with other counts, or
+  is deleted. ``footfall_hourly`` reads it for whole hours when the caller's
+  time zone has whole-hour offsets in the range.
+
+Rows whose rollups are kept are written with an upsert (``ON CONFLICT DO
+UPDATE``), never ``INSERT OR REPLACE``: REPLACE deletes the old row without
+firing delete triggers (unless ``recursive_triggers`` is on), so a redelivered
+reading would be counted twice. The triggers refuse updates of a row's key
+columns, which would move it to another rollup row.
 
 Migrations only go forward. ``PRAGMA user_version`` holds the schema version;
 each :class:`Migration` brings the file from ``version - 1`` to ``version`` in
@@ -229,7 +249,226 @@ _V1 = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1,)
+# -- version 2: hourly rollups, maintained by triggers ------------------------------------
+#
+# The statements are put together from the helpers below, which hold only SQL
+# fragments and column names (never a value). They are part of migration 2:
+# change them and files migrated before and after differ, so a later migration
+# brings its own.
+
+HOUR_NS = 3_600_000_000_000
+
+
+def hour_of(time_ns: str) -> str:
+    """SQL for the start of the UTC hour of ``time_ns`` (floored, also before 1970)."""
+    return f"({time_ns} - ({time_ns} % {HOUR_NS} + {HOUR_NS}) % {HOUR_NS})"
+
+
+def _increase(previous: str, current: str) -> str:
+    """SQL for :func:`storage.footfall.counter_increase`: growth, or the value after a reset."""
+    return (
+        f"(CASE WHEN {previous} IS NULL THEN 0 WHEN {current} >= {previous}"
+        f" THEN {current} - {previous} ELSE {current} END)"
+    )
+
+
+_ADD_EXCLUDED_SALES = """
+    transactions = transactions + excluded.transactions,
+    total_fen = total_fen + excluded.total_fen,
+    weight_g = weight_g + excluded.weight_g"""
+
+
+def _count_sale(row: str, sign: str) -> str:
+    """Add (``sign`` ``+``) or take away (``-``) sale ``row`` in both sale rollups."""
+    hour = hour_of(f"{row}.time_ns")
+    amounts = f"{sign}1, {sign}{row}.total_fen, {sign}{row}.weight_g"
+    return f"""
+    INSERT INTO sale_hourly (hour_ns, source, product, transactions, total_fen, weight_g)
+    VALUES ({hour}, {row}.source, {row}.product, {amounts})
+    ON CONFLICT DO UPDATE SET {_ADD_EXCLUDED_SALES};
+    INSERT INTO market_sale_hourly (market, hour_ns, transactions, total_fen, weight_g)
+    SELECT market, {hour}, {amounts} FROM sale_source WHERE id = {row}.source
+    ON CONFLICT DO UPDATE SET {_ADD_EXCLUDED_SALES};"""  # noqa: S608 - only SQL fragments of this module, no values
+
+
+def _drop_empty_sale_hours(row: str) -> str:
+    hour = hour_of(f"{row}.time_ns")
+    return f"""
+    DELETE FROM sale_hourly
+    WHERE hour_ns = {hour} AND source = {row}.source AND product = {row}.product
+      AND transactions = 0;
+    DELETE FROM market_sale_hourly
+    WHERE market = (SELECT market FROM sale_source WHERE id = {row}.source)
+      AND hour_ns = {hour} AND transactions = 0;"""  # noqa: S608 - only SQL fragments of this module, no values
+
+
+_SALE_TRIGGERS = (
+    f"CREATE TRIGGER sale_rollup_insert AFTER INSERT ON sale BEGIN {_count_sale('NEW', '+')}\nEND",
+    f"""CREATE TRIGGER sale_rollup_delete AFTER DELETE ON sale BEGIN {_count_sale("OLD", "-")}
+    {_drop_empty_sale_hours("OLD")}
+    END""",
+    # A replay overwrites the sale (an upsert, see storage.sqlite.codec): swap its amounts.
+    f"""CREATE TRIGGER sale_rollup_update AFTER UPDATE OF total_fen, weight_g ON sale BEGIN
+    {_count_sale("OLD", "-")}
+    {_count_sale("NEW", "+")}
+    END""",
+    # The rollup row of a sale follows from its hour, source and product; the
+    # store never changes those, and the triggers above rely on that.
+    """CREATE TRIGGER sale_key_is_fixed BEFORE UPDATE OF time_ns, source, product ON sale BEGIN
+    SELECT RAISE(ABORT, 'the time, source and product of a stored sale cannot change');
+    END""",
+)
+
+
+def _previous_count(row: str) -> str:
+    """The gate's reading just before ``row`` (one key seek), as a FROM item."""
+    return f"""(SELECT in_total, out_total FROM footfall
+        WHERE series = {row}.series AND time_ns < {row}.time_ns
+        ORDER BY time_ns DESC LIMIT 1)"""  # noqa: S608 - only SQL fragments of this module, no values
+
+
+def _next_count(row: str) -> str:
+    """The gate's reading just after ``row`` (one key seek), as a FROM item."""
+    return f"""(SELECT time_ns, in_total, out_total FROM footfall
+        WHERE series = {row}.series AND time_ns > {row}.time_ns
+        ORDER BY time_ns LIMIT 1)"""  # noqa: S608 - only SQL fragments of this module, no values
+
+
+def _add_footfall(
+    source: str, series: str, hour: str, readings: str, change: tuple[str, str]
+) -> str:
+    """Add ``readings`` and the (in, out) ``change`` to a gate's hour, selected from ``source``."""
+    people_in, people_out = change
+    return f"""
+    INSERT INTO footfall_hourly (series, hour_ns, readings, people_in, people_out)
+    SELECT {series}, {hour}, {readings}, {people_in}, {people_out}
+    FROM {source}
+    WHERE true
+    ON CONFLICT DO UPDATE SET
+        readings = readings + excluded.readings,
+        people_in = people_in + excluded.people_in,
+        people_out = people_out + excluded.people_out;"""  # noqa: S608 - only SQL fragments of this module, no values
+
+
+def _increments(previous: str, current: str, *, sign: str = "") -> tuple[str, str]:
+    return tuple(  # type: ignore[return-value]
+        sign + _increase(f"{previous}.{column}", f"{current}.{column}")
+        for column in ("in_total", "out_total")
+    )
+
+
+def _minus(left: tuple[str, str], right: tuple[str, str]) -> tuple[str, str]:
+    return (f"{left[0]} - {right[0]}", f"{left[1]} - {right[1]}")
+
+
+def _own_hour(row: str, readings: str, change: tuple[str, str]) -> str:
+    source = f"(SELECT 1) LEFT JOIN {_previous_count(row)} AS prev"
+    return _add_footfall(source, f"{row}.series", hour_of(f"{row}.time_ns"), readings, change)
+
+
+def _next_hour(row: str, change: tuple[str, str]) -> str:
+    # An inner join on ``next``: nothing to adjust when ``row`` is the gate's newest reading.
+    source = f"{_next_count(row)} AS next LEFT JOIN {_previous_count(row)} AS prev"
+    return _add_footfall(source, f"{row}.series", hour_of("next.time_ns"), "0", change)
+
+
+# A reading's increment depends on the reading before it, so inserting or
+# removing one also changes the increment of the gate's next reading (readings
+# that arrive out of order), which may lie in another hour.
+_FOOTFALL_TRIGGERS = (
+    f"""CREATE TRIGGER footfall_rollup_insert AFTER INSERT ON footfall BEGIN
+    {_own_hour("NEW", "1", _increments("prev", "NEW"))}
+    {_next_hour("NEW", _minus(_increments("NEW", "next"), _increments("prev", "next")))}
+    END""",
+    f"""CREATE TRIGGER footfall_rollup_delete AFTER DELETE ON footfall BEGIN
+    {_own_hour("OLD", "-1", _increments("prev", "OLD", sign="-"))}
+    {_next_hour("OLD", _minus(_increments("prev", "next"), _increments("OLD", "next")))}
+    DELETE FROM footfall_hourly
+    WHERE series = OLD.series AND hour_ns = {hour_of("OLD.time_ns")} AND readings = 0;
+    END""",  # noqa: S608 - only SQL fragments of this module, no values
+    # A replay overwrites the reading (an upsert, see storage.sqlite.codec).
+    f"""CREATE TRIGGER footfall_rollup_update AFTER UPDATE OF in_total, out_total ON footfall
+    BEGIN
+    {_own_hour("NEW", "0", _minus(_increments("prev", "NEW"), _increments("prev", "OLD")))}
+    {_next_hour("NEW", _minus(_increments("NEW", "next"), _increments("OLD", "next")))}
+    END""",
+    """CREATE TRIGGER footfall_key_is_fixed BEFORE UPDATE OF series, time_ns ON footfall BEGIN
+    SELECT RAISE(ABORT, 'the gate and time of a stored gate count cannot change');
+    END""",
+)
+
+_V2 = Migration(
+    version=2,
+    statements=(
+        # Sales per UTC hour, source (market, scale, vendor) and product: what a
+        # per-vendor/product summary over whole hours reads instead of raw sales.
+        """
+        CREATE TABLE sale_hourly (
+            hour_ns INTEGER NOT NULL,     -- start of the UTC hour, ns since the epoch
+            source INTEGER NOT NULL,      -- sale_source.id
+            product INTEGER NOT NULL,     -- product.id
+            transactions INTEGER NOT NULL,
+            total_fen INTEGER NOT NULL,
+            weight_g INTEGER NOT NULL,
+            PRIMARY KEY (hour_ns, source, product)
+        ) STRICT, WITHOUT ROWID
+        """,
+        # Market-wide sales per UTC hour: one row per market and hour, so a year
+        # of hourly totals is ~9k rows however many vendors sell.
+        """
+        CREATE TABLE market_sale_hourly (
+            market TEXT NOT NULL,
+            hour_ns INTEGER NOT NULL,
+            transactions INTEGER NOT NULL,
+            total_fen INTEGER NOT NULL,
+            weight_g INTEGER NOT NULL,
+            PRIMARY KEY (market, hour_ns)
+        ) STRICT, WITHOUT ROWID
+        """,
+        # Per gate and UTC hour: how many readings, and the sum of their
+        # increments over the gate's previous reading (storage.footfall's rule).
+        """
+        CREATE TABLE footfall_hourly (
+            series INTEGER NOT NULL,      -- footfall_series.id
+            hour_ns INTEGER NOT NULL,
+            readings INTEGER NOT NULL,
+            people_in INTEGER NOT NULL,
+            people_out INTEGER NOT NULL,
+            PRIMARY KEY (series, hour_ns)
+        ) STRICT, WITHOUT ROWID
+        """,
+        # Backfill from the rows already stored, then keep up with triggers.
+        f"""
+        INSERT INTO sale_hourly (hour_ns, source, product, transactions, total_fen, weight_g)
+        SELECT {hour_of("time_ns")}, source, product, COUNT(*), SUM(total_fen), SUM(weight_g)
+        FROM sale
+        GROUP BY 1, source, product
+        """,  # noqa: S608 - only SQL fragments of this module, no values
+        """
+        INSERT INTO market_sale_hourly (market, hour_ns, transactions, total_fen, weight_g)
+        SELECT src.market, h.hour_ns, SUM(h.transactions), SUM(h.total_fen), SUM(h.weight_g)
+        FROM sale_hourly AS h JOIN sale_source AS src ON src.id = h.source
+        GROUP BY src.market, h.hour_ns
+        """,
+        f"""
+        INSERT INTO footfall_hourly (series, hour_ns, readings, people_in, people_out)
+        SELECT series, {hour_of("time_ns")}, COUNT(*),
+            SUM({_increase("prev_in", "in_total")}), SUM({_increase("prev_out", "out_total")})
+        FROM (
+            SELECT series, time_ns, in_total, out_total,
+                LAG(in_total) OVER gate AS prev_in, LAG(out_total) OVER gate AS prev_out
+            FROM footfall
+            WINDOW gate AS (PARTITION BY series ORDER BY time_ns)
+        )
+        GROUP BY series, 2
+        """,  # noqa: S608 - only SQL fragments of this module, no values
+        *_SALE_TRIGGERS,
+        *_FOOTFALL_TRIGGERS,
+        "PRAGMA user_version = 2",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2)
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
 

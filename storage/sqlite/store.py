@@ -7,25 +7,36 @@ from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 
 from schemas.messages import DeviceMessage
 from schemas.topics import CHANNELS, topic_for
 from storage.base import (
     BatchRow,
+    FootfallRow,
     GateCountRow,
     PriceRow,
     SaleRow,
+    SalesHourRow,
     SalesSummaryRow,
     ScaleStatusRow,
     Store,
 )
 from storage.records import DeadLetter, Reading, to_ns
 from storage.sqlite import queries
-from storage.sqlite.codec import EncodedRow, SqlValue, Table, encode, time_bound_ns
+from storage.sqlite.codec import (
+    EncodedRow,
+    SqlValue,
+    Table,
+    device_time,
+    encode,
+    from_ns,
+    time_bound_ns,
+)
 from storage.sqlite.connections import Connections, sqlite_errors
 from storage.sqlite.interning import INTERN_TABLES, Interner, InternTable, Key
+from storage.sqlite.schema import HOUR_NS
 
 #: Ids remembered per intern table. Series and products are bounded by the
 #: registry (a 300-vendor market has ~12k price series); trace codes grow by a
@@ -170,9 +181,15 @@ class SQLiteStore(Store):
         return queries.sale_row(rows[0]) if rows else None
 
     def sales_summary(self, market: str, start: datetime, end: datetime) -> list[SalesSummaryRow]:
-        params = {"market": market, **_range(start, end)}
-        rows = self._query(queries.SALES_SUMMARY, params, "summing sales")
+        """See :meth:`Store.sales_summary`: whole hours from the hourly rollup."""
+        params = {"market": market, **_hour_split(start, end)}
+        rows = self._query(queries.SALES_SUMMARY_BY_HOURS, params, "summing sales")
         return [queries.sales_summary_row(row) for row in rows]
+
+    def sales_by_hour(self, market: str, start: datetime, end: datetime) -> list[SalesHourRow]:
+        params = {"market": market, **_hour_split(start, end)}
+        rows = self._query(queries.SALES_BY_HOUR, params, "summing sales per hour")
+        return [queries.sales_hour_row(market, row) for row in rows]
 
     # -- batches -----------------------------------------------------------------
 
@@ -201,11 +218,54 @@ class SQLiteStore(Store):
         rows = self._query(queries.GATE_COUNTS_BEFORE, params, "reading gate count baselines")
         return [queries.gate_count_row(row) for row in rows]
 
+    def footfall_hourly(self, market: str, start: datetime, end: datetime) -> list[FootfallRow]:
+        """See :meth:`Store.footfall_hourly`: whole hours from the hourly rollup.
+
+        ``footfall_hourly`` holds, per gate and UTC hour, the sum of each reading's
+        increase over the gate's previous reading; within the range that previous
+        reading is exactly the one the computation from raw counts uses (the
+        baseline for the first), so whole hours can be taken from it as they are.
+        The partial hours at the edges are computed from raw counts. That needs
+        local hours to be UTC hours; for a time zone with offsets that are not
+        whole hours (India, Nepal, …) everything is computed from raw counts.
+        """
+        tz = start.tzinfo
+        split = _hour_split(start, end)
+        hours_start, hours_end = split["hours_start"], split["hours_end"]
+        if tz is None or hours_start >= hours_end or not _whole_hour_offsets(tz, start, end):
+            return super().footfall_hourly(market, start, end)
+        head = self._footfall_from_counts(market, start, from_ns(hours_start).astimezone(tz))
+        params = {"market": market, "start": hours_start, "end": hours_end}
+        rows = self._query(queries.FOOTFALL_HOURS, params, "reading hourly footfall")
+        whole = [
+            FootfallRow(market, gate, from_ns(hour_ns).astimezone(tz), people_in, people_out)
+            for gate, hour_ns, people_in, people_out in rows
+        ]
+        tail = self._footfall_from_counts(market, from_ns(hours_end).astimezone(tz), end)
+        return sorted([*head, *whole, *tail], key=lambda row: (row.gate, row.hour))
+
+    def _footfall_from_counts(
+        self, market: str, start: datetime, end: datetime
+    ) -> list[FootfallRow]:
+        if start >= end:
+            return []
+        return super().footfall_hourly(market, start, end)
+
     # -- devices -----------------------------------------------------------------
 
     def scale_status(self, market: str) -> list[ScaleStatusRow]:
         rows = self._query(queries.LATEST_SCALE_STATUS, {"market": market}, "reading scale status")
         return [queries.scale_status_row(row) for row in rows]
+
+    def device_last_seen(self, market: str, since: datetime) -> dict[str, datetime]:
+        _require_aware(since)
+        params = {"market": market, "since": time_bound_ns(since)}
+        rows = self._query(queries.DEVICE_LAST_SEEN, params, "reading when devices were seen")
+        newest: dict[str, int] = {}
+        for device, time_ns in rows:
+            if time_ns is not None and time_ns > newest.get(device, -1):
+                newest[device] = time_ns
+        return {device: device_time(time_ns) for device, time_ns in sorted(newest.items())}
 
     # -- dead letters ------------------------------------------------------------
 
@@ -354,6 +414,50 @@ def _refusal(reading: Reading, reason: str) -> DeadLetter:
 def _range(start: datetime, end: datetime) -> dict[str, int]:
     _require_aware(start, end)
     return {"start": time_bound_ns(start), "end": time_bound_ns(end)}
+
+
+def _hour_split(start: datetime, end: datetime) -> dict[str, int]:
+    """``[start, end)`` as time_ns bounds split into a head, whole UTC hours and a tail.
+
+    The parameters of ``SALES_SUMMARY_BY_HOURS``/``SALES_BY_HOUR``: raw rows in
+    ``[start, head_end)`` and ``[tail_start, end)``, rollup rows with
+    ``hours_start <= hour_ns < hours_end``. A range without a whole hour is all head.
+    """
+    bounds = _range(start, end)
+    low, high = bounds["start"], bounds["end"]
+    hours_start = -(-low // HOUR_NS) * HOUR_NS
+    hours_end = high // HOUR_NS * HOUR_NS
+    if hours_start >= hours_end:
+        hours_start = hours_end = high
+    return {
+        "start": low,
+        "head_end": hours_start,
+        "hours_start": hours_start,
+        "hours_end": hours_end,
+        "tail_start": hours_end,
+        "end": high,
+    }
+
+
+def _whole_hour_offsets(tz: tzinfo, start: datetime, end: datetime) -> bool:
+    """Whether every local hour of ``[start, end)`` in ``tz`` is a UTC hour.
+
+    True when, in each UTC hour the range touches, ``tz``'s offset is a whole
+    number of hours and does not change after the hour began: then a moment's
+    local hour starts at the same instant as its UTC hour.
+    """
+    hour, last_moment = timedelta(hours=1), timedelta(microseconds=1)
+    moment = from_ns(time_bound_ns(start) // HOUR_NS * HOUR_NS)
+    while moment < end:
+        offset = tz.utcoffset(moment.astimezone(tz))
+        if (
+            offset is None
+            or offset % hour
+            or offset != tz.utcoffset((moment + hour - last_moment).astimezone(tz))
+        ):
+            return False
+        moment += hour
+    return True
 
 
 def _require_aware(*moments: datetime) -> None:

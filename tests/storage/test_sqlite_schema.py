@@ -53,12 +53,17 @@ def test_a_file_from_a_newer_version_is_refused(tmp_path: Path) -> None:
 def test_pending_migrations_are_applied_once_in_order(tmp_path: Path) -> None:
     path = tmp_path / "store.db"
     SQLiteStore(path).close()
-    v2 = Migration(2, ("ALTER TABLE dead_letter ADD COLUMN note TEXT", "PRAGMA user_version = 2"))
-    v3 = Migration(3, ("UPDATE dead_letter SET note = 'v3'", "PRAGMA user_version = 3"))
+    first, second = SCHEMA_VERSION + 1, SCHEMA_VERSION + 2
+    add = Migration(
+        first, ("ALTER TABLE dead_letter ADD COLUMN note TEXT", f"PRAGMA user_version = {first}")
+    )
+    fill = Migration(
+        second, ("UPDATE dead_letter SET note = 'filled'", f"PRAGMA user_version = {second}")
+    )
     with raw(path) as conn:
-        assert migrate(conn, (*MIGRATIONS, v2, v3)) == 3
-        assert migrate(conn, (*MIGRATIONS, v2, v3)) == 3  # a second run has nothing to do
-        assert conn.execute("PRAGMA user_version").fetchone() == (3,)
+        assert migrate(conn, (*MIGRATIONS, add, fill)) == second
+        assert migrate(conn, (*MIGRATIONS, add, fill)) == second  # a second run has nothing to do
+        assert conn.execute("PRAGMA user_version").fetchone() == (second,)
         columns = [row[1] for row in conn.execute("PRAGMA table_info(dead_letter)")]
         assert columns[-1] == "note"
 
@@ -66,17 +71,18 @@ def test_pending_migrations_are_applied_once_in_order(tmp_path: Path) -> None:
 def test_a_migration_that_does_not_reach_its_version_is_rolled_back(tmp_path: Path) -> None:
     path = tmp_path / "store.db"
     SQLiteStore(path).close()
-    forgetful = Migration(2, ("ALTER TABLE dead_letter ADD COLUMN note TEXT",))
+    forgetful = Migration(SCHEMA_VERSION + 1, ("ALTER TABLE dead_letter ADD COLUMN note TEXT",))
     with raw(path) as conn:
-        with pytest.raises(SchemaError, match="version 2"):
+        with pytest.raises(SchemaError, match=f"version {SCHEMA_VERSION + 1}"):
             migrate(conn, (*MIGRATIONS, forgetful))
         assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
         assert "note" not in [row[1] for row in conn.execute("PRAGMA table_info(dead_letter)")]
 
 
 def test_migrations_must_be_numbered_without_gaps(tmp_path: Path) -> None:
+    gap = SCHEMA_VERSION + 2
     with raw(tmp_path / "store.db") as conn, pytest.raises(ValueError, match="without gaps"):
-        migrate(conn, (*MIGRATIONS, Migration(3, ("PRAGMA user_version = 3",))))
+        migrate(conn, (*MIGRATIONS, Migration(gap, (f"PRAGMA user_version = {gap}",))))
 
 
 def test_unknown_synchronous_level_is_refused(tmp_path: Path) -> None:

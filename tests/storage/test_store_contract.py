@@ -9,10 +9,11 @@ import json
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 
-from schemas.messages import Sale
+from schemas.messages import Sale, expected_total_fen
 from storage.base import (
     BatchRow,
     FootfallRow,
@@ -20,10 +21,12 @@ from storage.base import (
     PriceRow,
     PromotionRow,
     SaleRow,
+    SalesHourRow,
     SalesSummaryRow,
     ScaleStatusRow,
     Store,
 )
+from storage.footfall import hourly_footfall
 from storage.records import UNREGISTERED, DeadLetter, Reading, to_ns
 from tests.storage.factories import (
     MARKET,
@@ -937,6 +940,241 @@ class TestSalesSummary:
 
     def test_no_sales(self, store: Store) -> None:
         assert store.sales_summary(MARKET, T0, DAY_END) == []
+
+
+def sales_over_four_hours() -> list[Reading]:
+    """Sales of two vendors and products on and around the hour boundaries after T0."""
+    moments = [
+        timedelta(0),
+        timedelta(minutes=17, milliseconds=3),
+        timedelta(hours=1) - timedelta(milliseconds=1),
+        timedelta(hours=1),
+        timedelta(hours=1, minutes=30),
+        timedelta(hours=2, minutes=59, seconds=59),
+        timedelta(hours=3),
+        timedelta(hours=3, milliseconds=1),
+        timedelta(hours=3, minutes=45),
+    ]
+    readings = []
+    for i, offset in enumerate(moments):
+        vendor, scale = ("v001", "sc-001") if i % 3 else ("v002", "sc-201")
+        message = sale(
+            msg_id=i + 1, ts=T0 + offset, vendor=vendor, plu=f"100{i % 2 + 1}", weight_g=100 + i
+        )
+        readings.append(reading(message, scale))
+    readings.append(reading(sale(msg_id=99, ts=at(hours=1)), "sc-001", market=OTHER_MARKET))
+    return readings
+
+
+#: Ranges on and off hour boundaries (T0 is a UTC hour), within one hour and across several.
+RANGES = [
+    (T0, at(hours=4)),
+    (T0, at(hours=1)),
+    (at(ms=1), at(hours=3)),
+    (at(minutes=10), at(hours=3, minutes=10)),
+    (at(hours=1), at(hours=3, ms=1)),
+    (at(minutes=20), at(minutes=40)),
+    (at(hours=1, minutes=30), at(hours=1, minutes=30)),
+    (at(hours=-2), at(hours=6)),
+]
+
+
+def summary_of(rows: Sequence[SaleRow]) -> list[SalesSummaryRow]:
+    totals: dict[tuple[str, str], list[int]] = {}
+    for row in rows:
+        total = totals.setdefault((row.vendor, row.plu), [0, 0, 0])
+        total[0] += 1
+        total[1] += row.total_fen
+        total[2] += row.weight_g
+    return [SalesSummaryRow(MARKET, v, p, *totals[(v, p)]) for v, p in sorted(totals)]
+
+
+class TestSalesSummaryOverHours:
+    @pytest.mark.parametrize(("start", "end"), RANGES)
+    def test_agrees_with_the_sales_in_the_range(
+        self, store: Store, start: datetime, end: datetime
+    ) -> None:
+        write_ok(store, sales_over_four_hours())
+        assert store.sales_summary(MARKET, start, end) == summary_of(
+            store.sales(MARKET, start, end)
+        )
+
+    def test_a_replay_counts_once_with_its_latest_values(self, store: Store) -> None:
+        write_ok(store, [reading(sale(msg_id=5, ts=at(minutes=5), weight_g=100), "sc-001")])
+        write_ok(store, [reading(sale(msg_id=5, ts=at(minutes=5), weight_g=300), "sc-001")])
+        write_ok(store, [reading(sale(msg_id=5, ts=at(minutes=5), weight_g=300), "sc-001")])
+
+        [row] = store.sales_summary(MARKET, T0, at(hours=1))
+        assert (row.sales, row.weight_g, row.total_fen) == (1, 300, 348)
+
+
+class TestSalesByHour:
+    def test_market_totals_per_utc_hour_clipped_to_the_range(self, store: Store) -> None:
+        write_ok(store, sales_over_four_hours())
+
+        rows = store.sales_by_hour(MARKET, at(minutes=10), at(hours=3, minutes=10))
+
+        def hour(h: int) -> datetime:
+            return datetime(2025, 5, 12, h, tzinfo=UTC)
+
+        def fen(*weights: int) -> int:
+            return sum(expected_total_fen(weight, 1_160) for weight in weights)
+
+        # at(minutes=10) is 00:10 UTC: the sale at 00:00 is outside, 00:17 inside;
+        # 03:10 keeps 03:00 and 03:00:00.001 but not 03:45.
+        assert rows == [
+            SalesHourRow(MARKET, hour(0), 2, fen(101, 102), 101 + 102),
+            SalesHourRow(MARKET, hour(1), 2, fen(103, 104), 103 + 104),
+            SalesHourRow(MARKET, hour(2), 1, fen(105), 105),
+            SalesHourRow(MARKET, hour(3), 2, fen(106, 107), 106 + 107),
+        ]
+        assert all(row.hour.utcoffset() == timedelta(0) for row in rows)
+        assert all(type(row.turnover_fen) is int for row in rows)
+
+    @pytest.mark.parametrize(("start", "end"), RANGES)
+    def test_agrees_with_the_sales_in_the_range(
+        self, store: Store, start: datetime, end: datetime
+    ) -> None:
+        write_ok(store, sales_over_four_hours())
+        expected: dict[datetime, list[int]] = {}
+        for row in store.sales(MARKET, start, end):
+            hour = row.ts.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+            total = expected.setdefault(hour, [0, 0, 0])
+            total[0] += 1
+            total[1] += row.total_fen
+            total[2] += row.weight_g
+        assert store.sales_by_hour(MARKET, start, end) == [
+            SalesHourRow(MARKET, hour, *expected[hour]) for hour in sorted(expected)
+        ]
+
+    def test_no_sales(self, store: Store) -> None:
+        assert store.sales_by_hour(MARKET, T0, DAY_END) == []
+
+
+def gate_history() -> list[list[Reading]]:
+    """Two gates' counters over five hours, in write batches that arrive out of order.
+
+    g-north resets twice and has a gap; one reading is replayed, one replayed
+    with corrected counts; g-south starts late.
+    """
+    north = [(-20, 50, 40), (5, 60, 41), (50, 75, 50), (70, 3, 1), (95, 10, 4), (130, 30, 9)]
+    north += [(185, 31, 12), (200, 2, 0), (230, 9, 5), (290, 12, 7)]
+    south = [(100, 500, 400), (101, 499, 401), (160, 530, 420), (245, 600, 480)]
+
+    def counts(gate: str, rows: list[tuple[int, int, int]], first_id: int) -> list[Reading]:
+        return [
+            reading(
+                gate_count(msg_id=first_id + i, ts=at(minutes=m), in_total=i_, out_total=o), gate
+            )
+            for i, (m, i_, o) in enumerate(rows)
+        ]
+
+    north_readings, south_readings = counts("g-north", north, 1), counts("g-south", south, 1)
+    corrected = reading(
+        gate_count(msg_id=5, ts=at(minutes=95), in_total=12, out_total=4), "g-north"
+    )
+    return [
+        north_readings[5:],
+        south_readings[2:],
+        [*north_readings[:2], north_readings[7]],
+        north_readings[2:5],
+        south_readings[:2],
+        [corrected, north_readings[1]],
+    ]
+
+
+class TestFootfallOverHours:
+    @pytest.mark.parametrize(
+        "zone", [SHANGHAI, UTC, ZoneInfo("Asia/Kolkata"), ZoneInfo("America/New_York")]
+    )
+    @pytest.mark.parametrize(
+        ("start", "end"),
+        [
+            (T0, at(hours=5)),
+            (at(hours=-1), at(hours=6)),
+            (at(minutes=30), at(hours=4, minutes=10)),
+            (at(hours=1), at(hours=1, minutes=40)),
+            (at(minutes=1), at(hours=3, minutes=50)),
+        ],
+    )
+    def test_equals_the_computation_from_raw_counts(
+        self, store: Store, zone: ZoneInfo, start: datetime, end: datetime
+    ) -> None:
+        for batch_ in gate_history():
+            write_ok(store, batch_)
+        start, end = start.astimezone(zone), end.astimezone(zone)
+
+        expected = hourly_footfall(
+            MARKET,
+            store.gate_counts_before(MARKET, start),
+            store.gate_counts(MARKET, start, end),
+            start,
+            end,
+        )
+
+        rows = store.footfall_hourly(MARKET, start, end)
+        assert rows == expected
+        assert [row.hour.utcoffset() for row in rows] == [row.hour.utcoffset() for row in expected]
+
+    def test_replayed_and_corrected_readings(self, store: Store) -> None:
+        for batch_ in gate_history():
+            write_ok(store, batch_)
+
+        rows = store.footfall_hourly(MARKET, T0, at(hours=2))
+
+        def hour(h: int) -> datetime:
+            return datetime(2025, 5, 12, h, 0, tzinfo=SHANGHAI)
+
+        # 08:05 +10; 08:50 +15; 09:10 reset +3; 09:35 corrected to 12: +9; south's
+        # first reading at 09:40 only sets the level, 09:41 goes down: a reset, +499.
+        assert rows == [
+            FootfallRow(MARKET, "g-north", hour(8), 25, 10),
+            FootfallRow(MARKET, "g-north", hour(9), 3 + 9, 1 + 3),
+            FootfallRow(MARKET, "g-south", hour(9), 499, 1),
+        ]
+
+
+class TestDeviceLastSeen:
+    def test_newest_reading_of_each_device_since_the_moment(self, store: Store) -> None:
+        since = at(hours=1)
+        write_ok(
+            store,
+            [
+                reading(sale(msg_id=1, ts=at(hours=1, minutes=5)), "sc-001"),
+                reading(status(msg_id=2, ts=at(hours=1, minutes=20)), "sc-001"),
+                reading(sale(msg_id=3, ts=at(hours=1, minutes=10)), "sc-001"),
+                reading(sale(msg_id=1, ts=at(hours=1, minutes=30), vendor="v002"), "sc-201"),
+                reading(status(msg_id=1, ts=at(minutes=59)), "sc-201"),
+                # A will says the broker lost the scale: not a sign of life.
+                reading(
+                    status(msg_id=0, ts=at(hours=-5), online=False, will=True),
+                    "sc-002",
+                    received=at(hours=2),
+                ),
+                reading(gate_count(msg_id=1, ts=at(hours=1, minutes=1)), "g-north"),
+                reading(gate_count(msg_id=2, ts=at(hours=1, minutes=2)), "g-north"),
+                reading(gate_count(msg_id=1, ts=since - timedelta(milliseconds=1)), "g-south"),
+                # scr-002 set a price that scr-001 has since replaced: it still was seen.
+                reading(price(msg_id=1, ts=at(hours=1, minutes=3), vendor="v002"), "scr-002"),
+                reading(price(msg_id=7, ts=at(hours=1, minutes=4), vendor="v002"), "scr-001"),
+                reading(price(msg_id=8, ts=since, plu="1002"), "scr-001"),
+                reading(batch(msg_id=1, ts=at(hours=1, minutes=6)), "in-01"),
+                reading(sale(msg_id=1, ts=at(hours=1, minutes=40)), "sc-001", market=OTHER_MARKET),
+            ],
+        )
+
+        assert store.device_last_seen(MARKET, since) == {
+            "sc-001": at(hours=1, minutes=20),
+            "sc-201": at(hours=1, minutes=30),
+            "g-north": at(hours=1, minutes=2),
+            "scr-001": at(hours=1, minutes=4),
+            "scr-002": at(hours=1, minutes=3),
+            "in-01": at(hours=1, minutes=6),
+        }
+        assert all(
+            t.utcoffset() == timedelta(0) for t in store.device_last_seen(MARKET, since).values()
+        )
+        assert store.device_last_seen(MARKET, at(hours=3)) == {}
 
 
 class TestMessageCounts:

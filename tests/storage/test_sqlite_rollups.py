@@ -1,0 +1,174 @@
+"""SQLite store: the hourly rollups equal what the raw rows say, however they were written.
+
+The rollups are kept by triggers (``storage.sqlite.schema``, version 2); these
+tests recompute them in Python from the raw rows after writes in shuffled
+batches with replays, corrections and counter resets, and after upgrading a
+version-1 file that already holds data.
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+from collections import defaultdict
+from contextlib import closing
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from storage.footfall import counter_increase
+from storage.records import Reading
+from storage.sqlite import SQLiteStore
+from storage.sqlite.schema import HOUR_NS, MIGRATIONS, migrate
+from tests.storage.factories import MARKET, OTHER_MARKET, T0, at, gate_count, reading, sale
+
+Rollup = dict[tuple[object, ...], tuple[int, ...]]
+
+
+def raw(path: Path) -> closing[sqlite3.Connection]:
+    return closing(sqlite3.connect(path, isolation_level=None))
+
+
+def expected_sale_rollups(conn: sqlite3.Connection) -> tuple[Rollup, Rollup]:
+    per_product: dict[tuple[object, ...], list[int]] = defaultdict(lambda: [0, 0, 0])
+    per_market: dict[tuple[object, ...], list[int]] = defaultdict(lambda: [0, 0, 0])
+    rows = conn.execute(
+        "SELECT sale.time_ns, sale.source, sale.product, src.market, sale.total_fen,"
+        " sale.weight_g FROM sale JOIN sale_source AS src ON src.id = sale.source"
+    )
+    for time_ns, source, product, market, total_fen, weight_g in rows:
+        hour = time_ns // HOUR_NS * HOUR_NS
+        for total in (per_product[(hour, source, product)], per_market[(market, hour)]):
+            total[0] += 1
+            total[1] += total_fen
+            total[2] += weight_g
+    return (
+        {key: tuple(value) for key, value in per_product.items()},
+        {key: tuple(value) for key, value in per_market.items()},
+    )
+
+
+def expected_footfall_rollup(conn: sqlite3.Connection) -> Rollup:
+    totals: dict[tuple[object, ...], list[int]] = defaultdict(lambda: [0, 0, 0])
+    previous: dict[int, tuple[int, int]] = {}
+    rows = conn.execute("SELECT series, time_ns, in_total, out_total FROM footfall ORDER BY 1, 2")
+    for series, time_ns, in_total, out_total in rows:
+        before = previous.get(series)
+        total = totals[(series, time_ns // HOUR_NS * HOUR_NS)]
+        total[0] += 1
+        total[1] += counter_increase(before[0] if before else None, in_total)
+        total[2] += counter_increase(before[1] if before else None, out_total)
+        previous[series] = (in_total, out_total)
+    return {key: tuple(value) for key, value in totals.items()}
+
+
+def stored_rollups(conn: sqlite3.Connection) -> tuple[Rollup, Rollup, Rollup]:
+    def table(sql: str, key_columns: int) -> Rollup:
+        return {tuple(row[:key_columns]): tuple(row[key_columns:]) for row in conn.execute(sql)}
+
+    return (
+        table(
+            "SELECT hour_ns, source, product, transactions, total_fen, weight_g FROM sale_hourly", 3
+        ),
+        table(
+            "SELECT market, hour_ns, transactions, total_fen, weight_g FROM market_sale_hourly", 2
+        ),
+        table("SELECT series, hour_ns, readings, people_in, people_out FROM footfall_hourly", 2),
+    )
+
+
+def assert_rollups_match_raw_rows(path: Path) -> None:
+    with raw(path) as conn:
+        sales, market_sales, footfall = stored_rollups(conn)
+        assert (sales, market_sales) == expected_sale_rollups(conn)
+        assert footfall == expected_footfall_rollup(conn)
+        assert footfall  # the test wrote gate counts: an empty comparison proves nothing
+
+
+def messy_history(rng: random.Random) -> list[Reading]:
+    """Sales and gate counts over a day with replays, corrected replays and counter resets."""
+    readings = []
+    for i in range(300):
+        moment = T0 + timedelta(minutes=rng.randrange(-120, 24 * 60), milliseconds=rng.randrange(3))
+        vendor = rng.choice(("v001", "v002"))
+        message = sale(
+            msg_id=rng.randrange(1, 50),
+            ts=moment,
+            vendor=vendor,
+            plu=rng.choice(("1001", "1002")),
+            weight_g=rng.randrange(1, 9_000),
+        )
+        market = OTHER_MARKET if i % 10 == 0 else MARKET
+        readings.append(reading(message, f"sc-{vendor}", market=market))
+    for gate in ("g-north", "g-south"):
+        total = 0
+        for minute in range(0, 600, 7):
+            total = rng.randrange(0, 5) if rng.random() < 0.05 else total + rng.randrange(0, 30)
+            message = gate_count(msg_id=minute, ts=at(minutes=minute), in_total=total)
+            readings.append(reading(message, gate))
+            if rng.random() < 0.05:  # the same point again, with a corrected count
+                fixed = gate_count(msg_id=minute, ts=at(minutes=minute), in_total=total + 1)
+                readings.append(reading(fixed, gate))
+    readings += rng.sample(readings, 60)  # plain redeliveries
+    rng.shuffle(readings)
+    return readings
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_triggers_keep_the_rollups_equal_to_the_raw_rows(tmp_path: Path, seed: int) -> None:
+    rng = random.Random(seed)
+    readings = messy_history(rng)
+    path = tmp_path / "store.db"
+    with SQLiteStore(path) as store:
+        for first in range(0, len(readings), 37):
+            assert store.write(readings[first : first + 37]) == []
+    assert_rollups_match_raw_rows(path)
+
+
+def test_deleting_raw_rows_takes_them_out_of_the_rollups(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    with SQLiteStore(path) as store:
+        assert store.write(messy_history(random.Random(4))) == []
+    with raw(path) as conn:
+        conn.execute("DELETE FROM sale WHERE msg_id % 3 = 0")
+        conn.execute("DELETE FROM footfall WHERE msg_id % 3 = 0")
+    assert_rollups_match_raw_rows(path)
+
+
+def test_the_key_of_a_stored_row_cannot_change(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    with SQLiteStore(path) as store:
+        assert store.write([reading(sale(), "sc-001"), reading(gate_count(), "g-north")]) == []
+    with raw(path) as conn:
+        with pytest.raises(sqlite3.IntegrityError, match="cannot change"):
+            conn.execute("UPDATE sale SET time_ns = time_ns + 1")
+        with pytest.raises(sqlite3.IntegrityError, match="cannot change"):
+            conn.execute("UPDATE footfall SET time_ns = time_ns + 1")
+
+
+def test_upgrading_a_version_1_file_builds_the_rollups_from_its_rows(tmp_path: Path) -> None:
+    # A version-1 file written the way version 1 wrote (INSERT OR REPLACE, no rollups).
+    path = tmp_path / "store.db"
+    history = messy_history(random.Random(5))
+    with SQLiteStore(tmp_path / "source.db") as source:
+        assert source.write(history) == []
+    with raw(path) as conn:
+        assert migrate(conn, MIGRATIONS[:1]) == 1
+        conn.execute("ATTACH DATABASE ? AS source", (str(tmp_path / "source.db"),))
+        for table in (
+            "trace_code",
+            "product",
+            "sale_source",
+            "sale",
+            "footfall_series",
+            "footfall",
+        ):
+            conn.execute(f"INSERT INTO main.{table} SELECT * FROM source.{table}")  # noqa: S608
+        conn.execute("DETACH DATABASE source")
+
+    with SQLiteStore(path) as store:
+        assert store.sales_summary(MARKET, T0, at(hours=24))
+    with raw(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (MIGRATIONS[-1].version,)
+    assert_rollups_match_raw_rows(path)
