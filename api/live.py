@@ -6,10 +6,11 @@ view answers from memory instead and is kept current by the same MQTT stream
 ingest consumes:
 
 * **Rebuilt from the store.** On :meth:`LiveView.start`, after every
-  (re)subscription, and every ``resync_interval_s``, the latest prices and scale
-  statuses are read from the store and merged in. The API subscribes with a
-  clean, non-persistent session, so what was published while it was away is
-  only in the store; merging after each subscription closes that gap.
+  (re)subscription, and every ``resync_interval_s``, the latest prices, scale
+  statuses and each device's last reading (of the past week) are read from the
+  store and merged in. The API subscribes with a clean, non-persistent session,
+  so what was published while it was away is only in the store; merging after
+  each subscription closes that gap.
 * **Newest wins.** A price replaces the one held only if its point in time
   (device time to the millisecond, then ``msg_id``; the store's own point
   identity, :func:`storage.records.point_time_ns`) is later. A replayed or
@@ -61,6 +62,9 @@ from storage.records import Reading, to_ns
 log = logging.getLogger(__name__)
 
 _NS_PER_MS = 1_000_000
+#: How far back a (re)load looks for devices' last readings: the store seeks per
+#: series, but screens cost the prices set in the window.
+_LAST_SEEN_WINDOW = timedelta(days=7)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -570,9 +574,12 @@ class LiveView:
     def _load_from_store(self, market: str) -> None:
         prices = self._store.latest_prices(market)
         statuses = self._store.scale_status(market)
+        last_seen = self._store.device_last_seen(market, self._clock() - _LAST_SEEN_WINDOW)
         self._merge_prices(market, prices)
         for row in prices:
             self._presence.record(market, row.screen, to_ns(row.ts))
+        for device, seen in last_seen.items():
+            self._presence.record(market, device, to_ns(seen))
         for status in statuses:
             at_ns = to_ns(status.ts)
             self._presence.record(

@@ -284,6 +284,24 @@ def test_heartbeat_means_online_and_last_will_offline(rig: Rig) -> None:
         assert _online(again, "S-A01") is False
 
 
+@pytest.mark.mosquitto
+@pytest.mark.parametrize("store_kind", BOTH_STORES)
+def test_a_gates_last_seen_survives_a_restart(rig: Rig) -> None:
+    counted_at = datetime.now(UTC) - timedelta(minutes=3)
+    body = {
+        "msg_id": 1,
+        "ts": counted_at.isoformat(timespec="milliseconds"),
+        "in_total": 120,
+        "out_total": 100,
+    }
+    rig.publish((topic_for(MARKET, DeviceKind.GATE, "NM-G1", "count"), json.dumps(body).encode()))
+    wait_until(lambda: rig.store.gate_counts_before(MARKET, datetime.now(UTC)), 30, "stored count")
+    with rig.view() as live:
+        assert live.device_seen(MARKET)["NM-G1"].last_seen == counted_at.replace(
+            microsecond=counted_at.microsecond // 1000 * 1000
+        )
+
+
 def _online(live: LiveView, device: str) -> bool | None:
     seen = live.device_seen(MARKET).get(device)
     return None if seen is None else seen.online
