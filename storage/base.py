@@ -74,6 +74,26 @@ class SalesSummaryRow:
 
 
 @dataclass(frozen=True, slots=True)
+class BatchBalanceRow:
+    """A batch and what has been sold of it so far (every sale naming its trace code)."""
+
+    market: str
+    trace_code: str
+    vendor: str
+    plu: str
+    intake: datetime
+    quantity_g: int
+    rapid_test_passed: bool
+    sales: int
+    sold_g: int
+    last_sale: datetime | None
+
+    @property
+    def oversold(self) -> bool:
+        return self.sold_g > self.quantity_g
+
+
+@dataclass(frozen=True, slots=True)
 class SalesHourRow:
     """Sales of a whole market during one UTC hour starting at ``hour``."""
 
@@ -231,6 +251,32 @@ class Store(abc.ABC):
         self, market: str, start: datetime, end: datetime, *, vendor: str | None = None
     ) -> list[BatchRow]:
         """Batches taken in during the range."""
+
+    def batch_balances(self, market: str, start: datetime, end: datetime) -> list[BatchBalanceRow]:
+        """Batches taken in during the range, each with its sales so far, in intake order.
+
+        What the dashboard's alerts need (a failed batch on sale, an oversold one).
+        This generic version asks for each batch's sales; stores override it with
+        one aggregate query.
+        """
+        balances = []
+        for batch in self.batches(market, start, end):
+            sales = self.sales_of_batch(market, batch.trace_code)
+            balances.append(
+                BatchBalanceRow(
+                    market=market,
+                    trace_code=batch.trace_code,
+                    vendor=batch.vendor,
+                    plu=batch.plu,
+                    intake=batch.ts,
+                    quantity_g=batch.quantity_g,
+                    rapid_test_passed=batch.rapid_test_passed,
+                    sales=len(sales),
+                    sold_g=sum(sale.weight_g for sale in sales),
+                    last_sale=max((sale.ts for sale in sales), default=None),
+                )
+            )
+        return balances
 
     # -- footfall --------------------------------------------------------------
     @abc.abstractmethod
