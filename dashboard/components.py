@@ -38,10 +38,11 @@ class Links:
         return "/" + path.strip("/")
 
 
-def card(title: str, body: Any, *, id_: str | None = None) -> dbc.Card:
-    header = dbc.CardHeader(title, className="fw-semibold")
+def card(title: str | None, body: Any, *, id_: str | None = None) -> dbc.Card:
+    """A panel; charts pass no title, since their figure carries it (in the chosen language)."""
     inner = dbc.CardBody(body) if id_ is None else dbc.CardBody(body, id=id_)
-    return dbc.Card([header, inner], className="mb-3 shadow-sm")
+    parts = [inner] if title is None else [dbc.CardHeader(title, className="fw-semibold"), inner]
+    return dbc.Card(parts, className="mb-3 shadow-sm")
 
 
 def kpi(label: str, value: str, *, note: str = "", test_id: str = "") -> dbc.Col:

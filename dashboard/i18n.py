@@ -10,7 +10,6 @@ from __future__ import annotations
 from decimal import Decimal
 from enum import StrEnum
 
-from api.analytics import yuan
 from api.pricing import yuan_per_jin, yuan_per_kg
 
 
@@ -200,7 +199,8 @@ def price_value(fen_per_kg: int | Decimal, lang: Lang) -> Decimal:
 
 
 def money_text(fen: int) -> str:
-    return f"¥{yuan(fen)}"
+    """An amount of money with thousands separators: ``¥103,544.75`` (exact, from fen)."""
+    return f"¥{Decimal(fen).scaleb(-2):,.2f}"
 
 
 def weight_text(grams: int, lang: Lang) -> str:

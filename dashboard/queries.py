@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from decimal import Decimal
 from threading import Lock
 from typing import Any
@@ -459,11 +459,14 @@ def trace_chain(data: DashboardData, market_id: str, query: TraceQuery) -> Trace
     return TraceChain(batch, tuple(sales), receipt)
 
 
-def sales_frame(sales: Sequence[SaleRow]) -> pd.DataFrame:
-    """Sales as ``ts, scale, vendor, msg_id, weight_g, total_fen, sold_g`` (sold_g cumulative)."""
+def sales_frame(sales: Sequence[SaleRow], tz: tzinfo) -> pd.DataFrame:
+    """Sales as ``ts, scale, vendor, msg_id, weight_g, total_fen, sold_g`` (sold_g cumulative).
+
+    ``ts`` is in the market's time zone: charts show the wall-clock time of the market.
+    """
     frame = pd.DataFrame(
         {
-            "ts": pd.Series([s.ts for s in sales], dtype=object),
+            "ts": pd.Series([s.ts.astimezone(tz) for s in sales], dtype=object),
             "scale": pd.Series([s.scale for s in sales], dtype=object),
             "vendor": pd.Series([s.vendor for s in sales], dtype=object),
             "msg_id": pd.Series([s.msg_id for s in sales], dtype="int64"),
@@ -492,10 +495,11 @@ def footfall_day(data: DashboardData, market_id: str, day: date) -> pd.DataFrame
 def footfall_heatmap(
     data: DashboardData, market_id: str, weeks: int = HEATMAP_WEEKS
 ) -> pd.DataFrame:
-    """Mean people in per (weekday, local hour) over the last ``weeks`` full weeks.
+    """Mean people in per (weekday, local hour) over the last ``weeks`` weeks, today excluded.
 
-    Weekday 0 is Monday. The mean is over the weeks in the range, so a quiet
-    hour (no one came) counts as zero rather than disappearing from the mean.
+    Weekday 0 is Monday. Each weekday's mean is over the dates of that weekday
+    with any footfall: a store younger than ``weeks`` weeks is not diluted by
+    days before it existed, and within a counted day a quiet hour is a zero.
     """
     market = data.market(market_id)
     today = market_today(market, data.now())
@@ -503,19 +507,18 @@ def footfall_heatmap(
     rows = data.store.footfall_hourly(market.id, day_start(market, first), day_start(market, today))
     frame = analytics.footfall_frame(rows)
     local = frame["hour"].map(lambda h: h.astimezone(market.tz))
-    grouped = (
-        pd.DataFrame(
-            {
-                "weekday": local.map(lambda h: h.weekday()).astype("int64"),
-                "hour": local.map(lambda h: h.hour).astype("int64"),
-                "people_in": frame["people_in"],
-            }
-        )
-        .groupby(["weekday", "hour"])["people_in"]
-        .sum()
+    shaped = pd.DataFrame(
+        {
+            "date": local.map(lambda h: h.date()),
+            "weekday": local.map(lambda h: h.weekday()).astype("int64"),
+            "hour": local.map(lambda h: h.hour).astype("int64"),
+            "people_in": frame["people_in"],
+        }
     )
-    mean = (grouped / weeks).round(1)
-    return mean.rename("mean_in").reset_index()
+    days = shaped.groupby("weekday")["date"].nunique()
+    summed = shaped.groupby(["weekday", "hour"])["people_in"].sum().rename("total").reset_index()
+    summed["mean_in"] = (summed["total"] / summed["weekday"].map(days)).round(1)
+    return summed[["weekday", "hour", "mean_in"]]
 
 
 def footfall_daily(data: DashboardData, market_id: str, days: int = TREND_DAYS) -> pd.DataFrame:

@@ -17,6 +17,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 import httpx
 
@@ -96,7 +97,7 @@ class LocalService:
             self.proc.kill()
             self.proc.wait(10)
 
-    def __enter__(self) -> LocalService:
+    def __enter__(self) -> Self:
         self.start()
         return self
 

@@ -9,6 +9,8 @@ API's event loop, so a slow dashboard query never stalls a screen's poll.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import cast
 
 from a2wsgi import WSGIMiddleware
@@ -31,14 +33,22 @@ DASHBOARD_WORKERS = 8
 
 
 def create_web_app(
-    *, settings: Settings, registry: Registry, store: Store, live: LiveView
+    *,
+    settings: Settings,
+    registry: Registry,
+    store: Store,
+    live: LiveView,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> FastAPI:
-    """The API and the dashboard over one store and live view; the caller runs both."""
+    """The API and the dashboard over one store and live view; the caller runs both.
+
+    ``now`` is the dashboard's clock (a benchmark over stored history sets it).
+    """
     check_exposure(settings.api_host, settings.dashboard_users_file)
     app = create_app(settings=settings, registry=registry, store=store, live=live)
     secret = settings.dashboard_session_secret
     dashboard = create_dashboard(
-        DashboardData(registry=registry, store=store, live=live),
+        DashboardData(registry=registry, store=store, live=live, now=now),
         DashboardOptions(
             url_prefix=DASHBOARD_PATH + "/",
             mounted=True,

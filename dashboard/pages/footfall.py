@@ -38,11 +38,11 @@ def layout(data: DashboardData, lang: Lang, market: str) -> html.Div:
                 ],
                 className="mb-2",
             ),
-            card(t("footfall.hourly", lang), graph(ids.FOOTFALL_HOURLY)),
+            card(None, graph(ids.FOOTFALL_HOURLY)),
             dbc.Row(
                 [
-                    dbc.Col(card(t("footfall.heatmap", lang), graph(ids.FOOTFALL_HEATMAP)), lg=6),
-                    dbc.Col(card(t("footfall.daily", lang), graph(ids.FOOTFALL_DAILY)), lg=6),
+                    dbc.Col(card(None, graph(ids.FOOTFALL_HEATMAP)), lg=6),
+                    dbc.Col(card(None, graph(ids.FOOTFALL_DAILY)), lg=6),
                 ]
             ),
         ]

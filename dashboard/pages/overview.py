@@ -31,7 +31,7 @@ def layout(data: DashboardData, lang: Lang, market: str) -> html.Div:
             dbc.Row(
                 [
                     dbc.Col(card(t("alerts.title", lang), [], id_=ids.OVERVIEW_ALERTS), lg=6),
-                    dbc.Col(card(t("trend.title", lang), graph(ids.OVERVIEW_TREND)), lg=6),
+                    dbc.Col(card(None, graph(ids.OVERVIEW_TREND)), lg=6),
                 ]
             ),
         ]

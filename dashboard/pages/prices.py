@@ -25,12 +25,7 @@ _RANGES = (1, 7, 30)
 
 def layout(data: DashboardData, lang: Lang, market: str) -> html.Div:
     columns: list[dict[str, Any]] = [
-        {
-            "field": "product",
-            "headerName": t("col.product", lang),
-            "minWidth": 120,
-            "pinned": "left",
-        },
+        {"field": "product", "headerName": t("col.product", lang), "minWidth": 120},
         {"field": "category", "headerName": t("col.category", lang)},
         _price_column("min", t("col.min", lang)),
         _price_column("median", t("col.median", lang)),

@@ -165,9 +165,9 @@ def timeline(chain: TraceChain, data: DashboardData, market: str, lang: Lang) ->
     vendor = found.vendors.get(chain.batch.vendor)
     label = chain.batch.vendor if vendor is None else f"{vendor.stall} {vendor.name}"
     return figures.trace_timeline(
-        queries.sales_frame(chain.sales),
+        queries.sales_frame(chain.sales, found.tz),
         lang,
-        intake=chain.batch.ts,
+        intake=chain.batch.ts.astimezone(found.tz),
         quantity_g=chain.batch.quantity_g,
         passed=chain.batch.rapid_test_passed,
         vendor_label=label,

@@ -20,7 +20,7 @@ _SHOWN = "vendors-shown"
 
 def layout(data: DashboardData, lang: Lang, market: str) -> html.Div:
     vendor_columns: list[dict[str, Any]] = [
-        {"field": "stall", "headerName": t("col.stall", lang), "maxWidth": 110, "pinned": "left"},
+        {"field": "stall", "headerName": t("col.stall", lang), "maxWidth": 110},
         {"field": "name", "headerName": t("col.vendor", lang)},
         {
             "field": "turnover_fen",
@@ -47,7 +47,7 @@ def layout(data: DashboardData, lang: Lang, market: str) -> html.Div:
         },
     ]
     device_columns: list[dict[str, Any]] = [
-        {"field": "device", "headerName": t("col.device", lang), "pinned": "left"},
+        {"field": "device", "headerName": t("col.device", lang)},
         {"field": "kind", "headerName": t("col.kind", lang)},
         {"field": "vendor", "headerName": t("col.vendor", lang)},
         {

@@ -61,7 +61,13 @@ def test_throttle_blocks_after_repeated_failures_then_forgets() -> None:
 
 @pytest.mark.parametrize(
     ("host", "exposed"),
-    [("127.0.0.1", False), ("::1", False), ("localhost", False), ("0.0.0.0", True), ("example.org", True)],
+    [
+        ("127.0.0.1", False),
+        ("::1", False),
+        ("localhost", False),
+        ("0.0.0.0", True),  # noqa: S104 - the exposure under test
+        ("example.org", True),
+    ],
 )
 def test_no_login_is_refused_off_loopback(host: str, exposed: bool, tmp_path: Path) -> None:
     if exposed:

@@ -35,7 +35,7 @@ def test_turnover_trend_plots_yuan_and_labels_exact_amounts() -> None:
     fig = figures.turnover_trend(frame, Lang.EN)
     bar = fig.data[0]
     assert list(bar.y) == [1234.56, 0.07]
-    assert [row[0] for row in bar.customdata] == ["¥1234.56", "¥0.07"]
+    assert [row[0] for row in bar.customdata] == ["¥1,234.56", "¥0.07"]
     assert fig.layout.title.text == "Turnover, last 30 days"
 
 
@@ -61,7 +61,12 @@ def test_price_history_draws_the_median_on_top_in_the_languages_unit() -> None:
 
 def test_price_spread_marks_promotions() -> None:
     frame = pd.DataFrame(
-        {"vendor": ["老王", "小李"], "stall": ["A01", "A02"], "fen": [1000, 1300], "promo": [True, False]}
+        {
+            "vendor": ["老王", "小李"],
+            "stall": ["A01", "A02"],
+            "fen": [1000, 1300],
+            "promo": [True, False],
+        }
     )
     fig = figures.price_spread(frame, Lang.EN, title="Spread")
     bar = fig.data[0]

@@ -42,7 +42,8 @@ def test_price_values_are_exact_decimals() -> None:
 
 
 def test_money_and_weights() -> None:
-    assert money_text(123456) == "¥1234.56"
+    assert money_text(123456) == "¥1,234.56"
+    assert money_text(-5) == "¥-0.05"
     assert weight_text(1250, Lang.ZH) == "2.5 斤"
     assert weight_text(1250, Lang.EN) == "1.25 kg"
     assert weight_text(-500, Lang.EN) == "-0.5 kg"
