@@ -1,0 +1,315 @@
+"""The dashboard's queries over a real SQLite store and a real live view (private Mosquitto).
+
+Readings go in through ``Store.write`` as ingest writes them; the dashboard's clock
+is fixed, so "today" and "opening hours" are chosen by each test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from api.live import LiveMqttOptions, LiveView
+from dashboard import queries
+from dashboard.i18n import Lang
+from dashboard.queries import BoardCache, BoardRows, DashboardData, TraceQuery
+from schemas.messages import (
+    BatchIntake,
+    DeviceKind,
+    GateCount,
+    PriceSet,
+    RapidTest,
+    RapidTestResult,
+    Sale,
+    ScaleStatus,
+)
+from schemas.registry import Registry
+from schemas.topics import topic_for
+from stallwatch.localservices import Mosquitto
+from stallwatch.settings import Settings
+from storage.records import Reading, to_ns
+from storage.sqlite import SQLiteStore
+from tests.ingest.helpers import Publisher, wait_until, write_market
+
+TZ = ZoneInfo("Asia/Shanghai")
+MARKET = "tm"
+#: A Saturday, 10:00 in Shanghai: the market is open.
+NOON_ISH = datetime(2026, 11, 21, 10, 0, tzinfo=TZ)
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Registry:
+    return Registry.load([write_market(tmp_path)])
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SQLiteStore]:
+    with SQLiteStore(tmp_path / "store.db") as opened:
+        yield opened
+
+
+@pytest.fixture
+def start_live(
+    registry: Registry, store: SQLiteStore, mosquitto_server: Mosquitto, tmp_path: Path
+) -> Iterator[Callable[[], LiveView]]:
+    """Starts the live view when called: it loads what the test wrote to the store by then."""
+    started: list[LiveView] = []
+
+    def start() -> LiveView:
+        settings = Settings(markets=(tmp_path / "tm.toml",), mqtt_url=mosquitto_server.url)
+        view = LiveView(registry, store, LiveMqttOptions.from_settings(settings))
+        view.start()
+        started.append(view)
+        wait_until(lambda: view.connected and view.synced, timeout=20, what="live view ready")
+        return view
+
+    yield start
+    for view in started:
+        view.stop()
+
+
+def data_at(
+    moment: datetime, registry: Registry, store: SQLiteStore, live: LiveView
+) -> DashboardData:
+    return DashboardData(registry=registry, store=store, live=live, now=lambda: moment)
+
+
+def sale(msg_id: int, at: datetime, weight_g: int, *, trace: str = "TM-0001") -> Reading:
+    message = Sale(
+        msg_id=msg_id,
+        ts=at,
+        vendor="V01",
+        plu="1001",
+        weight_g=weight_g,
+        unit_price_fen_per_kg=1000,
+        total_fen=weight_g,  # 10 yuan/kg: one fen per gram
+        trace_code=trace,
+    )
+    return Reading(MARKET, "S-A01", to_ns(at), message)
+
+
+def gate(msg_id: int, at: datetime, people_in: int) -> Reading:
+    message = GateCount(msg_id=msg_id, ts=at, in_total=people_in, out_total=0)
+    return Reading(MARKET, "G-N", to_ns(at), message)
+
+
+# -- parsing and diffing (no store) ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("TM-20261121-A01-0001", TraceQuery(trace_code="TM-20261121-A01-0001")),
+        ("  TM-0001 ", TraceQuery(trace_code="TM-0001")),
+        ("S-A01:42", TraceQuery(scale="S-A01", msg_id=42)),
+        ("S-A01 / 42", TraceQuery(scale="S-A01", msg_id=42)),
+        ("S-A01#9223372036854775807", TraceQuery(scale="S-A01", msg_id=2**63 - 1)),
+        ("S-A01:9223372036854775808", None),  # beyond a message id
+        ("abc", None),  # too short for a trace code
+        ("'; DROP TABLE sale; --", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_parse_trace_query(text: str | None, expected: TraceQuery | None) -> None:
+    assert queries.parse_trace_query(text) == expected
+
+
+def test_row_transaction_holds_only_what_changed() -> None:
+    old = BoardRows("v1", ({"plu": "1", "min": 1}, {"plu": "2", "min": 2}, {"plu": "3", "min": 3}))
+    new = BoardRows("v2", ({"plu": "1", "min": 1}, {"plu": "2", "min": 5}, {"plu": "4", "min": 4}))
+    assert queries.row_transaction(old, new) == {
+        "add": [{"plu": "4", "min": 4}],
+        "update": [{"plu": "2", "min": 5}],
+        "remove": [{"plu": "3"}],
+    }
+
+
+# -- live prices ---------------------------------------------------------------------------
+
+
+def test_board_cache_sends_everything_once_then_nothing_then_the_changed_row(
+    registry: Registry,
+    store: SQLiteStore,
+    start_live: Callable[[], LiveView],
+    mosquitto_server: Mosquitto,
+) -> None:
+    now = datetime.now(UTC)
+    for vendor, plu, screen, fen in (("V01", "1001", "P-A01", 398), ("V02", "2001", "P-B01", 3600)):
+        message = PriceSet(msg_id=1, ts=now, vendor=vendor, plu=plu, price_fen_per_kg=fen)
+        store.write([Reading(MARKET, screen, to_ns(now), message)])
+    live = start_live()
+    data = data_at(now, registry, store, live)
+    cache = BoardCache()
+
+    first = cache.update(data, MARKET, Lang.ZH, None)
+    assert first.rows is not None
+    assert [row["plu"] for row in first.rows] == ["1001", "2001"]
+    assert first.rows[0]["min_text"] == "¥1.99/斤"
+    assert cache.update(data, MARKET, Lang.ZH, first.tag) == queries.BoardUpdate(
+        first.tag, None, None
+    )
+
+    publisher = Publisher(mosquitto_server.port)
+    try:
+        change = PriceSet(
+            msg_id=2, ts=datetime.now(UTC), vendor="V02", plu="2001", price_fen_per_kg=3400
+        )
+        topic = topic_for(MARKET, DeviceKind.SCREEN, "P-B01", "price")
+        publisher.publish_all([(topic, change.model_dump_json().encode())])
+    finally:
+        publisher.close()
+    wait_until(lambda: live.board(MARKET).state.tag != first.tag, timeout=10, what="price applied")
+
+    second = cache.update(data, MARKET, Lang.ZH, first.tag)
+    assert second.rows is None
+    assert second.transaction is not None
+    assert second.transaction["add"] == second.transaction["remove"] == []
+    [updated] = second.transaction["update"]
+    assert updated["plu"] == "2001"
+    assert updated["min_fen"] == 3400
+    assert updated["min_text"] == "¥17.00/斤"
+    # A browser whose version fell out of the cache gets the whole board again.
+    assert cache.update(data, MARKET, Lang.ZH, "unknown-version").rows is not None
+
+
+# -- overview ------------------------------------------------------------------------------
+
+
+def test_turnover_by_day_reads_the_rollup_and_keeps_empty_days(
+    registry: Registry, store: SQLiteStore, start_live: Callable[[], LiveView]
+) -> None:
+    today = NOON_ISH.replace(hour=8)
+    store.write(
+        [
+            sale(1, today, 1234),
+            sale(2, today + timedelta(minutes=30), 1000),
+            sale(3, today - timedelta(days=2), 500),
+            sale(4, today - timedelta(days=40), 999),  # outside the 30 days
+        ]
+    )
+    frame = queries.turnover_by_day(data_at(NOON_ISH, registry, store, start_live()), MARKET)
+    assert len(frame) == 30
+    assert frame["day"].iloc[-1] == NOON_ISH.date()
+    by_day = dict(zip(frame["day"], frame["turnover_fen"], strict=True))
+    assert by_day[NOON_ISH.date()] == 2234
+    assert by_day[NOON_ISH.date() - timedelta(days=2)] == 500
+    assert by_day[NOON_ISH.date() - timedelta(days=1)] == 0
+    assert int(frame["turnover_fen"].sum()) == 2734
+
+
+def test_overview_compares_footfall_with_the_same_time_last_week(
+    registry: Registry, store: SQLiteStore, start_live: Callable[[], LiveView]
+) -> None:
+    opening = NOON_ISH.replace(hour=6)
+    week = timedelta(days=7)
+    store.write(
+        [
+            gate(1, opening, 0),
+            gate(2, opening + timedelta(hours=2), 120),
+            gate(3, opening + timedelta(hours=3), 200),
+            gate(4, opening - week, 0),
+            gate(5, opening - week + timedelta(hours=2), 90),
+            gate(6, opening - week + timedelta(hours=4, minutes=30), 400),  # after 10:00
+            sale(1, opening + timedelta(hours=1), 2000),
+        ]
+    )
+    overview = queries.overview(data_at(NOON_ISH, registry, store, start_live()), MARKET)
+    assert overview.footfall_today == 200
+    assert overview.footfall_last_week == 90
+    assert overview.occupancy == 200
+    assert overview.turnover_fen == 2000
+    assert overview.transactions == 1
+
+
+def test_alerts_name_failed_batches_on_sale_oversold_batches_and_offline_scales(
+    registry: Registry, store: SQLiteStore, start_live: Callable[[], LiveView]
+) -> None:
+    at = NOON_ISH - timedelta(hours=2)
+    store.write(
+        [
+            Reading(MARKET, "IN-1", to_ns(at), _batch("TM-FAIL-1", at, passed=False, grams=5000)),
+            Reading(MARKET, "IN-1", to_ns(at), _batch("TM-OVER-1", at, passed=True, grams=1000)),
+            Reading(MARKET, "IN-1", to_ns(at), _batch("TM-FINE-1", at, passed=True, grams=9000)),
+            sale(1, at + timedelta(minutes=5), 800, trace="TM-FAIL-1"),
+            sale(2, at + timedelta(minutes=6), 700, trace="TM-OVER-1"),
+            sale(3, at + timedelta(minutes=7), 700, trace="TM-OVER-1"),
+            sale(4, at + timedelta(minutes=8), 700, trace="TM-FINE-1"),
+            _status("S-A01", at, online=True),
+            _status("S-B01", at, online=False),
+        ]
+    )
+    live = start_live()
+    open_now = queries.alerts(data_at(NOON_ISH, registry, store, live), MARKET)
+    found = {(row.kind, row.subject) for row in open_now.itertuples()}
+    assert ("failed_on_sale", "TM-FAIL-1") in found
+    assert ("oversold", "TM-OVER-1") in found
+    assert ("offline", "S-B01") in found
+    assert ("offline", "S-A01") not in found
+    assert not any(subject == "TM-FINE-1" for _, subject in found)
+    # After closing time an offline scale is not an alert; the batches still are.
+    evening_data = data_at(NOON_ISH.replace(hour=21), registry, store, live)
+    evening = queries.alerts(evening_data, MARKET)
+    kinds = set(evening["kind"])
+    assert "offline" not in kinds
+    assert {"failed_on_sale", "oversold"} <= kinds
+
+
+def _batch(code: str, at: datetime, *, passed: bool, grams: int) -> BatchIntake:
+    inhibition = Decimal("20.0") if passed else Decimal("71.0")
+    return BatchIntake(
+        msg_id=abs(hash(code)) % 10**9,
+        ts=at,
+        trace_code=code,
+        vendor="V01",
+        plu="1001",
+        origin="山东寿光",
+        supplier="寿光批发",
+        quantity_g=grams,
+        certificate_no="C-1",
+        rapid_test=RapidTest(
+            result=RapidTestResult.PASS if passed else RapidTestResult.FAIL,
+            inhibition_pct=inhibition,
+        ),
+    )
+
+
+def _status(scale: str, at: datetime, *, online: bool) -> Reading:
+    return Reading(MARKET, scale, to_ns(at), ScaleStatus(msg_id=7, ts=at, online=online))
+
+
+# -- footfall ------------------------------------------------------------------------------
+
+
+def test_heatmap_means_over_the_dates_that_had_footfall(
+    registry: Registry, store: SQLiteStore, start_live: Callable[[], LiveView]
+) -> None:
+    monday = datetime(2026, 11, 16, 7, 0, tzinfo=TZ)
+    readings = []
+    for week, people in ((0, 100), (1, 300)):  # two Mondays, 07:00-08:00
+        start = monday - timedelta(days=7 * week)
+        readings += [
+            gate(10 * week + 1, start, 0),
+            gate(10 * week + 2, start + timedelta(minutes=59), people),
+        ]
+    store.write(readings)
+    frame = queries.footfall_heatmap(data_at(NOON_ISH, registry, store, start_live()), MARKET)
+    row = frame[(frame["weekday"] == 0) & (frame["hour"] == 7)]
+    assert row["mean_in"].tolist() == [200.0]
+    assert set(frame["weekday"]) == {0}
+
+
+def test_footfall_daily_has_every_day_with_zeros(
+    registry: Registry, store: SQLiteStore, start_live: Callable[[], LiveView]
+) -> None:
+    start = NOON_ISH.replace(hour=7)
+    store.write([gate(1, start, 0), gate(2, start + timedelta(minutes=30), 42)])
+    frame = queries.footfall_daily(data_at(NOON_ISH, registry, store, start_live()), MARKET)
+    assert len(frame) == queries.TREND_DAYS
+    assert frame["people_in"].tolist()[-1] == 42
+    assert int(frame["people_in"].sum()) == 42
