@@ -55,6 +55,11 @@ def add_arguments(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--workdir", type=Path, default=Path("var/demo"))
     cmd.add_argument("--report-every", type=float, default=5.0, help="seconds between reports")
     cmd.add_argument("--api-port", type=int, default=8000, help="HTTP API port (0: any free one)")
+    cmd.add_argument(
+        "--exit-when-done",
+        action="store_true",
+        help="stop after the simulated day instead of serving the dashboard until Ctrl-C",
+    )
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -75,6 +80,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 url, registry, store, workdir, settings, args.api_port, v5=broker is None
             ):
                 _play_today(registry, url, today, args, service, store)
+                if not args.exit_when_done:
+                    _serve_until_interrupted()
         finally:
             if broker is not None:
                 broker.stop()
@@ -166,8 +173,15 @@ def _serve_api(
             )
             yield
             _show_board(f"{server.url}/api/v1/markets/{market}/prices")
+            _show_dashboard(f"{server.url}{DASHBOARD_PATH}/", "manager", password)
     finally:
         live.stop()
+
+
+def _serve_until_interrupted() -> None:
+    print("\nthe simulated day is over; the API and the dashboard keep serving. Ctrl-C to stop")
+    with contextlib.suppress(KeyboardInterrupt):
+        threading.Event().wait()
 
 
 def _show_board(url: str) -> None:
@@ -175,6 +189,15 @@ def _show_board(url: str) -> None:
     response = httpx.get(url, timeout=10)
     products = response.json().get("products", []) if response.status_code == 200 else []
     print(f"API {url}: HTTP {response.status_code}, {len(products)} products on the price board")
+
+
+def _show_dashboard(url: str, user: str, password: str) -> None:
+    """Log in to the dashboard as a manager would and fetch its page."""
+    with httpx.Client(timeout=10, follow_redirects=True) as client:
+        client.post(f"{url}login", data={"username": user, "password": password})
+        response = client.get(url)
+    shell = response.status_code == 200 and "_dash-renderer" in response.text
+    print(f"dashboard {url}: HTTP {response.status_code} after login, Dash app served: {shell}")
 
 
 def _play_today(

@@ -30,6 +30,7 @@ def test_demo_flows_sales_footfall_and_prices_into_the_embedded_store(tmp_path: 
             "2",
             "--api-port",
             "0",
+            "--exit-when-done",
         ],
         capture_output=True,
         text=True,
@@ -52,6 +53,10 @@ def test_demo_flows_sales_footfall_and_prices_into_the_embedded_store(tmp_path: 
     assert re.search(r"HTTP API on http://127\.0\.0\.1:\d+", out)
     assert re.search(r"manager token \(shown once\): \S{20,}", out)
     assert re.search(r"/prices: HTTP 200, [1-9]\d* products on the price board", out)
+    assert re.search(
+        r"dashboard on http://127\.0\.0\.1:\d+/dashboard/ +\(user manager, password \S{12,}\)", out
+    )
+    assert re.search(r"dashboard \S+: HTTP 200 after login, Dash app served: True", out)
 
     tz = ZoneInfo("Asia/Shanghai")
     today = datetime.now(tz).replace(hour=0, minute=0, second=0, microsecond=0)
