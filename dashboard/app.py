@@ -129,6 +129,7 @@ def _shell(data: DashboardData, *, logout: bool) -> html.Div:
                 ),
                 color="dark",
                 dark=True,
+                expand=True,  # one row that wraps, also on a phone: no hamburger to open
                 className="mb-3",
             ),
             dbc.Container(html.Div(id=ids.PAGE), fluid=True, className="pb-4"),

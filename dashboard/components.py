@@ -51,7 +51,7 @@ def kpi(label: str, value: str, *, note: str = "", test_id: str = "") -> dbc.Col
             dbc.CardBody(
                 [
                     html.Div(label, className="text-muted small"),
-                    html.Div(value, className="fs-3 fw-bold", id=test_id or None),
+                    html.Div(value, className="fs-4 fw-bold text-nowrap", id=test_id or None),
                     html.Div(note, className="small text-secondary"),
                 ]
             ),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from dash import Dash, Input, Output, State, dcc, html
+from dash import Dash, Input, Output, State, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
 from dashboard import ids, queries
@@ -113,11 +113,21 @@ def register_callbacks(app: Dash, data: DashboardData, links: Links) -> None:
     )
     def refresh(_tick: int, market: str, lang_value: str | None, shown: Any) -> tuple[Any, ...]:
         lang = Lang.of(lang_value)
-        vendors = queries.vendor_table(data, market, lang)
-        devices = queries.device_table(data, market)
-        letters = queries.dead_letters(data, market)
-        digest = hashlib.sha256(repr((vendors, devices, letters)).encode("utf-8")).hexdigest()
-        fingerprint = [market, lang.value, digest]
-        if shown == fingerprint:
+        tables = (
+            queries.vendor_table(data, market, lang),
+            queries.device_table(data, market),
+            queries.dead_letters(data, market),
+        )
+        digests = [market, lang.value, *(_digest(rows) for rows in tables)]
+        before = shown if isinstance(shown, list) and shown[:2] == digests[:2] else [None] * 5
+        if before == digests:
             raise PreventUpdate  # unchanged since the last poll: send nothing
-        return vendors, devices, letters, fingerprint
+        # Only the grids whose rows changed travel to the browser.
+        changed = [
+            rows if before[i + 2] != digests[i + 2] else no_update for i, rows in enumerate(tables)
+        ]
+        return (*changed, digests)
+
+
+def _digest(rows: list[dict[str, Any]]) -> str:
+    return hashlib.sha256(repr(rows).encode("utf-8")).hexdigest()

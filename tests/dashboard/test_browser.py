@@ -11,7 +11,7 @@ from decimal import Decimal
 import httpx
 import paho.mqtt.publish as mqtt_publish
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
 
 from api.analytics import yuan
 from api.pricing import yuan_per_jin, yuan_per_kg
@@ -27,7 +27,7 @@ from schemas.messages import (
 )
 from schemas.topics import topic_for
 from storage.records import Reading
-from tests.dashboard.conftest import Stack, screenshot
+from tests.dashboard.conftest import Stack, login, screenshot
 
 #: Enough for a page's first callbacks over a 15-day store on a busy CI machine.
 LOAD_TIMEOUT_MS = 15_000
@@ -281,3 +281,27 @@ def test_every_page_needs_a_login_and_returns_there(
     anonymous.click("#login-submit")
     anonymous.wait_for_url(target)
     expect(anonymous.locator(f"#{ids.NAV} .nav-link.active")).to_be_visible(timeout=LOAD_TIMEOUT_MS)
+
+
+@pytest.mark.parametrize(
+    ("path", "loaded"),
+    [("/", "#kpi-turnover"), ("/prices", f"#{ids.PRICES_GRID} {GRID_ROWS}")],
+)
+def test_pages_fit_a_phone_screen(browser: Browser, stack: Stack, path: str, loaded: str) -> None:
+    context = browser.new_context(
+        viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True
+    )
+    try:
+        phone = context.new_page()
+        login(phone, stack)
+        phone.goto(stack.dashboard + path.lstrip("/"))
+        expect(phone.locator(f"#{ids.NAV} .nav-link.active")).to_be_visible(timeout=LOAD_TIMEOUT_MS)
+        expect(phone.locator(loaded).first).not_to_be_empty(timeout=LOAD_TIMEOUT_MS)
+        # Nothing wider than the screen: no sideways scrolling on a phone.
+        overflow = phone.evaluate(
+            "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 0
+        screenshot(phone, f"phone-{path.strip('/') or 'overview'}")
+    finally:
+        context.close()
