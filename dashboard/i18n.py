@@ -157,6 +157,13 @@ _CATEGORIES: dict[str, tuple[str, str]] = {
     "other": ("其他", "Other"),
 }
 
+_DEVICE_KINDS: dict[str, tuple[str, str]] = {
+    "scales": ("电子秤", "scale"),
+    "gates": ("客流计数器", "gate counter"),
+    "screens": ("价格屏", "price screen"),
+    "intake": ("进货检测", "intake desk"),
+}
+
 _WEEKDAYS = (
     ("周一", "周二", "周三", "周四", "周五", "周六", "周日"),
     ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"),
@@ -174,6 +181,14 @@ def category_name(category: str, lang: Lang) -> str:
     names = _CATEGORIES.get(category)
     if names is None:
         return category
+    return names[0] if lang is Lang.ZH else names[1]
+
+
+def device_kind_name(kind: str, lang: Lang) -> str:
+    """A device kind (``schemas.messages.DeviceKind`` value) in ``lang``."""
+    names = _DEVICE_KINDS.get(kind)
+    if names is None:
+        return kind
     return names[0] if lang is Lang.ZH else names[1]
 
 

@@ -25,7 +25,7 @@ import pandas as pd
 
 from api import analytics
 from api.live import LiveView, UnknownName
-from dashboard.i18n import Lang, category_name, price_text
+from dashboard.i18n import Lang, category_name, device_kind_name, money_text, price_text
 from schemas.messages import DeviceKind
 from schemas.registry import Market, Registry
 from storage.base import BatchRow, SaleRow, ScaleStatusRow, Store
@@ -556,12 +556,12 @@ def vendor_table(data: DashboardData, market_id: str, lang: Lang) -> list[dict[s
                 "name": vendor.name,
                 "stall": vendor.stall,
                 "turnover_fen": 0 if sold is None else sold.turnover_fen,
-                "turnover_text": analytics.yuan(0 if sold is None else sold.turnover_fen),
+                "turnover_text": money_text(0 if sold is None else sold.turnover_fen),
                 "transactions": 0 if sold is None else sold.transactions,
                 "avg_ticket_text": (
                     ""
                     if sold is None or sold.average_ticket_fen is None
-                    else analytics.yuan(sold.average_ticket_fen)
+                    else money_text(sold.average_ticket_fen)
                 ),
                 "prices": _current_prices_text(data, market, vendor.id, lang),
             }
@@ -582,7 +582,7 @@ def _current_prices_text(data: DashboardData, market: Market, vendor: str, lang:
     return "，".join(parts) if lang is Lang.ZH else ", ".join(parts)
 
 
-def device_table(data: DashboardData, market_id: str) -> list[dict[str, Any]]:
+def device_table(data: DashboardData, market_id: str, lang: Lang) -> list[dict[str, Any]]:
     """Every registered device: kind, owner, online state, last seen, today's messages/rejects."""
     market = data.market(market_id)
     now = data.now()
@@ -602,7 +602,7 @@ def device_table(data: DashboardData, market_id: str) -> list[dict[str, Any]]:
         rows.append(
             {
                 "device": device.id,
-                "kind": device.kind.value,
+                "kind": device_kind_name(device.kind.value, lang),
                 "vendor": device.vendor or "",
                 "status": _status_key(device.kind, online, last_seen, now),
                 "last_seen": local_time_text(last_seen, market),

@@ -26,7 +26,7 @@ def layout(data: DashboardData, lang: Lang, market: str) -> html.Div:
             "field": "turnover_fen",
             "headerName": t("col.turnover", lang),
             "type": "numericColumn",
-            "valueFormatter": {"function": "'¥' + params.data.turnover_text"},
+            "valueFormatter": {"function": "params.data.turnover_text"},
             "sort": "desc",
         },
         {
@@ -115,7 +115,7 @@ def register_callbacks(app: Dash, data: DashboardData, links: Links) -> None:
         lang = Lang.of(lang_value)
         tables = (
             queries.vendor_table(data, market, lang),
-            queries.device_table(data, market),
+            queries.device_table(data, market, lang),
             queries.dead_letters(data, market),
         )
         digests = [market, lang.value, *(_digest(rows) for rows in tables)]

@@ -13,10 +13,9 @@ import paho.mqtt.publish as mqtt_publish
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from api.analytics import yuan
 from api.pricing import yuan_per_jin, yuan_per_kg
 from dashboard import ids
-from dashboard.i18n import money_text
+from dashboard.i18n import Lang, device_kind_name, money_text
 from schemas.messages import (
     BatchIntake,
     DeviceKind,
@@ -257,11 +256,11 @@ def test_vendors_and_devices_page(page: Page, stack: Stack) -> None:
     top = page.locator(f'#{ids.VENDORS_GRID} .ag-row[row-index="0"]')
     expect(top).to_have_attribute("row-id", busiest.id, timeout=LOAD_TIMEOUT_MS)
     expect(top).to_contain_text(busiest.name)
-    expect(top).to_contain_text(f"¥{yuan(turnover[busiest.id])}")
+    expect(top).to_contain_text(money_text(turnover[busiest.id]))
     first_device = next(iter(market.devices.values()))
     device_row = page.locator(f'#{ids.DEVICES_GRID} .ag-row[row-index="0"]')
     expect(device_row).to_have_attribute("row-id", first_device.id)
-    expect(device_row).to_contain_text(first_device.kind.value)
+    expect(device_row).to_contain_text(device_kind_name(first_device.kind.value, Lang.ZH))
     screenshot(page, "vendors")
 
 
