@@ -319,6 +319,19 @@ def dashboard_queries(store: Store, days: int) -> list[tuple[str, Callable[[], o
     for label, span in (("one day", 1), ("30 days", 30), ("365 days", 365)):
         if span <= days:
             queries += _summaries(store, label, end - timedelta(days=span), end)
+    # The overview's batch alerts: a week of batches with their sales so far.
+    week = max(end - timedelta(days=7), local(0, 0))
+    week_label = f"{min(days, 7)} days"
+    queries += [
+        (
+            f"batch_balances, {week_label}",
+            lambda: store.batch_balances(MARKET, week, end),
+        ),
+        (
+            f"batch_balances, {week_label} (generic)",
+            lambda: Store.batch_balances(store, MARKET, week, end),
+        ),
+    ]
     eight_weeks = max(end - timedelta(weeks=8), local(0, 0))
     queries += [
         ("footfall_hourly, 8 weeks", lambda: store.footfall_hourly(MARKET, eight_weeks, end)),

@@ -3,7 +3,8 @@
 Both backends derive a point's identity (series + timestamp) from these
 functions only, so a redelivered or replayed message overwrites itself in
 InfluxDB (same series, same timestamp: the store merges) and in SQLite (same
-primary key: ``INSERT OR REPLACE``). Series keys hold only bounded values that
+primary key: an upsert, ``ON CONFLICT DO UPDATE``, or ``INSERT OR REPLACE`` for
+tables without rollups; see ``storage.sqlite.codec``). Series keys hold only bounded values that
 come from the topic and the payload, never from mutable registry data and
 never unbounded ids such as trace codes or message ids.
 """

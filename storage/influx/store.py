@@ -43,6 +43,7 @@ from schemas.messages import DeviceMessage
 from schemas.topics import CHANNELS, topic_for
 from storage._exceptions import StoreQueryError, StoreRejected
 from storage.base import (
+    BatchBalanceRow,
     BatchRow,
     GateCountRow,
     PriceRow,
@@ -573,6 +574,35 @@ class InfluxStore(Store):
         )
         return sorted(map(_batch_row, _rows(series)), key=lambda r: (r.ts, r.station, r.msg_id))
 
+    def batch_balances(self, market: str, start: datetime, end: datetime) -> list[BatchBalanceRow]:
+        """See :meth:`Store.batch_balances`: the batches, and one query for their sales.
+
+        ``trace_code`` is a field, so the market's sales since
+        :data:`SALES_BEFORE_INTAKE` before ``start`` are listed (time, trace code
+        and weight, per vendor and PLU) and added up here. A batch counts the
+        sales of its own vendor and product from :data:`SALES_BEFORE_INTAKE`
+        before its intake, the sales :meth:`sales_of_batch` finds.
+        """
+        batches = self.batches(market, start, end)
+        if not batches:
+            return []
+        series = self._select_columns(
+            SelectColumns(
+                "sale",
+                columns=(Column("trace_code"), Column("weight_g")),
+                where=(equals("market", market), time_from(_ns(start - SALES_BEFORE_INTAKE))),
+                group_by=("vendor", "plu"),
+            )
+        )
+        sales: dict[tuple[str, str, str], list[tuple[int, int]]] = defaultdict(list)
+        for row in _rows(series):
+            key = (_str(row, "trace_code"), _str(row, "vendor"), _str(row, "plu"))
+            sales[key].append((_int(row, "time"), _int(row, "weight_g")))
+        return [
+            _batch_balance(batch, sales[(batch.trace_code, batch.vendor, batch.plu)])
+            for batch in batches
+        ]
+
     def gate_counts(self, market: str, start: datetime, end: datetime) -> list[GateCountRow]:
         series = self._select("footfall", equals("market", market), *_device_range(start, end))
         return sorted(map(_gate_count_row, _rows(series)), key=lambda r: (r.gate, r.ts))
@@ -759,6 +789,25 @@ def _optional(column: str, value: ParamValue | None) -> Condition | None:
 
 def _device_range(start: datetime, end: datetime) -> tuple[Condition, Condition]:
     return time_from(_ceil_ms(_ns(start))), time_before(_ceil_ms(_ns(end)))
+
+
+def _batch_balance(batch: BatchRow, sales: Sequence[tuple[int, int]]) -> BatchBalanceRow:
+    """``batch`` with its ``sales`` (time, grams) from :data:`SALES_BEFORE_INTAKE` before intake."""
+    since = _ns(batch.ts - SALES_BEFORE_INTAKE)
+    counted = [(time_ns, weight_g) for time_ns, weight_g in sales if time_ns >= since]
+    newest = max((time_ns for time_ns, _ in counted), default=None)
+    return BatchBalanceRow(
+        market=batch.market,
+        trace_code=batch.trace_code,
+        vendor=batch.vendor,
+        plu=batch.plu,
+        intake=batch.ts,
+        quantity_g=batch.quantity_g,
+        rapid_test_passed=batch.rapid_test_passed,
+        sales=len(counted),
+        sold_g=sum(weight_g for _, weight_g in counted),
+        last_sale=None if newest is None else _device_ts(newest),
+    )
 
 
 def _sorted_sales(series: Sequence[Series]) -> list[SaleRow]:

@@ -35,7 +35,8 @@ class Table:
     A redelivered reading overwrites itself: ``OR REPLACE``, or for the tables
     with rollups an upsert, because a REPLACE deletes the old row without
     firing delete triggers and the rollup would count the reading twice (see
-    ``storage.sqlite.schema``). Hashed by identity: each table is one module constant.
+    ``storage.sqlite.schema``; the sale rollups are kept by
+    ``storage.sqlite.rollups``). Hashed by identity: each table is one module constant.
     """
 
     name: str

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from storage.base import (
+    BatchBalanceRow,
     BatchRow,
     GateCountRow,
     PriceRow,
@@ -301,6 +302,38 @@ WHERE s.market = :market AND s.vendor = :vendor
   AND t.id = b.trace
 ORDER BY b.time_ns, b.series
 """
+
+
+#: Batches taken in during a range with what has been sold of each so far: the
+#: range of the time-clustered batch table, and one seek into ``batch_sold``
+#: (kept per write, see ``storage.sqlite.rollups``) per batch.
+BATCH_BALANCES = """
+SELECT
+    s.market, t.code, s.vendor, s.plu, b.time_ns, b.quantity_g, b.rapid_test_passed,
+    sold.sales, sold.sold_g, sold.last_sale_ns
+FROM batch AS b CROSS JOIN batch_series AS s CROSS JOIN trace_code AS t
+    LEFT JOIN batch_sold AS sold ON sold.trace = b.trace
+WHERE b.time_ns >= :start AND b.time_ns < :end
+  AND s.id = b.series AND s.market = :market
+  AND t.id = b.trace
+ORDER BY b.time_ns, b.series
+"""
+
+
+def batch_balance_row(row: Row) -> BatchBalanceRow:
+    market, code, vendor, plu, time_ns, quantity_g, passed, sales, sold_g, last_sale_ns = row
+    return BatchBalanceRow(
+        market=market,
+        trace_code=code,
+        vendor=vendor,
+        plu=plu,
+        intake=device_time(time_ns),
+        quantity_g=quantity_g,
+        rapid_test_passed=bool(passed),
+        sales=sales or 0,
+        sold_g=sold_g or 0,
+        last_sale=None if last_sale_ns is None else device_time(last_sale_ns),
+    )
 
 
 def batch_row(row: Row) -> BatchRow:

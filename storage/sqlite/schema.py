@@ -28,9 +28,9 @@ Layout, and why (measured with ``bench/sqlite_year_bench.py``: 300 vendors,
 * Money and weights are INTEGER; the rapid test's inhibition percentage is
   stored as integer permille; ``calibration_due`` as the integer ``YYYYMMDD``.
 
-**Hourly rollups** (version 2), so dashboards never read a year of raw rows;
-each is kept by triggers in the same transaction as the raw rows, and the
-migration built them from the rows already stored:
+**Hourly rollups** (version 2), so dashboards never read a year of raw rows,
+kept in the same transaction as the raw rows; each migration that added one
+built it from the rows already stored:
 
 * ``sale_hourly`` — per UTC hour, sale source and product: transactions, fen,
   grams. ``sales_summary`` reads it for the whole hours of a range and raw
@@ -40,6 +40,9 @@ migration built them from the rows already stored:
   a per-vendor summary over a year still reads ~17 M rollup rows.
 * ``market_sale_hourly`` — per market and UTC hour (~9k rows a year): what
   ``sales_by_hour`` reads.
+* ``batch_sold`` (version 3) — per batch (trace code): sales so far, grams
+  sold and the newest sale's ``time_ns``: what ``batch_balances`` joins to the
+  batches of a range.
 * ``footfall_hourly`` — per gate and UTC hour: the number of readings and the
   sum of each reading's increase over the gate's previous reading
   (``storage.footfall``'s rule, counter resets included). A reading's increase
@@ -48,11 +51,26 @@ migration built them from the rows already stored:
   is deleted. ``footfall_hourly`` reads it for whole hours when the caller's
   time zone has whole-hour offsets in the range.
 
+**Who keeps them.** The three sale rollups are kept by the writer, once per
+``write`` (``storage.sqlite.rollups``): it reads which of the write's sales are
+already stored, computes the net change per rollup row in Python and applies
+it with one ``executemany`` upsert per table. Version 2 kept them with
+triggers, but *any* trigger that fires on each sale insert (even one that does
+nothing) made bulk sale writes about ten times slower, and more so as the table
+grew (docs/benchmarks.md); version 3 dropped those. What remains on ``sale``
+never fires on the store's writes: an ``AFTER DELETE`` trigger (raw sales are
+deleted only by hand or by tests, and stay out of the rollups that way) and a
+guard that refuses updates of a sale's key columns. Changing a sale's amounts
+or trace code with a hand-written ``UPDATE`` bypasses the rollups: correct a
+sale by writing the corrected reading through the store. Gate counts keep
+their triggers (a few hundred an hour; measured harmless).
+
 Rows whose rollups are kept are written with an upsert (``ON CONFLICT DO
 UPDATE``), never ``INSERT OR REPLACE``: REPLACE deletes the old row without
 firing delete triggers (unless ``recursive_triggers`` is on), so a redelivered
-reading would be counted twice. The triggers refuse updates of a row's key
-columns, which would move it to another rollup row.
+gate count would be counted twice, and a sale's removal would depend on a
+connection setting. The triggers refuse updates of a row's key columns, which
+would move it to another rollup row.
 
 Migrations only go forward. ``PRAGMA user_version`` holds the schema version;
 each :class:`Migration` brings the file from ``version - 1`` to ``version`` in
@@ -468,7 +486,58 @@ _V2 = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2)
+# -- version 3: sale rollups kept by the writer, per batch; sales per batch ---------------
+#
+# Any trigger that fires on every sale insert cut bulk sale writes about
+# tenfold (docs/benchmarks.md), so the store now keeps the sale rollups itself,
+# once per write (``storage.sqlite.rollups``). Only the triggers that never fire
+# on the store's own writes stay: DELETE (raw rows are only deleted by hand or
+# by tests) and the guard on key columns (an upsert never sets them).
+
+
+def _forget_sale_in_batch(row: str) -> str:
+    """Take sale ``row`` out of ``batch_sold``; its batch's last sale is looked up again."""
+    return f"""
+    UPDATE batch_sold SET
+        sales = sales - 1,
+        sold_g = sold_g - {row}.weight_g,
+        last_sale_ns = (SELECT MAX(time_ns) FROM sale WHERE trace = {row}.trace)
+    WHERE trace = {row}.trace;
+    DELETE FROM batch_sold WHERE trace = {row}.trace AND sales = 0;"""  # noqa: S608 - only SQL fragments of this module, no values
+
+
+_V3 = Migration(
+    version=3,
+    statements=(
+        "DROP TRIGGER sale_rollup_insert",
+        "DROP TRIGGER sale_rollup_update",
+        "DROP TRIGGER sale_rollup_delete",
+        # What has been sold of each batch (trace code) so far: what the
+        # dashboard's batch alerts read instead of every sale of every batch.
+        """
+        CREATE TABLE batch_sold (
+            trace INTEGER PRIMARY KEY REFERENCES trace_code (id),
+            sales INTEGER NOT NULL,
+            sold_g INTEGER NOT NULL,
+            last_sale_ns INTEGER NOT NULL  -- time_ns of the newest sale
+        ) STRICT
+        """,
+        """
+        INSERT INTO batch_sold (trace, sales, sold_g, last_sale_ns)
+        SELECT trace, COUNT(*), SUM(weight_g), MAX(time_ns)
+        FROM sale
+        GROUP BY trace
+        """,
+        f"""CREATE TRIGGER sale_rollup_delete AFTER DELETE ON sale BEGIN
+        {_count_sale("OLD", "-")}
+        {_drop_empty_sale_hours("OLD")}
+        {_forget_sale_in_batch("OLD")}
+        END""",
+        "PRAGMA user_version = 3",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3)
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
 

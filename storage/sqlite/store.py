@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 
-from schemas.messages import DeviceMessage
+from schemas.messages import DeviceMessage, Sale
 from schemas.topics import CHANNELS, topic_for
 from storage.base import (
+    BatchBalanceRow,
     BatchRow,
     FootfallRow,
     GateCountRow,
@@ -24,8 +25,9 @@ from storage.base import (
     Store,
 )
 from storage.records import DeadLetter, Reading, to_ns
-from storage.sqlite import queries
+from storage.sqlite import queries, rollups
 from storage.sqlite.codec import (
+    SALE,
     EncodedRow,
     SqlValue,
     Table,
@@ -35,7 +37,15 @@ from storage.sqlite.codec import (
     time_bound_ns,
 )
 from storage.sqlite.connections import Connections, sqlite_errors
-from storage.sqlite.interning import INTERN_TABLES, Interner, InternTable, Key
+from storage.sqlite.interning import (
+    INTERN_TABLES,
+    PRODUCT,
+    SALE_SOURCE,
+    TRACE_CODE,
+    Interner,
+    InternTable,
+    Key,
+)
 from storage.sqlite.schema import HOUR_NS
 
 #: Ids remembered per intern table. Series and products are bounded by the
@@ -97,7 +107,11 @@ class SQLiteStore(Store):
         with self._connections.writer() as conn, sqlite_errors(f"writing {len(readings)} readings"):
             with _transaction(conn):
                 ids = self._resolve_ids(conn, rows)
-                refused += _insert_rows(conn, rows, ids)
+                sales = _sales_of(rows, ids)
+                stored = rollups.stored_sales(conn, {key for _, key, _ in sales})
+                refusals = _insert_rows(conn, rows, ids)
+                _update_rollups(conn, sales, stored, refusals, ids)
+                refused += [_refusal(row.reading, reason) for row, reason in refusals]
                 letters = [queries.dead_letter_values(d) for d in (*dead_letters, *refused)]
                 conn.executemany(queries.INSERT_DEAD_LETTER, letters)
             self._remember(ids)
@@ -204,6 +218,12 @@ class SQLiteStore(Store):
         params = {"market": market, **_range(start, end), "vendor": vendor}
         sql = queries.BATCHES_IN_RANGE if vendor is None else queries.BATCHES_OF_VENDOR_IN_RANGE
         return [queries.batch_row(row) for row in self._query(sql, params, "reading batches")]
+
+    def batch_balances(self, market: str, start: datetime, end: datetime) -> list[BatchBalanceRow]:
+        """See :meth:`Store.batch_balances`: one query, sales so far from ``batch_sold``."""
+        params = {"market": market, **_range(start, end)}
+        rows = self._query(queries.BATCH_BALANCES, params, "reading batch balances")
+        return [queries.batch_balance_row(row) for row in rows]
 
     # -- footfall ----------------------------------------------------------------
 
@@ -352,10 +372,49 @@ def _encode_all(readings: Sequence[Reading]) -> tuple[list[EncodedRow], list[Dea
     return rows, refused
 
 
+#: A sale of a write: its row, its primary key and what the rollups count of it.
+_WrittenSale = tuple[EncodedRow, rollups.SaleKey, rollups.SaleAmounts]
+#: A row the store refused, and SQLite's reason.
+_Refusal = tuple[EncodedRow, str]
+
+
+def _sales_of(rows: Sequence[EncodedRow], resolved: _ResolvedIds) -> list[_WrittenSale]:
+    if not any(row.table is SALE for row in rows):
+        return []
+    sources, products, traces = (
+        resolved.ids[table] for table in (SALE_SOURCE, PRODUCT, TRACE_CODE)
+    )
+    sales = []
+    for row in rows:
+        message = row.reading.message
+        if row.table is SALE and isinstance(message, Sale):
+            # refs are (sale source, product, trace code), in encode()'s order
+            (_, source), (_, product), (_, trace) = row.refs
+            key = (row.time_ns, sources[source], products[product])
+            sales.append((row, key, (traces[trace], message.total_fen, message.weight_g)))
+    return sales
+
+
+def _update_rollups(
+    conn: sqlite3.Connection,
+    sales: Sequence[_WrittenSale],
+    stored: Mapping[rollups.SaleKey, rollups.SaleAmounts],
+    refusals: Sequence[_Refusal],
+    resolved: _ResolvedIds,
+) -> None:
+    """Count the sales just written (not the refused ones) in the sale rollups."""
+    if not sales:
+        return
+    refused = {id(row) for row, _ in refusals}
+    written = [(key, amounts) for row, key, amounts in sales if id(row) not in refused]
+    market_of = {source: key[0] for key, source in resolved.ids[SALE_SOURCE].items()}
+    rollups.apply(conn, rollups.rollup_changes(stored, written, market_of))
+
+
 def _insert_rows(
     conn: sqlite3.Connection, rows: Sequence[EncodedRow], ids: _ResolvedIds
-) -> list[DeadLetter]:
-    """Insert all rows, one ``executemany`` per table; returns the refused readings.
+) -> list[_Refusal]:
+    """Insert all rows, one ``executemany`` per table; returns the refused rows.
 
     Refusals are rare (no validated reading is refused), so when one occurs the
     batch is rolled back to the savepoint and retried row by row to isolate it.
@@ -378,8 +437,8 @@ def _insert_rows(
 def _insert_one_by_one(
     conn: sqlite3.Connection,
     by_table: Mapping[Table, list[tuple[EncodedRow, tuple[SqlValue, ...]]]],
-) -> list[DeadLetter]:
-    refused: list[DeadLetter] = []
+) -> list[_Refusal]:
+    refused: list[_Refusal] = []
     for table, items in by_table.items():
         for row, values in items:
             conn.execute("SAVEPOINT reading")
@@ -387,7 +446,7 @@ def _insert_one_by_one(
                 conn.execute(table.insert_sql, values)
             except _REFUSALS as exc:
                 conn.execute("ROLLBACK TO reading")
-                refused.append(_refusal(row.reading, str(exc)))
+                refused.append((row, str(exc)))
             conn.execute("RELEASE reading")
     return refused
 

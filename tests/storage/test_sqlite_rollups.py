@@ -1,9 +1,11 @@
-"""SQLite store: the hourly rollups equal what the raw rows say, however they were written.
+"""SQLite store: the rollups equal what the raw rows say, however they were written.
 
-The rollups are kept by triggers (``storage.sqlite.schema``, version 2); these
-tests recompute them in Python from the raw rows after writes in shuffled
-batches with replays, corrections and counter resets, and after upgrading a
-version-1 file that already holds data.
+The sale rollups (``sale_hourly``, ``market_sale_hourly``, ``batch_sold``) are
+kept by the writer once per write (``storage.sqlite.rollups``), the footfall
+rollup by triggers (``storage.sqlite.schema``); these tests recompute them in
+Python from the raw rows after writes in shuffled batches with replays,
+corrections and counter resets, and after upgrading files of older versions
+that already hold data.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from schemas.messages import expected_total_fen
 from storage.footfall import counter_increase
 from storage.records import Reading
 from storage.sqlite import SQLiteStore
@@ -24,6 +27,7 @@ from storage.sqlite.schema import HOUR_NS, MIGRATIONS, migrate
 from tests.storage.factories import MARKET, OTHER_MARKET, T0, at, gate_count, reading, sale
 
 Rollup = dict[tuple[object, ...], tuple[int, ...]]
+TRACE_CODES = ("SD370782-20250512-001", "SD370782-20250512-002", "SD370782-20250511-007")
 
 
 def raw(path: Path) -> closing[sqlite3.Connection]:
@@ -47,6 +51,21 @@ def expected_sale_rollups(conn: sqlite3.Connection) -> tuple[Rollup, Rollup]:
         {key: tuple(value) for key, value in per_product.items()},
         {key: tuple(value) for key, value in per_market.items()},
     )
+
+
+def expected_batch_sold(conn: sqlite3.Connection) -> Rollup:
+    totals: dict[tuple[object, ...], list[int]] = defaultdict(lambda: [0, 0, 0])
+    for trace, time_ns, weight_g in conn.execute("SELECT trace, time_ns, weight_g FROM sale"):
+        total = totals[(trace,)]
+        total[0] += 1
+        total[1] += weight_g
+        total[2] = max(total[2], time_ns)
+    return {key: tuple(value) for key, value in totals.items()}
+
+
+def stored_batch_sold(conn: sqlite3.Connection) -> Rollup:
+    rows = conn.execute("SELECT trace, sales, sold_g, last_sale_ns FROM batch_sold")
+    return {(trace,): tuple(values) for trace, *values in rows}
 
 
 def expected_footfall_rollup(conn: sqlite3.Connection) -> Rollup:
@@ -82,8 +101,11 @@ def assert_rollups_match_raw_rows(path: Path) -> None:
     with raw(path) as conn:
         sales, market_sales, footfall = stored_rollups(conn)
         assert (sales, market_sales) == expected_sale_rollups(conn)
+        assert stored_batch_sold(conn) == expected_batch_sold(conn)
         assert footfall == expected_footfall_rollup(conn)
-        assert footfall  # the test wrote gate counts: an empty comparison proves nothing
+        # Sales of several batches and gate counts were written: empty rollups would prove nothing.
+        assert len(stored_batch_sold(conn)) > 1
+        assert footfall
 
 
 def messy_history(rng: random.Random) -> list[Reading]:
@@ -98,9 +120,20 @@ def messy_history(rng: random.Random) -> list[Reading]:
             vendor=vendor,
             plu=rng.choice(("1001", "1002")),
             weight_g=rng.randrange(1, 9_000),
+            trace_code=rng.choice(TRACE_CODES),
         )
         market = OTHER_MARKET if i % 10 == 0 else MARKET
         readings.append(reading(message, f"sc-{vendor}", market=market))
+        if rng.random() < 0.1:  # the same sale again, corrected: other weight, maybe other batch
+            weight_g = rng.randrange(1, 9_000)
+            fixed = message.model_copy(
+                update={
+                    "weight_g": weight_g,
+                    "total_fen": expected_total_fen(weight_g, message.unit_price_fen_per_kg),
+                    "trace_code": rng.choice(TRACE_CODES),
+                }
+            )
+            readings.append(reading(fixed, f"sc-{vendor}", market=market))
     for gate in ("g-north", "g-south"):
         total = 0
         for minute in range(0, 600, 7):
@@ -116,7 +149,7 @@ def messy_history(rng: random.Random) -> list[Reading]:
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_triggers_keep_the_rollups_equal_to_the_raw_rows(tmp_path: Path, seed: int) -> None:
+def test_writes_keep_the_rollups_equal_to_the_raw_rows(tmp_path: Path, seed: int) -> None:
     rng = random.Random(seed)
     readings = messy_history(rng)
     path = tmp_path / "store.db"
@@ -136,6 +169,33 @@ def test_deleting_raw_rows_takes_them_out_of_the_rollups(tmp_path: Path) -> None
     assert_rollups_match_raw_rows(path)
 
 
+def test_a_refused_sale_is_not_counted(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    unstorable = sale(msg_id=7, ts=at(minutes=7)).model_copy(update={"total_fen": 2**64})
+    history = messy_history(random.Random(6))
+    with SQLiteStore(path) as store:
+        refused = store.write([*history[:100], reading(unstorable, "sc-v001"), *history[100:]])
+    assert len(refused) == 1
+    assert_rollups_match_raw_rows(path)
+
+
+def test_no_trigger_fires_when_the_store_writes_sales(tmp_path: Path) -> None:
+    # Any trigger that fires on sale inserts or upserts made bulk writes ~10x
+    # slower (docs/benchmarks.md). What remains fires only on DELETE, or on an
+    # UPDATE of key columns, which the store's upsert never sets.
+    path = tmp_path / "store.db"
+    SQLiteStore(path).close()
+    with raw(path) as conn:
+        triggers = conn.execute(
+            "SELECT name, sql FROM sqlite_schema WHERE type = 'trigger' AND tbl_name = 'sale'"
+        ).fetchall()
+    assert sorted(name for name, _ in triggers) == ["sale_key_is_fixed", "sale_rollup_delete"]
+    assert " AFTER DELETE ON sale " in dict(triggers)["sale_rollup_delete"]
+    assert (
+        " BEFORE UPDATE OF time_ns, source, product ON sale " in dict(triggers)["sale_key_is_fixed"]
+    )
+
+
 def test_the_key_of_a_stored_row_cannot_change(tmp_path: Path) -> None:
     path = tmp_path / "store.db"
     with SQLiteStore(path) as store:
@@ -147,15 +207,18 @@ def test_the_key_of_a_stored_row_cannot_change(tmp_path: Path) -> None:
             conn.execute("UPDATE footfall SET time_ns = time_ns + 1")
 
 
-def test_upgrading_a_version_1_file_builds_the_rollups_from_its_rows(tmp_path: Path) -> None:
-    # A version-1 file written the way version 1 wrote (INSERT OR REPLACE, no rollups).
-    path = tmp_path / "store.db"
-    history = messy_history(random.Random(5))
-    with SQLiteStore(tmp_path / "source.db") as source:
-        assert source.write(history) == []
+def copy_rows_into_older_version(path: Path, version: int, readings: list[Reading]) -> None:
+    """A file at schema ``version`` holding ``readings``, inserted by that version's SQL.
+
+    The readings are written to a current store first and their rows copied
+    over with ``INSERT … SELECT``, so version 2's triggers see every insert.
+    """
+    source_path = path.with_name("source.db")
+    with SQLiteStore(source_path) as source:
+        assert source.write(readings) == []
     with raw(path) as conn:
-        assert migrate(conn, MIGRATIONS[:1]) == 1
-        conn.execute("ATTACH DATABASE ? AS source", (str(tmp_path / "source.db"),))
+        assert migrate(conn, MIGRATIONS[:version]) == version
+        conn.execute("ATTACH DATABASE ? AS source", (str(source_path),))
         for table in (
             "trace_code",
             "product",
@@ -167,8 +230,33 @@ def test_upgrading_a_version_1_file_builds_the_rollups_from_its_rows(tmp_path: P
             conn.execute(f"INSERT INTO main.{table} SELECT * FROM source.{table}")  # noqa: S608
         conn.execute("DETACH DATABASE source")
 
+
+def test_upgrading_a_version_1_file_builds_the_rollups_from_its_rows(tmp_path: Path) -> None:
+    # A version-1 file written the way version 1 wrote (INSERT OR REPLACE, no rollups).
+    path = tmp_path / "store.db"
+    copy_rows_into_older_version(path, 1, messy_history(random.Random(5)))
+
     with SQLiteStore(path) as store:
         assert store.sales_summary(MARKET, T0, at(hours=24))
+    with raw(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (MIGRATIONS[-1].version,)
+    assert_rollups_match_raw_rows(path)
+
+
+def test_upgrading_a_version_2_file_keeps_its_rollups_and_counts_its_batches(
+    tmp_path: Path,
+) -> None:
+    # Version 2 kept the hourly sale rollups with triggers; version 3 keeps them
+    # in the writer and adds batch_sold, built from the sales already stored.
+    path = tmp_path / "store.db"
+    history = messy_history(random.Random(7))
+    copy_rows_into_older_version(path, 2, history[:200])
+    with raw(path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM sale_hourly").fetchone() != (0,)
+
+    with SQLiteStore(path) as store:
+        # The rest, with redeliveries and corrections of sales the file already holds.
+        assert store.write(history[200:]) == []
     with raw(path) as conn:
         assert conn.execute("PRAGMA user_version").fetchone() == (MIGRATIONS[-1].version,)
     assert_rollups_match_raw_rows(path)

@@ -15,6 +15,7 @@ import pytest
 
 from schemas.messages import Sale, expected_total_fen
 from storage.base import (
+    BatchBalanceRow,
     BatchRow,
     FootfallRow,
     GateCountRow,
@@ -633,6 +634,149 @@ class TestBatches:
         assert [row.station for row in store.batches(MARKET, start, end, vendor="v002")] == [
             "in-02"
         ]
+
+
+class TestBatchBalances:
+    """Batches in a range with their sales so far; equal to the generic per-batch version."""
+
+    START, END = at(hours=-2), at(hours=2)
+
+    @staticmethod
+    def intake(code: str, minutes: int, vendor: str, plu: str, **fields: object) -> Reading:
+        return reading(
+            batch(
+                msg_id=minutes + 1_000,
+                ts=at(minutes=minutes),
+                trace_code=code,
+                vendor=vendor,
+                plu=plu,
+                **fields,
+            ),  # type: ignore[arg-type]
+            "in-01",
+        )
+
+    @staticmethod
+    def sold(code: str, msg_id: int, minutes: int, weight_g: int, vendor: str, plu: str) -> Reading:
+        message = sale(
+            msg_id=msg_id,
+            ts=at(minutes=minutes),
+            vendor=vendor,
+            plu=plu,
+            weight_g=weight_g,
+            trace_code=code,
+        )
+        return reading(message, f"sc-{vendor}")
+
+    def write_history(self, store: Store) -> None:
+        intake, sold = self.intake, self.sold
+        write_ok(
+            store,
+            [
+                intake("TC-E", -180, "v001", "1001"),  # before the range
+                intake("TC-A", -90, "v001", "1001", quantity_g=10_000),
+                intake("TC-B", -80, "v001", "1001"),
+                intake("TC-C", -60, "v001", "1002", quantity_g=2_000),
+                intake("TC-D", -40, "v002", "1001", passed=False, inhibition_pct=Decimal("61.0")),
+                intake("TC-F", -20, "v003", "1003"),  # nothing sold yet
+                reading(
+                    batch(msg_id=1, ts=at(minutes=-90), trace_code="TC-A"),
+                    "in-01",
+                    market=OTHER_MARKET,
+                ),
+                sold("TC-E", 1, -170, 9_000, "v001", "1001"),
+                sold("TC-A", 2, 10, 1_000, "v001", "1001"),
+                sold("TC-A", 3, 20, 2_000, "v001", "1001"),
+                sold("TC-A", 4, 30, 500, "v001", "1001"),
+                sold("TC-B", 5, 50, 400, "v001", "1001"),
+                sold("TC-C", 6, 5, 1_500, "v001", "1002"),
+                sold("TC-C", 7, 15, 1_200, "v001", "1002"),
+                sold("TC-D", 1, 40, 800, "v002", "1001"),
+                reading(
+                    sale(msg_id=1, ts=at(minutes=10), trace_code="TC-A", weight_g=5_000),
+                    "sc-v001",
+                    market=OTHER_MARKET,
+                ),
+            ],
+        )
+        # Redeliveries: identical (twice in one write), corrected, and one that
+        # names another batch (a correction of the trace code at the scale).
+        write_ok(
+            store,
+            [
+                sold("TC-A", 2, 10, 1_000, "v001", "1001"),
+                sold("TC-A", 3, 20, 2_000, "v001", "1001"),
+                sold("TC-A", 3, 20, 2_000, "v001", "1001"),
+                sold("TC-A", 4, 30, 700, "v001", "1001"),
+                sold("TC-A", 5, 50, 400, "v001", "1001"),
+            ],
+        )
+
+    def test_sales_so_far_of_each_batch_in_the_range(self, store: Store) -> None:
+        self.write_history(store)
+        nothing_sold = {"sales": 0, "sold_g": 0, "last_sale": None}
+
+        rows = store.batch_balances(MARKET, self.START, self.END)
+
+        assert rows == [
+            BatchBalanceRow(
+                MARKET,
+                "TC-A",
+                "v001",
+                "1001",
+                at(minutes=-90),
+                10_000,
+                True,
+                sales=4,
+                sold_g=1_000 + 2_000 + 700 + 400,
+                last_sale=at(minutes=50),
+            ),
+            BatchBalanceRow(
+                MARKET, "TC-B", "v001", "1001", at(minutes=-80), 250_000, True, **nothing_sold
+            ),  # type: ignore[arg-type]
+            BatchBalanceRow(
+                MARKET,
+                "TC-C",
+                "v001",
+                "1002",
+                at(minutes=-60),
+                2_000,
+                True,
+                sales=2,
+                sold_g=2_700,
+                last_sale=at(minutes=15),
+            ),
+            BatchBalanceRow(
+                MARKET,
+                "TC-D",
+                "v002",
+                "1001",
+                at(minutes=-40),
+                250_000,
+                False,
+                sales=1,
+                sold_g=800,
+                last_sale=at(minutes=40),
+            ),
+            BatchBalanceRow(
+                MARKET, "TC-F", "v003", "1003", at(minutes=-20), 250_000, True, **nothing_sold
+            ),  # type: ignore[arg-type]
+        ]
+        assert [row.trace_code for row in rows if row.oversold] == ["TC-C"]
+        assert [row.trace_code for row in rows if not row.rapid_test_passed] == ["TC-D"]
+
+    def test_equals_the_generic_version(self, store: Store) -> None:
+        self.write_history(store)
+        for start, end in [(self.START, self.END), (at(hours=-4), at(minutes=-60)), (T0, DAY_END)]:
+            assert store.batch_balances(MARKET, start, end) == Store.batch_balances(
+                store, MARKET, start, end
+            )
+        assert store.batch_balances(OTHER_MARKET, self.START, self.END) == Store.batch_balances(
+            store, OTHER_MARKET, self.START, self.END
+        )
+
+    def test_no_batches(self, store: Store) -> None:
+        write_ok(store, [self.sold("TC-A", 1, 10, 1_000, "v001", "1001")])
+        assert store.batch_balances(MARKET, self.START, self.END) == []
 
 
 class TestFootfall:
