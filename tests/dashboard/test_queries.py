@@ -1,4 +1,4 @@
-"""The dashboard's queries over a real SQLite store and a real live view (private Mosquitto).
+"""The dashboard's queries over both real stores and a real live view (private Mosquitto).
 
 Readings go in through ``Store.write`` as ingest writes them; the dashboard's clock
 is fixed, so "today" and "opening hours" are chosen by each test.
@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from uuid import uuid4
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -32,8 +33,10 @@ from schemas.registry import Registry
 from schemas.topics import topic_for
 from stallwatch.localservices import Mosquitto
 from stallwatch.settings import Settings
+from storage.base import Store
 from storage.records import Reading, to_ns
 from storage.sqlite import SQLiteStore
+from tests.api.conftest import BOTH_STORES
 from tests.ingest.helpers import Publisher, wait_until, write_market
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -47,15 +50,24 @@ def registry(tmp_path: Path) -> Registry:
     return Registry.load([write_market(tmp_path)])
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SQLiteStore]:
-    with SQLiteStore(tmp_path / "store.db") as opened:
-        yield opened
+@pytest.fixture(params=BOTH_STORES)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """Every query test runs on the embedded store and on a real influxd."""
+    backend: Store
+    if request.param == "sqlite":
+        backend = SQLiteStore(tmp_path / "store.db")
+    else:
+        from storage.influx.store import InfluxStore
+
+        server = request.getfixturevalue("influx_server")
+        backend = InfluxStore(server.url, f"dash_{uuid4().hex[:12]}", create_database=True)
+    with backend:
+        yield backend
 
 
 @pytest.fixture
 def start_live(
-    registry: Registry, store: SQLiteStore, mosquitto_server: Mosquitto, tmp_path: Path
+    registry: Registry, store: Store, mosquitto_server: Mosquitto, tmp_path: Path
 ) -> Iterator[Callable[[], LiveView]]:
     """Starts the live view when called: it loads what the test wrote to the store by then."""
     started: list[LiveView] = []
@@ -73,9 +85,7 @@ def start_live(
         view.stop()
 
 
-def data_at(
-    moment: datetime, registry: Registry, store: SQLiteStore, live: LiveView
-) -> DashboardData:
+def data_at(moment: datetime, registry: Registry, store: Store, live: LiveView) -> DashboardData:
     return DashboardData(registry=registry, store=store, live=live, now=lambda: moment)
 
 
@@ -135,7 +145,7 @@ def test_row_transaction_holds_only_what_changed() -> None:
 
 def test_board_cache_sends_everything_once_then_nothing_then_the_changed_row(
     registry: Registry,
-    store: SQLiteStore,
+    store: Store,
     start_live: Callable[[], LiveView],
     mosquitto_server: Mosquitto,
 ) -> None:
@@ -182,7 +192,7 @@ def test_board_cache_sends_everything_once_then_nothing_then_the_changed_row(
 
 
 def test_turnover_by_day_reads_the_rollup_and_keeps_empty_days(
-    registry: Registry, store: SQLiteStore, start_live: Callable[[], LiveView]
+    registry: Registry, store: Store, start_live: Callable[[], LiveView]
 ) -> None:
     today = NOON_ISH.replace(hour=8)
     store.write(
@@ -204,7 +214,7 @@ def test_turnover_by_day_reads_the_rollup_and_keeps_empty_days(
 
 
 def test_overview_compares_footfall_with_the_same_time_last_week(
-    registry: Registry, store: SQLiteStore, start_live: Callable[[], LiveView]
+    registry: Registry, store: Store, start_live: Callable[[], LiveView]
 ) -> None:
     opening = NOON_ISH.replace(hour=6)
     week = timedelta(days=7)
@@ -228,7 +238,7 @@ def test_overview_compares_footfall_with_the_same_time_last_week(
 
 
 def test_alerts_name_failed_batches_on_sale_oversold_batches_and_offline_scales(
-    registry: Registry, store: SQLiteStore, start_live: Callable[[], LiveView]
+    registry: Registry, store: Store, start_live: Callable[[], LiveView]
 ) -> None:
     at = NOON_ISH - timedelta(hours=2)
     store.write(
@@ -287,7 +297,7 @@ def _status(scale: str, at: datetime, *, online: bool) -> Reading:
 
 
 def test_heatmap_means_over_the_dates_that_had_footfall(
-    registry: Registry, store: SQLiteStore, start_live: Callable[[], LiveView]
+    registry: Registry, store: Store, start_live: Callable[[], LiveView]
 ) -> None:
     monday = datetime(2026, 11, 16, 7, 0, tzinfo=TZ)
     readings = []
@@ -305,7 +315,7 @@ def test_heatmap_means_over_the_dates_that_had_footfall(
 
 
 def test_footfall_daily_has_every_day_with_zeros(
-    registry: Registry, store: SQLiteStore, start_live: Callable[[], LiveView]
+    registry: Registry, store: Store, start_live: Callable[[], LiveView]
 ) -> None:
     start = NOON_ISH.replace(hour=7)
     store.write([gate(1, start, 0), gate(2, start + timedelta(minutes=30), 42)])
