@@ -11,8 +11,10 @@ Everything runs on loopback, each part in its own process:
   CPU 0 with ``taskset`` when it is available:
   - **bare**: a FastAPI app with nothing but ``GET /hello`` (FastAPI's tutorial
     hello world, ``async def`` returning a dict);
-  - **stallwatch**: ``api.main.create_app`` (all routers, metrics middleware, error
-    handlers, a running live view) with the same ``/hello`` route added;
+  - **stallwatch**: the web app exactly as ``stallwatch serve`` builds it
+    (``stallwatch.webapp.create_web_app``: all API routers, metrics middleware, error
+    handlers, a running live view, the dashboard mounted at ``/dashboard``) with the
+    same ``/hello`` route added;
 * the load generators, pinned to CPU 1: ``wrk`` (Debian's) for the saturation runs,
   and for the fixed-rate run an open-loop asyncio HTTP/1.1 client in this module
   (``wrk2`` is not in Debian and ``wrk`` cannot pace). The fixed-rate client measures
@@ -187,9 +189,9 @@ def serve(kind: str, port: int, db: Path, broker_url: str, workdir: Path) -> Non
 
 def _stallwatch_app(db: Path, broker_url: str, workdir: Path) -> tuple[Any, Any]:
     from api.live import LiveMqttOptions, LiveView
-    from api.main import create_app
     from schemas.registry import Registry
     from stallwatch.settings import Settings
+    from stallwatch.webapp import create_web_app
     from storage.sqlite import SQLiteStore
 
     settings = Settings(
@@ -201,7 +203,8 @@ def _stallwatch_app(db: Path, broker_url: str, workdir: Path) -> tuple[Any, Any]
     live.start()
     if not live.synced:
         raise RuntimeError("the live view could not load the store")
-    return create_app(settings=settings, registry=registry, store=store, live=live), live
+    app = create_web_app(settings=settings, registry=registry, store=store, live=live)
+    return app, live
 
 
 # -- saturation: wrk -------------------------------------------------------------------
