@@ -88,7 +88,14 @@ def walk(node: Any) -> Iterator[tuple[str, Any]]:
 
 
 def test_services_are_the_agreed_ones(compose: dict[str, Any]) -> None:
-    assert set(services(compose)) == {"broker-init", "mosquitto", "influxdb", "ingest", "simulate"}
+    assert set(services(compose)) == {
+        "broker-init",
+        "mosquitto",
+        "influxdb",
+        "ingest",
+        "simulate",
+        "web",
+    }
 
 
 def test_referenced_repository_files_exist(compose: dict[str, Any]) -> None:
@@ -179,6 +186,19 @@ def test_ingest_settings_exist_and_use_the_generated_password(compose: dict[str,
         env["STALLWATCH_MQTT_PASSWORD_FILE"] == f"{AUTH_MOUNT}/{INGEST_USER}{PASSWORD_FILE_SUFFIX}"
     )
     assert env["STALLWATCH_STORE"] == "influx"
+
+
+def test_web_settings_exist_and_the_exposed_dashboard_has_logins(compose: dict[str, Any]) -> None:
+    web = services(compose)["web"]
+    env = environment(web)
+    known = {f"STALLWATCH_{name.upper()}" for name in Settings.model_fields}
+    assert set(env) <= known, set(env) - known
+    assert web["command"][:2] == ["stallwatch", "serve"]
+    assert env["STALLWATCH_MQTT_USERNAME"] == API_USER
+    assert env["STALLWATCH_MQTT_PASSWORD_FILE"] == f"{AUTH_MOUNT}/{API_USER}{PASSWORD_FILE_SUFFIX}"
+    # It listens on 0.0.0.0 in its container: `serve` refuses that without dashboard logins.
+    assert "STALLWATCH_DASHBOARD_USERS_FILE" in env
+    assert "STALLWATCH_API_TOKENS_FILE" in env
 
 
 def test_image_tags_are_pinned(compose: dict[str, Any]) -> None:
