@@ -23,12 +23,14 @@ import flask_bootstrap
 from dash import Dash, Input, Output, State, dcc, html
 from flask import Flask, send_from_directory
 
+from api.live import UnknownName
 from dashboard import ids
 from dashboard.auth import LOGOUT_PATH, Users, install_login
 from dashboard.components import Links
 from dashboard.i18n import DEFAULT_LANG, Lang, t
 from dashboard.pages import footfall, overview, prices, trace, vendors
 from dashboard.queries import DashboardData
+from storage._exceptions import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,7 @@ def create_dashboard(data: DashboardData, options: DashboardOptions) -> Dash:
         update_title="",
         compress=False,  # the proxy or the ASGI server compresses; here it would cost CPU twice
         meta_tags=[{"name": "viewport", "content": "width=device-width, initial-scale=1"}],
+        on_error=_keep_what_is_shown,
     )
     server: Flask = app.server
     server.add_url_rule(STATIC_CSS, "bootstrap_css", _bootstrap_css)
@@ -82,6 +85,18 @@ def create_dashboard(data: DashboardData, options: DashboardOptions) -> Dash:
     for page in PAGES:
         page.register_callbacks(app, data, links)
     return app
+
+
+def _keep_what_is_shown(error: Exception) -> None:
+    """A store outage or a market id tampered with in a callback: leave the page as it is.
+
+    The browser keeps the figures it has and the next poll tries again; anything
+    else is a bug and propagates (Dash answers 500 and logs it).
+    """
+    if isinstance(error, StoreError | UnknownName):
+        log.warning("dashboard callback skipped: %s: %s", type(error).__name__, error)
+        return
+    raise error
 
 
 def _bootstrap_css() -> Any:
