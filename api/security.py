@@ -26,9 +26,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import os
 import secrets
-import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,6 +44,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api._exceptions import AuthNotConfigured, Forbidden, NotAuthenticated, error_response
 from api.deps import ContextDep
 from schemas.messages import Identifier
+from stallwatch.privatefiles import write_private
 
 log = logging.getLogger(__name__)
 
@@ -127,18 +126,7 @@ def read_tokens_file(path: Path) -> TokensFile:
 
 def write_tokens_file(path: Path, content: TokensFile) -> None:
     """Replace the file atomically, readable by its owner only."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            os.fchmod(out.fileno(), 0o600)
-            out.write(content.model_dump_json(indent=2) + "\n")
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_private(path, content.model_dump_json(indent=2) + "\n")
 
 
 def create_token(

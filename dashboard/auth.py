@@ -22,9 +22,7 @@ import hashlib
 import hmac
 import ipaddress
 import json
-import os
 import secrets
-import tempfile
 import threading
 import time
 from collections import deque
@@ -41,6 +39,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from dashboard.i18n import DEFAULT_LANG, Lang, t
 from schemas.messages import Identifier
+from stallwatch.privatefiles import write_private
 
 #: scrypt cost: 16 MiB and ~50 ms per attempt here; OWASP's minimum is N=2**17 with r=8
 #: for interactive logins on servers, but a phone's login must not wait seconds.
@@ -138,16 +137,8 @@ def remove_user(path: Path, name: str) -> bool:
 
 
 def _write_atomically(path: Path, content: UsersFile) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(content.model_dump(mode="json"), out, ensure_ascii=False, indent=2)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    text = json.dumps(content.model_dump(mode="json"), ensure_ascii=False, indent=2) + "\n"
+    write_private(path, text)
 
 
 # -- who may log in ------------------------------------------------------------------

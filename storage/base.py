@@ -92,6 +92,23 @@ class BatchBalanceRow:
     def oversold(self) -> bool:
         return self.sold_g > self.quantity_g
 
+    @classmethod
+    def of(
+        cls, batch: BatchRow, *, sales: int, sold_g: int, last_sale: datetime | None
+    ) -> BatchBalanceRow:
+        return cls(
+            market=batch.market,
+            trace_code=batch.trace_code,
+            vendor=batch.vendor,
+            plu=batch.plu,
+            intake=batch.ts,
+            quantity_g=batch.quantity_g,
+            rapid_test_passed=batch.rapid_test_passed,
+            sales=sales,
+            sold_g=sold_g,
+            last_sale=last_sale,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class SalesHourRow:
@@ -263,14 +280,8 @@ class Store(abc.ABC):
         for batch in self.batches(market, start, end):
             sales = self.sales_of_batch(market, batch.trace_code)
             balances.append(
-                BatchBalanceRow(
-                    market=market,
-                    trace_code=batch.trace_code,
-                    vendor=batch.vendor,
-                    plu=batch.plu,
-                    intake=batch.ts,
-                    quantity_g=batch.quantity_g,
-                    rapid_test_passed=batch.rapid_test_passed,
+                BatchBalanceRow.of(
+                    batch,
                     sales=len(sales),
                     sold_g=sum(sale.weight_g for sale in sales),
                     last_sale=max((sale.ts for sale in sales), default=None),

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from uuid import uuid4
 
 import pytest
 
 from schemas.registry import Market, Registry, load_market
 from stallwatch.localservices import Influxd, Mosquitto, influxd, mosquitto
+from storage.base import Store
+from storage.sqlite import SQLiteStore
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_MARKET = REPO / "examples" / "markets" / "nanmen.toml"
@@ -28,6 +31,22 @@ def mosquitto_server(tmp_path: Path) -> Iterator[Mosquitto]:
     with mosquitto(tmp_path / "mosquitto") as broker:
         assert isinstance(broker, Mosquitto)
         yield broker
+
+
+#: Parametrize a ``store_kind`` with these to run a test on both backends.
+BOTH_STORES = ["sqlite", pytest.param("influx", marks=pytest.mark.influx)]
+
+
+def open_store(kind: str, request: pytest.FixtureRequest, tmp_path: Path, prefix: str) -> Store:
+    """A fresh store of ``kind``: a SQLite file in ``tmp_path``, or a new influxd database."""
+    if kind == "sqlite":
+        return SQLiteStore(tmp_path / "store.db")
+    # Imported here so the SQLite tests neither need nor start influxd.
+    from storage.influx.store import InfluxStore
+
+    server = request.getfixturevalue("influx_server")
+    assert isinstance(server, Influxd)
+    return InfluxStore(server.url, f"{prefix}_{uuid4().hex[:12]}", create_database=True)
 
 
 @pytest.fixture(scope="session")

@@ -796,14 +796,8 @@ def _batch_balance(batch: BatchRow, sales: Sequence[tuple[int, int]]) -> BatchBa
     since = _ns(batch.ts - SALES_BEFORE_INTAKE)
     counted = [(time_ns, weight_g) for time_ns, weight_g in sales if time_ns >= since]
     newest = max((time_ns for time_ns, _ in counted), default=None)
-    return BatchBalanceRow(
-        market=batch.market,
-        trace_code=batch.trace_code,
-        vendor=batch.vendor,
-        plu=batch.plu,
-        intake=batch.ts,
-        quantity_g=batch.quantity_g,
-        rapid_test_passed=batch.rapid_test_passed,
+    return BatchBalanceRow.of(
+        batch,
         sales=len(counted),
         sold_g=sum(weight_g for _, weight_g in counted),
         last_sale=None if newest is None else _device_ts(newest),

@@ -17,7 +17,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from uuid import uuid4
 
 import httpx
 import pytest
@@ -31,14 +30,13 @@ from ingest.forwarder import Forwarder
 from ingest.spool import Spool
 from ingest.validate import Validator
 from schemas.registry import Registry
-from stallwatch.localservices import Influxd, Mosquitto
+from stallwatch.localservices import Mosquitto
 from stallwatch.settings import Settings
 from storage.base import Store
-from storage.sqlite import SQLiteStore
+from tests.conftest import open_store
 from tests.ingest.helpers import wait_until, write_market
 
 MARKET = "tm"
-BOTH_STORES = ["sqlite", pytest.param("influx", marks=pytest.mark.influx)]
 
 
 @dataclass(frozen=True)
@@ -93,16 +91,7 @@ def store_kind() -> str:
 
 @pytest.fixture
 def store(request: pytest.FixtureRequest, store_kind: str, tmp_path: Path) -> Iterator[Store]:
-    backend: Store
-    if store_kind == "sqlite":
-        backend = SQLiteStore(tmp_path / "store.db")
-    else:
-        from storage.influx.store import InfluxStore
-
-        server = request.getfixturevalue("influx_server")
-        assert isinstance(server, Influxd)
-        backend = InfluxStore(server.url, f"api_{uuid4().hex[:12]}", create_database=True)
-    with backend:
+    with open_store(store_kind, request, tmp_path, "api") as backend:
         yield backend
 
 

@@ -10,7 +10,8 @@ import pytest
 
 from api.routers.batches import BatchRegistration
 from schemas.messages import BatchIntake
-from tests.api.conftest import BOTH_STORES, MARKET, Api
+from tests.api.conftest import MARKET, Api
+from tests.conftest import BOTH_STORES
 
 BATCHES = f"/api/v1/markets/{MARKET}/batches"
 both_stores = pytest.mark.parametrize("store_kind", BOTH_STORES)

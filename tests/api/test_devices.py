@@ -11,7 +11,8 @@ import pytest
 
 from api.routers.devices import _page
 from storage.records import DeadLetter
-from tests.api.conftest import BOTH_STORES, MARKET, Api, Feeder
+from tests.api.conftest import MARKET, Api, Feeder
+from tests.conftest import BOTH_STORES
 from tests.ingest.helpers import SALE_TOPIC, Publisher, now_iso, sale_payload, wait_until
 
 DEVICES = f"/api/v1/markets/{MARKET}/devices"

@@ -31,8 +31,8 @@ from api.routers import history
 from schemas.registry import Registry
 from simulators.history import generate_history
 from storage.base import PriceRow, Store
-from tests.api.conftest import BOTH_STORES, Api
-from tests.conftest import EXAMPLE_MARKET
+from tests.api.conftest import Api
+from tests.conftest import BOTH_STORES, EXAMPLE_MARKET
 
 pytestmark = pytest.mark.mosquitto
 

@@ -39,7 +39,8 @@ from schemas.registry import Registry
 from schemas.topics import topic_for
 from stallwatch.localservices import Mosquitto
 from storage.base import PriceRow, Store
-from tests.api.conftest import BOTH_STORES, Feeder
+from tests.api.conftest import Feeder
+from tests.conftest import BOTH_STORES
 from tests.ingest.helpers import Publisher, wait_until
 
 MARKET = "nanmen"

@@ -30,8 +30,8 @@ from api.analytics import (
 from schemas.registry import Registry
 from simulators.history import generate_history
 from storage.base import SaleRow, SalesSummaryRow, Store
-from tests.api.conftest import BOTH_STORES, Api
-from tests.conftest import EXAMPLE_MARKET
+from tests.api.conftest import Api
+from tests.conftest import BOTH_STORES, EXAMPLE_MARKET
 
 pytestmark = pytest.mark.mosquitto
 

@@ -28,7 +28,8 @@ from schemas.registry import Registry
 from stallwatch.localservices import Mosquitto
 from stallwatch.settings import Settings
 from storage.base import SaleRow, Store
-from tests.api.conftest import BOTH_STORES, MARKET, Api, Tokens
+from tests.api.conftest import MARKET, Api, Tokens
+from tests.conftest import BOTH_STORES
 from tests.ingest.helpers import Publisher, now_iso, sale_payload, wait_until
 
 pytestmark = pytest.mark.mosquitto

@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from uuid import uuid4
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -35,8 +34,7 @@ from stallwatch.localservices import Mosquitto
 from stallwatch.settings import Settings
 from storage.base import Store
 from storage.records import Reading, to_ns
-from storage.sqlite import SQLiteStore
-from tests.api.conftest import BOTH_STORES
+from tests.conftest import BOTH_STORES, open_store
 from tests.ingest.helpers import Publisher, wait_until, write_market
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -53,15 +51,7 @@ def registry(tmp_path: Path) -> Registry:
 @pytest.fixture(params=BOTH_STORES)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     """Every query test runs on the embedded store and on a real influxd."""
-    backend: Store
-    if request.param == "sqlite":
-        backend = SQLiteStore(tmp_path / "store.db")
-    else:
-        from storage.influx.store import InfluxStore
-
-        server = request.getfixturevalue("influx_server")
-        backend = InfluxStore(server.url, f"dash_{uuid4().hex[:12]}", create_database=True)
-    with backend:
+    with open_store(request.param, request, tmp_path, "dash") as backend:
         yield backend
 
 
