@@ -33,6 +33,28 @@ def run_server(settings: Settings, app: ASGIApp) -> None:
     uvicorn.Server(config).run()
 
 
+def _listening_socket(host: str, port: int) -> socket.socket:
+    """A bound, listening TCP socket whose ``proto`` is ``IPPROTO_TCP``.
+
+    ``socket.create_server`` leaves ``proto`` at 0, which accepted connections
+    inherit; asyncio then skips ``TCP_NODELAY`` on them (it checks the proto), and
+    every response whose headers and body go out in two writes waits ~40 ms for
+    the client's delayed ACK. Measured: 44 ms per request against 0.7 ms.
+    """
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(socket.SOMAXCONN)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 class ServerError(RuntimeError):
     """The server thread did not start (or stop) in time."""
 
@@ -48,7 +70,7 @@ class ServerThread:
         port: int = 0,
         access_log: bool = False,
     ) -> None:
-        self._socket = socket.create_server((host, port))
+        self._socket = _listening_socket(host, port)
         self.host, self.port = self._socket.getsockname()[:2]
         config = uvicorn.Config(
             app,
