@@ -109,8 +109,9 @@ def chain_summary(
     product = found.products.get(batch.plu)
     balance = chain.balance
     test = t("trace.passed", lang) if batch.rapid_test_passed else t("trace.failed", lang)
+    name = batch.plu if product is None else queries.product_name(product, lang)
     rows = [
-        (t("trace.batch", lang), f"{batch.trace_code} · {_name(product, batch.plu, lang)}"),
+        (t("trace.batch", lang), f"{batch.trace_code} · {name}"),
         (t("trace.origin", lang), batch.origin),
         (t("trace.supplier", lang), batch.supplier),
         (t("trace.certificate", lang), batch.certificate_no),
@@ -189,9 +190,3 @@ def sale_rows(
         }
         for sale in chain.sales
     ]
-
-
-def _name(product: Any, plu: str, lang: Lang) -> str:
-    if product is None:
-        return plu
-    return str(product.name_zh if lang is Lang.ZH else product.name_en)

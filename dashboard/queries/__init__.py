@@ -1,0 +1,99 @@
+"""What the dashboard's pages show, asked of the store and the live view and shaped with pandas.
+
+One module per page (``overview``, ``prices``, ``trace``, ``footfall``, ``vendors``) and
+``common`` for what they share; this package re-exports their public names.
+
+Every function takes a :class:`DashboardData` and returns plain data (frames or
+frozen dataclasses); none builds a component. Callbacks call one or two of these
+and hand the result to a pure figure builder (:mod:`dashboard.figures`) or a grid.
+
+Cost at scale is the point of this package: the dashboard runs all day on a
+year-old store of hundreds of vendors, so nothing here reads more than a day of
+raw sales. Longer ranges come from the store's rollups (``sales_by_hour``,
+``footfall_hourly``, ``batch_balances``), and current prices from the live view,
+which never touches the store.
+"""
+
+from dashboard.queries.common import (
+    BATCH_ALERT_WINDOW,
+    DEAD_LETTER_ROWS,
+    GATE_SILENCE,
+    HEATMAP_WEEKS,
+    TREND_DAYS,
+    DashboardData,
+    day_start,
+    is_open,
+    local_time_text,
+    market_today,
+    ns_to_utc,
+    product_name,
+)
+from dashboard.queries.footfall import footfall_daily, footfall_day, footfall_heatmap
+from dashboard.queries.overview import (
+    ALERT_COLUMNS,
+    Overview,
+    alerts,
+    overview,
+    turnover_by_day,
+    vendors_online,
+)
+from dashboard.queries.prices import (
+    MEDIAN,
+    BoardCache,
+    BoardRows,
+    BoardUpdate,
+    board_rows,
+    price_history,
+    price_spread,
+    product_label,
+    row_transaction,
+)
+from dashboard.queries.trace import (
+    TraceChain,
+    TraceQuery,
+    parse_trace_query,
+    sales_frame,
+    trace_chain,
+)
+from dashboard.queries.vendors import dead_letters, device_table, vendor_table
+
+__all__ = [
+    "ALERT_COLUMNS",
+    "BATCH_ALERT_WINDOW",
+    "DEAD_LETTER_ROWS",
+    "GATE_SILENCE",
+    "HEATMAP_WEEKS",
+    "MEDIAN",
+    "TREND_DAYS",
+    "BoardCache",
+    "BoardRows",
+    "BoardUpdate",
+    "DashboardData",
+    "Overview",
+    "TraceChain",
+    "TraceQuery",
+    "alerts",
+    "board_rows",
+    "day_start",
+    "dead_letters",
+    "device_table",
+    "footfall_daily",
+    "footfall_day",
+    "footfall_heatmap",
+    "is_open",
+    "local_time_text",
+    "market_today",
+    "ns_to_utc",
+    "overview",
+    "parse_trace_query",
+    "price_history",
+    "price_spread",
+    "product_label",
+    "product_name",
+    "row_transaction",
+    "sales_frame",
+    "trace_chain",
+    "turnover_by_day",
+    "vendor_table",
+    "vendors_online",
+]

@@ -1,0 +1,71 @@
+"""What every page's queries share: where figures come from, the clock, market time."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+
+from api.live import LiveView, UnknownName
+from dashboard.i18n import Lang
+from schemas.registry import Market, Product, Registry
+from storage.base import Store
+
+#: Gates report every minute; one silent for this long during opening hours is offline.
+GATE_SILENCE = timedelta(minutes=10)
+#: Batches older than this are sold out or thrown away; alerts look no further back.
+BATCH_ALERT_WINDOW = timedelta(days=7)
+TREND_DAYS = 30
+HEATMAP_WEEKS = 8
+DEAD_LETTER_ROWS = 200
+
+
+@dataclass(frozen=True)
+class DashboardData:
+    """Where the dashboard's figures come from, and what time it is."""
+
+    registry: Registry
+    store: Store
+    live: LiveView
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+    def market(self, market_id: str) -> Market:
+        found = self.registry.markets.get(market_id)
+        if found is None:
+            raise UnknownName(f"no market {market_id!r}")
+        return found
+
+    def default_market(self) -> str:
+        return next(iter(self.registry.markets))
+
+
+# -- time ------------------------------------------------------------------------------
+
+
+def market_today(market: Market, now: datetime) -> date:
+    return now.astimezone(market.tz).date()
+
+
+def day_start(market: Market, day: date) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=market.tz)
+
+
+def is_open(market: Market, now: datetime) -> bool:
+    local = now.astimezone(market.tz).time()
+    return market.spec.market.opens <= local < market.spec.market.closes
+
+
+def product_name(product: Product, lang: Lang) -> str:
+    return product.name_zh if lang is Lang.ZH else product.name_en
+
+
+def local_time_text(moment: datetime | None, market: Market) -> str:
+    if moment is None:
+        return ""
+    return moment.astimezone(market.tz).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def ns_to_utc(ns: int) -> datetime:
+    """Nanoseconds since the epoch as a UTC datetime, in integers (a float loses microseconds)."""
+    seconds, rest = divmod(ns, 1_000_000_000)
+    return datetime.fromtimestamp(seconds, UTC) + timedelta(microseconds=rest // 1000)

@@ -1,0 +1,124 @@
+"""Vendors & devices: today's trade per vendor, device status, dead letters."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from api import analytics
+from api.live import UnknownName
+from dashboard.i18n import Lang, device_kind_name, money_text, price_text
+from dashboard.queries.common import (
+    DEAD_LETTER_ROWS,
+    GATE_SILENCE,
+    DashboardData,
+    day_start,
+    local_time_text,
+    market_today,
+    ns_to_utc,
+    product_name,
+)
+from schemas.messages import DeviceKind
+from schemas.registry import Market
+from storage.base import ScaleStatusRow
+
+
+def vendor_table(data: DashboardData, market_id: str, lang: Lang) -> list[dict[str, Any]]:
+    """One row per vendor: today's turnover, transactions, average ticket and current prices."""
+    market = data.market(market_id)
+    now = data.now()
+    start = day_start(market, market_today(market, now))
+    frame = analytics.sales_frame(data.store.sales_summary(market.id, start, now))
+    figures = {f.key: f for f in analytics.sales_per_vendor(frame)}
+    rows = []
+    for vendor in market.spec.vendors:
+        sold = figures.get(vendor.id)
+        rows.append(
+            {
+                "vendor": vendor.id,
+                "name": vendor.name,
+                "stall": vendor.stall,
+                "turnover_fen": 0 if sold is None else sold.turnover_fen,
+                "turnover_text": money_text(0 if sold is None else sold.turnover_fen),
+                "transactions": 0 if sold is None else sold.transactions,
+                "avg_ticket_text": (
+                    ""
+                    if sold is None or sold.average_ticket_fen is None
+                    else money_text(sold.average_ticket_fen)
+                ),
+                "prices": _current_prices_text(data, market, vendor.id, lang),
+            }
+        )
+    return rows
+
+
+def _current_prices_text(data: DashboardData, market: Market, vendor: str, lang: Lang) -> str:
+    try:
+        quotes = data.live.vendor_prices(market.id, vendor).quotes
+    except UnknownName:
+        return ""
+    parts = []
+    for quote in quotes:
+        product = market.products.get(quote.plu)
+        name = quote.plu if product is None else product_name(product, lang)
+        parts.append(f"{name} {price_text(quote.current_fen_per_kg, lang)}")
+    return "，".join(parts) if lang is Lang.ZH else ", ".join(parts)
+
+
+def device_table(data: DashboardData, market_id: str, lang: Lang) -> list[dict[str, Any]]:
+    """Every registered device: kind, owner, online state, last seen, today's messages/rejects."""
+    market = data.market(market_id)
+    now = data.now()
+    start = day_start(market, market_today(market, now))
+    seen = data.live.device_seen(market.id)
+    statuses: dict[str, ScaleStatusRow] = {s.scale: s for s in data.store.scale_status(market.id)}
+    messages = data.store.message_counts(start, now)
+    rejects = data.store.reject_counts(start, now)
+    rows = []
+    for device in market.devices.values():
+        presence = seen.get(device.id)
+        status = statuses.get(device.id)
+        online = presence.online if presence is not None else None
+        if online is None and status is not None:
+            online = status.online
+        last_seen = presence.last_seen if presence is not None else None
+        rows.append(
+            {
+                "device": device.id,
+                "kind": device_kind_name(device.kind.value, lang),
+                "vendor": device.vendor or "",
+                "status": _status_key(device.kind, online, last_seen, now),
+                "last_seen": local_time_text(last_seen, market),
+                "messages": messages.get((market.id, device.id), 0),
+                "rejects": rejects.get((market.id, device.id), 0),
+            }
+        )
+    return rows
+
+
+def _status_key(
+    kind: DeviceKind, online: bool | None, last_seen: datetime | None, now: datetime
+) -> str:
+    if kind is DeviceKind.SCALE and online is not None:
+        return "online" if online else "offline"
+    if kind is DeviceKind.GATE and last_seen is not None:
+        return "online" if now - last_seen <= GATE_SILENCE else "silent"
+    return "unknown" if last_seen is None else "online"
+
+
+def dead_letters(data: DashboardData, market_id: str) -> list[dict[str, Any]]:
+    """Today's rejected messages for this market, newest first (at most DEAD_LETTER_ROWS)."""
+    market = data.market(market_id)
+    now = data.now()
+    start = day_start(market, market_today(market, now))
+    letters = data.store.dead_letters(start, now, market=market.id, limit=DEAD_LETTER_ROWS)
+    return [
+        {
+            "received": local_time_text(ns_to_utc(letter.received_ns), market),
+            "received_ns": letter.received_ns,
+            "device": letter.device,
+            "topic": letter.topic,
+            "reason": letter.reason,
+        }
+        for letter in letters
+    ]
