@@ -38,7 +38,13 @@ def layout(data: DashboardData, lang: Lang, market: str) -> html.Div:
     )
 
 
+#: Browsers on one market share the overview's figures for this long (they poll every 3 s).
+SHARED_FOR_S = 2.0
+
+
 def register_callbacks(app: Dash, data: DashboardData, links: Links) -> None:
+    recent = queries.Recent(ttl_s=SHARED_FOR_S)
+
     @app.callback(
         Output(ids.OVERVIEW_KPIS, "children"),
         Output(ids.OVERVIEW_ALERTS, "children"),
@@ -50,8 +56,8 @@ def register_callbacks(app: Dash, data: DashboardData, links: Links) -> None:
     )
     def refresh(_tick: int, market: str, lang_value: str | None, shown: Any) -> tuple[Any, ...]:
         lang = Lang.of(lang_value)
-        figures_now = queries.overview(data, market)
-        alert_frame = queries.alerts(data, market)
+        figures_now = recent.get(("overview", market), lambda: queries.overview(data, market))
+        alert_frame = recent.get(("alerts", market), lambda: queries.alerts(data, market))
         fingerprint = [market, lang.value, _fingerprint(figures_now, alert_frame)]
         if shown == fingerprint:
             raise PreventUpdate  # nothing changed: the browser keeps what it has

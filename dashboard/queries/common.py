@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time as time_module
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from threading import Lock
+from typing import Any, TypeVar, cast
 
 from api.live import LiveView, UnknownName
 from dashboard.i18n import Lang
 from schemas.registry import Market, Product, Registry
 from storage.base import Store
+
+T = TypeVar("T")
 
 #: Gates report every minute; one silent for this long during opening hours is offline.
 GATE_SILENCE = timedelta(minutes=10)
@@ -69,3 +74,30 @@ def ns_to_utc(ns: int) -> datetime:
     """Nanoseconds since the epoch as a UTC datetime, in integers (a float loses microseconds)."""
     seconds, rest = divmod(ns, 1_000_000_000)
     return datetime.fromtimestamp(seconds, UTC) + timedelta(microseconds=rest // 1000)
+
+
+class Recent:
+    """The latest answer per key, reused for ``ttl_s`` seconds.
+
+    Every open overview polls every few seconds, and the answer is the same for
+    every browser on a market: with this, ten managers' screens cost one query
+    per ``ttl_s``, not ten. Shorter than the poll interval, so one browser alone
+    always gets fresh figures. Two misses at the same moment may both compute.
+    """
+
+    def __init__(self, ttl_s: float, clock: Callable[[], float] = time_module.monotonic) -> None:
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._lock = Lock()
+        self._held: dict[Hashable, tuple[float, Any]] = {}
+
+    def get(self, key: Hashable, compute: Callable[[], T]) -> T:
+        now = self._clock()
+        with self._lock:
+            held = self._held.get(key)
+        if held is not None and now - held[0] < self._ttl_s:
+            return cast(T, held[1])
+        value = compute()
+        with self._lock:
+            self._held[key] = (now, value)
+        return value

@@ -313,3 +313,21 @@ def test_footfall_daily_has_every_day_with_zeros(
     assert len(frame) == queries.TREND_DAYS
     assert frame["people_in"].tolist()[-1] == 42
     assert int(frame["people_in"].sum()) == 42
+
+
+def test_recent_shares_an_answer_for_its_time_to_live_only() -> None:
+    now = [100.0]
+    recent = queries.Recent(ttl_s=2.0, clock=lambda: now[0])
+    calls: list[str] = []
+
+    def compute(label: str) -> str:
+        calls.append(label)
+        return f"{label}#{len(calls)}"
+
+    assert recent.get(("overview", "tm"), lambda: compute("tm")) == "tm#1"
+    now[0] += 1.9  # a second browser, within the time to live: no query
+    assert recent.get(("overview", "tm"), lambda: compute("tm")) == "tm#1"
+    assert recent.get(("overview", "other"), lambda: compute("other")) == "other#2"
+    now[0] += 0.2  # expired for tm
+    assert recent.get(("overview", "tm"), lambda: compute("tm")) == "tm#3"
+    assert calls == ["tm", "other", "tm"]
