@@ -55,9 +55,8 @@ def register_callbacks(app: Dash, data: DashboardData, links: Links) -> None:
     @app.callback(
         Output(ids.TRACE_QUERY, "value"),
         Input(ids.URL, "search"),
-        State(ids.URL, "pathname"),
     )
-    def query_from_url(search: str | None, pathname: str | None) -> str:
+    def query_from_url(search: str | None) -> str:
         """Links from the overview's alerts open this page with ``?q=<trace code>``."""
         values = parse_qs((search or "").lstrip("?")).get("q")
         if not values:
