@@ -122,6 +122,18 @@ message_size_limit 262144
 """
 
 
+#: Where Debian's ``mosquitto`` package puts the dynamic-security plugin (per architecture).
+DYNSEC_PLUGIN_GLOB = "/usr/lib/*/mosquitto_dynamic_security.so"
+
+
+def dynsec_plugin() -> Path:
+    """Mosquitto's dynamic-security plugin, as Debian's ``mosquitto`` package installs it."""
+    found = sorted(Path("/").glob(DYNSEC_PLUGIN_GLOB.lstrip("/")))
+    if not found:
+        raise ServiceError(f"no {DYNSEC_PLUGIN_GLOB}: install Debian's mosquitto package")
+    return found[0]
+
+
 class Mosquitto(LocalService):
     @property
     def url(self) -> str:

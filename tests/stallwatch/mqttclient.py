@@ -7,7 +7,7 @@ from collections import deque
 from collections.abc import Callable
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 WAIT_S = 10.0
@@ -22,13 +22,21 @@ class Client:
 
     _ids = 0
 
-    def __init__(self, port: int, username: str, password: str | None) -> None:
+    def __init__(
+        self,
+        port: int,
+        username: str,
+        password: str | None,
+        *,
+        client_id: str | None = None,
+        protocol: MQTTProtocolVersion = MQTTProtocolVersion.MQTTv5,
+    ) -> None:
         Client._ids += 1
         self.port = port
         self.paho = paho.Client(
             CallbackAPIVersion.VERSION2,
-            client_id=f"test-{username}-{Client._ids}",
-            protocol=paho.MQTTv5,
+            client_id=client_id or f"test-{username}-{Client._ids}",
+            protocol=protocol,
         )
         self.paho.username_pw_set(username, password)
         self.connacks: list[ReasonCode] = []
@@ -62,7 +70,7 @@ class Client:
         return self.subacks.pop(0)
 
     def publish(self, topic: str, payload: bytes) -> ReasonCode:
-        """Publish at QoS 1 and return the broker's PUBACK reason code."""
+        """Publish at QoS 1 and return the broker's PUBACK reason code (always 0 on MQTT 3.1.1)."""
         mid = self.paho.publish(topic, payload, qos=1).mid
         self._pump_until(lambda: mid in self.pubacks)
         return self.pubacks.pop(mid)

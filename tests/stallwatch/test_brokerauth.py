@@ -21,11 +21,11 @@ from schemas.messages import DeviceKind
 from schemas.registry import Registry, load_market
 from schemas.topics import SUBSCRIPTION, topic_for
 from stallwatch.brokerauth import (
-    ACL_FILE,
     API_USER,
     CREDENTIALS_FILE,
+    DYNSEC_FILE,
     INGEST_USER,
-    PASSWD_FILE,
+    SERVICE_USERS,
     BrokerAuthError,
     BrokerAuthFiles,
     device_topics,
@@ -34,7 +34,7 @@ from stallwatch.brokerauth import (
     verify_password,
     write_broker_auth,
 )
-from stallwatch.localservices import Mosquitto, mosquitto
+from stallwatch.localservices import Mosquitto, dynsec_plugin, mosquitto
 from tests.stallwatch.mqttclient import Client
 
 NOT_AUTHORIZED = 0x87
@@ -45,6 +45,16 @@ MOSQUITTO_PASSWD_LINE = (
     "alice:$7$101$ZbfsAH3Xg53galIM$UiPiGDfKqFPDIheT4keivKwmuNwxVOIutfcYYoq287orO3O/"
     "Xz5AvQtgO7V14iCpWKWhtBp/fFE6Z2Ny2ZF9Dg=="
 )
+#: ``mosquitto_ctrl dynsec init dynsec.json admin adminpw`` from mosquitto 2.0.11: the
+#: plugin's own fields for the same kind of hash.
+MOSQUITTO_CTRL_CLIENT: dict[str, Any] = {
+    "username": "admin",
+    "password": (
+        "iz4mmpJVpUrN/M7mU8RbsquWRMVd76zZ7P84nvM3gisIc/6MVyyBMSKoNFEqreZzh/ng9KgCVO5jU9/jyi2p3g=="
+    ),
+    "salt": "d3TC00RJk+ZGHrXb",
+    "iterations": 101,
+}
 
 
 def market_toml(market: str, suffix: str, *, with_intake: bool = True) -> str:
@@ -96,17 +106,29 @@ def credentials(files: BrokerAuthFiles) -> dict[str, Any]:
     return loaded
 
 
-def acl_blocks(text: str) -> dict[str, list[str]]:
-    """User -> its ``topic`` lines, as Mosquitto reads the ACL file."""
-    blocks: dict[str, list[str]] = {}
-    current: list[str] | None = None
-    for line in text.splitlines():
-        if line.startswith("user "):
-            current = blocks.setdefault(line.removeprefix("user "), [])
-        elif line.startswith("topic "):
-            assert current is not None, f"rule outside a user block: {line}"
-            current.append(line)
-    return blocks
+def dynsec(files: BrokerAuthFiles) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(files.dynsec.read_text(encoding="utf-8"))
+    return loaded
+
+
+def dynsec_clients(files: BrokerAuthFiles) -> dict[str, dict[str, Any]]:
+    return {client["username"]: client for client in dynsec(files)["clients"]}
+
+
+def acl_rules(files: BrokerAuthFiles) -> dict[str, list[str]]:
+    """User -> ``<acltype> <topic>`` of every rule of its roles, as the plugin reads them."""
+    document = dynsec(files)
+    roles = {role["rolename"]: role["acls"] for role in document["roles"]}
+    rules: dict[str, list[str]] = {}
+    for client in document["clients"]:
+        granted = [acl for ref in client["roles"] for acl in roles[ref["rolename"]]]
+        assert all(acl["allow"] is True for acl in granted), client["username"]
+        rules[client["username"]] = [f"{acl['acltype']} {acl['topic']}" for acl in granted]
+    return rules
+
+
+def encoded_hash(client: dict[str, Any]) -> str:
+    return f"$7${client['iterations']}${client['salt']}${client['password']}"
 
 
 # -- password hashing -------------------------------------------------------------------
@@ -118,6 +140,12 @@ def test_hash_matches_mosquitto_passwd_known_answer() -> None:
     assert hash_password("s3cret", salt=salt) == encoded
     assert verify_password("s3cret", encoded)
     assert not verify_password("s3cret ", encoded)
+
+
+def test_hash_matches_mosquitto_ctrl_dynsec_known_answer() -> None:
+    salt = base64.b64decode(MOSQUITTO_CTRL_CLIENT["salt"])
+    assert hash_password("adminpw", salt=salt) == encoded_hash(MOSQUITTO_CTRL_CLIENT)
+    assert verify_password("adminpw", encoded_hash(MOSQUITTO_CTRL_CLIENT))
 
 
 @pytest.mark.parametrize(
@@ -150,14 +178,10 @@ def test_each_hash_has_a_fresh_salt_in_mosquitto_layout() -> None:
 
 def test_writes_private_files_for_every_user(two_markets: Registry, tmp_path: Path) -> None:
     files = write_broker_auth(two_markets, tmp_path / "auth")
-    written = [files.passwd, files.acl, files.credentials, *files.service_password_files.values()]
+    written = [files.dynsec, files.credentials, *files.service_password_files.values()]
     for path in written:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
-    assert (files.passwd.name, files.acl.name, files.credentials.name) == (
-        PASSWD_FILE,
-        ACL_FILE,
-        CREDENTIALS_FILE,
-    )
+    assert (files.dynsec.name, files.credentials.name) == (DYNSEC_FILE, CREDENTIALS_FILE)
     creds = credentials(files)
     device_ids = {d for market in two_markets for d in market.devices}
     assert set(creds["devices"]) == device_ids
@@ -169,19 +193,27 @@ def test_writes_private_files_for_every_user(two_markets: Registry, tmp_path: Pa
     assert files.removed_devices == ()
 
 
-def test_passwd_holds_one_matching_hash_per_user(two_markets: Registry, tmp_path: Path) -> None:
+def test_dynsec_holds_one_matching_hash_per_user(two_markets: Registry, tmp_path: Path) -> None:
     files = write_broker_auth(two_markets, tmp_path)
     creds = credentials(files)
     passwords = {**creds["services"], **creds["devices"]}
-    entries = dict(
-        line.split(":", 1)
-        for line in files.passwd.read_text().splitlines()
-        if not line.startswith("#")
-    )
-    assert set(entries) == set(passwords)
-    for user, encoded in entries.items():
+    clients = dynsec_clients(files)
+    assert set(clients) == set(passwords)
+    for user, client in clients.items():
+        encoded = encoded_hash(client)
         assert re.fullmatch(r"\$7\$101\$[A-Za-z0-9+/]{16}\$[A-Za-z0-9+/]{86}==", encoded), user
         assert verify_password(passwords[user], encoded), user
+
+
+def test_devices_are_pinned_to_their_id_and_services_are_not(
+    two_markets: Registry, tmp_path: Path
+) -> None:
+    clients = dynsec_clients(write_broker_auth(two_markets, tmp_path))
+    for user, client in clients.items():
+        if user in SERVICE_USERS:
+            assert "clientid" not in client, user
+        else:
+            assert client["clientid"] == user
 
 
 def test_passwords_are_long_random_and_distinct(two_markets: Registry, tmp_path: Path) -> None:
@@ -202,42 +234,54 @@ def test_service_password_files_hold_just_the_password(
 def test_acl_lets_devices_write_only_their_own_channels(
     two_markets: Registry, tmp_path: Path
 ) -> None:
-    blocks = acl_blocks(write_broker_auth(two_markets, tmp_path).acl.read_text())
-    assert blocks["S-A1"] == [
-        "topic write markets/nanmen/scales/S-A1/sale",
-        "topic write markets/nanmen/scales/S-A1/status",
+    files = write_broker_auth(two_markets, tmp_path)
+    assert dynsec(files)["defaultACLAccess"] == {
+        "publishClientSend": False,
+        "publishClientReceive": False,
+        "subscribe": False,
+        "unsubscribe": True,
+    }
+    rules = acl_rules(files)
+    assert rules["S-A1"] == [
+        "publishClientSend markets/nanmen/scales/S-A1/sale",
+        "publishClientSend markets/nanmen/scales/S-A1/status",
     ]
-    assert blocks["P-B1"] == ["topic write markets/beiguan/screens/P-B1/price"]
-    assert blocks["G-A"] == ["topic write markets/nanmen/gates/G-A/count"]
-    assert blocks["IN-B"] == ["topic write markets/beiguan/intake/IN-B/batch"]
-    assert blocks[INGEST_USER] == ["topic read markets/#"]
-    assert blocks[API_USER] == ["topic read markets/#"]
+    assert rules["P-B1"] == ["publishClientSend markets/beiguan/screens/P-B1/price"]
+    assert rules["G-A"] == ["publishClientSend markets/nanmen/gates/G-A/count"]
+    assert rules["IN-B"] == ["publishClientSend markets/beiguan/intake/IN-B/batch"]
+    service_rules = [
+        "subscribePattern markets/#",
+        "subscribePattern $share/+/markets/#",
+        "publishClientReceive markets/#",
+    ]
+    assert rules[INGEST_USER] == service_rules
+    assert rules[API_USER] == service_rules
     device_rules = [
         rule
-        for user, rules in blocks.items()
+        for user, user_rules in rules.items()
         if user.startswith(("S-", "P-", "G-", "IN-"))
-        for rule in rules
+        for rule in user_rules
     ]
     assert device_rules
-    assert all(rule.startswith("topic write markets/") for rule in device_rules)
+    assert all(rule.startswith("publishClientSend markets/") for rule in device_rules)
     assert not any("+" in rule or "#" in rule for rule in device_rules)
 
 
 def test_example_market_gets_a_user_and_acl_per_device(registry: Registry, tmp_path: Path) -> None:
     files = write_broker_auth(registry, tmp_path)
-    blocks = acl_blocks(files.acl.read_text())
+    rules = acl_rules(files)
     devices = [device for market in registry for device in market.devices.values()]
     assert devices
     for device in devices:
-        assert blocks[device.id] == [f"topic write {t}" for t in device_topics(device)]
-    assert set(blocks) == {INGEST_USER, API_USER} | {device.id for device in devices}
+        assert rules[device.id] == [f"publishClientSend {t}" for t in device_topics(device)]
+    assert set(rules) == {INGEST_USER, API_USER} | {device.id for device in devices}
 
 
 def test_rerun_keeps_passwords_and_files_byte_for_byte(
     two_markets: Registry, tmp_path: Path
 ) -> None:
     first = write_broker_auth(two_markets, tmp_path)
-    before = {p: p.read_bytes() for p in (first.passwd, first.acl, first.credentials)}
+    before = {p: p.read_bytes() for p in (first.dynsec, first.credentials)}
     second = write_broker_auth(two_markets, tmp_path)
     assert {p: p.read_bytes() for p in before} == before
     assert (second.added_devices, second.removed_devices) == ((), ())
@@ -256,8 +300,7 @@ def test_rerun_adds_new_devices_and_drops_removed_ones(tmp_path: Path) -> None:
     files = write_broker_auth(without_intake, tmp_path / "auth")
     assert files.removed_devices == ("IN-A", "IN-B")
     assert "IN-A" not in credentials(files)["devices"]
-    assert "IN-A" not in files.passwd.read_text()
-    assert "IN-A" not in files.acl.read_text()
+    assert "IN-A" not in files.dynsec.read_text()
 
 
 def test_rotate_replaces_every_password(two_markets: Registry, tmp_path: Path) -> None:
@@ -287,10 +330,12 @@ def test_unwritable_output_is_a_broker_auth_error(two_markets: Registry, tmp_pat
         write_broker_auth(two_markets, blocker / "auth")
 
 
-def test_device_named_like_a_service_user_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("device_id", [INGEST_USER, API_USER, "stallwatch-ingest-2"])
+def test_device_named_like_a_service_is_refused(tmp_path: Path, device_id: str) -> None:
+    """The services' user names and client ids all start with ``stallwatch-``."""
     path = tmp_path / "m.toml"
-    path.write_text(market_toml("nanmen", "A").replace('"G-A"', f'"{INGEST_USER}"'))
-    with pytest.raises(BrokerAuthError, match="clash with stallwatch's service user names"):
+    path.write_text(market_toml("nanmen", "A").replace('"G-A"', f'"{device_id}"'))
+    with pytest.raises(BrokerAuthError, match="reserved for stallwatch's service users"):
         write_broker_auth(Registry([load_market(path)]), tmp_path / "auth")
 
 
@@ -302,6 +347,17 @@ def test_simulator_reads_device_passwords(two_markets: Registry, tmp_path: Path)
 
 
 # -- against a real mosquitto ------------------------------------------------------------
+
+
+def dynsec_conf(config_file: Path) -> str:
+    """Mosquitto settings that load the generated dynamic-security configuration."""
+    # Started as root, mosquitto switches to the `mosquitto` user before the plugin
+    # reads its file, and could not read our 0600 file; keep it as the test's own user.
+    me = pwd.getpwuid(os.geteuid()).pw_name
+    return (
+        f"user {me}\nallow_anonymous false\n"
+        f"plugin {dynsec_plugin()}\nplugin_opt_config_file {config_file}\n"
+    )
 
 
 @dataclass(frozen=True)
@@ -317,25 +373,36 @@ def auth_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthBroker
     registry = make_registry(root / "markets")
     files = write_broker_auth(registry, root / "auth")
     creds = credentials(files)
-    # Started as root, mosquitto switches to the `mosquitto` user before it reads the
-    # password file, and could not read our 0600 files; keep it as the test's own user.
-    me = pwd.getpwuid(os.geteuid()).pw_name
-    conf = f"user {me}\npassword_file {files.passwd}\nacl_file {files.acl}\n"
+    conf = dynsec_conf(files.dynsec)
     with mosquitto(root / "mosquitto", extra_conf=conf, persistence=False) as server:
         assert isinstance(server, Mosquitto)
         yield AuthBroker(server, registry, {**creds["services"], **creds["devices"]})
 
 
 Connect = Callable[..., Client]
-"""``connect(user, password=None)``: a connected client, closed after the test."""
+"""``connect(user, password=None, client_id=None)``: a connected client, closed after the test.
+
+A device connects with its id as client id, a service user with a ``<user>-test-<n>`` id,
+unless ``client_id`` says otherwise.
+"""
+
+#: The client id of the ingest instance in these tests, as docker-compose.yml names it.
+INGEST_CLIENT_ID = f"{INGEST_USER}-1"
 
 
 @pytest.fixture
 def connect(auth_broker: AuthBroker) -> Iterator[Connect]:
     clients: list[Client] = []
 
-    def _connect(user: str, password: str | None = None) -> Client:
-        client = Client(auth_broker.server.port, user, password or auth_broker.passwords[user])
+    def _connect(user: str, password: str | None = None, client_id: str | None = None) -> Client:
+        if client_id is None and user not in SERVICE_USERS:
+            client_id = user
+        client = Client(
+            auth_broker.server.port,
+            user,
+            password or auth_broker.passwords[user],
+            client_id=client_id,
+        )
         clients.append(client)
         assert client.connect().value == 0, f"{user} was refused"
         return client
@@ -352,7 +419,7 @@ def sale_topic(market: str, scale: str) -> str:
 @pytest.fixture
 def ingest(connect: Connect) -> Client:
     """The ingest service user on a shared subscription, as scaled-out ingest uses it."""
-    client = connect(INGEST_USER)
+    client = connect(INGEST_USER, client_id=INGEST_CLIENT_ID)
     (granted,) = client.subscribe(f"$share/ingest/{SUBSCRIPTION}")
     assert granted.value == 1
     return client
@@ -416,7 +483,7 @@ def test_service_users_cannot_publish(connect: Connect, ingest: Client, user: st
     [("S-A1", "wrong-password"), ("S-A1", ""), ("nobody", "x"), (INGEST_USER, "S-A1")],
 )
 def test_wrong_credentials_are_refused(auth_broker: AuthBroker, user: str, password: str) -> None:
-    client = Client(auth_broker.server.port, user, password)
+    client = Client(auth_broker.server.port, user, password, client_id=user)
     try:
         assert client.connect().value == NOT_AUTHORIZED
     finally:
@@ -435,7 +502,9 @@ def test_anonymous_clients_are_refused(auth_broker: AuthBroker) -> None:
 
 @pytest.mark.mosquitto
 def test_another_devices_password_is_refused(auth_broker: AuthBroker) -> None:
-    client = Client(auth_broker.server.port, "S-A1", auth_broker.passwords["S-A2"])
+    client = Client(
+        auth_broker.server.port, "S-A1", auth_broker.passwords["S-A2"], client_id="S-A1"
+    )
     try:
         assert client.connect().value == NOT_AUTHORIZED
     finally:
@@ -446,8 +515,72 @@ def test_another_devices_password_is_refused(auth_broker: AuthBroker) -> None:
 def test_scale_last_will_reaches_ingest(auth_broker: AuthBroker, ingest: Client) -> None:
     status_topic = topic_for("nanmen", DeviceKind.SCALE, "S-A1", "status")
     will = b'{"v":1,"msg_id":1,"ts":"2025-05-17T07:00:00+08:00","online":false,"will":true}'
-    scale = Client(auth_broker.server.port, "S-A1", auth_broker.passwords["S-A1"])
+    scale = Client(auth_broker.server.port, "S-A1", auth_broker.passwords["S-A1"], client_id="S-A1")
     scale.paho.will_set(status_topic, will, qos=1)
     assert scale.connect().value == 0
     scale.close(ReasonCode(PacketTypes.DISCONNECT, identifier=DISCONNECT_WITH_WILL))
     assert ingest.next_message() == (status_topic, will)
+
+
+# -- client ids: nobody takes over another client's session -----------------------------
+# Mosquitto disconnects the older of two connections with the same client id. Ingest's
+# persistent session lives under its client id, so a device connecting with that id
+# would knock ingest off the broker (and take its queued messages).
+
+TAKEOVER_ATTEMPTS = 5
+
+
+def assert_refused_as(auth_broker: AuthBroker, user: str, client_id: str) -> None:
+    for _ in range(TAKEOVER_ATTEMPTS):
+        thief = Client(
+            auth_broker.server.port, user, auth_broker.passwords[user], client_id=client_id
+        )
+        try:
+            assert thief.connect().value == NOT_AUTHORIZED, f"{user} got in as {client_id}"
+        finally:
+            thief.close()
+
+
+@pytest.mark.mosquitto
+@pytest.mark.parametrize("device", ["S-A1", "G-B"])
+def test_device_cannot_take_over_ingest(
+    auth_broker: AuthBroker, connect: Connect, ingest: Client, device: str
+) -> None:
+    assert_refused_as(auth_broker, device, INGEST_CLIENT_ID)
+    # The real ingest is still connected and still receives.
+    assert connect("S-A2").publish(sale_topic("nanmen", "S-A2"), b"after").value == 0
+    assert ingest.next_message() == (sale_topic("nanmen", "S-A2"), b"after")
+    assert ingest.disconnects == []
+
+
+@pytest.mark.mosquitto
+def test_device_cannot_take_over_another_device(
+    auth_broker: AuthBroker, connect: Connect, ingest: Client
+) -> None:
+    neighbour = connect("S-A2")
+    assert_refused_as(auth_broker, "S-A1", "S-A2")
+    assert neighbour.publish(sale_topic("nanmen", "S-A2"), b"still-me").value == 0
+    assert ingest.next_message() == (sale_topic("nanmen", "S-A2"), b"still-me")
+    assert neighbour.disconnects == []
+
+
+@pytest.mark.mosquitto
+@pytest.mark.parametrize(
+    "client_id", [f"{API_USER}-0123456789ab", "stallwatch-anything", "S-A1-spare", "s-a1"]
+)
+def test_device_cannot_use_any_other_id(auth_broker: AuthBroker, client_id: str) -> None:
+    assert_refused_as(auth_broker, "S-A1", client_id)
+
+
+@pytest.mark.mosquitto
+def test_service_users_connect_with_their_own_ids(connect: Connect) -> None:
+    """Two scaled-out ingest instances and the API's live view, each with its own id."""
+    ingests = [connect(INGEST_USER, client_id=f"{INGEST_USER}-{n}") for n in (1, 2)]
+    api = connect(API_USER, client_id=f"{API_USER}-0123456789ab")
+    for client in ingests:
+        assert [rc.value for rc in client.subscribe(f"$share/ingest/{SUBSCRIPTION}")] == [1]
+    assert [rc.value for rc in api.subscribe("markets/#")] == [1]
+    gate_topic = topic_for("nanmen", DeviceKind.GATE, "G-A", "count")
+    assert connect("G-A").publish(gate_topic, b"count").value == 0
+    assert api.next_message() == (gate_topic, b"count")
+    assert [client.disconnects for client in (*ingests, api)] == [[], [], []]
