@@ -12,26 +12,28 @@ import pwd
 import re
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from paho.mqtt.enums import MQTTProtocolVersion
 
 from schemas.messages import DeviceKind
 from schemas.registry import Registry, load_market
 from schemas.topics import SUBSCRIPTION, topic_for
 from stallwatch.brokerauth import (
-    ACL_FILE,
     API_USER,
     CREDENTIALS_FILE,
+    DYNSEC_FILE,
     INGEST_USER,
-    PASSWD_FILE,
     PASSWORD_FILE_SUFFIX,
     load_device_passwords,
     write_broker_auth,
 )
-from stallwatch.localservices import Mosquitto, free_port
+from stallwatch.localservices import Mosquitto, dynsec_plugin, free_port
 from stallwatch.settings import Settings
 from tests.conftest import REPO
 from tests.stallwatch.mqttclient import Client
@@ -40,6 +42,9 @@ from tests.stallwatch.test_brokerauth import market_toml
 COMPOSE_FILE = REPO / "docker-compose.yml"
 MOSQUITTO_CONF = REPO / "deploy" / "mosquitto" / "mosquitto.conf"
 AUTH_MOUNT = "/auth"
+#: Where the eclipse-mosquitto image keeps the dynamic-security plugin.
+IMAGE_DYNSEC_PLUGIN = "/usr/lib/mosquitto_dynamic_security.so"
+NOT_AUTHORIZED = 0x87
 
 #: ``${NAME:?message}``: compose refuses to start while NAME is unset or empty.
 REQUIRED_VARIABLE = re.compile(r"^\$\{[A-Z][A-Z0-9_]*:\?[^}]+\}$")
@@ -162,8 +167,9 @@ def test_broker_mounts_the_repository_config_and_the_generated_auth(
     assert mounts["./deploy/mosquitto/mosquitto.conf"] == "/mosquitto/config/mosquitto.conf"
     assert mounts["broker-auth"] == AUTH_MOUNT
     conf = MOSQUITTO_CONF.read_text(encoding="utf-8")
-    assert f"password_file {AUTH_MOUNT}/{PASSWD_FILE}\n" in conf
-    assert f"acl_file {AUTH_MOUNT}/{ACL_FILE}\n" in conf
+    assert f"\nplugin {IMAGE_DYNSEC_PLUGIN}\n" in conf
+    assert f"\nplugin_opt_config_file {AUTH_MOUNT}/{DYNSEC_FILE}\n" in conf
+    assert "password_file" not in conf and "acl_file" not in conf
     for setting in ("persistence true", "max_queued_messages 0", "allow_anonymous false"):
         assert f"\n{setting}\n" in conf, setting
 
@@ -175,6 +181,7 @@ def test_broker_init_writes_into_the_auth_volume(compose: dict[str, Any]) -> Non
     assert f"stallwatch broker-auth --market /markets/nanmen.toml --out {AUTH_MOUNT}" in script
     for user in (INGEST_USER, API_USER):
         assert f"{AUTH_MOUNT}/{user}{PASSWORD_FILE_SUFFIX}" in script
+    assert f"chown 1883:1883 {AUTH_MOUNT}/{DYNSEC_FILE}\n" in script
 
 
 def test_ingest_settings_exist_and_use_the_generated_password(compose: dict[str, Any]) -> None:
@@ -218,23 +225,30 @@ def local_conf(conf: str, *, port: int, auth: Path, data: Path) -> str:
         conf.replace(f"{AUTH_MOUNT}/", f"{auth}/")
         .replace("/mosquitto/data/", f"{data}/")
         .replace("\nlistener 1883\n", f"\nlistener {port} 127.0.0.1\n")
+        .replace(f"\nplugin {IMAGE_DYNSEC_PLUGIN}\n", f"\nplugin {dynsec_plugin()}\n")
     )
     assert str(auth) in replaced
+    assert str(dynsec_plugin()) in replaced
     assert f"listener {port} 127.0.0.1" in replaced
     # Started as root, mosquitto would switch to the `mosquitto` user, who cannot read
     # our 0600 files; in the container the files belong to that user (broker-init).
     return replaced + f"user {pwd.getpwuid(os.geteuid()).pw_name}\n"
 
 
-@pytest.mark.mosquitto
-def test_deploy_mosquitto_conf_runs_with_generated_auth(tmp_path: Path) -> None:
+@dataclass(frozen=True)
+class DeployBroker:
+    port: int
+    ingest_password: str
+    device_passwords: dict[str, str]
+
+
+@contextmanager
+def deploy_broker(tmp_path: Path) -> Iterator[DeployBroker]:
+    """mosquitto 2.0.11 with deploy/mosquitto/mosquitto.conf and broker-auth's files."""
     market_file = tmp_path / "nanmen.toml"
     market_file.write_text(market_toml("nanmen", "A"), encoding="utf-8")
     auth = tmp_path / "auth"
     write_broker_auth(Registry([load_market(market_file)]), auth)
-    ingest_password = (auth / f"{INGEST_USER}{PASSWORD_FILE_SUFFIX}").read_text()
-    device_password = load_device_passwords(auth / CREDENTIALS_FILE)["S-A1"]
-
     port = free_port()
     data = tmp_path / "data"
     data.mkdir()
@@ -245,16 +259,76 @@ def test_deploy_mosquitto_conf_runs_with_generated_auth(tmp_path: Path) -> None:
     binary = shutil.which("mosquitto", path="/usr/sbin:/usr/bin")
     assert binary is not None
     with Mosquitto("mosquitto", tmp_path, port, [binary, "-c", str(conf)]):
-        ingest = Client(port, INGEST_USER, ingest_password)
-        scale = Client(port, "S-A1", device_password)
+        yield DeployBroker(
+            port,
+            (auth / f"{INGEST_USER}{PASSWORD_FILE_SUFFIX}").read_text(),
+            load_device_passwords(auth / CREDENTIALS_FILE),
+        )
+
+
+@pytest.mark.mosquitto
+def test_deploy_mosquitto_conf_runs_with_generated_auth(tmp_path: Path) -> None:
+    with deploy_broker(tmp_path) as broker:
+        ingest_id = f"{INGEST_USER}-1"
+        ingest = Client(broker.port, INGEST_USER, broker.ingest_password, client_id=ingest_id)
+        password = broker.device_passwords["S-A1"]
+        scale = Client(broker.port, "S-A1", password, client_id="S-A1")
+        thief = Client(broker.port, "S-A1", password, client_id=ingest_id)
         try:
             assert ingest.connect().value == 0
             assert [rc.value for rc in ingest.subscribe(SUBSCRIPTION)] == [1]
             assert scale.connect().value == 0
+            assert thief.connect().value == NOT_AUTHORIZED
             sale = topic_for("nanmen", DeviceKind.SCALE, "S-A1", "sale")
             assert scale.publish(sale, b"{}").value == 0
             assert ingest.next_message() == (sale, b"{}")
+            assert ingest.disconnects == []
+        finally:
+            thief.close()
+            scale.close()
+            ingest.close()
+    assert (tmp_path / "data" / "mosquitto.db").is_file(), "persistence is on: saved on exit"
+
+
+@pytest.mark.mosquitto
+@pytest.mark.parametrize(
+    ("protocol", "puback_reason"),
+    [
+        # MQTT 5: PUBACK with reason code 0x87 Not authorized.
+        (MQTTProtocolVersion.MQTTv5, NOT_AUTHORIZED),
+        # MQTT 3.1.1 has no reason codes: a plain PUBACK, the same as for a delivered message.
+        (MQTTProtocolVersion.MQTTv311, 0),
+    ],
+)
+def test_refused_publish_is_acknowledged_then_the_connection_closed(
+    tmp_path: Path, protocol: MQTTProtocolVersion, puback_reason: int
+) -> None:
+    """What mosquitto 2.0.11 with the deploy config does with a QoS 1 publish the ACL refuses.
+
+    docs/topics.md describes exactly this. Mosquitto drops the message and still
+    acknowledges it; with this config (``max_queued_messages 0``) it then closes the
+    connection, which 2.0.11 does not do with its default queue limits.
+    """
+    with deploy_broker(tmp_path) as broker:
+        password = broker.device_passwords["S-A1"]
+        ingest = Client(broker.port, INGEST_USER, broker.ingest_password)
+        scale = Client(broker.port, "S-A1", password, client_id="S-A1", protocol=protocol)
+        try:
+            assert ingest.connect().value == 0
+            assert [rc.value for rc in ingest.subscribe(SUBSCRIPTION)] == [1]
+            assert scale.connect().value == 0
+            neighbour = topic_for("nanmen", DeviceKind.SCALE, "S-A2", "sale")
+            assert scale.publish(neighbour, b"forged").value == puback_reason
+            scale.wait_disconnected()
+            # The forgery was dropped: the next message ingest receives is the marker.
+            again = Client(broker.port, "S-A1", password, client_id="S-A1", protocol=protocol)
+            try:
+                assert again.connect().value == 0
+                own = topic_for("nanmen", DeviceKind.SCALE, "S-A1", "sale")
+                assert again.publish(own, b"marker").value == 0
+                assert ingest.next_message() == (own, b"marker")
+            finally:
+                again.close()
         finally:
             scale.close()
             ingest.close()
-    assert (data / "mosquitto.db").is_file(), "persistence is on: the broker saved on exit"
