@@ -154,7 +154,8 @@ def _run_schemas(args: argparse.Namespace) -> int:
 # -- broker-auth ---------------------------------------------------------------
 def _add_broker_auth(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     cmd = sub.add_parser(
-        "broker-auth", help="generate Mosquitto passwords and ACL from market files"
+        "broker-auth",
+        help="generate Mosquitto users, client ids and access rules from market files",
     )
     cmd.add_argument("--market", action="append", type=Path, required=True)
     cmd.add_argument("--out", type=Path, required=True)

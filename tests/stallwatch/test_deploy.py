@@ -169,7 +169,8 @@ def test_broker_mounts_the_repository_config_and_the_generated_auth(
     conf = MOSQUITTO_CONF.read_text(encoding="utf-8")
     assert f"\nplugin {IMAGE_DYNSEC_PLUGIN}\n" in conf
     assert f"\nplugin_opt_config_file {AUTH_MOUNT}/{DYNSEC_FILE}\n" in conf
-    assert "password_file" not in conf and "acl_file" not in conf
+    assert "password_file" not in conf
+    assert "acl_file" not in conf
     for setting in ("persistence true", "max_queued_messages 0", "allow_anonymous false"):
         assert f"\n{setting}\n" in conf, setting
 
