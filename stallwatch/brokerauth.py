@@ -40,7 +40,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
@@ -88,6 +88,50 @@ class _CredentialsFile(BaseModel):
     version: Literal[1] = 1
     devices: dict[Identifier, Password]
     services: dict[str, Password]
+
+
+class _DynsecRoleRef(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    rolename: str
+
+
+class _DynsecClient(BaseModel):
+    """One user in the dynamic-security plugin's file: a PBKDF2-SHA512 hash in three fields."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    username: str
+    #: Set for devices: the plugin refuses the user under any other client id.
+    clientid: str | None = None
+    password: str
+    salt: str
+    iterations: int
+    roles: tuple[_DynsecRoleRef, ...] = ()
+
+    @classmethod
+    def from_hash(cls, user: str, encoded: str, role: str, *, client_id: str | None) -> Self:
+        _, _, iterations, salt, digest = encoded.split("$")
+        return cls(
+            username=user,
+            clientid=client_id,
+            password=digest,
+            salt=salt,
+            iterations=int(iterations),
+            roles=(_DynsecRoleRef(rolename=role),),
+        )
+
+    def encoded_hash(self) -> str:
+        """The same hash as ``mosquitto_passwd`` writes it, for :func:`verify_password`."""
+        return f"${_PBKDF2_MARK}${self.iterations}${self.salt}${self.password}"
+
+
+class _DynsecFile(BaseModel):
+    """What this module reads back from an earlier ``dynamic-security.json``: the hashes."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    clients: tuple[_DynsecClient, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,20 +233,6 @@ def _roles(devices: list[Device]) -> list[dict[str, object]]:
     return roles
 
 
-def _client(user: str, encoded_hash: str, role: str, *, client_id: str | None) -> dict[str, object]:
-    _, _, iterations, salt, digest = encoded_hash.split("$")
-    client: dict[str, object] = {"username": user}
-    if client_id is not None:
-        client["clientid"] = client_id
-    client |= {
-        "password": digest,
-        "salt": salt,
-        "iterations": int(iterations),
-        "roles": [{"rolename": role}],
-    }
-    return client
-
-
 def _kept_hash(user: str, password: str, previous_hashes: Mapping[str, str]) -> str:
     """The user's previous hash while it still matches (so re-runs change nothing)."""
     previous = previous_hashes.get(user)
@@ -225,10 +255,12 @@ def render_dynsec(
     """
     registered = registered_devices(registry)
     clients = [
-        _client(user, _kept_hash(user, password, previous_hashes), SERVICE_ROLE, client_id=None)
+        _DynsecClient.from_hash(
+            user, _kept_hash(user, password, previous_hashes), SERVICE_ROLE, client_id=None
+        )
         for user, password in services.items()
     ] + [
-        _client(
+        _DynsecClient.from_hash(
             device.id,
             _kept_hash(device.id, devices[device.id], previous_hashes),
             device_role(device.id),
@@ -243,7 +275,7 @@ def render_dynsec(
             "subscribe": False,
             "unsubscribe": True,
         },
-        "clients": clients,
+        "clients": [client.model_dump(exclude_none=True) for client in clients],
         "groups": [],
         "roles": _roles(registered),
     }
@@ -256,34 +288,20 @@ def render_dynsec(
 def _read_dynsec_hashes(path: Path) -> dict[str, str]:
     """User -> ``$7$`` hash from an existing plugin configuration, to keep unchanged hashes.
 
-    The hashes are derived from ``credentials.json``: an unreadable or foreign file is
-    simply replaced with fresh ones.
+    The hashes are derived from ``credentials.json``: an unparsable file is simply
+    replaced with fresh ones.
     """
     try:
-        document = json.loads(path.read_bytes())
+        raw = path.read_bytes()
     except FileNotFoundError:
         return {}
     except OSError as exc:
         raise BrokerAuthError(f"cannot read {path}: {exc.strerror}") from exc
-    except ValueError:
+    try:
+        loaded = _DynsecFile.model_validate_json(raw)
+    except ValidationError:
         return {}
-    clients = document.get("clients") if isinstance(document, dict) else None
-    return dict(_encoded_hash(client) for client in clients or [] if _has_hash(client))
-
-
-def _has_hash(client: object) -> bool:
-    return (
-        isinstance(client, dict)
-        and isinstance(client.get("username"), str)
-        and isinstance(client.get("password"), str)
-        and isinstance(client.get("salt"), str)
-        and isinstance(client.get("iterations"), int)
-    )
-
-
-def _encoded_hash(client: dict[str, object]) -> tuple[str, str]:
-    iterations, salt, digest = client["iterations"], client["salt"], client["password"]
-    return str(client["username"]), f"${_PBKDF2_MARK}${iterations}${salt}${digest}"
+    return {client.username: client.encoded_hash() for client in loaded.clients}
 
 
 def _read_credentials(path: Path) -> _CredentialsFile | None:

@@ -323,6 +323,17 @@ def test_corrupt_credentials_file_is_refused_not_regenerated(
         write_broker_auth(two_markets, tmp_path)
 
 
+def test_unparsable_dynsec_file_is_rebuilt_from_the_credentials(
+    two_markets: Registry, tmp_path: Path
+) -> None:
+    files = write_broker_auth(two_markets, tmp_path)
+    files.dynsec.write_text("{not json")
+    rebuilt = write_broker_auth(two_markets, tmp_path)
+    passwords = credentials(rebuilt)["devices"]
+    clients = dynsec_clients(rebuilt)
+    assert all(verify_password(passwords[d], encoded_hash(clients[d])) for d in passwords)
+
+
 def test_unwritable_output_is_a_broker_auth_error(two_markets: Registry, tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("")
@@ -465,6 +476,13 @@ def test_device_cannot_publish_elsewhere(connect: Connect, ingest: Client, forbi
     # forgery was never delivered.
     assert connect("S-A1").publish(sale_topic("nanmen", "S-A1"), b"marker").value == 0
     assert ingest.next_message() == (sale_topic("nanmen", "S-A1"), b"marker")
+
+
+@pytest.mark.mosquitto
+@pytest.mark.parametrize("topic_filter", ["markets/#", sale_topic("nanmen", "S-A1"), "#"])
+def test_device_cannot_subscribe(connect: Connect, topic_filter: str) -> None:
+    (granted,) = connect("S-A1").subscribe(topic_filter)
+    assert granted.value == NOT_AUTHORIZED
 
 
 @pytest.mark.mosquitto
