@@ -141,5 +141,5 @@ class Forwarder:
         self._failures += 1
 
     def _on_recovery(self) -> None:
-        log.warning("store resumed, %d pending", self._spool.pending())
+        log.info("store resumed, %d pending", self._spool.pending())  # nothing to act on
         self._failures = 0

@@ -155,11 +155,10 @@ class ProcessForwarder:
 def _forwarder_process(
     settings: Settings, stored: _SharedInt, rejected: _SharedInt, parent_pid: int
 ) -> None:
+    from stallwatch.logs import configure_logging
     from stallwatch.stores import open_store
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
-    )
+    configure_logging()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
     threading.Thread(target=_stop_when_orphaned, args=(parent_pid, stop), daemon=True).start()

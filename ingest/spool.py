@@ -15,6 +15,7 @@ instance its own client id and therefore its own spool.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import sqlite3
 import threading
@@ -22,6 +23,12 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
+
+log = logging.getLogger(__name__)
+
+#: A drained spool with more free pages than this (4 MiB of SQLite's 4 KiB pages) is
+#: compacted, so the file does not keep a backlog's peak size once the backlog is gone.
+SHRINK_FROM_FREE_PAGES = 1024
 
 
 class SpoolError(RuntimeError):
@@ -69,6 +76,8 @@ class Spool:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA busy_timeout=30000")
+            # After a checkpoint the WAL is cut back to 4 MiB instead of keeping its peak size.
+            conn.execute("PRAGMA journal_size_limit=4194304")
             self._local.conn = conn
             with self._connections_lock:
                 self._connections.append(conn)
@@ -103,6 +112,22 @@ class Spool:
                 conn.execute("DELETE FROM spool WHERE seq <= ?", (seq,))
         except sqlite3.Error as exc:
             raise SpoolError(f"cannot trim spool {self.path}: {exc}") from exc
+        if self.pending() == 0:
+            self._give_space_back(conn)
+
+    def _give_space_back(self, conn: sqlite3.Connection) -> None:
+        """Compact a drained spool that a backlog had grown: VACUUM of an empty file is cheap."""
+        free_pages = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
+        if free_pages < SHRINK_FROM_FREE_PAGES:
+            return
+        try:
+            conn.execute("VACUUM")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as exc:
+            # Nothing is lost, the file only stays large: try again after the next drain.
+            log.warning(
+                "cannot compact spool %s (%s); it keeps %d free pages", self.path, exc, free_pages
+            )
 
     def pending(self) -> int:
         # Only prefixes are ever removed, so seq is contiguous: O(log n) instead of COUNT(*).

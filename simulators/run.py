@@ -171,8 +171,12 @@ def run_markets(
     drain_timeout_s: float = 60.0,
     progress_every_s: float = 10.0,
     on_connected: Callable[[DeviceHub], None] | None = None,
+    on_playing: Callable[[Pacer], None] | None = None,
 ) -> RunSummary:
-    """Publish the day of every market in ``markets`` together, in time order."""
+    """Publish the day of every market in ``markets`` together, in time order.
+
+    ``on_playing`` gets the pacer once the day starts, so a caller can tell the simulated time.
+    """
     days = [MarketDay(market, date, seed=seed, config=config) for market in markets]
     device_times = {day.market.id: _DeviceTime(day.market, day.hours) for day in days}
     hub = _fleet(days, broker_url, device_times, devices or DeviceSettings())
@@ -184,7 +188,7 @@ def run_markets(
         if on_connected is not None:
             on_connected(hub)
         player = _Player(hub, device_times, summary, clock or WallClock(), progress_every_s)
-        player.play(days, speed, catch_up_to)
+        player.play(days, speed, catch_up_to, on_playing)
         if not hub.drain(drain_timeout_s):
             unacked = hub.stats().unacknowledged
             log.warning("%d messages unacknowledged after %ss", unacked, drain_timeout_s)
@@ -250,7 +254,13 @@ class _Player:
         self._progress_every = progress_every_s
         self._next_progress = time.monotonic() + progress_every_s
 
-    def play(self, days: Sequence[MarketDay], speed: float, catch_up_to: datetime | None) -> None:
+    def play(
+        self,
+        days: Sequence[MarketDay],
+        speed: float,
+        catch_up_to: datetime | None,
+        on_playing: Callable[[Pacer], None] | None = None,
+    ) -> None:
         events = _merged(days)
         first = next(events, None)
         if first is None:
@@ -259,6 +269,8 @@ class _Player:
         pacer = Pacer.start(self._clock, speed, anchor)
         for device_time in self._device_times.values():
             device_time.pacer = pacer
+        if on_playing is not None:
+            on_playing(pacer)
         for count, (market, event) in enumerate(itertools.chain([first], events), 1):
             pacer.wait_for(event.at_ms, self._hub.pump)
             self._device_times[market].saw(event)

@@ -12,6 +12,7 @@ from pathlib import Path
 from types import FrameType
 
 from schemas.registry import Registry, RegistryError
+from stallwatch.logs import configure_logging
 from stallwatch.settings import Settings, load_settings
 
 log = logging.getLogger("stallwatch")
@@ -22,10 +23,7 @@ Handler = Callable[[argparse.Namespace], int]
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-    )
+    configure_logging(verbose=args.verbose)
     handler: Handler = args.handler
     try:
         return handler(args)

@@ -7,6 +7,10 @@
    dashboard login, printed once;
 5. the market's simulated devices playing today at ``--speed`` (60: a market hour a minute);
 6. every few seconds, what has reached the store: sales, turnover, footfall, prices.
+
+It also writes ``examples.sh`` beside the store: a day, a batch and a receipt from the
+history, which the README's examples use. The dashboard's clock is the simulated one.
+One Ctrl-C stops it at any point.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import shlex
 import shutil
 import threading
 import time
@@ -22,12 +27,15 @@ from dataclasses import replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
 
 from ingest.mqtt import MqttOptions
 from ingest.service import IngestService, limits
 from schemas.registry import Market, Registry
+from simulators.clock import Pacer
+from simulators.events import from_epoch_ms
 from simulators.history import generate_history
 from simulators.run import run_markets
 from stallwatch.embedded_broker import EmbeddedBroker
@@ -67,8 +75,26 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     workdir = _fresh(args.workdir)
     today = datetime.now(next(iter(registry)).tz).date()
     print(f"stallwatch demo: markets {', '.join(registry.markets)}; data in {workdir}/")
+    try:
+        _run_everything(registry, workdir, today, args, settings)
+    except KeyboardInterrupt:
+        # One Ctrl-C stops the demo whatever it is doing; the with-blocks it unwinds
+        # have stopped ingest, the API and the broker and closed the store.
+        print("\nstopped.")
+        return 0
+    print(f"\ndone. The store is {workdir / 'stallwatch.db'} (SQLite); try:")
+    print(f"  sqlite3 {workdir / 'stallwatch.db'} .tables")
+    return 0
+
+
+def _run_everything(
+    registry: Registry, workdir: Path, today: date, args: argparse.Namespace, settings: Settings
+) -> None:
+    first = next(iter(registry))
+    clock = SimulatedClock(datetime.combine(today, first.spec.market.opens, first.tz))
     with SQLiteStore(workdir / "stallwatch.db") as store:
         _fast_forward(registry, store, today, args.history_days, args.seed)
+        _write_examples(first, store, workdir, today - timedelta(days=1))
         broker = None if args.broker else EmbeddedBroker()
         if broker is not None:
             broker.start()
@@ -77,17 +103,41 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         try:
             service = _start_ingest(url, registry, store, workdir, settings, v5=broker is None)
             with _serve_api(
-                url, registry, store, workdir, settings, args.api_port, v5=broker is None
+                url, registry, store, workdir, settings, args.api_port, clock, v5=broker is None
             ):
-                _play_today(registry, url, today, args, service, store)
+                _play_today(registry, url, today, args, service, store, clock)
                 if not args.exit_when_done:
                     _serve_until_interrupted()
         finally:
             if broker is not None:
                 broker.stop()
-    print(f"\ndone. The store is {workdir / 'stallwatch.db'} (SQLite); try:")
-    print(f"  sqlite3 {workdir / 'stallwatch.db'} .tables")
-    return 0
+
+
+class SimulatedClock:
+    """The simulated market time, which the demo's dashboard runs on.
+
+    The day plays at ``--speed``, so by the wall clock's time of day a few simulated hours
+    would be compared with a whole morning of last week's. Before the day starts this is
+    the opening; while it plays, the pacer's time; once it is over, the last event's.
+    """
+
+    def __init__(self, opening: datetime) -> None:
+        self._stopped_at = opening
+        self._tz = ZoneInfo("UTC")
+        self._pacer: Pacer | None = None
+
+    def playing(self, pacer: Pacer) -> None:
+        self._pacer = pacer
+
+    def stop(self, at: datetime) -> None:
+        self._stopped_at = at
+        self._pacer = None
+
+    def __call__(self) -> datetime:
+        pacer = self._pacer  # one read: another thread may stop the clock meanwhile
+        if pacer is None:
+            return self._stopped_at
+        return from_epoch_ms(pacer.market_ms(), self._tz)
 
 
 def _fresh(workdir: Path) -> Path:
@@ -105,6 +155,30 @@ def _fast_forward(registry: Registry, store: Store, today: date, days: int, seed
             market, store, start_date=today - timedelta(days=days), days=days, seed=seed
         )
         print(f"history: {summary.readings} readings of {days} days for {market.id} in the store")
+
+
+def _write_examples(market: Market, store: Store, workdir: Path, day: date) -> None:
+    """``examples.sh``: a day of history, a batch of it and a sale of that batch.
+
+    The README's examples source it, so they name things this store really holds.
+    """
+    start = datetime.combine(day, datetime.min.time(), market.tz)
+    balances = store.batch_balances(market.id, start, start + timedelta(days=1))
+    sold = next((balance for balance in balances if balance.sales > 0), None)
+    if sold is None:  # no history
+        return
+    sale = store.sales_of_batch(market.id, sold.trace_code)[0]
+    values = {
+        "DAY": day.isoformat(),
+        "TRACE": sold.trace_code,
+        "RECEIPT": f"{sale.scale}/{sale.msg_id}",
+    }
+    path = workdir / "examples.sh"
+    lines = [f"{name}={shlex.quote(value)}" for name, value in values.items()]
+    path.write_text(
+        "# written by `stallwatch demo` for the README's examples\n" + "\n".join(lines) + "\n"
+    )
+    print(f"for the README's examples: . {path}  ({', '.join(lines)})")
 
 
 def _start_ingest(
@@ -136,6 +210,7 @@ def _serve_api(
     workdir: Path,
     settings: Settings,
     port: int,
+    clock: SimulatedClock,
     *,
     v5: bool,
 ) -> Iterator[None]:
@@ -157,7 +232,9 @@ def _serve_api(
         registry, store, replace(mqtt, protocol="5" if v5 else "3.1.1"), limits=limits(settings)
     )
     live.start()
-    app = create_web_app(settings=api_settings, registry=registry, store=store, live=live)
+    app = create_web_app(
+        settings=api_settings, registry=registry, store=store, live=live, now=clock
+    )
     try:
         with ServerThread(app, port=port) as server:
             market = next(iter(registry)).id
@@ -207,14 +284,23 @@ def _play_today(
     args: argparse.Namespace,
     service: IngestService,
     store: Store,
+    clock: SimulatedClock,
 ) -> None:
     markets = list(registry)
     published: list[int] = []
 
     def play() -> None:
         summary = run_markets(
-            markets, url, seed=args.seed, speed=args.speed, date=today, progress_every_s=3600.0
+            markets,
+            url,
+            seed=args.seed,
+            speed=args.speed,
+            date=today,
+            progress_every_s=3600.0,
+            on_playing=clock.playing,
         )
+        if summary.last_ts is not None:
+            clock.stop(summary.last_ts)
         published.append(summary.total)
 
     player = threading.Thread(target=play, name="simulators", daemon=True)
@@ -226,8 +312,6 @@ def _play_today(
             _report(markets, store, service, today)
         _wait_for_drain(service, sum(published))
         _report(markets, store, service, today)
-    except KeyboardInterrupt:
-        print("\nstopping")
     finally:
         service.stop()
 

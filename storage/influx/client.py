@@ -97,7 +97,8 @@ class RetryPolicy:
                 delay = exc.retry_after if exc.retry_after is not None else self.backoff(failures)
                 if failures >= self.attempts or delay > self.max_delay:
                     raise
-                log.warning("InfluxDB unavailable (%s); retry %d in %.2fs", exc, failures, delay)
+                # DEBUG: the caller reports an outage once; a line per attempt would bury it.
+                log.debug("InfluxDB unavailable (%s); retry %d in %.2fs", exc, failures, delay)
                 self.sleep(delay)
 
 

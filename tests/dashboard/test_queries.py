@@ -30,6 +30,9 @@ from schemas.messages import (
 )
 from schemas.registry import Registry
 from schemas.topics import topic_for
+from simulators.clock import Pacer, VirtualClock
+from simulators.events import epoch_ms
+from stallwatch.demo import SimulatedClock
 from stallwatch.localservices import Mosquitto
 from stallwatch.settings import Settings
 from storage.base import Store
@@ -225,6 +228,36 @@ def test_overview_compares_footfall_with_the_same_time_last_week(
     assert overview.occupancy == 200
     assert overview.turnover_fen == 2000
     assert overview.transactions == 1
+
+
+def test_the_demo_overview_compares_with_last_week_at_the_simulated_time_of_day(
+    registry: Registry, store: Store, start_live: Callable[[], LiveView]
+) -> None:
+    # The demo plays the day at 60x: 90 s after opening the market stands at 07:30,
+    # whatever the wall clock says, and last week counts up to 07:30 too.
+    opening = NOON_ISH.replace(hour=6)
+    week = timedelta(days=7)
+    store.write(
+        [
+            gate(1, opening, 0),
+            gate(2, opening + timedelta(hours=1), 50),
+            gate(3, opening - week, 0),
+            gate(4, opening - week + timedelta(hours=1), 60),
+            gate(5, opening - week + timedelta(hours=3), 300),  # after 07:30
+        ]
+    )
+    wall = VirtualClock()
+    simulated = SimulatedClock(opening)
+    simulated.playing(Pacer.start(wall, 60, epoch_ms(opening)))
+    wall.wait(90, lambda _: None)
+    data = DashboardData(registry=registry, store=store, live=start_live(), now=simulated)
+
+    playing = queries.overview(data, MARKET)
+    simulated.stop(opening + timedelta(hours=4))
+    over = queries.overview(data, MARKET)
+
+    assert (playing.footfall_today, playing.footfall_last_week) == (50, 60)
+    assert (over.footfall_today, over.footfall_last_week) == (50, 300)
 
 
 def test_alerts_name_failed_batches_on_sale_oversold_batches_and_offline_scales(

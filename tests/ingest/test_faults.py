@@ -20,6 +20,7 @@ from ingest.mqtt import MqttOptions
 from ingest.service import IngestService
 from schemas.registry import Registry, load_market
 from stallwatch.localservices import Influxd, Mosquitto, influxd
+from stallwatch.logs import PER_REQUEST_LOGGERS, quiet_per_request_loggers
 from storage.base import Store
 from storage.influx.store import InfluxStore
 from storage.records import UNREGISTERED
@@ -112,6 +113,17 @@ def private_influxd(tmp_path: Path) -> Iterator[Influxd]:
         yield server
 
 
+@pytest.fixture
+def app_logging() -> Iterator[None]:
+    """Logging as the stallwatch commands set it up, undone afterwards."""
+    loggers = [logging.getLogger(name) for name in PER_REQUEST_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    quiet_per_request_loggers()
+    yield
+    for logger, level in zip(loggers, levels, strict=True):
+        logger.setLevel(level)
+
+
 def _service(
     broker: Mosquitto, registry: Registry, store: Store, spool: Path, client_id: str
 ) -> IngestService:
@@ -124,6 +136,7 @@ def test_influx_outage_mid_stream_loses_nothing_and_drains(
     private_influxd: Influxd,
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
+    app_logging: None,
 ) -> None:
     caplog.set_level(logging.INFO)
     registry = Registry([load_market(write_market(tmp_path))])
@@ -151,6 +164,15 @@ def test_influx_outage_mid_stream_loses_nothing_and_drains(
     assert caplog.text.count("store unavailable") == 1, "an outage is logged once"
     assert "store resumed" in caplog.text
     assert "pending" in caplog.text
+    # One line for the outage, one for the recovery, nothing per request or per retry.
+    lines = [record for record in caplog.records if record.levelno >= logging.INFO]
+    outage = [r for r in lines if r.getMessage().startswith("store unavailable")]
+    recovery = [r for r in lines if r.getMessage().startswith("store resumed")]
+    assert [r.levelno for r in outage] == [logging.WARNING]
+    assert [r.levelno for r in recovery] == [logging.INFO]
+    assert [r for r in lines if r.levelno >= logging.WARNING] == outage
+    per_request = [r.getMessage() for r in lines if r.name.startswith(("httpx", "storage."))]
+    assert per_request == []
     store.close()
 
 

@@ -45,3 +45,30 @@ def test_appended_rows_survive_sigkill(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "s.db")
     assert spool.pending() == 1000
     spool.close()
+
+
+def spool_bytes(path: Path) -> int:
+    """The spool's size on disk: the database and its write-ahead log."""
+    wal = path.with_name(path.name + "-wal")
+    return path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
+
+
+def test_a_drained_backlog_gives_its_space_back(tmp_path: Path) -> None:
+    """A store outage grows the spool; once the backlog is forwarded the file shrinks again."""
+    path = tmp_path / "s.db"
+    receiver = Spool(path, "receiver")
+    forwarder = Spool(path, "forwarder")
+    payload = bytes(2_000)
+    for first in range(0, 20_000, 1_000):
+        receiver.append([("t", payload, i) for i in range(first, first + 1_000)])
+    peak = spool_bytes(path)
+
+    while batch := forwarder.peek(1_000):
+        forwarder.remove_through(batch[-1][0])
+
+    assert peak > 40_000_000
+    assert spool_bytes(path) < 1_000_000
+    receiver.append([("t", b"after", 1)])  # and it still works
+    assert [row[1:] for row in forwarder.peek(10)] == [("t", b"after", 1)]
+    receiver.close()
+    forwarder.close()

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from storage.sqlite import SQLiteStore
+
+REPO = Path(__file__).resolve().parents[2]
+#: Runs the README's examples strictly: the first failing command or HTTP status >= 400 stops it.
+STRICT_SHELL = """set -euo pipefail
+curl() { command curl --fail --silent --show-error "$@"; }
+"""
 
 
 def test_demo_flows_sales_footfall_and_prices_into_the_embedded_store(tmp_path: Path) -> None:
@@ -64,3 +75,89 @@ def test_demo_flows_sales_footfall_and_prices_into_the_embedded_store(tmp_path: 
         assert len(store.sales("nanmen", today, today + timedelta(days=1))) > 1_000
         assert len(store.sales("nanmen", today - timedelta(days=1), today)) > 1_000, "history"
         assert store.latest_prices("nanmen")
+
+
+def start_demo(workdir: Path, *options: str) -> subprocess.Popen[str]:
+    """``stallwatch demo`` on a free port, its output unbuffered so a test can follow it."""
+    return subprocess.Popen(
+        [
+            *(sys.executable, "-m", "stallwatch.cli", "demo", "--workdir", str(workdir)),
+            *("--api-port", "0", "--report-every", "600", *options),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def read_until(proc: subprocess.Popen[str], marker: str) -> str:
+    """The demo's output up to and including the first line containing ``marker``."""
+    assert proc.stdout is not None
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if marker in line:
+            return "".join(seen)
+    raise AssertionError(f"the demo ended before printing {marker!r}:\n" + "".join(seen))
+
+
+@pytest.fixture
+def demo_process() -> Iterator[list[subprocess.Popen[str]]]:
+    """Started demos; any still running at the end are killed."""
+    started: list[subprocess.Popen[str]] = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_one_ctrl_c_during_the_simulated_day_stops_the_demo(
+    tmp_path: Path, demo_process: list[subprocess.Popen[str]]
+) -> None:
+    proc = start_demo(tmp_path / "demo", "--speed", "60", "--history-days", "0")
+    demo_process.append(proc)
+    read_until(proc, "simulating ")
+    proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, rest
+    assert "stopped." in rest
+    assert "keep serving" not in rest
+
+
+def readme_examples() -> str:
+    """The README's shell examples that talk to the API on 127.0.0.1:8000, in order."""
+    blocks = re.findall(r"```sh\n(.*?)```", (REPO / "README.md").read_text(), re.DOTALL)
+    return "".join(block for block in blocks if "127.0.0.1:8000" in block)
+
+
+def test_every_readme_example_works_as_written_against_the_demo(
+    tmp_path: Path, demo_process: list[subprocess.Popen[str]]
+) -> None:
+    # Run from a directory laid out like the repository: var/demo/ and .venv/ where
+    # the README's commands expect them; only the port differs.
+    proc = start_demo(tmp_path / "var" / "demo", "--speed", "0", "--history-days", "1")
+    demo_process.append(proc)
+    out = read_until(proc, "keep serving")
+    address = re.search(r"HTTP API on http://(127\.0\.0\.1:\d+)", out)
+    assert address, out
+    (tmp_path / ".venv").symlink_to(Path(sys.prefix))
+    script = readme_examples().replace("127.0.0.1:8000", address.group(1))
+    assert script.count("curl ") >= 11, script
+
+    ran = subprocess.run(
+        ["bash", "-c", STRICT_SHELL + script],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr
+    assert '"trace_code"' in ran.stdout
+    assert (tmp_path / "qr.png").read_bytes().startswith(b"\x89PNG")
+    proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, rest
