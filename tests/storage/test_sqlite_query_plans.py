@@ -139,3 +139,8 @@ def test_device_last_seen_seeks_per_series(conn: sqlite3.Connection) -> None:
     assert "SEARCH sale USING COVERING INDEX sale_by_source (source=? AND time_ns>?)" in steps
     assert "SEARCH f USING PRIMARY KEY (series=? AND time_ns>?)" in steps
     assert "SEARCH b USING COVERING INDEX batch_by_series (series=? AND time_ns>?)" in steps
+
+
+def test_unverified_sales_read_only_their_partial_index(conn: sqlite3.Connection) -> None:
+    steps = plan(conn, queries.UNVERIFIED_SALES)
+    assert any("sale USING" in step and "sale_unverified" in step for step in steps), steps

@@ -689,7 +689,7 @@ class TestTraceStatus:
         assert receipt is not None
         assert receipt.trace_status is TraceStatus.OTHER_VENDOR
         assert not receipt.origin_verified
-        assert [row.trace_status for row in store.sales_of_batch(MARKET, CABBAGE)][0] is (
+        assert next(row.trace_status for row in store.sales_of_batch(MARKET, CABBAGE)) is (
             TraceStatus.VERIFIED
         )
 
@@ -765,9 +765,7 @@ class TestTraceStatus:
                 cabbage_sale(3, PORK),
                 cabbage_sale(4, "TC-NOWHERE-01"),
                 cabbage_sale(5, "TC-NOWHERE-01", ts=DAY_END),  # outside the range
-                reading(
-                    sale(msg_id=6, ts=at(minutes=6), vendor="a01", trace_code=PORK), "sc-a02"
-                ),
+                reading(sale(msg_id=6, ts=at(minutes=6), vendor="a01", trace_code=PORK), "sc-a02"),
                 reading(
                     sale(msg_id=7, ts=at(minutes=7), vendor="b01", plu="2001", trace_code=PORK),
                     "sc-b01",
