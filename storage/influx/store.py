@@ -379,13 +379,13 @@ class InfluxStore(Store):
         """
         statuses = self._trace_statuses(readings)
         lines, sources, refused = _encode(readings, statuses)
-        refused_batches: set[int] = set()
+        refused_ids: set[int] = set()
         for start in range(0, len(lines), self._batch_lines):
             chunk = lines[start : start + self._batch_lines]
             for index, detail in self._write_isolating(chunk):
                 refused.append(rejected_reading(sources[start + index], detail))
-                refused_batches.add(id(sources[start + index]))
-        self._verify_late_sales([r for r in sources if id(r) not in refused_batches])
+                refused_ids.add(id(sources[start + index]))
+        self._verify_late_sales([r for r in sources if id(r) not in refused_ids])
         refused = [_storable(letter) for letter in refused]
         letters = [*map(_storable, dead_letters), *refused]
         if letters:
