@@ -204,6 +204,11 @@ class Store(abc.ABC):
     ) -> list[DeadLetter]:
         """Store readings and dead letters; idempotent per reading.
 
+        Each sale is stored with its trace status (``storage.traceability``): its
+        trace code checked against the stored batches and those in ``readings``.
+        A batch turns its vendor's earlier ``unknown_batch`` sales of its product
+        that name it, made within the grace window before its intake, verified.
+
         Returns the readings the store itself refused (for example a line InfluxDB
         answers 400 to), converted to dead letters *and already stored as such*; the
         rest of the batch is written. Raises :class:`StoreUnavailable` when nothing
