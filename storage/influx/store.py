@@ -385,7 +385,9 @@ class InfluxStore(Store):
             for index, detail in self._write_isolating(chunk):
                 refused.append(rejected_reading(sources[start + index], detail))
                 refused_ids.add(id(sources[start + index]))
-        self._verify_late_sales([r for r in sources if id(r) not in refused_ids])
+        written = [reading for reading in sources if id(reading) not in refused_ids]
+        self._verify_late_sales(written)
+        self._verify_if_batch_came_meanwhile(written, statuses, readings)
         refused = [_storable(letter) for letter in refused]
         letters = [*map(_storable, dead_letters), *refused]
         if letters:
@@ -445,9 +447,36 @@ class InfluxStore(Store):
         their ``trace_status`` field; InfluxDB merges it into each point.
         """
         batches = batches_written(written)
-        if not batches:
-            return
-        self._remember_batches(batches)
+        if batches:
+            self._remember_batches(batches)
+            self._verify_sales_of(batches)
+
+    def _verify_if_batch_came_meanwhile(
+        self,
+        written: Sequence[Reading],
+        statuses: Mapping[int, TraceStatus],
+        readings: Sequence[Reading],
+    ) -> None:
+        """Look again for the batches of the sales just written as ``unknown_batch``.
+
+        Another ingest process may have written such a batch after this write
+        looked for it and before these sales were stored; its own late-batch
+        check then ran too early to see them. Each writer writing first and
+        looking second means one of the two sees the other.
+        """
+        stored = {id(reading) for reading in written}
+        unknown = {
+            (reading.market, message.trace_code)
+            for index, reading in enumerate(readings)
+            if statuses.get(index) is TraceStatus.UNKNOWN_BATCH
+            and id(reading) in stored
+            and isinstance(message := reading.message, Sale)
+        }
+        found = {code: key for code in unknown if (key := self._newest_batch(*code)) is not None}
+        if found:
+            self._verify_sales_of(found)
+
+    def _verify_sales_of(self, batches: Mapping[tuple[str, str], BatchKey]) -> None:
         lines: list[str] = []
         for (market, trace_code), key in batches.items():
             series = self._select(

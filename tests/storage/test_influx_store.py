@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
@@ -235,6 +235,26 @@ def test_a_sale_read_while_its_fields_are_being_written_is_not_there_yet(
 
         assert store.sale_by_receipt(MARKET, "S01", 7) == sale_row(whole)
         assert store.sales(MARKET, *DAY) == [sale_row(whole)]
+
+
+def test_a_batch_another_process_writes_while_its_sales_are_checked_still_verifies_them(
+    influx_server: Influxd, database: str
+) -> None:
+    # Two ingest processes (scale-out): one writes a sale while the other writes its batch,
+    # between the first one's look for the batch and its write of the sale.
+    with InfluxStore(influx_server.url, database, create_database=True, retry=NO_WAIT) as other:
+
+        class RacedStore(InfluxStore):
+            def _trace_statuses(self, readings: Sequence[Reading]) -> dict[int, TraceStatus]:
+                statuses = super()._trace_statuses(readings)
+                assert other.write([batch(1, T0 - timedelta(hours=1), "TC-0001")]) == []
+                return statuses
+
+        with RacedStore(influx_server.url, database, retry=NO_WAIT) as raced:
+            assert raced.write([sale(1, T0, trace_code="TC-0001")]) == []
+
+            (row,) = raced.sales(MARKET, *DAY)
+    assert row.trace_status is TraceStatus.VERIFIED
 
 
 def test_a_sale_stored_before_sales_were_checked_reads_as_unchecked(
