@@ -54,6 +54,10 @@ _TEXT: dict[str, tuple[str, str]] = {
         "Batch failed its rapid test but is on sale",
     ),
     "alert.oversold": ("批次超卖（售出多于进货）", "Batch oversold (sold more than taken in)"),
+    "alert.unverified_sales": (
+        "今日溯源码未通过核验的销售（产地无法核实）",
+        "Sales today whose trace code did not check out (origin unverified)",
+    ),
     "trend.title": ("近30天成交额", "Turnover, last 30 days"),
     # prices
     "prices.title": ("实时价格", "Live prices"),
@@ -97,6 +101,18 @@ _TEXT: dict[str, tuple[str, str]] = {
     "trace.public_page": ("公开溯源页", "Public trace page"),
     "trace.qr": ("小票二维码", "Receipt QR code"),
     "trace.sales": ("销售记录", "Sales"),
+    "trace.unverified": (
+        "产地无法核实：这笔销售的溯源码与该商户登记的进货批次不符",
+        "Origin could not be verified: this sale's trace code does not match a batch "
+        "registered for this vendor and product",
+    ),
+    "trace_status.verified": ("已核实", "verified"),
+    "trace_status.unknown_batch": ("无此批次", "unknown batch"),
+    "trace_status.other_vendor": ("他人批次", "another vendor's batch"),
+    "trace_status.product_mismatch": ("商品不符", "product mismatch"),
+    "trace_status.outside_categories": ("超出经营品类", "outside the stall's categories"),
+    "trace_status.unchecked": ("未核验", "not checked"),
+    "col.trace_status": ("溯源核验", "Trace check"),
     "trace.timeline": ("批次 → 快检 → 商户 → 销售", "Batch → test → vendor → sales"),
     "col.time": ("时间", "Time"),
     "col.scale": ("秤", "Scale"),
@@ -130,6 +146,7 @@ _TEXT: dict[str, tuple[str, str]] = {
     "col.last_seen": ("最后上报", "Last seen"),
     "col.messages": ("今日消息", "Messages today"),
     "col.rejects": ("今日拒收", "Rejects today"),
+    "col.unverified": ("今日未核实溯源", "Unverified trace today"),
     "col.received": ("接收时间", "Received"),
     "col.topic": ("主题", "Topic"),
     "col.reason": ("原因", "Reason"),

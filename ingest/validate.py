@@ -59,7 +59,9 @@ class Validator:
             message = _decode(parsed, payload)
             self._check_time(message, received_ns)
             _check_references(message, market, device)
-            return Reading(market.id, device.id, received_ns, message)
+            return Reading(
+                market.id, device.id, received_ns, message, _outside_categories(message, market)
+            )
         except Rejected as rejection:
             return _dead_letter(topic, payload, received_ns, str(rejection), market_id, device_id)
 
@@ -140,6 +142,15 @@ def _check_references(message: DeviceMessage, market: Market, device: Device) ->
         if message.vendor not in market.vendors:
             raise Rejected(f"unknown vendor {message.vendor!r} in market {market.id!r}")
         _require_product(market, message.plu)
+
+
+def _outside_categories(message: DeviceMessage, market: Market) -> bool:
+    """A sale of a product the stall is not registered for: kept, but flagged for the store.
+
+    The sale is money that changed hands, so it is not rejected; its origin is
+    recorded as not verified (``storage.traceability``).
+    """
+    return isinstance(message, Sale) and market.outside_categories(message.vendor, message.plu)
 
 
 def _require_product(market: Market, plu: str) -> None:

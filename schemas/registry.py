@@ -99,6 +99,11 @@ class Vendor(_Strict):
     scales: tuple[Identifier, ...] = ()
     screens: tuple[Identifier, ...] = ()
     products: tuple[Plu, ...] = Field(default=(), description="PLUs this vendor usually sells.")
+    categories: tuple[Category, ...] | None = Field(
+        default=None,
+        description="Categories the stall is registered to sell; by default those of its "
+        "products. A sale of a product outside them is flagged (its origin is not verified).",
+    )
 
 
 class Gate(_Strict):
@@ -126,11 +131,19 @@ class MarketFile(_Strict):
         _require_unique("vendor id", (v.id for v in self.vendors))
         _require_unique("stall", (v.stall for v in self.vendors))
         _require_unique("device id", (d for d, _ in _device_ids(self)))
-        known = {p.plu for p in self.products}
+        known = {p.plu: p for p in self.products}
         for vendor in self.vendors:
-            unknown = sorted(set(vendor.products) - known)
+            unknown = sorted(set(vendor.products) - known.keys())
             if unknown:
                 raise ValueError(f"vendor {vendor.id} lists unknown products {unknown}")
+            if vendor.categories is not None:
+                outside = sorted(
+                    plu for plu in vendor.products if known[plu].category not in vendor.categories
+                )
+                if outside:
+                    raise ValueError(
+                        f"vendor {vendor.id} lists products {outside} outside its categories"
+                    )
         return self
 
 
@@ -193,6 +206,29 @@ class Market:
     @cached_property
     def vendors(self) -> Mapping[str, Vendor]:
         return {v.id: v for v in self.spec.vendors}
+
+    @cached_property
+    def stall_categories(self) -> Mapping[str, frozenset[Category]]:
+        """The categories each vendor's stall may sell, by vendor id.
+
+        Its ``categories``, or else the categories of its ``products``; a vendor
+        with neither is absent (its sales are not checked by category).
+        """
+        allowed: dict[str, frozenset[Category]] = {}
+        for vendor in self.spec.vendors:
+            if vendor.categories is not None:
+                allowed[vendor.id] = frozenset(vendor.categories)
+            elif vendor.products:
+                allowed[vendor.id] = frozenset(
+                    self.products[plu].category for plu in vendor.products
+                )
+        return allowed
+
+    def outside_categories(self, vendor: str, plu: str) -> bool:
+        """Whether the vendor's stall is not registered for this product's category."""
+        allowed = self.stall_categories.get(vendor)
+        product = self.products.get(plu)
+        return allowed is not None and product is not None and product.category not in allowed
 
 
 class Registry:

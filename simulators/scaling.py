@@ -95,6 +95,8 @@ def dump_market_toml(market: Market | MarketFile, *, header: str = "") -> str:
             f"screens = {_array(vendor.screens)}",
             f"products = {_array(vendor.products)}",
         ]
+        if vendor.categories is not None:
+            lines.append(f"categories = {_array(c.value for c in vendor.categories)}")
     for table, entries in (("gates", spec.gates), ("intake", spec.intake)):
         for entry in entries:
             lines += ["", f"[[{table}]]", _pair("id", entry.id), _pair("name", entry.name)]

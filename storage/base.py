@@ -22,6 +22,7 @@ from decimal import Decimal
 
 from storage.footfall import hourly_footfall
 from storage.records import DeadLetter, Reading
+from storage.traceability import TraceStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +60,24 @@ class SaleRow:
     total_fen: int
     trace_code: str
     received_ns: int
+    #: Whether ``trace_code`` names a registered batch of this vendor and product
+    #: (``storage.traceability``); show the batch only when it is VERIFIED.
+    trace_status: TraceStatus
+
+    @property
+    def origin_verified(self) -> bool:
+        return self.trace_status is TraceStatus.VERIFIED
+
+
+@dataclass(frozen=True, slots=True)
+class UnverifiedSalesRow:
+    """How many sales of one vendor at one scale had a trace code that did not check out."""
+
+    market: str
+    vendor: str
+    scale: str
+    trace_status: TraceStatus
+    sales: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +204,11 @@ class Store(abc.ABC):
     ) -> list[DeadLetter]:
         """Store readings and dead letters; idempotent per reading.
 
+        Each sale is stored with its trace status (``storage.traceability``): its
+        trace code checked against the stored batches and those in ``readings``.
+        A batch turns its vendor's earlier ``unknown_batch`` sales of its product
+        that name it, made within the grace window before its intake, verified.
+
         Returns the readings the store itself refused (for example a line InfluxDB
         answers 400 to), converted to dead letters *and already stored as such*; the
         rest of the batch is written. Raises :class:`StoreUnavailable` when nothing
@@ -239,6 +263,17 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def sale_by_receipt(self, market: str, scale: str, msg_id: int) -> SaleRow | None:
         """The sale a receipt (scale + message id) was printed for."""
+
+    @abc.abstractmethod
+    def unverified_sales(
+        self, market: str, start: datetime, end: datetime
+    ) -> list[UnverifiedSalesRow]:
+        """Sales in the range whose trace code was not verified, per (vendor, scale, status).
+
+        Every status but VERIFIED counts (UNCHECKED sales, stored before sales
+        were checked, are left out). Ordered by vendor, scale, then status; cheap
+        because such sales are rare (SQLite reads a partial index of them only).
+        """
 
     @abc.abstractmethod
     def sales_summary(self, market: str, start: datetime, end: datetime) -> list[SalesSummaryRow]:

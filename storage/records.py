@@ -30,6 +30,9 @@ class Reading:
     device: str
     received_ns: int
     message: DeviceMessage
+    #: Set by the edge check on a sale of a product whose category the stall is
+    #: not registered for (the market file); the store records it on the sale.
+    outside_categories: bool = False
 
     @property
     def time_ns(self) -> int:

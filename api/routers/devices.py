@@ -24,8 +24,9 @@ from api.live import DeviceSeen
 from api.security import Manager, Principal, ScreenOrManager
 from schemas.messages import DeviceKind
 from schemas.registry import Device, Market
-from storage.base import ScaleStatusRow
+from storage.base import ScaleStatusRow, UnverifiedSalesRow
 from storage.records import UNREGISTERED, DeadLetter, to_ns
+from storage.traceability import TraceStatus
 
 router = APIRouter(tags=["devices"], responses=AUTH_ERRORS)
 
@@ -71,6 +72,12 @@ class DeviceOut(BaseModel):
     )
     readings: int = Field(description="Readings stored during the window.")
     rejects: int = Field(description="Messages rejected during the window.")
+    unverified_sales: dict[TraceStatus, int] = Field(
+        default_factory=dict,
+        description="Scales: sales during the window whose trace code did not check out, per "
+        "trace status (`unknown_batch`, `other_vendor`, `product_mismatch`, "
+        "`outside_categories`); empty when all were verified.",
+    )
     scale_status: ScaleHealth | None = None
 
 
@@ -96,12 +103,30 @@ def list_devices(
     statuses = {row.scale: row for row in store.scale_status(market.id)}
     readings = store.message_counts(start, end)
     rejects = store.reject_counts(start, end)
+    unverified = _unverified_by_scale(store.unverified_sales(market.id, start, end))
     seen = live.device_seen(market.id)
     devices = [
-        _device_out(device, seen.get(device.id), statuses.get(device.id), readings, rejects)
+        _device_out(
+            device,
+            seen.get(device.id),
+            statuses.get(device.id),
+            readings,
+            rejects,
+            unverified.get(device.id, {}),
+        )
         for device in _visible_devices(market, caller)
     ]
     return DeviceList(market=market.id, window_start=start, window_end=end, devices=devices)
+
+
+def _unverified_by_scale(
+    rows: Sequence[UnverifiedSalesRow],
+) -> dict[str, dict[TraceStatus, int]]:
+    by_scale: dict[str, dict[TraceStatus, int]] = {}
+    for row in rows:
+        counts = by_scale.setdefault(row.scale, {})
+        counts[row.trace_status] = counts.get(row.trace_status, 0) + row.sales
+    return by_scale
 
 
 def _visible_devices(market: Market, caller: Principal) -> list[Device]:
@@ -115,6 +140,7 @@ def _device_out(
     status: ScaleStatusRow | None,
     readings: Mapping[tuple[str, str], int],
     rejects: Mapping[tuple[str, str], int],
+    unverified: dict[TraceStatus, int],
 ) -> DeviceOut:
     key = (device.market, device.id)
     return DeviceOut(
@@ -125,6 +151,7 @@ def _device_out(
         online=_online(seen, status),
         readings=readings.get(key, 0),
         rejects=rejects.get(key, 0),
+        unverified_sales=unverified,
         scale_status=None if status is None else _health(status),
     )
 

@@ -9,6 +9,12 @@ are public and read-only.
 The page shows what a shopper may see: product, origin, supplier, certificate,
 rapid test, intake date, the stall, and for a receipt the purchase. It shows no
 device ids and no personal data; everything is HTML-escaped by Jinja2.
+
+A scale can name any trace code, so a receipt shows a batch only when the
+store verified the sale's link to it (``storage.traceability``: the batch is
+registered, is the selling vendor's and is of the sold product, and the stall
+may sell that product's category); otherwise it says plainly that the origin
+could not be verified.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from api.pricing import yuan_per_jin, yuan_per_kg
 from schemas.messages import Identifier, TraceCode
 from schemas.registry import Category, Market, SaleUnit
 from storage.base import BatchRow, SaleRow, Store
+from storage.traceability import TraceStatus
 
 router = APIRouter(tags=["traceability"])
 pages = APIRouter(tags=["traceability"])
@@ -99,6 +106,14 @@ class Sale(BaseModel):
     unit_price_yuan_per_jin: str
     total_fen: int = Field(description="Amount charged, fen (may be rounded down, 抹零).")
     total_yuan: str
+    trace_status: TraceStatus = Field(
+        description="Whether the sale's trace code names a registered batch of this vendor and "
+        "product: `verified`, or why not (`unknown_batch`, `other_vendor`, `product_mismatch`, "
+        "`outside_categories` of the stall, `unchecked` for sales stored before checking)."
+    )
+    origin_verified: bool = Field(
+        description="True only for `verified`: only then is the batch's origin this sale's."
+    )
 
 
 class Trace(BaseModel):
@@ -139,6 +154,8 @@ class Trace(BaseModel):
                             "unit_price_yuan_per_jin": "1.99",
                             "total_fen": 491,
                             "total_yuan": "4.91",
+                            "trace_status": "verified",
+                            "origin_verified": True,
                         }
                     ],
                     "sold_g": 1234,
@@ -154,7 +171,10 @@ class Trace(BaseModel):
     batch: Batch | None = Field(
         description="Null when sales name this code but no intake record exists (a data gap)."
     )
-    sales: list[Sale] = Field(description="Every sale from the batch, oldest first.")
+    sales: list[Sale] = Field(
+        description="Every sale naming the trace code, oldest first; `trace_status` says which "
+        "of them are verified sales from the batch."
+    )
     sold_g: int = Field(description="Total weight sold from the batch, grams.")
     remaining_g: int | None = Field(
         description="Intake minus sold, grams; negative when oversold; null without a batch."
@@ -169,11 +189,14 @@ class ReceiptSale(Sale):
 
 
 class Receipt(BaseModel):
-    """The sale a receipt was printed for, and the batch it came from."""
+    """The sale a receipt was printed for, and the batch it came from if that is verified."""
 
     market: str
     sale: ReceiptSale
-    batch: Batch | None = Field(description="Null when the batch has no intake record.")
+    batch: Batch | None = Field(
+        description="The batch the sale came from; null unless `sale.origin_verified` (the "
+        "origin could not be verified: no such batch, or another vendor's or product's)."
+    )
 
 
 # -- JSON endpoints --------------------------------------------------------------------
@@ -204,7 +227,7 @@ def receipt(market: MarketDep, scale: ScaleParam, msg_id: MsgIdParam, store: Sto
     return Receipt(
         market=market.id,
         sale=_receipt_sale(market, sale),
-        batch=_batch_or_none(store, market, sale.trace_code),
+        batch=_verified_batch(store, market, sale),
     )
 
 
@@ -286,8 +309,7 @@ def receipt_page(
     sale = None if found is None else store.sale_by_receipt(found.id, scale, msg_id)
     if found is None or sale is None:
         return _not_found_page()
-    batch = _batch_or_none(store, found, sale.trace_code)
-    return _page(found, batch, sale=_receipt_sale(found, sale))
+    return _page(found, _verified_batch(store, found, sale), sale=_receipt_sale(found, sale))
 
 
 def _page(market: Market, batch: Batch | None, sale: ReceiptSale | None) -> HTMLResponse:
@@ -360,8 +382,11 @@ def _sale_or_404(store: Store, market: Market, scale: str, msg_id: int) -> SaleR
     return sale
 
 
-def _batch_or_none(store: Store, market: Market, trace_code: str) -> Batch | None:
-    row = store.batch(market.id, trace_code)
+def _verified_batch(store: Store, market: Market, sale: SaleRow) -> Batch | None:
+    """The batch of a sale, only if the store verified that the sale came from it."""
+    if not sale.origin_verified:
+        return None
+    row = store.batch(market.id, sale.trace_code)
     return None if row is None else _batch(market, row)
 
 
@@ -394,6 +419,8 @@ def _sale(market: Market, row: SaleRow) -> Sale:
         unit_price_yuan_per_jin=yuan_per_jin(row.unit_price_fen_per_kg),
         total_fen=row.total_fen,
         total_yuan=yuan(row.total_fen),
+        trace_status=row.trace_status,
+        origin_verified=row.origin_verified,
     )
 
 

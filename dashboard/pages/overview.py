@@ -107,10 +107,16 @@ def kpi_tiles(o: queries.Overview, lang: Lang) -> list[dbc.Col]:
     ]
 
 
-_ALERT_COLOUR = {"failed_on_sale": "danger", "oversold": "danger", "offline": "warning"}
+_ALERT_COLOUR = {
+    "failed_on_sale": "danger",
+    "oversold": "danger",
+    "unverified_sales": "danger",
+    "offline": "warning",
+}
 _ALERT_TEXT = {
     "failed_on_sale": "alert.failed_on_sale",
     "oversold": "alert.oversold",
+    "unverified_sales": "alert.unverified_sales",
     "offline": "alert.offline",
     "rejects": "alert.rejects",
 }

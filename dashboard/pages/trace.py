@@ -12,7 +12,8 @@ from dash.exceptions import PreventUpdate
 from dashboard import figures, ids, queries
 from dashboard.components import Links, card, grid
 from dashboard.i18n import Lang, money_text, t, weight_text
-from dashboard.queries import DashboardData, TraceChain
+from dashboard.queries import DashboardData, TraceChain, UnverifiedReceipt
+from storage.base import SaleRow
 
 PATH = "/trace"
 TITLE_KEY = "nav.trace"
@@ -26,6 +27,11 @@ def layout(data: DashboardData, lang: Lang, market: str) -> html.Div:
         {"field": "receipt", "headerName": t("col.receipt", lang)},
         {"field": "weight", "headerName": t("col.weight", lang)},
         {"field": "total", "headerName": t("col.total", lang)},
+        {
+            "field": "trace_status",
+            "headerName": t("col.trace_status", lang),
+            "cellClassRules": {"text-danger fw-bold": "params.data.verified === false"},
+        },
     ]
     return html.Div(
         [
@@ -84,6 +90,8 @@ def register_callbacks(app: Dash, data: DashboardData, links: Links) -> None:
         if query is None:
             return dbc.Alert(t("trace.bad_query", lang), color="warning"), {}, hidden, []
         chain = queries.trace_chain(data, market, query)
+        if isinstance(chain, UnverifiedReceipt):
+            return unverified_receipt(chain.receipt, data, market, lang), {}, hidden, []
         if chain is None:
             return (
                 dbc.Alert(t("trace.not_found", lang), color="warning", id="trace-not-found"),
@@ -160,6 +168,23 @@ def chain_summary(
     )
 
 
+def unverified_receipt(sale: SaleRow, data: DashboardData, market: str, lang: Lang) -> Any:
+    """A receipt that leads to no batch: say so plainly, with what the scale claimed."""
+    found = data.market(market)
+    product = found.products.get(sale.plu)
+    name = sale.plu if product is None else queries.product_name(product, lang)
+    claim = (
+        f"{sale.scale}:{sale.msg_id} · {sale.vendor} · {name} · "
+        f"{t('col.trace_status', lang)}: {t(f'trace_status.{sale.trace_status.value}', lang)} "
+        f"· {sale.trace_code}"
+    )
+    return dbc.Alert(
+        [html.Div(t("trace.unverified", lang), className="fw-bold"), html.Div(claim)],
+        color="danger",
+        id="trace-unverified",
+    )
+
+
 def timeline(chain: TraceChain, data: DashboardData, market: str, lang: Lang) -> Any:
     found = data.market(market)
     vendor = found.vendors.get(chain.batch.vendor)
@@ -186,6 +211,8 @@ def sale_rows(
             "receipt": f"{sale.scale}:{sale.msg_id}",
             "weight": weight_text(sale.weight_g, lang),
             "total": money_text(sale.total_fen),
+            "trace_status": t(f"trace_status.{sale.trace_status.value}", lang),
+            "verified": sale.origin_verified,
         }
         for sale in chain.sales
     ]

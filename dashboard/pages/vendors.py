@@ -45,6 +45,12 @@ def layout(data: DashboardData, lang: Lang, market: str) -> html.Div:
             "minWidth": 320,
             "tooltipField": "prices",
         },
+        {
+            "field": "unverified",
+            "headerName": t("col.unverified", lang),
+            "type": "numericColumn",
+            "cellClassRules": {"text-danger fw-bold": "params.value > 0"},
+        },
     ]
     device_columns: list[dict[str, Any]] = [
         {"field": "device", "headerName": t("col.device", lang)},
@@ -62,6 +68,12 @@ def layout(data: DashboardData, lang: Lang, market: str) -> html.Div:
         {"field": "last_seen", "headerName": t("col.last_seen", lang), "minWidth": 160},
         {"field": "messages", "headerName": t("col.messages", lang), "type": "numericColumn"},
         {"field": "rejects", "headerName": t("col.rejects", lang), "type": "numericColumn"},
+        {
+            "field": "unverified",
+            "headerName": t("col.unverified", lang),
+            "type": "numericColumn",
+            "cellClassRules": {"text-danger fw-bold": "params.value > 0"},
+        },
     ]
     dead_columns: list[dict[str, Any]] = [
         {"field": "received", "headerName": t("col.received", lang), "minWidth": 160},

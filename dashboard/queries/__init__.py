@@ -28,6 +28,8 @@ from dashboard.queries.common import (
     market_today,
     ns_to_utc,
     product_name,
+    unverified_counts,
+    unverified_today,
 )
 from dashboard.queries.footfall import footfall_daily, footfall_day, footfall_heatmap
 from dashboard.queries.overview import (
@@ -52,6 +54,7 @@ from dashboard.queries.prices import (
 from dashboard.queries.trace import (
     TraceChain,
     TraceQuery,
+    UnverifiedReceipt,
     parse_trace_query,
     sales_frame,
     trace_chain,
@@ -74,6 +77,7 @@ __all__ = [
     "Recent",
     "TraceChain",
     "TraceQuery",
+    "UnverifiedReceipt",
     "alerts",
     "board_rows",
     "day_start",
@@ -96,6 +100,8 @@ __all__ = [
     "sales_frame",
     "trace_chain",
     "turnover_by_day",
+    "unverified_counts",
+    "unverified_today",
     "vendor_table",
     "vendors_online",
 ]

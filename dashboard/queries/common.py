@@ -12,7 +12,7 @@ from typing import Any, TypeVar, cast
 from api.live import LiveView, UnknownName
 from dashboard.i18n import Lang
 from schemas.registry import Market, Product, Registry
-from storage.base import Store
+from storage.base import Store, UnverifiedSalesRow
 
 T = TypeVar("T")
 
@@ -58,6 +58,25 @@ def day_start(market: Market, day: date) -> datetime:
 def is_open(market: Market, now: datetime) -> bool:
     local = now.astimezone(market.tz).time()
     return market.spec.market.opens <= local < market.spec.market.closes
+
+
+def unverified_today(
+    data: DashboardData, market: Market, now: datetime
+) -> list[UnverifiedSalesRow]:
+    """Today's sales whose trace code did not check out, per vendor, scale and status.
+
+    One store call (``Store.unverified_sales``), cheap: such sales are few.
+    """
+    return data.store.unverified_sales(market.id, day_start(market, market_today(market, now)), now)
+
+
+def unverified_counts(rows: list[UnverifiedSalesRow], by: str) -> dict[str, int]:
+    """Unverified sales per ``by`` (``"vendor"`` or ``"scale"``), all statuses together."""
+    counts: dict[str, int] = {}
+    for row in rows:
+        key = getattr(row, by)
+        counts[key] = counts.get(key, 0) + row.sales
+    return counts
 
 
 def product_name(product: Product, lang: Lang) -> str:

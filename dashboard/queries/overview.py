@@ -17,6 +17,7 @@ from dashboard.queries.common import (
     day_start,
     is_open,
     market_today,
+    unverified_today,
 )
 from schemas.messages import DeviceKind
 from schemas.registry import Market
@@ -75,13 +76,14 @@ ALERT_COLUMNS = ["kind", "subject", "detail", "since"]
 def alerts(data: DashboardData, market_id: str) -> pd.DataFrame:
     """Open alerts, most urgent kind first: ``kind, subject, detail, since``.
 
-    ``kind`` is one of ``failed_on_sale``, ``oversold``, ``offline``, ``rejects``;
-    ``since`` is a UTC timestamp or None.
+    ``kind`` is one of ``failed_on_sale``, ``oversold``, ``unverified_sales``,
+    ``offline``, ``rejects``; ``since`` is a UTC timestamp or None.
     """
     market = data.market(market_id)
     now = data.now()
     rows: list[dict[str, Any]] = []
     rows += _batch_alerts(data, market, now)
+    rows += _unverified_alerts(data, market, now)
     if is_open(market, now):
         rows += _offline_alerts(data, market, now)
     rows += _reject_alerts(data, market, now)
@@ -110,6 +112,22 @@ def _batch_alerts(data: DashboardData, market: Market, now: datetime) -> list[di
                 )
             )
     return rows
+
+
+def _unverified_alerts(data: DashboardData, market: Market, now: datetime) -> list[dict[str, Any]]:
+    """Scales that sold today under a trace code that did not check out (one alert per scale).
+
+    ``detail`` is ``"<vendor>: <count> <status>, …"``, statuses as ``TraceStatus`` values.
+    """
+    per_scale: dict[tuple[str, str], list[str]] = {}
+    for row in unverified_today(data, market, now):
+        per_scale.setdefault((row.scale, row.vendor), []).append(
+            f"{row.sales} {row.trace_status.value}"
+        )
+    return [
+        _alert("unverified_sales", scale, f"{vendor}: {', '.join(parts)}", None)
+        for (scale, vendor), parts in sorted(per_scale.items())
+    ]
 
 
 def _offline_alerts(data: DashboardData, market: Market, now: datetime) -> list[dict[str, Any]]:

@@ -48,7 +48,17 @@ class TraceChain:
         return analytics.batch_balance(self.batch.quantity_g, self.sales)
 
 
-def trace_chain(data: DashboardData, market_id: str, query: TraceQuery) -> TraceChain | None:
+@dataclass(frozen=True, slots=True)
+class UnverifiedReceipt:
+    """A receipt whose trace code did not check out: it leads to no batch."""
+
+    receipt: SaleRow
+
+
+def trace_chain(
+    data: DashboardData, market_id: str, query: TraceQuery
+) -> TraceChain | UnverifiedReceipt | None:
+    """The batch of a trace code, or of a receipt whose link to its batch was verified."""
     market = data.market(market_id)
     receipt = None
     code = query.trace_code
@@ -56,6 +66,8 @@ def trace_chain(data: DashboardData, market_id: str, query: TraceQuery) -> Trace
         receipt = data.store.sale_by_receipt(market.id, query.scale, query.msg_id)
         if receipt is None:
             return None
+        if not receipt.origin_verified:
+            return UnverifiedReceipt(receipt)
         code = receipt.trace_code
     if code is None:
         return None
@@ -67,7 +79,8 @@ def trace_chain(data: DashboardData, market_id: str, query: TraceQuery) -> Trace
 
 
 def sales_frame(sales: Sequence[SaleRow], tz: tzinfo) -> pd.DataFrame:
-    """Sales as ``ts, scale, vendor, msg_id, weight_g, total_fen, sold_g`` (sold_g cumulative).
+    """Sales as ``ts, scale, vendor, msg_id, weight_g, total_fen, sold_g`` (sold_g cumulative)
+    and ``trace_status`` (a ``TraceStatus`` value).
 
     ``ts`` is in the market's time zone: charts show the wall-clock time of the market.
     """
@@ -79,6 +92,7 @@ def sales_frame(sales: Sequence[SaleRow], tz: tzinfo) -> pd.DataFrame:
             "msg_id": pd.Series([s.msg_id for s in sales], dtype="int64"),
             "weight_g": pd.Series([s.weight_g for s in sales], dtype="int64"),
             "total_fen": pd.Series([s.total_fen for s in sales], dtype="int64"),
+            "trace_status": pd.Series([s.trace_status.value for s in sales], dtype=object),
         }
     )
     frame["sold_g"] = frame["weight_g"].cumsum()

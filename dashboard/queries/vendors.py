@@ -17,6 +17,8 @@ from dashboard.queries.common import (
     market_today,
     ns_to_utc,
     product_name,
+    unverified_counts,
+    unverified_today,
 )
 from schemas.messages import DeviceKind
 from schemas.registry import Market
@@ -24,12 +26,14 @@ from storage.base import ScaleStatusRow
 
 
 def vendor_table(data: DashboardData, market_id: str, lang: Lang) -> list[dict[str, Any]]:
-    """One row per vendor: today's turnover, transactions, average ticket and current prices."""
+    """One row per vendor: today's turnover, transactions, average ticket, current prices,
+    and today's sales whose trace code did not check out."""
     market = data.market(market_id)
     now = data.now()
     start = day_start(market, market_today(market, now))
     frame = analytics.sales_frame(data.store.sales_summary(market.id, start, now))
     figures = {f.key: f for f in analytics.sales_per_vendor(frame)}
+    unverified = unverified_counts(unverified_today(data, market, now), "vendor")
     rows = []
     for vendor in market.spec.vendors:
         sold = figures.get(vendor.id)
@@ -47,6 +51,7 @@ def vendor_table(data: DashboardData, market_id: str, lang: Lang) -> list[dict[s
                     else money_text(sold.average_ticket_fen)
                 ),
                 "prices": _current_prices_text(data, market, vendor.id, lang),
+                "unverified": unverified.get(vendor.id, 0),
             }
         )
     return rows
@@ -66,7 +71,8 @@ def _current_prices_text(data: DashboardData, market: Market, vendor: str, lang:
 
 
 def device_table(data: DashboardData, market_id: str, lang: Lang) -> list[dict[str, Any]]:
-    """Every registered device: kind, owner, online state, last seen, today's messages/rejects."""
+    """Every registered device: kind, owner, online state, last seen, today's messages,
+    rejects and (scales) sales whose trace code did not check out."""
     market = data.market(market_id)
     now = data.now()
     start = day_start(market, market_today(market, now))
@@ -74,6 +80,7 @@ def device_table(data: DashboardData, market_id: str, lang: Lang) -> list[dict[s
     statuses: dict[str, ScaleStatusRow] = {s.scale: s for s in data.store.scale_status(market.id)}
     messages = data.store.message_counts(start, now)
     rejects = data.store.reject_counts(start, now)
+    unverified = unverified_counts(unverified_today(data, market, now), "scale")
     rows = []
     for device in market.devices.values():
         presence = seen.get(device.id)
@@ -91,6 +98,7 @@ def device_table(data: DashboardData, market_id: str, lang: Lang) -> list[dict[s
                 "last_seen": local_time_text(last_seen, market),
                 "messages": messages.get((market.id, device.id), 0),
                 "rejects": rejects.get((market.id, device.id), 0),
+                "unverified": unverified.get(device.id, 0),
             }
         )
     return rows

@@ -166,6 +166,11 @@ def equals(column: str, value: ParamValue, *, param: str | None = None) -> Condi
     return Condition(column, "=", column if param is None else param, value)
 
 
+def not_equals(column: str, value: ParamValue) -> Condition:
+    """``"column" != $column``; a point without the field does not match."""
+    return Condition(column, "!=", column, value)
+
+
 def time_from(ns: int) -> Condition:
     """``time >= $start``; ``ns`` is an integer nanosecond timestamp."""
     return Condition("time", ">=", "start", ns)

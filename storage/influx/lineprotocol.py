@@ -43,6 +43,7 @@ from schemas.messages import (
     ScaleStatus,
 )
 from storage.records import DeadLetter, Reading, point_time_ns, to_ns
+from storage.traceability import TraceStatus
 
 FieldValue = int | bool | str
 
@@ -186,15 +187,24 @@ _tag = escape_tag_value
 _str = quote_string_field
 
 
-def _sale_line(reading: Reading, m: Sale) -> str:
+def _sale_line(reading: Reading, m: Sale, trace_status: TraceStatus | None) -> str:
     tare = "" if m.tare_g is None else f"tare_g={m.tare_g}i,"
+    status = "" if trace_status is None else f'trace_status="{trace_status.value}",'
     return (
         f"sale,market={_tag(reading.market)},plu={_tag(m.plu)},scale={_tag(reading.device)},"
         f"vendor={_tag(m.vendor)} msg_id={m.msg_id}i,weight_g={m.weight_g}i,{tare}"
         f"unit_price_fen_per_kg={m.unit_price_fen_per_kg}i,total_fen={m.total_fen}i,"
-        f"trace_code={_str(m.trace_code)},received_ns={reading.received_ns}i "
+        f"trace_code={_str(m.trace_code)},{status}received_ns={reading.received_ns}i "
         f"{point_time_ns(reading)}"
     )
+
+
+def sale_trace_status_line(tags: Mapping[str, str], time_ns: int, status: TraceStatus) -> str:
+    """Only the ``trace_status`` field of a stored sale (series ``tags``, point ``time_ns``).
+
+    InfluxDB merges it into the existing point: the other fields stay.
+    """
+    return build_line("sale", tags, {"trace_status": status.value}, time_ns)
 
 
 def _price_line(reading: Reading, m: PriceSet) -> str:
@@ -260,7 +270,6 @@ def _scale_status_line(reading: Reading, m: ScaleStatus) -> str:
 
 
 _LINE_BUILDERS: Final[dict[type[DeviceMessage], Callable[[Reading, DeviceMessage], str]]] = {
-    Sale: _sale_line,  # type: ignore[dict-item]
     PriceSet: _price_line,  # type: ignore[dict-item]
     GateCount: _footfall_line,  # type: ignore[dict-item]
     BatchIntake: _batch_line,  # type: ignore[dict-item]
@@ -268,13 +277,21 @@ _LINE_BUILDERS: Final[dict[type[DeviceMessage], Callable[[Reading, DeviceMessage
 }
 
 
-def reading_to_line(reading: Reading) -> str:
+def reading_to_line(reading: Reading, trace_status: TraceStatus | None = None) -> str:
     """The line protocol for one reading; its timestamp is :func:`point_time_ns`.
+
+    A sale carries ``trace_status`` as a field when given (the store checks the
+    sale first, see ``storage.traceability``). It is a field and not a tag
+    although it has few values: a tag is part of the point's identity, and a
+    late batch changes the status of a sale already stored, which must
+    overwrite that point, not add a second one in another series.
 
     Raises :class:`LineProtocolError` if a tag value cannot be written portably
     (never the case for readings that passed contract validation).
     """
     message = reading.message
+    if isinstance(message, Sale):
+        return _sale_line(reading, message, trace_status)
     return _LINE_BUILDERS[type(message)](reading, message)
 
 

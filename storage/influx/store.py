@@ -6,7 +6,7 @@ Schema (one measurement per message type; see ``docs/influxdb-compatibility.md``
 measurement     tags (bounded ids only)       fields
 ==============  ============================  ==============================================
 sale            market, scale, vendor, plu    msg_id, weight_g, tare_g?, unit_price_fen_per_kg,
-                                              total_fen, trace_code, received_ns
+                                              total_fen, trace_code, trace_status, received_ns
 price           market, vendor, plu           screen, msg_id, price_fen_per_kg,
                                               promo_price_fen_per_kg?, promo_text?,
                                               promo_until_ns?, received_ns
@@ -18,6 +18,12 @@ scale_status    market, scale                 msg_id, online, will, zero_ok?, se
                                               calibration_due?, received_ns
 dead_letter     market, device (, dup)        topic, reason, payload_b64, payload_size
 ==============  ============================  ==============================================
+
+A point's fields become visible to readers one by one while a write is in
+flight, so the row decoders treat a sale without all of its required fields
+as not written yet and leave it out, rather than failing the read. A sale
+without ``trace_status`` was written before sales were checked: it reads as
+``unchecked`` (never as verified).
 
 Point time is :func:`storage.records.point_time_ns` (device time to the
 millisecond, ``msg_id`` in the sub-millisecond digits), so a replayed message
@@ -31,7 +37,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -39,7 +45,7 @@ from typing import Final
 
 import httpx
 
-from schemas.messages import DeviceMessage
+from schemas.messages import DeviceMessage, Sale
 from schemas.topics import CHANNELS, topic_for
 from storage._exceptions import StoreQueryError, StoreRejected
 from storage.base import (
@@ -53,6 +59,7 @@ from storage.base import (
     SalesSummaryRow,
     ScaleStatusRow,
     Store,
+    UnverifiedSalesRow,
 )
 from storage.influx.client import InfluxClient, RetryPolicy, Row, Series
 from storage.influx.influxql import (
@@ -62,6 +69,7 @@ from storage.influx.influxql import (
     Select,
     SelectColumns,
     equals,
+    not_equals,
     time_before,
     time_from,
 )
@@ -70,14 +78,36 @@ from storage.influx.lineprotocol import (
     dead_letter_to_line,
     is_portable_tag_value,
     reading_to_line,
+    sale_trace_status_line,
 )
 from storage.records import UNREGISTERED, DeadLetter, Reading, to_ns
+from storage.traceability import (
+    LATE_BATCH_GRACE,
+    LATE_BATCH_GRACE_NS,
+    BatchKey,
+    TraceStatus,
+    batches_written,
+    merge_batches,
+    sale_statuses,
+)
 
 _NS_PER_MS: Final = 1_000_000
 _EPOCH: Final = datetime.fromisoformat("1970-01-01T00:00:00+00:00")
 #: How far before a batch's intake time :meth:`InfluxStore.sales_of_batch` looks,
-#: because scale clocks drift and an intake station may report late.
-SALES_BEFORE_INTAKE: Final = timedelta(days=1)
+#: because scale clocks drift and an intake station may report late: the grace
+#: window of sale verification.
+SALES_BEFORE_INTAKE: Final = LATE_BATCH_GRACE
+#: Registered batches remembered for checking sales (see ``InfluxStore.write``).
+_BATCH_CACHE: Final = 100_000
+#: The fields every sale is written with; a row lacking one is a write in flight.
+_SALE_FIELDS: Final = (
+    "msg_id",
+    "weight_g",
+    "unit_price_fen_per_kg",
+    "total_fen",
+    "trace_code",
+    "received_ns",
+)
 REJECTED_PREFIX: Final = "store rejected: "
 
 _CHANNEL_OF: Final = {model: key for key, model in CHANNELS.items()}
@@ -152,6 +182,23 @@ def _rows(series: Sequence[Series]) -> Iterator[Row]:
             yield {**one.tags, **row} if one.tags else row
 
 
+def _whole_sale_row(row: Row) -> SaleRow | None:
+    """The sale, or None while a write of it is still in flight (a field is missing)."""
+    if any(row.get(name) is None for name in _SALE_FIELDS):
+        return None
+    return _sale_row(row)
+
+
+def _trace_status(row: Row) -> TraceStatus:
+    value = row.get("trace_status")
+    if value is None:
+        return TraceStatus.UNCHECKED
+    try:
+        return TraceStatus(_str(row, "trace_status"))
+    except ValueError as exc:
+        raise StoreQueryError(f"column 'trace_status' is {value!r}, not a status") from exc
+
+
 def _sale_row(row: Row) -> SaleRow:
     return SaleRow(
         market=_str(row, "market"),
@@ -166,6 +213,7 @@ def _sale_row(row: Row) -> SaleRow:
         total_fen=_int(row, "total_fen"),
         trace_code=_str(row, "trace_code"),
         received_ns=_int(row, "received_ns"),
+        trace_status=_trace_status(row),
     )
 
 
@@ -300,6 +348,7 @@ class InfluxStore(Store):
             raise ValueError("batch_lines must be at least 1")
         self._database = database
         self._rp = retention_policy
+        self._batch_keys: dict[tuple[str, str], BatchKey] = {}
         self._batch_lines = batch_lines
         self._client = InfluxClient(
             url,
@@ -328,16 +377,129 @@ class InfluxStore(Store):
         the fixed ``dead_letter`` schema should make impossible); all other lines
         are written by then.
         """
-        lines, sources, refused = _encode(readings)
+        statuses = self._trace_statuses(readings)
+        lines, sources, refused = _encode(readings, statuses)
+        refused_ids: set[int] = set()
         for start in range(0, len(lines), self._batch_lines):
             chunk = lines[start : start + self._batch_lines]
             for index, detail in self._write_isolating(chunk):
                 refused.append(rejected_reading(sources[start + index], detail))
+                refused_ids.add(id(sources[start + index]))
+        written = [reading for reading in sources if id(reading) not in refused_ids]
+        self._verify_late_sales(written)
+        self._verify_if_batch_came_meanwhile(written, statuses, readings)
         refused = [_storable(letter) for letter in refused]
         letters = [*map(_storable, dead_letters), *refused]
         if letters:
             self._write_dead_letters(letters)
         return refused
+
+    def _trace_statuses(self, readings: Sequence[Reading]) -> dict[int, TraceStatus]:
+        """Each sale's trace status, by index (see ``storage.traceability``).
+
+        The newest record of each batch the sales name comes from this write, a
+        cache of the batches seen, or one query per trace code not seen yet. A
+        code without a batch is asked for again in every write that names it,
+        so a batch another ingest process registered is found.
+        """
+        named = {
+            (reading.market, message.trace_code)
+            for reading in readings
+            if isinstance(message := reading.message, Sale)
+        }
+        if not named:
+            return {}
+        written = batches_written(readings)
+        stored: dict[tuple[str, str], BatchKey] = {}
+        for code in named - written.keys():
+            key = self._batch_keys.get(code) or self._newest_batch(*code)
+            if key is not None:
+                stored[code] = key
+        return sale_statuses(readings, merge_batches(stored, written))
+
+    def _newest_batch(self, market: str, trace_code: str) -> BatchKey | None:
+        series = self._select(
+            "batch",
+            equals("market", market),
+            equals("trace_code", trace_code),
+            newest_first=True,
+            limit=1,
+        )
+        found = [
+            BatchKey(_str(row, "vendor"), _str(row, "plu"), _int(row, "time"))
+            for row in _rows(series)
+        ]
+        key = max(found, key=lambda k: k.time_ns) if found else None
+        if key is not None:
+            self._remember_batches({(market, trace_code): key})
+        return key
+
+    def _remember_batches(self, keys: Mapping[tuple[str, str], BatchKey]) -> None:
+        if len(self._batch_keys) + len(keys) > _BATCH_CACHE:
+            self._batch_keys.clear()  # rarely: a year of batches fits; start over, never grow
+        self._batch_keys.update(merge_batches(self._batch_keys, keys))
+
+    def _verify_late_sales(self, written: Sequence[Reading]) -> None:
+        """Turn the sales each written batch was late for verified, on the same points.
+
+        Lists the batch vendor's ``unknown_batch`` sales of its product naming it
+        since the grace window (a field scan of those series) and rewrites only
+        their ``trace_status`` field; InfluxDB merges it into each point.
+        """
+        batches = batches_written(written)
+        if batches:
+            self._remember_batches(batches)
+            self._verify_sales_of(batches)
+
+    def _verify_if_batch_came_meanwhile(
+        self,
+        written: Sequence[Reading],
+        statuses: Mapping[int, TraceStatus],
+        readings: Sequence[Reading],
+    ) -> None:
+        """Look again for the batches of the sales just written as ``unknown_batch``.
+
+        Another ingest process may have written such a batch after this write
+        looked for it and before these sales were stored; its own late-batch
+        check then ran too early to see them. Each writer writing first and
+        looking second means one of the two sees the other.
+        """
+        stored = {id(reading) for reading in written}
+        unknown = {
+            (reading.market, message.trace_code)
+            for index, reading in enumerate(readings)
+            if statuses.get(index) is TraceStatus.UNKNOWN_BATCH
+            and id(reading) in stored
+            and isinstance(message := reading.message, Sale)
+        }
+        found = {code: key for code in unknown if (key := self._newest_batch(*code)) is not None}
+        if found:
+            self._verify_sales_of(found)
+
+    def _verify_sales_of(self, batches: Mapping[tuple[str, str], BatchKey]) -> None:
+        lines: list[str] = []
+        for (market, trace_code), key in batches.items():
+            series = self._select(
+                "sale",
+                equals("market", market),
+                equals("vendor", key.vendor),
+                equals("plu", key.plu),
+                equals("trace_code", trace_code),
+                equals("trace_status", TraceStatus.UNKNOWN_BATCH.value),
+                time_from(key.time_ns - LATE_BATCH_GRACE_NS),
+            )
+            lines += [
+                sale_trace_status_line(
+                    {tag: _str(row, tag) for tag in ("market", "plu", "scale", "vendor")},
+                    _int(row, "time"),
+                    TraceStatus.VERIFIED,
+                )
+                for row in _rows(series)
+            ]
+        for start in range(0, len(lines), self._batch_lines):
+            self._client.write(
+                self._database, lines[start : start + self._batch_lines], retention_policy=self._rp
+            )
 
     def _write_isolating(self, lines: list[str]) -> list[tuple[int, str]]:
         """Write ``lines``; return (index, server's reason) of each line it refuses.
@@ -491,6 +653,37 @@ class InfluxStore(Store):
         rows = _sorted_sales(series)
         return rows[-1] if rows else None
 
+    def unverified_sales(
+        self, market: str, start: datetime, end: datetime
+    ) -> list[UnverifiedSalesRow]:
+        """See :meth:`Store.unverified_sales`: lists the status of those sales per vendor and scale.
+
+        ``trace_status`` is a field, so this scans the field over the range and
+        only the (rare) sales that did not check out travel; they are counted here.
+        """
+        series = self._select_columns(
+            SelectColumns(
+                "sale",
+                columns=(Column("trace_status"),),
+                where=(
+                    equals("market", market),
+                    not_equals("trace_status", TraceStatus.VERIFIED.value),
+                    *_device_range(start, end),
+                ),
+                group_by=("vendor", "scale"),
+            )
+        )
+        counts: dict[tuple[str, str, TraceStatus], int] = defaultdict(int)
+        for row in _rows(series):
+            counts[(_str(row, "vendor"), _str(row, "scale"), _trace_status(row))] += 1
+        order = list(TraceStatus)
+        return [
+            UnverifiedSalesRow(market, vendor, scale, status, sales)
+            for (vendor, scale, status), sales in sorted(
+                counts.items(), key=lambda item: (*item[0][:2], order.index(item[0][2]))
+            )
+        ]
+
     def sales_summary(self, market: str, start: datetime, end: datetime) -> list[SalesSummaryRow]:
         """See :meth:`Store.sales_summary`: one ``COUNT``/``SUM`` query per vendor and PLU."""
         series = self._select_columns(
@@ -596,6 +789,8 @@ class InfluxStore(Store):
         )
         sales: dict[tuple[str, str, str], list[tuple[int, int]]] = defaultdict(list)
         for row in _rows(series):
+            if row.get("trace_code") is None or row.get("weight_g") is None:
+                continue  # a sale whose write is still in flight
             key = (_str(row, "trace_code"), _str(row, "vendor"), _str(row, "plu"))
             sales[key].append((_int(row, "time"), _int(row, "weight_g")))
         return [
@@ -730,26 +925,31 @@ class InfluxStore(Store):
         self._client.close()
 
 
-def _encode(readings: Sequence[Reading]) -> tuple[list[str], Sequence[Reading], list[DeadLetter]]:
-    """Lines for the readings, the readings they belong to, and those that cannot be encoded."""
+def _encode(
+    readings: Sequence[Reading], statuses: Mapping[int, TraceStatus]
+) -> tuple[list[str], Sequence[Reading], list[DeadLetter]]:
+    """Lines for the readings, the readings they belong to, and those that cannot be encoded.
+
+    ``statuses`` holds each sale's trace status by its index in ``readings``.
+    """
     try:
-        lines = [reading_to_line(reading) for reading in readings]
+        lines = [reading_to_line(reading, statuses.get(i)) for i, reading in enumerate(readings)]
     except LineProtocolError:
         # Rare (contract validation prevents it): redo one by one to find the
         # culprits, so the common case keeps its tight list comprehension.
-        return _encode_one_by_one(readings)
+        return _encode_one_by_one(readings, statuses)
     return lines, readings, []
 
 
 def _encode_one_by_one(
-    readings: Sequence[Reading],
+    readings: Sequence[Reading], statuses: Mapping[int, TraceStatus]
 ) -> tuple[list[str], Sequence[Reading], list[DeadLetter]]:
     lines: list[str] = []
     kept: list[Reading] = []
     refused: list[DeadLetter] = []
-    for reading in readings:
+    for index, reading in enumerate(readings):
         try:
-            lines.append(reading_to_line(reading))
+            lines.append(reading_to_line(reading, statuses.get(index)))
         except LineProtocolError as exc:
             refused.append(rejected_reading(reading, f"cannot encode as line protocol: {exc}"))
         else:
@@ -805,5 +1005,5 @@ def _batch_balance(batch: BatchRow, sales: Sequence[tuple[int, int]]) -> BatchBa
 
 
 def _sorted_sales(series: Sequence[Series]) -> list[SaleRow]:
-    rows = map(_sale_row, _rows(series))
+    rows = [sale for sale in map(_whole_sale_row, _rows(series)) if sale is not None]
     return sorted(rows, key=lambda r: (r.ts, r.scale, r.msg_id))

@@ -19,6 +19,7 @@ from storage.sqlite.interning import (
     InternTable,
     Key,
 )
+from storage.traceability import TraceStatus
 
 SqlValue = int | str | bytes | None
 
@@ -43,14 +44,29 @@ class Table:
     insert_sql: str
 
 
+#: ``sale.trace_status`` (schema version 4) of each status the store records.
+TRACE_STATUS_CODES: dict[TraceStatus, int] = {
+    TraceStatus.VERIFIED: 0,
+    TraceStatus.UNKNOWN_BATCH: 1,
+    TraceStatus.OTHER_VENDOR: 2,
+    TraceStatus.PRODUCT_MISMATCH: 3,
+    TraceStatus.OUTSIDE_CATEGORIES: 4,
+}
+TRACE_STATUS_OF_CODE: dict[int, TraceStatus] = {
+    code: status for status, code in TRACE_STATUS_CODES.items()
+}
+
+#: A sale's values end with its trace status, which the store adds once it has
+#: looked the trace code up (see ``SQLiteStore.write``).
 SALE = Table(
     "sale",
     "INSERT INTO sale (source, product, trace, time_ns, msg_id, weight_g, tare_g,"
-    " unit_price_fen_per_kg, total_fen, received_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " unit_price_fen_per_kg, total_fen, received_ns, trace_status)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (time_ns, source, product) DO UPDATE SET trace = excluded.trace,"
     " msg_id = excluded.msg_id, weight_g = excluded.weight_g, tare_g = excluded.tare_g,"
     " unit_price_fen_per_kg = excluded.unit_price_fen_per_kg, total_fen = excluded.total_fen,"
-    " received_ns = excluded.received_ns",
+    " received_ns = excluded.received_ns, trace_status = excluded.trace_status",
 )
 PRICE = Table(
     "price",

@@ -23,9 +23,17 @@ from storage.base import (
     SalesHourRow,
     SalesSummaryRow,
     ScaleStatusRow,
+    UnverifiedSalesRow,
 )
 from storage.records import DeadLetter
-from storage.sqlite.codec import device_time, from_ns, int_to_date, optional_bool, permille_to_pct
+from storage.sqlite.codec import (
+    TRACE_STATUS_OF_CODE,
+    device_time,
+    from_ns,
+    int_to_date,
+    optional_bool,
+    permille_to_pct,
+)
 from storage.sqlite.schema import hour_of
 
 Row = tuple[Any, ...]
@@ -36,7 +44,8 @@ Row = tuple[Any, ...]
 SALES_IN_RANGE = """
 SELECT
     src.market, src.scale, src.vendor, p.plu, sale.time_ns, sale.msg_id, sale.weight_g,
-    sale.tare_g, sale.unit_price_fen_per_kg, sale.total_fen, t.code, sale.received_ns
+    sale.tare_g, sale.unit_price_fen_per_kg, sale.total_fen, t.code, sale.received_ns,
+    sale.trace_status
 FROM sale
     CROSS JOIN sale_source AS src CROSS JOIN product AS p CROSS JOIN trace_code AS t
 WHERE sale.time_ns >= :start AND sale.time_ns < :end
@@ -52,7 +61,8 @@ ORDER BY sale.time_ns, sale.source, sale.product
 SALES_OF_SOURCES_IN_RANGE = """
 SELECT
     src.market, src.scale, src.vendor, p.plu, sale.time_ns, sale.msg_id, sale.weight_g,
-    sale.tare_g, sale.unit_price_fen_per_kg, sale.total_fen, t.code, sale.received_ns
+    sale.tare_g, sale.unit_price_fen_per_kg, sale.total_fen, t.code, sale.received_ns,
+    sale.trace_status
 FROM sale_source AS src
     CROSS JOIN sale CROSS JOIN product AS p CROSS JOIN trace_code AS t
 WHERE src.market = :market
@@ -67,7 +77,8 @@ ORDER BY sale.time_ns, sale.source, sale.product
 SALES_OF_BATCH = """
 SELECT
     src.market, src.scale, src.vendor, p.plu, sale.time_ns, sale.msg_id, sale.weight_g,
-    sale.tare_g, sale.unit_price_fen_per_kg, sale.total_fen, t.code, sale.received_ns
+    sale.tare_g, sale.unit_price_fen_per_kg, sale.total_fen, t.code, sale.received_ns,
+    sale.trace_status
 FROM trace_code AS t
     CROSS JOIN sale CROSS JOIN sale_source AS src CROSS JOIN product AS p
 WHERE t.market = :market AND t.code = :trace_code
@@ -80,7 +91,8 @@ ORDER BY sale.time_ns, sale.source, sale.product
 SALE_BY_RECEIPT = """
 SELECT
     src.market, src.scale, src.vendor, p.plu, sale.time_ns, sale.msg_id, sale.weight_g,
-    sale.tare_g, sale.unit_price_fen_per_kg, sale.total_fen, t.code, sale.received_ns
+    sale.tare_g, sale.unit_price_fen_per_kg, sale.total_fen, t.code, sale.received_ns,
+    sale.trace_status
 FROM sale_source AS src
     CROSS JOIN sale CROSS JOIN product AS p CROSS JOIN trace_code AS t
 WHERE src.market = :market AND src.scale = :scale
@@ -90,6 +102,31 @@ WHERE src.market = :market AND src.scale = :scale
 ORDER BY sale.time_ns DESC
 LIMIT 1
 """
+
+
+#: Sales whose trace code did not check out, per vendor, scale and status: a
+#: range seek per sale source into the partial index of such sales (schema v4),
+#: which holds only them; verified sales are never read.
+UNVERIFIED_SALES = """
+SELECT src.vendor, src.scale, sale.trace_status, COUNT(*)
+FROM sale_source AS src CROSS JOIN sale INDEXED BY sale_unverified
+WHERE src.market = :market
+  AND sale.source = src.id AND sale.trace_status <> 0
+  AND sale.time_ns >= :start AND sale.time_ns < :end
+GROUP BY src.vendor, src.scale, sale.trace_status
+ORDER BY src.vendor, src.scale, sale.trace_status
+"""
+
+
+def unverified_sales_row(market: str, row: Row) -> UnverifiedSalesRow:
+    vendor, scale, trace_status, sales = row
+    return UnverifiedSalesRow(
+        market=market,
+        vendor=vendor,
+        scale=scale,
+        trace_status=TRACE_STATUS_OF_CODE[trace_status],
+        sales=sales,
+    )
 
 
 #: Sales per vendor and product: one scan of the range on the time-clustered table,
@@ -186,6 +223,7 @@ def sale_row(row: Row) -> SaleRow:
         total,
         code,
         received,
+        trace_status,
     ) = row
     return SaleRow(
         market=market,
@@ -200,6 +238,7 @@ def sale_row(row: Row) -> SaleRow:
         total_fen=total,
         trace_code=code,
         received_ns=received,
+        trace_status=TRACE_STATUS_OF_CODE[trace_status],
     )
 
 

@@ -23,10 +23,12 @@ from storage.base import (
     SalesSummaryRow,
     ScaleStatusRow,
     Store,
+    UnverifiedSalesRow,
 )
 from storage.records import DeadLetter, Reading, to_ns
-from storage.sqlite import queries, rollups
+from storage.sqlite import queries, rollups, verification
 from storage.sqlite.codec import (
+    BATCH,
     SALE,
     EncodedRow,
     SqlValue,
@@ -107,10 +109,12 @@ class SQLiteStore(Store):
         with self._connections.writer() as conn, sqlite_errors(f"writing {len(readings)} readings"):
             with _transaction(conn):
                 ids = self._resolve_ids(conn, rows)
+                rows = verification.with_trace_status(conn, rows, ids.ids.get(TRACE_CODE, {}))
                 sales = _sales_of(rows, ids)
                 stored = rollups.stored_sales(conn, {key for _, key, _ in sales})
                 refusals = _insert_rows(conn, rows, ids)
                 _update_rollups(conn, sales, stored, refusals, ids)
+                verification.verify_late_sales(conn, _batches_written(rows, refusals))
                 refused += [_refusal(row.reading, reason) for row, reason in refusals]
                 letters = [queries.dead_letter_values(d) for d in (*dead_letters, *refused)]
                 conn.executemany(queries.INSERT_DEAD_LETTER, letters)
@@ -193,6 +197,14 @@ class SQLiteStore(Store):
         params = {"market": market, "scale": scale, "msg_id": msg_id}
         rows = self._query(queries.SALE_BY_RECEIPT, params, "reading a sale by receipt")
         return queries.sale_row(rows[0]) if rows else None
+
+    def unverified_sales(
+        self, market: str, start: datetime, end: datetime
+    ) -> list[UnverifiedSalesRow]:
+        """See :meth:`Store.unverified_sales`: from the partial index of such sales."""
+        params = {"market": market, **_range(start, end)}
+        rows = self._query(queries.UNVERIFIED_SALES, params, "counting unverified sales")
+        return [queries.unverified_sales_row(market, row) for row in rows]
 
     def sales_summary(self, market: str, start: datetime, end: datetime) -> list[SalesSummaryRow]:
         """See :meth:`Store.sales_summary`: whole hours from the hourly rollup."""
@@ -393,6 +405,11 @@ def _sales_of(rows: Sequence[EncodedRow], resolved: _ResolvedIds) -> list[_Writt
             key = (row.time_ns, sources[source], products[product])
             sales.append((row, key, (traces[trace], message.total_fen, message.weight_g)))
     return sales
+
+
+def _batches_written(rows: Sequence[EncodedRow], refusals: Sequence[_Refusal]) -> list[EncodedRow]:
+    refused = {id(row) for row, _ in refusals}
+    return [row for row in rows if row.table is BATCH and id(row) not in refused]
 
 
 def _update_rollups(

@@ -77,6 +77,42 @@ def test_readings_rejects_and_scale_status_per_device(api: Api, feeder: Feeder) 
 
 
 @both_stores
+def test_sales_whose_trace_code_did_not_check_out_are_counted_per_scale(
+    api: Api, feeder: Feeder
+) -> None:
+    pork = {
+        "msg_id": 1,
+        "ts": now_iso(timedelta(hours=-1)),
+        "trace_code": "TM-20261121-B01-0001",
+        "vendor": "V02",
+        "plu": "2001",
+        "origin": "河南",
+        "supplier": "批发市场",
+        "quantity_g": 50_000,
+        "certificate_no": "HG-1",
+        "rapid_test": {"result": "pass", "inhibition_pct": 3.5},
+    }
+    feeder.ingest(
+        [
+            ("markets/tm/intake/IN-1/batch", json.dumps(pork).encode()),
+            (SALE_TOPIC, sale_payload(1, trace_code="TM-20261121-B01-0001")),  # pork batch
+            (SALE_TOPIC, sale_payload(2, trace_code="TM-20261121-B01-0001")),
+            (SALE_TOPIC, sale_payload(3, plu="2001")),  # pork at the vegetable stall
+            (SALE_TOPIC, sale_payload(4)),  # a batch nobody registered
+        ]
+    )
+    devices = by_id(api)
+
+    assert devices["S-A01"]["unverified_sales"] == {
+        "other_vendor": 2,
+        "outside_categories": 1,
+        "unknown_batch": 1,
+    }
+    assert devices["S-B01"]["unverified_sales"] == {}
+    assert devices["G-N"]["unverified_sales"] == {}
+
+
+@both_stores
 def test_a_last_will_seen_live_turns_the_scale_offline(api: Api, feeder: Feeder) -> None:
     feeder.ingest([(STATUS_A01, status(1))])
     assert by_id(api)["S-A01"]["online"] is True

@@ -28,6 +28,7 @@ from schemas.registry import Registry
 from stallwatch.localservices import Mosquitto
 from stallwatch.settings import Settings
 from storage.base import SaleRow, Store
+from storage.traceability import TraceStatus
 from tests.api.conftest import MARKET, Api, Tokens
 from tests.conftest import BOTH_STORES
 from tests.ingest.helpers import Publisher, now_iso, sale_payload, wait_until
@@ -36,20 +37,30 @@ pytestmark = pytest.mark.mosquitto
 
 CODE = "TM-20261121-A01-0001"
 ORPHAN = "TM-20261121-A01-0099"  # sold from, never registered at intake
+PORK = "TM-20261121-B01-0001"  # meat vendor V02's pork-belly batch
 HOSTILE_SUPPLIER = '<script>alert("x")</script> & 寿光批发'
 BATCH_TOPIC = f"markets/{MARKET}/intake/IN-1/batch"
 SALE_TOPIC = f"markets/{MARKET}/scales/S-A01/sale"
 QUANTITY_G = 3_000
+VERIFIED = TraceStatus.VERIFIED
 
 
-def batch_payload(*, quantity_g: int = QUANTITY_G) -> bytes:
+def batch_payload(
+    *,
+    quantity_g: int = QUANTITY_G,
+    msg_id: int = 1,
+    trace_code: str = CODE,
+    vendor: str = "V01",
+    plu: str = "1001",
+    origin: str = "山东寿光",
+) -> bytes:
     body = {
-        "msg_id": 1,
+        "msg_id": msg_id,
         "ts": now_iso(timedelta(hours=-2)),
-        "trace_code": CODE,
-        "vendor": "V01",
-        "plu": "1001",
-        "origin": "山东寿光",
+        "trace_code": trace_code,
+        "vendor": vendor,
+        "plu": plu,
+        "origin": origin,
         "supplier": HOSTILE_SUPPLIER,
         "quantity_g": quantity_g,
         "certificate_no": "HG-2026-000123",
@@ -104,12 +115,24 @@ def fed(
         for i in (1, 2, 3)
     ]
     orphan = (SALE_TOPIC, sale_payload(4, trace_code=ORPHAN))
+    pork_batch = batch_payload(msg_id=2, trace_code=PORK, vendor="V02", plu="2001", origin="河南")
+    # The reproduced lie: the vegetable stall's scale names the meat vendor's pork batch.
+    cabbage_as_pork = (SALE_TOPIC, sale_payload(5, trace_code=PORK))
+    # And sells pork belly, which the vegetable stall is not registered for.
+    pork_at_the_vegetable_stall = (SALE_TOPIC, sale_payload(6, plu="2001", trace_code=PORK))
     ingest_over_mqtt(
         mosquitto_server,
         api_registry,
         store,
         tmp_path / "ingest.spool.db",
-        [(BATCH_TOPIC, batch_payload()), *sales, orphan],
+        [
+            (BATCH_TOPIC, batch_payload()),
+            (BATCH_TOPIC, pork_batch),
+            *sales,
+            orphan,
+            cabbage_as_pork,
+            pork_at_the_vegetable_stall,
+        ],
     )
     return Fed(sales=store.sales_of_batch(MARKET, CODE))
 
@@ -141,6 +164,7 @@ def test_trace_shows_batch_every_sale_and_oversold_remainder(fed: Fed, web: Api)
     assert body["batch"]["intake_at"].endswith("+08:00")
     assert [sale["weight_g"] for sale in body["sales"]] == weights
     assert [sale["scale"] for sale in body["sales"]] == ["S-A01"] * 3
+    assert [sale["trace_status"] for sale in body["sales"]] == ["verified"] * 3
     assert [sale["total_fen"] for sale in body["sales"]] == [s.total_fen for s in fed.sales]
     assert body["sales"][0]["total_yuan"] == f"{fed.sales[0].total_fen / 100:.2f}"
     assert body["sold_g"] == sum(weights) == 3_006
@@ -176,6 +200,41 @@ def test_sales_of_an_unregistered_batch_are_shown_without_a_batch(fed: Fed, web:
     assert [sale["msg_id"] for sale in body["sales"]] == [4]
     receipt = web.get(f"/api/v1/markets/{MARKET}/receipts/S-A01/4").json()
     assert receipt["batch"] is None
+    assert receipt["sale"]["trace_status"] == "unknown_batch"
+    assert receipt["sale"]["origin_verified"] is False
+
+
+@pytest.mark.parametrize("store_kind", BOTH_STORES)
+@pytest.mark.parametrize(
+    ("msg_id", "status"), [(5, "other_vendor"), (6, "outside_categories"), (4, "unknown_batch")]
+)
+def test_a_receipt_whose_trace_code_does_not_check_out_shows_no_batch(
+    fed: Fed, web: Api, msg_id: int, status: str
+) -> None:
+    receipt = web.get(f"/api/v1/markets/{MARKET}/receipts/S-A01/{msg_id}").json()
+    page = web.get(f"/trace/{MARKET}/receipt/S-A01/{msg_id}")
+
+    assert receipt["sale"]["trace_status"] == status
+    assert receipt["sale"]["origin_verified"] is False
+    assert receipt["batch"] is None
+    assert page.status_code == 200
+    assert "产地无法核实" in page.text
+    assert "Origin could not be verified" in page.text
+    for batch_detail in ("河南", "山东寿光", "HG-2026-000123", "合格"):
+        assert batch_detail not in page.text
+
+
+@pytest.mark.parametrize("store_kind", BOTH_STORES)
+def test_a_verified_receipt_shows_its_batch(fed: Fed, web: Api) -> None:
+    sale = fed.sales[0]
+    receipt = web.get(f"/api/v1/markets/{MARKET}/receipts/S-A01/{sale.msg_id}").json()
+    page = web.get(f"/trace/{MARKET}/receipt/S-A01/{sale.msg_id}")
+
+    assert receipt["sale"]["trace_status"] == "verified"
+    assert receipt["sale"]["origin_verified"] is True
+    assert receipt["batch"]["origin"] == "山东寿光"
+    assert "山东寿光" in page.text
+    assert "产地无法核实" not in page.text
 
 
 def test_unknown_things_are_404_and_bad_input_422(fed: Fed, web: Api) -> None:
@@ -235,7 +294,7 @@ def test_batch_balance() -> None:
     def sold(*weights: int) -> list[SaleRow]:
         moment = datetime(2026, 11, 21, tzinfo=UTC)
         return [
-            SaleRow(MARKET, "S-A01", "V01", "1001", moment, i, w, None, 398, 0, CODE, 0)
+            SaleRow(MARKET, "S-A01", "V01", "1001", moment, i, w, None, 398, 0, CODE, 0, VERIFIED)
             for i, w in enumerate(weights)
         ]
 

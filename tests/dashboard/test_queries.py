@@ -37,6 +37,7 @@ from stallwatch.localservices import Mosquitto
 from stallwatch.settings import Settings
 from storage.base import Store
 from storage.records import Reading, to_ns
+from storage.traceability import TraceStatus
 from tests.conftest import BOTH_STORES, open_store
 from tests.ingest.helpers import Publisher, wait_until, write_market
 
@@ -293,14 +294,56 @@ def test_alerts_name_failed_batches_on_sale_oversold_batches_and_offline_scales(
     assert {"failed_on_sale", "oversold"} <= kinds
 
 
-def _batch(code: str, at: datetime, *, passed: bool, grams: int) -> BatchIntake:
+def test_sales_whose_trace_code_did_not_check_out_are_an_alert_and_in_the_tables(
+    registry: Registry, store: Store, start_live: Callable[[], LiveView]
+) -> None:
+    at = NOON_ISH - timedelta(hours=2)
+    pork = _batch("TM-B01-PORK", at, passed=True, grams=50_000, vendor="V02", plu="2001")
+    store.write(
+        [
+            Reading(MARKET, "IN-1", to_ns(at), pork),
+            Reading(MARKET, "IN-1", to_ns(at), _batch("TM-FINE-1", at, passed=True, grams=9000)),
+            sale(1, at + timedelta(minutes=1), 800, trace="TM-B01-PORK"),
+            sale(2, at + timedelta(minutes=2), 700, trace="TM-B01-PORK"),
+            sale(3, at + timedelta(minutes=3), 700, trace="TM-NOBODY-1"),
+            sale(4, at + timedelta(minutes=4), 700, trace="TM-FINE-1"),
+        ]
+    )
+    data = data_at(NOON_ISH, registry, store, start_live())
+
+    unverified = queries.alerts(data, MARKET).query("kind == 'unverified_sales'")
+    assert unverified[["subject", "detail"]].to_dict("records") == [
+        {"subject": "S-A01", "detail": "V01: 1 unknown_batch, 2 other_vendor"}
+    ]
+    devices = {row["device"]: row for row in queries.device_table(data, MARKET, Lang.EN)}
+    assert (devices["S-A01"]["unverified"], devices["S-B01"]["unverified"]) == (3, 0)
+    vendors = {row["vendor"]: row for row in queries.vendor_table(data, MARKET, Lang.EN)}
+    assert (vendors["V01"]["unverified"], vendors["V02"]["unverified"]) == (3, 0)
+    # A receipt naming the pork batch leads to no batch; a verified one does.
+    lie = queries.trace_chain(data, MARKET, TraceQuery(scale="S-A01", msg_id=1))
+    assert isinstance(lie, queries.UnverifiedReceipt)
+    assert lie.receipt.trace_status is TraceStatus.OTHER_VENDOR
+    chain = queries.trace_chain(data, MARKET, TraceQuery(scale="S-A01", msg_id=4))
+    assert isinstance(chain, queries.TraceChain)
+    assert chain.batch.trace_code == "TM-FINE-1"
+
+
+def _batch(
+    code: str,
+    at: datetime,
+    *,
+    passed: bool,
+    grams: int,
+    vendor: str = "V01",
+    plu: str = "1001",
+) -> BatchIntake:
     inhibition = Decimal("20.0") if passed else Decimal("71.0")
     return BatchIntake(
         msg_id=abs(hash(code)) % 10**9,
         ts=at,
         trace_code=code,
-        vendor="V01",
-        plu="1001",
+        vendor=vendor,
+        plu=plu,
         origin="山东寿光",
         supplier="寿光批发",
         quantity_g=grams,

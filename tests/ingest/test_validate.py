@@ -102,3 +102,14 @@ def test_batch_for_unknown_vendor_is_rejected(validator: Validator) -> None:
         "markets/tm/intake/IN-1/batch", payload.replace(b"V99", b"V02"), time.time_ns()
     )
     assert isinstance(ok, Reading)
+
+
+def test_a_sale_outside_the_stalls_categories_is_kept_but_flagged(validator: Validator) -> None:
+    # V01 sells vegetables (the categories of its products); pork belly is meat.
+    pork = validator.check(SALE_TOPIC, sale_payload(1, plu="2001"), time.time_ns())
+    cabbage = validator.check(SALE_TOPIC, sale_payload(2), time.time_ns())
+
+    assert isinstance(pork, Reading)
+    assert pork.outside_categories
+    assert isinstance(cabbage, Reading)
+    assert not cabbage.outside_categories

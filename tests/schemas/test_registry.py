@@ -134,6 +134,36 @@ def test_vendor_listing_an_unknown_product_is_rejected(tmp_path: Path) -> None:
         load_market(path)
 
 
+def test_stall_categories_default_to_those_of_the_vendors_products(tmp_path: Path) -> None:
+    market = load_market(write(tmp_path, market_toml(vendor_products='["1001"]')))
+    assert market.stall_categories == {"v-chen": frozenset({Category.VEGETABLES})}
+    assert market.outside_categories("v-chen", "2001")
+    assert not market.outside_categories("v-chen", "1001")
+
+
+def test_declared_stall_categories_are_used(tmp_path: Path) -> None:
+    declared = market_toml(vendor_products='["1001"]').replace(
+        'products = ["1001"]', 'products = ["1001"]\ncategories = ["vegetables", "meat"]'
+    )
+    market = load_market(write(tmp_path, declared))
+    assert market.stall_categories["v-chen"] == {Category.VEGETABLES, Category.MEAT}
+    assert not market.outside_categories("v-chen", "2001")
+
+
+def test_a_vendor_without_products_or_categories_is_not_checked(tmp_path: Path) -> None:
+    market = load_market(write(tmp_path, market_toml(vendor_products="[]")))
+    assert "v-chen" not in market.stall_categories
+    assert not market.outside_categories("v-chen", "2001")
+
+
+def test_products_outside_the_declared_categories_are_rejected(tmp_path: Path) -> None:
+    declared = market_toml().replace(
+        'products = ["1001", "2001"]', 'products = ["1001", "2001"]\ncategories = ["vegetables"]'
+    )
+    with pytest.raises(RegistryError, match=r"products \['2001'\] outside its categories"):
+        load_market(write(tmp_path, declared))
+
+
 @pytest.mark.parametrize("zone", ["Mars/Olympus_Mons", "Asia/Shanghai ", "../../etc/passwd", ""])
 def test_unknown_time_zone_is_rejected(tmp_path: Path, zone: str) -> None:
     with pytest.raises(RegistryError, match="unknown time zone"):

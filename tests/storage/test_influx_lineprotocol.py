@@ -37,8 +37,10 @@ from storage.influx.lineprotocol import (
     inhibition_permille,
     quote_string_field,
     reading_to_line,
+    sale_trace_status_line,
 )
 from storage.records import UNREGISTERED, DeadLetter, Reading, measurement_of
+from storage.traceability import TraceStatus
 
 TS = datetime(2024, 5, 1, 8, 30, 15, 250_000, tzinfo=UTC)
 TS_MS_NS = 1_714_552_215_250_000_000  # TS in ns (whole milliseconds)
@@ -154,6 +156,18 @@ def test_sale_line() -> None:
         "sale,market=nanmen,plu=1001,scale=S01,vendor=V01 msg_id=1000042i,weight_g=1250i,"
         'tare_g=12i,unit_price_fen_per_kg=1600i,total_fen=2000i,trace_code="TC-2024-0001",'
         f"received_ns={RECEIVED}i {TS_MS_NS + 42}"
+    )
+
+
+def test_sale_line_carries_its_trace_status_as_a_field() -> None:
+    reading = Reading("nanmen", "S01", RECEIVED, _sale())
+    line = reading_to_line(reading, TraceStatus.OTHER_VENDOR)
+    assert 'trace_code="TC-2024-0001",trace_status="other_vendor",received_ns=' in line
+    # a field, not a tag: a late batch rewrites it on the very same point
+    assert line.split(" ")[0] == "sale,market=nanmen,plu=1001,scale=S01,vendor=V01"
+    tags = {"market": "nanmen", "plu": "1001", "scale": "S01", "vendor": "V01"}
+    assert sale_trace_status_line(tags, TS_MS_NS + 42, TraceStatus.VERIFIED) == (
+        f'sale,market=nanmen,plu=1001,scale=S01,vendor=V01 trace_status="verified" {TS_MS_NS + 42}'
     )
 
 

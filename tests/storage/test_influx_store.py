@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
@@ -35,8 +35,10 @@ from storage.base import (
 )
 from storage.influx.client import InfluxClient, InfluxDatabaseNotFound, RetryPolicy
 from storage.influx.influxql import Query, quote_ident
+from storage.influx.lineprotocol import FieldValue, build_line, reading_to_line
 from storage.influx.store import InfluxStore
 from storage.records import UNREGISTERED, DeadLetter, Reading, to_ns
+from storage.traceability import TraceStatus
 
 pytestmark = pytest.mark.influx
 
@@ -76,7 +78,7 @@ def sale(
     return Reading(MARKET, scale, _received(at), message)
 
 
-def sale_row(reading: Reading) -> SaleRow:
+def sale_row(reading: Reading, trace_status: TraceStatus = TraceStatus.UNKNOWN_BATCH) -> SaleRow:
     message = reading.message
     assert isinstance(message, Sale)
     return SaleRow(
@@ -92,6 +94,7 @@ def sale_row(reading: Reading) -> SaleRow:
         total_fen=message.total_fen,
         trace_code=message.trace_code,
         received_ns=reading.received_ns,
+        trace_status=trace_status,
     )
 
 
@@ -196,6 +199,79 @@ def test_sale_by_receipt(store: InfluxStore) -> None:
     assert store.sale_by_receipt(MARKET, "S01", 43) is None
 
 
+def test_a_sale_read_while_its_fields_are_being_written_is_not_there_yet(
+    influx_server: Influxd, database: str
+) -> None:
+    # InfluxDB makes a point's fields visible one by one; two writes of one point
+    # reproduce what a reader sees in between (once: 502 "weight_g is None").
+    whole = sale(7, T0, tare_g=15, trace_code="TC-0001")
+    message = whole.message
+    assert isinstance(message, Sale)
+    tags = {"market": MARKET, "plu": message.plu, "scale": "S01", "vendor": message.vendor}
+    first: dict[str, FieldValue] = {
+        "msg_id": message.msg_id,
+        "trace_code": message.trace_code,
+        "tare_g": 15,
+    }
+    rest: dict[str, FieldValue] = {
+        "weight_g": message.weight_g,
+        "unit_price_fen_per_kg": message.unit_price_fen_per_kg,
+        "total_fen": message.total_fen,
+        "trace_status": TraceStatus.UNKNOWN_BATCH.value,
+        "received_ns": whole.received_ns,
+    }
+    with (
+        InfluxClient(influx_server.url) as client,
+        InfluxStore(influx_server.url, database, create_database=True, retry=NO_WAIT) as store,
+    ):
+        client.write(database, [build_line("sale", tags, first, whole.time_ns)])
+
+        assert store.sale_by_receipt(MARKET, "S01", 7) is None
+        assert store.sales(MARKET, *DAY) == []
+        assert store.sales_of_batch(MARKET, "TC-0001") == []
+        assert store.batch_balances(MARKET, *DAY) == []
+
+        client.write(database, [build_line("sale", tags, rest, whole.time_ns)])
+
+        assert store.sale_by_receipt(MARKET, "S01", 7) == sale_row(whole)
+        assert store.sales(MARKET, *DAY) == [sale_row(whole)]
+
+
+def test_a_batch_another_process_writes_while_its_sales_are_checked_still_verifies_them(
+    influx_server: Influxd, database: str
+) -> None:
+    # Two ingest processes (scale-out): one writes a sale while the other writes its batch,
+    # between the first one's look for the batch and its write of the sale.
+    with InfluxStore(influx_server.url, database, create_database=True, retry=NO_WAIT) as other:
+
+        class RacedStore(InfluxStore):
+            def _trace_statuses(self, readings: Sequence[Reading]) -> dict[int, TraceStatus]:
+                statuses = super()._trace_statuses(readings)
+                assert other.write([batch(1, T0 - timedelta(hours=1), "TC-0001")]) == []
+                return statuses
+
+        with RacedStore(influx_server.url, database, retry=NO_WAIT) as raced:
+            assert raced.write([sale(1, T0, trace_code="TC-0001")]) == []
+
+            (row,) = raced.sales(MARKET, *DAY)
+    assert row.trace_status is TraceStatus.VERIFIED
+
+
+def test_a_sale_stored_before_sales_were_checked_reads_as_unchecked(
+    influx_server: Influxd, database: str, store: InfluxStore
+) -> None:
+    whole = sale(8, T0)
+    line = reading_to_line(whole)  # no trace status: what older versions wrote
+    assert "trace_status" not in line
+    with InfluxClient(influx_server.url) as client:
+        client.write(database, [line])
+
+    (row,) = store.sales(MARKET, *DAY)
+    assert row.trace_status is TraceStatus.UNCHECKED
+    assert not row.origin_verified
+    assert store.unverified_sales(MARKET, *DAY) == []
+
+
 # -- batches and traceability --------------------------------------------------------------------
 
 
@@ -225,7 +301,9 @@ def test_batch_and_its_sales(store: InfluxStore) -> None:
         msg_id=1,
         received_ns=intake.received_ns,
     )
-    assert store.sales_of_batch(MARKET, "TC-0001") == [sale_row(r) for r in own]
+    assert store.sales_of_batch(MARKET, "TC-0001") == [
+        sale_row(r, TraceStatus.VERIFIED) for r in own
+    ]
     assert store.batch(MARKET, "TC-9999") is None
 
 

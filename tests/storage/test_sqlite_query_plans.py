@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from storage.sqlite import SQLiteStore, queries
+from storage.sqlite import SQLiteStore, queries, verification
 from tests.storage.factories import batch, gate_count, price, reading, sale, status
 
 PARAMS = {
@@ -139,3 +139,28 @@ def test_device_last_seen_seeks_per_series(conn: sqlite3.Connection) -> None:
     assert "SEARCH sale USING COVERING INDEX sale_by_source (source=? AND time_ns>?)" in steps
     assert "SEARCH f USING PRIMARY KEY (series=? AND time_ns>?)" in steps
     assert "SEARCH b USING COVERING INDEX batch_by_series (series=? AND time_ns>?)" in steps
+
+
+def test_unverified_sales_read_only_their_partial_index(conn: sqlite3.Connection) -> None:
+    steps = plan(conn, queries.UNVERIFIED_SALES)
+    assert any("sale USING" in step and "sale_unverified" in step for step in steps), steps
+
+
+def test_checking_sales_seeks_the_batches_by_trace_code(conn: sqlite3.Connection) -> None:
+    steps = [
+        str(row[3])
+        for row in conn.execute(
+            "EXPLAIN QUERY PLAN " + verification.NEWEST_BATCHES, {"traces": "[1]"}
+        )
+    ]
+    assert any("batch_by_trace" in step for step in steps), steps
+    assert not any(step.startswith("SCAN b") or step.startswith("SCAN batch") for step in steps)
+
+
+def test_a_late_batch_seeks_its_sales_by_trace_code(conn: sqlite3.Connection) -> None:
+    params = {"market": "nanmen", "code": "x", "plu": "1001", "vendor": "v001", "since": 0}
+    steps = [
+        str(row[3])
+        for row in conn.execute("EXPLAIN QUERY PLAN " + verification.VERIFY_LATE_SALES, params)
+    ]
+    assert any(step.startswith("SEARCH sale USING INDEX sale_by_trace") for step in steps), steps

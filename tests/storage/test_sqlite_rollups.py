@@ -24,7 +24,17 @@ from storage.footfall import counter_increase
 from storage.records import Reading
 from storage.sqlite import SQLiteStore
 from storage.sqlite.schema import HOUR_NS, MIGRATIONS, migrate
-from tests.storage.factories import MARKET, OTHER_MARKET, T0, at, gate_count, reading, sale
+from storage.traceability import LATE_BATCH_GRACE, TraceStatus
+from tests.storage.factories import (
+    MARKET,
+    OTHER_MARKET,
+    T0,
+    at,
+    batch,
+    gate_count,
+    reading,
+    sale,
+)
 
 Rollup = dict[tuple[object, ...], tuple[int, ...]]
 TRACE_CODES = ("SD370782-20250512-001", "SD370782-20250512-002", "SD370782-20250511-007")
@@ -224,10 +234,17 @@ def copy_rows_into_older_version(path: Path, version: int, readings: list[Readin
             "product",
             "sale_source",
             "sale",
+            "batch_series",
+            "batch",
             "footfall_series",
             "footfall",
         ):
-            conn.execute(f"INSERT INTO main.{table} SELECT * FROM source.{table}")  # noqa: S608
+            # Only the columns the older version has (later ones add some, e.g. trace_status).
+            names = [row[1] for row in conn.execute(f"PRAGMA main.table_info({table})")]
+            columns = ", ".join(f'"{name}"' for name in names)
+            conn.execute(
+                f"INSERT INTO main.{table} ({columns}) SELECT {columns} FROM source.{table}"  # noqa: S608
+            )
         conn.execute("DETACH DATABASE source")
 
 
@@ -260,3 +277,32 @@ def test_upgrading_a_version_2_file_keeps_its_rollups_and_counts_its_batches(
     with raw(path) as conn:
         assert conn.execute("PRAGMA user_version").fetchone() == (MIGRATIONS[-1].version,)
     assert_rollups_match_raw_rows(path)
+
+
+def test_upgrading_a_version_3_file_checks_the_trace_codes_of_its_sales(tmp_path: Path) -> None:
+    # Version 4 records each sale's trace status; the sales already stored are
+    # checked against the batches already stored.
+    path = tmp_path / "store.db"
+    early = T0 - LATE_BATCH_GRACE - timedelta(milliseconds=1)
+    readings = [
+        reading(batch(msg_id=1, trace_code="TC-A01", vendor="a01", plu="1001"), "in-01"),
+        reading(sale(msg_id=1, vendor="a01", plu="1001", trace_code="TC-A01"), "sc-a01"),
+        reading(sale(msg_id=2, vendor="b01", plu="1001", trace_code="TC-A01"), "sc-b01"),
+        reading(sale(msg_id=3, vendor="a01", plu="1002", trace_code="TC-A01"), "sc-a01"),
+        reading(sale(msg_id=4, vendor="a01", plu="1001", trace_code="TC-NONE"), "sc-a01"),
+        reading(sale(msg_id=5, ts=early, vendor="a01", trace_code="TC-A01"), "sc-a01"),
+    ]
+    copy_rows_into_older_version(path, 3, readings)
+
+    with SQLiteStore(path) as store:
+        sales = store.sales(MARKET, early, at(hours=1))
+        unverified = store.unverified_sales(MARKET, early, at(hours=1))
+
+    assert {row.msg_id: row.trace_status for row in sales} == {
+        1: TraceStatus.VERIFIED,
+        2: TraceStatus.OTHER_VENDOR,
+        3: TraceStatus.PRODUCT_MISMATCH,
+        4: TraceStatus.UNKNOWN_BATCH,
+        5: TraceStatus.UNKNOWN_BATCH,
+    }
+    assert sum(row.sales for row in unverified) == 4

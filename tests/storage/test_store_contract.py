@@ -26,9 +26,11 @@ from storage.base import (
     SalesSummaryRow,
     ScaleStatusRow,
     Store,
+    UnverifiedSalesRow,
 )
 from storage.footfall import hourly_footfall
 from storage.records import UNREGISTERED, DeadLetter, Reading, to_ns
+from storage.traceability import LATE_BATCH_GRACE, TraceStatus
 from tests.storage.factories import (
     MARKET,
     OTHER_MARKET,
@@ -137,6 +139,7 @@ class TestRoundTrip:
                 total_fen=1_400,
                 trace_code="SD370782_2025.05-12",
                 received_ns=received_ns,
+                trace_status=TraceStatus.UNKNOWN_BATCH,  # no batch has this code
             )
         ]
         assert rows[0].ts.utcoffset() is not None
@@ -633,6 +636,155 @@ class TestBatches:
         assert [row.msg_id for row in store.batches(MARKET, start, end, vendor="v001")] == [2, 4]
         assert [row.station for row in store.batches(MARKET, start, end, vendor="v002")] == [
             "in-02"
+        ]
+
+
+PORK = "TC-B01-PORK"
+CABBAGE = "TC-A01-CABBAGE"
+
+
+def pork_and_cabbage_batches() -> list[Reading]:
+    """A meat vendor's pork batch and a vegetable vendor's cabbage batch, at T0."""
+    return [
+        reading(batch(msg_id=1, trace_code=PORK, vendor="b01", plu="2001"), "in-01"),
+        reading(batch(msg_id=2, trace_code=CABBAGE, vendor="a01", plu="1001"), "in-01"),
+    ]
+
+
+def cabbage_sale(msg_id: int, trace_code: str, *, ts: datetime | None = None) -> Reading:
+    """Vegetable vendor a01 sells Napa cabbage (PLU 1001) at scale sc-a01."""
+    message = sale(
+        msg_id=msg_id, ts=ts or at(minutes=msg_id), vendor="a01", plu="1001", trace_code=trace_code
+    )
+    return reading(message, "sc-a01")
+
+
+def statuses_of(store: Store) -> dict[int, TraceStatus]:
+    return {row.msg_id: row.trace_status for row in store.sales(MARKET, at(hours=-48), DAY_END)}
+
+
+class TestTraceStatus:
+    def test_each_sale_is_checked_against_the_registered_batches(self, store: Store) -> None:
+        write_ok(store, pork_and_cabbage_batches())
+        write_ok(
+            store,
+            [
+                cabbage_sale(1, CABBAGE),
+                cabbage_sale(2, PORK),  # the reproduced lie: cabbage sold as the pork batch
+                cabbage_sale(3, "TC-NOWHERE-01"),
+                reading(
+                    sale(msg_id=4, ts=at(minutes=4), vendor="a01", plu="1002", trace_code=CABBAGE),
+                    "sc-a01",
+                ),
+            ],
+        )
+
+        assert statuses_of(store) == {
+            1: TraceStatus.VERIFIED,
+            2: TraceStatus.OTHER_VENDOR,
+            3: TraceStatus.UNKNOWN_BATCH,
+            4: TraceStatus.PRODUCT_MISMATCH,
+        }
+        receipt = store.sale_by_receipt(MARKET, "sc-a01", 2)
+        assert receipt is not None
+        assert receipt.trace_status is TraceStatus.OTHER_VENDOR
+        assert not receipt.origin_verified
+        assert next(row.trace_status for row in store.sales_of_batch(MARKET, CABBAGE)) is (
+            TraceStatus.VERIFIED
+        )
+
+    def test_a_batch_in_the_same_write_counts(self, store: Store) -> None:
+        write_ok(store, [cabbage_sale(1, CABBAGE), *pork_and_cabbage_batches()])
+
+        assert statuses_of(store) == {1: TraceStatus.VERIFIED}
+
+    def test_a_sale_outside_the_stalls_categories_is_flagged_even_with_a_good_batch(
+        self, store: Store
+    ) -> None:
+        outside = Reading(
+            MARKET, "sc-a01", to_ns(at(minutes=1)), cabbage_sale(1, CABBAGE).message, True
+        )
+        write_ok(store, [*pork_and_cabbage_batches(), outside])
+
+        assert statuses_of(store) == {1: TraceStatus.OUTSIDE_CATEGORIES}
+
+    def test_a_late_batch_verifies_its_vendors_sales_within_the_grace_window(
+        self, store: Store
+    ) -> None:
+        grace_edge = T0 - LATE_BATCH_GRACE
+        write_ok(
+            store,
+            [
+                cabbage_sale(1, CABBAGE, ts=grace_edge - timedelta(milliseconds=1)),
+                cabbage_sale(2, CABBAGE, ts=grace_edge),
+                cabbage_sale(3, CABBAGE, ts=at(minutes=-5)),
+                cabbage_sale(4, CABBAGE, ts=at(minutes=5)),  # the desk even stamped it late
+                reading(
+                    sale(msg_id=5, ts=at(minutes=-4), vendor="b01", plu="1001", trace_code=CABBAGE),
+                    "sc-b01",
+                ),
+                reading(
+                    sale(msg_id=6, ts=at(minutes=-3), vendor="a01", plu="1002", trace_code=CABBAGE),
+                    "sc-a01",
+                ),
+            ],
+        )
+        assert set(statuses_of(store).values()) == {TraceStatus.UNKNOWN_BATCH}
+
+        write_ok(store, pork_and_cabbage_batches())
+
+        assert statuses_of(store) == {
+            1: TraceStatus.UNKNOWN_BATCH,  # sold before the grace window: not from this batch
+            2: TraceStatus.VERIFIED,
+            3: TraceStatus.VERIFIED,
+            4: TraceStatus.VERIFIED,
+            5: TraceStatus.UNKNOWN_BATCH,  # another vendor's sale is not turned verified
+            6: TraceStatus.UNKNOWN_BATCH,
+        }
+        verified = store.sale_by_receipt(MARKET, "sc-a01", 3)
+        assert verified is not None
+        assert verified.origin_verified
+        # the upgrade rewrote the same points: no sale was added or lost
+        assert len(store.sales(MARKET, at(hours=-48), DAY_END)) == 6
+        assert sum(row.sales for row in store.sales_summary(MARKET, at(hours=-48), DAY_END)) == 6
+
+    def test_a_redelivered_sale_is_checked_again(self, store: Store) -> None:
+        write_ok(store, [cabbage_sale(1, CABBAGE)])
+        write_ok(store, pork_and_cabbage_batches()[:1])  # only the pork batch arrives
+        write_ok(store, [*pork_and_cabbage_batches()[1:], cabbage_sale(1, CABBAGE)])
+
+        assert statuses_of(store) == {1: TraceStatus.VERIFIED}
+
+    def test_unverified_sales_are_counted_per_vendor_and_scale(self, store: Store) -> None:
+        write_ok(store, pork_and_cabbage_batches())
+        write_ok(
+            store,
+            [
+                cabbage_sale(1, CABBAGE),
+                cabbage_sale(2, PORK),
+                cabbage_sale(3, PORK),
+                cabbage_sale(4, "TC-NOWHERE-01"),
+                cabbage_sale(5, "TC-NOWHERE-01", ts=DAY_END),  # outside the range
+                reading(sale(msg_id=6, ts=at(minutes=6), vendor="a01", trace_code=PORK), "sc-a02"),
+                reading(
+                    sale(msg_id=7, ts=at(minutes=7), vendor="b01", plu="2001", trace_code=PORK),
+                    "sc-b01",
+                ),
+                reading(
+                    sale(msg_id=8, ts=at(minutes=8), vendor="a01", trace_code=PORK),
+                    "sc-a01",
+                    market=OTHER_MARKET,
+                ),
+            ],
+        )
+
+        assert store.unverified_sales(MARKET, T0, DAY_END) == [
+            UnverifiedSalesRow(MARKET, "a01", "sc-a01", TraceStatus.UNKNOWN_BATCH, 1),
+            UnverifiedSalesRow(MARKET, "a01", "sc-a01", TraceStatus.OTHER_VENDOR, 2),
+            UnverifiedSalesRow(MARKET, "a01", "sc-a02", TraceStatus.OTHER_VENDOR, 1),
+        ]
+        assert store.unverified_sales(MARKET, at(minutes=3), at(minutes=4)) == [
+            UnverifiedSalesRow(MARKET, "a01", "sc-a01", TraceStatus.OTHER_VENDOR, 1)
         ]
 
 
