@@ -77,8 +77,9 @@ def readyz(context: ContextDep, response: Response) -> Readiness:
         **error_responses(503),
     },
 )
-def metrics(context: ContextDep, _caller: Monitor) -> Response:
-    return Response(context.metrics.exposition(), media_type=CONTENT_TYPE)
+def metrics(context: ContextDep, caller: Monitor) -> Response:
+    # A token limited to a market sees that market's devices only.
+    return Response(context.metrics.exposition(caller.market), media_type=CONTENT_TYPE)
 
 
 def _check_store(store: Store) -> Check:
