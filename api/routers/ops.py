@@ -3,7 +3,8 @@
 These are served at the root, not under ``/api/v1``: probes and scrapers are
 configured once per deployment and are not part of the versioned API.
 ``/healthz`` and ``/readyz`` are public (they say only which check failed; the
-reason is logged); ``/metrics`` needs a ``monitor`` or ``manager`` token.
+reason is logged); ``/metrics`` needs a ``monitor`` or ``manager`` token, and one limited
+to a market is shown that market's device series only.
 """
 
 from __future__ import annotations
