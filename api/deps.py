@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Path, Query, Request
+from pydantic import Field
 
 from api._exceptions import UnknownMarket
 from api.analytics import EARLIEST_DAY, LATEST_DAY
@@ -95,12 +96,20 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+#: EARLIEST_DAY to LATEST_DAY as JSON Schema can state it of a date string: the years 20xx.
+#: (``minimum`` applies to numbers only.) Enforced by the bounds; stated by the pattern, so a
+#: client generating requests from the OpenAPI document never sends a day it would refuse.
+DAY_PATTERN = r"^20[0-9]{2}-[0-9]{2}-[0-9]{2}$"
+MarketDay = Annotated[
+    date,
+    Field(ge=EARLIEST_DAY, le=LATEST_DAY, json_schema_extra={"pattern": DAY_PATTERN}),
+]
+"""A calendar day the aggregates accept, 2000-01-01 to 2099-12-31."""
+
 DayParam = Annotated[
-    date | None,
+    MarketDay | None,
     Query(
         alias="date",
-        ge=EARLIEST_DAY,
-        le=LATEST_DAY,
         description="Local market day (YYYY-MM-DD); today in the market's time zone if omitted.",
     ),
 ]

@@ -24,6 +24,7 @@ What it reads, because ingest runs in other processes:
 
 from __future__ import annotations
 
+import copy
 import logging
 import sqlite3
 import threading
@@ -92,9 +93,33 @@ class ApiMetrics:
     def count_store_error(self, error: StoreError) -> None:
         self.store_errors.labels(type(error).__name__).inc()
 
-    def exposition(self) -> bytes:
-        """The text format Prometheus scrapes (``CONTENT_TYPE``)."""
-        return generate_latest(self.registry)
+    def exposition(self, market: str | None = None) -> bytes:
+        """The text format Prometheus scrapes (``CONTENT_TYPE``); only ``market``'s if given."""
+        if market is None:
+            return generate_latest(self.registry)
+        return generate_latest(_OneMarket(self.registry, market))
+
+
+class _OneMarket:
+    """The registry as a token limited to one market sees it: no series of other markets.
+
+    Series without a ``market`` label (requests, spools, the live view) are this
+    process's own figures, not a market's, and are kept.
+    """
+
+    def __init__(self, registry: CollectorRegistry, market: str) -> None:
+        self._registry = registry
+        self._market = market
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in self._registry.collect():
+            scoped = copy.copy(metric)
+            scoped.samples = [
+                sample
+                for sample in metric.samples
+                if sample.labels.get("market", self._market) == self._market
+            ]
+            yield scoped
 
 
 class RouteTemplates:

@@ -10,27 +10,41 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Sequence
 from types import TracebackType
+from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
-
-from stallwatch.settings import Settings
 
 #: Seconds uvicorn lets open requests finish after a stop was asked for.
 GRACEFUL_SHUTDOWN_S = 10
 
 
-def run_server(settings: Settings, app: ASGIApp) -> None:
+def run_server(app: ASGIApp, *, host: str, port: int, trusted_proxies: Sequence[str] = ()) -> None:
     """Serve ``app`` until SIGINT/SIGTERM (uvicorn's handlers); the caller owns what it uses."""
     config = uvicorn.Config(
         app,
-        host=settings.api_host,
-        port=settings.api_port,
+        host=host,
+        port=port,
         server_header=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        **proxy_options(trusted_proxies),
     )
     uvicorn.Server(config).run()
+
+
+def proxy_options(trusted_proxies: Sequence[str]) -> dict[str, Any]:
+    """uvicorn's settings for ``X-Forwarded-For``/``-Proto``: honoured from these peers only.
+
+    uvicorn trusts the headers from 127.0.0.1 unless told otherwise, so any client
+    that reaches the server through a local hop (or is local) could name itself
+    any address and, for one, dodge the login throttle. With no trusted proxies the
+    headers are ignored and the peer address is the client's.
+    """
+    if not trusted_proxies:
+        return {"proxy_headers": False}
+    return {"proxy_headers": True, "forwarded_allow_ips": list(trusted_proxies)}
 
 
 def _listening_socket(host: str, port: int) -> socket.socket:
@@ -69,6 +83,7 @@ class ServerThread:
         host: str = "127.0.0.1",
         port: int = 0,
         access_log: bool = False,
+        trusted_proxies: Sequence[str] = (),
     ) -> None:
         self._socket = _listening_socket(host, port)
         self.host, self.port = self._socket.getsockname()[:2]
@@ -79,6 +94,7 @@ class ServerThread:
             access_log=access_log,
             server_header=False,
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+            **proxy_options(trusted_proxies),
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(

@@ -161,6 +161,8 @@ def serve(kind: str, port: int, db: Path, broker_url: str, workdir: Path) -> Non
     import uvicorn
     from fastapi import FastAPI
 
+    from api.server import proxy_options
+
     async def hello() -> dict[str, str]:
         return {"message": "Hello World"}
 
@@ -179,6 +181,7 @@ def serve(kind: str, port: int, db: Path, broker_url: str, workdir: Path) -> Non
         server_header=False,
         access_log=False,
         log_level="warning",
+        **proxy_options(()),
     )
     try:
         uvicorn.Server(config).run()

@@ -27,6 +27,7 @@ from api.live import UnknownName
 from dashboard import ids
 from dashboard.auth import LOGOUT_PATH, Users, install_login
 from dashboard.components import Links
+from dashboard.guard import install_guard
 from dashboard.i18n import DEFAULT_LANG, Lang, t
 from dashboard.pages import footfall, overview, prices, trace, vendors
 from dashboard.queries import DashboardData
@@ -79,6 +80,7 @@ def create_dashboard(data: DashboardData, options: DashboardOptions) -> Dash:
             secure_cookies=options.secure_cookies,
             public_paths=(STATIC_CSS,),
         )
+    install_guard(app, server)
     links = Links(dashboard=options.url_prefix, api=options.api_base)
     app.layout = _shell(data, logout=options.users_file is not None)
     _register_shell_callbacks(app, data, links)

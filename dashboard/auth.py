@@ -8,8 +8,14 @@ and a password hash per manager, never the password::
 
 Unlike API tokens (:mod:`api.security`), passwords are chosen by people and may
 be guessable, so they are stretched with scrypt and failed logins are throttled
-per client address. A login sets Flask's signed session cookie (HttpOnly,
-SameSite=Lax, so other sites cannot ride it into a callback POST).
+per client address and per account. A login sets Flask's signed session cookie
+(HttpOnly, SameSite=Lax, so other sites cannot ride it into a callback POST).
+
+The cookie also carries a fingerprint of the user's record (a keyed hash of the
+password hash, whose salt is new with every password). Each request compares it
+with the users file as it is now, so removing a user or setting a new password
+ends that user's sessions at once, on every replica that reads the file: nothing
+about sessions is kept in one process's memory.
 
 Without a users file the dashboard has no login; :func:`check_exposure` refuses
 that unless the server listens on loopback only. The public trace page is served
@@ -37,6 +43,7 @@ from flask import Flask, Response, redirect, request, session
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 from werkzeug.wrappers import Response as BaseResponse
 
+from api.pageheaders import page_headers, static_page_policy
 from dashboard.i18n import DEFAULT_LANG, Lang, t
 from schemas.messages import Identifier
 from stallwatch.privatefiles import write_private
@@ -48,6 +55,9 @@ _SALT_BYTES = 16
 _KEY_BYTES = 32
 MIN_PASSWORD_CHARS = 10
 MAX_FAILURES = 5
+#: Failed logins per account (from any address) in the window before it is throttled too:
+#: higher than per address, so one guesser cannot lock a manager out as easily.
+MAX_ACCOUNT_FAILURES = 10
 FAILURE_WINDOW_S = 300.0
 SESSION_LIFETIME = timedelta(hours=12)
 LOGIN_PATH = "/login"
@@ -161,6 +171,13 @@ class Users:
             return False
         return verify_password(password, user.scrypt)
 
+    def fingerprint(self, name: str, key: bytes) -> str | None:
+        """A keyed digest of ``name``'s current password hash; None once the user is gone."""
+        user = self._current().find(name)
+        if user is None:
+            return None
+        return hmac.new(key, user.scrypt.encode("ascii"), hashlib.sha256).hexdigest()
+
     def _current(self) -> UsersFile:
         try:
             stat = self._path.stat()
@@ -178,32 +195,48 @@ _DUMMY_HASH = hash_password(secrets.token_urlsafe(12))
 
 
 class Throttle:
-    """At most ``MAX_FAILURES`` failed logins per client in ``FAILURE_WINDOW_S`` seconds."""
+    """At most ``limit`` failed logins per key (an address, an account) in ``FAILURE_WINDOW_S``."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, *, limit: int = MAX_FAILURES
+    ) -> None:
         self._clock = clock
+        self._limit = limit
         self._lock = threading.Lock()
         self._failures: dict[str, deque[float]] = {}
 
-    def blocked(self, client: str) -> bool:
+    def blocked(self, key: str) -> bool:
         with self._lock:
-            recent = self._recent(client)
-            return len(recent) >= MAX_FAILURES
+            return len(self._recent(key)) >= self._limit
 
-    def failed(self, client: str) -> None:
+    def failed(self, key: str) -> None:
         with self._lock:
-            self._recent(client).append(self._clock())
+            if len(self._failures) >= _MAX_THROTTLE_KEYS:
+                self._forget_quiet_keys()
+            self._failures.setdefault(key, deque()).append(self._clock())
 
-    def succeeded(self, client: str) -> None:
+    def succeeded(self, key: str) -> None:
         with self._lock:
-            self._failures.pop(client, None)
+            self._failures.pop(key, None)
 
-    def _recent(self, client: str) -> deque[float]:
-        recent = self._failures.setdefault(client, deque())
+    def _recent(self, key: str) -> deque[float]:
+        recent = self._failures.get(key)
+        if recent is None:
+            return deque()
         horizon = self._clock() - FAILURE_WINDOW_S
         while recent and recent[0] < horizon:
             recent.popleft()
         return recent
+
+    def _forget_quiet_keys(self) -> None:
+        # Keys are chosen by clients (addresses, typed names): drop those with no failure
+        # left in the window, so guessing new names cannot grow this without bound.
+        for key in [key for key in self._failures if not self._recent(key)]:
+            del self._failures[key]
+
+
+#: Throttle keys kept before the quiet ones are forgotten.
+_MAX_THROTTLE_KEYS = 10_000
 
 
 def is_loopback(host: str) -> bool:
@@ -244,12 +277,25 @@ def install_login(
         SESSION_COOKIE_SECURE=secure_cookies,
         PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
     )
-    throttle = Throttle()
+    by_address = Throttle()
+    by_account = Throttle(limit=MAX_ACCOUNT_FAILURES)
     open_paths = {LOGIN_PATH, *public_paths}
+
+    def logged_in() -> bool:
+        name = session.get("user")
+        if not isinstance(name, str):
+            return False
+        # The record may have changed since the login (another replica, the CLI): a session
+        # outlives neither the user nor the password it was opened with.
+        current = users.fingerprint(name, secret)
+        if current is not None and hmac.compare_digest(current, str(session.get("cred", ""))):
+            return True
+        session.clear()
+        return False
 
     @server.before_request
     def _require_login() -> BaseResponse | None:
-        if request.path in open_paths or session.get("user"):
+        if request.path in open_paths or logged_in():
             return None
         if request.method != "GET" or "_dash-" in request.path:
             # Callbacks and layout fetches: the page reloads into the login form.
@@ -262,19 +308,24 @@ def install_login(
         lang = Lang.of(request.args.get("lang") or request.form.get("lang") or DEFAULT_LANG)
         if request.method == "GET":
             return _login_page(lang, failed=False)
+        # remote_addr is the peer, or what a configured trusted proxy says it forwarded for.
         client = request.remote_addr or "?"
-        if throttle.blocked(client):
+        name = request.form.get("username", "")
+        if by_address.blocked(client) or by_account.blocked(name):
             return Response(
                 t("login.failed", lang), 429, {"Retry-After": str(int(FAILURE_WINDOW_S))}
             )
-        name = request.form.get("username", "")
         password = request.form.get("password", "")
-        if not users.check(name, password):
-            throttle.failed(client)
+        fingerprint = users.fingerprint(name, secret) if users.check(name, password) else None
+        if fingerprint is None:
+            by_address.failed(client)
+            by_account.failed(name)
             return _login_page(lang, failed=True, status=401)
-        throttle.succeeded(client)
+        by_address.succeeded(client)
+        by_account.succeeded(name)
         session.clear()
         session["user"] = name
+        session["cred"] = fingerprint
         session.permanent = True
         return redirect(_safe_next(request.args.get("next"), request.script_root), code=303)
 
@@ -329,4 +380,6 @@ border-radius:6px;background:#0d6efd;color:#fff}}
 <input id="password" name="password" type="password" autocomplete="current-password" required>
 <button type="submit" id="login-submit">{escape(t("login.submit", lang))}</button>
 </form></body></html>"""
-    return Response(html, status, mimetype="text/html")
+    return Response(
+        html, status, headers=page_headers(static_page_policy(html)), mimetype="text/html"
+    )

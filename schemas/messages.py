@@ -73,7 +73,16 @@ def _no_control_chars(value: str) -> str:
     return value
 
 
-Text = Annotated[ShortText, AfterValidator(_no_control_chars)]
+#: What ``_no_control_chars`` and the stripping of ShortText allow, as JSON Schema states it:
+#: no control (Cc) or forbidden format character, and one that is not white space.
+_ALLOWED = r"[^\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+_VISIBLE = r"[^\s\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+TEXT_PATTERN = f"^{_ALLOWED}*{_VISIBLE}{_ALLOWED}*$"
+Text = Annotated[
+    ShortText,
+    AfterValidator(_no_control_chars),
+    Field(json_schema_extra={"pattern": TEXT_PATTERN}),
+]
 
 
 class _Message(BaseModel):

@@ -213,7 +213,12 @@ def _run_serve(args: argparse.Namespace) -> int:
         live.start()
         try:
             app = create_web_app(settings=settings, registry=registry, store=store, live=live)
-            run_server(settings, app)
+            run_server(
+                app,
+                host=settings.api_host,
+                port=settings.api_port,
+                trusted_proxies=settings.trusted_proxies,
+            )
         finally:
             live.stop()
     return 0

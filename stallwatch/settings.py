@@ -8,6 +8,7 @@ or token is either configured or absent (and then no authentication is sent).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from enum import StrEnum
 from pathlib import Path
@@ -92,6 +93,14 @@ class Settings(BaseSettings):
     # -- HTTP API --------------------------------------------------------------
     api_host: str = Field(default="127.0.0.1", description="Address the HTTP API listens on.")
     api_port: int = Field(default=8000, ge=1, le=65_535)
+    trusted_proxies: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description=(
+            "Addresses or networks (CIDR) of reverse proxies whose X-Forwarded-For and "
+            "X-Forwarded-Proto are believed; comma-separated in the environment. Empty: "
+            "the headers are ignored and the connecting address is the client's."
+        ),
+    )
     api_tokens_file: Path | None = Field(
         default=None,
         description=(
@@ -126,6 +135,20 @@ class Settings(BaseSettings):
     def _split_comma_list(cls, value: Any) -> Any:
         if isinstance(value, str):
             return tuple(Path(part.strip()) for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for proxy in value:
+            ipaddress.ip_network(proxy, strict=False)  # ValueError names the bad entry
         return value
 
     @field_validator("mqtt_url")

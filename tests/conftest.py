@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from uuid import uuid4
 
+import httpx
 import pytest
 
 from schemas.registry import Market, Registry, load_market
@@ -57,3 +58,14 @@ def example_market() -> Market:
 @pytest.fixture(scope="session")
 def registry(example_market: Market) -> Registry:
     return Registry([example_market])
+
+
+def assert_page_security_headers(response: httpx.Response) -> None:
+    """An HTML page: its policy forbids framing, and the browser may not sniff or leak URLs."""
+    assert response.headers["content-type"].startswith("text/html")
+    policy = response.headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in policy
+    assert "default-src" in policy
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Referrer-Policy"] == "same-origin"

@@ -6,10 +6,14 @@ There is no pseudo-station for HTTP: a batch is physically received somewhere,
 its stored series is that station's as for MQTT intake, and so the registry's
 rules apply unchanged. The body is turned into the message a station would
 publish and checked by :class:`ingest.validate.Validator` under the station's
-topic, so both paths accept and refuse exactly the same batches (unknown
-vendor, product or station, implausible times, a rapid-test result that
-contradicts its rate, ...). A refused batch is answered 422 with the reason;
-unlike MQTT it is not dead-lettered, because the caller is told at once.
+topic, so both paths accept and refuse exactly the same batches.
+
+What the OpenAPI document can state about a body is stated there (field formats,
+the rapid-test rate as a decimal string that agrees with its result), and a body
+it allows is never answered 422. What depends on the market's registry or the
+clock (an unknown vendor, product or station, a time too old or in the future)
+conflicts with the market's state: 409 ``batch_rejected`` with the reason. Unlike
+MQTT, a refused batch is not dead-lettered, because the caller is told at once.
 
 ``msg_id`` and ``ts`` may be omitted: ``ts`` is then the time of the request
 and ``msg_id`` a nanosecond timestamp, unique and increasing in this process.
@@ -27,12 +31,19 @@ import threading
 import time
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Response
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+)
 
-from api._exceptions import AUTH_ERRORS, Conflict, Unprocessable, error_responses
+from api._exceptions import AUTH_ERRORS, Conflict, ErrorBody, Unprocessable, error_responses
 from api.deps import ContextDep, MarketDep, StoreDep
 from api.security import Manager
 from schemas.messages import (
@@ -55,13 +66,58 @@ from storage.records import DeadLetter, Reading
 router = APIRouter(tags=["batches"], responses=AUTH_ERRORS)
 
 
+#: Rates as the document states them: decimal strings with at most one decimal, below 50
+#: for a pass and from 50 for a fail (GB/T 5009.199). JSON numbers are accepted as well.
+_PASSING_RATE = r"^([0-9]|[1-4][0-9])(\.[0-9])?$"
+_FAILING_RATE = r"^((5[0-9]|[6-9][0-9])(\.[0-9])?|100(\.0)?)$"
+
+
+def _rapid_test_schema(result: RapidTestResult, rate_pattern: str) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["result", "inhibition_pct"],
+        "properties": {
+            "result": {"const": result.value},
+            "inhibition_pct": {"type": "string", "pattern": rate_pattern},
+        },
+    }
+
+
+RAPID_TEST_SCHEMA: dict[str, Any] = {
+    "title": "RapidTest",
+    "description": "Enzyme inhibition rate in percent, one decimal at most; 50 or more fails.",
+    "oneOf": [
+        _rapid_test_schema(RapidTestResult.PASS, _PASSING_RATE),
+        _rapid_test_schema(RapidTestResult.FAIL, _FAILING_RATE),
+    ],
+}
+
+
+#: Floats up to here are exact integers; above, a JSON number like 9007199254740993.0 has
+#: already been rounded by the JSON parser and cannot be taken for the integer written.
+_EXACT_FLOAT_INTS = 2**53
+
+
+def _integral_number(value: object) -> object:
+    """A JSON number with no fraction, such as ``250000.0``, is an integer in JSON Schema."""
+    if isinstance(value, float) and value.is_integer() and abs(value) <= _EXACT_FLOAT_INTS:
+        return int(value)
+    return value
+
+
+JsonInt = BeforeValidator(_integral_number)
+
+
 class BatchRegistration(BaseModel):
     """A ``BatchIntake`` message as a manager enters it, plus the intake station."""
 
     model_config = ConfigDict(extra="forbid")
 
     station: Identifier = Field(description="Intake station of this market that received it.")
-    msg_id: MsgId | None = Field(default=None, description="Default: assigned by the server.")
+    msg_id: Annotated[MsgId, JsonInt] | None = Field(
+        default=None, description="Default: assigned by the server."
+    )
     ts: AwareDatetime | None = Field(
         default=None, description="Intake time, RFC 3339 with offset. Default: now."
     )
@@ -70,11 +126,11 @@ class BatchRegistration(BaseModel):
     plu: Plu = Field(description="Product look-up code.")
     origin: Text = Field(description="Place of origin (产地).")
     supplier: Text = Field(description="Supplier or wholesaler.")
-    quantity_g: Annotated[int, Field(gt=0, le=MAX_BATCH_G, strict=True)] = Field(
+    quantity_g: Annotated[int, Field(gt=0, le=MAX_BATCH_G, strict=True), JsonInt] = Field(
         description="Quantity received, grams."
     )
     certificate_no: Text = Field(description="Origin/quarantine certificate number (合格证).")
-    rapid_test: RapidTest
+    rapid_test: Annotated[RapidTest, WithJsonSchema(RAPID_TEST_SCHEMA, mode="validation")]
 
 
 class RapidTestOut(BaseModel):
@@ -106,7 +162,15 @@ class BatchOut(BaseModel):
     summary="Register a produce batch (as an intake station would over MQTT)",
     responses={
         200: {"model": BatchOut, "description": "Already registered with the same content."},
-        **error_responses(400, 409),
+        **error_responses(400),
+        409: {
+            "model": ErrorBody,
+            "description": (
+                "`batch_rejected`: the batch contradicts the market's registry or the clock "
+                "(unknown vendor, product or station; a time too old or in the future); "
+                "`conflict`: the trace code is registered with other content."
+            ),
+        },
     },
 )
 def register_batch(
@@ -121,7 +185,7 @@ def register_batch(
     topic = topic_for(market.id, DeviceKind.INTAKE, body.station, "batch")
     checked = context.validator.check(topic, _payload(body, received_ns), received_ns)
     if isinstance(checked, DeadLetter):
-        raise Unprocessable(checked.reason, code="batch_rejected")
+        raise Conflict(checked.reason, code="batch_rejected")
     assert isinstance(checked.message, BatchIntake)
     with _registration_lock:
         existing = store.batch(market.id, checked.message.trace_code)

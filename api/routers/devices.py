@@ -18,7 +18,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import AfterValidator, AwareDatetime, BaseModel, Field
 
-from api._exceptions import AUTH_ERRORS, Forbidden, UnknownMarket, Unprocessable
+from api._exceptions import AUTH_ERRORS, Forbidden, UnknownMarket
 from api.deps import LiveDep, MarketDep, RegistryDep, StoreDep
 from api.live import DeviceSeen
 from api.security import Manager, Principal, ScreenOrManager
@@ -31,22 +31,29 @@ from storage.traceability import TraceStatus
 router = APIRouter(tags=["devices"], responses=AUTH_ERRORS)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-#: Times outside this range are refused (422) rather than passed to a store that
-#: cannot represent them (InfluxDB's timestamps end in 2262).
-_EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
-_LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+#: Times outside these years are refused (422) rather than passed to a store that
+#: cannot represent them (InfluxDB's timestamps end in 2262). The year is the one
+#: written, whatever the offset, so the pattern in the OpenAPI document says exactly
+#: which times are accepted.
+_FIRST_YEAR, _END_YEAR = 2000, 2200
+_LATEST = datetime(_END_YEAR, 1, 1, tzinfo=UTC)
 _LATEST_US = to_ns(_LATEST) // 1_000
+_MOMENT_PATTERN = r"^2[01][0-9]{2}-"
 MAX_PAGE = 1000
 DEFAULT_DEAD_LETTER_DAYS = 30
 
 
 def _in_supported_range(moment: datetime) -> datetime:
-    if not _EARLIEST <= moment < _LATEST:
-        raise ValueError(f"must be between {_EARLIEST.year} and {_LATEST.year}")
+    if not _FIRST_YEAR <= moment.year < _END_YEAR:
+        raise ValueError(f"must be in the years {_FIRST_YEAR} to {_END_YEAR - 1}")
     return moment
 
 
-Moment = Annotated[AwareDatetime, AfterValidator(_in_supported_range)]
+Moment = Annotated[
+    AwareDatetime,
+    AfterValidator(_in_supported_range),
+    Field(json_schema_extra={"pattern": _MOMENT_PATTERN}),
+]
 
 
 # -- device list ---------------------------------------------------------------------
@@ -232,8 +239,8 @@ def list_dead_letters(
     start = start or end - timedelta(days=DEFAULT_DEAD_LETTER_DAYS)
     if before is not None:
         end = min(end, _from_us(before))
-    if start >= end and before is None:
-        raise Unprocessable("start must be before end", code="invalid_range")
+    # An empty range (end not after start) is an empty page: a rule between two parameters
+    # cannot be stated in the OpenAPI document, so it is not made an error.
     letters = [] if start >= end else store.dead_letters(start, end, market=market, limit=limit + 1)
     items, next_before = _page(letters, limit)
     return DeadLetterPage(items=[_dead_letter_out(d) for d in items], next_before=next_before)

@@ -5,11 +5,17 @@ the bucket closed (carried forward from earlier settings, including those made
 before the range began), so a quiet vendor still has a point in every bucket.
 Buckets are local hours or days of the market's time zone; buckets that have not
 begun yet are left out.
+
+Every range the document allows is answered: one whose ``end`` is before its
+``start`` holds no day and is empty, and one longer than an answer covers
+(:data:`MAX_DAYS`) is answered from its start, with ``next_start`` saying where to
+ask again. (Rules between two parameters cannot be written in the OpenAPI
+document, so they are not made rules.)
 """
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Annotated
 
 import pandas as pd
@@ -17,9 +23,9 @@ from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from api import analytics
-from api._exceptions import NotFound, Unprocessable
-from api.analytics import EARLIEST_DAY, LATEST_DAY, Bucket
-from api.deps import MarketDep, StoreDep, utc_now
+from api._exceptions import NotFound
+from api.analytics import Bucket
+from api.deps import MarketDay, MarketDep, StoreDep, utc_now
 from api.pricing import (
     MedianFigure,
     PriceFigure,
@@ -34,24 +40,21 @@ from storage.base import Store
 
 router = APIRouter(tags=["prices"])
 
-#: Longest range per bucket size, in days: a year and a bit of days, a month of hours.
+#: Most days one answer covers, per bucket size: a year and a bit of days, a month of hours.
 MAX_DAYS = {Bucket.DAY: 400, Bucket.HOUR: 31}
 
 PluParam = Annotated[Plu, Path(description="Product look-up code.", examples=["1001"])]
 FirstDay = Annotated[
-    date,
-    Query(
-        ge=EARLIEST_DAY,
-        le=LATEST_DAY,
-        description="First local day of the range (YYYY-MM-DD), included.",
-    ),
+    MarketDay, Query(description="First local day of the range (YYYY-MM-DD), included.")
 ]
 LastDay = Annotated[
-    date,
+    MarketDay,
     Query(
-        ge=EARLIEST_DAY,
-        le=LATEST_DAY,
-        description="Last local day of the range (YYYY-MM-DD), included.",
+        description=(
+            "Last local day of the range (YYYY-MM-DD), included. Before `start`: the range "
+            "is empty. More than 400 days (31 with hourly buckets) after it: the answer "
+            "ends there and `next_start` is set."
+        )
     ),
 ]
 
@@ -102,6 +105,7 @@ class PriceHistory(BaseModel):
                     "timezone": "Asia/Shanghai",
                     "start": "2026-11-01T00:00:00+08:00",
                     "end": "2026-11-03T00:00:00+08:00",
+                    "next_start": None,
                     "vendors": [
                         {
                             "vendor": "V01",
@@ -154,7 +158,14 @@ class PriceHistory(BaseModel):
     bucket: Bucket
     timezone: str = Field(description="The market's time zone; buckets are its local hours/days.")
     start: datetime = Field(description="Start of the range (local midnight of `start`).")
-    end: datetime = Field(description="End of the range: the midnight after `end`, or now.")
+    end: datetime = Field(
+        description="End of what is answered: the midnight after `end` (or after the last "
+        "day one answer covers), or now."
+    )
+    next_start: date | None = Field(
+        description="The first day the range asked for that this answer does not cover: "
+        "ask again from there. Null when it covers the whole range."
+    )
     vendors: list[VendorHistory] = Field(description="Per vendor, by vendor id.")
     median: list[MedianPoint] = Field(description="Across vendors, per bucket.")
 
@@ -177,15 +188,15 @@ def price_history(
     end: LastDay,
     bucket: Annotated[Bucket, Query(description="Bucket size.")] = Bucket.DAY,
 ) -> PriceHistory:
-    """Up to 400 days with daily buckets, up to 31 days with hourly buckets."""
+    """Up to 400 days with daily buckets, up to 31 days with hourly buckets per answer."""
     product = market.products.get(plu)
     if product is None:
         raise NotFound(f"market {market.id!r} lists no product {plu!r}", code="unknown_product")
-    _check_range(start, end, bucket)
+    last, next_start = _answered_days(start, end, bucket)
     tz = market.tz
-    range_start, range_end = analytics.local_day_range(start, end, tz)
+    range_start, range_end = analytics.local_day_range(start, last, tz)
     until = min(range_end, now)
-    starts = analytics.bucket_starts(start, end, bucket, tz)
+    starts = analytics.bucket_starts(start, last, bucket, tz) if last >= start else []
     in_force = _in_force(store, market.id, plu, starts, until)
     return PriceHistory(
         market=market.id,
@@ -198,26 +209,24 @@ def price_history(
         timezone=market.spec.market.timezone,
         start=range_start,
         end=max(range_start, until).astimezone(tz),
+        next_start=next_start,
         vendors=_vendor_histories(market, in_force),
         median=_median_points(in_force),
     )
 
 
-def _check_range(start: date, end: date, bucket: Bucket) -> None:
-    if end < start:
-        raise Unprocessable(f"end {end} is before start {start}", code="invalid_range")
-    days = (end - start).days + 1
-    if days > MAX_DAYS[bucket]:
-        raise Unprocessable(
-            f"{days} days of {bucket.value}ly buckets asked for; at most {MAX_DAYS[bucket]}",
-            code="range_too_long",
-        )
+def _answered_days(start: date, end: date, bucket: Bucket) -> tuple[date, date | None]:
+    """The last day this answer covers (before ``start`` if none), and the next to ask for."""
+    last = start + timedelta(days=MAX_DAYS[bucket] - 1)
+    if end <= last:
+        return max(end, start - timedelta(days=1)), None
+    return last, last + timedelta(days=1)
 
 
 def _in_force(
     store: Store, market: str, plu: str, starts: list[datetime], until: datetime
 ) -> pd.DataFrame:
-    if until <= starts[0]:
+    if not starts or until <= starts[0]:
         return analytics.prices_in_force(analytics.price_changes([]), [], until)
     baseline = store.prices_before(market, starts[0], plu=plu)
     changes = store.price_history(market, starts[0], until, plu=plu)

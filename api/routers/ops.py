@@ -3,7 +3,8 @@
 These are served at the root, not under ``/api/v1``: probes and scrapers are
 configured once per deployment and are not part of the versioned API.
 ``/healthz`` and ``/readyz`` are public (they say only which check failed; the
-reason is logged); ``/metrics`` needs a ``monitor`` or ``manager`` token.
+reason is logged); ``/metrics`` needs a ``monitor`` or ``manager`` token, and one limited
+to a market is shown that market's device series only.
 """
 
 from __future__ import annotations
@@ -77,8 +78,9 @@ def readyz(context: ContextDep, response: Response) -> Readiness:
         **error_responses(503),
     },
 )
-def metrics(context: ContextDep, _caller: Monitor) -> Response:
-    return Response(context.metrics.exposition(), media_type=CONTENT_TYPE)
+def metrics(context: ContextDep, caller: Monitor) -> Response:
+    # A token limited to a market sees that market's devices only.
+    return Response(context.metrics.exposition(caller.market), media_type=CONTENT_TYPE)
 
 
 def _check_store(store: Store) -> Check:

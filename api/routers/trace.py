@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api._exceptions import NotFound
 from api.analytics import batch_balance, yuan
 from api.deps import MarketDep, MarketId, RegistryDep, StoreDep
+from api.pageheaders import page_headers, static_page_policy
 from api.pricing import yuan_per_jin, yuan_per_kg
 from schemas.messages import Identifier, TraceCode
 from schemas.registry import Category, Market, SaleUnit
@@ -234,8 +235,9 @@ def receipt(market: MarketDep, scale: ScaleParam, msg_id: MsgIdParam, store: Sto
 def public_base_url(request: Request) -> str:
     """Where the public pages are reachable, as seen by this request.
 
-    Behind a proxy, run uvicorn with ``--proxy-headers`` (and ``--root-path``) so
-    this is the public address; a deployment may also override this dependency
+    Behind a proxy, list it in ``STALLWATCH_TRUSTED_PROXIES`` (its ``X-Forwarded-Proto``
+    is believed then) and run with ``--root-path`` if it adds a prefix, so this is the
+    public address; a deployment may also override this dependency
     (``app.dependency_overrides``) with a configured URL.
     """
     return str(request.base_url).rstrip("/")
@@ -327,12 +329,16 @@ def _page(market: Market, batch: Batch | None, sale: ReceiptSale | None) -> HTML
             time_text=_time_text,
         )
     )
-    return HTMLResponse(html, headers={"Cache-Control": "public, max-age=300"})
+    return _html(html, 200, {"Cache-Control": "public, max-age=300"})
 
 
 def _not_found_page() -> HTMLResponse:
-    html = _templates().get_template("not_found.html").render()
-    return HTMLResponse(html, status_code=404)
+    return _html(_templates().get_template("not_found.html").render(), 404)
+
+
+def _html(html: str, status: int, headers: dict[str, str] | None = None) -> HTMLResponse:
+    sent = {**page_headers(static_page_policy(html)), **(headers or {})}
+    return HTMLResponse(html, status_code=status, headers=sent)
 
 
 @cache

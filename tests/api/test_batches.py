@@ -114,15 +114,28 @@ def test_the_same_batch_again_is_harmless_and_other_content_conflicts(api: Api) 
         ({"ts": (datetime.now(UTC) + timedelta(hours=1)).isoformat()}, "in the future"),
     ],
 )
-def test_what_ingest_would_refuse_is_422_with_the_reason(
+def test_what_ingest_would_refuse_is_409_with_the_reason(
     api: Api, changes: dict[str, Any], reason: str
 ) -> None:
     response = register(api, batch(**changes))
-    assert response.status_code == 422, response.text
+    assert response.status_code == 409, response.text
     error = response.json()["error"]
     assert error["code"] == "batch_rejected"
     assert reason in error["message"]
     assert api.store.batch(MARKET, "TM-20250512-IN1-0001") is None
+
+
+def test_what_the_document_allows_is_accepted(api: Api) -> None:
+    # JSON Schema's "integer" includes 250000.0; the rate is documented as a decimal string.
+    response = register(api, batch(quantity_g=250_000.0, msg_id=7.0))
+    assert response.status_code == 201, response.text
+    assert (response.json()["quantity_g"], response.json()["msg_id"]) == (250_000, 7)
+    schema = api.get("/openapi.json").json()["components"]["schemas"]["BatchRegistration"]
+    rapid_test = schema["properties"]["rapid_test"]
+    assert [option["properties"]["result"]["const"] for option in rapid_test["oneOf"]] == [
+        "pass",
+        "fail",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -131,6 +144,7 @@ def test_what_ingest_would_refuse_is_422_with_the_reason(
         ({"quantity_g": 1.5}, ["body", "quantity_g"]),
         ({"quantity_g": "250000"}, ["body", "quantity_g"]),
         ({"quantity_g": 0}, ["body", "quantity_g"]),
+        ({"msg_id": 2.0**60}, ["body", "msg_id"]),  # a float this large is not exact
         ({"rapid_test": {"result": "pass", "inhibition_pct": "60"}}, ["body", "rapid_test"]),
         ({"trace_code": "a b"}, ["body", "trace_code"]),
         ({"origin": "山东\u202e寿光"}, ["body", "origin"]),

@@ -6,21 +6,27 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from api.security import Role, create_token
+from schemas.messages import Sale
 from stallwatch.localservices import Mosquitto, free_port
+from storage.records import Reading
 from tests.api.conftest import MARKET, Api, Feeder, Tokens, bearer
 from tests.ingest.helpers import SALE_TOPIC, sale_payload, wait_until
 
 DEVICES = f"/api/v1/markets/{MARKET}/devices"
 
 
-def samples(api: Api) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    """Every sample of a scrape, by name and labels."""
-    response = api.get("/metrics", api.tokens.monitor)
+def samples(
+    api: Api, token: str | None = None
+) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Every sample of a scrape (with the monitor token unless told), by name and labels."""
+    response = api.get("/metrics", token or api.tokens.monitor)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     return {
@@ -173,3 +179,28 @@ def test_stallwatch_serve_serves_until_sigterm(
     finally:
         server.send_signal(signal.SIGTERM)
         assert server.wait(30) == 0
+
+
+def test_a_token_limited_to_a_market_sees_only_that_markets_devices(
+    api: Api, feeder: Feeder
+) -> None:
+    feeder.ingest([(SALE_TOPIC, sale_payload(1))])
+    elsewhere = Sale.model_validate_json(sale_payload(2))
+    api.store.write([Reading("elsewhere", "S-X01", time.time_ns(), elsewhere)])
+    scoped, _ = create_token(api.tokens.path, Role.MONITOR, name="tm-prom", market=MARKET)
+
+    everything = samples(api)
+    assert (
+        everything[
+            ("stallwatch_device_readings_last_hour", labels(market="elsewhere", device="S-X01"))
+        ]
+        == 1
+    )
+
+    seen = samples(api, scoped)
+    markets = {dict(label_set).get("market") for _, label_set in seen}
+    assert markets == {MARKET, None}
+    assert (
+        seen[("stallwatch_device_readings_last_hour", labels(market=MARKET, device="S-A01"))] == 1
+    )
+    assert seen[("stallwatch_api_live_synced", labels())] == 1  # the process's own figures stay

@@ -50,6 +50,7 @@ class Stack:
     live: LiveView
     broker: Mosquitto
     password: str
+    users: Path
 
     @property
     def dashboard(self) -> str:
@@ -88,7 +89,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, example_market: Market) -> I
         app = create_web_app(settings=settings, registry=registry, store=store, live=live)
         try:
             with ServerThread(app) as server:
-                yield Stack(server.url, example_market, store, live, broker, password)
+                yield Stack(server.url, example_market, store, live, broker, password, users)
         finally:
             live.stop()
             store.close()
@@ -114,26 +115,41 @@ def page(browser: Browser, stack: Stack) -> Iterator[Page]:
     """A fresh browser context (no cookies, no stored language), logged in as a manager."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000}, locale="zh-CN")
     page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    errors = page_errors(page)
     login(page, stack)
     yield page
     context.close()
-    assert errors == [], f"JavaScript errors on the page: {errors}"
+    assert errors == [], f"JavaScript errors or policy violations on the page: {errors}"
+
+
+def page_errors(page: Page) -> list[str]:
+    """Uncaught JavaScript errors and what the Content-Security-Policy blocked, as they happen."""
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on(
+        "console",
+        lambda message: (
+            errors.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
+    return errors
 
 
 @pytest.fixture
 def anonymous(browser: Browser) -> Iterator[Page]:
     """A fresh browser context that has not logged in."""
     context = browser.new_context(viewport={"width": 1000, "height": 800})
-    yield context.new_page()
+    page = context.new_page()
+    errors = page_errors(page)
+    yield page
     context.close()
+    assert errors == [], f"JavaScript errors or policy violations on the page: {errors}"
 
 
-def login(page: Page, stack: Stack) -> None:
+def login(page: Page, stack: Stack, user: str = USER, password: str | None = None) -> None:
     page.goto(stack.dashboard)
-    page.fill("#username", USER)
-    page.fill("#password", stack.password)
+    page.fill("#username", user)
+    page.fill("#password", stack.password if password is None else password)
     page.click("#login-submit")
     page.wait_for_url(stack.dashboard)
 

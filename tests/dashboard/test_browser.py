@@ -11,10 +11,11 @@ from decimal import Decimal
 import httpx
 import paho.mqtt.publish as mqtt_publish
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Page, Response, expect
 
 from api.pricing import yuan_per_jin, yuan_per_kg
 from dashboard import ids
+from dashboard.auth import add_user, remove_user
 from dashboard.i18n import Lang, device_kind_name, money_text
 from schemas.messages import (
     BatchIntake,
@@ -205,6 +206,9 @@ def test_trace_search_shows_the_chain(page: Page, stack: Stack) -> None:
     public = httpx.get(stack.url + href, timeout=10)
     assert public.status_code == 200
     assert batch.origin in public.text
+    # Its policy admits its own style (the fixture fails the test on any violation).
+    page.goto(stack.url + href)
+    expect(page.locator("section").first).to_have_css("background-color", "rgb(255, 255, 255)")
 
 
 def test_trace_search_by_receipt_shows_its_qr_code(page: Page, stack: Stack) -> None:
@@ -280,6 +284,35 @@ def test_every_page_needs_a_login_and_returns_there(
     anonymous.click("#login-submit")
     anonymous.wait_for_url(target)
     expect(anonymous.locator(f"#{ids.NAV} .nav-link.active")).to_be_visible(timeout=LOAD_TIMEOUT_MS)
+
+
+def test_a_removed_users_open_session_is_logged_out_at_its_next_request(
+    browser: Browser, stack: Stack
+) -> None:
+    password = add_user(stack.users, "leaver")
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    try:
+        page = context.new_page()
+        login(page, stack, "leaver", password)
+        expect(page.locator("#kpi-turnover")).not_to_be_empty(timeout=LOAD_TIMEOUT_MS)
+
+        assert remove_user(stack.users, "leaver")  # what `stallwatch dashboard-user remove` does
+        removed_ms = time.time() * 1000
+
+        # The overview's next poll (not one already under way) is refused, and every page after.
+        def next_poll(response: Response) -> bool:
+            sent_ms = response.request.timing["startTime"]
+            return "/_dash-update-component?" in response.url and sent_ms > removed_ms
+
+        with page.expect_response(next_poll) as polled:
+            pass
+        assert polled.value.status == 401
+        page.reload()
+        expect(page.locator("#login-form")).to_be_visible()
+        _open(page, stack, "/prices")
+        expect(page.locator("#login-form")).to_be_visible()
+    finally:
+        context.close()
 
 
 @pytest.mark.parametrize(

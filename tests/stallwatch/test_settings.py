@@ -59,3 +59,13 @@ def test_bad_values_are_refused_with_the_field_named(name: str, value: object) -
 def test_token_and_user_auth_for_influx_are_exclusive() -> None:
     with pytest.raises(ValidationError, match="not both"):
         load_settings(influx_token="t", influx_username="u")
+
+
+def test_no_proxy_is_trusted_unless_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("STALLWATCH_TRUSTED_PROXIES", raising=False)
+    assert load_settings().trusted_proxies == ()
+    monkeypatch.setenv("STALLWATCH_TRUSTED_PROXIES", "10.0.0.2, 172.18.0.0/16")
+    assert load_settings().trusted_proxies == ("10.0.0.2", "172.18.0.0/16")
+    monkeypatch.setenv("STALLWATCH_TRUSTED_PROXIES", "*")
+    with pytest.raises(ValidationError, match="trusted_proxies"):
+        load_settings()
