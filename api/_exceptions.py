@@ -51,6 +51,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from storage._exceptions import StoreError, StoreUnavailable
+from storage.outage import OutageLog
 
 log = logging.getLogger(__name__)
 
@@ -198,9 +199,16 @@ _HTTP_CODES = {
 
 
 def install_error_handlers(
-    app: FastAPI, *, on_store_error: Callable[[StoreError], None] | None = None
+    app: FastAPI,
+    *,
+    outage: OutageLog,
+    on_store_error: Callable[[StoreError], None] | None = None,
 ) -> None:
-    """Make every error JSON; ``on_store_error`` is told about each store failure (metrics)."""
+    """Make every error JSON; ``on_store_error`` is told about each store failure (metrics).
+
+    Store failures are logged through ``outage``: one line when the store goes
+    away and one when it is back, not one per request.
+    """
 
     async def api_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, APIError)
@@ -221,8 +229,8 @@ def install_error_handlers(
         assert isinstance(exc, StoreError)
         if on_store_error is not None:
             on_store_error(exc)
+        outage.failed(exc, f"{request.method} {request.url.path}")
         if isinstance(exc, StoreUnavailable):
-            log.warning("store unavailable during %s %s: %s", request.method, request.url.path, exc)
             retry_after = _retry_after_seconds(exc.retry_after)
             return error_response(
                 503,
@@ -230,7 +238,6 @@ def install_error_handlers(
                 "the data store is unavailable; try again later",
                 headers={"Retry-After": str(retry_after)},
             )
-        log.error("store error during %s %s: %s", request.method, request.url.path, exc)
         return error_response(502, "store_error", "the data store could not answer this request")
 
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

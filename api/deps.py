@@ -11,6 +11,7 @@ reads it from the request, so nothing is global and two apps in one process
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Annotated
@@ -27,6 +28,7 @@ from schemas.messages import Identifier
 from schemas.registry import Market, Registry
 from stallwatch.settings import Settings
 from storage.base import Store
+from storage.outage import OutageLog
 
 if TYPE_CHECKING:
     # Only for the annotation: api.security itself depends on this module.
@@ -46,6 +48,8 @@ class AppContext:
     #: The ingest edge check, for what the API accepts as if it came over MQTT.
     validator: Validator
     metrics: ApiMetrics
+    #: Where store failures are reported: one line per outage, shared with the dashboard.
+    outage: OutageLog
 
 
 def get_context(request: Request) -> AppContext:
@@ -58,8 +62,15 @@ def get_context(request: Request) -> AppContext:
 ContextDep = Annotated[AppContext, Depends(get_context)]
 
 
-def get_store(context: ContextDep) -> Store:
-    return context.store
+async def get_store(context: ContextDep) -> AsyncIterator[Store]:
+    """The store; a route that used it and returned ends a logged outage.
+
+    The code after ``yield`` runs only when the route did not raise, so a
+    request answered from the store tells the outage log the store is back.
+    An async generator, so it runs on the event loop, not in the thread pool.
+    """
+    yield context.store
+    context.outage.answered()
 
 
 def get_registry(context: ContextDep) -> Registry:

@@ -11,6 +11,8 @@ integer fen, with display prices as decimal strings, never floats.
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter, FastAPI
 
 from api._exceptions import API_ERRORS, install_error_handlers
@@ -24,6 +26,9 @@ from ingest.validate import Validator
 from schemas.registry import Registry
 from stallwatch.settings import Settings
 from storage.base import Store
+from storage.outage import OutageLog
+
+log = logging.getLogger("api")
 
 API_PREFIX = "/api/v1"
 #: The OpenAPI document's version: the major number is the one in API_PREFIX.
@@ -54,9 +59,21 @@ _VERSIONED: tuple[APIRouter, ...] = (
 )
 
 
-def create_app(*, settings: Settings, registry: Registry, store: Store, live: LiveView) -> FastAPI:
-    """The API over this store and live view; starting and stopping them is the caller's job."""
+def create_app(
+    *,
+    settings: Settings,
+    registry: Registry,
+    store: Store,
+    live: LiveView,
+    outage: OutageLog | None = None,
+) -> FastAPI:
+    """The API over this store and live view; starting and stopping them is the caller's job.
+
+    ``outage`` is shared with whatever else reads the same store in this process
+    (the dashboard), so one outage is one log line.
+    """
     metrics = ApiMetrics()
+    outage = outage or OutageLog(log)
     app = FastAPI(title="stallwatch", version=API_VERSION, description=DESCRIPTION)
     app.state.context = AppContext(
         settings=settings,
@@ -66,6 +83,7 @@ def create_app(*, settings: Settings, registry: Registry, store: Store, live: Li
         tokens=TokenStore(settings.api_tokens_file) if settings.api_tokens_file else None,
         validator=Validator(registry, limits(settings)),
         metrics=metrics,
+        outage=outage,
     )
     templates = RouteTemplates()
     # Routes are tried in the order included, so the prices router, which screens poll
@@ -79,7 +97,7 @@ def create_app(*, settings: Settings, registry: Registry, store: Store, live: Li
     app.include_router(trace.pages)
     templates.add_router(trace.pages)
     # Each middleware added wraps the ones before: metrics see every answer, errors included.
-    install_error_handlers(app, on_store_error=metrics.count_store_error)
+    install_error_handlers(app, outage=outage, on_store_error=metrics.count_store_error)
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(MetricsMiddleware, metrics=metrics, templates=templates)
     install_ingest_collector(metrics, settings.spool_dir, store, live)

@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import dash_bootstrap_components as dbc
+import flask
 import flask_bootstrap
 from dash import Dash, Input, Output, State, dcc, html
-from flask import Flask, send_from_directory
+from flask import Flask, Response, send_from_directory
 
 from api.live import UnknownName
 from dashboard import ids
@@ -32,6 +34,7 @@ from dashboard.i18n import DEFAULT_LANG, Lang, t
 from dashboard.pages import footfall, overview, prices, trace, vendors
 from dashboard.queries import DashboardData
 from storage._exceptions import StoreError
+from storage.outage import OutageLog
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +71,7 @@ def create_dashboard(data: DashboardData, options: DashboardOptions) -> Dash:
         update_title="",
         compress=False,  # the proxy or the ASGI server compresses; here it would cost CPU twice
         meta_tags=[{"name": "viewport", "content": "width=device-width, initial-scale=1"}],
-        on_error=_keep_what_is_shown,
+        on_error=_keep_what_is_shown(data.outage),
     )
     server: Flask = app.server
     server.add_url_rule(STATIC_CSS, "bootstrap_css", _bootstrap_css)
@@ -81,6 +84,7 @@ def create_dashboard(data: DashboardData, options: DashboardOptions) -> Dash:
             public_paths=(STATIC_CSS,),
         )
     install_guard(app, server)
+    _report_answered_callbacks(server, data.outage)
     links = Links(dashboard=options.url_prefix, api=options.api_base)
     app.layout = _shell(data, logout=options.users_file is not None)
     _register_shell_callbacks(app, data, links)
@@ -89,16 +93,44 @@ def create_dashboard(data: DashboardData, options: DashboardOptions) -> Dash:
     return app
 
 
-def _keep_what_is_shown(error: Exception) -> None:
+def _keep_what_is_shown(outage: OutageLog) -> Callable[[Exception], None]:
     """A store outage or a market id tampered with in a callback: leave the page as it is.
 
     The browser keeps the figures it has and the next poll tries again; anything
-    else is a bug and propagates (Dash answers 500 and logs it).
+    else is a bug and propagates (Dash answers 500 and logs it). An outage is
+    logged once, through ``outage``, not once per callback.
     """
-    if isinstance(error, StoreError | UnknownName):
-        log.warning("dashboard callback skipped: %s: %s", type(error).__name__, error)
-        return
-    raise error
+
+    def on_error(error: Exception) -> None:
+        if isinstance(error, StoreError):
+            flask.g.store_failed = True
+            outage.failed(error, "a dashboard callback")
+            return
+        if isinstance(error, UnknownName):
+            log.warning("dashboard callback skipped: %s", error)
+            return
+        raise error
+
+    return on_error
+
+
+def _report_answered_callbacks(server: Flask, outage: OutageLog) -> None:
+    """A callback answered without a store failure ends a logged outage.
+
+    Every callback that polls reads the store, so the first one answered after
+    an outage is the sign it is back.
+    """
+
+    @server.after_request
+    def _answered(response: Response) -> Response:
+        if (
+            outage.in_outage
+            and flask.request.method == "POST"
+            and response.status_code in (200, 204)
+            and not flask.g.get("store_failed", False)
+        ):
+            outage.answered()
+        return response
 
 
 def _bootstrap_css() -> Any:

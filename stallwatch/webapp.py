@@ -9,6 +9,7 @@ API's event loop, so a slow dashboard query never stalls a screen's poll.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import cast
@@ -26,6 +27,7 @@ from dashboard.queries import DashboardData
 from schemas.registry import Registry
 from stallwatch.settings import Settings
 from storage.base import Store
+from storage.outage import OutageLog
 
 DASHBOARD_PATH = "/dashboard"
 #: Threads serving dashboard requests; each callback is a few store queries.
@@ -45,10 +47,12 @@ def create_web_app(
     ``now`` is the dashboard's clock (a benchmark over stored history sets it).
     """
     check_exposure(settings.api_host, settings.dashboard_users_file)
-    app = create_app(settings=settings, registry=registry, store=store, live=live)
+    # One outage log for both readers of the store: one outage, one log line.
+    outage = OutageLog(logging.getLogger("stallwatch.web"))
+    app = create_app(settings=settings, registry=registry, store=store, live=live, outage=outage)
     secret = settings.dashboard_session_secret
     dashboard = create_dashboard(
-        DashboardData(registry=registry, store=store, live=live, now=now),
+        DashboardData(registry=registry, store=store, live=live, now=now, outage=outage),
         DashboardOptions(
             url_prefix=DASHBOARD_PATH + "/",
             mounted=True,

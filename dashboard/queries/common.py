@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import time as time_module
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from threading import Lock
 from typing import Any, TypeVar, cast
@@ -13,6 +14,7 @@ from api.live import LiveView, UnknownName
 from dashboard.i18n import Lang
 from schemas.registry import Market, Product, Registry
 from storage.base import Store, UnverifiedSalesRow
+from storage.outage import OutageLog
 
 T = TypeVar("T")
 
@@ -33,6 +35,8 @@ class DashboardData:
     store: Store
     live: LiveView
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    #: Where store failures are reported; the web app shares the API's.
+    outage: OutageLog = field(default_factory=lambda: OutageLog(logging.getLogger("dashboard")))
 
     def market(self, market_id: str) -> Market:
         found = self.registry.markets.get(market_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from uuid import uuid4
@@ -229,3 +230,26 @@ def test_a_failed_store_query_is_502(api_over_a_missing_retention_policy: Api) -
     assert_error(response.json(), "store_error")
     assert "retention" not in response.text
     assert metric(api, "stallwatch_api_store_errors_total", error="StoreQueryError") == 1
+
+
+@pytest.mark.influx
+def test_an_outage_is_one_warning_and_its_end_one_info_line(
+    api_over_doomed_influx: tuple[Api, Influxd], caplog: pytest.LogCaptureFixture
+) -> None:
+    api, server = api_over_doomed_influx
+    assert api.get(DEVICES, api.tokens.manager).status_code == 200
+    server.stop()
+    caplog.set_level(logging.INFO)
+
+    statuses = [api.get(DEVICES, api.tokens.manager).status_code for _ in range(20)]
+    server.start()
+    assert api.get(DEVICES, api.tokens.manager).status_code == 200
+    assert api.get(DEVICES, api.tokens.manager).status_code == 200
+
+    assert statuses == [503] * 20
+    lines = [(r.levelno, r.getMessage()) for r in caplog.records if r.levelno >= logging.INFO]
+    store_lines = [(level, text) for level, text in lines if "store" in text]
+    assert [level for level, _ in store_lines] == [logging.WARNING, logging.INFO], lines
+    assert store_lines[0][1].startswith("store unavailable")
+    assert store_lines[1][1].startswith("store resumed after")
+    assert "20 requests were answered 503" in store_lines[1][1]
