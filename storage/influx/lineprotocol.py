@@ -42,6 +42,7 @@ from schemas.messages import (
     Sale,
     ScaleStatus,
 )
+from storage.msgids import LedgerEntry
 from storage.records import DeadLetter, Reading, point_time_ns, to_ns
 
 FieldValue = int | bool | str
@@ -293,4 +294,26 @@ def dead_letter_to_line(letter: DeadLetter, *, duplicate: int = 0) -> str:
         f"dead_letter,device={_tag(letter.device)}{dup},market={_tag(letter.market)} "
         f"topic={_str(letter.topic)},reason={_str(letter.reason)},"
         f'payload_b64="{payload_b64}",payload_size={letter.payload_size}i {letter.received_ns}'
+    )
+
+
+#: Measurement of the msg_id ledger (``storage.msgids``).
+MSG_ID_LEDGER: Final = "msg_id_ledger"
+
+
+def msg_id_time(msg_id: int) -> int:
+    """The ledger point's time for ``msg_id``: the id itself, shifted by one.
+
+    A time index seek per device and id range is what the check needs, and an
+    id cannot be a tag (unbounded series). InfluxDB's largest timestamp is
+    2⁶³ − 2, so the shift keeps every contract id (0 ≤ id < 2⁶³) exact.
+    """
+    return msg_id - 1
+
+
+def ledger_entry_to_line(entry: LedgerEntry) -> str:
+    """The ledger point of one (market, device, msg_id): the first content's digest."""
+    return (
+        f"{MSG_ID_LEDGER},device={_tag(entry.device)},market={_tag(entry.market)} "
+        f"digest={entry.digest}i,point_ns={entry.time_ns}i {msg_id_time(entry.msg_id)}"
     )

@@ -39,8 +39,7 @@ from typing import Final
 
 import httpx
 
-from schemas.messages import DeviceMessage
-from schemas.topics import CHANNELS, topic_for
+from storage import msgids
 from storage._exceptions import StoreQueryError, StoreRejected
 from storage.base import (
     BatchBalanceRow,
@@ -58,17 +57,23 @@ from storage.influx.client import InfluxClient, RetryPolicy, Row, Series
 from storage.influx.influxql import (
     Column,
     Condition,
+    Delete,
     ParamValue,
+    Query,
     Select,
     SelectColumns,
     equals,
+    statements,
     time_before,
     time_from,
 )
 from storage.influx.lineprotocol import (
+    MSG_ID_LEDGER,
     LineProtocolError,
     dead_letter_to_line,
     is_portable_tag_value,
+    ledger_entry_to_line,
+    msg_id_time,
     reading_to_line,
 )
 from storage.records import UNREGISTERED, DeadLetter, Reading, to_ns
@@ -80,7 +85,8 @@ _EPOCH: Final = datetime.fromisoformat("1970-01-01T00:00:00+00:00")
 SALES_BEFORE_INTAKE: Final = timedelta(days=1)
 REJECTED_PREFIX: Final = "store rejected: "
 
-_CHANNEL_OF: Final = {model: key for key, model in CHANNELS.items()}
+#: Ledger lookups per request: ~200 bytes of query each, well inside a URL's limits.
+_LEDGER_STATEMENTS: Final = 200
 #: Measurements whose device is a tag, and that tag (a price's screen is a field).
 _DEVICE_TAGS: Final = (
     ("sale", "scale"),
@@ -253,16 +259,7 @@ def _dead_letter(row: Row) -> DeadLetter:
 
 def rejected_reading(reading: Reading, detail: str) -> DeadLetter:
     """A reading the store refused, as a dead letter with its re-serialized payload."""
-    message: DeviceMessage = reading.message
-    kind, channel = _CHANNEL_OF[type(message)]
-    return DeadLetter(
-        received_ns=reading.received_ns,
-        topic=topic_for(reading.market, kind, reading.device, channel),
-        payload=message.model_dump_json().encode(),
-        reason=REJECTED_PREFIX + detail,
-        market=reading.market,
-        device=reading.device,
-    )
+    return msgids.reading_as_dead_letter(reading, REJECTED_PREFIX + detail)
 
 
 # -- the store ---------------------------------------------------------------------------
@@ -328,16 +325,98 @@ class InfluxStore(Store):
         the fixed ``dead_letter`` schema should make impossible); all other lines
         are written by then.
         """
-        lines, sources, refused = _encode(readings)
+        claims = msgids.sort_claims(readings, self._stored_msg_ids(readings))
+        lines, sources, not_stored = _encode(claims.accepted)
         for start in range(0, len(lines), self._batch_lines):
             chunk = lines[start : start + self._batch_lines]
             for index, detail in self._write_isolating(chunk):
-                refused.append(rejected_reading(sources[start + index], detail))
+                not_stored.append((sources[start + index], detail))
+        self._record_msg_ids(claims.new, [reading for reading, _ in not_stored])
+        refused = [rejected_reading(reading, detail) for reading, detail in not_stored]
+        refused += [
+            msgids.reading_as_dead_letter(reading, msgids.REUSED_MSG_ID)
+            for reading in claims.reused
+        ]
         refused = [_storable(letter) for letter in refused]
         letters = [*map(_storable, dead_letters), *refused]
         if letters:
             self._write_dead_letters(letters)
         return refused
+
+    def _stored_msg_ids(self, readings: Sequence[Reading]) -> dict[msgids.MsgIdKey, int]:
+        """The ledger's digests of the keys these readings claim.
+
+        One statement per (market, device): a time range seek from its lowest
+        to its highest msg_id in the write (InfluxQL has no OR of time ranges),
+        :data:`_LEDGER_STATEMENTS` statements per request.
+        """
+        ranges: dict[tuple[str, str], tuple[int, int]] = {}
+        for market, device, msg_id in msgids.ledger_keys(readings):
+            low, high = ranges.get((market, device), (msg_id, msg_id))
+            ranges[(market, device)] = (min(low, msg_id), max(high, msg_id))
+        selects = [
+            self._ledger_select(number, market, device, low, high)
+            for number, ((market, device), (low, high)) in enumerate(ranges.items())
+        ]
+        stored: dict[msgids.MsgIdKey, int] = {}
+        for start in range(0, len(selects), _LEDGER_STATEMENTS):
+            query = statements(selects[start : start + _LEDGER_STATEMENTS])
+            for row in _rows(self._client.query(self._database, query)):
+                msg_id = _int(row, "time") + 1  # see lineprotocol.msg_id_time
+                stored[(_str(row, "market"), _str(row, "device"), msg_id)] = _int(row, "digest")
+        return stored
+
+    def _ledger_select(self, number: int, market: str, device: str, low: int, high: int) -> Query:
+        return Select(
+            MSG_ID_LEDGER,
+            where=(
+                Condition("market", "=", f"market{number}", market),
+                Condition("device", "=", f"device{number}", device),
+                Condition("time", ">=", f"low{number}", msg_id_time(low)),
+                Condition("time", "<=", f"high{number}", msg_id_time(high)),
+            ),
+            retention_policy=self._rp,
+            group_by=("market", "device"),
+        ).query()
+
+    def _record_msg_ids(
+        self, entries: Sequence[msgids.LedgerEntry], not_stored: Sequence[Reading]
+    ) -> None:
+        """Add the write's new ledger entries, after its readings, except refused ones.
+
+        Without transactions two instances can both find a key unused and both
+        write a reading with it (see docs/architecture.md); the ledger keeps the
+        later digest then.
+        """
+        refused = {(r.market, r.device, r.message.msg_id) for r in not_stored}
+        lines = [ledger_entry_to_line(e) for e in entries if e.key not in refused]
+        for start in range(0, len(lines), self._batch_lines):
+            chunk = lines[start : start + self._batch_lines]
+            self._client.write(self._database, chunk, retention_policy=self._rp)
+
+    def forget_msg_ids(self, before: datetime) -> None:
+        """See :meth:`Store.forget_msg_ids`: per device, up to its newest id older than ``before``.
+
+        The ledger's time is the msg_id, not an age, so for each device the
+        highest msg_id whose reading is older than ``before`` is looked up (a
+        field scan of the ledger) and everything up to it deleted. A device's
+        ids increase with its time, so that is what is older, give or take a
+        device that replayed old readings under new ids.
+        """
+        cutoff = (Condition("point_ns", "<", "before", _ns(before)),)
+        newest_old = self._select(
+            MSG_ID_LEDGER, *cutoff, group_by=("market", "device"), newest_first=True, limit=1
+        )
+        for row in _rows(newest_old):
+            delete = Delete(
+                MSG_ID_LEDGER,
+                (
+                    equals("market", _str(row, "market")),
+                    equals("device", _str(row, "device")),
+                    Condition("time", "<=", "through", _int(row, "time")),
+                ),
+            )
+            self._client.execute(delete.query(), database=self._database)
 
     def _write_isolating(self, lines: list[str]) -> list[tuple[int, str]]:
         """Write ``lines``; return (index, server's reason) of each line it refuses.
@@ -730,7 +809,11 @@ class InfluxStore(Store):
         self._client.close()
 
 
-def _encode(readings: Sequence[Reading]) -> tuple[list[str], Sequence[Reading], list[DeadLetter]]:
+#: A reading the store did not write, and why.
+_NotStored = tuple[Reading, str]
+
+
+def _encode(readings: Sequence[Reading]) -> tuple[list[str], Sequence[Reading], list[_NotStored]]:
     """Lines for the readings, the readings they belong to, and those that cannot be encoded."""
     try:
         lines = [reading_to_line(reading) for reading in readings]
@@ -743,15 +826,15 @@ def _encode(readings: Sequence[Reading]) -> tuple[list[str], Sequence[Reading], 
 
 def _encode_one_by_one(
     readings: Sequence[Reading],
-) -> tuple[list[str], Sequence[Reading], list[DeadLetter]]:
+) -> tuple[list[str], Sequence[Reading], list[_NotStored]]:
     lines: list[str] = []
     kept: list[Reading] = []
-    refused: list[DeadLetter] = []
+    refused: list[_NotStored] = []
     for reading in readings:
         try:
             lines.append(reading_to_line(reading))
         except LineProtocolError as exc:
-            refused.append(rejected_reading(reading, f"cannot encode as line protocol: {exc}"))
+            refused.append((reading, f"cannot encode as line protocol: {exc}"))
         else:
             kept.append(reading)
     return lines, kept, refused

@@ -528,6 +528,20 @@ NEXT_MARKET_QUERIES = (
 
 # -- dead letters ----------------------------------------------------------------
 
+STORED_MSG_IDS = """
+SELECT ledger.market, ledger.device, ledger.msg_id, ledger.digest
+FROM json_each(:keys) AS k CROSS JOIN msg_id_ledger AS ledger
+WHERE ledger.market = json_extract(k.value, '$[0]')
+  AND ledger.device = json_extract(k.value, '$[1]')
+  AND ledger.msg_id = json_extract(k.value, '$[2]')
+"""
+
+INSERT_MSG_ID = """
+INSERT INTO msg_id_ledger (market, device, msg_id, digest, time_ns) VALUES (?, ?, ?, ?, ?)
+"""
+
+FORGET_MSG_IDS = "DELETE FROM msg_id_ledger WHERE time_ns < :before"
+
 INSERT_DEAD_LETTER = """
 INSERT INTO dead_letter (received_ns, market, device, topic, reason, payload, payload_size)
 VALUES (?, ?, ?, ?, ?, ?, ?)

@@ -537,7 +537,33 @@ _V3 = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3)
+# -- version 4: the msg_id ledger (``storage.msgids``) ---------------------------------------
+#
+# The first message's content digest per (market, device, msg_id), checked and
+# filled in the write's transaction. Clustered by key: a device's ids only grow,
+# so a write appends at one place per device. ``time_ns`` (the reading's point
+# time) is indexed for ``forget_msg_ids``. It starts empty: digests of the
+# readings already stored cannot be computed in SQL.
+
+_V4 = Migration(
+    version=4,
+    statements=(
+        """
+        CREATE TABLE msg_id_ledger (
+            market TEXT NOT NULL,
+            device TEXT NOT NULL,
+            msg_id INTEGER NOT NULL,
+            digest INTEGER NOT NULL,
+            time_ns INTEGER NOT NULL,
+            PRIMARY KEY (market, device, msg_id)
+        ) STRICT, WITHOUT ROWID
+        """,
+        "CREATE INDEX msg_id_ledger_by_time ON msg_id_ledger (time_ns)",
+        "PRAGMA user_version = 4",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4)
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
 
