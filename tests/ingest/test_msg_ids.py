@@ -7,20 +7,28 @@ wherever it lands, and a byte-identical redelivery stays a silent no-op.
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from contextlib import closing
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from uuid import uuid4
 
 import pytest
 
+from ingest.forwarder import Forwarder, Memory
 from ingest.mqtt import MqttOptions
 from ingest.service import IngestService
+from ingest.spool import Spool
+from ingest.validate import Validator
+from schemas.messages import Sale
 from schemas.registry import Registry, load_market
 from stallwatch.localservices import Influxd, Mosquitto
 from storage.base import Store
 from storage.influx.store import InfluxStore
 from storage.msgids import REUSED_MSG_ID
+from storage.records import Reading
 from storage.sqlite import SQLiteStore
 from tests.ingest.helpers import SALE_TOPIC, Publisher, sale_payload, wait_until, write_market
 
@@ -126,3 +134,35 @@ def test_a_reused_msg_id_is_dead_lettered_by_any_instance_and_after_restarts(
     assert store.reject_counts(EPOCH, FOREVER) == {("tm", "S-A01"): ORIGINALS}
     for each in stores:
         each.close()
+
+
+def test_the_forwarder_makes_the_store_forget_msg_ids_beyond_the_clock_window(
+    tmp_path: Path,
+) -> None:
+    registry = Registry([load_market(write_market(tmp_path))])
+    store = SQLiteStore(tmp_path / "store.db")
+    now = datetime.now(UTC)
+    old, recent = (
+        Reading("tm", "S-A01", 0, Sale.model_validate_json(sale_payload(i, ts=ts.isoformat())))
+        for i, ts in ((1, now - timedelta(hours=3)), (2, now - timedelta(minutes=30)))
+    )
+    assert store.write([old, recent]) == []
+    spool = Spool(tmp_path / "spool.db", "forwarder")
+    forwarder = Forwarder(
+        spool, store, Validator(registry), memory=Memory(msg_ids=timedelta(hours=1))
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=forwarder.run, args=(stop, threading.Event()))
+    thread.start()
+    try:
+        wait_until(lambda: ledger_ids(tmp_path / "store.db") == [2], what="msg_id 1 forgotten")
+    finally:
+        stop.set()
+        thread.join(10)
+        spool.close()
+        store.close()
+
+
+def ledger_ids(path: Path) -> list[int]:
+    with closing(sqlite3.connect(path)) as conn:
+        return [msg_id for (msg_id,) in conn.execute("SELECT msg_id FROM msg_id_ledger")]
