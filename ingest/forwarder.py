@@ -104,19 +104,23 @@ class Forwarder:
             return 0
         readings: list[Reading] = []
         dead: list[DeadLetter] = []
-        sources: dict[tuple[str, str, int], tuple[str, bytes]] = {}
+        # The spooled rows they came from, to remember the dead-lettered deliveries.
+        reading_rows: list[SpooledMessage] = []
+        dead_rows: list[SpooledMessage] = []
         check = self._validator.check
-        for _seq, topic, payload, received_ns, _redelivered in self._first_deliveries(batch):
-            result = check(topic, payload, received_ns)
+        for row in self._first_deliveries(batch):
+            result = check(row[1], row[2], row[3])
             if isinstance(result, Reading):
                 readings.append(result)
+                reading_rows.append(row)
             else:
                 dead.append(result)
-            sources[(result.market, result.device, received_ns)] = (topic, payload)
+                dead_rows.append(row)
         refused = self._store.write(readings, dead)
+        dead_lettered = [*dead_rows, *_rows_of(refused, readings, reading_rows)]
         self._spool.remove_through(
             batch[-1][0],
-            _delivery_digests([*dead, *refused], sources),
+            [(delivery_digest(row[1], row[2]), row[3]) for row in dead_lettered],
             forget_before_ns=time.time_ns() - _ns(self._memory.redeliveries),
         )
         self._count(len(readings) - len(refused), [*dead, *refused])
@@ -212,16 +216,18 @@ def delivery_digest(topic: str, payload: bytes) -> bytes:
     return hashlib.blake2b(topic.encode() + b"\0" + payload, digest_size=16).digest()
 
 
-def _delivery_digests(
-    letters: Sequence[DeadLetter], sources: dict[tuple[str, str, int], tuple[str, bytes]]
-) -> list[tuple[bytes, int]]:
-    """``(digest, received_ns)`` of the deliveries these dead letters came from."""
-    digests = []
-    for letter in letters:
-        source = sources.get((letter.market, letter.device, letter.received_ns))
-        if source is not None:
-            digests.append((delivery_digest(*source), letter.received_ns))
-    return digests
+def _rows_of(
+    refused: Sequence[DeadLetter], readings: Sequence[Reading], rows: Sequence[SpooledMessage]
+) -> list[SpooledMessage]:
+    """The spooled rows of the readings the store refused (rare: usually none)."""
+    if not refused:
+        return []
+    row_of = {
+        (reading.market, reading.device, reading.received_ns): row
+        for reading, row in zip(readings, rows, strict=True)
+    }
+    found = (row_of.get((d.market, d.device, d.received_ns)) for d in refused)
+    return [row for row in found if row is not None]
 
 
 def _ns(span: timedelta) -> int:

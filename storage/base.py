@@ -201,9 +201,10 @@ class Store(abc.ABC):
     def forget_msg_ids(self, before: datetime) -> None:
         """Forget the msg_id ledger's entries of readings whose point time is before ``before``.
 
-        Ingest calls it now and then with its device-clock window's start
-        (``STALLWATCH_MAX_AGE_S`` ago): older messages are rejected before they
-        reach the store, so those entries could only ever match a replay.
+        Ingest calls it hourly with its device-clock window's start
+        (``STALLWATCH_MAX_AGE_S`` ago): messages older than that are rejected
+        before they reach the store, so the ledger guards that window, and a
+        msg_id reused longer than that after its first use is no longer caught.
         """
 
     # -- prices ----------------------------------------------------------------
