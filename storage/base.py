@@ -199,7 +199,7 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def forget_msg_ids(self, before: datetime) -> None:
-        """Forget the msg_id ledger's entries of readings whose point time is before ``before``.
+        """Forget the msg_id ledger's entries of messages that arrived before ``before``.
 
         Ingest calls it hourly with its device-clock window's start
         (``STALLWATCH_MAX_AGE_S`` ago): messages older than that are rejected

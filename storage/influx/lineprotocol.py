@@ -315,5 +315,5 @@ def ledger_entry_to_line(entry: LedgerEntry) -> str:
     """The ledger point of one (market, device, msg_id): the first content's digest."""
     return (
         f"{MSG_ID_LEDGER},device={_tag(entry.device)},market={_tag(entry.market)} "
-        f"digest={entry.digest}i,point_ns={entry.time_ns}i {msg_id_time(entry.msg_id)}"
+        f"digest={entry.digest}i,received_ns={entry.received_ns}i {msg_id_time(entry.msg_id)}"
     )

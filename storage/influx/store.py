@@ -17,7 +17,7 @@ batch           market, station, vendor, plu  msg_id, trace_code, origin, suppli
 scale_status    market, scale                 msg_id, online, will, zero_ok?, seal_intact?,
                                               calibration_due?, received_ns
 dead_letter     market, device (, dup)        topic, reason, payload_b64, payload_size
-msg_id_ledger   market, device                digest, point_ns (time: the msg_id − 1)
+msg_id_ledger   market, device                digest, received_ns (time: the msg_id − 1)
 ==============  ============================  ==============================================
 
 Point time is :func:`storage.records.point_time_ns` (device time to the
@@ -396,15 +396,14 @@ class InfluxStore(Store):
             self._client.write(self._database, chunk, retention_policy=self._rp)
 
     def forget_msg_ids(self, before: datetime) -> None:
-        """See :meth:`Store.forget_msg_ids`: per device, up to its newest id older than ``before``.
+        """See :meth:`Store.forget_msg_ids`: per device, up to its newest id that arrived before.
 
         The ledger's time is the msg_id, not an age, so for each device the
-        highest msg_id whose reading is older than ``before`` is looked up (a
-        field scan of the ledger) and everything up to it deleted. A device's
-        ids increase with its time, so that is what is older, give or take a
-        device that replayed old readings under new ids.
+        highest msg_id that arrived before ``before`` is looked up (a field scan
+        of the ledger) and everything up to it deleted. A device's ids increase
+        with time, so that is what is older.
         """
-        cutoff = (Condition("point_ns", "<", "before", _ns(before)),)
+        cutoff = (Condition("received_ns", "<", "before", _ns(before)),)
         newest_old = self._select(
             MSG_ID_LEDGER, *cutoff, group_by=("market", "device"), newest_first=True, limit=1
         )

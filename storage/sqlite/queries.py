@@ -537,10 +537,10 @@ WHERE ledger.market = json_extract(k.value, '$[0]')
 """
 
 INSERT_MSG_ID = """
-INSERT INTO msg_id_ledger (market, device, msg_id, digest, time_ns) VALUES (?, ?, ?, ?, ?)
+INSERT INTO msg_id_ledger (market, device, msg_id, digest, received_ns) VALUES (?, ?, ?, ?, ?)
 """
 
-FORGET_MSG_IDS = "DELETE FROM msg_id_ledger WHERE time_ns < :before"
+FORGET_MSG_IDS = "DELETE FROM msg_id_ledger WHERE received_ns < :before"
 
 INSERT_DEAD_LETTER = """
 INSERT INTO dead_letter (received_ns, market, device, topic, reason, payload, payload_size)

@@ -541,9 +541,9 @@ _V3 = Migration(
 #
 # The first message's content digest per (market, device, msg_id), checked and
 # filled in the write's transaction. Clustered by key: a device's ids only grow,
-# so a write appends at one place per device. ``time_ns`` (the reading's point
-# time) is indexed for ``forget_msg_ids``. It starts empty: digests of the
-# readings already stored cannot be computed in SQL.
+# so a write appends at one place per device. ``received_ns`` (the first
+# message's arrival) is indexed for ``forget_msg_ids``. It starts empty: digests
+# of the readings already stored cannot be computed in SQL.
 
 _V4 = Migration(
     version=4,
@@ -554,11 +554,11 @@ _V4 = Migration(
             device TEXT NOT NULL,
             msg_id INTEGER NOT NULL,
             digest INTEGER NOT NULL,
-            time_ns INTEGER NOT NULL,
+            received_ns INTEGER NOT NULL,
             PRIMARY KEY (market, device, msg_id)
         ) STRICT, WITHOUT ROWID
         """,
-        "CREATE INDEX msg_id_ledger_by_time ON msg_id_ledger (time_ns)",
+        "CREATE INDEX msg_id_ledger_by_arrival ON msg_id_ledger (received_ns)",
         "PRAGMA user_version = 4",
     ),
 )

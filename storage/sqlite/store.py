@@ -407,7 +407,7 @@ def _record_msg_ids(
     conn.executemany(
         queries.INSERT_MSG_ID,
         [
-            (e.market, e.device, e.msg_id, e.digest, e.time_ns)
+            (e.market, e.device, e.msg_id, e.digest, e.received_ns)
             for e in entries
             if e.key not in refused
         ],

@@ -28,7 +28,7 @@ from stallwatch.localservices import Influxd, Mosquitto
 from storage.base import Store
 from storage.influx.store import InfluxStore
 from storage.msgids import REUSED_MSG_ID
-from storage.records import Reading
+from storage.records import Reading, to_ns
 from storage.sqlite import SQLiteStore
 from tests.ingest.helpers import SALE_TOPIC, Publisher, sale_payload, wait_until, write_market
 
@@ -143,7 +143,9 @@ def test_the_forwarder_makes_the_store_forget_msg_ids_beyond_the_clock_window(
     store = SQLiteStore(tmp_path / "store.db")
     now = datetime.now(UTC)
     old, recent = (
-        Reading("tm", "S-A01", 0, Sale.model_validate_json(sale_payload(i, ts=ts.isoformat())))
+        Reading(
+            "tm", "S-A01", to_ns(ts), Sale.model_validate_json(sale_payload(i, ts=ts.isoformat()))
+        )
         for i, ts in ((1, now - timedelta(hours=3)), (2, now - timedelta(minutes=30)))
     )
     assert store.write([old, recent]) == []
