@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from uuid import uuid4
@@ -105,6 +105,10 @@ def test_sigkill_mid_stream_loses_nothing_and_duplicates_nothing(
     store.close()
 
 
+def stored_at_least(store: Store, sales: int) -> Callable[[], bool]:
+    return lambda: len(sale_ids(store)) >= sales
+
+
 def bad_sale(msg_id: int) -> bytes:
     return sale_payload(msg_id, weight_g=-5, total_fen=0)
 
@@ -129,7 +133,7 @@ def test_sigkills_mid_stream_dead_letter_each_bad_message_once(
         sender.start()
         for kill in range(1, kills + 1):
             wait_until(
-                lambda kill=kill: len(sale_ids(store)) >= len(good) * kill // (kills + 1),
+                stored_at_least(store, len(good) * kill // (kills + 1)),
                 timeout=120,
                 what=f"stream stored before kill {kill}",
             )
