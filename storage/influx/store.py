@@ -77,7 +77,7 @@ from storage.influx.lineprotocol import (
     msg_id_time,
     reading_to_line,
 )
-from storage.records import UNREGISTERED, DeadLetter, Reading, to_ns
+from storage.records import UNREGISTERED, DeadLetter, Reading, dead_letter_ordinals, to_ns
 
 _NS_PER_MS: Final = 1_000_000
 _EPOCH: Final = datetime.fromisoformat("1970-01-01T00:00:00+00:00")
@@ -846,14 +846,10 @@ def _dead_letter_lines(letters: Sequence[DeadLetter]) -> list[str]:
     Only collisions within one call are seen; across calls a collision would
     need the same device rejected twice in the same nanosecond of arrival.
     """
-    seen: dict[tuple[str, str, int], int] = {}
-    lines = []
-    for letter in letters:
-        identity = (letter.market, letter.device, letter.received_ns)
-        duplicate = seen.get(identity, 0)
-        seen[identity] = duplicate + 1
-        lines.append(dead_letter_to_line(letter, duplicate=duplicate))
-    return lines
+    return [
+        dead_letter_to_line(letter, duplicate=ordinal)
+        for letter, ordinal in zip(letters, dead_letter_ordinals(letters), strict=True)
+    ]
 
 
 def _storable(letter: DeadLetter) -> DeadLetter:

@@ -537,7 +537,7 @@ _V3 = Migration(
     ),
 )
 
-# -- version 4: the msg_id ledger (``storage.msgids``) ---------------------------------------
+# -- version 4: the msg_id ledger (``storage.msgids``), dead letters with an identity ----------
 #
 # The first message's content digest per (market, device, msg_id), checked and
 # filled in the write's transaction. Clustered by key: a device's ids only grow,
@@ -559,6 +559,25 @@ _V4 = Migration(
         ) STRICT, WITHOUT ROWID
         """,
         "CREATE INDEX msg_id_ledger_by_arrival ON msg_id_ledger (received_ns)",
+        # A dead letter's identity, as in InfluxDB (``storage.records.dead_letter_ordinals``):
+        # arrival, market, device and its ordinal among letters of one write sharing those.
+        # Letters already stored are numbered in the order they were written.
+        "ALTER TABLE dead_letter ADD COLUMN dup INTEGER NOT NULL DEFAULT 0",
+        """
+        UPDATE dead_letter SET dup = numbered.ordinal
+        FROM (
+            SELECT id, ROW_NUMBER() OVER (
+                PARTITION BY received_ns, market, device ORDER BY id
+            ) - 1 AS ordinal
+            FROM dead_letter
+        ) AS numbered
+        WHERE dead_letter.id = numbered.id AND numbered.ordinal > 0
+        """,
+        # Its prefix serves the time ranges dead_letter_by_time served.
+        """
+        CREATE UNIQUE INDEX dead_letter_identity ON dead_letter (received_ns, market, device, dup)
+        """,
+        "DROP INDEX dead_letter_by_time",
         "PRAGMA user_version = 4",
     ),
 )

@@ -118,7 +118,7 @@ class SQLiteStore(Store):
                     msgids.reading_as_dead_letter(reading, msgids.REUSED_MSG_ID)
                     for reading in claims.reused
                 ]
-                letters = [queries.dead_letter_values(d) for d in (*dead_letters, *refused)]
+                letters = queries.dead_letter_values([*dead_letters, *refused])
                 conn.executemany(queries.INSERT_DEAD_LETTER, letters)
             self._remember(ids)
         return refused

@@ -1083,6 +1083,19 @@ class TestDeadLetters:
         write_ok(store, [], [letter, letter])
         assert store.dead_letters(T0, DAY_END) == [letter, letter]
 
+    def test_a_batch_written_again_stores_its_dead_letters_once(self, store: Store) -> None:
+        # The forwarder writes a batch again when it died before trimming its spool.
+        letters = [
+            dead_letter(received=at(ms=1), reason="first"),
+            dead_letter(received=at(ms=1), reason="first"),  # identical, also its own
+            dead_letter(received=at(ms=2), reason="second"),
+        ]
+        write_ok(store, [], letters)
+        write_ok(store, [], letters)
+
+        assert store.dead_letters(T0, DAY_END) == letters[::-1]
+        assert store.reject_counts(T0, DAY_END) == {(MARKET, "sc-001"): 3}
+
     def test_reject_counts_per_market_and_device(self, store: Store) -> None:
         write_ok(
             store,
