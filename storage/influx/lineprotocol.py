@@ -282,9 +282,10 @@ def reading_to_line(reading: Reading) -> str:
 def dead_letter_to_line(letter: DeadLetter, *, duplicate: int = 0) -> str:
     """The ``dead_letter`` point; stamped with the arrival time.
 
-    Unlike readings, dead letters have no identity to deduplicate on: every
-    rejection is an event. ``duplicate`` > 0 adds a small ``dup`` tag so that
-    letters sharing market, device and arrival nanosecond stay separate points.
+    A dead letter's identity is its market, device and arrival nanosecond, and
+    ``duplicate``, its ordinal among the letters of one write sharing those
+    (``storage.records.dead_letter_ordinals``): > 0 adds a small ``dup`` tag so
+    that they stay separate points, while the same write again overwrites them.
     The raw payload is stored base64-encoded, cut to :data:`MAX_DEAD_LETTER_PAYLOAD`
     bytes; ``payload_size`` keeps the size of the original.
     """
