@@ -62,6 +62,8 @@ class InboundMessage:
     mid: int
     received_ns: int
     connection: int
+    #: the broker's DUP flag: it sent this message before, unacknowledged
+    redelivered: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +175,7 @@ class MqttReceiver:
                 message.mid,
                 time.time_ns(),
                 self._connection,
+                message.dup,
             )
         )
 
@@ -219,7 +222,7 @@ class MqttReceiver:
             return
         batch, self._inbox = self._inbox, []
         try:
-            self._spool.append([(m.topic, m.payload, m.received_ns) for m in batch])
+            self._spool.append([(m.topic, m.payload, m.received_ns, m.redelivered) for m in batch])
         except SpoolError:
             # Not durable, so not acknowledged: keep it and let the broker keep owning the rest.
             log.exception("spool write failed; holding %d messages unacknowledged", len(batch))

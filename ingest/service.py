@@ -18,7 +18,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Protocol
 
-from ingest.forwarder import Forwarder, ForwardStats
+from ingest.forwarder import Forwarder, ForwardStats, Memory
 from ingest.mqtt import MqttOptions, MqttReceiver
 from ingest.spool import Spool
 from ingest.validate import Limits, Validator
@@ -63,10 +63,11 @@ class ThreadForwarder:
         store: Store,
         limits: Limits | None,
         batch_size: int,
+        memory: Memory,
     ) -> None:
         self._spool = Spool(spool_path, "forwarder")
         self.forwarder = Forwarder(
-            self._spool, store, Validator(registry, limits), batch_size=batch_size
+            self._spool, store, Validator(registry, limits), batch_size=batch_size, memory=memory
         )
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -179,6 +180,7 @@ def _forwarder_process(
             Validator(registry, limits(settings)),
             batch_size=settings.batch_lines,
             on_batch=publish,
+            memory=memory(settings),
         )
         forwarder.run(stop, threading.Event(), idle_poll_s=0.05)
     spool.close()
@@ -210,9 +212,12 @@ class IngestService:
         limits: Limits | None = None,
         batch_size: int = 5_000,
     ) -> IngestService:
-        return cls(
-            options, spool_file, ThreadForwarder(spool_file, registry, store, limits, batch_size)
+        remember = Memory(
+            msg_ids=(limits or Limits()).max_age,
+            redeliveries=timedelta(seconds=options.session_expiry_s),
         )
+        forwarder = ThreadForwarder(spool_file, registry, store, limits, batch_size, remember)
+        return cls(options, spool_file, forwarder)
 
     @property
     def forwarder(self) -> Forwarder:
@@ -267,6 +272,14 @@ def limits(settings: Settings) -> Limits:
         max_payload_bytes=settings.max_payload_bytes,
         max_future_skew=timedelta(seconds=settings.max_future_skew_s),
         max_age=timedelta(seconds=settings.max_age_s),
+    )
+
+
+def memory(settings: Settings) -> Memory:
+    """msg_ids for the device-clock window, dead-lettered deliveries for the MQTT session."""
+    return Memory(
+        msg_ids=timedelta(seconds=settings.max_age_s),
+        redeliveries=timedelta(seconds=settings.mqtt_session_expiry_s),
     )
 
 

@@ -10,6 +10,11 @@ one receiver and one forwarder, which may be threads of one process or two
 processes. Each role takes an exclusive ``flock`` on a sidecar lock file, so a
 second instance cannot use the same spool by accident; scale out by giving each
 instance its own client id and therefore its own spool.
+
+The spool also remembers which deliveries were dead-lettered (a digest of topic
+and payload, with the arrival time), for as long as the broker may redeliver
+them: a message that was spooled but not acknowledged when ingest died comes
+again, flagged as a redelivery (MQTT DUP), and must not be dead-lettered twice.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -39,9 +44,11 @@ class SpoolLocked(SpoolError):
     """Another process holds this spool."""
 
 
-#: ``(seq, topic, payload, received_ns)``: a plain tuple, because the forwarder reads
-#: thousands per batch and a class per row measured as a fifth of its time.
-SpooledMessage = tuple[int, str, bytes, int]
+#: ``(seq, topic, payload, received_ns, redelivered)``: a plain tuple, because the
+#: forwarder reads thousands per batch and a class per row measured as a fifth of its time.
+SpooledMessage = tuple[int, str, bytes, int, bool]
+#: ``(topic, payload, received_ns, redelivered)``, what the receiver appends.
+ArrivedMessage = tuple[str, bytes, int, bool]
 
 
 _SCHEMA = """
@@ -49,8 +56,14 @@ CREATE TABLE IF NOT EXISTS spool (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     topic TEXT NOT NULL,
     payload BLOB NOT NULL,
-    received_ns INTEGER NOT NULL
+    received_ns INTEGER NOT NULL,
+    redelivered INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS dead_lettered (
+    digest BLOB PRIMARY KEY,
+    received_ns INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS dead_lettered_by_time ON dead_lettered (received_ns);
 """
 
 
@@ -67,6 +80,7 @@ class Spool:
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
         self._connection().executescript(_SCHEMA)
+        _add_redelivered_column(self._connection())
 
     def _connection(self) -> sqlite3.Connection:
         """One connection per thread: the writer never waits on a reader's transaction."""
@@ -83,8 +97,8 @@ class Spool:
                 self._connections.append(conn)
         return conn
 
-    def append(self, messages: Sequence[tuple[str, bytes, int]]) -> None:
-        """Make ``(topic, payload, received_ns)`` rows durable in one fsynced transaction."""
+    def append(self, messages: Sequence[ArrivedMessage]) -> None:
+        """Make ``(topic, payload, received_ns, redelivered)`` rows durable in one fsync."""
         if not messages:
             return
         conn = self._connection()
@@ -92,24 +106,48 @@ class Spool:
             with conn:
                 conn.execute("BEGIN IMMEDIATE")
                 conn.executemany(
-                    "INSERT INTO spool (topic, payload, received_ns) VALUES (?, ?, ?)", messages
+                    "INSERT INTO spool (topic, payload, received_ns, redelivered)"
+                    " VALUES (?, ?, ?, ?)",
+                    messages,
                 )
         except sqlite3.Error as exc:
             raise SpoolError(f"cannot append to spool {self.path}: {exc}") from exc
 
     def peek(self, limit: int) -> list[SpooledMessage]:
-        """The oldest ``limit`` messages (``seq, topic, payload, received_ns``), not removed."""
+        """The oldest ``limit`` messages (see :data:`SpooledMessage`), not removed."""
         rows = self._connection().execute(
-            "SELECT seq, topic, payload, received_ns FROM spool ORDER BY seq LIMIT ?", (limit,)
+            "SELECT seq, topic, payload, received_ns, redelivered = 1 FROM spool"
+            " ORDER BY seq LIMIT ?",
+            (limit,),
         )
         return rows.fetchall()
 
-    def remove_through(self, seq: int) -> None:
-        """Forget every message up to and including ``seq``: they are in the store now."""
+    def remove_through(
+        self,
+        seq: int,
+        dead_lettered: Sequence[tuple[bytes, int]] = (),
+        *,
+        forget_before_ns: int | None = None,
+    ) -> None:
+        """Forget every message up to and including ``seq``: they are in the store now.
+
+        In the same transaction, remember the ``(digest, received_ns)`` of the
+        deliveries among them that were dead-lettered, and forget those
+        remembered from before ``forget_before_ns``.
+        """
         conn = self._connection()
         try:
             with conn:
+                conn.execute("BEGIN IMMEDIATE")
                 conn.execute("DELETE FROM spool WHERE seq <= ?", (seq,))
+                conn.executemany(
+                    "INSERT OR REPLACE INTO dead_lettered (digest, received_ns) VALUES (?, ?)",
+                    dead_lettered,
+                )
+                if forget_before_ns is not None:
+                    conn.execute(
+                        "DELETE FROM dead_lettered WHERE received_ns < ?", (forget_before_ns,)
+                    )
         except sqlite3.Error as exc:
             raise SpoolError(f"cannot trim spool {self.path}: {exc}") from exc
         if self.pending() == 0:
@@ -129,6 +167,15 @@ class Spool:
                 "cannot compact spool %s (%s); it keeps %d free pages", self.path, exc, free_pages
             )
 
+    def dead_lettered(self, digests: Iterable[bytes]) -> set[bytes]:
+        """Which of these delivery digests were dead-lettered (and are still remembered)."""
+        conn = self._connection()
+        return {
+            digest
+            for digest in digests
+            if conn.execute("SELECT 1 FROM dead_lettered WHERE digest = ?", (digest,)).fetchone()
+        }
+
     def pending(self) -> int:
         # Only prefixes are ever removed, so seq is contiguous: O(log n) instead of COUNT(*).
         row = (
@@ -145,6 +192,15 @@ class Spool:
             self._connections.clear()
         self._local = threading.local()
         self._lock_file.close()
+
+
+def _add_redelivered_column(conn: sqlite3.Connection) -> None:
+    """Spool files of earlier versions lack the column; both roles may get here at once."""
+    with conn:
+        conn.execute("BEGIN IMMEDIATE")
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(spool)")}
+        if "redelivered" not in columns:
+            conn.execute("ALTER TABLE spool ADD COLUMN redelivered INTEGER NOT NULL DEFAULT 0")
 
 
 def _lock_exclusively(lock_path: Path, timeout_s: float) -> IO[bytes]:

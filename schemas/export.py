@@ -30,6 +30,7 @@ from pydantic.json_schema import models_json_schema
 
 from schemas.messages import (
     MAX_ROUNDING_DOWN_FEN,
+    MAX_TOTAL_FEN,
     SCHEMA_VERSION,
     BatchIntake,
     DeviceKind,
@@ -60,8 +61,13 @@ DEVICE_PARAMETER: dict[DeviceKind, str] = {
 }
 
 _COMMON_RULES = (
-    "Every timestamp must carry a UTC offset; integers must be JSON integers (not strings, "
-    "floats or booleans); free-text fields must not contain control characters."
+    "No key may appear twice in an object, at any depth (parsers disagree on which value "
+    "counts). Every timestamp must carry a UTC offset; integers must be JSON integers (not "
+    "strings, floats or booleans). Free text is trimmed of surrounding whitespace before "
+    "its length is checked, and must not contain control characters (U+0000–U+001F, "
+    "U+007F–U+009F), line or paragraph separators (U+2028, U+2029) or bidi controls "
+    "(U+202A–U+202E, U+2066–U+2069). A `msg_id` already used by the device with other "
+    "content is rejected; the same content again is a redelivery and stored once."
 )
 _BEYOND_SCHEMA = "Enforced by stallwatch beyond this schema:"
 
@@ -70,7 +76,9 @@ _MODEL_RULES: dict[type[DeviceMessage], str] = {
     Sale: (
         "`total_fen` must equal `weight_g` × `unit_price_fen_per_kg` / 1000 rounded half "
         f"up, or be up to {MAX_ROUNDING_DOWN_FEN} fen lower (抹零, rounding down to jiao "
-        "or yuan), and never more than 1 fen higher."
+        "or yuan), and never more than 1 fen higher. So `total_fen` ≤ "
+        f"{MAX_TOTAL_FEN} also bounds weight × price: a weighing worth more than "
+        f"¥{MAX_TOTAL_FEN // 100:,} is rejected."
     ),
     PriceSet: (
         "`promo.price_fen_per_kg` must be below `price_fen_per_kg`, and `promo.until` after `ts`."

@@ -213,6 +213,22 @@ class Store(abc.ABC):
         answers 400 to), converted to dead letters *and already stored as such*; the
         rest of the batch is written. Raises :class:`StoreUnavailable` when nothing
         could be written and the whole call should be retried.
+
+        One message per (market, device, msg_id), the first (``storage.msgids``):
+        a reading whose key the store already holds with other content, from an
+        earlier write, another ingest instance or earlier in this one, is refused
+        with the reason :data:`storage.msgids.REUSED_MSG_ID`; the same content
+        again is written as before (a redelivery).
+        """
+
+    @abc.abstractmethod
+    def forget_msg_ids(self, before: datetime) -> None:
+        """Forget the msg_id ledger's entries of messages that arrived before ``before``.
+
+        Ingest calls it hourly with its device-clock window's start
+        (``STALLWATCH_MAX_AGE_S`` ago): messages older than that are rejected
+        before they reach the store, so the ledger guards that window, and a
+        msg_id reused longer than that after its first use is no longer caught.
         """
 
     # -- prices ----------------------------------------------------------------

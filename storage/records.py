@@ -11,6 +11,7 @@ never unbounded ids such as trace codes or message ids.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -59,6 +60,24 @@ class DeadLetter:
     def __post_init__(self) -> None:
         if self.payload_size < 0:
             object.__setattr__(self, "payload_size", len(self.payload))
+
+
+def dead_letter_ordinals(letters: Sequence[DeadLetter]) -> list[int]:
+    """Each letter's ordinal among the letters before it with the same identity.
+
+    A dead letter's identity is (market, device, arrival nanosecond) plus this
+    ordinal, in both backends: letters of one write that share the rest stay
+    apart, and the same write stored again (the forwarder died before trimming
+    its spool) lands on the same letters instead of adding to them.
+    """
+    seen: dict[tuple[str, str, int], int] = {}
+    ordinals = []
+    for letter in letters:
+        identity = (letter.market, letter.device, letter.received_ns)
+        ordinal = seen.get(identity, 0)
+        seen[identity] = ordinal + 1
+        ordinals.append(ordinal)
+    return ordinals
 
 
 def to_ns(moment: datetime) -> int:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -292,3 +292,39 @@ class SelectColumns:
         if self.every_s is not None:
             parts.append("fill(none)")
         return Query(" ".join(parts), params)
+
+
+# -- several statements, DELETE ---------------------------------------------------------
+
+
+def statements(queries: Sequence[Query]) -> Query:
+    """Several statements sent as one request (``;``-separated).
+
+    Their parameters share one namespace, so each statement must name its own
+    (see :class:`Condition`'s ``param``); a clash is refused here.
+    """
+    params: dict[str, ParamValue] = {}
+    for query in queries:
+        clash = params.keys() & query.params.keys()
+        if clash:
+            raise InfluxQLError(f"parameters {sorted(clash)} are used by two statements")
+        params.update(query.params)
+    return Query("; ".join(query.text for query in queries), params)
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    """``DELETE FROM measurement WHERE ...`` (tags and time only; every retention policy)."""
+
+    measurement: str
+    where: tuple[Condition, ...]
+
+    def query(self) -> Query:
+        if not self.where:
+            raise InfluxQLError("a DELETE without WHERE would empty the measurement")
+        params = {c.param: c.value for c in self.where}
+        if len(params) != len(self.where):
+            raise InfluxQLError("each condition of a DELETE needs its own parameter")
+        conditions = " AND ".join(c.render() for c in self.where)
+        text = f"DELETE FROM {quote_ident(self.measurement)} WHERE {conditions}"  # noqa: S608 - identifiers are quoted, values bound
+        return Query(text, params)

@@ -42,6 +42,7 @@ from schemas.messages import (
     Sale,
     ScaleStatus,
 )
+from storage.msgids import LedgerEntry
 from storage.records import DeadLetter, Reading, point_time_ns, to_ns
 from storage.traceability import TraceStatus
 
@@ -298,9 +299,10 @@ def reading_to_line(reading: Reading, trace_status: TraceStatus | None = None) -
 def dead_letter_to_line(letter: DeadLetter, *, duplicate: int = 0) -> str:
     """The ``dead_letter`` point; stamped with the arrival time.
 
-    Unlike readings, dead letters have no identity to deduplicate on: every
-    rejection is an event. ``duplicate`` > 0 adds a small ``dup`` tag so that
-    letters sharing market, device and arrival nanosecond stay separate points.
+    A dead letter's identity is its market, device and arrival nanosecond, and
+    ``duplicate``, its ordinal among the letters of one write sharing those
+    (``storage.records.dead_letter_ordinals``): > 0 adds a small ``dup`` tag so
+    that they stay separate points, while the same write again overwrites them.
     The raw payload is stored base64-encoded, cut to :data:`MAX_DEAD_LETTER_PAYLOAD`
     bytes; ``payload_size`` keeps the size of the original.
     """
@@ -310,4 +312,26 @@ def dead_letter_to_line(letter: DeadLetter, *, duplicate: int = 0) -> str:
         f"dead_letter,device={_tag(letter.device)}{dup},market={_tag(letter.market)} "
         f"topic={_str(letter.topic)},reason={_str(letter.reason)},"
         f'payload_b64="{payload_b64}",payload_size={letter.payload_size}i {letter.received_ns}'
+    )
+
+
+#: Measurement of the msg_id ledger (``storage.msgids``).
+MSG_ID_LEDGER: Final = "msg_id_ledger"
+
+
+def msg_id_time(msg_id: int) -> int:
+    """The ledger point's time for ``msg_id``: the id itself, shifted by one.
+
+    A time index seek per device and id range is what the check needs, and an
+    id cannot be a tag (unbounded series). InfluxDB's largest timestamp is
+    2⁶³ − 2, so the shift keeps every contract id (0 ≤ id < 2⁶³) exact.
+    """
+    return msg_id - 1
+
+
+def ledger_entry_to_line(entry: LedgerEntry) -> str:
+    """The ledger point of one (market, device, msg_id): the first content's digest."""
+    return (
+        f"{MSG_ID_LEDGER},device={_tag(entry.device)},market={_tag(entry.market)} "
+        f"digest={entry.digest}i,received_ns={entry.received_ns}i {msg_id_time(entry.msg_id)}"
     )

@@ -17,6 +17,7 @@ batch           market, station, vendor, plu  msg_id, trace_code, origin, suppli
 scale_status    market, scale                 msg_id, online, will, zero_ok?, seal_intact?,
                                               calibration_due?, received_ns
 dead_letter     market, device (, dup)        topic, reason, payload_b64, payload_size
+msg_id_ledger   market, device                digest, received_ns (time: the msg_id − 1)
 ==============  ============================  ==============================================
 
 A point's fields become visible to readers one by one while a write is in
@@ -45,8 +46,8 @@ from typing import Final
 
 import httpx
 
-from schemas.messages import DeviceMessage, Sale
-from schemas.topics import CHANNELS, topic_for
+from schemas.messages import Sale
+from storage import msgids
 from storage._exceptions import StoreQueryError, StoreRejected
 from storage.base import (
     BatchBalanceRow,
@@ -65,22 +66,28 @@ from storage.influx.client import InfluxClient, RetryPolicy, Row, Series
 from storage.influx.influxql import (
     Column,
     Condition,
+    Delete,
     ParamValue,
+    Query,
     Select,
     SelectColumns,
     equals,
     not_equals,
+    statements,
     time_before,
     time_from,
 )
 from storage.influx.lineprotocol import (
+    MSG_ID_LEDGER,
     LineProtocolError,
     dead_letter_to_line,
     is_portable_tag_value,
+    ledger_entry_to_line,
+    msg_id_time,
     reading_to_line,
     sale_trace_status_line,
 )
-from storage.records import UNREGISTERED, DeadLetter, Reading, to_ns
+from storage.records import UNREGISTERED, DeadLetter, Reading, dead_letter_ordinals, to_ns
 from storage.traceability import (
     LATE_BATCH_GRACE,
     LATE_BATCH_GRACE_NS,
@@ -110,7 +117,8 @@ _SALE_FIELDS: Final = (
 )
 REJECTED_PREFIX: Final = "store rejected: "
 
-_CHANNEL_OF: Final = {model: key for key, model in CHANNELS.items()}
+#: Ledger lookups per request: ~200 bytes of query each, well inside a URL's limits.
+_LEDGER_STATEMENTS: Final = 200
 #: Measurements whose device is a tag, and that tag (a price's screen is a field).
 _DEVICE_TAGS: Final = (
     ("sale", "scale"),
@@ -301,16 +309,7 @@ def _dead_letter(row: Row) -> DeadLetter:
 
 def rejected_reading(reading: Reading, detail: str) -> DeadLetter:
     """A reading the store refused, as a dead letter with its re-serialized payload."""
-    message: DeviceMessage = reading.message
-    kind, channel = _CHANNEL_OF[type(message)]
-    return DeadLetter(
-        received_ns=reading.received_ns,
-        topic=topic_for(reading.market, kind, reading.device, channel),
-        payload=message.model_dump_json().encode(),
-        reason=REJECTED_PREFIX + detail,
-        market=reading.market,
-        device=reading.device,
-    )
+    return msgids.reading_as_dead_letter(reading, REJECTED_PREFIX + detail)
 
 
 # -- the store ---------------------------------------------------------------------------
@@ -377,17 +376,24 @@ class InfluxStore(Store):
         the fixed ``dead_letter`` schema should make impossible); all other lines
         are written by then.
         """
-        statuses = self._trace_statuses(readings)
-        lines, sources, refused = _encode(readings, statuses)
-        refused_ids: set[int] = set()
+        claims = msgids.sort_claims(readings, self._stored_msg_ids(readings))
+        accepted = claims.accepted
+        statuses = self._trace_statuses(accepted)
+        lines, sources, not_stored = _encode(accepted, statuses)
         for start in range(0, len(lines), self._batch_lines):
             chunk = lines[start : start + self._batch_lines]
             for index, detail in self._write_isolating(chunk):
-                refused.append(rejected_reading(sources[start + index], detail))
-                refused_ids.add(id(sources[start + index]))
-        written = [reading for reading in sources if id(reading) not in refused_ids]
+                not_stored.append((sources[start + index], detail))
+        not_written = {id(reading) for reading, _ in not_stored}
+        written = [reading for reading in sources if id(reading) not in not_written]
         self._verify_late_sales(written)
-        self._verify_if_batch_came_meanwhile(written, statuses, readings)
+        self._verify_if_batch_came_meanwhile(written, statuses, accepted)
+        self._record_msg_ids(claims.new, [reading for reading, _ in not_stored])
+        refused = [rejected_reading(reading, detail) for reading, detail in not_stored]
+        refused += [
+            msgids.reading_as_dead_letter(reading, msgids.REUSED_MSG_ID)
+            for reading in claims.reused
+        ]
         refused = [_storable(letter) for letter in refused]
         letters = [*map(_storable, dead_letters), *refused]
         if letters:
@@ -500,6 +506,80 @@ class InfluxStore(Store):
             self._client.write(
                 self._database, lines[start : start + self._batch_lines], retention_policy=self._rp
             )
+
+    def _stored_msg_ids(self, readings: Sequence[Reading]) -> dict[msgids.MsgIdKey, int]:
+        """The ledger's digests of the keys these readings claim.
+
+        One statement per (market, device): a time range seek from its lowest
+        to its highest msg_id in the write (InfluxQL has no OR of time ranges),
+        :data:`_LEDGER_STATEMENTS` statements per request.
+        """
+        ranges: dict[tuple[str, str], tuple[int, int]] = {}
+        for market, device, msg_id in msgids.ledger_keys(readings):
+            low, high = ranges.get((market, device), (msg_id, msg_id))
+            ranges[(market, device)] = (min(low, msg_id), max(high, msg_id))
+        selects = [
+            self._ledger_select(number, market, device, low, high)
+            for number, ((market, device), (low, high)) in enumerate(ranges.items())
+        ]
+        stored: dict[msgids.MsgIdKey, int] = {}
+        for start in range(0, len(selects), _LEDGER_STATEMENTS):
+            query = statements(selects[start : start + _LEDGER_STATEMENTS])
+            for row in _rows(self._client.query(self._database, query)):
+                msg_id = _int(row, "time") + 1  # see lineprotocol.msg_id_time
+                stored[(_str(row, "market"), _str(row, "device"), msg_id)] = _int(row, "digest")
+        return stored
+
+    def _ledger_select(self, number: int, market: str, device: str, low: int, high: int) -> Query:
+        return Select(
+            MSG_ID_LEDGER,
+            where=(
+                Condition("market", "=", f"market{number}", market),
+                Condition("device", "=", f"device{number}", device),
+                Condition("time", ">=", f"low{number}", msg_id_time(low)),
+                Condition("time", "<=", f"high{number}", msg_id_time(high)),
+            ),
+            retention_policy=self._rp,
+            group_by=("market", "device"),
+        ).query()
+
+    def _record_msg_ids(
+        self, entries: Sequence[msgids.LedgerEntry], not_stored: Sequence[Reading]
+    ) -> None:
+        """Add the write's new ledger entries, after its readings, except refused ones.
+
+        Without transactions two instances can both find a key unused and both
+        write a reading with it (see docs/architecture.md); the ledger keeps the
+        later digest then.
+        """
+        refused = {(r.market, r.device, r.message.msg_id) for r in not_stored}
+        lines = [ledger_entry_to_line(e) for e in entries if e.key not in refused]
+        for start in range(0, len(lines), self._batch_lines):
+            chunk = lines[start : start + self._batch_lines]
+            self._client.write(self._database, chunk, retention_policy=self._rp)
+
+    def forget_msg_ids(self, before: datetime) -> None:
+        """See :meth:`Store.forget_msg_ids`: per device, up to its newest id that arrived before.
+
+        The ledger's time is the msg_id, not an age, so for each device the
+        highest msg_id that arrived before ``before`` is looked up (a field scan
+        of the ledger) and everything up to it deleted. A device's ids increase
+        with time, so that is what is older.
+        """
+        cutoff = (Condition("received_ns", "<", "before", _ns(before)),)
+        newest_old = self._select(
+            MSG_ID_LEDGER, *cutoff, group_by=("market", "device"), newest_first=True, limit=1
+        )
+        for row in _rows(newest_old):
+            delete = Delete(
+                MSG_ID_LEDGER,
+                (
+                    equals("market", _str(row, "market")),
+                    equals("device", _str(row, "device")),
+                    Condition("time", "<=", "through", _int(row, "time")),
+                ),
+            )
+            self._client.execute(delete.query(), database=self._database)
 
     def _write_isolating(self, lines: list[str]) -> list[tuple[int, str]]:
         """Write ``lines``; return (index, server's reason) of each line it refuses.
@@ -925,9 +1005,13 @@ class InfluxStore(Store):
         self._client.close()
 
 
+#: A reading the store did not write, and why.
+_NotStored = tuple[Reading, str]
+
+
 def _encode(
     readings: Sequence[Reading], statuses: Mapping[int, TraceStatus]
-) -> tuple[list[str], Sequence[Reading], list[DeadLetter]]:
+) -> tuple[list[str], Sequence[Reading], list[_NotStored]]:
     """Lines for the readings, the readings they belong to, and those that cannot be encoded.
 
     ``statuses`` holds each sale's trace status by its index in ``readings``.
@@ -943,15 +1027,15 @@ def _encode(
 
 def _encode_one_by_one(
     readings: Sequence[Reading], statuses: Mapping[int, TraceStatus]
-) -> tuple[list[str], Sequence[Reading], list[DeadLetter]]:
+) -> tuple[list[str], Sequence[Reading], list[_NotStored]]:
     lines: list[str] = []
     kept: list[Reading] = []
-    refused: list[DeadLetter] = []
+    refused: list[_NotStored] = []
     for index, reading in enumerate(readings):
         try:
             lines.append(reading_to_line(reading, statuses.get(index)))
         except LineProtocolError as exc:
-            refused.append(rejected_reading(reading, f"cannot encode as line protocol: {exc}"))
+            refused.append((reading, f"cannot encode as line protocol: {exc}"))
         else:
             kept.append(reading)
     return lines, kept, refused
@@ -963,14 +1047,10 @@ def _dead_letter_lines(letters: Sequence[DeadLetter]) -> list[str]:
     Only collisions within one call are seen; across calls a collision would
     need the same device rejected twice in the same nanosecond of arrival.
     """
-    seen: dict[tuple[str, str, int], int] = {}
-    lines = []
-    for letter in letters:
-        identity = (letter.market, letter.device, letter.received_ns)
-        duplicate = seen.get(identity, 0)
-        seen[identity] = duplicate + 1
-        lines.append(dead_letter_to_line(letter, duplicate=duplicate))
-    return lines
+    return [
+        dead_letter_to_line(letter, duplicate=ordinal)
+        for letter, ordinal in zip(letters, dead_letter_ordinals(letters), strict=True)
+    ]
 
 
 def _storable(letter: DeadLetter) -> DeadLetter:

@@ -11,6 +11,7 @@ thousands of rows at most; the data table is always reached through an index
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from storage.base import (
@@ -25,7 +26,7 @@ from storage.base import (
     ScaleStatusRow,
     UnverifiedSalesRow,
 )
-from storage.records import DeadLetter
+from storage.records import DeadLetter, dead_letter_ordinals
 from storage.sqlite.codec import (
     TRACE_STATUS_OF_CODE,
     device_time,
@@ -567,9 +568,29 @@ NEXT_MARKET_QUERIES = (
 
 # -- dead letters ----------------------------------------------------------------
 
+STORED_MSG_IDS = """
+SELECT ledger.market, ledger.device, ledger.msg_id, ledger.digest
+FROM json_each(:keys) AS k CROSS JOIN msg_id_ledger AS ledger
+WHERE ledger.market = json_extract(k.value, '$[0]')
+  AND ledger.device = json_extract(k.value, '$[1]')
+  AND ledger.msg_id = json_extract(k.value, '$[2]')
+"""
+
+INSERT_MSG_ID = """
+INSERT INTO msg_id_ledger (market, device, msg_id, digest, received_ns) VALUES (?, ?, ?, ?, ?)
+"""
+
+FORGET_MSG_IDS = "DELETE FROM msg_id_ledger WHERE received_ns < :before"
+
+# A letter's identity is (arrival, market, device, dup): written again, it is replaced.
 INSERT_DEAD_LETTER = """
-INSERT INTO dead_letter (received_ns, market, device, topic, reason, payload, payload_size)
-VALUES (?, ?, ?, ?, ?, ?, ?)
+INSERT INTO dead_letter (received_ns, market, device, dup, topic, reason, payload, payload_size)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (received_ns, market, device, dup) DO UPDATE SET
+    topic = excluded.topic,
+    reason = excluded.reason,
+    payload = excluded.payload,
+    payload_size = excluded.payload_size
 """
 
 DEAD_LETTERS = """
@@ -589,11 +610,23 @@ GROUP BY market, device
 """
 
 
-def dead_letter_values(letter: DeadLetter) -> tuple[int, str, str, str, str, bytes, int]:
+def dead_letter_values(letters: Sequence[DeadLetter]) -> list[DeadLetterValues]:
+    """The letters' parameters for :data:`INSERT_DEAD_LETTER`, with their ordinals."""
+    return [
+        _dead_letter_values(letter, ordinal)
+        for letter, ordinal in zip(letters, dead_letter_ordinals(letters), strict=True)
+    ]
+
+
+DeadLetterValues = tuple[int, str, str, int, str, str, bytes, int]
+
+
+def _dead_letter_values(letter: DeadLetter, ordinal: int) -> DeadLetterValues:
     return (
         letter.received_ns,
         letter.market,
         letter.device,
+        ordinal,
         letter.topic,
         letter.reason,
         letter.payload,

@@ -579,7 +579,52 @@ _V4 = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4)
+# -- version 5: the msg_id ledger (``storage.msgids``), dead letters with an identity ----------
+#
+# The first message's content digest per (market, device, msg_id), checked and
+# filled in the write's transaction. Clustered by key: a device's ids only grow,
+# so a write appends at one place per device. ``received_ns`` (the first
+# message's arrival) is indexed for ``forget_msg_ids``. It starts empty: digests
+# of the readings already stored cannot be computed in SQL.
+
+_V5 = Migration(
+    version=5,
+    statements=(
+        """
+        CREATE TABLE msg_id_ledger (
+            market TEXT NOT NULL,
+            device TEXT NOT NULL,
+            msg_id INTEGER NOT NULL,
+            digest INTEGER NOT NULL,
+            received_ns INTEGER NOT NULL,
+            PRIMARY KEY (market, device, msg_id)
+        ) STRICT, WITHOUT ROWID
+        """,
+        "CREATE INDEX msg_id_ledger_by_arrival ON msg_id_ledger (received_ns)",
+        # A dead letter's identity, as in InfluxDB (``storage.records.dead_letter_ordinals``):
+        # arrival, market, device and its ordinal among letters of one write sharing those.
+        # Letters already stored are numbered in the order they were written.
+        "ALTER TABLE dead_letter ADD COLUMN dup INTEGER NOT NULL DEFAULT 0",
+        """
+        UPDATE dead_letter SET dup = numbered.ordinal
+        FROM (
+            SELECT id, ROW_NUMBER() OVER (
+                PARTITION BY received_ns, market, device ORDER BY id
+            ) - 1 AS ordinal
+            FROM dead_letter
+        ) AS numbered
+        WHERE dead_letter.id = numbered.id AND numbered.ordinal > 0
+        """,
+        # Its prefix serves the time ranges dead_letter_by_time served.
+        """
+        CREATE UNIQUE INDEX dead_letter_identity ON dead_letter (received_ns, market, device, dup)
+        """,
+        "DROP INDEX dead_letter_by_time",
+        "PRAGMA user_version = 5",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5)
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
 

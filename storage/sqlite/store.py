@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
@@ -10,8 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 
-from schemas.messages import DeviceMessage, Sale
-from schemas.topics import CHANNELS, topic_for
+from schemas.messages import Sale
+from storage import msgids
 from storage.base import (
     BatchBalanceRow,
     BatchRow,
@@ -60,8 +61,6 @@ _MAX_SQLITE_INT = 2**63 - 1
 #: reading is dead-lettered and the rest of the batch written.
 _REFUSALS = (sqlite3.IntegrityError, sqlite3.DataError, OverflowError)
 
-_CHANNEL_OF = {model: kind_channel for kind_channel, model in CHANNELS.items()}
-
 
 @dataclass(slots=True)
 class _ResolvedIds:
@@ -103,11 +102,12 @@ class SQLiteStore(Store):
     def write(
         self, readings: Sequence[Reading], dead_letters: Sequence[DeadLetter] = ()
     ) -> list[DeadLetter]:
-        rows, refused = _encode_all(readings)
-        if not rows and not refused and not dead_letters:
+        if not readings and not dead_letters:
             return []
         with self._connections.writer() as conn, sqlite_errors(f"writing {len(readings)} readings"):
             with _transaction(conn):
+                claims = msgids.sort_claims(readings, _stored_msg_ids(conn, readings))
+                rows, unencodable = _encode_all(claims.accepted)
                 ids = self._resolve_ids(conn, rows)
                 rows = verification.with_trace_status(conn, rows, ids.ids.get(TRACE_CODE, {}))
                 sales = _sales_of(rows, ids)
@@ -115,11 +115,26 @@ class SQLiteStore(Store):
                 refusals = _insert_rows(conn, rows, ids)
                 _update_rollups(conn, sales, stored, refusals, ids)
                 verification.verify_late_sales(conn, _batches_written(rows, refusals))
-                refused += [_refusal(row.reading, reason) for row, reason in refusals]
-                letters = [queries.dead_letter_values(d) for d in (*dead_letters, *refused)]
+                not_stored = [*unencodable, *((row.reading, why) for row, why in refusals)]
+                _record_msg_ids(conn, claims.new, [reading for reading, _ in not_stored])
+                refused = [_refusal(reading, reason) for reading, reason in not_stored]
+                refused += [
+                    msgids.reading_as_dead_letter(reading, msgids.REUSED_MSG_ID)
+                    for reading in claims.reused
+                ]
+                letters = queries.dead_letter_values([*dead_letters, *refused])
                 conn.executemany(queries.INSERT_DEAD_LETTER, letters)
             self._remember(ids)
         return refused
+
+    def forget_msg_ids(self, before: datetime) -> None:
+        _require_aware(before)
+        with (
+            self._connections.writer() as conn,
+            sqlite_errors("forgetting old msg_ids"),
+            _transaction(conn),
+        ):
+            conn.execute(queries.FORGET_MSG_IDS, {"before": to_ns(before)})
 
     def _resolve_ids(self, conn: sqlite3.Connection, rows: Sequence[EncodedRow]) -> _ResolvedIds:
         wanted: dict[InternTable, set[Key]] = defaultdict(set)
@@ -373,15 +388,42 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
         raise
 
 
-def _encode_all(readings: Sequence[Reading]) -> tuple[list[EncodedRow], list[DeadLetter]]:
+def _encode_all(readings: Sequence[Reading]) -> tuple[list[EncodedRow], list[tuple[Reading, str]]]:
+    """Rows for the readings, and the readings that cannot be encoded with the reason."""
     rows: list[EncodedRow] = []
-    refused: list[DeadLetter] = []
+    refused: list[tuple[Reading, str]] = []
     for reading in readings:
         try:
             rows.append(encode(reading))
         except ValueError as exc:
-            refused.append(_refusal(reading, str(exc)))
+            refused.append((reading, str(exc)))
     return rows, refused
+
+
+def _stored_msg_ids(
+    conn: sqlite3.Connection, readings: Sequence[Reading]
+) -> dict[msgids.MsgIdKey, int]:
+    """The ledger's digests of the keys these readings claim (one query)."""
+    keys = msgids.ledger_keys(readings)
+    if not keys:
+        return {}
+    rows = conn.execute(queries.STORED_MSG_IDS, {"keys": json.dumps(list(keys))})
+    return {(market, device, msg_id): digest for market, device, msg_id, digest in rows}
+
+
+def _record_msg_ids(
+    conn: sqlite3.Connection, entries: Sequence[msgids.LedgerEntry], not_stored: Sequence[Reading]
+) -> None:
+    """Add the write's new ledger entries, except for readings the store refused."""
+    refused = {(r.market, r.device, r.message.msg_id) for r in not_stored}
+    conn.executemany(
+        queries.INSERT_MSG_ID,
+        [
+            (e.market, e.device, e.msg_id, e.digest, e.received_ns)
+            for e in entries
+            if e.key not in refused
+        ],
+    )
 
 
 #: A sale of a write: its row, its primary key and what the rollups count of it.
@@ -475,16 +517,7 @@ def _row_values(row: EncodedRow, resolved: _ResolvedIds) -> tuple[SqlValue, ...]
 
 def _refusal(reading: Reading, reason: str) -> DeadLetter:
     """A reading the store cannot hold, as a dead letter carrying the message as JSON."""
-    message: DeviceMessage = reading.message
-    kind, channel = _CHANNEL_OF[type(message)]
-    return DeadLetter(
-        received_ns=reading.received_ns,
-        topic=topic_for(reading.market, kind, reading.device, channel),
-        payload=message.model_dump_json().encode(),
-        reason=f"refused by the SQLite store: {reason}",
-        market=reading.market,
-        device=reading.device,
-    )
+    return msgids.reading_as_dead_letter(reading, f"refused by the SQLite store: {reason}")
 
 
 def _range(start: datetime, end: datetime) -> dict[str, int]:

@@ -125,7 +125,7 @@ class Feeder:
         self.forwarder = Forwarder(self.spool, store, Validator(registry))
 
     def spool_only(self, messages: Iterable[tuple[str, bytes]]) -> None:
-        self.spool.append([(topic, payload, time.time_ns()) for topic, payload in messages])
+        self.spool.append([(topic, payload, time.time_ns(), False) for topic, payload in messages])
 
     def ingest(self, messages: Iterable[tuple[str, bytes]]) -> None:
         self.spool_only(messages)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -120,3 +123,64 @@ def wait_until(condition: Callable[[], bool], timeout: float = 60, what: str = "
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.02)
+
+
+class LossyLink:
+    """A TCP relay to the broker that can lose what its client sends, then cut the link.
+
+    To the broker, an ingest that spooled messages but died before its PUBACKs
+    arrived looks exactly like this: the messages went out, no PUBACK came
+    back, the connection ended. New connections are relayed faithfully.
+    """
+
+    def __init__(self, broker_port: int) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        self._broker_port = broker_port
+        self.losing = threading.Event()
+        self._links: list[tuple[socket.socket, socket.socket]] = []
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return  # closed
+            broker = socket.create_connection(("127.0.0.1", self._broker_port))
+            with self._lock:
+                self._links.append((client, broker))
+            threading.Thread(target=self._pump, args=(client, broker, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(broker, client, False), daemon=True).start()
+
+    def _pump(self, source: socket.socket, target: socket.socket, from_client: bool) -> None:
+        while True:
+            try:
+                data = source.recv(65_536)
+                if not data:
+                    break
+                if not (from_client and self.losing.is_set()):
+                    target.sendall(data)
+            except OSError:
+                break
+        _close(source, target)
+
+    def cut(self) -> None:
+        """End every relayed connection; from now on nothing is lost."""
+        with self._lock:
+            links, self._links = self._links, []
+        for client, broker in links:
+            _close(client, broker)
+        self.losing.clear()
+
+    def close(self) -> None:
+        self._listener.close()
+        self.cut()
+
+
+def _close(*sockets: socket.socket) -> None:
+    for sock in sockets:
+        with contextlib.suppress(OSError):  # already closed by the other pump
+            sock.shutdown(socket.SHUT_RDWR)
+        sock.close()

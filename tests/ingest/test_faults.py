@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from uuid import uuid4
@@ -27,6 +27,7 @@ from storage.records import UNREGISTERED
 from storage.sqlite import SQLiteStore
 from tests.ingest.helpers import (
     SALE_TOPIC,
+    LossyLink,
     Publisher,
     now_iso,
     sale_payload,
@@ -103,6 +104,86 @@ def test_sigkill_mid_stream_loses_nothing_and_duplicates_nothing(
     assert killed_at < total, "the kill must happen mid-stream"
     assert sale_ids(store) == list(range(total))
     store.close()
+
+
+def stored_at_least(store: Store, sales: int) -> Callable[[], bool]:
+    return lambda: len(sale_ids(store)) >= sales
+
+
+def bad_sale(msg_id: int) -> bytes:
+    return sale_payload(msg_id, weight_g=-5, total_fen=0)
+
+
+def test_sigkills_mid_stream_dead_letter_each_bad_message_once(
+    mosquitto_server: Mosquitto, tmp_path: Path
+) -> None:
+    # Every fifth message is bad; the last one is good, so once every good sale is
+    # stored the spool has forwarded everything before it, redeliveries included.
+    market = write_market(tmp_path)
+    total, kills = 20_000, 3
+    stream = [(SALE_TOPIC, bad_sale(i) if i % 5 == 1 else sale_payload(i)) for i in range(total)]
+    good = [i for i in range(total) if i % 5 != 1]
+    ingest = _spawn_ingest(market, mosquitto_server, tmp_path)
+    store = SQLiteStore(tmp_path / "store.db")
+    publisher = Publisher(mosquitto_server.port)
+    try:
+        wait_until(
+            lambda: b"connected" in (tmp_path / "ingest.log").read_bytes(), what="ingest to connect"
+        )
+        sender = threading.Thread(target=publisher.publish_all, args=(stream,))
+        sender.start()
+        for kill in range(1, kills + 1):
+            wait_until(
+                stored_at_least(store, len(good) * kill // (kills + 1)),
+                timeout=120,
+                what=f"stream stored before kill {kill}",
+            )
+            ingest.send_signal(signal.SIGKILL)
+            ingest.wait(10)
+            ingest = _spawn_ingest(market, mosquitto_server, tmp_path)
+        sender.join(120)
+        wait_until(lambda: sale_ids(store) == good, timeout=120, what="every good sale stored")
+    finally:
+        ingest.terminate()
+        ingest.wait(20)
+        publisher.close()
+    assert store.reject_counts(EPOCH, FOREVER) == {("tm", "S-A01"): total - len(good)}
+    letters = store.dead_letters(EPOCH, FOREVER, limit=total)
+    assert sorted(letter.payload for letter in letters) == sorted(
+        payload for _, payload in stream if b'"weight_g": -5' in payload
+    )
+    store.close()
+
+
+def test_a_redelivery_of_a_dead_lettered_message_is_not_dead_lettered_again(
+    mosquitto_server: Mosquitto, any_store: Store, tmp_path: Path
+) -> None:
+    # Deterministic version of the above: the PUBACKs of spooled messages are lost.
+    registry = Registry([load_market(write_market(tmp_path))])
+    link = LossyLink(mosquitto_server.port)
+    options = MqttOptions("127.0.0.1", link.port, "ingest-lossy", receive_maximum=1000)
+    service = IngestService.in_process(options, registry, any_store, tmp_path / "spool.db")
+    service.start()
+    publisher = Publisher(mosquitto_server.port)
+    bad = [(SALE_TOPIC, bad_sale(i)) for i in range(50)]
+    good = [(SALE_TOPIC, sale_payload(i)) for i in range(50, 100)]
+    try:
+        assert service.receiver.subscribed.wait(10)
+        link.losing.set()
+        publisher.publish_all([*bad, *good])
+        wait_until(lambda: service.status().received == 100, what="all spooled")
+        wait_until(lambda: service.status().pending == 0, what="all forwarded")
+        link.cut()  # the broker never saw a PUBACK: it sends all 100 again, flagged DUP
+        wait_until(lambda: service.status().received == 200, what="all redelivered")
+        wait_until(lambda: service.status().pending == 0, what="redeliveries forwarded")
+    finally:
+        publisher.close()
+        service.stop()
+        link.close()
+    assert any_store.reject_counts(EPOCH, FOREVER) == {("tm", "S-A01"): 50}
+    assert len(any_store.dead_letters(EPOCH, FOREVER, limit=1000)) == 50
+    assert service.forwarder.stats.redeliveries == 50, "the bad ones; good ones are harmless"
+    assert sale_ids(any_store) == list(range(50, 100))
 
 
 # -- InfluxDB outage mid-stream ----------------------------------------------------

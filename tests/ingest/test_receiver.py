@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import socket
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 from ingest._socket import BufferedSocket, puback_packets
 from ingest.mqtt import MqttOptions, MqttReceiver
-from ingest.spool import Spool
+from ingest.spool import ArrivedMessage, Spool
 from stallwatch.localservices import Mosquitto
 from tests.ingest.helpers import SALE_TOPIC, Publisher, sale_payload, wait_until
 
@@ -88,7 +89,7 @@ def test_spool_failure_withholds_acknowledgements(
     class BrokenSpool(Spool):
         fail = threading.Event()
 
-        def append(self, messages: list[tuple[str, bytes, int]]) -> None:  # type: ignore[override]
+        def append(self, messages: Sequence[ArrivedMessage]) -> None:
             if self.fail.is_set():
                 from ingest.spool import SpoolError
 

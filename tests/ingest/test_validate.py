@@ -113,3 +113,63 @@ def test_a_sale_outside_the_stalls_categories_is_kept_but_flagged(validator: Val
     assert pork.outside_categories
     assert isinstance(cabbage, Reading)
     assert not cabbage.outside_categories
+
+
+@pytest.mark.parametrize(
+    ("prefix", "key"),
+    [
+        # The reviewer's case: the first value is invalid, the last one valid.
+        (b'"weight_g": -5, ', "weight_g"),
+        (b'"msg_id": 3, ', "msg_id"),
+        # The message is invalid anyway (unknown field): the repeat is still the reason.
+        (b'"x": {"a": 1, "a": 2}, ', "a"),
+    ],
+)
+def test_a_repeated_key_anywhere_is_dead_lettered_with_that_reason(
+    validator: Validator, prefix: bytes, key: str
+) -> None:
+    payload = b"{" + prefix + sale_payload(3, weight_g=1033)[1:]
+    result = validator.check(SALE_TOPIC, payload, time.time_ns())
+    assert isinstance(result, DeadLetter)
+    assert result.reason == f"duplicate key {key!r}"
+
+
+@pytest.mark.parametrize("separators", [(",", ":"), (", ", ": "), (" , ", " : ")])
+def test_a_repeated_key_is_found_whatever_the_spacing(
+    validator: Validator, separators: tuple[str, str]
+) -> None:
+    fields = list(json.loads(sale_payload(4, weight_g=1033)).items())
+    body = (
+        "{"
+        + separators[0].join(
+            f"{json.dumps(k)}{separators[1]}{json.dumps(v)}" for k, v in [("weight_g", -5), *fields]
+        )
+        + "}"
+    )
+    result = validator.check(SALE_TOPIC, body.encode(), time.time_ns())
+    assert isinstance(result, DeadLetter)
+    assert result.reason == "duplicate key 'weight_g'"
+
+
+def price_with_promo(promo_text_members: str) -> bytes:
+    """A price payload whose promotion has ``text`` given as raw JSON members."""
+    until = json.dumps(now_iso(timedelta(hours=1)))
+    promo = f'{{"price_fen_per_kg": 300, {promo_text_members}, "until": {until}}}'
+    head = json.dumps(
+        {"msg_id": 5, "ts": now_iso(), "vendor": "V01", "plu": "1001", "price_fen_per_kg": 398}
+    )
+    return f'{head[:-1]}, "promo": {promo}}}'.encode()
+
+
+def test_a_repeated_key_in_a_nested_object_of_a_valid_message(validator: Validator) -> None:
+    payload = price_with_promo('"text": "特价", "text": "特价"')
+    result = validator.check("markets/tm/screens/P-A01/price", payload, time.time_ns())
+    assert isinstance(result, DeadLetter)
+    assert result.reason == "duplicate key 'text'"
+
+
+def test_text_that_looks_like_keys_is_not_a_repeated_key(validator: Validator) -> None:
+    payload = price_with_promo('"text": "a\\":b\\" :c"')
+    result = validator.check("markets/tm/screens/P-A01/price", payload, time.time_ns())
+    assert isinstance(result, Reading), result
+    assert result.message == result.message.model_validate_json(payload)

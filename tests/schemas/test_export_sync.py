@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import jsonschema
 import pytest
 import yaml
 
-from schemas import export
+from schemas import export, messages
 from schemas.messages import DeviceKind, DeviceMessage, ScaleStatus
 from schemas.topics import CHANNELS, parse_topic
 from stallwatch import brokerauth
@@ -144,7 +145,16 @@ def test_schema_rejects_a_bad_payload(channel: export.Channel, asyncapi: dict[st
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("weight_g", -5), ("weight_g", True), ("unit_price_fen_per_kg", 2_000_001), ("ts", 17)],
+    [
+        ("weight_g", -5),
+        ("weight_g", True),
+        ("unit_price_fen_per_kg", 2_000_001),
+        ("ts", 17),
+        ("trace_code", "-SG20250516-0042"),  # the first character must be a letter or digit
+        ("trace_code", "_SG20250516-0042"),
+        ("total_fen", 10_000_001),
+        ("total_fen", -1),
+    ],
 )
 def test_sale_schema_rejects_what_the_model_rejects(
     field: str, value: object, asyncapi: dict[str, Any]
@@ -154,6 +164,40 @@ def test_sale_schema_rejects_what_the_model_rejects(
     _, payload = next(asyncapi_examples(asyncapi, sale))
     errors = list(validator.iter_errors(payload | {field: value}))
     assert [tuple(error.path) for error in errors] == [(field,)]
+
+
+_CODE_POINTS = re.compile(r"U\+([0-9A-F]{4})(?:–U\+([0-9A-F]{4}))?")
+
+
+def stated_code_points(text: str) -> set[str]:
+    """Every character named by ``U+XXXX`` or ``U+XXXX–U+YYYY`` in ``text``."""
+    stated: set[str] = set()
+    for first, last in _CODE_POINTS.findall(text):
+        stated.update(map(chr, range(int(first, 16), int(last or first, 16) + 1)))
+    return stated
+
+
+def forbidden_in_text() -> set[str]:
+    """What the model refuses in free text: control characters (Cc) and a few format ones."""
+    controls = {chr(c) for c in range(0x110000) if unicodedata.category(chr(c)) == "Cc"}
+    return controls | messages._FORBIDDEN_FORMAT_CHARS
+
+
+@pytest.mark.parametrize("channel", CHANNEL_LIST, ids=lambda c: c.name)
+def test_each_schema_states_the_rules_json_schema_cannot_express(channel: export.Channel) -> None:
+    description = committed_jsonschema(channel.model)["description"]
+    assert "No key may appear twice in an object, at any depth" in description
+    assert stated_code_points(description) == forbidden_in_text()
+    assert "trimmed" in description
+    assert "`msg_id` already used by the device with other content is rejected" in description
+
+
+def test_the_topics_doc_states_the_same_rules() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "topics.md").read_text(encoding="utf-8")
+    assert "a key that appears twice in an object" in doc
+    assert stated_code_points(doc) == forbidden_in_text()
+    assert "starting with a letter or digit" in doc.split("### Sale")[1].split("###")[0]
+    assert "msg_id reused with different content" in doc
 
 
 # -- AsyncAPI ----------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from contextlib import closing
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -109,3 +110,25 @@ def test_a_file_that_is_not_a_database_is_an_error_not_an_outage(tmp_path: Path)
 def test_a_missing_directory_is_unavailable(tmp_path: Path) -> None:
     with pytest.raises(StoreUnavailable):
         SQLiteStore(tmp_path / "not-mounted-yet" / "store.db")
+
+
+def test_upgrading_to_version_5_numbers_dead_letters_that_share_an_identity(
+    tmp_path: Path,
+) -> None:
+    # Before version 5 a batch forwarded again after a crash stored its dead letters again.
+    path = tmp_path / "store.db"
+    with raw(path) as conn:
+        assert migrate(conn, MIGRATIONS[:3]) == 3
+        for reason in ("first", "again", "other"):
+            conn.execute(
+                "INSERT INTO dead_letter (received_ns, market, device, topic, reason, payload,"
+                " payload_size) VALUES (?, 'nanmen', 'sc-001', 't', ?, x'00', 1)",
+                (2 if reason == "other" else 1, reason),
+            )
+
+    with SQLiteStore(path) as store:
+        letters = store.dead_letters(datetime(1970, 1, 1, tzinfo=UTC), at(hours=1))
+        assert sorted(letter.reason for letter in letters) == ["again", "first", "other"]
+    with raw(path) as conn:
+        rows = conn.execute("SELECT reason, dup FROM dead_letter ORDER BY id").fetchall()
+        assert rows == [("first", 0), ("again", 1), ("other", 0)]

@@ -29,6 +29,7 @@ from storage.base import (
     UnverifiedSalesRow,
 )
 from storage.footfall import hourly_footfall
+from storage.msgids import REUSED_MSG_ID
 from storage.records import UNREGISTERED, DeadLetter, Reading, to_ns
 from storage.traceability import LATE_BATCH_GRACE, TraceStatus
 from tests.storage.factories import (
@@ -63,7 +64,7 @@ def one_of_each() -> list[Reading]:
         reading(price(), "scr-001"),
         reading(batch(), "in-01"),
         reading(gate_count(in_total=5, out_total=2), "g-north"),
-        reading(status(), "sc-001"),
+        reading(status(msg_id=2), "sc-001"),  # one id sequence per device
     ]
 
 
@@ -328,6 +329,100 @@ class TestPointIdentity:
             ],
         )
         assert sorted(row.scale for row in store.sales(MARKET, T0, DAY_END)) == ["sc-001", "sc-002"]
+
+
+class TestMsgIdLedger:
+    """One message per (market, device, msg_id): the first (``storage.msgids``)."""
+
+    @pytest.mark.parametrize("msg_id", [0, 5, 2**63 - 1])
+    @pytest.mark.parametrize("later_ts", [at(ms=5), at(minutes=3)], ids=["same ts", "later ts"])
+    def test_a_reused_msg_id_with_other_content_is_dead_lettered_and_the_first_kept(
+        self, store: Store, msg_id: int, later_ts: datetime
+    ) -> None:
+        first = reading(sale(msg_id=msg_id, ts=at(ms=5), weight_g=100), "sc-001")
+        reuse = reading(sale(msg_id=msg_id, ts=later_ts, weight_g=1033), "sc-001")
+        write_ok(store, [first])
+
+        refused = store.write([reuse])
+
+        assert [(d.reason, d.market, d.device, d.received_ns) for d in refused] == [
+            (REUSED_MSG_ID, MARKET, "sc-001", reuse.received_ns)
+        ]
+        assert json.loads(refused[0].payload)["weight_g"] == 1033
+        assert refused[0].topic == "markets/nanmen/scales/sc-001/sale"
+        assert store.dead_letters(T0, DAY_END) == refused
+        assert store.reject_counts(T0, DAY_END) == {(MARKET, "sc-001"): 1}
+        assert [(r.msg_id, r.weight_g) for r in store.sales(MARKET, T0, DAY_END)] == [(msg_id, 100)]
+
+    def test_within_one_write_the_first_wins(self, store: Store) -> None:
+        first = reading(sale(msg_id=5, ts=at(ms=5), weight_g=100), "sc-001")
+        reuse = reading(sale(msg_id=5, ts=at(ms=9), weight_g=200), "sc-001")
+        refused = store.write([first, reuse, first])
+
+        assert [d.reason for d in refused] == [REUSED_MSG_ID]
+        assert [r.weight_g for r in store.sales(MARKET, T0, DAY_END)] == [100]
+
+    def test_every_message_type_claims_its_msg_id(self, store: Store) -> None:
+        write_ok(store, one_of_each())
+        reused = [
+            reading(sale(weight_g=999), "sc-001"),
+            reading(price(price_fen_per_kg=999), "scr-001"),
+            reading(batch(quantity_g=999), "in-01"),
+            reading(gate_count(in_total=999, out_total=2), "g-north"),
+            reading(status(msg_id=2, online=False), "sc-001"),
+        ]
+        refused = store.write(reused)
+        assert sorted((d.device, d.reason) for d in refused) == sorted(
+            (r.device, REUSED_MSG_ID) for r in reused
+        )
+
+    def test_the_ledger_is_shared_by_every_instance_and_survives_reopening(
+        self, store_pair: tuple[Store, Store]
+    ) -> None:
+        one, other = store_pair
+        write_ok(one, [reading(sale(msg_id=5, weight_g=100), "sc-001")])
+        one.close()
+
+        [letter] = other.write([reading(sale(msg_id=5, weight_g=200), "sc-001")])
+
+        assert letter.reason == REUSED_MSG_ID
+        assert [r.weight_g for r in other.sales(MARKET, T0, DAY_END)] == [100]
+
+    def test_ids_are_per_device_and_market(self, store: Store) -> None:
+        write_ok(
+            store,
+            [
+                reading(sale(msg_id=5, weight_g=100), "sc-001"),
+                reading(sale(msg_id=5, weight_g=200), "sc-002"),
+                reading(sale(msg_id=5, weight_g=300), "sc-001", market=OTHER_MARKET),
+            ],
+        )
+
+    def test_a_last_will_repeating_the_last_msg_id_is_stored(self, store: Store) -> None:
+        write_ok(store, [reading(sale(msg_id=5), "sc-001")])
+        will = status(msg_id=5, ts=at(minutes=-30), online=False, will=True)
+        write_ok(store, [reading(will, "sc-001", received=at(minutes=1))])
+        assert [row.will for row in store.scale_status(MARKET)] == [True]
+
+    def test_forgotten_ids_can_be_used_again_and_newer_ones_cannot(self, store: Store) -> None:
+        write_ok(
+            store,
+            [
+                reading(sale(msg_id=1, ts=at(hours=1)), "sc-001"),
+                reading(sale(msg_id=2, ts=at(hours=3)), "sc-001"),
+                reading(sale(msg_id=1, ts=at(hours=1)), "sc-002"),
+            ],
+        )
+
+        store.forget_msg_ids(at(hours=2))
+
+        again = [
+            reading(sale(msg_id=1, ts=at(hours=4), weight_g=11), "sc-001"),
+            reading(sale(msg_id=2, ts=at(hours=4), weight_g=22), "sc-001"),
+            reading(sale(msg_id=1, ts=at(hours=4), weight_g=33), "sc-002"),
+        ]
+        refused = store.write(again)
+        assert [(d.device, json.loads(d.payload)["msg_id"]) for d in refused] == [("sc-001", 2)]
 
 
 class TestSales:
@@ -850,18 +945,20 @@ class TestBatchBalances:
                 ),
             ],
         )
-        # Redeliveries: identical (twice in one write), corrected, and one that
-        # names another batch (a correction of the trace code at the scale).
+        # Redeliveries: identical (twice in one write); then a "correction" and one
+        # that names another batch: msg_ids reused with other content, refused.
         write_ok(
             store,
             [
                 sold("TC-A", 2, 10, 1_000, "v001", "1001"),
                 sold("TC-A", 3, 20, 2_000, "v001", "1001"),
                 sold("TC-A", 3, 20, 2_000, "v001", "1001"),
-                sold("TC-A", 4, 30, 700, "v001", "1001"),
-                sold("TC-A", 5, 50, 400, "v001", "1001"),
             ],
         )
+        refused = store.write(
+            [sold("TC-A", 4, 30, 700, "v001", "1001"), sold("TC-A", 5, 50, 400, "v001", "1001")]
+        )
+        assert [letter.reason for letter in refused] == [REUSED_MSG_ID, REUSED_MSG_ID]
 
     def test_sales_so_far_of_each_batch_in_the_range(self, store: Store) -> None:
         self.write_history(store)
@@ -878,13 +975,22 @@ class TestBatchBalances:
                 at(minutes=-90),
                 10_000,
                 True,
-                sales=4,
-                sold_g=1_000 + 2_000 + 700 + 400,
-                last_sale=at(minutes=50),
+                sales=3,
+                sold_g=1_000 + 2_000 + 500,
+                last_sale=at(minutes=30),
             ),
             BatchBalanceRow(
-                MARKET, "TC-B", "v001", "1001", at(minutes=-80), 250_000, True, **nothing_sold
-            ),  # type: ignore[arg-type]
+                MARKET,
+                "TC-B",
+                "v001",
+                "1001",
+                at(minutes=-80),
+                250_000,
+                True,
+                sales=1,
+                sold_g=400,
+                last_sale=at(minutes=50),
+            ),
             BatchBalanceRow(
                 MARKET,
                 "TC-C",
@@ -1129,6 +1235,19 @@ class TestDeadLetters:
         write_ok(store, [], [letter, letter])
         assert store.dead_letters(T0, DAY_END) == [letter, letter]
 
+    def test_a_batch_written_again_stores_its_dead_letters_once(self, store: Store) -> None:
+        # The forwarder writes a batch again when it died before trimming its spool.
+        letters = [
+            dead_letter(received=at(ms=1), reason="first"),
+            dead_letter(received=at(ms=1), reason="first"),  # identical, also its own
+            dead_letter(received=at(ms=2), reason="second"),
+        ]
+        write_ok(store, [], letters)
+        write_ok(store, [], letters)
+
+        assert store.dead_letters(T0, DAY_END) == letters[::-1]
+        assert store.reject_counts(T0, DAY_END) == {(MARKET, "sc-001"): 3}
+
     def test_reject_counts_per_market_and_device(self, store: Store) -> None:
         write_ok(
             store,
@@ -1295,13 +1414,21 @@ class TestSalesSummaryOverHours:
             store.sales(MARKET, start, end)
         )
 
-    def test_a_replay_counts_once_with_its_latest_values(self, store: Store) -> None:
-        write_ok(store, [reading(sale(msg_id=5, ts=at(minutes=5), weight_g=100), "sc-001")])
-        write_ok(store, [reading(sale(msg_id=5, ts=at(minutes=5), weight_g=300), "sc-001")])
-        write_ok(store, [reading(sale(msg_id=5, ts=at(minutes=5), weight_g=300), "sc-001")])
+    def test_a_replay_counts_once(self, store: Store) -> None:
+        message = sale(msg_id=5, ts=at(minutes=5), weight_g=300)
+        write_ok(store, [reading(message, "sc-001")])
+        write_ok(store, [reading(message, "sc-001", received=at(minutes=9))])
 
         [row] = store.sales_summary(MARKET, T0, at(hours=1))
         assert (row.sales, row.weight_g, row.total_fen) == (1, 300, 348)
+
+    def test_a_reused_msg_id_does_not_change_the_sums(self, store: Store) -> None:
+        write_ok(store, [reading(sale(msg_id=5, ts=at(minutes=5), weight_g=100), "sc-001")])
+        [letter] = store.write([reading(sale(msg_id=5, ts=at(minutes=5), weight_g=300), "sc-001")])
+
+        assert letter.reason == REUSED_MSG_ID
+        [row] = store.sales_summary(MARKET, T0, at(hours=1))
+        assert (row.sales, row.weight_g, row.total_fen) == (1, 100, 116)
 
 
 class TestSalesByHour:
@@ -1350,8 +1477,9 @@ class TestSalesByHour:
 def gate_history() -> list[list[Reading]]:
     """Two gates' counters over five hours, in write batches that arrive out of order.
 
-    g-north resets twice and has a gap; one reading is replayed, one replayed
-    with corrected counts; g-south starts late.
+    g-north resets twice and has a gap; one reading is replayed, and one is
+    sent again with "corrected" counts, which the store refuses (its msg_id is
+    used: ``storage.msgids``; see :func:`write_gate_history`); g-south starts late.
     """
     north = [(-20, 50, 40), (5, 60, 41), (50, 75, 50), (70, 3, 1), (95, 10, 4), (130, 30, 9)]
     north += [(185, 31, 12), (200, 2, 0), (230, 9, 5), (290, 12, 7)]
@@ -1379,6 +1507,11 @@ def gate_history() -> list[list[Reading]]:
     ]
 
 
+def write_gate_history(store: Store) -> None:
+    refused = [letter for batch_ in gate_history() for letter in store.write(batch_)]
+    assert [(letter.device, letter.reason) for letter in refused] == [("g-north", REUSED_MSG_ID)]
+
+
 class TestFootfallOverHours:
     @pytest.mark.parametrize(
         "zone", [SHANGHAI, UTC, ZoneInfo("Asia/Kolkata"), ZoneInfo("America/New_York")]
@@ -1396,8 +1529,7 @@ class TestFootfallOverHours:
     def test_equals_the_computation_from_raw_counts(
         self, store: Store, zone: ZoneInfo, start: datetime, end: datetime
     ) -> None:
-        for batch_ in gate_history():
-            write_ok(store, batch_)
+        write_gate_history(store)
         start, end = start.astimezone(zone), end.astimezone(zone)
 
         expected = hourly_footfall(
@@ -1412,20 +1544,20 @@ class TestFootfallOverHours:
         assert rows == expected
         assert [row.hour.utcoffset() for row in rows] == [row.hour.utcoffset() for row in expected]
 
-    def test_replayed_and_corrected_readings(self, store: Store) -> None:
-        for batch_ in gate_history():
-            write_ok(store, batch_)
+    def test_replayed_readings_and_a_refused_correction(self, store: Store) -> None:
+        write_gate_history(store)
 
         rows = store.footfall_hourly(MARKET, T0, at(hours=2))
 
         def hour(h: int) -> datetime:
             return datetime(2025, 5, 12, h, 0, tzinfo=SHANGHAI)
 
-        # 08:05 +10; 08:50 +15; 09:10 reset +3; 09:35 corrected to 12: +9; south's
-        # first reading at 09:40 only sets the level, 09:41 goes down: a reset, +499.
+        # 08:05 +10; 08:50 +15; 09:10 reset +3; 09:35 +7 (its "correction" to 12 was
+        # refused); south's first reading at 09:40 only sets the level, 09:41 goes
+        # down: a reset, +499.
         assert rows == [
             FootfallRow(MARKET, "g-north", hour(8), 25, 10),
-            FootfallRow(MARKET, "g-north", hour(9), 3 + 9, 1 + 3),
+            FootfallRow(MARKET, "g-north", hour(9), 3 + 7, 1 + 3),
             FootfallRow(MARKET, "g-south", hour(9), 499, 1),
         ]
 
@@ -1440,7 +1572,7 @@ class TestDeviceLastSeen:
                 reading(status(msg_id=2, ts=at(hours=1, minutes=20)), "sc-001"),
                 reading(sale(msg_id=3, ts=at(hours=1, minutes=10)), "sc-001"),
                 reading(sale(msg_id=1, ts=at(hours=1, minutes=30), vendor="v002"), "sc-201"),
-                reading(status(msg_id=1, ts=at(minutes=59)), "sc-201"),
+                reading(status(msg_id=0, ts=at(minutes=59)), "sc-201"),
                 # A will says the broker lost the scale: not a sign of life.
                 reading(
                     status(msg_id=0, ts=at(hours=-5), online=False, will=True),
