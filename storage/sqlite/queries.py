@@ -350,7 +350,8 @@ ORDER BY b.time_ns, b.series
 # code, made no earlier than the grace window before its intake (device times,
 # whole milliseconds): the sales ``Store.sales_of_batch`` lists.
 
-#: The first ``time_ns`` of a batch record's sales: its device time minus ``:grace_ns``.
+#: The first ``time_ns`` of a batch record's sales: its device time (``time_ns``
+#: floored to the millisecond, also before 1970) minus ``:grace_ns``.
 _BATCH_SALES_SINCE = "(b.time_ns - (b.time_ns % 1000000 + 1000000) % 1000000 - :grace_ns)"
 
 
