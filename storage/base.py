@@ -94,7 +94,7 @@ class SalesSummaryRow:
 
 @dataclass(frozen=True, slots=True)
 class BatchBalanceRow:
-    """A batch and what has been sold of it so far (every sale naming its trace code)."""
+    """A batch and what has been sold of it so far: its sales (see :meth:`Store.sales_of_batch`)."""
 
     market: str
     trace_code: str
@@ -274,7 +274,15 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def sales_of_batch(self, market: str, trace_code: str) -> list[SaleRow]:
-        """Every sale that names this trace code."""
+        """The batch's sales: those naming its code, of its vendor and product, since its window.
+
+        That is, made no earlier than ``LATE_BATCH_GRACE`` before the intake of the
+        batch's newest record (``storage.traceability``), whatever their trace
+        status: its vendor's sales of its product outside the stall's categories
+        still came from it. Another vendor's or product's sales that name the code
+        are false claims, not the batch's (``unverified_sales`` counts them).
+        Without a registered batch, every sale naming the code.
+        """
 
     @abc.abstractmethod
     def sale_by_receipt(self, market: str, scale: str, msg_id: int) -> SaleRow | None:
@@ -323,6 +331,8 @@ class Store(abc.ABC):
     def batch_balances(self, market: str, start: datetime, end: datetime) -> list[BatchBalanceRow]:
         """Batches taken in during the range, each with its sales so far, in intake order.
 
+        A batch's sales are those :meth:`sales_of_batch` lists (its own vendor's of
+        its own product), so a false claim never makes a batch look oversold.
         What the dashboard's alerts need (a failed batch on sale, an oversold one).
         This generic version asks for each batch's sales; stores override it with
         one aggregate query.

@@ -173,10 +173,13 @@ class Trace(BaseModel):
         description="Null when sales name this code but no intake record exists (a data gap)."
     )
     sales: list[Sale] = Field(
-        description="Every sale naming the trace code, oldest first; `trace_status` says which "
-        "of them are verified sales from the batch."
+        description="The batch's sales, oldest first: those naming the code by the batch's "
+        "vendor, of its product, from a day before its intake (`trace_status` is `verified`, "
+        "or `outside_categories` when the stall is not registered for the product). Sales of "
+        "other vendors or products naming the code are not the batch's and are left out. "
+        "Without a batch, every sale naming the code."
     )
-    sold_g: int = Field(description="Total weight sold from the batch, grams.")
+    sold_g: int = Field(description="Total weight of the listed sales, grams.")
     remaining_g: int | None = Field(
         description="Intake minus sold, grams; negative when oversold; null without a batch."
     )

@@ -703,7 +703,7 @@ class InfluxStore(Store):
         return _sorted_sales(series)
 
     def sales_of_batch(self, market: str, trace_code: str) -> list[SaleRow]:
-        """Sales naming ``trace_code``.
+        """See :meth:`Store.sales_of_batch`: the batch's own sales.
 
         ``trace_code`` is a field (an unbounded id must not be a tag), so this is
         a field scan. When the batch is known the scan is narrowed to its

@@ -75,6 +75,9 @@ WHERE src.market = :market
 ORDER BY sale.time_ns, sale.source, sale.product
 """
 
+#: The sales naming a trace code since ``:since`` (a ``time_ns`` bound), of
+#: vendor ``:vendor`` and product ``:plu`` when they are not NULL: one range
+#: seek on ``sale_by_trace``, which yields them in time order.
 SALES_OF_BATCH = """
 SELECT
     src.market, src.scale, src.vendor, p.plu, sale.time_ns, sale.msg_id, sale.weight_g,
@@ -83,9 +86,9 @@ SELECT
 FROM trace_code AS t
     CROSS JOIN sale CROSS JOIN sale_source AS src CROSS JOIN product AS p
 WHERE t.market = :market AND t.code = :trace_code
-  AND sale.trace = t.id
-  AND src.id = sale.source
-  AND p.id = sale.product
+  AND sale.trace = t.id AND sale.time_ns >= :since
+  AND src.id = sale.source AND (:vendor IS NULL OR src.vendor = :vendor)
+  AND p.id = sale.product AND (:plu IS NULL OR p.plu = :plu)
 ORDER BY sale.time_ns, sale.source, sale.product
 """
 
@@ -344,20 +347,54 @@ ORDER BY b.time_ns, b.series
 """
 
 
+# What a batch has sold: its own vendor's sales of its own product naming its
+# code, made no earlier than the grace window before its intake (device times,
+# whole milliseconds): the sales ``Store.sales_of_batch`` lists.
+
+#: The first ``time_ns`` of a batch record's sales: its device time (``time_ns``
+#: floored to the millisecond, also before 1970) minus ``:grace_ns``.
+_BATCH_SALES_SINCE = "(b.time_ns - (b.time_ns % 1000000 + 1000000) % 1000000 - :grace_ns)"
+
+
+def _sold_since_intake(aggregate: str) -> str:
+    """``aggregate`` of the raw sales of one ``batch_sold`` row made since the grace window."""
+    return f"""(
+        SELECT {aggregate} FROM sale
+        WHERE sale.trace = sold.trace AND sale.time_ns >= {_BATCH_SALES_SINCE}
+          AND sale.source = sold.source AND sale.product = sold.product)"""  # noqa: S608 - only SQL fragments of this module, no values
+
+
+def _sold(aggregate: str, column: str) -> str:
+    """A ``batch_sold`` row's ``column``, or when some of its sales precede the
+    grace window (rare: a code named long before its batch came in), ``aggregate``
+    of its raw sales since then."""
+    return (
+        f"CASE WHEN sold.first_sale_ns < {_BATCH_SALES_SINCE}"
+        f" THEN {_sold_since_intake(aggregate)} ELSE sold.{column} END"
+    )
+
+
 #: Batches taken in during a range with what has been sold of each so far: the
-#: range of the time-clustered batch table, and one seek into ``batch_sold``
-#: (kept per write, see ``storage.sqlite.rollups``) per batch.
-BATCH_BALANCES = """
+#: range of the time-clustered batch table, and per batch one seek into
+#: ``batch_sold`` (kept per write, see ``storage.sqlite.rollups``) for the rows
+#: of its vendor's sale sources and its product; other vendors' and products'
+#: sales that name the code are not the batch's.
+BATCH_BALANCES = f"""
 SELECT
     s.market, t.code, s.vendor, s.plu, b.time_ns, b.quantity_g, b.rapid_test_passed,
-    sold.sales, sold.sold_g, sold.last_sale_ns
+    SUM({_sold("COUNT(*)", "sales")}),
+    SUM({_sold("SUM(sale.weight_g)", "sold_g")}),
+    MAX({_sold("MAX(sale.time_ns)", "last_sale_ns")})
 FROM batch AS b CROSS JOIN batch_series AS s CROSS JOIN trace_code AS t
     LEFT JOIN batch_sold AS sold ON sold.trace = b.trace
+        AND sold.product = (SELECT id FROM product WHERE market = s.market AND plu = s.plu)
+        AND (SELECT vendor FROM sale_source WHERE id = sold.source) = s.vendor
 WHERE b.time_ns >= :start AND b.time_ns < :end
   AND s.id = b.series AND s.market = :market
   AND t.id = b.trace
+GROUP BY b.time_ns, b.series
 ORDER BY b.time_ns, b.series
-"""
+"""  # noqa: S608 - only SQL fragments of this module, values are bound
 
 
 def batch_balance_row(row: Row) -> BatchBalanceRow:

@@ -11,7 +11,13 @@ before the raw insert the writer reads which of the write's sales are already
 stored (:func:`stored_sales`); :func:`rollup_changes` then takes the stored
 versions out and puts the new ones in. The primary key (time, source, product)
 never changes, so a sale stays in the same hourly rows and only its amounts
-move; its trace code may change, which moves it between batches.
+move; its trace code may change, which moves it between ``batch_sold`` rows.
+
+``batch_sold`` counts the sales naming a trace code per product and sale
+source, whatever their trace status: which of them belong to the batch (its
+own vendor's, of its own product) is decided when it is read
+(``queries.BATCH_BALANCES``), so a batch registered after its first sales, which
+turns them verified, changes nothing here.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ _K = TypeVar("_K", tuple[int, int, int], tuple[str, int])
 SaleKey = tuple[int, int, int]
 #: What the rollups count of a sale: (trace, total_fen, weight_g).
 SaleAmounts = tuple[int, int, int]
+#: A row of ``batch_sold``: (trace, product, source).
+BatchSoldKey = tuple[int, int, int]
 
 #: The stored versions of the sales whose keys are in ``:keys`` (a JSON array
 #: of [time_ns, source, product]): one primary-key seek per key.
@@ -60,30 +68,39 @@ ON CONFLICT DO UPDATE SET
 """
 
 UPSERT_BATCH_SOLD = """
-INSERT INTO batch_sold (trace, sales, sold_g, last_sale_ns)
-VALUES (?, ?, ?, ?)
+INSERT INTO batch_sold (trace, product, source, sales, sold_g, first_sale_ns, last_sale_ns)
+VALUES (?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT DO UPDATE SET
     sales = sales + excluded.sales,
     sold_g = sold_g + excluded.sold_g,
+    first_sale_ns = MIN(first_sale_ns, excluded.first_sale_ns),
     last_sale_ns = MAX(last_sale_ns, excluded.last_sale_ns)
 """
 
-#: A batch that lost a sale (a redelivery named another trace code) is counted
-#: again from its raw sales: its newest sale may be the one that left. One seek
-#: on ``sale_by_trace``; rare, because scales do not change a sale's batch.
+#: A ``batch_sold`` row that lost a sale (a redelivery corrected it or named
+#: another trace code) is counted again from its raw sales: its first or newest
+#: sale may be the one that left. One seek on ``sale_by_trace``; rare, because
+#: scales seldom correct a sale.
 RECOUNT_BATCH_SOLD = """
-INSERT INTO batch_sold (trace, sales, sold_g, last_sale_ns)
-SELECT trace, COUNT(*), SUM(weight_g), MAX(time_ns)
+INSERT INTO batch_sold (trace, product, source, sales, sold_g, first_sale_ns, last_sale_ns)
+SELECT trace, product, source, COUNT(*), SUM(weight_g), MIN(time_ns), MAX(time_ns)
 FROM sale
-WHERE trace = ?
-GROUP BY trace
+WHERE trace = ? AND product = ? AND source = ?
+GROUP BY trace, product, source
 ON CONFLICT DO UPDATE SET
-    sales = excluded.sales, sold_g = excluded.sold_g, last_sale_ns = excluded.last_sale_ns
+    sales = excluded.sales,
+    sold_g = excluded.sold_g,
+    first_sale_ns = excluded.first_sale_ns,
+    last_sale_ns = excluded.last_sale_ns
 """
 
 DROP_UNSOLD_BATCH = """
 DELETE FROM batch_sold
-WHERE trace = ? AND NOT EXISTS (SELECT 1 FROM sale WHERE trace = batch_sold.trace)
+WHERE trace = ? AND product = ? AND source = ?
+  AND NOT EXISTS (
+    SELECT 1 FROM sale
+    WHERE trace = batch_sold.trace AND product = batch_sold.product AND source = batch_sold.source
+  )
 """
 
 
@@ -95,10 +112,10 @@ class RollupChanges:
     hourly: dict[tuple[int, int, int], list[int]] = field(default_factory=dict)
     #: (market, hour_ns) → [transactions, total_fen, weight_g]
     market_hourly: dict[tuple[str, int], list[int]] = field(default_factory=dict)
-    #: trace → [sales, sold_g, newest time_ns] of the sales added to a batch
-    batches_gained: dict[int, list[int]] = field(default_factory=dict)
-    #: traces that lost a sale: recounted from the raw rows
-    batches_lost: set[int] = field(default_factory=set)
+    #: (trace, product, source) → [sales, sold_g, oldest time_ns, newest time_ns] added
+    batches_gained: dict[BatchSoldKey, list[int]] = field(default_factory=dict)
+    #: ``batch_sold`` rows that lost a sale: recounted from the raw rows
+    batches_lost: set[BatchSoldKey] = field(default_factory=set)
 
     def add(self, key: SaleKey, amounts: SaleAmounts, market: str) -> None:
         time_ns, source, product = key
@@ -106,13 +123,15 @@ class RollupChanges:
         hour_ns = time_ns - time_ns % HOUR_NS  # floored, like schema.hour_of
         _accumulate(self.hourly, (hour_ns, source, product), 1, total_fen, weight_g)
         _accumulate(self.market_hourly, (market, hour_ns), 1, total_fen, weight_g)
-        gained = self.batches_gained.get(trace)
+        batch_key = (trace, product, source)
+        gained = self.batches_gained.get(batch_key)
         if gained is None:
-            self.batches_gained[trace] = [1, weight_g, time_ns]
+            self.batches_gained[batch_key] = [1, weight_g, time_ns, time_ns]
         else:
             gained[0] += 1
             gained[1] += weight_g
-            gained[2] = max(gained[2], time_ns)
+            gained[2] = min(gained[2], time_ns)
+            gained[3] = max(gained[3], time_ns)
 
     def remove(self, key: SaleKey, amounts: SaleAmounts, market: str) -> None:
         time_ns, source, product = key
@@ -120,7 +139,7 @@ class RollupChanges:
         hour_ns = time_ns - time_ns % HOUR_NS
         _accumulate(self.hourly, (hour_ns, source, product), -1, -total_fen, -weight_g)
         _accumulate(self.market_hourly, (market, hour_ns), -1, -total_fen, -weight_g)
-        self.batches_lost.add(trace)
+        self.batches_lost.add((trace, product, source))
 
 
 def _accumulate(totals: dict[_K, list[int]], key: _K, count: int, fen: int, grams: int) -> None:
@@ -182,11 +201,11 @@ def apply(conn: sqlite3.Connection, changes: RollupChanges) -> None:
     conn.executemany(
         UPSERT_BATCH_SOLD,
         [
-            (trace, *gained)
-            for trace, gained in changes.batches_gained.items()
-            if trace not in changes.batches_lost
+            (*batch_key, *gained)
+            for batch_key, gained in changes.batches_gained.items()
+            if batch_key not in changes.batches_lost
         ],
     )
-    lost = [(trace,) for trace in sorted(changes.batches_lost)]
+    lost = sorted(changes.batches_lost)
     conn.executemany(RECOUNT_BATCH_SOLD, lost)
     conn.executemany(DROP_UNSOLD_BATCH, lost)

@@ -40,9 +40,11 @@ built it from the rows already stored:
   a per-vendor summary over a year still reads ~17 M rollup rows.
 * ``market_sale_hourly`` — per market and UTC hour (~9k rows a year): what
   ``sales_by_hour`` reads.
-* ``batch_sold`` (version 3) — per batch (trace code): sales so far, grams
-  sold and the newest sale's ``time_ns``: what ``batch_balances`` joins to the
-  batches of a range.
+* ``batch_sold`` (version 3, re-keyed in version 6) — per trace code, product
+  and sale source: sales so far, grams sold and the oldest and newest sale's
+  ``time_ns``. ``batch_balances`` adds up, for each batch of a range, the rows
+  of the batch's own vendor and product: another vendor's or product's sales
+  naming the code are not the batch's (docs/traceability.md).
 * ``footfall_hourly`` — per gate and UTC hour: the number of readings and the
   sum of each reading's increase over the gate's previous reading
   (``storage.footfall``'s rule, counter resets included). A reading's increase
@@ -624,7 +626,70 @@ _V5 = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5)
+# -- version 6: a batch's sales are its own vendor's of its own product -------------------
+#
+# ``batch_sold`` of version 3 counted every sale naming a trace code, so a scale
+# naming a neighbour's batch made that batch look oversold. Version 6 keys it
+# by (trace, product, source): the sales that name a code are counted per
+# product and scale, and ``queries.BATCH_BALANCES`` adds up only the rows of
+# the batch's own vendor and product. Which sales those are does not depend on
+# their trace status, so a batch registered after its first sales needs no
+# change here. ``first_sale_ns`` tells when some of those sales precede the
+# batch's grace window (``storage.traceability``), so that only then the raw
+# sales are counted instead.
+
+
+def _forget_sale_in_batch_v6(row: str) -> str:
+    """Take sale ``row`` out of version 6's ``batch_sold``; its first and last sale are re-read.
+
+    The row goes first if ``row`` was its last sale: no first or last sale is left to set.
+    """
+    key = f"trace = {row}.trace AND product = {row}.product AND source = {row}.source"
+    return f"""
+    DELETE FROM batch_sold WHERE {key} AND NOT EXISTS (SELECT 1 FROM sale WHERE {key});
+    UPDATE batch_sold SET
+        sales = sales - 1,
+        sold_g = sold_g - {row}.weight_g,
+        first_sale_ns = (SELECT MIN(time_ns) FROM sale WHERE {key}),
+        last_sale_ns = (SELECT MAX(time_ns) FROM sale WHERE {key})
+    WHERE {key};"""  # noqa: S608 - only SQL fragments of this module, no values
+
+
+_V6 = Migration(
+    version=6,
+    statements=(
+        "DROP TRIGGER sale_rollup_delete",
+        "DROP TABLE batch_sold",
+        # What has been sold under each trace code so far, per product and sale
+        # source (market, scale, vendor): a batch adds up its vendor's rows of its product.
+        """
+        CREATE TABLE batch_sold (
+            trace INTEGER NOT NULL,       -- trace_code.id
+            product INTEGER NOT NULL,     -- product.id
+            source INTEGER NOT NULL,      -- sale_source.id
+            sales INTEGER NOT NULL,
+            sold_g INTEGER NOT NULL,
+            first_sale_ns INTEGER NOT NULL,  -- time_ns of the oldest sale
+            last_sale_ns INTEGER NOT NULL,   -- time_ns of the newest sale
+            PRIMARY KEY (trace, product, source)
+        ) STRICT, WITHOUT ROWID
+        """,
+        """
+        INSERT INTO batch_sold (trace, product, source, sales, sold_g, first_sale_ns, last_sale_ns)
+        SELECT trace, product, source, COUNT(*), SUM(weight_g), MIN(time_ns), MAX(time_ns)
+        FROM sale
+        GROUP BY trace, product, source
+        """,
+        f"""CREATE TRIGGER sale_rollup_delete AFTER DELETE ON sale BEGIN
+        {_count_sale("OLD", "-")}
+        {_drop_empty_sale_hours("OLD")}
+        {_forget_sale_in_batch_v6("OLD")}
+        END""",
+        "PRAGMA user_version = 6",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
 

@@ -50,6 +50,7 @@ from storage.sqlite.interning import (
     Key,
 )
 from storage.sqlite.schema import HOUR_NS
+from storage.traceability import LATE_BATCH_GRACE, LATE_BATCH_GRACE_NS
 
 #: Ids remembered per intern table. Series and products are bounded by the
 #: registry (a 300-vendor market has ~12k price series); trace codes grow by a
@@ -202,7 +203,12 @@ class SQLiteStore(Store):
         return [queries.sale_row(row) for row in self._query(sql, params, "reading sales")]
 
     def sales_of_batch(self, market: str, trace_code: str) -> list[SaleRow]:
-        params = {"market": market, "trace_code": trace_code}
+        """See :meth:`Store.sales_of_batch`: one range seek on the sales naming the code."""
+        params = {
+            "market": market,
+            "trace_code": trace_code,
+            **_own_sales_of(self.batch(market, trace_code)),
+        }
         rows = self._query(queries.SALES_OF_BATCH, params, "reading sales of a batch")
         return [queries.sale_row(row) for row in rows]
 
@@ -248,7 +254,7 @@ class SQLiteStore(Store):
 
     def batch_balances(self, market: str, start: datetime, end: datetime) -> list[BatchBalanceRow]:
         """See :meth:`Store.batch_balances`: one query, sales so far from ``batch_sold``."""
-        params = {"market": market, **_range(start, end)}
+        params = {"market": market, **_range(start, end), "grace_ns": LATE_BATCH_GRACE_NS}
         rows = self._query(queries.BATCH_BALANCES, params, "reading batch balances")
         return [queries.batch_balance_row(row) for row in rows]
 
@@ -518,6 +524,14 @@ def _row_values(row: EncodedRow, resolved: _ResolvedIds) -> tuple[SqlValue, ...]
 def _refusal(reading: Reading, reason: str) -> DeadLetter:
     """A reading the store cannot hold, as a dead letter carrying the message as JSON."""
     return msgids.reading_as_dead_letter(reading, f"refused by the SQLite store: {reason}")
+
+
+def _own_sales_of(batch: BatchRow | None) -> dict[str, SqlValue]:
+    """The parameters of ``SALES_OF_BATCH`` for the batch's own sales (every sale without one)."""
+    if batch is None:
+        return {"vendor": None, "plu": None, "since": -_MAX_SQLITE_INT - 1}
+    since = time_bound_ns(batch.ts - LATE_BATCH_GRACE)
+    return {"vendor": batch.vendor, "plu": batch.plu, "since": since}
 
 
 def _range(start: datetime, end: datetime) -> dict[str, int]:

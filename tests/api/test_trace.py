@@ -192,6 +192,16 @@ def test_receipt_and_its_batch_and_qr_code(fed: Fed, web: Api) -> None:
     assert qr.content == qr_png(f"{web.url}/trace/{MARKET}/receipt/S-A01/{sale.msg_id}")
 
 
+@pytest.mark.parametrize("store_kind", BOTH_STORES)
+def test_sales_that_falsely_name_a_batch_are_not_its_sales(fed: Fed, web: Api) -> None:
+    # Sales 5 and 6 of the vegetable stall name the meat vendor's pork batch.
+    body = web.get(f"/api/v1/markets/{MARKET}/trace/{PORK}").json()
+
+    assert body["batch"]["vendor"]["id"] == "V02"
+    assert body["sales"] == []
+    assert (body["sold_g"], body["remaining_g"], body["oversold"]) == (0, QUANTITY_G, False)
+
+
 def test_sales_of_an_unregistered_batch_are_shown_without_a_batch(fed: Fed, web: Api) -> None:
     body = web.get(f"/api/v1/markets/{MARKET}/trace/{ORPHAN}").json()
     assert body["batch"] is None

@@ -294,6 +294,30 @@ def test_alerts_name_failed_batches_on_sale_oversold_batches_and_offline_scales(
     assert {"failed_on_sale", "oversold"} <= kinds
 
 
+def test_other_vendors_sales_naming_a_batch_do_not_make_it_oversold(
+    registry: Registry, store: Store, start_live: Callable[[], LiveView]
+) -> None:
+    at = NOON_ISH - timedelta(hours=2)
+    pork = _batch("TM-B01-PORK", at, passed=True, grams=1000, vendor="V02", plu="2001")
+    store.write(
+        [
+            Reading(MARKET, "IN-1", to_ns(at), pork),
+            # V01's scale names V02's 1 kg pork batch for 1.4 kg of its own cabbage.
+            sale(1, at + timedelta(minutes=1), 700, trace="TM-B01-PORK"),
+            sale(2, at + timedelta(minutes=2), 700, trace="TM-B01-PORK"),
+        ]
+    )
+    data = data_at(NOON_ISH, registry, store, start_live())
+
+    alerts = queries.alerts(data, MARKET)
+    assert alerts.query("kind == 'oversold'").empty
+    flagged = alerts.query("kind == 'unverified_sales'")[["subject", "detail"]]
+    assert flagged.to_dict("records") == [{"subject": "S-A01", "detail": "V01: 2 other_vendor"}]
+    chain = queries.trace_chain(data, MARKET, TraceQuery(trace_code="TM-B01-PORK"))
+    assert isinstance(chain, queries.TraceChain)
+    assert (chain.sales, chain.balance.sold_g, chain.balance.oversold) == ((), 0, False)
+
+
 def test_sales_whose_trace_code_did_not_check_out_are_an_alert_and_in_the_tables(
     registry: Registry, store: Store, start_live: Callable[[], LiveView]
 ) -> None:

@@ -28,6 +28,7 @@ PARAMS = {
     "keys": '[["nanmen", "sc-001", 1]]',
     "limit": 100,
     "since": 0,
+    "grace_ns": 86_400_000_000_000,
     "head_end": 3_600_000_000_000,
     "hours_start": 3_600_000_000_000,
     "hours_end": 7_200_000_000_000,
@@ -112,9 +113,19 @@ def test_sales_of_a_batch_use_the_trace_code_index(conn: sqlite3.Connection) -> 
     steps = plan(conn, queries.SALES_OF_BATCH)
     assert steps[:2] == [
         "SEARCH t USING COVERING INDEX sqlite_autoindex_trace_code_1 (market=? AND code=?)",
-        "SEARCH sale USING INDEX sale_by_trace (trace=?)",
+        "SEARCH sale USING INDEX sale_by_trace (trace=? AND time_ns>?)",
     ]
     assert not [step for step in steps if "TEMP B-TREE" in step]  # the index yields time order
+
+
+def test_batch_balances_seek_each_batchs_rows_of_what_was_sold(conn: sqlite3.Connection) -> None:
+    steps = plan(conn, queries.BATCH_BALANCES)
+    assert "SEARCH sold USING PRIMARY KEY (trace=? AND product=?) LEFT-JOIN" in steps, steps
+    # Raw sales only for a row with sales from before the batch's grace window.
+    raw_sales = [step for step in steps if step.startswith("SEARCH sale ")]
+    assert raw_sales, steps
+    assert all("sale_by_trace (trace=? AND time_ns>?)" in step for step in raw_sales), steps
+    assert not [step for step in steps if "TEMP B-TREE" in step], steps
 
 
 def test_batch_by_trace_code_uses_the_trace_code_index(conn: sqlite3.Connection) -> None:

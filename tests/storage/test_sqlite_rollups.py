@@ -65,18 +65,22 @@ def expected_sale_rollups(conn: sqlite3.Connection) -> tuple[Rollup, Rollup]:
 
 
 def expected_batch_sold(conn: sqlite3.Connection) -> Rollup:
-    totals: dict[tuple[object, ...], list[int]] = defaultdict(lambda: [0, 0, 0])
-    for trace, time_ns, weight_g in conn.execute("SELECT trace, time_ns, weight_g FROM sale"):
-        total = totals[(trace,)]
+    totals: dict[tuple[object, ...], list[int]] = {}
+    rows = conn.execute("SELECT trace, product, source, time_ns, weight_g FROM sale")
+    for trace, product, source, time_ns, weight_g in rows:
+        total = totals.setdefault((trace, product, source), [0, 0, time_ns, time_ns])
         total[0] += 1
         total[1] += weight_g
-        total[2] = max(total[2], time_ns)
+        total[2] = min(total[2], time_ns)
+        total[3] = max(total[3], time_ns)
     return {key: tuple(value) for key, value in totals.items()}
 
 
 def stored_batch_sold(conn: sqlite3.Connection) -> Rollup:
-    rows = conn.execute("SELECT trace, sales, sold_g, last_sale_ns FROM batch_sold")
-    return {(trace,): tuple(values) for trace, *values in rows}
+    rows = conn.execute(
+        "SELECT trace, product, source, sales, sold_g, first_sale_ns, last_sale_ns FROM batch_sold"
+    )
+    return {tuple(row[:3]): tuple(row[3:]) for row in rows}
 
 
 def expected_footfall_rollup(conn: sqlite3.Connection) -> Rollup:
@@ -317,3 +321,28 @@ def test_upgrading_a_version_3_file_checks_the_trace_codes_of_its_sales(tmp_path
         5: TraceStatus.UNKNOWN_BATCH,
     }
     assert sum(row.sales for row in unverified) == 4
+
+
+def test_upgrading_a_version_5_file_counts_only_each_batchs_own_sales(tmp_path: Path) -> None:
+    # Up to version 5, batch_sold counted every sale naming a code, another vendor's
+    # too; version 6 counts them per product and scale and rebuilds it.
+    path = tmp_path / "store.db"
+    readings = [
+        reading(batch(msg_id=1, trace_code="TC-A01", vendor="a01", quantity_g=1_000), "in-01"),
+        reading(sale(msg_id=1, vendor="a01", weight_g=600, trace_code="TC-A01"), "sc-a01"),
+        reading(sale(msg_id=2, vendor="b01", weight_g=900, trace_code="TC-A01"), "sc-b01"),
+    ]
+    copy_rows_into_older_version(path, 5, readings)
+    with raw(path) as conn:  # what version 5's writer had counted
+        conn.execute(
+            "INSERT INTO batch_sold (trace, sales, sold_g, last_sale_ns)"
+            " SELECT trace, COUNT(*), SUM(weight_g), MAX(time_ns) FROM sale GROUP BY trace"
+        )
+
+    with SQLiteStore(path) as store:
+        (balance,) = store.batch_balances(MARKET, T0, at(hours=1))
+
+    assert (balance.sales, balance.sold_g, balance.oversold) == (1, 600, False)
+    with raw(path) as conn:
+        assert stored_batch_sold(conn) == expected_batch_sold(conn)
+        assert len(stored_batch_sold(conn)) == 2

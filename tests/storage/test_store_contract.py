@@ -883,6 +883,127 @@ class TestTraceStatus:
         ]
 
 
+class TestTheSalesOfABatch:
+    """A batch's sales are its vendor's sales of its product that name its code.
+
+    A sale of another vendor or product that names the code is a false claim
+    (flagged by its trace status and ``unverified_sales``), never the batch's
+    sale: it is not listed with the batch and does not count against its stock.
+    """
+
+    START, END = at(hours=-48), DAY_END
+
+    @staticmethod
+    def small_cabbage_batch() -> Reading:
+        """Vendor a01 took in 1 kg of Napa cabbage at T0."""
+        message = batch(msg_id=2, trace_code=CABBAGE, vendor="a01", plu="1001", quantity_g=1_000)
+        return reading(message, "in-01")
+
+    @staticmethod
+    def claim(
+        msg_id: int,
+        vendor: str,
+        plu: str,
+        weight_g: int,
+        *,
+        ts: datetime | None = None,
+        outside_categories: bool = False,
+    ) -> Reading:
+        """A sale naming the cabbage batch, by ``vendor`` of ``plu``."""
+        message = sale(
+            msg_id=msg_id,
+            ts=ts or at(minutes=msg_id),
+            vendor=vendor,
+            plu=plu,
+            weight_g=weight_g,
+            trace_code=CABBAGE,
+        )
+        return Reading(MARKET, f"sc-{vendor}", to_ns(message.ts), message, outside_categories)
+
+    def balance(self, store: Store) -> BatchBalanceRow:
+        (row,) = store.batch_balances(MARKET, self.START, self.END)
+        assert row == Store.batch_balances(store, MARKET, self.START, self.END)[0]
+        return row
+
+    def test_another_vendors_false_sale_leaves_the_batch_as_it_was(self, store: Store) -> None:
+        write_ok(store, [self.small_cabbage_batch(), self.claim(1, "a01", "1001", 600)])
+        before = self.balance(store)
+
+        write_ok(
+            store,
+            [
+                self.claim(2, "b01", "1001", 900),  # a neighbour's scale names a01's batch
+                self.claim(3, "b01", "2001", 700, outside_categories=True),
+                self.claim(4, "a01", "1002", 800),  # a01's own scale, but another product
+            ],
+        )
+
+        after = self.balance(store)
+        assert after == before
+        assert (after.sales, after.sold_g, after.last_sale) == (1, 600, at(minutes=1))
+        assert not after.oversold
+        assert [row.msg_id for row in store.sales_of_batch(MARKET, CABBAGE)] == [1]
+        # The false claims are flagged at the scales that made them.
+        assert {
+            (row.vendor, row.trace_status): row.sales
+            for row in store.unverified_sales(MARKET, self.START, self.END)
+        } == {
+            ("a01", TraceStatus.PRODUCT_MISMATCH): 1,
+            ("b01", TraceStatus.OTHER_VENDOR): 1,
+            ("b01", TraceStatus.OUTSIDE_CATEGORIES): 1,
+        }
+
+    def test_an_own_sale_outside_the_stalls_categories_still_came_from_the_batch(
+        self, store: Store
+    ) -> None:
+        write_ok(
+            store,
+            [
+                self.small_cabbage_batch(),
+                self.claim(1, "a01", "1001", 600),
+                self.claim(2, "a01", "1001", 500, outside_categories=True),
+            ],
+        )
+
+        balance = self.balance(store)
+        assert (balance.sales, balance.sold_g, balance.oversold) == (2, 1_100, True)
+        assert [
+            (row.msg_id, row.trace_status) for row in store.sales_of_batch(MARKET, CABBAGE)
+        ] == [(1, TraceStatus.VERIFIED), (2, TraceStatus.OUTSIDE_CATEGORIES)]
+
+    def test_a_late_batch_counts_its_vendors_sales_within_the_grace_window(
+        self, store: Store
+    ) -> None:
+        grace_edge = T0 - LATE_BATCH_GRACE
+        write_ok(
+            store,
+            [
+                self.claim(1, "a01", "1001", 300, ts=grace_edge - timedelta(milliseconds=1)),
+                self.claim(2, "a01", "1001", 200, ts=grace_edge),
+                self.claim(3, "a01", "1001", 100, ts=at(minutes=-5)),
+                self.claim(4, "b01", "1001", 900, ts=at(minutes=-4)),
+            ],
+        )
+        write_ok(store, [self.small_cabbage_batch()])
+        write_ok(store, [self.claim(5, "a01", "1001", 50, ts=at(minutes=5))])
+
+        balance = self.balance(store)
+        assert (balance.sales, balance.sold_g, balance.last_sale) == (3, 350, at(minutes=5))
+        assert [row.msg_id for row in store.sales_of_batch(MARKET, CABBAGE)] == [2, 3, 5]
+        assert {row.trace_status for row in store.sales_of_batch(MARKET, CABBAGE)} == {
+            TraceStatus.VERIFIED
+        }
+
+    def test_without_a_registered_batch_every_sale_naming_the_code_is_listed(
+        self, store: Store
+    ) -> None:
+        write_ok(store, [self.claim(1, "a01", "1001", 600), self.claim(2, "b01", "1001", 900)])
+
+        assert [
+            (row.msg_id, row.trace_status) for row in store.sales_of_batch(MARKET, CABBAGE)
+        ] == [(1, TraceStatus.UNKNOWN_BATCH), (2, TraceStatus.UNKNOWN_BATCH)]
+
+
 class TestBatchBalances:
     """Batches in a range with their sales so far; equal to the generic per-batch version."""
 
