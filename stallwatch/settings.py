@@ -83,6 +83,14 @@ class Settings(BaseSettings):
     influx_url: str = "http://127.0.0.1:8086"
     influx_database: str = "stallwatch"
     influx_retention_policy: str | None = None
+    influx_msg_id_retention_policy: str | None = Field(
+        default=None,
+        description=(
+            "Retention policy of the msg_id ledger, which must keep data forever (its points "
+            "are timed by msg_id); created with the database when that is created. Default: "
+            "the store's retention policy, fine while that keeps data forever."
+        ),
+    )
     influx_token: SecretStr | None = None
     influx_username: str | None = None
     influx_password: SecretStr | None = None

@@ -17,6 +17,7 @@ def open_store(settings: Settings) -> Store:
             username=settings.influx_username,
             password=_secret(settings.influx_password),
             retention_policy=settings.influx_retention_policy,
+            msg_id_retention_policy=settings.influx_msg_id_retention_policy,
             create_database=settings.influx_create_database,
             batch_lines=settings.batch_lines,
         )

@@ -343,6 +343,15 @@ class InfluxClient:
         """``CREATE DATABASE`` (1.x only; idempotent there). 2.x needs :mod:`.v2setup` instead."""
         self.execute(Query(f"CREATE DATABASE {quote_ident(name)}"))
 
+    def create_forever_retention_policy(self, database: str, name: str) -> None:
+        """``CREATE RETENTION POLICY`` that keeps data forever (1.x only; idempotent there)."""
+        self.execute(
+            Query(
+                f"CREATE RETENTION POLICY {quote_ident(name)} ON {quote_ident(database)}"
+                " DURATION INF REPLICATION 1"
+            )
+        )
+
     def close(self) -> None:
         self._http.close()
 

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
@@ -97,6 +98,8 @@ from storage.traceability import (
     merge_batches,
     sale_statuses,
 )
+
+log = logging.getLogger(__name__)
 
 _NS_PER_MS: Final = 1_000_000
 _EPOCH: Final = datetime.fromisoformat("1970-01-01T00:00:00+00:00")
@@ -337,6 +340,7 @@ class InfluxStore(Store):
         username: str | None = None,
         password: str | None = None,
         retention_policy: str | None = None,
+        msg_id_retention_policy: str | None = None,
         timeout: float = 10.0,
         transport: httpx.BaseTransport | None = None,
         create_database: bool = False,
@@ -347,6 +351,11 @@ class InfluxStore(Store):
             raise ValueError("batch_lines must be at least 1")
         self._database = database
         self._rp = retention_policy
+        # The ledger's points are timed by msg_id (near 1970): a policy that drops old
+        # points refuses them, so the ledger may live in a policy of its own that keeps
+        # data forever (docs/influxdb-compatibility.md).
+        self._ledger_rp = msg_id_retention_policy or retention_policy
+        self._ledger_refused = False
         self._batch_keys: dict[tuple[str, str], BatchKey] = {}
         self._batch_lines = batch_lines
         self._client = InfluxClient(
@@ -361,6 +370,8 @@ class InfluxStore(Store):
         if create_database:
             try:
                 self._client.create_database(database)
+                if msg_id_retention_policy is not None:
+                    self._client.create_forever_retention_policy(database, msg_id_retention_policy)
             except BaseException:
                 self._client.close()
                 raise
@@ -539,7 +550,7 @@ class InfluxStore(Store):
                 Condition("time", ">=", f"low{number}", msg_id_time(low)),
                 Condition("time", "<=", f"high{number}", msg_id_time(high)),
             ),
-            retention_policy=self._rp,
+            retention_policy=self._ledger_rp,
             group_by=("market", "device"),
         ).query()
 
@@ -554,9 +565,35 @@ class InfluxStore(Store):
         """
         refused = {(r.market, r.device, r.message.msg_id) for r in not_stored}
         lines = [ledger_entry_to_line(e) for e in entries if e.key not in refused]
-        for start in range(0, len(lines), self._batch_lines):
-            chunk = lines[start : start + self._batch_lines]
-            self._client.write(self._database, chunk, retention_policy=self._rp)
+        try:
+            for start in range(0, len(lines), self._batch_lines):
+                chunk = lines[start : start + self._batch_lines]
+                self._client.write(self._database, chunk, retention_policy=self._ledger_rp)
+        except StoreRejected as exc:
+            self._on_ledger_refused(exc)
+        else:
+            if lines and self._ledger_refused:
+                log.info("InfluxDB stores the msg_id ledger again")
+                self._ledger_refused = False
+
+    def _on_ledger_refused(self, exc: StoreRejected) -> None:
+        """The readings are stored; only the memory of their msg_ids is not.
+
+        Holding the readings back would stop ingest for the sake of a check, so
+        they go on, and the operator is told once (until the ledger is written
+        again) what to fix: typically a retention policy that drops the ledger's
+        1970-timed points.
+        """
+        if self._ledger_refused:
+            log.debug("InfluxDB still refuses the msg_id ledger: %s", exc.detail or exc)
+            return
+        self._ledger_refused = True
+        log.error(
+            "InfluxDB refuses the msg_id ledger (%s): reused msg_ids go undetected until it is "
+            "stored; give it a retention policy that keeps data forever "
+            "(STALLWATCH_INFLUX_MSG_ID_RETENTION_POLICY)",
+            exc.detail or exc,
+        )
 
     def forget_msg_ids(self, before: datetime) -> None:
         """See :meth:`Store.forget_msg_ids`: per device, up to its newest id that arrived before.
@@ -568,7 +605,12 @@ class InfluxStore(Store):
         """
         cutoff = (Condition("received_ns", "<", "before", _ns(before)),)
         newest_old = self._select(
-            MSG_ID_LEDGER, *cutoff, group_by=("market", "device"), newest_first=True, limit=1
+            MSG_ID_LEDGER,
+            *cutoff,
+            group_by=("market", "device"),
+            newest_first=True,
+            limit=1,
+            retention_policy=self._ledger_rp,
         )
         for row in _rows(newest_old):
             delete = Delete(
@@ -624,11 +666,13 @@ class InfluxStore(Store):
         newest_first: bool = False,
         limit: int | None = None,
         count_of: str | None = None,
+        retention_policy: str | None = None,
     ) -> list[Series]:
+        """One SELECT in the store's retention policy, or in ``retention_policy``."""
         select = Select(
             measurement,
             where=tuple(condition for condition in where if condition is not None),
-            retention_policy=self._rp,
+            retention_policy=retention_policy or self._rp,
             count_of=count_of,
             group_by=group_by,
             newest_first=newest_first,

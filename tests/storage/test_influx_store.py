@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import uuid
 from collections.abc import Iterator, Sequence
@@ -37,6 +38,7 @@ from storage.influx.client import InfluxClient, InfluxDatabaseNotFound, RetryPol
 from storage.influx.influxql import Query, quote_ident
 from storage.influx.lineprotocol import FieldValue, build_line, reading_to_line
 from storage.influx.store import InfluxStore
+from storage.msgids import REUSED_MSG_ID
 from storage.records import UNREGISTERED, DeadLetter, Reading, to_ns
 from storage.traceability import TraceStatus
 
@@ -570,3 +572,59 @@ def test_naive_datetimes_are_refused(store: InfluxStore) -> None:
 
 def test_ping(store: InfluxStore) -> None:
     store.ping()
+
+
+# -- the msg_id ledger and retention policies ----------------------------------------------
+
+
+@pytest.fixture
+def week_policy(influx_server: Influxd, database: str) -> str:
+    """A database whose default policy drops data after a week, as an operator may set one."""
+    with InfluxClient(influx_server.url) as client:
+        client.create_database(database)
+        client.execute(
+            Query(
+                f"CREATE RETENTION POLICY week ON {quote_ident(database)} DURATION 7d"
+                " REPLICATION 1 DEFAULT"
+            )
+        )
+    return "week"
+
+
+def test_a_ledger_refused_by_the_retention_policy_holds_no_reading_back(
+    influx_server: Influxd, database: str, week_policy: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    recent = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    with InfluxStore(
+        influx_server.url, database, retention_policy=week_policy, retry=NO_WAIT
+    ) as store:
+        first = [sale(1, recent), sale(2, recent + timedelta(seconds=1))]
+        assert store.write(first) == []
+        assert store.write([sale(3, recent + timedelta(seconds=2))]) == []
+
+        stored = store.sales(MARKET, recent - timedelta(hours=1), recent + timedelta(hours=1))
+    assert [row.msg_id for row in stored] == [1, 2, 3]
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1, errors
+    assert "STALLWATCH_INFLUX_MSG_ID_RETENTION_POLICY" in errors[0]
+
+
+def test_a_ledger_policy_of_its_own_keeps_catching_reused_msg_ids(
+    influx_server: Influxd, database: str, week_policy: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    recent = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    with InfluxStore(
+        influx_server.url,
+        database,
+        retention_policy=week_policy,
+        msg_id_retention_policy="msg_ids",
+        create_database=True,
+        retry=NO_WAIT,
+    ) as store:
+        assert store.write([sale(7, recent, weight_g=100)]) == []
+        refused = store.write([sale(7, recent + timedelta(minutes=3), weight_g=1033)])
+
+        stored = store.sales(MARKET, recent - timedelta(hours=1), recent + timedelta(hours=1))
+    assert [letter.reason for letter in refused] == [REUSED_MSG_ID]
+    assert [(row.msg_id, row.weight_g) for row in stored] == [(7, 100)]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
