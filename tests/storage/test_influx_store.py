@@ -6,7 +6,7 @@ import json
 import logging
 import socket
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
@@ -40,7 +40,7 @@ from storage.influx.lineprotocol import FieldValue, build_line, reading_to_line
 from storage.influx.store import InfluxStore
 from storage.msgids import REUSED_MSG_ID
 from storage.records import UNREGISTERED, DeadLetter, Reading, to_ns
-from storage.traceability import TraceStatus
+from storage.traceability import BatchKey, TraceStatus
 
 pytestmark = pytest.mark.influx
 
@@ -247,8 +247,10 @@ def test_a_batch_another_process_writes_while_its_sales_are_checked_still_verifi
     with InfluxStore(influx_server.url, database, create_database=True, retry=NO_WAIT) as other:
 
         class RacedStore(InfluxStore):
-            def _trace_statuses(self, readings: Sequence[Reading]) -> dict[int, TraceStatus]:
-                statuses = super()._trace_statuses(readings)
+            def _trace_statuses(
+                self, readings: Sequence[Reading], looked_up: Mapping[tuple[str, str], BatchKey]
+            ) -> dict[int, TraceStatus]:
+                statuses = super()._trace_statuses(readings, looked_up)
                 assert other.write([batch(1, T0 - timedelta(hours=1), "TC-0001")]) == []
                 return statuses
 
