@@ -17,7 +17,7 @@ batch           market, station, vendor, plu  msg_id, trace_code, origin, suppli
 scale_status    market, scale                 msg_id, online, will, zero_ok?, seal_intact?,
                                               calibration_due?, received_ns
 dead_letter     market, device (, dup)        topic, reason, payload_b64, payload_size
-msg_id_ledger   market, device                digest, received_ns (time: the msg_id − 1)
+msg_id_ledger   market, device                digest, received_ns? (time: the msg_id − 1)
 ==============  ============================  ==============================================
 
 A point's fields become visible to readers one by one while a write is in
