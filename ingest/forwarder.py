@@ -11,27 +11,44 @@ was dead-lettered (the spool remembers those): a readings' redelivery would be
 harmless, but a dead letter is an event keyed by arrival, and would count twice.
 The forwarder also makes the store forget msg_ids older than the device-clock
 window now and then (``storage.msgids``).
+
+A batch the store keeps refusing for a reason other than being unavailable (a
+*poison* batch) would block the spool's head for ever. After
+``poison_after`` such failures in a row the batch is written in halves, down to
+the single readings the store refuses; those are dead-lettered with the store's
+error and the rest goes on. A reading counts as poison only if the store took
+another reading of the same batch meanwhile: when it took none, the store is
+the problem, not the data, and the batch stays in the spool (so does it when
+the store refuses even the dead letters). Nothing is dropped without a trace.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import random
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Final
 
 from ingest.spool import Spool, SpooledMessage, SpoolError
 from ingest.validate import Limits, Validator
-from storage._exceptions import StoreError, StoreUnavailable
+from storage._exceptions import StoreError, StoreRejected, StoreUnavailable
+from storage.backoff import Backoff
 from storage.base import Store
 from storage.records import DeadLetter, Reading
 
 log = logging.getLogger(__name__)
+
+#: Pauses after an outage or a failed batch: up to 1 s, doubling up to 30 s, full jitter;
+#: a store's Retry-After is honoured up to two minutes.
+STORE_BACKOFF: Final = Backoff(first=1.0, cap=30.0, retry_after_cap=120.0)
+#: Failures in a row of one batch, for a reason other than the store being unavailable,
+#: after which it is split to find the readings the store refuses.
+POISON_AFTER: Final = 3
 
 
 @dataclass
@@ -44,6 +61,8 @@ class ForwardStats:
     batches: int = 0
     #: redeliveries skipped because their first delivery was already forwarded
     redeliveries: int = 0
+    #: readings dead-lettered because the store kept refusing them (also in ``rejected``)
+    poisoned: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,17 +77,24 @@ class Memory:
     forget_every_s: float = 3600.0
 
 
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Exponential backoff with full jitter, overridden by the server's Retry-After."""
+@dataclass(slots=True)
+class _Sorted:
+    """A batch after the edge check: readings and dead letters, with the rows they came from."""
 
-    first: float = 0.5
-    cap: float = 30.0
+    readings: list[Reading] = field(default_factory=list)
+    reading_rows: list[SpooledMessage] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
+    dead_rows: list[SpooledMessage] = field(default_factory=list)
 
-    def delay(self, failures: int, retry_after: float | None) -> float:
-        if retry_after is not None:
-            return min(max(retry_after, 0.0), self.cap * 4)
-        return random.uniform(0, min(self.cap, self.first * 2 ** min(failures, 16)))
+
+@dataclass(slots=True)
+class _Written:
+    """What a write of a batch's readings left behind."""
+
+    #: readings the store itself refused and dead-lettered (usually none)
+    refused: list[DeadLetter] = field(default_factory=list)
+    #: readings the store kept failing on, as dead letters, with their spooled rows
+    poisoned: list[tuple[SpooledMessage, DeadLetter]] = field(default_factory=list)
 
 
 class Forwarder:
@@ -79,52 +105,137 @@ class Forwarder:
         validator: Validator,
         *,
         batch_size: int = 5_000,
-        backoff: Backoff | None = None,
+        backoff: Backoff = STORE_BACKOFF,
         on_batch: Callable[[ForwardStats], None] | None = None,
         memory: Memory | None = None,
+        poison_after: int = POISON_AFTER,
     ) -> None:
+        if poison_after < 1:
+            raise ValueError(f"poison_after must be at least 1, got {poison_after}")
         self._spool = spool
         self._store = store
         self._validator = validator
         self._batch_size = batch_size
-        self._backoff = backoff or Backoff()
+        self._backoff = backoff
         self.stats = ForwardStats()
         self._on_batch = on_batch
         self._failures = 0
         self._memory = memory or Memory()
         self._next_forget = time.monotonic()
+        self._poison_after = poison_after
+        #: the spool seq of the batch the store refused last, and how many times in a row
+        self._refused_head = -1
+        self._refusals = 0
 
     def forward_batch(self) -> int:
         """Validate and store the oldest batch; returns how many messages it took.
 
-        Raises :class:`StoreUnavailable` and leaves the batch in the spool.
+        Raises :class:`StoreUnavailable` and leaves the batch in the spool; so
+        does any other :class:`StoreError`, until the batch has failed
+        ``poison_after`` times in a row and is split instead.
         """
         batch = self._spool.peek(self._batch_size)
         if not batch:
             return 0
-        readings: list[Reading] = []
-        dead: list[DeadLetter] = []
-        # The spooled rows they came from, to remember the dead-lettered deliveries.
-        reading_rows: list[SpooledMessage] = []
-        dead_rows: list[SpooledMessage] = []
-        check = self._validator.check
-        for row in self._first_deliveries(batch):
-            result = check(row[1], row[2], row[3])
-            if isinstance(result, Reading):
-                readings.append(result)
-                reading_rows.append(row)
-            else:
-                dead.append(result)
-                dead_rows.append(row)
-        refused = self._store.write(readings, dead)
-        dead_lettered = [*dead_rows, *_rows_of(refused, readings, reading_rows)]
+        head = batch[0][0]
+        ordered = self._sort(batch)
+        if self._refused_head == head and self._refusals >= self._poison_after:
+            written = self._write_isolating_poison(ordered)
+        else:
+            written = _Written(self._write_noting_refusals(head, ordered))
+        poisoned_rows = [row for row, _ in written.poisoned]
+        poisoned = [letter for _, letter in written.poisoned]
+        dead_lettered = [
+            *ordered.dead_rows,
+            *_rows_of(written.refused, ordered.readings, ordered.reading_rows),
+            *poisoned_rows,
+        ]
         self._spool.remove_through(
             batch[-1][0],
             [(delivery_digest(row[1], row[2]), row[3]) for row in dead_lettered],
             forget_before_ns=time.time_ns() - _ns(self._memory.redeliveries),
         )
-        self._count(len(readings) - len(refused), [*dead, *refused])
+        self._refused_head, self._refusals = -1, 0
+        self.stats.poisoned += len(poisoned)
+        stored = len(ordered.readings) - len(written.refused) - len(poisoned)
+        self._count(stored, [*ordered.dead, *written.refused, *poisoned])
         return len(batch)
+
+    def _sort(self, batch: list[SpooledMessage]) -> _Sorted:
+        ordered = _Sorted()
+        check = self._validator.check
+        for row in self._first_deliveries(batch):
+            result = check(row[1], row[2], row[3])
+            if isinstance(result, Reading):
+                ordered.readings.append(result)
+                ordered.reading_rows.append(row)
+            else:
+                ordered.dead.append(result)
+                ordered.dead_rows.append(row)
+        return ordered
+
+    def _write_noting_refusals(self, head: int, ordered: _Sorted) -> list[DeadLetter]:
+        """The whole batch in one write, counting failures that are not an outage."""
+        try:
+            return self._store.write(ordered.readings, ordered.dead)
+        except StoreUnavailable:
+            raise  # an outage says nothing about the batch
+        except StoreError:
+            if self._refused_head != head:
+                self._refused_head, self._refusals = head, 0
+            self._refusals += 1
+            raise
+
+    def _write_isolating_poison(self, ordered: _Sorted) -> _Written:
+        """Write the readings in halves down to the ones the store fails on, then the letters.
+
+        The halves are always the same, so a batch split again (after an outage or
+        a crash) makes the same writes, and a reading written twice with the same
+        content is a no-op in the store. The validator's letters and the poisoned
+        readings go in one last write, so their identities do not depend on the split.
+        """
+        written = _Written()
+        failed: list[StoreError] = []
+        self._write_halves(ordered.readings, ordered.reading_rows, written, failed)
+        if failed and len(failed) == len(ordered.readings):
+            # The store took none of them: it is failing, not these readings. Whole
+            # writes again, which cost one write each, before the next split.
+            self._refusals = 0
+            raise failed[0]
+        letters = [*ordered.dead, *(letter for _, letter in written.poisoned)]
+        if letters:
+            self._store.write((), letters)
+        for row, letter in written.poisoned:
+            log.error(
+                "dead-lettered the message from %s received at %d: %s",
+                row[1],
+                row[3],
+                letter.reason,
+            )
+        return written
+
+    def _write_halves(
+        self,
+        readings: Sequence[Reading],
+        rows: Sequence[SpooledMessage],
+        written: _Written,
+        failed: list[StoreError],
+    ) -> None:
+        if not readings:
+            return
+        try:
+            written.refused += self._store.write(readings)
+            return
+        except StoreUnavailable:
+            raise
+        except StoreError as exc:
+            if len(readings) == 1:
+                failed.append(exc)
+                written.poisoned.append((rows[0], _poison_letter(rows[0], readings[0], exc)))
+                return
+        middle = len(readings) // 2
+        self._write_halves(readings[:middle], rows[:middle], written, failed)
+        self._write_halves(readings[middle:], rows[middle:], written, failed)
 
     def _first_deliveries(self, batch: list[SpooledMessage]) -> list[SpooledMessage]:
         """The batch without redeliveries of a delivery earlier in it or dead-lettered before."""
@@ -176,11 +287,12 @@ class Forwarder:
                 stop.wait(self._backoff.delay(self._failures, exc.retry_after))
                 continue
             except (StoreError, SpoolError) as exc:
-                # write() isolates bad readings itself, so this is the store refusing its own
-                # dead letters or the spool failing: keep the batch, say so loudly, retry.
+                # write() isolates the readings it refuses itself, so this is the store failing
+                # another way (poison is split out after poison_after of these) or the spool
+                # failing: keep the batch, say so loudly, retry.
                 log.error("cannot forward a batch (%s); it stays in the spool", exc)
                 self._failures += 1
-                stop.wait(self._backoff.delay(self._failures, None))
+                stop.wait(self._backoff.delay(self._failures))
                 continue
             if self._failures:
                 self._on_recovery()
@@ -228,6 +340,21 @@ def _rows_of(
     }
     found = (row_of.get((d.market, d.device, d.received_ns)) for d in refused)
     return [row for row in found if row is not None]
+
+
+def _poison_letter(row: SpooledMessage, reading: Reading, error: StoreError) -> DeadLetter:
+    """The message as it arrived, with the store's error as the reason."""
+    reason = str(error)
+    if isinstance(error, StoreRejected) and error.detail and error.detail not in reason:
+        reason = f"{reason}: {error.detail}"
+    return DeadLetter(
+        received_ns=row[3],
+        topic=row[1],
+        payload=row[2],
+        reason=f"the store keeps failing on it: {reason}",
+        market=reading.market,
+        device=reading.device,
+    )
 
 
 def _ns(span: timedelta) -> int:

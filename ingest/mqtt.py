@@ -38,7 +38,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Final, cast
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
@@ -48,8 +48,12 @@ from paho.mqtt.properties import Properties
 from ingest._socket import BufferedSocket, puback_packets
 from ingest.spool import Spool, SpoolError
 from schemas.topics import SUBSCRIPTION
+from storage.backoff import NO_JITTER, Backoff
 
 log = logging.getLogger(__name__)
+
+#: Pauses between reconnection attempts: 0.5 s doubling up to 30 s.
+RECONNECT_BACKOFF: Final = Backoff(first=0.5, cap=30.0, jitter=NO_JITTER)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,8 +94,16 @@ class MqttOptions:
 class MqttReceiver:
     """Receives, spools, then acknowledges. Start with :meth:`start`, end with :meth:`stop`."""
 
-    def __init__(self, options: MqttOptions, spool: Spool, on_spooled: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        options: MqttOptions,
+        spool: Spool,
+        on_spooled: Callable[[], None],
+        *,
+        reconnect_backoff: Backoff = RECONNECT_BACKOFF,
+    ) -> None:
         self._options = options
+        self._reconnect_backoff = reconnect_backoff
         self._spool = spool
         self._on_spooled = on_spooled
         self._inbox: list[InboundMessage] = []
@@ -181,14 +193,14 @@ class MqttReceiver:
 
     # -- the loop --------------------------------------------------------------
     def _run(self) -> None:
-        delay = 0.5
+        failures = 0
         while not self._stopping.is_set():
             if self._client.socket() is None and not self._reconnect():
                 self._commit()  # whatever arrived before the drop: durable, not acknowledged
-                self._stopping.wait(delay)
-                delay = min(delay * 2, 30.0)
+                failures += 1
+                self._stopping.wait(self._reconnect_backoff.delay(failures))
                 continue
-            delay = 0.5
+            failures = 0
             self._read_available()
             if self._inbox and (len(self._inbox) >= self._options.commit_max or self._caught_up()):
                 self._commit()

@@ -16,7 +16,6 @@ import email.utils
 import gzip
 import json
 import logging
-import random
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -32,6 +31,7 @@ from storage._exceptions import (
     StoreRejected,
     StoreUnavailable,
 )
+from storage.backoff import EQUAL_JITTER, Backoff
 from storage.influx.influxql import Query, quote_ident
 
 log = logging.getLogger(__name__)
@@ -58,32 +58,29 @@ class InfluxDatabaseNotFound(StoreUnavailable):
 # -- retry policy ------------------------------------------------------------------
 
 
+#: Short pauses: the client retries inside one write; a longer outage is the caller's to wait out.
+CLIENT_BACKOFF: Final = Backoff(first=0.2, cap=5.0, jitter=EQUAL_JITTER)
+
+
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """Bounded retries with exponential backoff and jitter, honouring ``Retry-After``.
+    """Bounded retries, pausing per ``backoff`` and honouring ``Retry-After``.
 
     Only :class:`StoreUnavailable` is retried, and not its configuration-shaped
     subclasses (:class:`StoreAuthError`, :class:`InfluxDatabaseNotFound`). When
-    the server asks for a longer pause than ``max_delay`` the error is raised at
-    once with its ``retry_after``, so the caller, which keeps the data, decides
-    how to wait instead of this thread blocking. ``sleep`` and ``jitter`` are
-    injectable so tests never sleep.
+    the server asks for a longer pause than the backoff's ``cap`` the error is
+    raised at once with its ``retry_after``, so the caller, which keeps the data,
+    decides how to wait instead of this thread blocking. ``sleep`` and the
+    backoff's ``random`` are injectable so tests never sleep.
     """
 
     attempts: int = 4
-    base_delay: float = 0.2
-    max_delay: float = 5.0
+    backoff: Backoff = CLIENT_BACKOFF
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
-    jitter: Callable[[], float] = field(default=random.random, repr=False)
 
     def __post_init__(self) -> None:
         if self.attempts < 1:
             raise ValueError("attempts must be at least 1")
-
-    def backoff(self, failures: int) -> float:
-        """'Equal jitter': between half and all of ``base_delay * 2**(failures-1)``, capped."""
-        ceiling = min(self.max_delay, self.base_delay * 2.0 ** (failures - 1))
-        return ceiling / 2 + ceiling / 2 * self.jitter()
 
     def call(self, operation: Callable[[], T]) -> T:
         failures = 0
@@ -94,8 +91,8 @@ class RetryPolicy:
                 raise
             except StoreUnavailable as exc:
                 failures += 1
-                delay = exc.retry_after if exc.retry_after is not None else self.backoff(failures)
-                if failures >= self.attempts or delay > self.max_delay:
+                delay = self.backoff.delay(failures, exc.retry_after)
+                if failures >= self.attempts or delay > self.backoff.cap:
                     raise
                 # DEBUG: the caller reports an outage once; a line per attempt would bury it.
                 log.debug("InfluxDB unavailable (%s); retry %d in %.2fs", exc, failures, delay)
@@ -379,6 +376,7 @@ def _json_documents(response: httpx.Response) -> list[_Document]:
 
 
 __all__ = [
+    "CLIENT_BACKOFF",
     "NO_RETRY",
     "InfluxClient",
     "InfluxDatabaseNotFound",

@@ -24,6 +24,7 @@ from storage._exceptions import (
     StoreRejected,
     StoreUnavailable,
 )
+from storage.backoff import EQUAL_JITTER, Backoff
 from storage.influx.client import (
     QUERY_CHUNK_SIZE,
     InfluxClient,
@@ -48,10 +49,13 @@ def _policy(sleeps: Sleeps, **overrides: float) -> RetryPolicy:
     settings = {"attempts": 4, "base_delay": 0.2, "max_delay": 5.0, **overrides}
     return RetryPolicy(
         attempts=int(settings["attempts"]),
-        base_delay=settings["base_delay"],
-        max_delay=settings["max_delay"],
+        backoff=Backoff(
+            first=settings["base_delay"],
+            cap=settings["max_delay"],
+            jitter=EQUAL_JITTER,
+            random=lambda: 1.0,
+        ),
         sleep=sleeps,
-        jitter=lambda: 1.0,
     )
 
 
@@ -125,10 +129,12 @@ def test_error_text_reads_each_generations_error_shape() -> None:
 
 
 def test_backoff_doubles_and_is_capped() -> None:
-    policy = RetryPolicy(base_delay=0.5, max_delay=3.0, jitter=lambda: 1.0)
-    assert [policy.backoff(n) for n in (1, 2, 3, 4)] == [0.5, 1.0, 2.0, 3.0]
-    low = RetryPolicy(base_delay=0.5, max_delay=3.0, jitter=lambda: 0.0)
-    assert low.backoff(2) == 0.5  # equal jitter never waits less than half
+    policy = RetryPolicy().backoff
+    assert (policy.first, policy.cap, policy.jitter) == (0.2, 5.0, EQUAL_JITTER)
+    high = Backoff(first=0.5, cap=3.0, jitter=EQUAL_JITTER, random=lambda: 1.0)
+    assert [high.delay(n) for n in (1, 2, 3, 4)] == [0.5, 1.0, 2.0, 3.0]
+    low = Backoff(first=0.5, cap=3.0, jitter=EQUAL_JITTER, random=lambda: 0.0)
+    assert low.delay(2) == 0.5  # equal jitter never waits less than half
 
 
 def test_credentials_are_either_a_token_or_user_and_password() -> None:
