@@ -26,7 +26,6 @@ from api.metrics import ApiMetrics
 from ingest.validate import Validator
 from schemas.messages import Identifier
 from schemas.registry import Market, Registry
-from stallwatch.settings import Settings
 from storage.base import Store
 from storage.outage import OutageLog
 
@@ -39,7 +38,6 @@ if TYPE_CHECKING:
 class AppContext:
     """Everything one running API shares between requests."""
 
-    settings: Settings
     registry: Registry
     store: Store
     live: LiveView

@@ -54,7 +54,6 @@ from ingest.validate import Limits, Validator
 from schemas.messages import PriceSet, ScaleStatus
 from schemas.registry import Market, Registry
 from schemas.topics import SUBSCRIPTION
-from stallwatch.settings import Settings
 from storage._exceptions import StoreError
 from storage.base import PriceRow, PromotionRow, Store
 from storage.records import Reading, to_ns
@@ -93,20 +92,8 @@ class LiveMqttOptions:
     client_id: str
     protocol: Literal["5", "3.1.1"] = "5"
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)  # never in a log line
     keepalive_s: int = 30
-
-    @classmethod
-    def from_settings(cls, settings: Settings, *, client_id: str | None = None) -> LiveMqttOptions:
-        return cls(
-            host=settings.mqtt_host,
-            port=settings.mqtt_port,
-            # Unique per API process, so replicas do not disconnect each other.
-            client_id=client_id or f"stallwatch-api-{secrets.token_hex(6)}",
-            protocol=settings.mqtt_protocol,
-            username=settings.mqtt_username,
-            password=settings.mqtt_password_value(),
-        )
 
 
 class UnknownName(LookupError):

@@ -12,6 +12,8 @@ integer fen, with display prices as decimal strings, never floats.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
 
@@ -21,10 +23,8 @@ from api.live import LiveView
 from api.metrics import ApiMetrics, MetricsMiddleware, RouteTemplates, install_ingest_collector
 from api.routers import batches, devices, footfall, history, ops, prices, sales, trace
 from api.security import BodySizeLimit, TokenStore
-from ingest.service import limits
-from ingest.validate import Validator
+from ingest.validate import Limits, Validator
 from schemas.registry import Registry
-from stallwatch.settings import Settings
 from storage.base import Store
 from storage.outage import OutageLog
 
@@ -59,9 +59,21 @@ _VERSIONED: tuple[APIRouter, ...] = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class ApiOptions:
+    """What the composition root tells the API."""
+
+    #: Where ingest keeps its spool files, whose backlog ``/metrics`` reports.
+    spool_dir: Path
+    #: None: every endpoint that needs a token answers 503.
+    tokens_file: Path | None = None
+    #: The ingest edge check, for what the API accepts as if it came over MQTT.
+    limits: Limits = field(default_factory=Limits)
+
+
 def create_app(
     *,
-    settings: Settings,
+    options: ApiOptions,
     registry: Registry,
     store: Store,
     live: LiveView,
@@ -76,12 +88,11 @@ def create_app(
     outage = outage or OutageLog(log)
     app = FastAPI(title="stallwatch", version=API_VERSION, description=DESCRIPTION)
     app.state.context = AppContext(
-        settings=settings,
         registry=registry,
         store=store,
         live=live,
-        tokens=TokenStore(settings.api_tokens_file) if settings.api_tokens_file else None,
-        validator=Validator(registry, limits(settings)),
+        tokens=TokenStore(options.tokens_file) if options.tokens_file else None,
+        validator=Validator(registry, options.limits),
         metrics=metrics,
         outage=outage,
     )
@@ -100,5 +111,5 @@ def create_app(
     install_error_handlers(app, outage=outage, on_store_error=metrics.count_store_error)
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(MetricsMiddleware, metrics=metrics, templates=templates)
-    install_ingest_collector(metrics, settings.spool_dir, store, live)
+    install_ingest_collector(metrics, options.spool_dir, store, live)
     return app

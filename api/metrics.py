@@ -14,7 +14,7 @@ What this process measures itself:
 
 What it reads, because ingest runs in other processes:
 
-* ``stallwatch_spool_pending_messages`` per spool file in ``settings.spool_dir``,
+* ``stallwatch_spool_pending_messages`` per spool file in ``ApiOptions.spool_dir``,
   opened read-only (``MAX(seq) - MIN(seq) + 1``, the same O(log n) count ingest uses);
 * ``stallwatch_device_readings_last_hour`` and ``stallwatch_device_rejects_last_hour``
   per (market, device), asked of the store at most once per ``cache_s`` seconds so

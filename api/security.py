@@ -44,7 +44,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api._exceptions import AuthNotConfigured, Forbidden, NotAuthenticated, error_response
 from api.deps import ContextDep
 from schemas.messages import Identifier
-from stallwatch.privatefiles import write_private
+from storage.privatefiles import write_private
 
 log = logging.getLogger(__name__)
 

@@ -191,8 +191,9 @@ def serve(kind: str, port: int, db: Path, broker_url: str, workdir: Path) -> Non
 
 
 def _stallwatch_app(db: Path, broker_url: str, workdir: Path) -> tuple[Any, Any]:
-    from api.live import LiveMqttOptions, LiveView
+    from api.live import LiveView
     from schemas.registry import Registry
+    from stallwatch.options import live_mqtt_options
     from stallwatch.settings import Settings
     from stallwatch.webapp import create_web_app
     from storage.sqlite import SQLiteStore
@@ -202,7 +203,7 @@ def _stallwatch_app(db: Path, broker_url: str, workdir: Path) -> tuple[Any, Any]
     )
     registry = Registry.load(settings.markets)
     store = SQLiteStore(db)
-    live = LiveView(registry, store, LiveMqttOptions.from_settings(settings))
+    live = LiveView(registry, store, live_mqtt_options(settings))
     live.start()
     if not live.synced:
         raise RuntimeError("the live view could not load the store")

@@ -45,10 +45,11 @@ from typing import Any
 
 import httpx
 
-from api.live import LiveMqttOptions, LiveView
+from api.live import LiveView
 from api.server import ServerThread
 from schemas.registry import Registry
 from stallwatch.localservices import mosquitto
+from stallwatch.options import live_mqtt_options
 from stallwatch.settings import Settings
 from storage.sqlite import SQLiteStore
 
@@ -219,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             markets=(args.market,), mqtt_url=broker.url, sqlite_path=args.db, spool_dir=Path(tmp)
         )
         started = time.perf_counter()
-        live = LiveView(registry, store, LiveMqttOptions.from_settings(settings))
+        live = LiveView(registry, store, live_mqtt_options(settings))
         live.start()
         print(
             f"live view loaded {len(live.prices(market.id)):,} prices "

@@ -37,7 +37,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, cast
 
 import paho.mqtt.client as paho
@@ -77,7 +77,7 @@ class MqttOptions:
     client_id: str
     protocol: str = "5"  # "5" or "3.1.1"
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)  # never in a log line
     share_group: str | None = None
     session_expiry_s: int = 7 * 86_400
     receive_maximum: int = 10_000

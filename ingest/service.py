@@ -13,6 +13,7 @@ import multiprocessing
 import os
 import signal
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -23,8 +24,8 @@ from ingest.mqtt import MqttOptions, MqttReceiver
 from ingest.spool import Spool
 from ingest.validate import Limits, Validator
 from schemas.registry import Registry
-from stallwatch.settings import Settings
 from storage.base import Store
+from storage.spec import StoreSpec, open_store
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,23 @@ class IngestStatus:
     rejected: int
     pending: int
     connected: bool
+
+
+@dataclass(frozen=True, slots=True)
+class IngestOptions:
+    """One ingest instance, as the composition root configures it.
+
+    Plain values only: the forwarder's child process gets a pickled copy and opens
+    its own store from ``store``.
+    """
+
+    markets: tuple[Path, ...]
+    mqtt: MqttOptions
+    spool_file: Path
+    store: StoreSpec
+    limits: Limits
+    memory: Memory
+    batch_lines: int
 
 
 class ForwarderRunner(Protocol):
@@ -103,7 +121,7 @@ class ThreadForwarder:
 
 
 class ProcessForwarder:
-    """The forwarder as a child process that opens its own store from the settings.
+    """The forwarder as a child process that opens its own store from the options.
 
     Nothing here takes a lock shared with the child: a child killed while holding
     one (a ``multiprocessing.Event``'s, a synchronized ``Value``'s) would hang the
@@ -111,9 +129,11 @@ class ProcessForwarder:
     stopped with SIGTERM, and reports its counts through lock-free shared integers.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, options: IngestOptions, configure_logging: Callable[[], None]) -> None:
+        """``configure_logging`` runs first in each child (a module-level function: pickled)."""
         self._context = multiprocessing.get_context("spawn")
-        self._settings = settings
+        self._options = options
+        self._configure_logging = configure_logging
         self._stored = self._context.Value("q", 0, lock=False)
         self._rejected = self._context.Value("q", 0, lock=False)
         self._stopping = False
@@ -122,7 +142,13 @@ class ProcessForwarder:
     def _new_process(self) -> multiprocessing.process.BaseProcess:
         return self._context.Process(
             target=_forwarder_process,
-            args=(self._settings, self._stored, self._rejected, os.getpid()),
+            args=(
+                self._options,
+                self._configure_logging,
+                self._stored,
+                self._rejected,
+                os.getpid(),
+            ),
             name="stallwatch-forwarder",
             daemon=True,
         )
@@ -154,18 +180,19 @@ class ProcessForwarder:
 
 
 def _forwarder_process(
-    settings: Settings, stored: _SharedInt, rejected: _SharedInt, parent_pid: int
+    options: IngestOptions,
+    configure_logging: Callable[[], None],
+    stored: _SharedInt,
+    rejected: _SharedInt,
+    parent_pid: int,
 ) -> None:
-    from stallwatch.logs import configure_logging
-    from stallwatch.stores import open_store
-
     configure_logging()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
     threading.Thread(target=_stop_when_orphaned, args=(parent_pid, stop), daemon=True).start()
-    registry = Registry.load(settings.markets)
+    registry = Registry.load(options.markets)
     # A killed predecessor may still be exiting: wait for its lock, briefly.
-    spool = Spool(spool_path(settings), "forwarder", lock_timeout_s=30)
+    spool = Spool(options.spool_file, "forwarder", lock_timeout_s=30)
     # Counts are cumulative across restarts of this process.
     base_stored, base_rejected = stored.value, rejected.value
 
@@ -173,14 +200,14 @@ def _forwarder_process(
         stored.value = base_stored + stats.stored
         rejected.value = base_rejected + stats.rejected
 
-    with open_store(settings) as store:
+    with open_store(options.store) as store:
         forwarder = Forwarder(
             spool,
             store,
-            Validator(registry, limits(settings)),
-            batch_size=settings.batch_lines,
+            Validator(registry, options.limits),
+            batch_size=options.batch_lines,
             on_batch=publish,
-            memory=memory(settings),
+            memory=options.memory,
         )
         forwarder.run(stop, threading.Event(), idle_poll_s=0.05)
     spool.close()
@@ -253,40 +280,10 @@ class IngestService:
         )
 
 
-def mqtt_options(settings: Settings) -> MqttOptions:
-    return MqttOptions(
-        host=settings.mqtt_host,
-        port=settings.mqtt_port,
-        client_id=settings.mqtt_client_id,
-        protocol=settings.mqtt_protocol,
-        username=settings.mqtt_username,
-        password=settings.mqtt_password_value(),
-        share_group=settings.mqtt_share_group,
-        session_expiry_s=settings.mqtt_session_expiry_s,
-        receive_maximum=settings.mqtt_receive_maximum,
-    )
-
-
-def limits(settings: Settings) -> Limits:
-    return Limits(
-        max_payload_bytes=settings.max_payload_bytes,
-        max_future_skew=timedelta(seconds=settings.max_future_skew_s),
-        max_age=timedelta(seconds=settings.max_age_s),
-    )
-
-
-def memory(settings: Settings) -> Memory:
-    """msg_ids for the device-clock window, dead-lettered deliveries for the MQTT session."""
-    return Memory(
-        msg_ids=timedelta(seconds=settings.max_age_s),
-        redeliveries=timedelta(seconds=settings.mqtt_session_expiry_s),
-    )
-
-
-def spool_path(settings: Settings) -> Path:
-    return settings.spool_dir / f"{settings.mqtt_client_id}.spool.db"
-
-
-def build_service(settings: Settings) -> IngestService:
+def build_service(
+    options: IngestOptions, *, configure_logging: Callable[[], None]
+) -> IngestService:
     """``stallwatch ingest``: the receiver here, the forwarder in a child process."""
-    return IngestService(mqtt_options(settings), spool_path(settings), ProcessForwarder(settings))
+    return IngestService(
+        options.mqtt, options.spool_file, ProcessForwarder(options, configure_logging)
+    )

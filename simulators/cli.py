@@ -23,15 +23,15 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from schemas.credentials import CredentialsFile
 from schemas.registry import Market, RegistryError, load_market
 from simulators.devices import ConnectionMode, LinkOptions, read_password_file
 from simulators.history import HistorySummary, ReadingSink, generate_history
 from simulators.load import publish_load
 from simulators.run import DeviceSettings, RunSummary, parse_speed, run_markets
 from simulators.scaling import dump_market_toml, scale_market
-from storage.influx import InfluxStore
 from storage.records import DeadLetter, Reading
-from storage.sqlite import SQLiteStore
+from storage.spec import SPEC_SYNTAX, open_store, parse_store_spec
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ def _history_parser(modes: Any) -> None:
     parser.add_argument(
         "--store",
         required=True,
-        help="sqlite:PATH, influx:http://host:8086/DATABASE, or memory (count only)",
+        help=f"{SPEC_SYNTAX} (created if missing), or memory (count only)",
     )
     parser.add_argument(
         "--write-market", type=Path, metavar="FILE", help="also write the (scaled) market file"
@@ -185,7 +185,7 @@ def _run_live(args: argparse.Namespace, markets: list[Market]) -> int:
     live_today = day == today and args.speed == 1 and not args.no_catch_up
     passwords = None
     if args.password_file is not None:
-        passwords = _device_passwords(args.password_file)
+        passwords = device_passwords(args.password_file)
     settings = DeviceSettings(
         mode=args.mode,
         options=LinkOptions(),
@@ -206,11 +206,10 @@ def _run_live(args: argparse.Namespace, markets: list[Market]) -> int:
     return 0 if summary.delivery is None or summary.delivery.unacknowledged == 0 else 1
 
 
-def _device_passwords(path: Path) -> dict[str, str]:
+def device_passwords(path: Path) -> dict[str, str]:
     if path.suffix == ".json":
-        from stallwatch.brokerauth import load_device_passwords
-
-        return load_device_passwords(path)
+        # An invalid file raises pydantic's ValidationError: a ValueError, reported by run().
+        return dict(CredentialsFile.model_validate_json(path.read_bytes()).devices)
     return read_password_file(path.read_text().splitlines())
 
 
@@ -227,7 +226,7 @@ def _run_history(args: argparse.Namespace, markets: list[Market]) -> int:
     start = args.start or datetime.now(markets[0].tz).date() - timedelta(days=args.days)
     if args.write_market is not None and len(markets) != 1:
         raise ValueError("--write-market needs exactly one --market")
-    store = open_store(args.store)
+    store = open_sink(args.store)
     try:
         for market in markets:
             if args.write_market is not None:
@@ -299,19 +298,11 @@ class CountingSink:
         return []
 
 
-def open_store(spec: str) -> ReadingSink:
-    """``sqlite:PATH``, ``influx:http://host:8086/DATABASE`` or ``memory``."""
-    kind, _, rest = spec.partition(":")
-    if kind == "memory" and not rest:
+def open_sink(spec: str) -> ReadingSink:
+    """``memory``, or a store as :func:`storage.spec.parse_store_spec` reads it."""
+    if spec == "memory":
         return CountingSink()
-    if kind == "sqlite" and rest:
-        return SQLiteStore(Path(rest))
-    if kind == "influx" and rest:
-        url, _, database = rest.rstrip("/").rpartition("/")
-        if not url or not database:
-            raise ValueError("influx store must look like influx:http://host:8086/DATABASE")
-        return InfluxStore(url, database, create_database=True)
-    raise ValueError(f"unknown store {spec!r}: use sqlite:PATH, influx:URL/DATABASE or memory")
+    return open_store(parse_store_spec(spec))
 
 
 def simulate_main(argv: Sequence[str] | None = None) -> int:

@@ -40,14 +40,14 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal, Self
+from typing import Self
 
-from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
-from schemas.messages import Identifier
+from schemas.credentials import CREDENTIALS_FILE, CredentialsFile
 from schemas.registry import Device, Registry
 from schemas.topics import CHANNELS, ROOT, topic_for
-from stallwatch.privatefiles import write_private
+from storage.privatefiles import write_private
 
 INGEST_USER = "stallwatch-ingest"
 API_USER = "stallwatch-api"
@@ -62,7 +62,6 @@ SERVICE_SHARED_FILTER = f"$share/+/{SERVICE_READ_FILTER}"
 SERVICE_ROLE = "stallwatch-service"
 
 DYNSEC_FILE = "dynamic-security.json"
-CREDENTIALS_FILE = "credentials.json"
 PASSWORD_FILE_SUFFIX = ".password"  # noqa: S105 (a file name suffix)
 
 #: What ``mosquitto_passwd`` 2.0 writes: ``$7$<iterations>$<base64 salt>$<base64 hash>``.
@@ -73,21 +72,8 @@ PASSWORD_BYTES = 32  # token_urlsafe(32): 43 characters, 256 bits
 _PBKDF2_MARK = "7"
 
 
-Password = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[!-~]+$")]
-
-
 class BrokerAuthError(RuntimeError):
     """The broker credentials cannot be generated or the existing ones cannot be read."""
-
-
-class _CredentialsFile(BaseModel):
-    """Shape of ``credentials.json``; validated so a hand edit cannot break the broker files."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    version: Literal[1] = 1
-    devices: dict[Identifier, Password]
-    services: dict[str, Password]
 
 
 class _DynsecRoleRef(BaseModel):
@@ -304,7 +290,7 @@ def _read_dynsec_hashes(path: Path) -> dict[str, str]:
     return {client.username: client.encoded_hash() for client in loaded.clients}
 
 
-def _read_credentials(path: Path) -> _CredentialsFile | None:
+def _read_credentials(path: Path) -> CredentialsFile | None:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -312,7 +298,7 @@ def _read_credentials(path: Path) -> _CredentialsFile | None:
     except OSError as exc:
         raise BrokerAuthError(f"cannot read {path}: {exc.strerror}") from exc
     try:
-        return _CredentialsFile.model_validate_json(raw)
+        return CredentialsFile.model_validate_json(raw)
     except ValidationError as exc:
         # Never regenerate silently: that would lock every deployed device out.
         raise BrokerAuthError(f"{path} is not a valid credentials file: {exc}") from exc
@@ -346,7 +332,7 @@ def _keep_or_create(
 
 
 def _credentials_json(devices: Mapping[str, str], services: Mapping[str, str]) -> str:
-    document = _CredentialsFile(devices=dict(devices), services=dict(services))
+    document = CredentialsFile(devices=dict(devices), services=dict(services))
     return json.dumps(document.model_dump(), indent=2, ensure_ascii=False) + "\n"
 
 

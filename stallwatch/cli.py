@@ -76,11 +76,12 @@ def load_registry(settings: Settings) -> Registry:
 
 def _run_ingest(args: argparse.Namespace) -> int:
     from ingest.service import build_service
+    from stallwatch.options import ingest_options
 
     settings = settings_from(args)
     registry = load_registry(settings)  # fail here, not in the forwarder, on a bad market file
     stop = _stop_on_signals()
-    service = build_service(settings)
+    service = build_service(ingest_options(settings), configure_logging=configure_logging)
     service.start()
     log.info("ingest running for markets %s; Ctrl-C to stop", ", ".join(registry.markets))
     ticks = 0
@@ -185,9 +186,9 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def _run_serve(args: argparse.Namespace) -> int:
-    from api.live import LiveMqttOptions, LiveView
+    from api.live import LiveView
     from api.server import run_server
-    from ingest.service import limits
+    from stallwatch.options import limits, live_mqtt_options
     from stallwatch.stores import open_store
     from stallwatch.webapp import create_web_app
 
@@ -208,7 +209,7 @@ def _run_serve(args: argparse.Namespace) -> int:
     # handlers catch that, so the live view and the store are still closed in order.
     _stop_on_signals()
     with open_store(settings) as store:
-        mqtt = LiveMqttOptions.from_settings(settings)
+        mqtt = live_mqtt_options(settings)
         live = LiveView(registry, store, mqtt, limits=limits(settings))
         live.start()
         try:

@@ -32,13 +32,14 @@ from zoneinfo import ZoneInfo
 import httpx
 
 from ingest.mqtt import MqttOptions
-from ingest.service import IngestService, limits
+from ingest.service import IngestService
 from schemas.registry import Market, Registry
 from simulators.clock import Pacer
 from simulators.events import from_epoch_ms
 from simulators.history import generate_history
 from simulators.run import run_markets
 from stallwatch.embedded_broker import EmbeddedBroker
+from stallwatch.options import limits, live_mqtt_options
 from stallwatch.settings import Settings
 from storage.base import Store
 from storage.sqlite import SQLiteStore
@@ -214,7 +215,7 @@ def _serve_api(
     *,
     v5: bool,
 ) -> Iterator[None]:
-    from api.live import LiveMqttOptions, LiveView
+    from api.live import LiveView
     from api.security import Role, create_token
     from api.server import ServerThread
     from dashboard.auth import add_user
@@ -227,7 +228,7 @@ def _serve_api(
     api_settings = settings.model_copy(
         update={"api_tokens_file": tokens, "dashboard_users_file": users, "mqtt_url": url}
     )
-    mqtt = LiveMqttOptions.from_settings(api_settings)
+    mqtt = live_mqtt_options(api_settings)
     live = LiveView(
         registry, store, replace(mqtt, protocol="5" if v5 else "3.1.1"), limits=limits(settings)
     )

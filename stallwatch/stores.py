@@ -1,16 +1,18 @@
-"""Opens the store the settings name. The one place that knows every backend."""
+"""The store the settings name, as a :mod:`storage.spec` spec: the root's half of opening one."""
 
 from __future__ import annotations
 
+from pydantic import SecretStr
+
 from stallwatch.settings import Settings, StoreKind
+from storage import spec
 from storage.base import Store
+from storage.spec import InfluxSpec, SQLiteSpec, StoreSpec
 
 
-def open_store(settings: Settings) -> Store:
+def store_spec(settings: Settings) -> StoreSpec:
     if settings.store is StoreKind.INFLUX:
-        from storage.influx.store import InfluxStore
-
-        return InfluxStore(
+        return InfluxSpec(
             settings.influx_url,
             settings.influx_database,
             token=_secret(settings.influx_token),
@@ -21,13 +23,12 @@ def open_store(settings: Settings) -> Store:
             create_database=settings.influx_create_database,
             batch_lines=settings.batch_lines,
         )
-    from storage.sqlite import SQLiteStore
-
-    settings.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
-    return SQLiteStore(settings.sqlite_path)
+    return SQLiteSpec(settings.sqlite_path)
 
 
-def _secret(value: object) -> str | None:
-    from pydantic import SecretStr
+def open_store(settings: Settings) -> Store:
+    return spec.open_store(store_spec(settings))
 
-    return value.get_secret_value() if isinstance(value, SecretStr) else None
+
+def _secret(value: SecretStr | None) -> str | None:
+    return None if value is None else value.get_secret_value()

@@ -25,6 +25,7 @@ from dashboard.app import DashboardOptions, create_dashboard
 from dashboard.auth import check_exposure
 from dashboard.queries import DashboardData
 from schemas.registry import Registry
+from stallwatch.options import api_options
 from stallwatch.settings import Settings
 from storage.base import Store
 from storage.outage import OutageLog
@@ -49,7 +50,9 @@ def create_web_app(
     check_exposure(settings.api_host, settings.dashboard_users_file)
     # One outage log for both readers of the store: one outage, one log line.
     outage = OutageLog(logging.getLogger("stallwatch.web"))
-    app = create_app(settings=settings, registry=registry, store=store, live=live, outage=outage)
+    app = create_app(
+        options=api_options(settings), registry=registry, store=store, live=live, outage=outage
+    )
     secret = settings.dashboard_session_secret
     dashboard = create_dashboard(
         DashboardData(registry=registry, store=store, live=live, now=now, outage=outage),

@@ -11,8 +11,8 @@ import pytest
 
 from schemas.registry import Market, Registry, load_market
 from stallwatch.localservices import Influxd, Mosquitto, influxd, mosquitto
+from storage import spec
 from storage.base import Store
-from storage.sqlite import SQLiteStore
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_MARKET = REPO / "examples" / "markets" / "nanmen.toml"
@@ -41,13 +41,12 @@ BOTH_STORES = ["sqlite", pytest.param("influx", marks=pytest.mark.influx)]
 def open_store(kind: str, request: pytest.FixtureRequest, tmp_path: Path, prefix: str) -> Store:
     """A fresh store of ``kind``: a SQLite file in ``tmp_path``, or a new influxd database."""
     if kind == "sqlite":
-        return SQLiteStore(tmp_path / "store.db")
-    # Imported here so the SQLite tests neither need nor start influxd.
-    from storage.influx.store import InfluxStore
-
+        return spec.open_store(spec.SQLiteSpec(tmp_path / "store.db"))
+    # Looked up here so the SQLite tests neither need nor start influxd.
     server = request.getfixturevalue("influx_server")
     assert isinstance(server, Influxd)
-    return InfluxStore(server.url, f"{prefix}_{uuid4().hex[:12]}", create_database=True)
+    database = f"{prefix}_{uuid4().hex[:12]}"
+    return spec.open_store(spec.InfluxSpec(server.url, database, create_database=True))
 
 
 @pytest.fixture(scope="session")

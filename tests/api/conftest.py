@@ -22,7 +22,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from api.live import LiveMqttOptions, LiveView
+from api.live import LiveView
 from api.main import create_app
 from api.security import Role, create_token
 from api.server import ServerThread
@@ -31,6 +31,7 @@ from ingest.spool import Spool
 from ingest.validate import Validator
 from schemas.registry import Registry
 from stallwatch.localservices import Mosquitto
+from stallwatch.options import api_options, live_mqtt_options
 from stallwatch.settings import Settings
 from storage.base import Store
 from tests.conftest import open_store
@@ -110,7 +111,7 @@ def settings(
 
 @pytest.fixture
 def live(settings: Settings, api_registry: Registry, store: Store) -> Iterator[LiveView]:
-    view = LiveView(api_registry, store, LiveMqttOptions.from_settings(settings))
+    view = LiveView(api_registry, store, live_mqtt_options(settings))
     view.start()
     wait_until(lambda: view.connected and view.synced, timeout=20, what="live view ready")
     yield view
@@ -176,7 +177,7 @@ class Api:
 def serve(
     settings: Settings, registry: Registry, store: Store, live: LiveView, tokens: Tokens
 ) -> Iterator[Api]:
-    app = create_app(settings=settings, registry=registry, store=store, live=live)
+    app = create_app(options=api_options(settings), registry=registry, store=store, live=live)
     with (
         ServerThread(app) as server,
         httpx.Client(base_url=server.url, timeout=30) as client,

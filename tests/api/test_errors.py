@@ -10,9 +10,10 @@ from uuid import uuid4
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from api.live import LiveMqttOptions, LiveView
+from api.live import LiveView
 from schemas.registry import Registry
 from stallwatch.localservices import Influxd, influxd
+from stallwatch.options import live_mqtt_options
 from stallwatch.settings import Settings
 from storage.base import Store
 from storage.influx.store import InfluxStore
@@ -169,7 +170,7 @@ def private_influxd(tmp_path: Path) -> Iterator[Influxd]:
 def serve_over(
     store: Store, settings: Settings, registry: Registry, tokens: Tokens
 ) -> Iterator[Api]:
-    live = LiveView(registry, store, LiveMqttOptions.from_settings(settings))
+    live = LiveView(registry, store, live_mqtt_options(settings))
     live.start()
     try:
         yield from serve(settings, registry, store, live, tokens)

@@ -19,6 +19,7 @@ from api.routers.prices import etag_matches
 from api.server import ServerThread
 from schemas.registry import Registry
 from stallwatch.localservices import Mosquitto, free_port
+from stallwatch.options import api_options
 from stallwatch.settings import Settings
 from storage.base import Store
 from tests.api.test_live import MARKET, Rig, price, running_rig
@@ -50,7 +51,7 @@ def settings_for(broker: Mosquitto, tmp_path: Path) -> Settings:
 
 @contextmanager
 def serving(registry: Registry, store: Store, live: LiveView, settings: Settings) -> Iterator[str]:
-    app = create_app(settings=settings, registry=registry, store=store, live=live)
+    app = create_app(options=api_options(settings), registry=registry, store=store, live=live)
     with ServerThread(app) as server:
         yield server.url
 

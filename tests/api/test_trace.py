@@ -26,6 +26,7 @@ from ingest.mqtt import MqttOptions
 from ingest.service import IngestService
 from schemas.registry import Registry
 from stallwatch.localservices import Mosquitto
+from stallwatch.options import api_options
 from stallwatch.settings import Settings
 from storage.base import SaleRow, Store
 from storage.traceability import TraceStatus
@@ -100,7 +101,7 @@ def ingest_over_mqtt(
 def app_with_pages(
     settings: Settings, api_registry: Registry, store: Store, live: LiveView
 ) -> FastAPI:
-    return create_app(settings=settings, registry=api_registry, store=store, live=live)
+    return create_app(options=api_options(settings), registry=api_registry, store=store, live=live)
 
 
 @pytest.fixture

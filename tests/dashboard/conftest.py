@@ -23,12 +23,13 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
-from api.live import LiveMqttOptions, LiveView
+from api.live import LiveView
 from api.server import ServerThread
 from dashboard.auth import add_user
 from schemas.registry import Market, Registry
 from simulators.history import generate_history
 from stallwatch.localservices import Mosquitto, mosquitto
+from stallwatch.options import live_mqtt_options
 from stallwatch.settings import Settings
 from stallwatch.webapp import DASHBOARD_PATH, create_web_app
 from storage.sqlite import SQLiteStore
@@ -83,7 +84,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, example_market: Market) -> I
             spool_dir=tmp / "spool",
             dashboard_users_file=users,
         )
-        live = LiveView(registry, store, LiveMqttOptions.from_settings(settings))
+        live = LiveView(registry, store, live_mqtt_options(settings))
         live.start()
         wait_until(lambda: live.connected and live.synced, timeout=20, what="live view ready")
         app = create_web_app(settings=settings, registry=registry, store=store, live=live)

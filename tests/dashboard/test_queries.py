@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from api.live import LiveMqttOptions, LiveView
+from api.live import LiveView
 from dashboard import queries
 from dashboard.i18n import Lang
 from dashboard.queries import BoardCache, BoardRows, DashboardData, TraceQuery
@@ -34,6 +34,7 @@ from simulators.clock import Pacer, VirtualClock
 from simulators.events import epoch_ms
 from stallwatch.demo import SimulatedClock
 from stallwatch.localservices import Mosquitto
+from stallwatch.options import live_mqtt_options
 from stallwatch.settings import Settings
 from storage.base import Store
 from storage.records import Reading, to_ns
@@ -68,7 +69,7 @@ def start_live(
 
     def start() -> LiveView:
         settings = Settings(markets=(tmp_path / "tm.toml",), mqtt_url=mosquitto_server.url)
-        view = LiveView(registry, store, LiveMqttOptions.from_settings(settings))
+        view = LiveView(registry, store, live_mqtt_options(settings))
         view.start()
         started.append(view)
         wait_until(lambda: view.connected and view.synced, timeout=20, what="live view ready")

@@ -15,10 +15,11 @@ from typing import Any
 import httpx
 import pytest
 
-from api.live import LiveMqttOptions, LiveView
+from api.live import LiveView
 from api.server import ServerThread
 from dashboard import auth
 from schemas.registry import Registry
+from stallwatch.options import live_mqtt_options
 from stallwatch.settings import Settings
 from stallwatch.webapp import DASHBOARD_PATH, create_web_app
 from storage.sqlite import SQLiteStore
@@ -64,7 +65,7 @@ def serve_web(tmp_path: Path, registry: Registry) -> Iterator[ServeWeb]:
         dashboard_session_secret="s" * 32,
     )
     store = SQLiteStore(settings.sqlite_path)
-    live = LiveView(registry, store, LiveMqttOptions.from_settings(settings))
+    live = LiveView(registry, store, live_mqtt_options(settings))
 
     @contextmanager
     def serve(trusted_proxies: tuple[str, ...] = ()) -> Iterator[Web]:

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from schemas.registry import load_market
-from simulators.cli import build_parser, run
+from schemas.registry import Registry, load_market
+from simulators.cli import build_parser, device_passwords, run
+from stallwatch.brokerauth import load_device_passwords, write_broker_auth
 from stallwatch.localservices import Mosquitto
 from tests.conftest import EXAMPLE_MARKET
 from tests.simulators.conftest import XIAOHE
@@ -109,3 +110,11 @@ def test_configured_markets_are_the_default(tmp_path: Path) -> None:
     args = _parse("market", "--vendors", "2", "--out", str(out))
     assert run(args, default_markets=[XIAOHE]) == 0
     assert load_market(out).id == "xiaohe"
+
+
+def test_password_file_may_be_broker_auth_credentials(tmp_path: Path) -> None:
+    """``--password-file`` takes the ``credentials.json`` that ``stallwatch broker-auth`` writes."""
+    files = write_broker_auth(Registry([load_market(XIAOHE)]), tmp_path / "auth")
+    passwords = device_passwords(files.credentials)
+    assert passwords == load_device_passwords(files.credentials)
+    assert set(passwords) == set(load_market(XIAOHE).devices)

@@ -1,0 +1,92 @@
+"""Settings → each component's own options. Only the composition root reads ``Settings``.
+
+The layers below (ingest, the API, the live view) take the small options objects
+built here and import nothing from ``stallwatch``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ingest.forwarder import Memory
+from ingest.mqtt import MqttOptions
+from ingest.service import IngestOptions
+from ingest.validate import Limits
+from stallwatch.settings import Settings
+from stallwatch.stores import store_spec
+
+if TYPE_CHECKING:
+    # Imported where used: `stallwatch ingest` need not load FastAPI.
+    from api.live import LiveMqttOptions
+    from api.main import ApiOptions
+
+
+def ingest_options(settings: Settings) -> IngestOptions:
+    return IngestOptions(
+        markets=settings.markets,
+        mqtt=mqtt_options(settings),
+        spool_file=spool_path(settings),
+        store=store_spec(settings),
+        limits=limits(settings),
+        memory=memory(settings),
+        batch_lines=settings.batch_lines,
+    )
+
+
+def mqtt_options(settings: Settings) -> MqttOptions:
+    return MqttOptions(
+        host=settings.mqtt_host,
+        port=settings.mqtt_port,
+        client_id=settings.mqtt_client_id,
+        protocol=settings.mqtt_protocol,
+        username=settings.mqtt_username,
+        password=settings.mqtt_password_value(),
+        share_group=settings.mqtt_share_group,
+        session_expiry_s=settings.mqtt_session_expiry_s,
+        receive_maximum=settings.mqtt_receive_maximum,
+    )
+
+
+def limits(settings: Settings) -> Limits:
+    return Limits(
+        max_payload_bytes=settings.max_payload_bytes,
+        max_future_skew=timedelta(seconds=settings.max_future_skew_s),
+        max_age=timedelta(seconds=settings.max_age_s),
+    )
+
+
+def memory(settings: Settings) -> Memory:
+    """msg_ids for the device-clock window, dead-lettered deliveries for the MQTT session."""
+    return Memory(
+        msg_ids=timedelta(seconds=settings.max_age_s),
+        redeliveries=timedelta(seconds=settings.mqtt_session_expiry_s),
+    )
+
+
+def spool_path(settings: Settings) -> Path:
+    return settings.spool_dir / f"{settings.mqtt_client_id}.spool.db"
+
+
+def api_options(settings: Settings) -> ApiOptions:
+    from api.main import ApiOptions
+
+    return ApiOptions(
+        spool_dir=settings.spool_dir, tokens_file=settings.api_tokens_file, limits=limits(settings)
+    )
+
+
+def live_mqtt_options(settings: Settings, *, client_id: str | None = None) -> LiveMqttOptions:
+    from api.live import LiveMqttOptions
+
+    return LiveMqttOptions(
+        host=settings.mqtt_host,
+        port=settings.mqtt_port,
+        # Unique per API process, so replicas do not disconnect each other.
+        client_id=client_id or f"stallwatch-api-{secrets.token_hex(6)}",
+        protocol=settings.mqtt_protocol,
+        username=settings.mqtt_username,
+        password=settings.mqtt_password_value(),
+    )

@@ -1,0 +1,85 @@
+"""The composition root turns ``Settings`` into each component's options."""
+
+from __future__ import annotations
+
+import pickle
+from datetime import timedelta
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from stallwatch.options import api_options, ingest_options, live_mqtt_options
+from stallwatch.settings import Settings, StoreKind
+from stallwatch.stores import store_spec
+from storage.spec import InfluxSpec, SQLiteSpec
+
+
+def influx_settings(tmp_path: Path) -> Settings:
+    return Settings(
+        markets=(tmp_path / "m.toml",),
+        mqtt_url="mqtt://broker:1884",
+        mqtt_username="ingest",
+        mqtt_password=SecretStr("mqtt-s3cret"),
+        mqtt_client_id="ingest-2",
+        spool_dir=tmp_path / "spool",
+        batch_lines=250,
+        max_age_s=3_600,
+        store=StoreKind.INFLUX,
+        influx_url="http://db:8086",
+        influx_database="market",
+        influx_username="writer",
+        influx_password=SecretStr("influx-s3cret"),
+        influx_retention_policy="two_years",
+        influx_msg_id_retention_policy="forever",
+        influx_create_database=True,
+        api_tokens_file=tmp_path / "tokens.json",
+    )
+
+
+def test_store_spec_carries_every_store_setting(tmp_path: Path) -> None:
+    assert store_spec(influx_settings(tmp_path)) == InfluxSpec(
+        "http://db:8086",
+        "market",
+        username="writer",
+        password="influx-s3cret",
+        retention_policy="two_years",
+        msg_id_retention_policy="forever",
+        create_database=True,
+        batch_lines=250,
+    )
+    sqlite = Settings(sqlite_path=tmp_path / "s.db")
+    assert store_spec(sqlite) == SQLiteSpec(tmp_path / "s.db")
+
+
+def test_ingest_options_reach_the_forwarder_process_without_showing_secrets(
+    tmp_path: Path,
+) -> None:
+    options = ingest_options(influx_settings(tmp_path))
+    assert options.spool_file == tmp_path / "spool" / "ingest-2.spool.db"
+    assert (options.mqtt.host, options.mqtt.port, options.mqtt.password) == (
+        "broker",
+        1884,
+        "mqtt-s3cret",
+    )
+    assert options.limits.max_age == options.memory.msg_ids == timedelta(hours=1)
+    assert options.batch_lines == 250
+    assert "s3cret" not in repr(options)
+    # The forwarder's child process is spawned with a pickled copy.
+    assert pickle.loads(pickle.dumps(options)) == options  # noqa: S301 (bytes we just made)
+
+
+def test_api_and_live_view_options(tmp_path: Path) -> None:
+    settings = influx_settings(tmp_path)
+    api = api_options(settings)
+    assert (api.spool_dir, api.tokens_file) == (tmp_path / "spool", tmp_path / "tokens.json")
+    assert api.limits.max_age == timedelta(hours=1)
+    live = live_mqtt_options(settings)
+    assert (live.host, live.port, live.username, live.password) == (
+        "broker",
+        1884,
+        "ingest",
+        "mqtt-s3cret",
+    )
+    assert "s3cret" not in repr(live)
+    # Each API process subscribes under a client id of its own.
+    assert live.client_id != live_mqtt_options(settings).client_id
