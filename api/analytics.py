@@ -23,7 +23,9 @@ import numpy as np
 import pandas as pd
 
 from api.pricing import median
-from storage.base import FootfallRow, PriceRow, SaleRow, SalesSummaryRow
+from storage.interfaces.footfall import FootfallRow
+from storage.interfaces.prices import PriceRow
+from storage.interfaces.sales import SaleRow, SalesSummaryRow
 from storage.records import to_ns
 
 #: The category of a PLU the market file no longer lists.

@@ -55,7 +55,8 @@ from schemas.messages import PriceSet, ScaleStatus
 from schemas.registry import Market, Registry
 from schemas.topics import SUBSCRIPTION
 from storage._exceptions import StoreError
-from storage.base import PriceRow, PromotionRow, Store
+from storage.base import Store
+from storage.interfaces.prices import PriceRow, PromotionRow
 from storage.records import Reading, to_ns
 
 log = logging.getLogger(__name__)

@@ -39,7 +39,8 @@ from schemas.messages import (
     ScaleStatus,
     expected_total_fen,
 )
-from storage.base import SaleRow, Store
+from storage.base import Store
+from storage.interfaces.sales import SaleRow
 from storage.records import Reading, to_ns
 from storage.sqlite import SQLiteStore
 

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from storage.base import FootfallRow, GateCountRow
+    from storage.interfaces.footfall import FootfallRow, GateCountRow
 
 
 def counter_increase(previous: int | None, current: int) -> int:
@@ -35,7 +35,7 @@ def hourly_footfall(
     start: datetime,
     end: datetime,
 ) -> list[FootfallRow]:
-    from storage.base import FootfallRow
+    from storage.interfaces.footfall import FootfallRow
 
     tz = start.tzinfo
     last: dict[str, tuple[int, int]] = {row.gate: (row.in_total, row.out_total) for row in baseline}

@@ -12,7 +12,8 @@ instance sees it and it survives restarts. A later message with the same key
 and another digest is not written; the store turns it into a dead letter with
 the reason :data:`REUSED_MSG_ID`, attributed to the device.
 
-Entries are kept until :meth:`storage.base.Store.forget_msg_ids` forgets what
+Entries are kept until
+:meth:`storage.interfaces.writing.WritingStore.forget_msg_ids` forgets what
 arrived before its cut-off, which ingest sets to the accepted device-clock
 window (``STALLWATCH_MAX_AGE_S``, 7 days ago): a message older than that is
 rejected by the edge check anyway.

@@ -60,7 +60,8 @@ from schemas.messages import (
 )
 from schemas.topics import topic_for
 from storage._exceptions import StoreQueryError
-from storage.base import BatchRow, Store
+from storage.base import Store
+from storage.interfaces.traceability import BatchRow
 from storage.records import DeadLetter, Reading
 
 router = APIRouter(tags=["batches"], responses=AUTH_ERRORS)

@@ -24,7 +24,8 @@ from api.live import DeviceSeen
 from api.security import Manager, Principal, ScreenOrManager
 from schemas.messages import DeviceKind
 from schemas.registry import Device, Market
-from storage.base import ScaleStatusRow, UnverifiedSalesRow
+from storage.interfaces.devices import ScaleStatusRow
+from storage.interfaces.traceability import UnverifiedSalesRow
 from storage.records import UNREGISTERED, DeadLetter, to_ns
 from storage.traceability import TraceStatus
 

@@ -39,7 +39,9 @@ from api.pageheaders import page_headers, static_page_policy
 from api.pricing import yuan_per_jin, yuan_per_kg
 from schemas.messages import Identifier, TraceCode
 from schemas.registry import Category, Market, SaleUnit
-from storage.base import BatchRow, SaleRow, Store
+from storage.base import Store
+from storage.interfaces.sales import SaleRow
+from storage.interfaces.traceability import BatchRow
 from storage.traceability import TraceStatus
 
 router = APIRouter(tags=["traceability"])

@@ -13,7 +13,7 @@ from dashboard import figures, ids, queries
 from dashboard.components import Links, card, grid
 from dashboard.i18n import Lang, money_text, t, weight_text
 from dashboard.queries import DashboardData, TraceChain, UnverifiedReceipt
-from storage.base import SaleRow
+from storage.interfaces.sales import SaleRow
 
 PATH = "/trace"
 TITLE_KEY = "nav.trace"

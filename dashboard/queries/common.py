@@ -13,7 +13,8 @@ from typing import Any, TypeVar, cast
 from api.live import LiveView, UnknownName
 from dashboard.i18n import Lang
 from schemas.registry import Market, Product, Registry
-from storage.base import Store, UnverifiedSalesRow
+from storage.base import Store
+from storage.interfaces.traceability import UnverifiedSalesRow
 from storage.outage import OutageLog
 
 T = TypeVar("T")

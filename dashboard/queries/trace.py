@@ -11,7 +11,8 @@ import pandas as pd
 
 from api import analytics
 from dashboard.queries.common import DashboardData
-from storage.base import BatchRow, SaleRow
+from storage.interfaces.sales import SaleRow
+from storage.interfaces.traceability import BatchRow
 
 _RECEIPT = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9_.-]{0,31})\s*[:/#]\s*([0-9]{1,19})\s*$")
 _TRACE_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{3,63}$")

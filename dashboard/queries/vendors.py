@@ -22,7 +22,7 @@ from dashboard.queries.common import (
 )
 from schemas.messages import DeviceKind
 from schemas.registry import Market
-from storage.base import ScaleStatusRow
+from storage.interfaces.devices import ScaleStatusRow
 
 
 def vendor_table(data: DashboardData, market_id: str, lang: Lang) -> list[dict[str, Any]]:

@@ -50,19 +50,7 @@ import httpx
 from schemas.messages import Sale
 from storage import msgids
 from storage._exceptions import StoreQueryError, StoreRejected
-from storage.base import (
-    BatchBalanceRow,
-    BatchRow,
-    GateCountRow,
-    PriceRow,
-    PromotionRow,
-    SaleRow,
-    SalesHourRow,
-    SalesSummaryRow,
-    ScaleStatusRow,
-    Store,
-    UnverifiedSalesRow,
-)
+from storage.base import Store
 from storage.influx.client import InfluxClient, RetryPolicy, Row, Series
 from storage.influx.influxql import (
     Column,
@@ -88,6 +76,11 @@ from storage.influx.lineprotocol import (
     reading_to_line,
     sale_trace_status_line,
 )
+from storage.interfaces.devices import ScaleStatusRow
+from storage.interfaces.footfall import GateCountRow
+from storage.interfaces.prices import PriceRow, PromotionRow
+from storage.interfaces.sales import SaleRow, SalesHourRow, SalesSummaryRow
+from storage.interfaces.traceability import BatchBalanceRow, BatchRow, UnverifiedSalesRow
 from storage.records import UNREGISTERED, DeadLetter, Reading, dead_letter_ordinals, to_ns
 from storage.traceability import (
     LATE_BATCH_GRACE,

@@ -14,18 +14,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from storage.base import (
-    BatchBalanceRow,
-    BatchRow,
-    GateCountRow,
-    PriceRow,
-    PromotionRow,
-    SaleRow,
-    SalesHourRow,
-    SalesSummaryRow,
-    ScaleStatusRow,
-    UnverifiedSalesRow,
-)
+from storage.interfaces.devices import ScaleStatusRow
+from storage.interfaces.footfall import GateCountRow
+from storage.interfaces.prices import PriceRow, PromotionRow
+from storage.interfaces.sales import SaleRow, SalesHourRow, SalesSummaryRow
+from storage.interfaces.traceability import BatchBalanceRow, BatchRow, UnverifiedSalesRow
 from storage.records import DeadLetter, dead_letter_ordinals
 from storage.sqlite.codec import (
     TRACE_STATUS_OF_CODE,

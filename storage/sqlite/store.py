@@ -13,19 +13,12 @@ from pathlib import Path
 
 from schemas.messages import Sale
 from storage import msgids
-from storage.base import (
-    BatchBalanceRow,
-    BatchRow,
-    FootfallRow,
-    GateCountRow,
-    PriceRow,
-    SaleRow,
-    SalesHourRow,
-    SalesSummaryRow,
-    ScaleStatusRow,
-    Store,
-    UnverifiedSalesRow,
-)
+from storage.base import Store
+from storage.interfaces.devices import ScaleStatusRow
+from storage.interfaces.footfall import FootfallRow, GateCountRow
+from storage.interfaces.prices import PriceRow
+from storage.interfaces.sales import SaleRow, SalesHourRow, SalesSummaryRow
+from storage.interfaces.traceability import BatchBalanceRow, BatchRow, UnverifiedSalesRow
 from storage.records import DeadLetter, Reading, to_ns
 from storage.sqlite import queries, rollups, verification
 from storage.sqlite.codec import (

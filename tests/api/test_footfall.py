@@ -29,7 +29,8 @@ from api.routers import footfall
 from schemas.registry import Registry
 from simulators.config import DayConfig
 from simulators.history import generate_history
-from storage.base import FootfallRow, Store
+from storage.base import Store
+from storage.interfaces.footfall import FootfallRow
 from tests.api.conftest import Api
 from tests.conftest import BOTH_STORES, EXAMPLE_MARKET
 

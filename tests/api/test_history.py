@@ -30,7 +30,8 @@ from api.analytics import (
 from api.routers import history
 from schemas.registry import Registry
 from simulators.history import generate_history
-from storage.base import PriceRow, Store
+from storage.base import Store
+from storage.interfaces.prices import PriceRow
 from tests.api.conftest import Api
 from tests.conftest import BOTH_STORES, EXAMPLE_MARKET
 

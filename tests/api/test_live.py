@@ -38,7 +38,8 @@ from schemas.messages import DeviceKind
 from schemas.registry import Registry
 from schemas.topics import topic_for
 from stallwatch.localservices import Mosquitto
-from storage.base import PriceRow, Store
+from storage.base import Store
+from storage.interfaces.prices import PriceRow
 from tests.api.conftest import Feeder
 from tests.conftest import BOTH_STORES
 from tests.ingest.helpers import Publisher, wait_until

@@ -29,7 +29,8 @@ from api.analytics import (
 )
 from schemas.registry import Registry
 from simulators.history import generate_history
-from storage.base import SaleRow, SalesSummaryRow, Store
+from storage.base import Store
+from storage.interfaces.sales import SaleRow, SalesSummaryRow
 from tests.api.conftest import Api
 from tests.conftest import BOTH_STORES, EXAMPLE_MARKET
 

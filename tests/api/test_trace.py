@@ -28,7 +28,8 @@ from schemas.registry import Registry
 from stallwatch.localservices import Mosquitto
 from stallwatch.options import api_options
 from stallwatch.settings import Settings
-from storage.base import SaleRow, Store
+from storage.base import Store
+from storage.interfaces.sales import SaleRow
 from storage.traceability import TraceStatus
 from tests.api.conftest import MARKET, Api, Tokens
 from tests.conftest import BOTH_STORES

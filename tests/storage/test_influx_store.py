@@ -25,19 +25,15 @@ from schemas.messages import (
 )
 from stallwatch.localservices import Influxd
 from storage._exceptions import StoreRejected, StoreUnavailable
-from storage.base import (
-    BatchRow,
-    FootfallRow,
-    GateCountRow,
-    PriceRow,
-    PromotionRow,
-    SaleRow,
-    ScaleStatusRow,
-)
 from storage.influx.client import InfluxClient, InfluxDatabaseNotFound, RetryPolicy
 from storage.influx.influxql import Query, quote_ident
 from storage.influx.lineprotocol import FieldValue, build_line, reading_to_line
 from storage.influx.store import InfluxStore
+from storage.interfaces.devices import ScaleStatusRow
+from storage.interfaces.footfall import FootfallRow, GateCountRow
+from storage.interfaces.prices import PriceRow, PromotionRow
+from storage.interfaces.sales import SaleRow
+from storage.interfaces.traceability import BatchRow
 from storage.msgids import REUSED_MSG_ID
 from storage.records import UNREGISTERED, DeadLetter, Reading, to_ns
 from storage.traceability import BatchKey, TraceStatus

@@ -1,0 +1,140 @@
+"""Batches taken in at the intake desk, their sales, and sales whose trace code did not check out.
+
+How a sale's trace code is checked is in ``storage.traceability``.
+Contract tests: ``tests/storage/contract/test_traceability.py``.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from storage.interfaces.sales import SaleRow
+from storage.traceability import TraceStatus
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRow:
+    market: str
+    station: str
+    vendor: str
+    plu: str
+    trace_code: str
+    origin: str
+    supplier: str
+    quantity_g: int
+    certificate_no: str
+    rapid_test_passed: bool
+    inhibition_pct: Decimal
+    ts: datetime
+    msg_id: int
+    received_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class BatchBalanceRow:
+    """A batch and what has been sold of it so far: its sales (see ``sales_of_batch``)."""
+
+    market: str
+    trace_code: str
+    vendor: str
+    plu: str
+    intake: datetime
+    quantity_g: int
+    rapid_test_passed: bool
+    sales: int
+    sold_g: int
+    last_sale: datetime | None
+
+    @property
+    def oversold(self) -> bool:
+        return self.sold_g > self.quantity_g
+
+    @classmethod
+    def of(
+        cls, batch: BatchRow, *, sales: int, sold_g: int, last_sale: datetime | None
+    ) -> BatchBalanceRow:
+        return cls(
+            market=batch.market,
+            trace_code=batch.trace_code,
+            vendor=batch.vendor,
+            plu=batch.plu,
+            intake=batch.ts,
+            quantity_g=batch.quantity_g,
+            rapid_test_passed=batch.rapid_test_passed,
+            sales=sales,
+            sold_g=sold_g,
+            last_sale=last_sale,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class UnverifiedSalesRow:
+    """How many sales of one vendor at one scale had a trace code that did not check out."""
+
+    market: str
+    vendor: str
+    scale: str
+    trace_status: TraceStatus
+    sales: int
+
+
+class TraceabilityStore(abc.ABC):
+    """The traceability part of a store: batches and the sales checked against them."""
+
+    @abc.abstractmethod
+    def batch(self, market: str, trace_code: str) -> BatchRow | None:
+        """The batch with this trace code (the latest record if it was re-sent)."""
+
+    @abc.abstractmethod
+    def batches(
+        self, market: str, start: datetime, end: datetime, *, vendor: str | None = None
+    ) -> list[BatchRow]:
+        """Batches taken in during the range."""
+
+    @abc.abstractmethod
+    def sales_of_batch(self, market: str, trace_code: str) -> list[SaleRow]:
+        """The batch's sales: those naming its code, of its vendor and product, since its window.
+
+        That is, made no earlier than ``LATE_BATCH_GRACE`` before the intake of the
+        batch's newest record (``storage.traceability``), whatever their trace
+        status: its vendor's sales of its product outside the stall's categories
+        still came from it. Another vendor's or product's sales that name the code
+        are false claims, not the batch's (``unverified_sales`` counts them).
+        Without a registered batch, every sale naming the code.
+        """
+
+    @abc.abstractmethod
+    def unverified_sales(
+        self, market: str, start: datetime, end: datetime
+    ) -> list[UnverifiedSalesRow]:
+        """Sales in the range whose trace code was not verified, per (vendor, scale, status).
+
+        Every status but VERIFIED counts (UNCHECKED sales, stored before sales
+        were checked, are left out). Ordered by vendor, scale, then status; cheap
+        because such sales are rare (SQLite reads a partial index of them only).
+        """
+
+    def batch_balances(self, market: str, start: datetime, end: datetime) -> list[BatchBalanceRow]:
+        """Batches taken in during the range, each with its sales so far, in intake order.
+
+        A batch's sales are those :meth:`sales_of_batch` lists (its own vendor's of
+        its own product), so a false claim never makes a batch look oversold.
+        What the dashboard's alerts need (a failed batch on sale, an oversold one).
+        This generic version asks for each batch's sales; stores override it with
+        one aggregate query.
+        """
+        balances = []
+        for batch in self.batches(market, start, end):
+            sales = self.sales_of_batch(market, batch.trace_code)
+            balances.append(
+                BatchBalanceRow.of(
+                    batch,
+                    sales=len(sales),
+                    sold_g=sum(sale.weight_g for sale in sales),
+                    last_sale=max((sale.ts for sale in sales), default=None),
+                )
+            )
+        return balances

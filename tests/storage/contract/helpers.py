@@ -1,0 +1,27 @@
+"""What the contract tests of every concern share."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from storage.base import Store
+from storage.records import DeadLetter, Reading
+from tests.storage.factories import at, batch, gate_count, price, reading, sale, status
+
+DAY_END = at(hours=24)
+
+
+def write_ok(
+    store: Store, readings: Sequence[Reading], dead_letters: Sequence[DeadLetter] = ()
+) -> None:
+    assert store.write(readings, dead_letters) == []
+
+
+def one_of_each() -> list[Reading]:
+    return [
+        reading(sale(), "sc-001"),
+        reading(price(), "scr-001"),
+        reading(batch(), "in-01"),
+        reading(gate_count(in_total=5, out_total=2), "g-north"),
+        reading(status(msg_id=2), "sc-001"),  # one id sequence per device
+    ]

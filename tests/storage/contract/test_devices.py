@@ -1,0 +1,193 @@
+"""The store contract of devices (``storage.interfaces.devices.DeviceStore``).
+
+Runs once per backend through the parametrized ``store`` fixture in conftest.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from storage.base import Store
+from storage.interfaces.devices import ScaleStatusRow
+from tests.storage.contract.helpers import DAY_END, one_of_each, write_ok
+from tests.storage.factories import (
+    MARKET,
+    OTHER_MARKET,
+    T0,
+    at,
+    batch,
+    gate_count,
+    price,
+    reading,
+    sale,
+    status,
+)
+
+
+class TestRoundTrip:
+    def test_scale_status_with_every_field(self, store: Store) -> None:
+        message = status(
+            msg_id=9,
+            ts=at(ms=9),
+            online=True,
+            zero_ok=False,
+            seal_intact=True,
+            calibration_due=date(2026, 1, 31),
+        )
+        write_ok(store, [reading(message, "sc-001")])
+        assert store.scale_status(MARKET) == [
+            ScaleStatusRow(
+                market=MARKET,
+                scale="sc-001",
+                ts=at(ms=9),
+                online=True,
+                will=False,
+                zero_ok=False,
+                seal_intact=True,
+                calibration_due=date(2026, 1, 31),
+            )
+        ]
+
+    def test_scale_status_without_optional_fields(self, store: Store) -> None:
+        write_ok(store, [reading(status(online=False), "sc-001")])
+        [row] = store.scale_status(MARKET)
+        assert (row.online, row.zero_ok, row.seal_intact, row.calibration_due) == (
+            False,
+            None,
+            None,
+            None,
+        )
+
+
+class TestScaleStatus:
+    def test_latest_status_per_scale_with_last_will(self, store: Store) -> None:
+        will_received = at(hours=3, ms=250)
+        write_ok(
+            store,
+            [
+                reading(status(msg_id=1, ts=at(hours=1), seal_intact=True), "sc-001"),
+                reading(status(msg_id=2, ts=at(hours=2), seal_intact=False), "sc-001"),
+                reading(status(msg_id=1, ts=at(hours=2)), "sc-002"),
+                # The will was composed at connect time, hours before the heartbeat above.
+                reading(
+                    status(msg_id=0, ts=at(hours=-5), online=False, will=True),
+                    "sc-002",
+                    received=will_received,
+                ),
+                reading(
+                    status(msg_id=0, ts=at(hours=-5), online=False, will=True),
+                    "sc-003",
+                    received=at(hours=1),
+                ),
+                reading(status(msg_id=1, ts=at(hours=2), online=True), "sc-003"),
+                reading(status(msg_id=9, ts=at(hours=4)), "sc-009", market=OTHER_MARKET),
+            ],
+        )
+
+        assert store.scale_status(MARKET) == [
+            ScaleStatusRow(MARKET, "sc-001", at(hours=2), True, False, None, False, None),
+            ScaleStatusRow(MARKET, "sc-002", will_received, False, True, None, None, None),
+            ScaleStatusRow(MARKET, "sc-003", at(hours=2), True, False, None, None, None),
+        ]
+
+    def test_no_status(self, store: Store) -> None:
+        assert store.scale_status(MARKET) == []
+
+
+class TestDeviceLastSeen:
+    def test_newest_reading_of_each_device_since_the_moment(self, store: Store) -> None:
+        since = at(hours=1)
+        write_ok(
+            store,
+            [
+                reading(sale(msg_id=1, ts=at(hours=1, minutes=5)), "sc-001"),
+                reading(status(msg_id=2, ts=at(hours=1, minutes=20)), "sc-001"),
+                reading(sale(msg_id=3, ts=at(hours=1, minutes=10)), "sc-001"),
+                reading(sale(msg_id=1, ts=at(hours=1, minutes=30), vendor="v002"), "sc-201"),
+                reading(status(msg_id=0, ts=at(minutes=59)), "sc-201"),
+                # A will says the broker lost the scale: not a sign of life.
+                reading(
+                    status(msg_id=0, ts=at(hours=-5), online=False, will=True),
+                    "sc-002",
+                    received=at(hours=2),
+                ),
+                reading(gate_count(msg_id=1, ts=at(hours=1, minutes=1)), "g-north"),
+                reading(gate_count(msg_id=2, ts=at(hours=1, minutes=2)), "g-north"),
+                reading(gate_count(msg_id=1, ts=since - timedelta(milliseconds=1)), "g-south"),
+                # scr-002 set a price that scr-001 has since replaced: it still was seen.
+                reading(price(msg_id=1, ts=at(hours=1, minutes=3), vendor="v002"), "scr-002"),
+                reading(price(msg_id=7, ts=at(hours=1, minutes=4), vendor="v002"), "scr-001"),
+                reading(price(msg_id=8, ts=since, plu="1002"), "scr-001"),
+                reading(batch(msg_id=1, ts=at(hours=1, minutes=6)), "in-01"),
+                reading(sale(msg_id=1, ts=at(hours=1, minutes=40)), "sc-001", market=OTHER_MARKET),
+            ],
+        )
+
+        assert store.device_last_seen(MARKET, since) == {
+            "sc-001": at(hours=1, minutes=20),
+            "sc-201": at(hours=1, minutes=30),
+            "g-north": at(hours=1, minutes=2),
+            "scr-001": at(hours=1, minutes=4),
+            "scr-002": at(hours=1, minutes=3),
+            "in-01": at(hours=1, minutes=6),
+        }
+        assert all(
+            t.utcoffset() == timedelta(0) for t in store.device_last_seen(MARKET, since).values()
+        )
+        assert store.device_last_seen(MARKET, at(hours=3)) == {}
+
+
+class TestMessageCounts:
+    def test_readings_per_market_and_device_in_the_range(self, store: Store) -> None:
+        start, end = at(hours=1), at(hours=2)
+        write_ok(
+            store,
+            [
+                reading(sale(msg_id=1, ts=start), "sc-001"),
+                reading(sale(msg_id=2, ts=at(hours=1, minutes=1)), "sc-001"),
+                reading(status(msg_id=3, ts=at(hours=1, minutes=2)), "sc-001"),
+                reading(sale(msg_id=1, ts=at(hours=1, minutes=3), vendor="v002"), "sc-201"),
+                reading(price(msg_id=1, ts=at(hours=1, minutes=4)), "scr-001"),
+                reading(price(msg_id=2, ts=at(hours=1, minutes=5), plu="1002"), "scr-001"),
+                reading(price(msg_id=1, ts=at(hours=1, minutes=6), vendor="v002"), "scr-201"),
+                reading(gate_count(msg_id=1, ts=at(hours=1, minutes=7)), "g-north"),
+                reading(batch(msg_id=1, ts=at(hours=1, minutes=8)), "in-01"),
+                reading(sale(msg_id=1, ts=at(hours=1, minutes=9)), "sc-001", market=OTHER_MARKET),
+                # outside the range
+                reading(sale(msg_id=9, ts=start - timedelta(milliseconds=1)), "sc-001"),
+                reading(gate_count(msg_id=9, ts=end), "g-north"),
+                reading(price(msg_id=9, ts=end), "scr-001"),
+                reading(status(msg_id=9, ts=at(hours=3)), "sc-002"),
+            ],
+        )
+
+        assert store.message_counts(start, end) == {
+            (MARKET, "sc-001"): 3,
+            (MARKET, "sc-201"): 1,
+            (MARKET, "scr-001"): 2,
+            (MARKET, "scr-201"): 1,
+            (MARKET, "g-north"): 1,
+            (MARKET, "in-01"): 1,
+            (OTHER_MARKET, "sc-001"): 1,
+        }
+        assert store.message_counts(at(hours=4), at(hours=5)) == {}
+
+    def test_a_last_will_counts_when_it_arrived(self, store: Store) -> None:
+        will = status(msg_id=0, ts=at(hours=-5), online=False, will=True)
+        write_ok(store, [reading(will, "sc-001", received=at(hours=1, minutes=30))])
+
+        assert store.message_counts(at(hours=1), at(hours=2)) == {(MARKET, "sc-001"): 1}
+        assert store.message_counts(at(hours=-6), at(hours=-4)) == {}
+
+    def test_replays_are_counted_once(self, store: Store) -> None:
+        write_ok(store, one_of_each())
+        write_ok(store, one_of_each())
+        assert store.message_counts(T0, DAY_END) == {
+            (MARKET, "sc-001"): 2,
+            (MARKET, "scr-001"): 1,
+            (MARKET, "in-01"): 1,
+            (MARKET, "g-north"): 1,
+        }
+
+    def test_empty_store(self, store: Store) -> None:
+        assert store.message_counts(T0, DAY_END) == {}
