@@ -30,16 +30,13 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from schemas.messages import DeviceMessage, ScaleStatus
-from schemas.topics import CHANNELS, topic_for
-from storage.records import DeadLetter, Reading
+from storage.records import Reading
 
 #: The dead-letter reason for a message whose msg_id the store already holds with other content.
 REUSED_MSG_ID = "msg_id reused with different content"
 
 #: ``(market, device, msg_id)``
 MsgIdKey = tuple[str, str, int]
-
-_CHANNEL_OF = {model: kind_channel for kind_channel, model in CHANNELS.items()}
 
 
 class LedgerEntry(NamedTuple):
@@ -117,17 +114,3 @@ def sort_claims(readings: Sequence[Reading], stored: Mapping[MsgIdKey, int]) -> 
             continue
         claims.accepted.append(reading)
     return claims
-
-
-def reading_as_dead_letter(reading: Reading, reason: str) -> DeadLetter:
-    """A reading the store does not keep, as a dead letter carrying the message as JSON."""
-    message: DeviceMessage = reading.message
-    kind, channel = _CHANNEL_OF[type(message)]
-    return DeadLetter(
-        received_ns=reading.received_ns,
-        topic=topic_for(reading.market, kind, reading.device, channel),
-        payload=message.model_dump_json().encode(),
-        reason=reason,
-        market=reading.market,
-        device=reading.device,
-    )

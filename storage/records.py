@@ -1,5 +1,12 @@
 """What ingest hands to a store, and how each reading maps onto one stored point.
 
+This is the point codec both stores and the live view share: point time
+(:func:`point_time_ns`, :func:`point_ns`), device time (:func:`device_time`,
+:func:`time_bound_ns`), ns ↔ datetime (:func:`to_ns`, :func:`from_ns`),
+percent ↔ permille (:func:`pct_to_permille`, :func:`permille_to_pct`) and a
+refused reading as a dead letter (:func:`reading_as_dead_letter`). All of it is
+integer (or Decimal) arithmetic: a float loses nanoseconds and tenths.
+
 Both backends derive a point's identity (series + timestamp) from these
 functions only, so a redelivered or replayed message overwrites itself in
 InfluxDB (same series, same timestamp: the store merges) and in SQLite (same
@@ -14,8 +21,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from schemas.messages import BatchIntake, DeviceMessage, GateCount, PriceSet, Sale, ScaleStatus
+from schemas.topics import CHANNELS, topic_for
 
 _NS_PER_MS = 1_000_000
 #: Placeholder tag value for a dead letter whose market or device is not registered,
@@ -97,8 +106,64 @@ def point_time_ns(reading: Reading) -> int:
     message = reading.message
     if isinstance(message, ScaleStatus) and message.will:
         return reading.received_ns
-    millis = to_ns(message.ts) // _NS_PER_MS
-    return millis * _NS_PER_MS + message.msg_id % _NS_PER_MS
+    return point_ns(message.ts, message.msg_id)
+
+
+def point_ns(device_ts: datetime, msg_id: int) -> int:
+    """The stored point time of a message with device time ``device_ts`` and ``msg_id``.
+
+    See :func:`point_time_ns`; also what a reader that holds a stored row (whose
+    ``ts`` is already cut to the millisecond) uses to order it as the store does.
+    """
+    millis = to_ns(device_ts) // _NS_PER_MS
+    return millis * _NS_PER_MS + msg_id % _NS_PER_MS
+
+
+def from_ns(ns: int) -> datetime:
+    """Aware UTC datetime of nanoseconds since the epoch, exact to the microsecond (no float)."""
+    return _EPOCH + timedelta(microseconds=ns // 1_000)
+
+
+def device_time(time_ns: int) -> datetime:
+    """The device time of a stored point: its millisecond part (the rest carries ``msg_id``)."""
+    return from_ns(time_ns - time_ns % _NS_PER_MS)
+
+
+def time_bound_ns(moment: datetime) -> int:
+    """Bound on point times equivalent to ``moment`` on millisecond device times.
+
+    A point's device time T is whole milliseconds and its time lies in
+    ``[T, T + 1 ms)``, so ``T >= moment`` exactly when ``time_ns >= ceil_ms(moment)``
+    and ``T < moment`` exactly when ``time_ns < ceil_ms(moment)``.
+    """
+    return -(-to_ns(moment) // _NS_PER_MS) * _NS_PER_MS
+
+
+def pct_to_permille(pct: Decimal) -> int:
+    """45.5 % → 455, exactly; the contract allows one decimal, anything finer raises ValueError."""
+    scaled = pct.scaleb(1)
+    if not scaled.is_finite() or scaled != scaled.to_integral_value():
+        raise ValueError(f"inhibition_pct {pct} has more than one decimal place")
+    return int(scaled)
+
+
+def permille_to_pct(permille: int) -> Decimal:
+    """455 → Decimal('45.5')."""
+    return Decimal(permille).scaleb(-1)
+
+
+def reading_as_dead_letter(reading: Reading, reason: str) -> DeadLetter:
+    """A reading the store does not keep, as a dead letter carrying the message as JSON."""
+    message: DeviceMessage = reading.message
+    kind, channel = _CHANNEL_OF[type(message)]
+    return DeadLetter(
+        received_ns=reading.received_ns,
+        topic=topic_for(reading.market, kind, reading.device, channel),
+        payload=message.model_dump_json().encode(),
+        reason=reason,
+        market=reading.market,
+        device=reading.device,
+    )
 
 
 def measurement_of(message: DeviceMessage) -> str:
@@ -112,6 +177,8 @@ _MEASUREMENTS: dict[type[DeviceMessage], str] = {
     PriceSet: "price",
     BatchIntake: "batch",
 }
+
+_CHANNEL_OF = {model: kind_channel for kind_channel, model in CHANNELS.items()}
 
 _EPOCH = datetime.fromisoformat("1970-01-01T00:00:00+00:00")
 _MICROSECOND = timedelta(microseconds=1)

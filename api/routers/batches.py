@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -62,7 +62,7 @@ from schemas.topics import topic_for
 from storage._exceptions import StoreQueryError
 from storage.base import Store
 from storage.interfaces.traceability import BatchRow
-from storage.records import DeadLetter, Reading
+from storage.records import DeadLetter, Reading, from_ns
 
 router = APIRouter(tags=["batches"], responses=AUTH_ERRORS)
 
@@ -224,14 +224,8 @@ def _payload(body: BatchRegistration, received_ns: int) -> bytes:
     if body.msg_id is None:
         fields["msg_id"] = _msg_ids.next()
     if body.ts is None:
-        fields["ts"] = _utc_from_ns(received_ns).isoformat()
+        fields["ts"] = from_ns(received_ns).isoformat()
     return json.dumps(fields, ensure_ascii=False).encode("utf-8")
-
-
-def _utc_from_ns(ns: int) -> datetime:
-    return datetime.fromtimestamp(ns // 1_000_000_000, UTC).replace(
-        microsecond=ns // 1_000 % 1_000_000
-    )
 
 
 def _write(store: Store, reading: Reading) -> None:
@@ -297,5 +291,5 @@ def _batch_out(row: BatchRow) -> BatchOut:
         rapid_test=RapidTestOut(result=result, inhibition_pct=row.inhibition_pct),
         ts=row.ts,
         msg_id=row.msg_id,
-        received_at=_utc_from_ns(row.received_ns),
+        received_at=from_ns(row.received_ns),
     )

@@ -94,12 +94,6 @@ def local_time_text(moment: datetime | None, market: Market) -> str:
     return moment.astimezone(market.tz).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def ns_to_utc(ns: int) -> datetime:
-    """Nanoseconds since the epoch as a UTC datetime, in integers (a float loses microseconds)."""
-    seconds, rest = divmod(ns, 1_000_000_000)
-    return datetime.fromtimestamp(seconds, UTC) + timedelta(microseconds=rest // 1000)
-
-
 class Recent:
     """The latest answer per key, reused for ``ttl_s`` seconds.
 

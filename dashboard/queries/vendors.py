@@ -15,7 +15,6 @@ from dashboard.queries.common import (
     day_start,
     local_time_text,
     market_today,
-    ns_to_utc,
     product_name,
     unverified_counts,
     unverified_today,
@@ -23,6 +22,7 @@ from dashboard.queries.common import (
 from schemas.messages import DeviceKind
 from schemas.registry import Market
 from storage.interfaces.devices import ScaleStatusRow
+from storage.records import from_ns
 
 
 def vendor_table(data: DashboardData, market_id: str, lang: Lang) -> list[dict[str, Any]]:
@@ -122,7 +122,7 @@ def dead_letters(data: DashboardData, market_id: str) -> list[dict[str, Any]]:
     letters = data.store.dead_letters(start, now, market=market.id, limit=DEAD_LETTER_ROWS)
     return [
         {
-            "received": local_time_text(ns_to_utc(letter.received_ns), market),
+            "received": local_time_text(from_ns(letter.received_ns), market),
             "received_ns": letter.received_ns,
             "device": letter.device,
             "topic": letter.topic,

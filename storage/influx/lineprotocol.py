@@ -43,7 +43,7 @@ from schemas.messages import (
     ScaleStatus,
 )
 from storage.msgids import LedgerEntry
-from storage.records import DeadLetter, Reading, point_time_ns, to_ns
+from storage.records import DeadLetter, Reading, pct_to_permille, point_time_ns, to_ns
 from storage.traceability import TraceStatus
 
 FieldValue = int | bool | str
@@ -232,11 +232,11 @@ def _footfall_line(reading: Reading, m: GateCount) -> str:
 
 
 def inhibition_permille(pct: Decimal) -> int:
-    """Inhibition rate in tenths of a percent, exactly (the contract allows one decimal)."""
-    scaled = pct.scaleb(1)
-    if scaled != scaled.to_integral_value():
-        raise LineProtocolError(f"inhibition {pct}% has more than one decimal place")
-    return int(scaled)
+    """Tenths of a percent (:func:`pct_to_permille`); too fine a value is a LineProtocolError."""
+    try:
+        return pct_to_permille(pct)
+    except ValueError as exc:
+        raise LineProtocolError(str(exc)) from exc
 
 
 def _batch_line(reading: Reading, m: BatchIntake) -> str:

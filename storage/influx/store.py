@@ -41,8 +41,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence, Set
 from dataclasses import replace
-from datetime import date, datetime, timedelta
-from decimal import Decimal
+from datetime import date, datetime
 from typing import Final
 
 import httpx
@@ -81,7 +80,18 @@ from storage.interfaces.footfall import GateCountRow
 from storage.interfaces.prices import PriceRow, PromotionRow
 from storage.interfaces.sales import SaleRow, SalesHourRow, SalesSummaryRow
 from storage.interfaces.traceability import BatchBalanceRow, BatchRow, UnverifiedSalesRow
-from storage.records import UNREGISTERED, DeadLetter, Reading, dead_letter_ordinals, to_ns
+from storage.records import (
+    UNREGISTERED,
+    DeadLetter,
+    Reading,
+    dead_letter_ordinals,
+    device_time,
+    from_ns,
+    permille_to_pct,
+    reading_as_dead_letter,
+    time_bound_ns,
+    to_ns,
+)
 from storage.traceability import (
     LATE_BATCH_GRACE,
     LATE_BATCH_GRACE_NS,
@@ -94,8 +104,6 @@ from storage.traceability import (
 
 log = logging.getLogger(__name__)
 
-_NS_PER_MS: Final = 1_000_000
-_EPOCH: Final = datetime.fromisoformat("1970-01-01T00:00:00+00:00")
 #: How far before a batch's intake time :meth:`InfluxStore.sales_of_batch` looks,
 #: because scale clocks drift and an intake station may report late: the grace
 #: window of sale verification.
@@ -128,27 +136,19 @@ _DEVICE_TAGS: Final = (
 # -- conversions -----------------------------------------------------------------------
 
 
-def _ns(moment: datetime) -> int:
+def _aware(moment: datetime) -> datetime:
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError(f"{moment!r} is naive; the store takes timezone-aware datetimes")
-    return to_ns(moment)
+    return moment
 
 
-def _ceil_ms(ns: int) -> int:
-    """Range bound for points whose time is device time floored to the millisecond.
-
-    ``floor_ms(t) >= bound`` exactly when ``point_time >= ceil_ms(bound)``.
-    """
-    return -(-ns // _NS_PER_MS) * _NS_PER_MS
+def _ns(moment: datetime) -> int:
+    return to_ns(_aware(moment))
 
 
-def utc_from_ns(ns: int) -> datetime:
-    """Aware UTC datetime, exact to the microsecond (integer arithmetic only)."""
-    return _EPOCH + timedelta(microseconds=ns // 1_000)
-
-
-def _device_ts(point_ns: int) -> datetime:
-    return utc_from_ns(point_ns - point_ns % _NS_PER_MS)
+def _bound_ns(moment: datetime) -> int:
+    """Range bound on point times for device times (see ``time_bound_ns``)."""
+    return time_bound_ns(_aware(moment))
 
 
 def _int(row: Row, column: str) -> int:
@@ -259,7 +259,7 @@ def _sale_row(row: Row) -> SaleRow:
         scale=_str(row, "scale"),
         vendor=_str(row, "vendor"),
         plu=_str(row, "plu"),
-        ts=_device_ts(_int(row, "time")),
+        ts=device_time(_int(row, "time")),
         msg_id=_int(row, "msg_id"),
         weight_g=_int(row, "weight_g"),
         tare_g=_opt_int(row, "tare_g"),
@@ -277,7 +277,7 @@ def _price_row(row: Row) -> PriceRow:
         promo = PromotionRow(
             price_fen_per_kg=_int(row, "promo_price_fen_per_kg"),
             text=_str(row, "promo_text"),
-            until=utc_from_ns(_int(row, "promo_until_ns")),
+            until=from_ns(_int(row, "promo_until_ns")),
         )
     return PriceRow(
         market=_str(row, "market"),
@@ -286,7 +286,7 @@ def _price_row(row: Row) -> PriceRow:
         screen=_str(row, "screen"),
         price_fen_per_kg=_int(row, "price_fen_per_kg"),
         promo=promo,
-        ts=_device_ts(_int(row, "time")),
+        ts=device_time(_int(row, "time")),
         msg_id=_int(row, "msg_id"),
     )
 
@@ -303,8 +303,8 @@ def _batch_row(row: Row) -> BatchRow:
         quantity_g=_int(row, "quantity_g"),
         certificate_no=_str(row, "certificate_no"),
         rapid_test_passed=_bool(row, "rapid_test_passed"),
-        inhibition_pct=Decimal(_int(row, "inhibition_permille")).scaleb(-1),
-        ts=_device_ts(_int(row, "time")),
+        inhibition_pct=permille_to_pct(_int(row, "inhibition_permille")),
+        ts=device_time(_int(row, "time")),
         msg_id=_int(row, "msg_id"),
         received_ns=_int(row, "received_ns"),
     )
@@ -314,7 +314,7 @@ def _gate_count_row(row: Row) -> GateCountRow:
     return GateCountRow(
         market=_str(row, "market"),
         gate=_str(row, "gate"),
-        ts=_device_ts(_int(row, "time")),
+        ts=device_time(_int(row, "time")),
         in_total=_int(row, "in_total"),
         out_total=_int(row, "out_total"),
     )
@@ -328,7 +328,7 @@ def _scale_status_row(row: Row) -> ScaleStatusRow:
         market=_str(row, "market"),
         scale=_str(row, "scale"),
         # A will is stamped with its arrival time, which has no msg_id digits to drop.
-        ts=utc_from_ns(time_ns) if will else _device_ts(time_ns),
+        ts=from_ns(time_ns) if will else device_time(time_ns),
         online=_bool(row, "online"),
         will=will,
         zero_ok=_opt_bool(row, "zero_ok"),
@@ -355,7 +355,7 @@ def _dead_letter(row: Row) -> DeadLetter:
 
 def rejected_reading(reading: Reading, detail: str) -> DeadLetter:
     """A reading the store refused, as a dead letter with its re-serialized payload."""
-    return msgids.reading_as_dead_letter(reading, REJECTED_PREFIX + detail)
+    return reading_as_dead_letter(reading, REJECTED_PREFIX + detail)
 
 
 # -- the store ---------------------------------------------------------------------------
@@ -446,8 +446,7 @@ class InfluxStore(Store):
         self._record_msg_ids(claims.new, [reading for reading, _ in not_stored])
         refused = [rejected_reading(reading, detail) for reading, detail in not_stored]
         refused += [
-            msgids.reading_as_dead_letter(reading, msgids.REUSED_MSG_ID)
-            for reading in claims.reused
+            reading_as_dead_letter(reading, msgids.REUSED_MSG_ID) for reading in claims.reused
         ]
         refused = [_storable(letter) for letter in refused]
         letters = [*map(_storable, dead_letters), *refused]
@@ -786,7 +785,7 @@ class InfluxStore(Store):
             "price",
             equals("market", market),
             _optional("plu", plu),
-            time_before(_ceil_ms(_ns(moment))),
+            time_before(_bound_ns(moment)),
             group_by=("vendor", "plu"),
             newest_first=True,
             limit=1,
@@ -925,7 +924,7 @@ class InfluxStore(Store):
         hours = [
             SalesHourRow(
                 market=market,
-                hour=utc_from_ns(_int(row, "time")),
+                hour=from_ns(_int(row, "time")),
                 transactions=_int(row, "transactions"),
                 turnover_fen=_int(row, "turnover_fen"),
                 weight_g=_int(row, "weight_g"),
@@ -999,7 +998,7 @@ class InfluxStore(Store):
         series = self._select(
             "footfall",
             equals("market", market),
-            time_before(_ceil_ms(_ns(moment))),
+            time_before(_bound_ns(moment)),
             group_by=("gate",),
             newest_first=True,
             limit=1,
@@ -1022,7 +1021,7 @@ class InfluxStore(Store):
         A price's screen is a field, so the screens of the prices since ``since``
         are listed (one short column) and the newest per screen kept here.
         """
-        bounds = (equals("market", market), time_from(_ceil_ms(_ns(since))))
+        bounds = (equals("market", market), time_from(_bound_ns(since)))
         newest: dict[str, int] = {}
 
         def saw(device: str, time_ns: int) -> None:
@@ -1047,7 +1046,7 @@ class InfluxStore(Store):
         )
         for row in _rows(screens):
             saw(_str(row, "screen"), _int(row, "time"))
-        return {device: _device_ts(time_ns) for device, time_ns in sorted(newest.items())}
+        return {device: device_time(time_ns) for device, time_ns in sorted(newest.items())}
 
     def dead_letters(
         self, start: datetime, end: datetime, *, market: str | None = None, limit: int = 100
@@ -1179,7 +1178,7 @@ def _optional(column: str, value: ParamValue | None) -> Condition | None:
 
 
 def _device_range(start: datetime, end: datetime) -> tuple[Condition, Condition]:
-    return time_from(_ceil_ms(_ns(start))), time_before(_ceil_ms(_ns(end)))
+    return time_from(_bound_ns(start)), time_before(_bound_ns(end))
 
 
 def _batch_balance(batch: BatchRow, sales: Sequence[tuple[int, int]]) -> BatchBalanceRow:
@@ -1191,7 +1190,7 @@ def _batch_balance(batch: BatchRow, sales: Sequence[tuple[int, int]]) -> BatchBa
         batch,
         sales=len(counted),
         sold_g=sum(weight_g for _, weight_g in counted),
-        last_sale=None if newest is None else _device_ts(newest),
+        last_sale=None if newest is None else device_time(newest),
     )
 
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from datetime import date
 
 from schemas.messages import BatchIntake, GateCount, PriceSet, RapidTestResult, Sale, ScaleStatus
-from storage.records import Reading, to_ns
+from storage.records import Reading, pct_to_permille, to_ns
 from storage.sqlite.interning import (
     BATCH_SERIES,
     FOOTFALL_SERIES,
@@ -22,9 +21,6 @@ from storage.sqlite.interning import (
 from storage.traceability import TraceStatus
 
 SqlValue = int | str | bytes | None
-
-_NS_PER_MS = 1_000_000
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -193,18 +189,6 @@ def _status_values(reading: Reading, status: ScaleStatus) -> tuple[SqlValue, ...
 # -- value conversions ---------------------------------------------------------
 
 
-def pct_to_permille(pct: Decimal) -> int:
-    """45.5 % → 455; the contract allows one decimal, anything finer is refused."""
-    scaled = pct.scaleb(1)
-    if not scaled.is_finite() or scaled != scaled.to_integral_value():
-        raise ValueError(f"inhibition_pct {pct} has more than one decimal place")
-    return int(scaled)
-
-
-def permille_to_pct(permille: int) -> Decimal:
-    return Decimal(permille).scaleb(-1)
-
-
 def date_to_int(day: date) -> int:
     return day.year * 10_000 + day.month * 100 + day.day
 
@@ -219,23 +203,3 @@ def _optional_bool(value: bool | None) -> int | None:
 
 def optional_bool(value: int | None) -> bool | None:
     return None if value is None else bool(value)
-
-
-def from_ns(ns: int) -> datetime:
-    """UTC datetime of nanoseconds since the epoch (microsecond resolution, exact)."""
-    return _EPOCH + timedelta(microseconds=ns // 1_000)
-
-
-def device_time(time_ns: int) -> datetime:
-    """The device time of a point: its millisecond part (the rest carries ``msg_id``)."""
-    return from_ns(time_ns - time_ns % _NS_PER_MS)
-
-
-def time_bound_ns(moment: datetime) -> int:
-    """Bound on ``time_ns`` equivalent to ``moment`` on millisecond device times.
-
-    A point's device time T is whole milliseconds and its ``time_ns`` lies in
-    ``[T, T + 1 ms)``, so ``T >= moment`` exactly when ``time_ns >= ceil_ms(moment)``
-    and ``T < moment`` exactly when ``time_ns < ceil_ms(moment)``.
-    """
-    return -(-to_ns(moment) // _NS_PER_MS) * _NS_PER_MS

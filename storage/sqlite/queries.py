@@ -19,15 +19,14 @@ from storage.interfaces.footfall import GateCountRow
 from storage.interfaces.prices import PriceRow, PromotionRow
 from storage.interfaces.sales import SaleRow, SalesHourRow, SalesSummaryRow
 from storage.interfaces.traceability import BatchBalanceRow, BatchRow, UnverifiedSalesRow
-from storage.records import DeadLetter, dead_letter_ordinals
-from storage.sqlite.codec import (
-    TRACE_STATUS_OF_CODE,
+from storage.records import (
+    DeadLetter,
+    dead_letter_ordinals,
     device_time,
     from_ns,
-    int_to_date,
-    optional_bool,
     permille_to_pct,
 )
+from storage.sqlite.codec import TRACE_STATUS_OF_CODE, int_to_date, optional_bool
 from storage.sqlite.schema import hour_of
 
 Row = tuple[Any, ...]

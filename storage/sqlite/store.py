@@ -19,19 +19,17 @@ from storage.interfaces.footfall import FootfallRow, GateCountRow
 from storage.interfaces.prices import PriceRow
 from storage.interfaces.sales import SaleRow, SalesHourRow, SalesSummaryRow
 from storage.interfaces.traceability import BatchBalanceRow, BatchRow, UnverifiedSalesRow
-from storage.records import DeadLetter, Reading, to_ns
-from storage.sqlite import queries, rollups, verification
-from storage.sqlite.codec import (
-    BATCH,
-    SALE,
-    EncodedRow,
-    SqlValue,
-    Table,
+from storage.records import (
+    DeadLetter,
+    Reading,
     device_time,
-    encode,
     from_ns,
+    reading_as_dead_letter,
     time_bound_ns,
+    to_ns,
 )
+from storage.sqlite import queries, rollups, verification
+from storage.sqlite.codec import BATCH, SALE, EncodedRow, SqlValue, Table, encode
 from storage.sqlite.connections import Connections, sqlite_errors
 from storage.sqlite.interning import (
     INTERN_TABLES,
@@ -113,7 +111,7 @@ class SQLiteStore(Store):
                 _record_msg_ids(conn, claims.new, [reading for reading, _ in not_stored])
                 refused = [_refusal(reading, reason) for reading, reason in not_stored]
                 refused += [
-                    msgids.reading_as_dead_letter(reading, msgids.REUSED_MSG_ID)
+                    reading_as_dead_letter(reading, msgids.REUSED_MSG_ID)
                     for reading in claims.reused
                 ]
                 letters = queries.dead_letter_values([*dead_letters, *refused])
@@ -516,7 +514,7 @@ def _row_values(row: EncodedRow, resolved: _ResolvedIds) -> tuple[SqlValue, ...]
 
 def _refusal(reading: Reading, reason: str) -> DeadLetter:
     """A reading the store cannot hold, as a dead letter carrying the message as JSON."""
-    return msgids.reading_as_dead_letter(reading, f"refused by the SQLite store: {reason}")
+    return reading_as_dead_letter(reading, f"refused by the SQLite store: {reason}")
 
 
 def _own_sales_of(batch: BatchRow | None) -> dict[str, SqlValue]:
