@@ -26,12 +26,11 @@ from schemas.messages import DeviceKind
 from schemas.registry import Device, Market
 from storage.interfaces.devices import ScaleStatusRow
 from storage.interfaces.traceability import UnverifiedSalesRow
-from storage.records import UNREGISTERED, DeadLetter, to_ns
+from storage.records import UNREGISTERED, DeadLetter, from_ns, to_ns
 from storage.traceability import TraceStatus
 
 router = APIRouter(tags=["devices"], responses=AUTH_ERRORS)
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: Times outside these years are refused (422) rather than passed to a store that
 #: cannot represent them (InfluxDB's timestamps end in 2262). The year is the one
 #: written, whatever the offset, so the pattern in the OpenAPI document says exactly
@@ -239,7 +238,7 @@ def list_dead_letters(
     end = end or datetime.now(UTC)
     start = start or end - timedelta(days=DEFAULT_DEAD_LETTER_DAYS)
     if before is not None:
-        end = min(end, _from_us(before))
+        end = min(end, from_ns(before * 1_000))
     # An empty range (end not after start) is an empty page: a rule between two parameters
     # cannot be stated in the OpenAPI document, so it is not made an error.
     letters = [] if start >= end else store.dead_letters(start, end, market=market, limit=limit + 1)
@@ -275,14 +274,10 @@ def _page(letters: Sequence[DeadLetter], limit: int) -> tuple[Sequence[DeadLette
     return page, boundary_us
 
 
-def _from_us(microseconds: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=microseconds)
-
-
 def _dead_letter_out(letter: DeadLetter) -> DeadLetterOut:
     truncated = letter.payload_size > len(letter.payload)
     return DeadLetterOut(
-        received_at=_from_us(letter.received_ns // 1_000),
+        received_at=from_ns(letter.received_ns),
         received_ns=letter.received_ns,
         market=letter.market,
         device=letter.device,
