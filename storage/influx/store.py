@@ -110,15 +110,39 @@ log = logging.getLogger(__name__)
 SALES_BEFORE_INTAKE: Final = LATE_BATCH_GRACE
 #: Registered batches remembered for checking sales (see ``InfluxStore.write``).
 _BATCH_CACHE: Final = 100_000
-#: The fields every sale is written with; a row lacking one is a write in flight.
-_SALE_FIELDS: Final = (
-    "msg_id",
-    "weight_g",
-    "unit_price_fen_per_kg",
-    "total_fen",
-    "trace_code",
-    "received_ns",
-)
+#: The fields every point of a measurement is written with. InfluxDB shows a point's
+#: fields to readers one by one while it is written, so a row lacking one is a write in
+#: flight: readers leave it out (it is there whole on the next read), never fail on it.
+_WRITTEN_WITH: Final[Mapping[str, tuple[str, ...]]] = {
+    "sale": (
+        "msg_id",
+        "weight_g",
+        "unit_price_fen_per_kg",
+        "total_fen",
+        "trace_code",
+        "received_ns",
+    ),
+    "price": ("screen", "msg_id", "price_fen_per_kg", "received_ns"),
+    "footfall": ("msg_id", "in_total", "out_total", "received_ns"),
+    "batch": (
+        "msg_id",
+        "trace_code",
+        "origin",
+        "supplier",
+        "quantity_g",
+        "certificate_no",
+        "rapid_test_passed",
+        "inhibition_permille",
+        "received_ns",
+    ),
+    "scale_status": ("msg_id", "online", "will", "received_ns"),
+    "dead_letter": ("topic", "reason", "payload_b64", "payload_size"),
+}
+#: A promotion's fields come together or not at all.
+_PROMO_FIELDS: Final = ("promo_price_fen_per_kg", "promo_text", "promo_until_ns")
+#: Newest-first reads of "the latest point per series" ask for this many, so that a
+#: newest point still being written leaves the one before it to show.
+_NEWEST_WITH_FALLBACK: Final = 2
 REJECTED_PREFIX: Final = "store rejected: "
 
 #: Lookups (ledger ranges, batches) per request: ~200 bytes of query each, well inside a
@@ -236,11 +260,33 @@ def _newest_batch_keys(series: Iterable[Series]) -> dict[tuple[str, str], BatchK
     return found
 
 
+def _is_whole(measurement: str, row: Row) -> bool:
+    """False while the point's write is in flight: a field it is always written with is missing."""
+    if any(row.get(name) is None for name in _WRITTEN_WITH[measurement]):
+        return False
+    if measurement == "price":
+        promo = [row.get(name) is None for name in _PROMO_FIELDS]
+        return all(promo) or not any(promo)
+    return True
+
+
+def _whole_rows(measurement: str, series: Sequence[Series]) -> Iterator[Row]:
+    """The rows of points written whole (see :data:`_WRITTEN_WITH`)."""
+    return (row for row in _rows(series) if _is_whole(measurement, row))
+
+
+def _newest_whole_rows(measurement: str, series: Sequence[Series]) -> Iterator[Row]:
+    """Per series of a newest-first read, its newest point written whole."""
+    for one in series:
+        rows = ({**one.tags, **row} for row in one.rows)
+        newest = next((row for row in rows if _is_whole(measurement, row)), None)
+        if newest is not None:
+            yield newest
+
+
 def _whole_sale_row(row: Row) -> SaleRow | None:
     """The sale, or None while a write of it is still in flight (a field is missing)."""
-    if any(row.get(name) is None for name in _SALE_FIELDS):
-        return None
-    return _sale_row(row)
+    return _sale_row(row) if _is_whole("sale", row) else None
 
 
 def _trace_status(row: Row) -> TraceStatus:
@@ -754,9 +800,10 @@ class InfluxStore(Store):
             equals("market", market),
             group_by=("vendor", "plu"),
             newest_first=True,
-            limit=1,
+            limit=_NEWEST_WITH_FALLBACK,
         )
-        return sorted(map(_price_row, _rows(series)), key=lambda r: (r.vendor, r.plu))
+        rows = map(_price_row, _newest_whole_rows("price", series))
+        return sorted(rows, key=lambda r: (r.vendor, r.plu))
 
     def price_history(
         self,
@@ -774,7 +821,7 @@ class InfluxStore(Store):
             _optional("vendor", vendor),
             *_device_range(start, end),
         )
-        rows = map(_price_row, _rows(series))
+        rows = map(_price_row, _whole_rows("price", series))
         return sorted(rows, key=lambda r: (r.ts, r.vendor, r.plu, r.msg_id))
 
     def prices_before(
@@ -788,9 +835,10 @@ class InfluxStore(Store):
             time_before(_bound_ns(moment)),
             group_by=("vendor", "plu"),
             newest_first=True,
-            limit=1,
+            limit=_NEWEST_WITH_FALLBACK,
         )
-        return sorted(map(_price_row, _rows(series)), key=lambda r: (r.vendor, r.plu))
+        rows = map(_price_row, _newest_whole_rows("price", series))
+        return sorted(rows, key=lambda r: (r.vendor, r.plu))
 
     def sales(
         self,
@@ -941,9 +989,9 @@ class InfluxStore(Store):
             equals("market", market),
             equals("trace_code", trace_code),
             newest_first=True,
-            limit=1,
+            limit=_NEWEST_WITH_FALLBACK,
         )
-        rows = [_batch_row(row) for row in _rows(series)]
+        rows = [_batch_row(row) for row in _newest_whole_rows("batch", series)]
         return max(rows, key=lambda r: r.ts) if rows else None
 
     def batches(
@@ -955,7 +1003,8 @@ class InfluxStore(Store):
             _optional("vendor", vendor),
             *_device_range(start, end),
         )
-        return sorted(map(_batch_row, _rows(series)), key=lambda r: (r.ts, r.station, r.msg_id))
+        rows = map(_batch_row, _whole_rows("batch", series))
+        return sorted(rows, key=lambda r: (r.ts, r.station, r.msg_id))
 
     def batch_balances(self, market: str, start: datetime, end: datetime) -> list[BatchBalanceRow]:
         """See :meth:`Store.batch_balances`: the batches, and one query for their sales.
@@ -990,7 +1039,8 @@ class InfluxStore(Store):
 
     def gate_counts(self, market: str, start: datetime, end: datetime) -> list[GateCountRow]:
         series = self._select("footfall", equals("market", market), *_device_range(start, end))
-        return sorted(map(_gate_count_row, _rows(series)), key=lambda r: (r.gate, r.ts))
+        rows = map(_gate_count_row, _whole_rows("footfall", series))
+        return sorted(rows, key=lambda r: (r.gate, r.ts))
 
     def gate_counts_before(self, market: str, moment: datetime) -> list[GateCountRow]:
         # LAST(in_total), LAST(out_total) could come from different points; the
@@ -1001,9 +1051,10 @@ class InfluxStore(Store):
             time_before(_bound_ns(moment)),
             group_by=("gate",),
             newest_first=True,
-            limit=1,
+            limit=_NEWEST_WITH_FALLBACK,
         )
-        return sorted(map(_gate_count_row, _rows(series)), key=lambda r: r.gate)
+        rows = map(_gate_count_row, _newest_whole_rows("footfall", series))
+        return sorted(rows, key=lambda r: r.gate)
 
     def scale_status(self, market: str) -> list[ScaleStatusRow]:
         series = self._select(
@@ -1011,9 +1062,10 @@ class InfluxStore(Store):
             equals("market", market),
             group_by=("scale",),
             newest_first=True,
-            limit=1,
+            limit=_NEWEST_WITH_FALLBACK,
         )
-        return sorted(map(_scale_status_row, _rows(series)), key=lambda r: r.scale)
+        rows = map(_scale_status_row, _newest_whole_rows("scale_status", series))
+        return sorted(rows, key=lambda r: r.scale)
 
     def device_last_seen(self, market: str, since: datetime) -> dict[str, datetime]:
         """See :meth:`Store.device_last_seen`: the newest point per device tag.
@@ -1061,7 +1113,7 @@ class InfluxStore(Store):
             newest_first=True,
             limit=limit,
         )
-        letters = map(_dead_letter, _rows(series))
+        letters = map(_dead_letter, _whole_rows("dead_letter", series))
         return sorted(letters, key=lambda d: d.received_ns, reverse=True)[:limit]
 
     def message_counts(self, start: datetime, end: datetime) -> dict[tuple[str, str], int]:
