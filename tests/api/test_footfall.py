@@ -15,7 +15,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from api.analytics import (
+from api.routers import footfall
+from marketview.analytics import (
     GateTotals,
     HourTotals,
     footfall_frame,
@@ -25,7 +26,6 @@ from api.analytics import (
     local_day_range,
     occupancy,
 )
-from api.routers import footfall
 from schemas.registry import Registry
 from simulators.config import DayConfig
 from simulators.history import generate_history

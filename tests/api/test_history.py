@@ -17,7 +17,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from api.analytics import (
+from api.routers import history
+from marketview.analytics import (
     Bucket,
     MedianPoint,
     PricePoint,
@@ -27,7 +28,6 @@ from api.analytics import (
     prices_in_force,
     vendor_series,
 )
-from api.routers import history
 from schemas.registry import Registry
 from simulators.history import generate_history
 from storage.base import Store

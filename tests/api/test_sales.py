@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from api.analytics import (
+from marketview.analytics import (
     UNKNOWN_CATEGORY,
     SalesFigures,
     average_ticket_fen,

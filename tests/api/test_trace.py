@@ -17,13 +17,13 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from api.analytics import batch_balance
-from api.live import LiveView
 from api.main import create_app
 from api.routers.trace import qr_png
 from api.server import ServerThread
 from ingest.mqtt import MqttOptions
 from ingest.service import IngestService
+from marketview.analytics import batch_balance
+from marketview.live_mqtt import LiveView
 from schemas.registry import Registry
 from stallwatch.localservices import Mosquitto
 from stallwatch.options import api_options

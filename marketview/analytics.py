@@ -6,7 +6,7 @@ hand-made data. The routers fetch from the store, call these, and render.
 
 Money stays integer fen (int64 columns, exact up to ±9.2·10¹⁸) and weights
 integer grams. What cannot be whole fen is a :class:`~decimal.Decimal`: the
-median of an even number of prices (see :func:`api.pricing.median`). An
+median of an even number of prices (see :func:`marketview.pricing.median`). An
 average ticket is rounded half up to the whole fen, as a till would round it.
 """
 
@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
-from api.pricing import median
+from marketview.pricing import median
 from storage.interfaces.footfall import FootfallRow
 from storage.interfaces.prices import PriceRow
 from storage.interfaces.sales import SaleRow, SalesSummaryRow
