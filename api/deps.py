@@ -20,10 +20,10 @@ from fastapi import Depends, Path, Query, Request
 from pydantic import Field
 
 from api._exceptions import UnknownMarket
-from api.analytics import EARLIEST_DAY, LATEST_DAY
-from api.live import LiveView
 from api.metrics import ApiMetrics
 from ingest.validate import Validator
+from marketview.analytics import EARLIEST_DAY, LATEST_DAY
+from marketview.live_mqtt import LiveView
 from schemas.messages import Identifier
 from schemas.registry import Market, Registry
 from storage.base import Store

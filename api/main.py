@@ -19,11 +19,11 @@ from fastapi import APIRouter, FastAPI
 
 from api._exceptions import API_ERRORS, install_error_handlers
 from api.deps import AppContext
-from api.live import LiveView
 from api.metrics import ApiMetrics, MetricsMiddleware, RouteTemplates, install_ingest_collector
 from api.routers import batches, devices, footfall, history, ops, prices, sales, trace
 from api.security import BodySizeLimit, TokenStore
 from ingest.validate import Limits, Validator
+from marketview.live_mqtt import LiveView
 from schemas.registry import Registry
 from storage.base import Store
 from storage.outage import OutageLog

@@ -40,7 +40,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.live import LiveView
+from marketview.live_mqtt import LiveView
 from storage._exceptions import StoreError
 from storage.base import Store
 

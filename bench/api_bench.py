@@ -191,7 +191,7 @@ def serve(kind: str, port: int, db: Path, broker_url: str, workdir: Path) -> Non
 
 
 def _stallwatch_app(db: Path, broker_url: str, workdir: Path) -> tuple[Any, Any]:
-    from api.live import LiveView
+    from marketview.live_mqtt import LiveView
     from schemas.registry import Registry
     from stallwatch.options import live_mqtt_options
     from stallwatch.settings import Settings
@@ -380,7 +380,7 @@ def _measure(
 
     stalls = [v.stall for v in load_market(MARKET_FILE).spec.vendors]
     screens = [SCREEN_PATH.format(market=MARKET, stall=s) for s in stalls]
-    # One ETag serves every stall: it names the market's view state (see api.live.ViewState).
+    # One ETag serves every stall: it names the market's view state (see marketview.live.ViewState).
     etag = httpx.get(app_url + screens[0]).headers["etag"]
     contenders: list[tuple[str, str, list[str], list[str]]] = [
         ("hello world, bare FastAPI app", bare_url, [HELLO_PATH], []),

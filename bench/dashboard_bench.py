@@ -45,8 +45,8 @@ from typing import Any
 
 import httpx
 
-from api.live import LiveView
 from api.server import ServerThread
+from marketview.live_mqtt import LiveView
 from schemas.registry import Registry
 from stallwatch.localservices import mosquitto
 from stallwatch.options import live_mqtt_options

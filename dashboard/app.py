@@ -25,7 +25,6 @@ import flask_bootstrap
 from dash import Dash, Input, Output, State, dcc, html
 from flask import Flask, Response, send_from_directory
 
-from api.live import UnknownName
 from dashboard import ids
 from dashboard.auth import LOGOUT_PATH, Users, install_login
 from dashboard.components import Links
@@ -33,6 +32,7 @@ from dashboard.guard import install_guard
 from dashboard.i18n import DEFAULT_LANG, Lang, t
 from dashboard.pages import footfall, overview, prices, trace, vendors
 from dashboard.queries import DashboardData
+from marketview.live import UnknownName
 from storage._exceptions import StoreError
 from storage.outage import OutageLog
 

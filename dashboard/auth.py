@@ -43,10 +43,10 @@ from flask import Flask, Response, redirect, request, session
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 from werkzeug.wrappers import Response as BaseResponse
 
-from api.pageheaders import page_headers, static_page_policy
 from dashboard.i18n import DEFAULT_LANG, Lang, t
 from schemas.messages import Identifier
 from storage.privatefiles import write_private
+from webpage.headers import page_headers, static_page_policy
 
 #: scrypt cost: 16 MiB and ~50 ms per attempt here; OWASP's minimum is N=2**17 with r=8
 #: for interactive logins on servers, but a phone's login must not wait seconds.

@@ -22,7 +22,7 @@ from flask import Flask, Response, request
 from pydantic import BaseModel, ConfigDict, ValidationError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from api.pageheaders import content_security_policy, page_headers
+from webpage.headers import content_security_policy, page_headers
 
 CALLBACK_PATH = "_dash-update-component"
 

@@ -2,7 +2,7 @@
 
 Chinese is the default. Prices show per 斤 (500 g) in Chinese, as Chinese market
 managers read them, and per kg in English; both in CNY, computed from integer fen
-per kg with :mod:`api.pricing` (Decimal, rounded half up to the fen, never floats).
+per kg with :mod:`marketview.pricing` (Decimal, rounded half up to the fen, never floats).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 from enum import StrEnum
 
-from api.pricing import yuan_per_jin, yuan_per_kg
+from marketview.pricing import yuan_per_jin, yuan_per_kg
 
 
 class Lang(StrEnum):

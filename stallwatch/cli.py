@@ -186,8 +186,8 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def _run_serve(args: argparse.Namespace) -> int:
-    from api.live import LiveView
     from api.server import run_server
+    from marketview.live_mqtt import LiveView
     from stallwatch.options import limits, live_mqtt_options
     from stallwatch.stores import open_store
     from stallwatch.webapp import create_web_app

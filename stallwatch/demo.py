@@ -215,10 +215,10 @@ def _serve_api(
     *,
     v5: bool,
 ) -> Iterator[None]:
-    from api.live import LiveView
     from api.security import Role, create_token
     from api.server import ServerThread
     from dashboard.auth import add_user
+    from marketview.live_mqtt import LiveView
     from stallwatch.webapp import DASHBOARD_PATH, create_web_app
 
     tokens = workdir / "api-tokens.json"

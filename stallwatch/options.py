@@ -20,8 +20,8 @@ from stallwatch.stores import store_spec
 
 if TYPE_CHECKING:
     # Imported where used: `stallwatch ingest` need not load FastAPI.
-    from api.live import LiveMqttOptions
     from api.main import ApiOptions
+    from marketview.live_mqtt import LiveMqttOptions
 
 
 def ingest_options(settings: Settings) -> IngestOptions:
@@ -79,7 +79,7 @@ def api_options(settings: Settings) -> ApiOptions:
 
 
 def live_mqtt_options(settings: Settings, *, client_id: str | None = None) -> LiveMqttOptions:
-    from api.live import LiveMqttOptions
+    from marketview.live_mqtt import LiveMqttOptions
 
     return LiveMqttOptions(
         host=settings.mqtt_host,

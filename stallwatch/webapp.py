@@ -19,11 +19,11 @@ from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 from starlette.types import ASGIApp
 
-from api.live import LiveView
 from api.main import create_app
 from dashboard.app import DashboardOptions, create_dashboard
 from dashboard.auth import check_exposure
 from dashboard.queries import DashboardData
+from marketview.live_mqtt import LiveView
 from schemas.registry import Registry
 from stallwatch.options import api_options
 from stallwatch.settings import Settings

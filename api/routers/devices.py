@@ -20,8 +20,8 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, Field
 
 from api._exceptions import AUTH_ERRORS, Forbidden, UnknownMarket
 from api.deps import LiveDep, MarketDep, RegistryDep, StoreDep
-from api.live import DeviceSeen
 from api.security import Manager, Principal, ScreenOrManager
+from marketview.live import DeviceSeen
 from schemas.messages import DeviceKind
 from schemas.registry import Device, Market
 from storage.interfaces.devices import ScaleStatusRow

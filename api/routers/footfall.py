@@ -3,7 +3,7 @@ and the same weekday of the previous four weeks. Managers only.
 
 Built from the gates' cumulative counters by :meth:`~storage.base.Store.footfall_hourly`
 (lost, repeated or reset counter messages do not skew it); shaped by
-:mod:`api.analytics`. A day is a local calendar day of the market's time zone.
+:mod:`marketview.analytics`. A day is a local calendar day of the market's time zone.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ import pandas as pd
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
-from api import analytics
 from api._exceptions import AUTH_ERRORS
-from api.analytics import HourTotals
 from api.deps import DayParam, MarketDep, StoreDep, utc_now
 from api.security import Manager
+from marketview import analytics
+from marketview.analytics import HourTotals
 from schemas.registry import Market
 from storage.base import Store
 

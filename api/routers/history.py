@@ -18,15 +18,14 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from typing import Annotated
 
-import pandas as pd
 from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from api import analytics
 from api._exceptions import NotFound
-from api.analytics import Bucket
 from api.deps import MarketDay, MarketDep, StoreDep, utc_now
-from api.pricing import (
+from marketview import analytics, history
+from marketview.analytics import Bucket
+from marketview.pricing import (
     MedianFigure,
     PriceFigure,
     median_figure,
@@ -36,7 +35,6 @@ from api.pricing import (
 )
 from schemas.messages import Plu
 from schemas.registry import Category, Market, SaleUnit
-from storage.base import Store
 
 router = APIRouter(tags=["prices"])
 
@@ -196,8 +194,7 @@ def price_history(
     tz = market.tz
     range_start, range_end = analytics.local_day_range(start, last, tz)
     until = min(range_end, now)
-    starts = analytics.bucket_starts(start, last, bucket, tz) if last >= start else []
-    in_force = _in_force(store, market.id, plu, starts, until)
+    prices = history.price_history(store, market, plu, (start, last), bucket, now)
     return PriceHistory(
         market=market.id,
         plu=plu,
@@ -210,8 +207,8 @@ def price_history(
         start=range_start,
         end=max(range_start, until).astimezone(tz),
         next_start=next_start,
-        vendors=_vendor_histories(market, in_force),
-        median=_median_points(in_force),
+        vendors=_vendor_histories(market, prices.vendors),
+        median=_median_points(prices.median),
     )
 
 
@@ -223,19 +220,11 @@ def _answered_days(start: date, end: date, bucket: Bucket) -> tuple[date, date |
     return last, last + timedelta(days=1)
 
 
-def _in_force(
-    store: Store, market: str, plu: str, starts: list[datetime], until: datetime
-) -> pd.DataFrame:
-    if not starts or until <= starts[0]:
-        return analytics.prices_in_force(analytics.price_changes([]), [], until)
-    baseline = store.prices_before(market, starts[0], plu=plu)
-    changes = store.price_history(market, starts[0], until, plu=plu)
-    return analytics.prices_in_force(analytics.price_changes([*baseline, *changes]), starts, until)
-
-
-def _vendor_histories(market: Market, in_force: pd.DataFrame) -> list[VendorHistory]:
+def _vendor_histories(
+    market: Market, series: dict[str, list[analytics.PricePoint]]
+) -> list[VendorHistory]:
     histories = []
-    for vendor_id, points in analytics.vendor_series(in_force).items():
+    for vendor_id, points in series.items():
         vendor = market.vendors.get(vendor_id)
         histories.append(
             VendorHistory(
@@ -253,7 +242,7 @@ def _vendor_histories(market: Market, in_force: pd.DataFrame) -> list[VendorHist
     return histories
 
 
-def _median_points(in_force: pd.DataFrame) -> list[MedianPoint]:
+def _median_points(points: list[analytics.MedianPoint]) -> list[MedianPoint]:
     return [
         MedianPoint(
             bucket_start=point.bucket_start,
@@ -262,5 +251,5 @@ def _median_points(in_force: pd.DataFrame) -> list[MedianPoint]:
             median=median_figure(point.median_fen_per_kg),
             high=price_figure(point.high_fen_per_kg),
         )
-        for point in analytics.market_median(in_force)
+        for point in points
     ]

@@ -17,9 +17,9 @@ from pydantic import BaseModel, Field
 
 from api._exceptions import AUTH_ERRORS, error_responses
 from api.deps import ContextDep
-from api.live import LiveView
 from api.metrics import CONTENT_TYPE
 from api.security import Monitor
+from marketview.live_mqtt import LiveView
 from storage._exceptions import StoreError
 from storage.base import Store
 

@@ -1,8 +1,8 @@
 """Public price endpoints: the market board, a vendor's prices, and a stall screen.
 
-Served from the :class:`~api.live.LiveView`, never from the store: screens poll
+Served from the :class:`~marketview.live_mqtt.LiveView`, never from the store: screens poll
 every few seconds. Each response carries a weak ETag naming the view state it
-was rendered from (see :class:`~api.live.ViewState`) and ``Cache-Control:
+was rendered from (see :class:`~marketview.live.ViewState`) and ``Cache-Control:
 no-cache``, so clients revalidate every time and get ``304 Not Modified`` while
 nothing changed. A rendered body is kept on the immutable view it came from, so
 a poll costs a dictionary lookup and a string comparison.
@@ -22,9 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from api._exceptions import APIError, ErrorBody, NotFound, UnknownMarket
 from api.deps import MarketId, get_context
-from api.live import (
+from marketview.live import (
     Board,
-    LiveView,
     Quote,
     UnknownName,
     UnknownStall,
@@ -32,7 +31,8 @@ from api.live import (
     VendorQuotes,
     ViewState,
 )
-from api.pricing import MedianFigure, PriceFigure, median_figure, price_figure
+from marketview.live_mqtt import LiveView
+from marketview.pricing import MedianFigure, PriceFigure, median_figure, price_figure
 from schemas.messages import Identifier
 from schemas.registry import Category, Market, Product, SaleUnit
 

@@ -5,7 +5,7 @@ A transaction is one sale message: one weighing at a scale, the unit a receipt i
 printed for. Money is integer fen with a yuan string for display; the average
 ticket is rounded half up to the whole fen. The store sums per vendor and
 product (:meth:`~storage.base.Store.sales_summary`); the rest is
-:mod:`api.analytics`.
+:mod:`marketview.analytics`.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ import pandas as pd
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from api import analytics
 from api._exceptions import AUTH_ERRORS
-from api.analytics import UNKNOWN_CATEGORY, SalesFigures
 from api.deps import DayParam, MarketDep, StoreDep, utc_now
 from api.security import Manager
+from marketview import analytics
+from marketview.analytics import UNKNOWN_CATEGORY, SalesFigures
 from schemas.registry import Category, Market
 from storage.base import Store
 

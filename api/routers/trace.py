@@ -33,16 +33,17 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from api._exceptions import NotFound
-from api.analytics import batch_balance, yuan
 from api.deps import MarketDep, MarketId, RegistryDep, StoreDep
-from api.pageheaders import page_headers, static_page_policy
-from api.pricing import yuan_per_jin, yuan_per_kg
+from marketview import trace
+from marketview.analytics import yuan
+from marketview.pricing import yuan_per_jin, yuan_per_kg
 from schemas.messages import Identifier, TraceCode
 from schemas.registry import Category, Market, SaleUnit
 from storage.base import Store
 from storage.interfaces.sales import SaleRow
 from storage.interfaces.traceability import BatchRow
 from storage.traceability import TraceStatus
+from webpage.headers import page_headers, static_page_policy
 
 router = APIRouter(tags=["traceability"])
 pages = APIRouter(tags=["traceability"])
@@ -215,11 +216,10 @@ class Receipt(BaseModel):
     operation_id="trace_batch",
 )
 def trace_batch(market: MarketDep, trace_code: TraceCodeParam, store: StoreDep) -> Trace:
-    batch = store.batch(market.id, trace_code)
-    sales = store.sales_of_batch(market.id, trace_code)
-    if batch is None and not sales:
+    found = trace.batch_trace(store, market.id, trace_code)
+    if found is None:
         raise NotFound(f"no batch or sale with trace code {trace_code!r} in market {market.id!r}")
-    return _trace(market, trace_code, batch, sales)
+    return _trace(market, found)
 
 
 @router.get(
@@ -229,11 +229,11 @@ def trace_batch(market: MarketDep, trace_code: TraceCodeParam, store: StoreDep) 
     operation_id="receipt",
 )
 def receipt(market: MarketDep, scale: ScaleParam, msg_id: MsgIdParam, store: StoreDep) -> Receipt:
-    sale = _sale_or_404(store, market, scale, msg_id)
+    found = _receipt_or_404(store, market, scale, msg_id)
     return Receipt(
         market=market.id,
-        sale=_receipt_sale(market, sale),
-        batch=_verified_batch(store, market, sale),
+        sale=_receipt_sale(market, found.sale),
+        batch=None if found.batch is None else _batch(market, found.batch),
     )
 
 
@@ -262,7 +262,7 @@ def receipt_qr(
     store: StoreDep,
     base_url: Annotated[str, Depends(public_base_url)],
 ) -> Response:
-    _sale_or_404(store, market, scale, msg_id)
+    _receipt_or_404(store, market, scale, msg_id)
     url = f"{base_url}/trace/{market.id}/receipt/{scale}/{msg_id}"
     return Response(qr_png(url), media_type="image/png", headers={"Cache-Control": _QR_CACHE})
 
@@ -313,10 +313,11 @@ def receipt_page(
     store: StoreDep,
 ) -> HTMLResponse:
     found = registry.markets.get(market)
-    sale = None if found is None else store.sale_by_receipt(found.id, scale, msg_id)
-    if found is None or sale is None:
+    traced = None if found is None else trace.receipt_trace(store, found.id, scale, msg_id)
+    if found is None or traced is None:
         return _not_found_page()
-    return _page(found, _verified_batch(store, found, sale), sale=_receipt_sale(found, sale))
+    batch = None if traced.batch is None else _batch(found, traced.batch)
+    return _page(found, batch, sale=_receipt_sale(found, traced.sale))
 
 
 def _page(market: Market, batch: Batch | None, sale: ReceiptSale | None) -> HTMLResponse:
@@ -373,32 +374,24 @@ def _time_text(moment: datetime) -> str:
 # -- shaping -------------------------------------------------------------------------------
 
 
-def _trace(market: Market, trace_code: str, batch: BatchRow | None, sales: list[SaleRow]) -> Trace:
-    balance = None if batch is None else batch_balance(batch.quantity_g, sales)
+def _trace(market: Market, found: trace.BatchTrace) -> Trace:
+    balance = found.balance
     return Trace(
         market=market.id,
-        trace_code=trace_code,
-        batch=None if batch is None else _batch(market, batch),
-        sales=[_sale(market, sale) for sale in sales],
-        sold_g=sum(sale.weight_g for sale in sales),
+        trace_code=found.trace_code,
+        batch=None if found.batch is None else _batch(market, found.batch),
+        sales=[_sale(market, sale) for sale in found.sales],
+        sold_g=found.sold_g,
         remaining_g=None if balance is None else balance.remaining_g,
         oversold=balance is not None and balance.oversold,
     )
 
 
-def _sale_or_404(store: Store, market: Market, scale: str, msg_id: int) -> SaleRow:
-    sale = store.sale_by_receipt(market.id, scale, msg_id)
-    if sale is None:
+def _receipt_or_404(store: Store, market: Market, scale: str, msg_id: int) -> trace.ReceiptTrace:
+    found = trace.receipt_trace(store, market.id, scale, msg_id)
+    if found is None:
         raise NotFound(f"no sale with message id {msg_id} from scale {scale!r}")
-    return sale
-
-
-def _verified_batch(store: Store, market: Market, sale: SaleRow) -> Batch | None:
-    """The batch of a sale, only if the store verified that the sale came from it."""
-    if not sale.origin_verified:
-        return None
-    row = store.batch(market.id, sale.trace_code)
-    return None if row is None else _batch(market, row)
+    return found
 
 
 def _batch(market: Market, row: BatchRow) -> Batch:

@@ -10,8 +10,9 @@ from datetime import UTC, date, datetime, time, timedelta
 from threading import Lock
 from typing import Any, TypeVar, cast
 
-from api.live import LiveView, UnknownName
 from dashboard.i18n import Lang
+from marketview.live import UnknownName
+from marketview.live_mqtt import LiveView
 from schemas.registry import Market, Product, Registry
 from storage.base import Store
 from storage.interfaces.traceability import UnverifiedSalesRow

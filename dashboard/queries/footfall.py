@@ -6,7 +6,6 @@ from datetime import date, timedelta
 
 import pandas as pd
 
-from api import analytics
 from dashboard.queries.common import (
     HEATMAP_WEEKS,
     TREND_DAYS,
@@ -14,6 +13,7 @@ from dashboard.queries.common import (
     day_start,
     market_today,
 )
+from marketview import analytics
 
 
 def footfall_day(data: DashboardData, market_id: str, day: date) -> pd.DataFrame:

@@ -8,7 +8,6 @@ from typing import Any
 
 import pandas as pd
 
-from api import analytics
 from dashboard.queries.common import (
     BATCH_ALERT_WINDOW,
     GATE_SILENCE,
@@ -19,6 +18,7 @@ from dashboard.queries.common import (
     market_today,
     unverified_today,
 )
+from marketview import analytics
 from schemas.messages import DeviceKind
 from schemas.registry import Market
 

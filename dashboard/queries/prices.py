@@ -11,10 +11,10 @@ from typing import Any
 
 import pandas as pd
 
-from api import analytics
-from api.live import UnknownName
 from dashboard.i18n import Lang, category_name, price_text
 from dashboard.queries.common import DashboardData, market_today, product_name
+from marketview import analytics, history
+from marketview.live import UnknownName
 from schemas.registry import Market
 
 
@@ -46,7 +46,7 @@ class BoardUpdate:
 class BoardCache:
     """Recent board versions as grid rows, so each poll sends only the rows that changed.
 
-    The live view versions its board (:class:`api.live.ViewState`). A browser
+    The live view versions its board (:class:`marketview.live.ViewState`). A browser
     tells which version its grid shows; if that version is still held here the
     answer is a row transaction, otherwise the whole board. Versions are few per
     minute, so a handful per (market, language) covers every polling browser.
@@ -102,7 +102,7 @@ def row_transaction(old: BoardRows, new: BoardRows) -> dict[str, list[dict[str, 
 
 
 def board_rows(market: Market, products: Sequence[Any], lang: Lang) -> list[dict[str, Any]]:
-    """Grid rows of the board's product summaries (:class:`api.live.ProductSummary`).
+    """Grid rows of the board's product summaries (:class:`marketview.live.ProductSummary`).
 
     Sorting uses the integer fen fields; the ``*_text`` fields are what a cell shows.
     """
@@ -144,20 +144,11 @@ def price_history(data: DashboardData, market_id: str, plu: str, days: int) -> p
     last = market_today(market, now)
     first = last - timedelta(days=days - 1)
     bucket = analytics.Bucket.HOUR if days <= 7 else analytics.Bucket.DAY
-    starts = analytics.bucket_starts(first, last, bucket, market.tz)
-    if now <= starts[0]:
-        return _history_frame([])
-    baseline = data.store.prices_before(market.id, starts[0], plu=plu)
-    changes = data.store.price_history(market.id, starts[0], now, plu=plu)
-    in_force = analytics.prices_in_force(
-        analytics.price_changes([*baseline, *changes]), starts, now
-    )
+    prices = history.price_history(data.store, market, plu, (first, last), bucket, now)
     records: list[tuple[datetime, str, Decimal]] = []
-    for vendor, points in analytics.vendor_series(in_force).items():
+    for vendor, points in prices.vendors.items():
         records += [(p.bucket_start, vendor, Decimal(p.price_fen_per_kg)) for p in points]
-    records += [
-        (p.bucket_start, MEDIAN, p.median_fen_per_kg) for p in analytics.market_median(in_force)
-    ]
+    records += [(p.bucket_start, MEDIAN, p.median_fen_per_kg) for p in prices.median]
     return _history_frame(records)
 
 

@@ -9,8 +9,9 @@ from datetime import tzinfo
 
 import pandas as pd
 
-from api import analytics
 from dashboard.queries.common import DashboardData
+from marketview import trace
+from marketview.analytics import BatchBalance, batch_balance
 from storage.interfaces.sales import SaleRow
 from storage.interfaces.traceability import BatchRow
 
@@ -45,8 +46,8 @@ class TraceChain:
     receipt: SaleRow | None
 
     @property
-    def balance(self) -> analytics.BatchBalance:
-        return analytics.batch_balance(self.batch.quantity_g, self.sales)
+    def balance(self) -> BatchBalance:
+        return batch_balance(self.batch.quantity_g, self.sales)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,22 +62,28 @@ def trace_chain(
 ) -> TraceChain | UnverifiedReceipt | None:
     """The batch of a trace code, or of a receipt whose link to its batch was verified."""
     market = data.market(market_id)
-    receipt = None
-    code = query.trace_code
     if query.scale is not None and query.msg_id is not None:
-        receipt = data.store.sale_by_receipt(market.id, query.scale, query.msg_id)
-        if receipt is None:
-            return None
-        if not receipt.origin_verified:
-            return UnverifiedReceipt(receipt)
-        code = receipt.trace_code
-    if code is None:
+        return _receipt_chain(data, market.id, query.scale, query.msg_id)
+    if query.trace_code is None:
         return None
-    batch = data.store.batch(market.id, code)
-    if batch is None:
+    found = trace.batch_trace(data.store, market.id, query.trace_code)
+    if found is None or found.batch is None:
         return None
-    sales = sorted(data.store.sales_of_batch(market.id, code), key=lambda s: (s.ts, s.msg_id))
-    return TraceChain(batch, tuple(sales), receipt)
+    return TraceChain(found.batch, found.sales, None)
+
+
+def _receipt_chain(
+    data: DashboardData, market: str, scale: str, msg_id: int
+) -> TraceChain | UnverifiedReceipt | None:
+    found = trace.receipt_trace(data.store, market, scale, msg_id)
+    if found is None:
+        return None
+    if not found.sale.origin_verified:
+        return UnverifiedReceipt(found.sale)
+    if found.batch is None:
+        return None
+    sales = trace.sales_of_batch(data.store, market, found.sale.trace_code)
+    return TraceChain(found.batch, sales, found.sale)
 
 
 def sales_frame(sales: Sequence[SaleRow], tz: tzinfo) -> pd.DataFrame:

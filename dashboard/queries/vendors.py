@@ -5,8 +5,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from api import analytics
-from api.live import UnknownName
 from dashboard.i18n import Lang, device_kind_name, money_text, price_text
 from dashboard.queries.common import (
     DEAD_LETTER_ROWS,
@@ -19,6 +17,8 @@ from dashboard.queries.common import (
     unverified_counts,
     unverified_today,
 )
+from marketview import analytics
+from marketview.live import UnknownName
 from schemas.messages import DeviceKind
 from schemas.registry import Market
 from storage.interfaces.devices import ScaleStatusRow

@@ -2,7 +2,7 @@
 
 The server runs over a real store (SQLite by default; tests that matter for both
 backends parametrize ``store_kind`` with :data:`BOTH_STORES`), a real
-:class:`~api.live.LiveView` subscribed to a private Mosquitto, and a tokens file
+:class:`~marketview.live_mqtt.LiveView` subscribed to a private Mosquitto, and a tokens file
 made by :func:`api.security.create_token`. Requests go over HTTP with httpx.
 
 Data reaches the store through the ingest path minus MQTT (:class:`Feeder`):
@@ -22,13 +22,13 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from api.live import LiveView
 from api.main import create_app
 from api.security import Role, create_token
 from api.server import ServerThread
 from ingest.forwarder import Forwarder
 from ingest.spool import Spool
 from ingest.validate import Validator
+from marketview.live_mqtt import LiveView
 from schemas.registry import Registry
 from stallwatch.localservices import Mosquitto
 from stallwatch.options import api_options, live_mqtt_options

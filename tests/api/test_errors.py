@@ -10,7 +10,7 @@ from uuid import uuid4
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from api.live import LiveView
+from marketview.live_mqtt import LiveView
 from schemas.registry import Registry
 from stallwatch.localservices import Influxd, influxd
 from stallwatch.options import live_mqtt_options

@@ -15,22 +15,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from api.analytics import (
-    GateTotals,
-    HourTotals,
-    footfall_frame,
-    footfall_per_gate,
-    footfall_per_hour,
-    footfall_totals,
-    local_day_range,
-    occupancy,
-)
 from api.routers import footfall
+from marketview.analytics import (
+    local_day_range,
+)
 from schemas.registry import Registry
 from simulators.config import DayConfig
 from simulators.history import generate_history
 from storage.base import Store
-from storage.interfaces.footfall import FootfallRow
 from tests.api.conftest import Api
 from tests.conftest import BOTH_STORES, EXAMPLE_MARKET
 
@@ -150,43 +142,3 @@ def test_footfall_needs_a_manager_token_and_valid_input(api: Api) -> None:
         assert response.status_code == 422, bad
     empty = api.get(PATH, api.tokens.manager, params={"date": "2000-01-01"}).json()
     assert (empty["people_in"], empty["per_gate"], empty["per_hour"]) == (0, [], [])
-
-
-# -- pure ----------------------------------------------------------------------------
-
-
-def hour(h: int) -> datetime:
-    return datetime(2026, 11, 3, h, tzinfo=SHANGHAI)
-
-
-def test_per_gate_per_hour_and_occupancy() -> None:
-    frame = footfall_frame(
-        [
-            FootfallRow(MARKET, "G-N", hour(7), 10, 2),
-            FootfallRow(MARKET, "G-S", hour(7), 5, 1),
-            FootfallRow(MARKET, "G-N", hour(8), 3, 9),
-            FootfallRow(MARKET, "G-S", hour(9), 0, 4),
-        ]
-    )
-
-    assert footfall_per_gate(frame) == [GateTotals("G-N", 13, 11), GateTotals("G-S", 5, 5)]
-    assert footfall_per_hour(frame) == [
-        HourTotals(hour(7), 15, 3, 12),
-        HourTotals(hour(8), 3, 9, 6),
-        HourTotals(hour(9), 0, 4, 2),
-    ]
-    assert footfall_totals(frame) == (18, 16)
-    assert occupancy(frame) == 2
-
-
-def test_occupancy_is_not_clamped_so_counter_drift_shows() -> None:
-    frame = footfall_frame([FootfallRow(MARKET, "G-N", hour(7), 1, 3)])
-    assert footfall_per_hour(frame) == [HourTotals(hour(7), 1, 3, -2)]
-    assert occupancy(frame) == -2
-
-
-def test_no_footfall() -> None:
-    frame = footfall_frame([])
-    assert footfall_per_gate(frame) == []
-    assert footfall_per_hour(frame) == []
-    assert occupancy(frame) == 0

@@ -10,23 +10,12 @@ from __future__ import annotations
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from itertools import pairwise
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from api.analytics import (
-    Bucket,
-    MedianPoint,
-    PricePoint,
-    bucket_starts,
-    market_median,
-    price_changes,
-    prices_in_force,
-    vendor_series,
-)
 from api.routers import history
 from schemas.registry import Registry
 from simulators.history import generate_history
@@ -194,78 +183,3 @@ def test_the_longest_ranges_are_allowed(api: Api) -> None:
     for params in (hours, days):
         response = api.get(path("1001"), params=params)
         assert response.status_code == 200, response.text
-
-
-# -- pure ----------------------------------------------------------------------------
-
-
-def at(day: int, hour: int = 0, minute: int = 0) -> datetime:
-    return datetime(2026, 11, day, hour, minute, tzinfo=SHANGHAI)
-
-
-def setting(vendor: str, moment: datetime, fen: int, msg_id: int = 1) -> PriceRow:
-    return PriceRow(MARKET, vendor, "1001", f"P-{vendor}", fen, None, moment, msg_id)
-
-
-def test_bucket_starts_are_local_days_and_real_hours() -> None:
-    assert bucket_starts(date(2026, 11, 1), date(2026, 11, 3), Bucket.DAY, SHANGHAI) == [
-        at(1),
-        at(2),
-        at(3),
-    ]
-    hours = bucket_starts(date(2026, 11, 1), date(2026, 11, 1), Bucket.HOUR, SHANGHAI)
-    assert hours == [at(1, h) for h in range(24)]
-    berlin = ZoneInfo("Europe/Berlin")  # 2026-03-29: clocks go from 02:00 to 03:00
-    spring = bucket_starts(date(2026, 3, 29), date(2026, 3, 29), Bucket.HOUR, berlin)
-    assert len(spring) == 23
-    assert [moment.hour for moment in spring[:4]] == [0, 1, 3, 4]
-    utc = [moment.astimezone(UTC) for moment in spring]
-    assert [b - a for a, b in pairwise(utc)] == [timedelta(hours=1)] * 22
-    with pytest.raises(ValueError, match="before"):
-        bucket_starts(date(2026, 11, 2), date(2026, 11, 1), Bucket.DAY, SHANGHAI)
-
-
-def test_prices_in_force_at_each_close_carried_forward() -> None:
-    changes = price_changes(
-        [
-            setting("a", at(1, 8), 500),  # before the range: the baseline
-            setting("a", at(3, 10), 600),
-            setting("b", at(3, 23, 59), 700),
-            setting("b", at(3, 23, 59), 710, msg_id=2),  # same millisecond: the later message wins
-            setting("c", at(4), 900),  # exactly at the close of 11-03: belongs to 11-04
-        ]
-    )
-    starts = bucket_starts(date(2026, 11, 2), date(2026, 11, 5), Bucket.DAY, SHANGHAI)
-
-    in_force = prices_in_force(changes, starts, until=at(4, 12))
-
-    assert vendor_series(in_force) == {
-        "a": [PricePoint(at(2), 500), PricePoint(at(3), 600), PricePoint(at(4), 600)],
-        "b": [PricePoint(at(3), 710), PricePoint(at(4), 710)],
-        "c": [PricePoint(at(4), 900)],
-    }
-    assert market_median(in_force) == [
-        MedianPoint(at(2), 1, 500, Decimal(500), 500),
-        MedianPoint(at(3), 2, 600, Decimal("655"), 710),
-        MedianPoint(at(4), 3, 600, Decimal(710), 900),
-    ]
-
-
-def test_median_of_an_even_count_is_exact_to_half_a_fen() -> None:
-    changes = price_changes([setting("a", at(1), 397), setting("b", at(1), 400)])
-    in_force = prices_in_force(changes, [at(2)], until=at(3))
-    [point] = market_median(in_force)
-    assert point.median_fen_per_kg == Decimal("398.5")
-    assert isinstance(point.median_fen_per_kg, Decimal)
-
-
-def test_a_price_changed_within_a_bucket_counts_at_its_close_only() -> None:
-    changes = price_changes([setting("a", at(2, 9), 500), setting("a", at(2, 17), 450)])
-    in_force = prices_in_force(changes, [at(2)], until=at(3))
-    assert vendor_series(in_force) == {"a": [PricePoint(at(2), 450)]}
-
-
-def test_no_prices() -> None:
-    in_force = prices_in_force(price_changes([]), [at(2), at(3)], until=at(4))
-    assert vendor_series(in_force) == {}
-    assert market_median(in_force) == []

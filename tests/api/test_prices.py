@@ -13,18 +13,18 @@ from uuid import uuid4
 import httpx
 import pytest
 
-from api.live import LiveMqttOptions, LiveView
 from api.main import create_app
 from api.routers.prices import etag_matches
 from api.server import ServerThread
+from marketview.live_mqtt import LiveMqttOptions, LiveView
 from schemas.registry import Registry
 from stallwatch.localservices import Mosquitto, free_port
 from stallwatch.options import api_options
 from stallwatch.settings import Settings
 from storage.base import Store
-from tests.api.test_live import MARKET, Rig, price, running_rig
 from tests.conftest import EXAMPLE_MARKET
 from tests.ingest.helpers import wait_until
+from tests.marketview.test_live import MARKET, Rig, price, running_rig
 
 PREFIX = f"/api/v1/markets/{MARKET}"
 pytestmark = pytest.mark.mosquitto

@@ -15,22 +15,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from api.analytics import (
-    UNKNOWN_CATEGORY,
-    SalesFigures,
-    average_ticket_fen,
+from marketview.analytics import (
     local_day_range,
-    sales_frame,
-    sales_per_category,
-    sales_per_vendor,
-    sales_totals,
-    top_products,
-    yuan,
 )
 from schemas.registry import Registry
 from simulators.history import generate_history
 from storage.base import Store
-from storage.interfaces.sales import SaleRow, SalesSummaryRow
+from storage.interfaces.sales import SaleRow
 from tests.api.conftest import Api
 from tests.conftest import BOTH_STORES, EXAMPLE_MARKET
 
@@ -156,65 +147,3 @@ def test_sales_need_a_manager_token_and_valid_input(api: Api) -> None:
     assert answer(f"{PATH}/top-products", manager, limit="0")[0] == 422
     assert answer(f"{PATH}/top-products", manager, limit="101")[0] == 422
     assert answer("/api/v1/markets/nowhere/sales", manager) == (404, "unknown_market")
-
-
-# -- pure ----------------------------------------------------------------------------
-
-
-def summary(*rows: tuple[str, str, int, int, int]) -> list[SalesSummaryRow]:
-    return [SalesSummaryRow(MARKET, *row) for row in rows]
-
-
-def test_average_ticket_is_rounded_half_up_to_the_fen() -> None:
-    assert average_ticket_fen(10, 4) == 3  # 2.5 → 3
-    assert average_ticket_fen(14, 4) == 4  # 3.5 → 4
-    assert average_ticket_fen(13, 4) == 3  # 3.25 → 3
-    assert average_ticket_fen(2, 3) == 1  # 0.67 → 1
-    assert average_ticket_fen(10**15 + 1, 2) == 5 * 10**14 + 1  # exact beyond float precision
-    assert average_ticket_fen(0, 0) is None
-
-
-def test_yuan_is_exact() -> None:
-    assert [yuan(0), yuan(5), yuan(100), yuan(12_345), yuan(2**62)] == [
-        "0.00",
-        "0.05",
-        "1.00",
-        "123.45",
-        "46116860184273879.04",
-    ]
-
-
-def test_totals_per_vendor_per_category_and_top_products() -> None:
-    frame = sales_frame(
-        summary(
-            ("V01", "1001", 2, 300, 1_000),
-            ("V01", "2001", 1, 101, 10),
-            ("V02", "1001", 3, 1_000, 5),
-            ("V03", "9999", 1, 1_000, 7),
-        )
-    )
-
-    assert sales_totals(frame) == SalesFigures("total", 7, 2_401, 1_022, 343, 3)
-    assert sales_per_vendor(frame) == [
-        SalesFigures("V02", 3, 1_000, 5, 333, 1),
-        SalesFigures("V03", 1, 1_000, 7, 1_000, 1),  # ties by id
-        SalesFigures("V01", 3, 401, 1_010, 134, 1),
-    ]
-    assert sales_per_category(frame, {"1001": "vegetables", "2001": "meat"}) == [
-        SalesFigures("vegetables", 5, 1_300, 1_005, 260, 2),
-        SalesFigures(UNKNOWN_CATEGORY, 1, 1_000, 7, 1_000, 1),
-        SalesFigures("meat", 1, 101, 10, 101, 1),
-    ]
-    assert top_products(frame, 2) == [
-        SalesFigures("1001", 5, 1_300, 1_005, 260, 2),
-        SalesFigures("9999", 1, 1_000, 7, 1_000, 1),
-    ]
-    assert [type(f.turnover_fen) for f in sales_per_vendor(frame)] == [int, int, int]
-
-
-def test_no_sales() -> None:
-    frame = sales_frame([])
-    assert sales_totals(frame) == SalesFigures("total", 0, 0, 0, None, 0)
-    assert sales_per_vendor(frame) == sales_per_category(frame, {}) == top_products(frame, 3) == []
-    with pytest.raises(ValueError, match="limit"):
-        top_products(frame, 0)

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from api.live import LiveView
 from api.security import (
     Role,
     TokensFileError,
@@ -19,6 +18,7 @@ from api.security import (
     read_tokens_file,
     revoke_token,
 )
+from marketview.live_mqtt import LiveView
 from schemas.registry import Registry
 from stallwatch import cli
 from stallwatch.settings import Settings

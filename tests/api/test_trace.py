@@ -10,20 +10,19 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
-from api.analytics import batch_balance
-from api.live import LiveView
 from api.main import create_app
 from api.routers.trace import qr_png
 from api.server import ServerThread
 from ingest.mqtt import MqttOptions
 from ingest.service import IngestService
+from marketview.live_mqtt import LiveView
 from schemas.registry import Registry
 from stallwatch.localservices import Mosquitto
 from stallwatch.options import api_options
@@ -300,18 +299,3 @@ def test_public_page_of_a_batch_and_unknown_pages(fed: Fed, web: Api) -> None:
         assert missing.status_code == 404, path
         assert missing.headers["content-type"].startswith("text/html")
         assert "未找到" in missing.text
-
-
-def test_batch_balance() -> None:
-    def sold(*weights: int) -> list[SaleRow]:
-        moment = datetime(2026, 11, 21, tzinfo=UTC)
-        return [
-            SaleRow(MARKET, "S-A01", "V01", "1001", moment, i, w, None, 398, 0, CODE, 0, VERIFIED)
-            for i, w in enumerate(weights)
-        ]
-
-    exact = batch_balance(3_000, sold(1_000, 2_000))
-    assert (exact.sold_g, exact.remaining_g, exact.oversold) == (3_000, 0, False)
-    over = batch_balance(3_000, sold(1_000, 2_001))
-    assert (over.sold_g, over.remaining_g, over.oversold) == (3_001, -1, True)
-    assert batch_balance(500, []).remaining_g == 500

@@ -23,9 +23,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
-from api.live import LiveView
 from api.server import ServerThread
 from dashboard.auth import add_user
+from marketview.live_mqtt import LiveView
 from schemas.registry import Market, Registry
 from simulators.history import generate_history
 from stallwatch.localservices import Mosquitto, mosquitto

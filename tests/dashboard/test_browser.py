@@ -13,10 +13,10 @@ import paho.mqtt.publish as mqtt_publish
 import pytest
 from playwright.sync_api import Browser, Page, Response, expect
 
-from api.pricing import yuan_per_jin, yuan_per_kg
 from dashboard import ids
 from dashboard.auth import add_user, remove_user
 from dashboard.i18n import Lang, device_kind_name, money_text
+from marketview.pricing import yuan_per_jin, yuan_per_kg
 from schemas.messages import (
     BatchIntake,
     DeviceKind,

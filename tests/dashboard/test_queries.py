@@ -14,10 +14,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from api.live import LiveView
 from dashboard import queries
 from dashboard.i18n import Lang
 from dashboard.queries import BoardCache, BoardRows, DashboardData, TraceQuery
+from marketview.live_mqtt import LiveView
 from schemas.messages import (
     BatchIntake,
     DeviceKind,

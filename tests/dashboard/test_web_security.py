@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
-from api.live import LiveView
 from api.server import ServerThread
 from dashboard import auth
+from marketview.live_mqtt import LiveView
 from schemas.registry import Registry
 from stallwatch.options import live_mqtt_options
 from stallwatch.settings import Settings

@@ -1,8 +1,11 @@
-"""The layers below the composition root import nothing from it.
+"""The layers below the composition root import nothing from it, nor each other's renderers.
 
 ``stallwatch/`` (the CLI, the web app, the demo) reads the settings and hands each
 component its own options; a component that imported ``stallwatch`` would make the
 root a dependency of the layers it wires.
+
+The API and the dashboard render what the read core (``marketview/``) reads; neither
+calls the other, and the read core knows neither.
 """
 
 from __future__ import annotations
@@ -11,10 +14,12 @@ import ast
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO
 
 #: Every package below the composition root.
-LAYERS = ("api", "dashboard", "ingest", "schemas", "simulators", "storage")
+LAYERS = ("api", "dashboard", "ingest", "marketview", "schemas", "simulators", "storage", "webpage")
 ROOT_PACKAGE = "stallwatch"
 
 
@@ -27,8 +32,12 @@ def imported_modules(source: Path) -> Iterator[str]:
             yield node.module
 
 
+def imports_package(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
+
+
 def imports_root(module: str) -> bool:
-    return module == ROOT_PACKAGE or module.startswith(ROOT_PACKAGE + ".")
+    return imports_package(module, ROOT_PACKAGE)
 
 
 def test_no_layer_imports_the_composition_root() -> None:
@@ -39,5 +48,26 @@ def test_no_layer_imports_the_composition_root() -> None:
         for path in sources
         for module in imported_modules(path)
         if imports_root(module)
+    ]
+    assert offenders == []
+
+
+@pytest.mark.parametrize(
+    ("layer", "forbidden"),
+    [
+        ("dashboard", ("api",)),
+        ("api", ("dashboard",)),
+        ("marketview", ("api", "dashboard")),
+        ("webpage", ("api", "dashboard")),
+    ],
+)
+def test_renderers_import_only_the_read_core(layer: str, forbidden: tuple[str, ...]) -> None:
+    sources = sorted((REPO / layer).rglob("*.py"))
+    assert sources, f"no sources found in {layer}/"
+    offenders = [
+        f"{path.relative_to(REPO)} imports {module}"
+        for path in sources
+        for module in imported_modules(path)
+        if any(imports_package(module, package) for package in forbidden)
     ]
     assert offenders == []

@@ -1,24 +1,16 @@
-"""The live view: every vendor's current prices and every device's presence, in memory.
+"""The live view's in-memory part: every vendor's current prices and every device's presence.
 
 Price screens poll every few seconds, and asking the store for "the last price
 per vendor and product" costs a query over thousands of series per poll. The
-view answers from memory instead and is kept current by the same MQTT stream
-ingest consumes:
+view answers from memory instead (:class:`LiveState`); what feeds it, the MQTT
+stream ingest consumes and the store it is rebuilt from, is its adapter,
+:class:`marketview.live_mqtt.LiveView`. This module does no I/O.
 
-* **Rebuilt from the store.** On :meth:`LiveView.start`, after every
-  (re)subscription, and every ``resync_interval_s``, the latest prices, scale
-  statuses and each device's last reading (of the past week) are read from the
-  store and merged in. The API subscribes with a clean, non-persistent session,
-  so what was published while it was away is only in the store; merging after
-  each subscription closes that gap.
 * **Newest wins.** A price replaces the one held only if its point in time
   (device time to the millisecond, then ``msg_id``; the store's own point
   identity, :func:`storage.records.point_time_ns`) is later. A replayed or
   redelivered old price never overwrites a newer one, and merging the store's
   rows after live ones is always safe.
-* **Validated like ingest.** Every message goes through
-  :class:`ingest.validate.Validator`; rejected ones are ignored here (ingest
-  dead-letters them).
 * **Reads never lock.** Each market's prices are an immutable snapshot, replaced
   as a whole on every change (prices change a few times a day per vendor). A
   reader takes a reference and works on it. Board aggregates are computed when
@@ -36,35 +28,22 @@ device under a lock; it changes with every message and is read rarely.
 from __future__ import annotations
 
 import bisect
-import logging
 import secrets
 import threading
-import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Literal, cast
+from typing import Any, cast
 
-import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
-
-from api.pricing import spread
-from ingest.validate import Limits, Validator
+from marketview.pricing import spread
 from schemas.messages import PriceSet, ScaleStatus
 from schemas.registry import Market, Registry
-from schemas.topics import SUBSCRIPTION
-from storage._exceptions import StoreError
-from storage.base import Store
+from storage.interfaces.devices import ScaleStatusRow
 from storage.interfaces.prices import PriceRow, PromotionRow
 from storage.records import Reading, to_ns
 
-log = logging.getLogger(__name__)
-
 _NS_PER_MS = 1_000_000
-#: How far back a (re)load looks for devices' last readings: the store seeks per
-#: series, but screens cost the prices set in the window.
-_LAST_SEEN_WINDOW = timedelta(days=7)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -78,23 +57,6 @@ def _utc_from_ns(ns: int) -> datetime:
 
 
 # -- what callers get ------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class LiveMqttOptions:
-    """A plain subscriber: clean session, QoS 1, its own client id.
-
-    The client id must differ from ingest's: ingest's session is persistent and
-    a second client with its id would take it over.
-    """
-
-    host: str
-    port: int
-    client_id: str
-    protocol: Literal["5", "3.1.1"] = "5"
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)  # never in a log line
-    keepalive_s: int = 30
 
 
 class UnknownName(LookupError):
@@ -413,30 +375,15 @@ class _PresenceBook:
         }
 
 
-# -- the view ----------------------------------------------------------------------
+# -- the view's state -------------------------------------------------------------------
 
 
-class LiveView:
-    """Latest prices and device presence per market; see the module docstring."""
+class LiveState:
+    """Latest prices and device presence per market, in memory; see the module docstring."""
 
-    def __init__(
-        self,
-        registry: Registry,
-        store: Store,
-        mqtt: LiveMqttOptions,
-        *,
-        clock: Callable[[], datetime] = _utc_now,
-        limits: Limits | None = None,
-        resync_interval_s: float = 300.0,
-        retry_interval_s: float = 5.0,
-    ) -> None:
+    def __init__(self, registry: Registry, *, clock: Callable[[], datetime] = _utc_now) -> None:
         self.registry = registry
-        self._store = store
-        self._mqtt = mqtt
         self._clock = clock
-        self._validator = Validator(registry, limits)
-        self._resync_interval_s = resync_interval_s
-        self._retry_interval_s = retry_interval_s
         self._epoch = secrets.token_hex(4)
         self._stalls = {
             market.id: {vendor.stall: vendor.id for vendor in market.spec.vendors}
@@ -445,51 +392,6 @@ class LiveView:
         self._prices = {market.id: _MarketPrices.empty(market, self._epoch) for market in registry}
         self._presence = _PresenceBook(registry)
         self._prices_lock = threading.Lock()  # writers only
-        self._stopping = threading.Event()
-        self._resync_wanted = threading.Event()
-        self._subscribed = threading.Event()
-        self._synced = threading.Event()
-        self._store_down = False
-        self._client = self._make_client()
-        self._resync_thread = threading.Thread(
-            target=self._resync_loop, name="live-view-resync", daemon=True
-        )
-
-    # -- lifecycle --------------------------------------------------------------
-    def start(self) -> None:
-        """Load the store's latest state, then follow the MQTT stream.
-
-        A store that does not answer is not fatal: the view keeps retrying in the
-        background and :attr:`synced` stays false until it has loaded once.
-        """
-        self._try_resync()
-        self._resync_thread.start()
-        v5 = self._mqtt.protocol == "5"
-        self._client.connect_async(
-            self._mqtt.host,
-            self._mqtt.port,
-            keepalive=self._mqtt.keepalive_s,
-            clean_start=True if v5 else paho.MQTT_CLEAN_START_FIRST_ONLY,
-        )
-        self._client.loop_start()
-
-    def stop(self) -> None:
-        self._stopping.set()
-        self._resync_wanted.set()
-        self._client.disconnect()
-        self._client.loop_stop()
-        if self._resync_thread.is_alive():
-            self._resync_thread.join(timeout=30)
-
-    @property
-    def connected(self) -> bool:
-        """Subscribed to the broker right now (messages are arriving)."""
-        return self._subscribed.is_set()
-
-    @property
-    def synced(self) -> bool:
-        """The view has loaded the store's state at least once and can be served."""
-        return self._synced.is_set()
 
     # -- reads (no locks) ----------------------------------------------------------
     def version(self, market: str) -> int:
@@ -528,7 +430,8 @@ class LiveView:
             raise UnknownMarket(market) from None
 
     # -- writes ----------------------------------------------------------------------
-    def _merge_prices(self, market: str, rows: Iterable[PriceRow]) -> None:
+    def merge_prices(self, market: str, rows: Iterable[PriceRow]) -> None:
+        """Take in prices; each replaces the one held only if it is newer."""
         known = self.registry.markets[market]
         with self._prices_lock:
             current = self._prices[market]
@@ -546,10 +449,11 @@ class LiveView:
             published.views_at(self._clock())  # aggregates on write, not per request
             self._prices[market] = published
 
-    def _apply(self, reading: Reading) -> None:
+    def apply(self, reading: Reading) -> None:
+        """Take in one validated reading: a price, or news of its device."""
         message = reading.message
         if isinstance(message, PriceSet):
-            self._merge_prices(reading.market, [_price_row(reading, message)])
+            self.merge_prices(reading.market, [_price_row(reading, message)])
         is_status = isinstance(message, ScaleStatus)
         self._presence.record(
             reading.market,
@@ -559,11 +463,15 @@ class LiveView:
             status=(reading.time_ns, cast(ScaleStatus, message).online) if is_status else None,
         )
 
-    def _load_from_store(self, market: str) -> None:
-        prices = self._store.latest_prices(market)
-        statuses = self._store.scale_status(market)
-        last_seen = self._store.device_last_seen(market, self._clock() - _LAST_SEEN_WINDOW)
-        self._merge_prices(market, prices)
+    def merge_stored(
+        self,
+        market: str,
+        prices: list[PriceRow],
+        statuses: Iterable[ScaleStatusRow],
+        last_seen: Mapping[str, datetime],
+    ) -> None:
+        """Take in what the store holds: latest prices, scale statuses, devices' last readings."""
+        self.merge_prices(market, prices)
         for row in prices:
             self._presence.record(market, row.screen, to_ns(row.ts))
         for device, seen in last_seen.items():
@@ -573,87 +481,6 @@ class LiveView:
             self._presence.record(
                 market, status.scale, at_ns, will=status.will, status=(at_ns, status.online)
             )
-
-    # -- resynchronisation with the store --------------------------------------------
-    def _try_resync(self) -> bool:
-        try:
-            for market in self.registry.markets:
-                self._load_from_store(market)
-        except StoreError as exc:
-            if not self._store_down:
-                log.warning("live view cannot read the store (%s); retrying", exc)
-            self._store_down = True
-            return False
-        if self._store_down:
-            log.info("live view reloaded from the store")
-        self._store_down = False
-        self._synced.set()
-        return True
-
-    def _resync_loop(self) -> None:
-        while not self._stopping.is_set():
-            healthy = self.synced and not self._store_down
-            if self._resync_wanted.wait(
-                self._resync_interval_s if healthy else self._retry_interval_s
-            ):
-                self._resync_wanted.clear()
-            if not self._stopping.is_set():
-                self._try_resync()
-
-    # -- MQTT ----------------------------------------------------------------------
-    def _make_client(self) -> paho.Client:
-        opts = self._mqtt
-        v5 = opts.protocol == "5"
-        client = paho.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=opts.client_id,
-            protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
-            clean_session=None if v5 else True,
-        )
-        if opts.username is not None:
-            client.username_pw_set(opts.username, opts.password)
-        client.reconnect_delay_set(min_delay=1, max_delay=30)
-        client.on_connect = self._on_connect
-        client.on_subscribe = self._on_subscribe
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
-        return client
-
-    def _on_connect(
-        self, client: paho.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any
-    ) -> None:
-        if reason.is_failure:
-            log.error("MQTT broker refused the live view's connection: %s", reason)
-            return
-        client.subscribe(SUBSCRIPTION, qos=1)
-
-    def _on_subscribe(
-        self, _client: paho.Client, _userdata: Any, _mid: int, reasons: Any, _props: Any
-    ) -> None:
-        failed = [r for r in reasons if r.is_failure]
-        if failed:
-            log.error("live view subscription to %s refused: %s", SUBSCRIPTION, failed)
-            return
-        self._subscribed.set()
-        # Whatever was published while we were not subscribed is only in the store.
-        self._resync_wanted.set()
-
-    def _on_disconnect(
-        self, _client: paho.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any
-    ) -> None:
-        self._subscribed.clear()
-        if not self._stopping.is_set():
-            log.warning("live view lost the MQTT connection (%s); reconnecting", reason)
-
-    def _on_message(self, _client: paho.Client, _userdata: Any, message: paho.MQTTMessage) -> None:
-        # Converted at the edge: nothing past this line sees a paho type.
-        self._handle(message.topic, cast(bytes, message.payload), time.time_ns())
-
-    def _handle(self, topic: str, payload: bytes, received_ns: int) -> None:
-        """Take one raw MQTT message into the view; invalid ones are ignored."""
-        checked = self._validator.check(topic, payload, received_ns)
-        if isinstance(checked, Reading):
-            self._apply(checked)
 
 
 def _price_row(reading: Reading, message: PriceSet) -> PriceRow:

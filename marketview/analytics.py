@@ -1,12 +1,14 @@
-"""Aggregates behind the history, sales, footfall and trace endpoints: pure data shaping.
+"""Aggregates behind the history, sales, footfall and trace views: pure data shaping.
 
 Every function here takes rows or DataFrames and returns DataFrames or small
 values; none does I/O, reads a clock or knows about HTTP, so each is tested on
-hand-made data. The routers fetch from the store, call these, and render.
+hand-made data (``tests/marketview/test_analytics.py``). The API's routers and
+the dashboard's queries (or :mod:`marketview.history` and :mod:`marketview.trace`
+for them) fetch from the store, call these, and render.
 
 Money stays integer fen (int64 columns, exact up to ±9.2·10¹⁸) and weights
 integer grams. What cannot be whole fen is a :class:`~decimal.Decimal`: the
-median of an even number of prices (see :func:`api.pricing.median`). An
+median of an even number of prices (see :func:`marketview.pricing.median`). An
 average ticket is rounded half up to the whole fen, as a till would round it.
 """
 
@@ -22,7 +24,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
-from api.pricing import median
+from marketview.pricing import median
 from storage.interfaces.footfall import FootfallRow
 from storage.interfaces.prices import PriceRow
 from storage.interfaces.sales import SaleRow, SalesSummaryRow

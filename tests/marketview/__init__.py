@@ -1,0 +1,1 @@
+"""Tests of the read core: the live view, analytics and pricing."""
