@@ -32,7 +32,7 @@ import secrets
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, cast
 
@@ -41,19 +41,11 @@ from schemas.messages import PriceSet, ScaleStatus
 from schemas.registry import Market, Registry
 from storage.interfaces.devices import ScaleStatusRow
 from storage.interfaces.prices import PriceRow, PromotionRow
-from storage.records import Reading, to_ns
-
-_NS_PER_MS = 1_000_000
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+from storage.records import Reading, device_time, from_ns, point_ns, to_ns
 
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def _utc_from_ns(ns: int) -> datetime:
-    """UTC datetime of nanoseconds since the epoch, exactly to the microsecond (no float)."""
-    return _EPOCH + timedelta(microseconds=ns // 1_000)
 
 
 # -- what callers get ------------------------------------------------------------
@@ -153,7 +145,7 @@ class DeviceSeen:
 
 def _point_key(row: PriceRow) -> tuple[int, int]:
     """Order of prices: the stored point's time (device ms + msg_id digits), then msg_id."""
-    return to_ns(row.ts) + row.msg_id % _NS_PER_MS, row.msg_id
+    return point_ns(row.ts, row.msg_id), row.msg_id
 
 
 class _Group:
@@ -370,9 +362,7 @@ class _PresenceBook:
     def seen(self, market: str) -> dict[str, DeviceSeen]:
         with self._lock:
             held = dict(self._devices[market])
-        return {
-            device: DeviceSeen(_utc_from_ns(p.last_seen_ns), p.online) for device, p in held.items()
-        }
+        return {device: DeviceSeen(from_ns(p.last_seen_ns), p.online) for device, p in held.items()}
 
 
 # -- the view's state -------------------------------------------------------------------
@@ -485,7 +475,6 @@ class LiveState:
 
 def _price_row(reading: Reading, message: PriceSet) -> PriceRow:
     """The row the store will hold for this message (device time cut to the millisecond)."""
-    point_ns = reading.time_ns
     promo = message.promo
     return PriceRow(
         market=reading.market,
@@ -496,6 +485,6 @@ def _price_row(reading: Reading, message: PriceSet) -> PriceRow:
         promo=None
         if promo is None
         else PromotionRow(promo.price_fen_per_kg, promo.text, promo.until.astimezone(UTC)),
-        ts=_utc_from_ns(point_ns - point_ns % _NS_PER_MS),
+        ts=device_time(reading.time_ns),
         msg_id=message.msg_id,
     )
