@@ -22,7 +22,9 @@ stream ingest consumes and the store it is rebuilt from, is its adapter,
   never reused for different content.
 
 Device presence (last seen, online from status and Last Will) is kept per
-device under a lock; it changes with every message and is read rarely.
+device under a lock; it changes with every message and is read rarely. "Last
+seen" is on one clock, arrival (``received_ns``), live and when rebuilt from the
+store: device clocks drift, and a restart must not move a device in time.
 """
 
 from __future__ import annotations
@@ -460,16 +462,23 @@ class LiveState:
         statuses: Iterable[ScaleStatusRow],
         last_seen: Mapping[str, datetime],
     ) -> None:
-        """Take in what the store holds: latest prices, scale statuses, devices' last readings."""
+        """Take in what the store holds: latest prices, scale statuses, devices' last arrivals.
+
+        Presence is taken exactly as :meth:`apply` takes it live: last seen from
+        arrival times (``last_seen`` is :meth:`Store.device_last_seen`, which also
+        covers the screens of ``prices``), online from the status with the latest
+        point time. A price's own time is the screen's clock, so it is not used.
+        """
         self.merge_prices(market, prices)
-        for row in prices:
-            self._presence.record(market, row.screen, to_ns(row.ts))
         for device, seen in last_seen.items():
             self._presence.record(market, device, to_ns(seen))
         for status in statuses:
-            at_ns = to_ns(status.ts)
             self._presence.record(
-                market, status.scale, at_ns, will=status.will, status=(at_ns, status.online)
+                market,
+                status.scale,
+                to_ns(status.received),
+                will=status.will,
+                status=(to_ns(status.ts), status.online),
             )
 
 

@@ -380,6 +380,7 @@ def _scale_status_row(row: Row) -> ScaleStatusRow:
         zero_ok=_opt_bool(row, "zero_ok"),
         seal_intact=_opt_bool(row, "seal_intact"),
         calibration_due=None if due is None else date.fromisoformat(_str(row, "calibration_due")),
+        received=from_ns(_int(row, "received_ns")),
     )
 
 
@@ -1068,16 +1069,17 @@ class InfluxStore(Store):
         return sorted(rows, key=lambda r: r.scale)
 
     def device_last_seen(self, market: str, since: datetime) -> dict[str, datetime]:
-        """See :meth:`Store.device_last_seen`: the newest point per device tag.
+        """See :meth:`Store.device_last_seen`: the arrival of the newest point per series.
 
         A price's screen is a field, so the screens of the prices since ``since``
-        are listed (one short column) and the newest per screen kept here.
+        are listed (two short columns) and the newest per screen kept here. A point
+        whose write is in flight is passed over, as everywhere (``_WRITTEN_WITH``).
         """
         bounds = (equals("market", market), time_from(_bound_ns(since)))
-        newest: dict[str, int] = {}
+        arrivals: dict[str, int] = {}
 
-        def saw(device: str, time_ns: int) -> None:
-            newest[device] = max(time_ns, newest.get(device, time_ns))
+        def saw(device: str, received_ns: int) -> None:
+            arrivals[device] = max(received_ns, arrivals.get(device, received_ns))
 
         for measurement, device_tag in _DEVICE_TAGS:
             # A Last Will is the broker's message, not the device's.
@@ -1088,17 +1090,27 @@ class InfluxStore(Store):
                 not_a_will,
                 group_by=(device_tag,),
                 newest_first=True,
-                limit=1,
+                limit=_NEWEST_WITH_FALLBACK,
             )
-            for one in latest:
-                for row in one.rows:
-                    saw(one.tags.get(device_tag, ""), _int(row, "time"))
-        screens = self._select_columns(
-            SelectColumns("price", columns=(Column("screen"),), where=bounds)
+            for row in _newest_whole_rows(measurement, latest):
+                saw(_str(row, device_tag), _int(row, "received_ns"))
+        for screen, received_ns in self._newest_price_per_screen(bounds).items():
+            saw(screen, received_ns)
+        return {device: from_ns(arrivals[device]) for device in sorted(arrivals)}
+
+    def _newest_price_per_screen(self, bounds: tuple[Condition, ...]) -> dict[str, int]:
+        """The arrival of the newest price (by point time) of each screen within ``bounds``."""
+        listed = self._select_columns(
+            SelectColumns("price", columns=(Column("screen"), Column("received_ns")), where=bounds)
         )
-        for row in _rows(screens):
-            saw(_str(row, "screen"), _int(row, "time"))
-        return {device: device_time(time_ns) for device, time_ns in sorted(newest.items())}
+        newest: dict[str, tuple[int, int]] = {}  # screen -> (point time, arrival)
+        for row in _rows(listed):
+            if row.get("screen") is None or row.get("received_ns") is None:
+                continue  # a write in flight: whole on the next read
+            screen, time_ns = _str(row, "screen"), _int(row, "time")
+            if screen not in newest or time_ns > newest[screen][0]:
+                newest[screen] = (time_ns, _int(row, "received_ns"))
+        return {screen: received_ns for screen, (_, received_ns) in newest.items()}
 
     def dead_letters(
         self, start: datetime, end: datetime, *, market: str | None = None, limit: int = 100

@@ -468,7 +468,7 @@ def gate_count_row(row: Row) -> GateCountRow:
 LATEST_SCALE_STATUS = """
 SELECT
     s.market, s.scale, st.time_ns, st.online, st.will, st.zero_ok, st.seal_intact,
-    st.calibration_due
+    st.calibration_due, st.received_ns
 FROM scale_status_series AS s CROSS JOIN scale_status AS st
 WHERE s.market = :market
   AND st.series = s.id
@@ -478,7 +478,7 @@ ORDER BY s.scale
 
 
 def scale_status_row(row: Row) -> ScaleStatusRow:
-    market, scale, time_ns, online, will, zero_ok, seal_intact, calibration_due = row
+    market, scale, time_ns, online, will, zero_ok, seal_intact, calibration_due, received_ns = row
     return ScaleStatusRow(
         market=market,
         scale=scale,
@@ -489,20 +489,23 @@ def scale_status_row(row: Row) -> ScaleStatusRow:
         zero_ok=optional_bool(zero_ok),
         seal_intact=optional_bool(seal_intact),
         calibration_due=None if calibration_due is None else int_to_date(calibration_due),
+        received=from_ns(received_ns),
     )
 
 
 # -- device last seen ------------------------------------------------------------
 
-#: The newest point at or after :since of every device of a market: one
-#: backwards seek per series or sale source on its (series|source, time_ns)
-#: key. A price's screen is a column, not part of the series, so screens take
-#: the newest price per screen among the rows since :since (a range seek per
-#: series). A Last Will is the broker's message, not the device's, and does
-#: not count.
+#: The arrival time of the newest point at or after :since of every device of a
+#: market: one backwards seek per series or sale source on its
+#: (series|source, time_ns) key. A price's screen is a column, not part of the
+#: series, so screens take the price with the newest point time per screen among
+#: the rows since :since (a range seek per series; with MAX the only aggregate,
+#: SQLite takes the bare received_ns from the row holding the maximum). Per
+#: device the caller keeps the latest of the arrivals. A Last Will is the
+#: broker's message, not the device's, and does not count.
 DEVICE_LAST_SEEN = """
 SELECT src.scale, (
-    SELECT sale.time_ns FROM sale
+    SELECT sale.received_ns FROM sale
     WHERE sale.source = src.id AND sale.time_ns >= :since
     ORDER BY sale.time_ns DESC LIMIT 1
 )
@@ -510,7 +513,7 @@ FROM sale_source AS src
 WHERE src.market = :market
 UNION ALL
 SELECT s.scale, (
-    SELECT st.time_ns FROM scale_status AS st
+    SELECT st.received_ns FROM scale_status AS st
     WHERE st.series = s.id AND st.time_ns >= :since AND st.will = 0
     ORDER BY st.time_ns DESC LIMIT 1
 )
@@ -518,7 +521,7 @@ FROM scale_status_series AS s
 WHERE s.market = :market
 UNION ALL
 SELECT s.gate, (
-    SELECT f.time_ns FROM footfall AS f
+    SELECT f.received_ns FROM footfall AS f
     WHERE f.series = s.id AND f.time_ns >= :since
     ORDER BY f.time_ns DESC LIMIT 1
 )
@@ -526,18 +529,19 @@ FROM footfall_series AS s
 WHERE s.market = :market
 UNION ALL
 SELECT s.station, (
-    SELECT b.time_ns FROM batch AS b
+    SELECT b.received_ns FROM batch AS b
     WHERE b.series = s.id AND b.time_ns >= :since
     ORDER BY b.time_ns DESC LIMIT 1
 )
 FROM batch_series AS s
 WHERE s.market = :market
 UNION ALL
-SELECT p.screen, MAX(p.time_ns)
+SELECT p.screen, p.received_ns
 FROM price_series AS s CROSS JOIN price AS p
 WHERE s.market = :market
   AND p.series = s.id AND p.time_ns >= :since
 GROUP BY p.screen
+HAVING MAX(p.time_ns) IS NOT NULL
 """
 
 # -- message counts --------------------------------------------------------------

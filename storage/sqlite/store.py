@@ -22,7 +22,6 @@ from storage.interfaces.traceability import BatchBalanceRow, BatchRow, Unverifie
 from storage.records import (
     DeadLetter,
     Reading,
-    device_time,
     from_ns,
     reading_as_dead_letter,
     time_bound_ns,
@@ -306,10 +305,10 @@ class SQLiteStore(Store):
         params = {"market": market, "since": time_bound_ns(since)}
         rows = self._query(queries.DEVICE_LAST_SEEN, params, "reading when devices were seen")
         newest: dict[str, int] = {}
-        for device, time_ns in rows:
-            if time_ns is not None and time_ns > newest.get(device, -1):
-                newest[device] = time_ns
-        return {device: device_time(time_ns) for device, time_ns in sorted(newest.items())}
+        for device, received_ns in rows:
+            if received_ns is not None and received_ns > newest.get(device, -1):
+                newest[device] = received_ns
+        return {device: from_ns(received_ns) for device, received_ns in sorted(newest.items())}
 
     # -- dead letters ------------------------------------------------------------
 

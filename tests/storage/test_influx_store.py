@@ -35,7 +35,7 @@ from storage.interfaces.prices import PriceRow, PromotionRow
 from storage.interfaces.sales import SaleRow
 from storage.interfaces.traceability import BatchRow
 from storage.msgids import REUSED_MSG_ID
-from storage.records import UNREGISTERED, DeadLetter, Reading, to_ns
+from storage.records import UNREGISTERED, DeadLetter, Reading, from_ns, to_ns
 from storage.traceability import BatchKey, TraceStatus
 
 pytestmark = pytest.mark.influx
@@ -468,8 +468,10 @@ def test_scale_status_is_the_latest_per_scale_including_a_last_will(store: Influ
         ]
     )
     assert store.scale_status(MARKET) == [
-        ScaleStatusRow(MARKET, "S01", T0, True, False, True, True, date(2025, 1, 31)),
-        ScaleStatusRow(MARKET, "S02", will_arrival, False, True, None, None, None),
+        ScaleStatusRow(
+            MARKET, "S01", T0, True, False, True, True, date(2025, 1, 31), from_ns(_received(T0))
+        ),
+        ScaleStatusRow(MARKET, "S02", will_arrival, False, True, None, None, None, will_arrival),
     ]
 
 

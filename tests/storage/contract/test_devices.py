@@ -5,12 +5,13 @@ Runs once per backend through the parametrized ``store`` fixture in conftest.
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from storage.base import Store
 from storage.interfaces.devices import ScaleStatusRow
 from tests.storage.contract.helpers import DAY_END, one_of_each, write_ok
 from tests.storage.factories import (
+    LATENCY,
     MARKET,
     OTHER_MARKET,
     T0,
@@ -45,6 +46,7 @@ class TestRoundTrip:
                 zero_ok=False,
                 seal_intact=True,
                 calibration_due=date(2026, 1, 31),
+                received=at(ms=9) + LATENCY,
             )
         ]
 
@@ -62,6 +64,10 @@ class TestRoundTrip:
 class TestScaleStatus:
     def test_latest_status_per_scale_with_last_will(self, store: Store) -> None:
         will_received = at(hours=3, ms=250)
+
+        def after(hours: int) -> datetime:
+            return at(hours=hours) + LATENCY
+
         write_ok(
             store,
             [
@@ -85,9 +91,11 @@ class TestScaleStatus:
         )
 
         assert store.scale_status(MARKET) == [
-            ScaleStatusRow(MARKET, "sc-001", at(hours=2), True, False, None, False, None),
-            ScaleStatusRow(MARKET, "sc-002", will_received, False, True, None, None, None),
-            ScaleStatusRow(MARKET, "sc-003", at(hours=2), True, False, None, None, None),
+            ScaleStatusRow(MARKET, "sc-001", at(hours=2), True, False, None, False, None, after(2)),
+            ScaleStatusRow(
+                MARKET, "sc-002", will_received, False, True, None, None, None, will_received
+            ),
+            ScaleStatusRow(MARKET, "sc-003", at(hours=2), True, False, None, None, None, after(2)),
         ]
 
     def test_no_status(self, store: Store) -> None:
@@ -123,18 +131,41 @@ class TestDeviceLastSeen:
             ],
         )
 
+        # When each newest reading arrived (the factories' readings arrive LATENCY late).
         assert store.device_last_seen(MARKET, since) == {
-            "sc-001": at(hours=1, minutes=20),
-            "sc-201": at(hours=1, minutes=30),
-            "g-north": at(hours=1, minutes=2),
-            "scr-001": at(hours=1, minutes=4),
-            "scr-002": at(hours=1, minutes=3),
-            "in-01": at(hours=1, minutes=6),
+            "sc-001": at(hours=1, minutes=20) + LATENCY,
+            "sc-201": at(hours=1, minutes=30) + LATENCY,
+            "g-north": at(hours=1, minutes=2) + LATENCY,
+            "scr-001": at(hours=1, minutes=4) + LATENCY,
+            "scr-002": at(hours=1, minutes=3) + LATENCY,
+            "in-01": at(hours=1, minutes=6) + LATENCY,
         }
         assert all(
             t.utcoffset() == timedelta(0) for t in store.device_last_seen(MARKET, since).values()
         )
         assert store.device_last_seen(MARKET, at(hours=3)) == {}
+
+    def test_times_are_arrival_times_whatever_the_device_clock(self, store: Store) -> None:
+        # Presence is on the clock of arrival: a scale whose clock runs 10 minutes ahead
+        # and a gate whose clock runs 10 minutes behind are seen when they were heard.
+        heard = at(hours=1) + timedelta(microseconds=123_457)
+        skew = timedelta(minutes=10)
+        write_ok(
+            store,
+            [
+                reading(sale(msg_id=1, ts=at(hours=1) + skew), "sc-001", received=heard),
+                reading(status(msg_id=2, ts=at(hours=1) + skew), "sc-001", received=heard),
+                reading(gate_count(msg_id=1, ts=at(hours=1) - skew), "g-north", received=heard),
+                reading(price(msg_id=1, ts=at(hours=1) - skew), "scr-001", received=heard),
+                reading(batch(msg_id=1, ts=at(hours=1) + skew), "in-01", received=heard),
+            ],
+        )
+
+        assert store.device_last_seen(MARKET, at(minutes=30)) == dict.fromkeys(
+            ("g-north", "in-01", "sc-001", "scr-001"), heard
+        )
+        [row] = store.scale_status(MARKET)
+        assert (row.ts, row.received) == (at(hours=1) + skew, heard)
 
 
 class TestMessageCounts:
