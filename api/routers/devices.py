@@ -72,7 +72,10 @@ class DeviceOut(BaseModel):
     id: str
     kind: DeviceKind
     vendor: str | None = Field(description="Owning vendor (scales and screens).")
-    last_seen: datetime | None = Field(description="Last message from or about the device.")
+    last_seen: datetime | None = Field(
+        description="When the last message from or about the device arrived (arrival time, "
+        "not the device's clock)."
+    )
     online: bool | None = Field(
         description="From the scale's status and Last Will; null for devices without a "
         "status channel (screens, gates, intake) or not heard from yet."
@@ -154,7 +157,8 @@ def _device_out(
         id=device.id,
         kind=device.kind,
         vendor=device.vendor,
-        last_seen=_latest(seen.last_seen if seen else None, status.ts if status else None),
+        # Presence is on arrival time, as in the live view; a status's ts is the scale's clock.
+        last_seen=_latest(seen.last_seen if seen else None, status.received if status else None),
         online=_online(seen, status),
         readings=readings.get(key, 0),
         rejects=rejects.get(key, 0),

@@ -6,7 +6,7 @@ import base64
 import json
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -55,12 +55,18 @@ def test_every_registered_device_is_listed_with_kind_and_vendor(api: Api) -> Non
 
 @both_stores
 def test_readings_rejects_and_scale_status_per_device(api: Api, feeder: Feeder) -> None:
+    reported = now_iso()
     feeder.ingest(
         [
             (SALE_TOPIC, sale_payload(1)),
             (SALE_TOPIC, sale_payload(2)),
             (SALE_TOPIC, b"{not json"),
-            (STATUS_B01, status(1, zero_ok=True, seal_intact=False, calibration_due="2026-03-01")),
+            (
+                STATUS_B01,
+                status(
+                    1, ts=reported, zero_ok=True, seal_intact=False, calibration_due="2026-03-01"
+                ),
+            ),
         ]
     )
     devices = by_id(api)
@@ -68,13 +74,24 @@ def test_readings_rejects_and_scale_status_per_device(api: Api, feeder: Feeder) 
     assert (devices["S-A01"]["readings"], devices["S-A01"]["rejects"]) == (2, 1)
     assert (devices["S-B01"]["readings"], devices["S-B01"]["rejects"]) == (1, 0)
     assert devices["S-B01"]["online"] is True
-    assert devices["S-B01"]["scale_status"] == {
-        "reported_at": devices["S-B01"]["last_seen"],
-        "zero_ok": True,
-        "seal_intact": False,
-        "calibration_due": "2026-03-01",
-    }
+    health = dict(cast(dict[str, Any], devices["S-B01"]["scale_status"]))
+    assert datetime.fromisoformat(health.pop("reported_at")) == datetime.fromisoformat(reported)
+    assert health == {"zero_ok": True, "seal_intact": False, "calibration_due": "2026-03-01"}
     assert devices["S-A01"]["scale_status"] is None
+
+
+@both_stores
+def test_last_seen_is_when_a_status_arrived_not_the_scales_clock(api: Api, feeder: Feeder) -> None:
+    # The scale's clock runs four minutes ahead: it reported "then", but was heard now.
+    ahead = now_iso(timedelta(minutes=4))
+    sent = datetime.now(UTC)
+    feeder.ingest([(STATUS_B01, status(1, ts=ahead))])
+    stored = datetime.now(UTC)
+    device = by_id(api)["S-B01"]
+
+    assert sent <= datetime.fromisoformat(str(device["last_seen"])) <= stored
+    reported_at = cast(dict[str, Any], device["scale_status"])["reported_at"]
+    assert datetime.fromisoformat(reported_at) == datetime.fromisoformat(ahead)
 
 
 @both_stores
