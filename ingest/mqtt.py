@@ -1,4 +1,4 @@
-"""The MQTT edge: a paho-mqtt 2.x subscriber that acknowledges only what is durable.
+"""The durable receiver: an MQTT subscriber that acknowledges only what is durable.
 
 One thread does everything, in this order, over and over::
 
@@ -18,7 +18,9 @@ One thread does everything, in this order, over and over::
   threads measured a third slower here: every socket call of one hands the GIL
   to the other. The forwarder therefore runs in its own process in production.
 * **Persistent session.** ``clean_start=False`` with a session expiry, and the
-  subscription is (re)made in ``on_connect``.
+  subscription is (re)made in ``on_connect``: the wiring, the reconnects (with
+  :data:`mqttedge.RECONNECT_BACKOFF`) and the conversion of paho's messages are
+  the shared adapter's, :mod:`mqttedge`; this module adds what only durability needs.
 * **Scale-out.** With ``share_group`` the subscription is
   ``$share/<group>/markets/+/+/+/+``; each instance has its own client id and spool.
 * **Acks belong to a connection.** Packet ids mean something only on the
@@ -35,39 +37,22 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Final, cast
+from typing import Any
 
-import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
+from paho.mqtt.enums import MQTTErrorCode
 
 from ingest._socket import BufferedSocket, puback_packets
 from ingest.spool import Spool, SpoolError
+from mqttedge import RECONNECT_BACKOFF, EdgeMessage, EdgeOptions, MqttEdge
 from schemas.topics import SUBSCRIPTION
-from storage.backoff import NO_JITTER, Backoff
+from storage.backoff import Backoff
 
 log = logging.getLogger(__name__)
 
-#: Pauses between reconnection attempts: 0.5 s doubling up to 30 s.
-RECONNECT_BACKOFF: Final = Backoff(first=0.5, cap=30.0, jitter=NO_JITTER)
-
-
-@dataclass(frozen=True, slots=True)
-class InboundMessage:
-    """A message as stallwatch sees it: converted from paho's type at the edge."""
-
-    topic: str
-    payload: bytes
-    qos: int
-    mid: int
-    received_ns: int
-    connection: int
-    #: the broker's DUP flag: it sent this message before, unacknowledged
-    redelivered: bool
+#: A received message, as the adapter converted it at the edge.
+InboundMessage = EdgeMessage
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +75,21 @@ class MqttOptions:
             return f"$share/{self.share_group}/{SUBSCRIPTION}"
         return SUBSCRIPTION
 
+    def edge_options(self) -> EdgeOptions:
+        """A persistent session, so the broker keeps what arrives while we are away."""
+        return EdgeOptions(
+            self.host,
+            self.port,
+            self.client_id,
+            protocol=self.protocol,
+            username=self.username,
+            password=self.password,
+            keepalive_s=self.keepalive_s,
+            persistent=True,
+            session_expiry_s=self.session_expiry_s,
+            receive_maximum=self.receive_maximum,
+        )
+
 
 class MqttReceiver:
     """Receives, spools, then acknowledges. Start with :meth:`start`, end with :meth:`stop`."""
@@ -103,117 +103,44 @@ class MqttReceiver:
         reconnect_backoff: Backoff = RECONNECT_BACKOFF,
     ) -> None:
         self._options = options
-        self._reconnect_backoff = reconnect_backoff
         self._spool = spool
         self._on_spooled = on_spooled
+        # Filled by the adapter's bound ``append``: no call of ours on the hot path, so the
+        # list is only ever emptied in place, never replaced.
         self._inbox: list[InboundMessage] = []
         self._stopping = threading.Event()
-        self._connection = 0
         self._socket: BufferedSocket | None = None
-        self.connected = threading.Event()
-        self.subscribed = threading.Event()
+        self._edge = MqttEdge(
+            options.edge_options(),
+            options.subscription,
+            self._inbox.append,
+            backoff=reconnect_backoff,
+            manual_ack=True,
+            wrap_socket=self._buffer_socket,
+            name="ingest receiver",
+        )
+        self._client = self._edge.client
+        self.connected = self._edge.connected
+        self.subscribed = self._edge.subscribed
         self.received = 0
         self.acknowledged = 0
-        self._client = self._make_client()
         self._thread = threading.Thread(target=self._run, name="mqtt-receiver", daemon=True)
 
-    # -- paho wiring -----------------------------------------------------------
-    def _make_client(self) -> paho.Client:
-        opts = self._options
-        v5 = opts.protocol == "5"
-        client = paho.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=opts.client_id,
-            protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
-            clean_session=None if v5 else False,
-            manual_ack=True,
-        )
-        if opts.username is not None:
-            client.username_pw_set(opts.username, opts.password)
-        client.on_socket_open = self._on_socket_open
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_subscribe = self._on_subscribe
-        client.on_message = self._on_message
-        return client
-
-    def _connect_properties(self) -> Properties | None:
-        if self._options.protocol != "5":
-            return None
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = self._options.session_expiry_s
-        props.ReceiveMaximum = self._options.receive_maximum
-        return props
-
-    def _on_socket_open(self, client: paho.Client, _userdata: Any, sock: Any) -> None:
+    def _buffer_socket(self, sock: Any) -> BufferedSocket:
         self._socket = BufferedSocket(sock)
-        client._sock = self._socket  # paho internals, on purpose: see ingest._socket
-
-    def _on_connect(
-        self, client: paho.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any
-    ) -> None:
-        if reason.is_failure:
-            log.error("MQTT broker refused the connection: %s", reason)
-            return
-        self._connection += 1
-        client.subscribe(self._options.subscription, qos=1)
-        self.connected.set()
-        log.info("connected to MQTT broker %s:%d", self._options.host, self._options.port)
-
-    def _on_subscribe(
-        self, _client: paho.Client, _userdata: Any, _mid: int, reasons: Any, _props: Any
-    ) -> None:
-        failed = [r for r in reasons if r.is_failure]
-        if failed:
-            log.error("subscription to %s refused: %s", self._options.subscription, failed)
-        else:
-            self.subscribed.set()
-
-    def _on_disconnect(
-        self, _client: paho.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any
-    ) -> None:
-        self.connected.clear()
-        self.subscribed.clear()
-        if not self._stopping.is_set():
-            log.warning("MQTT connection lost (%s); reconnecting", reason)
-
-    def _on_message(self, _client: paho.Client, _userdata: Any, message: paho.MQTTMessage) -> None:
-        # Hot path: convert at the edge and keep going; paho always hands out bytes here.
-        self._inbox.append(
-            InboundMessage(
-                message.topic,
-                cast(bytes, message.payload),
-                message.qos,
-                message.mid,
-                time.time_ns(),
-                self._connection,
-                message.dup,
-            )
-        )
+        return self._socket
 
     # -- the loop --------------------------------------------------------------
     def _run(self) -> None:
-        failures = 0
         while not self._stopping.is_set():
-            if self._client.socket() is None and not self._reconnect():
-                self._commit()  # whatever arrived before the drop: durable, not acknowledged
-                failures += 1
-                self._stopping.wait(self._reconnect_backoff.delay(failures))
+            # On a failed reconnect, whatever arrived before the drop is made durable
+            # (not acknowledged) before the pause.
+            if not self._edge.ensure_connected(self._stopping, on_down=self._commit):
                 continue
-            failures = 0
             self._read_available()
             if self._inbox and (len(self._inbox) >= self._options.commit_max or self._caught_up()):
                 self._commit()
         self._commit()
-
-    def _reconnect(self) -> bool:
-        try:
-            return self._client.reconnect() == MQTTErrorCode.MQTT_ERR_SUCCESS
-        except OSError as exc:
-            log.warning(
-                "cannot reach MQTT broker %s:%d: %s", self._options.host, self._options.port, exc
-            )
-            return False
 
     def _read_available(self) -> None:
         # Block in select only when there is nothing to commit, so a burst's tail is
@@ -232,13 +159,14 @@ class MqttReceiver:
     def _commit(self) -> None:
         if not self._inbox:
             return
-        batch, self._inbox = self._inbox, []
+        batch = self._inbox[:]
+        self._inbox.clear()
         try:
             self._spool.append([(m.topic, m.payload, m.received_ns, m.redelivered) for m in batch])
         except SpoolError:
             # Not durable, so not acknowledged: keep it and let the broker keep owning the rest.
             log.exception("spool write failed; holding %d messages unacknowledged", len(batch))
-            self._inbox = batch + self._inbox
+            self._inbox[:0] = batch
             self._stopping.wait(1.0)
             return
         self.received += len(batch)
@@ -246,7 +174,7 @@ class MqttReceiver:
         self._on_spooled()
 
     def _acknowledge(self, batch: list[InboundMessage]) -> None:
-        current = self._connection
+        current = self._edge.connection
         mids = [m.mid for m in batch if m.qos == 1 and m.connection == current]
         if not mids or not self._client.is_connected():
             return
@@ -265,19 +193,11 @@ class MqttReceiver:
 
     # -- lifecycle -------------------------------------------------------------
     def start(self) -> None:
-        self._client.connect_async(
-            self._options.host,
-            self._options.port,
-            keepalive=self._options.keepalive_s,
-            clean_start=False
-            if self._options.protocol == "5"
-            else paho.MQTT_CLEAN_START_FIRST_ONLY,
-            properties=self._connect_properties(),
-        )
+        self._edge.connect_async()
         self._thread.start()
 
     def stop(self) -> None:
         """Stop reading, make what already arrived durable, and disconnect."""
         self._stopping.set()
         self._thread.join(timeout=30)
-        self._client.disconnect()
+        self._edge.disconnect()

@@ -18,20 +18,18 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, cast
-
-import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
+from typing import Final, Literal
 
 from ingest.validate import Limits, Validator
 from marketview.live import LiveState
+from mqttedge import EdgeMessage, EdgeOptions, MqttEdge
 from schemas.registry import Registry
 from schemas.topics import SUBSCRIPTION
 from storage._exceptions import StoreError
+from storage.backoff import NO_JITTER, Backoff
 from storage.base import Store
 from storage.records import Reading
 
@@ -40,6 +38,9 @@ log = logging.getLogger(__name__)
 #: How far back a (re)load looks for devices' last readings: the store seeks per
 #: series, but screens cost the prices set in the window.
 _LAST_SEEN_WINDOW = timedelta(days=7)
+#: Pauses between reconnection attempts: 1 s doubling up to 30 s, the pace the view
+#: kept when paho reconnected it (``reconnect_delay_set(1, 30)``), now by the one policy.
+LIVE_RECONNECT_BACKOFF: Final = Backoff(first=1.0, cap=30.0, jitter=NO_JITTER)
 
 
 def _utc_now() -> datetime:
@@ -62,6 +63,18 @@ class LiveMqttOptions:
     password: str | None = field(default=None, repr=False)  # never in a log line
     keepalive_s: int = 30
 
+    def edge_options(self) -> EdgeOptions:
+        return EdgeOptions(
+            self.host,
+            self.port,
+            self.client_id,
+            protocol=self.protocol,
+            username=self.username,
+            password=self.password,
+            keepalive_s=self.keepalive_s,
+            persistent=False,
+        )
+
 
 class LiveView(LiveState):
     """The live view, kept current from MQTT and the store; see the module docstring."""
@@ -76,6 +89,7 @@ class LiveView(LiveState):
         limits: Limits | None = None,
         resync_interval_s: float = 300.0,
         retry_interval_s: float = 5.0,
+        reconnect_backoff: Backoff = LIVE_RECONNECT_BACKOFF,
     ) -> None:
         super().__init__(registry, clock=clock)
         self._store = store
@@ -85,10 +99,20 @@ class LiveView(LiveState):
         self._retry_interval_s = retry_interval_s
         self._stopping = threading.Event()
         self._resync_wanted = threading.Event()
-        self._subscribed = threading.Event()
         self._synced = threading.Event()
         self._store_down = False
-        self._client = self._make_client()
+        self._edge = MqttEdge(
+            mqtt.edge_options(),
+            SUBSCRIPTION,
+            self._on_message,
+            backoff=reconnect_backoff,
+            # Whatever was published while we were not subscribed is only in the store.
+            on_subscribed=self._resync_wanted.set,
+            name="live view",
+        )
+        self._mqtt_thread = threading.Thread(
+            target=self._edge.run, args=(self._stopping,), name="live-view-mqtt", daemon=True
+        )
         self._resync_thread = threading.Thread(
             target=self._resync_loop, name="live-view-resync", daemon=True
         )
@@ -102,27 +126,22 @@ class LiveView(LiveState):
         """
         self._try_resync()
         self._resync_thread.start()
-        v5 = self._mqtt.protocol == "5"
-        self._client.connect_async(
-            self._mqtt.host,
-            self._mqtt.port,
-            keepalive=self._mqtt.keepalive_s,
-            clean_start=True if v5 else paho.MQTT_CLEAN_START_FIRST_ONLY,
-        )
-        self._client.loop_start()
+        self._edge.connect_async()
+        self._mqtt_thread.start()
 
     def stop(self) -> None:
         self._stopping.set()
         self._resync_wanted.set()
-        self._client.disconnect()
-        self._client.loop_stop()
+        self._edge.disconnect()
+        if self._mqtt_thread.is_alive():
+            self._mqtt_thread.join(timeout=30)
         if self._resync_thread.is_alive():
             self._resync_thread.join(timeout=30)
 
     @property
     def connected(self) -> bool:
         """Subscribed to the broker right now (messages are arriving)."""
-        return self._subscribed.is_set()
+        return self._edge.subscribed.is_set()
 
     @property
     def synced(self) -> bool:
@@ -164,53 +183,8 @@ class LiveView(LiveState):
                 self._try_resync()
 
     # -- MQTT ----------------------------------------------------------------------
-    def _make_client(self) -> paho.Client:
-        opts = self._mqtt
-        v5 = opts.protocol == "5"
-        client = paho.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=opts.client_id,
-            protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
-            clean_session=None if v5 else True,
-        )
-        if opts.username is not None:
-            client.username_pw_set(opts.username, opts.password)
-        client.reconnect_delay_set(min_delay=1, max_delay=30)
-        client.on_connect = self._on_connect
-        client.on_subscribe = self._on_subscribe
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
-        return client
-
-    def _on_connect(
-        self, client: paho.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any
-    ) -> None:
-        if reason.is_failure:
-            log.error("MQTT broker refused the live view's connection: %s", reason)
-            return
-        client.subscribe(SUBSCRIPTION, qos=1)
-
-    def _on_subscribe(
-        self, _client: paho.Client, _userdata: Any, _mid: int, reasons: Any, _props: Any
-    ) -> None:
-        failed = [r for r in reasons if r.is_failure]
-        if failed:
-            log.error("live view subscription to %s refused: %s", SUBSCRIPTION, failed)
-            return
-        self._subscribed.set()
-        # Whatever was published while we were not subscribed is only in the store.
-        self._resync_wanted.set()
-
-    def _on_disconnect(
-        self, _client: paho.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any
-    ) -> None:
-        self._subscribed.clear()
-        if not self._stopping.is_set():
-            log.warning("live view lost the MQTT connection (%s); reconnecting", reason)
-
-    def _on_message(self, _client: paho.Client, _userdata: Any, message: paho.MQTTMessage) -> None:
-        # Converted at the edge: nothing past this line sees a paho type.
-        self._handle(message.topic, cast(bytes, message.payload), time.time_ns())
+    def _on_message(self, message: EdgeMessage) -> None:
+        self._handle(message.topic, message.payload, message.received_ns)
 
     def _handle(self, topic: str, payload: bytes, received_ns: int) -> None:
         """Take one raw MQTT message into the view; invalid ones are ignored."""

@@ -6,6 +6,9 @@ root a dependency of the layers it wires.
 
 The API and the dashboard render what the read core (``marketview/``) reads; neither
 calls the other, and the read core knows neither.
+
+The MQTT adapter (``mqttedge/``) sits below both of its users, ingest and the read
+core, so it may import neither of them (nor anything that renders).
 """
 
 from __future__ import annotations
@@ -19,7 +22,17 @@ import pytest
 from tests.conftest import REPO
 
 #: Every package below the composition root.
-LAYERS = ("api", "dashboard", "ingest", "marketview", "schemas", "simulators", "storage", "webpage")
+LAYERS = (
+    "api",
+    "dashboard",
+    "ingest",
+    "marketview",
+    "mqttedge",
+    "schemas",
+    "simulators",
+    "storage",
+    "webpage",
+)
 ROOT_PACKAGE = "stallwatch"
 
 
@@ -59,6 +72,7 @@ def test_no_layer_imports_the_composition_root() -> None:
         ("api", ("dashboard",)),
         ("marketview", ("api", "dashboard")),
         ("webpage", ("api", "dashboard")),
+        ("mqttedge", ("ingest", "marketview", "api", "dashboard", "webpage", "simulators")),
     ],
 )
 def test_renderers_import_only_the_read_core(layer: str, forbidden: tuple[str, ...]) -> None:
