@@ -1,7 +1,7 @@
 """API tokens: issuing them, keeping only their hashes, and checking bearer tokens.
 
 A token is ``secrets.token_urlsafe(32)``: 256 random bits, shown once when it is
-created. The tokens file (``settings.api_tokens_file``, JSON, mode 0600) keeps
+created. The tokens file (its path is the composition root's to choose; JSON, mode 0600) keeps
 only its SHA-256 digest together with a name, a role and an optional scope::
 
     {"version": 1, "tokens": [{"name": "office", "role": "manager", "sha256": "…",

@@ -1,6 +1,6 @@
 """Throwaway Mosquitto and InfluxDB servers on free ports in a directory of their own.
 
-Tests, benchmarks and ``stallwatch demo --influxd`` use these so that nothing
+Tests and benchmarks use these so that nothing
 touches the machine's own services. The binaries come from Debian's
 ``mosquitto`` and ``influxdb`` packages (the test command installs them).
 """

@@ -19,7 +19,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from storage._exceptions import StoreError, StoreQueryError, StoreRejected, StoreUnavailable
+from storage._exceptions import (
+    StoreClosed,
+    StoreError,
+    StoreQueryError,
+    StoreRejected,
+    StoreUnavailable,
+)
 from storage.sqlite.schema import check_sqlite_version, migrate
 
 #: ``PRAGMA synchronous`` levels a caller may choose. Pragmas take no bound
@@ -68,10 +74,6 @@ _UNAVAILABLE_CODES = frozenset(
         _SQLITE_PROTOCOL,
     }
 )
-
-
-class StoreClosed(StoreError):
-    """The store was closed; using it afterwards is a programming error."""
 
 
 def translate(exc: sqlite3.Error | OverflowError, action: str) -> StoreError:

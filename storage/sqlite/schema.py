@@ -86,7 +86,7 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from storage._exceptions import StoreError
+from storage._exceptions import SchemaError
 
 #: SQLite 3.37 introduced STRICT tables, which keep every column's type honest.
 MIN_SQLITE_VERSION = (3, 37, 0)
@@ -691,10 +691,6 @@ _V6 = Migration(
 
 MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
 SCHEMA_VERSION = MIGRATIONS[-1].version
-
-
-class SchemaError(StoreError):
-    """The database file has a schema this code cannot use."""
 
 
 def check_sqlite_version() -> None:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from storage._exceptions import StoreError, StoreUnavailable
+from storage._exceptions import SchemaError, StoreError, StoreUnavailable
 from storage.sqlite import SQLiteStore
-from storage.sqlite.schema import MIGRATIONS, SCHEMA_VERSION, Migration, SchemaError, migrate
+from storage.sqlite.schema import MIGRATIONS, SCHEMA_VERSION, Migration, migrate
 from tests.storage.factories import MARKET, T0, at, reading, sale
 
 
