@@ -33,7 +33,7 @@ import bisect
 import secrets
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, cast
@@ -311,8 +311,17 @@ def _summary(plu: str, quotes: tuple[Quote, ...]) -> ProductSummary:
 @dataclass(frozen=True, slots=True)
 class _Presence:
     last_seen_ns: int
-    status_ns: int | None  # point time of the status that set ``online``
-    online: bool | None
+    #: the scale's newest own status: (point time, arrival, online)
+    status: tuple[int, int, bool] | None = None
+    #: arrival of the newest Last Will
+    will_ns: int | None = None
+
+    @property
+    def online(self) -> bool | None:
+        """As :func:`storage.interfaces.devices.status_in_force` decides it."""
+        if self.will_ns is not None and (self.status is None or self.will_ns > self.status[1]):
+            return False
+        return None if self.status is None else self.status[2]
 
 
 def _seen(held: _Presence | None, at_ns: int, *, will: bool) -> _Presence:
@@ -322,16 +331,24 @@ def _seen(held: _Presence | None, at_ns: int, *, will: bool) -> _Presence:
     only for a device we had not heard from at all.
     """
     if held is None:
-        return _Presence(at_ns, None, None)
+        return _Presence(at_ns)
     if will or at_ns <= held.last_seen_ns:
         return held
-    return _Presence(at_ns, held.status_ns, held.online)
+    return replace(held, last_seen_ns=at_ns)
 
 
-def _with_status(held: _Presence, status_ns: int, online: bool) -> _Presence:
-    if held.status_ns is not None and status_ns <= held.status_ns:
+def _with_status(held: _Presence, status_ns: int, received_ns: int, online: bool) -> _Presence:
+    """A scale's own status: the newest by its own clock counts."""
+    if held.status is not None and status_ns <= held.status[0]:
         return held
-    return _Presence(held.last_seen_ns, status_ns, online)
+    return replace(held, status=(status_ns, received_ns, online))
+
+
+def _with_will(held: _Presence, received_ns: int) -> _Presence:
+    """A Last Will: the broker's, so the newest by arrival counts."""
+    if held.will_ns is not None and received_ns <= held.will_ns:
+        return held
+    return replace(held, will_ns=received_ns)
 
 
 class _PresenceBook:
@@ -351,14 +368,20 @@ class _PresenceBook:
         will: bool = False,
         status: tuple[int, bool] | None = None,
     ) -> None:
-        """Hear of ``device`` at ``at_ns``; ``status`` is (point time, online) of a status."""
+        """Hear of ``device`` at ``at_ns`` (arrival).
+
+        ``status`` is (point time, online) of a scale status; with ``will`` it is
+        the scale's Last Will, which the broker sent.
+        """
         if device not in self._registry.markets[market].devices:
             return  # left over from an older market file
         with self._lock:
             devices = self._devices[market]
             presence = _seen(devices.get(device), at_ns, will=will)
-            if status is not None:
-                presence = _with_status(presence, *status)
+            if status is not None and will:
+                presence = _with_will(presence, at_ns)
+            elif status is not None:
+                presence = _with_status(presence, status[0], at_ns, status[1])
             devices[device] = presence
 
     def seen(self, market: str) -> dict[str, DeviceSeen]:

@@ -75,7 +75,12 @@ from storage.influx.lineprotocol import (
     reading_to_line,
     sale_trace_status_line,
 )
-from storage.interfaces.devices import ScaleStatusRow
+from storage.interfaces.devices import (
+    STATUS_LOOKBACK_NS,
+    STATUS_LOOKBACK_ROWS,
+    ScaleStatusRow,
+    statuses_in_force,
+)
 from storage.interfaces.footfall import GateCountRow
 from storage.interfaces.prices import PriceRow, PromotionRow
 from storage.interfaces.sales import SaleRow, SalesHourRow, SalesSummaryRow
@@ -1058,15 +1063,22 @@ class InfluxStore(Store):
         return sorted(rows, key=lambda r: r.gate)
 
     def scale_status(self, market: str) -> list[ScaleStatusRow]:
+        # The newest STATUS_LOOKBACK_ROWS per scale, then those within STATUS_LOOKBACK
+        # of its newest: the same candidates as SQLite's, in one request.
         series = self._select(
             "scale_status",
             equals("market", market),
             group_by=("scale",),
             newest_first=True,
-            limit=_NEWEST_WITH_FALLBACK,
+            limit=STATUS_LOOKBACK_ROWS,
         )
-        rows = map(_scale_status_row, _newest_whole_rows("scale_status", series))
-        return sorted(rows, key=lambda r: r.scale)
+        candidates: list[ScaleStatusRow] = []
+        for one in series:
+            rows = [_scale_status_row(row) for row in _whole_rows("scale_status", [one])]
+            if rows:
+                newest = max(to_ns(row.ts) for row in rows)
+                candidates += [r for r in rows if to_ns(r.ts) >= newest - STATUS_LOOKBACK_NS]
+        return statuses_in_force(candidates)
 
     def device_last_seen(self, market: str, since: datetime) -> dict[str, datetime]:
         """See :meth:`Store.device_last_seen`: the arrival of the newest point per series.

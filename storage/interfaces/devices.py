@@ -6,17 +6,20 @@ Contract tests: ``tests/storage/contract/test_devices.py``.
 from __future__ import annotations
 
 import abc
+from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
+from typing import Final
 
 
 @dataclass(frozen=True, slots=True)
 class ScaleStatusRow:
-    """The latest status a scale (or its Last Will) reported.
+    """A status a scale (or its Last Will) reported.
 
     ``ts`` is its point time (device time, or a Last Will's arrival), which orders
-    statuses; ``received`` is when it arrived, the clock of presence (see
-    :meth:`DeviceStore.device_last_seen`).
+    a scale's own statuses; ``received`` is when it arrived, the clock of presence
+    (see :meth:`DeviceStore.device_last_seen`) and of a Last Will.
     """
 
     market: str
@@ -30,12 +33,60 @@ class ScaleStatusRow:
     received: datetime
 
 
+#: How far back from a scale's newest status (by point time) a store looks for the
+#: one in force, and at most how many statuses. Enough: a Last Will older than the
+#: newest status by more than a device clock may run ahead (ingest refuses more
+#: than minutes) arrived before that status did, so it cannot be in force.
+STATUS_LOOKBACK: Final = timedelta(hours=1)
+STATUS_LOOKBACK_NS: Final = STATUS_LOOKBACK // timedelta(microseconds=1) * 1_000
+STATUS_LOOKBACK_ROWS: Final = 64
+
+
+def status_in_force(statuses: Iterable[ScaleStatusRow]) -> ScaleStatusRow | None:
+    """Of one scale's statuses, the one that says what the scale is now.
+
+    The scale's own statuses are ordered by its own clock (point time). A Last
+    Will is the broker's, stamped on arrival: it is in force when it arrived after
+    the newest of the scale's own statuses did, because the connection that sent
+    that status is gone. Ordering the will by the status's point time instead
+    would mix clocks: a scale whose clock runs ahead would hide its own will and
+    show online after it died.
+    """
+    newest_own: ScaleStatusRow | None = None
+    newest_will: ScaleStatusRow | None = None
+    for status in statuses:
+        if status.will:
+            if newest_will is None or status.received > newest_will.received:
+                newest_will = status
+        elif newest_own is None or status.ts > newest_own.ts:
+            newest_own = status
+    if newest_own is None:
+        return newest_will
+    if newest_will is not None and newest_will.received > newest_own.received:
+        return newest_will
+    return newest_own
+
+
+def statuses_in_force(statuses: Iterable[ScaleStatusRow]) -> list[ScaleStatusRow]:
+    """Per (market, scale), :func:`status_in_force` of its statuses; ordered by scale."""
+    by_scale: dict[tuple[str, str], list[ScaleStatusRow]] = defaultdict(list)
+    for status in statuses:
+        by_scale[status.market, status.scale].append(status)
+    in_force = (status_in_force(by_scale[key]) for key in sorted(by_scale))
+    return [status for status in in_force if status is not None]
+
+
 class DeviceStore(abc.ABC):
     """The devices part of a store."""
 
     @abc.abstractmethod
     def scale_status(self, market: str) -> list[ScaleStatusRow]:
-        """The latest status of every scale that has reported one, ordered by scale."""
+        """The status in force of every scale that has reported one, ordered by scale.
+
+        Per scale, :func:`status_in_force` of its statuses within
+        :data:`STATUS_LOOKBACK` (and the newest :data:`STATUS_LOOKBACK_ROWS`) of its
+        newest one by point time: a bounded read however long the scale has reported.
+        """
 
     @abc.abstractmethod
     def device_last_seen(self, market: str, since: datetime) -> dict[str, datetime]:

@@ -465,15 +465,23 @@ def gate_count_row(row: Row) -> GateCountRow:
 
 # -- scale status ----------------------------------------------------------------
 
-LATEST_SCALE_STATUS = """
+#: Per scale of a market, the statuses a store weighs for the one in force (see
+#: ``storage.interfaces.devices.status_in_force``): those within :lookback_ns of
+#: its newest, and at most the newest :rows. Two backwards seeks on the
+#: (series, time_ns) key, then a short range.
+SCALE_STATUS_CANDIDATES = """
 SELECT
     s.market, s.scale, st.time_ns, st.online, st.will, st.zero_ok, st.seal_intact,
     st.calibration_due, st.received_ns
 FROM scale_status_series AS s CROSS JOIN scale_status AS st
 WHERE s.market = :market
   AND st.series = s.id
-  AND st.time_ns = (SELECT MAX(time_ns) FROM scale_status WHERE series = s.id)
-ORDER BY s.scale
+  AND st.time_ns >= (SELECT MAX(time_ns) FROM scale_status WHERE series = s.id) - :lookback_ns
+  AND st.time_ns >= COALESCE((
+      SELECT time_ns FROM scale_status WHERE series = s.id
+      ORDER BY time_ns DESC LIMIT 1 OFFSET :rows - 1
+  ), -9223372036854775808)
+ORDER BY s.scale, st.time_ns
 """
 
 

@@ -14,7 +14,12 @@ from pathlib import Path
 from schemas.messages import Sale
 from storage import msgids
 from storage.base import Store
-from storage.interfaces.devices import ScaleStatusRow
+from storage.interfaces.devices import (
+    STATUS_LOOKBACK_NS,
+    STATUS_LOOKBACK_ROWS,
+    ScaleStatusRow,
+    statuses_in_force,
+)
 from storage.interfaces.footfall import FootfallRow, GateCountRow
 from storage.interfaces.prices import PriceRow
 from storage.interfaces.sales import SaleRow, SalesHourRow, SalesSummaryRow
@@ -297,8 +302,13 @@ class SQLiteStore(Store):
     # -- devices -----------------------------------------------------------------
 
     def scale_status(self, market: str) -> list[ScaleStatusRow]:
-        rows = self._query(queries.LATEST_SCALE_STATUS, {"market": market}, "reading scale status")
-        return [queries.scale_status_row(row) for row in rows]
+        params = {
+            "market": market,
+            "lookback_ns": STATUS_LOOKBACK_NS,
+            "rows": STATUS_LOOKBACK_ROWS,
+        }
+        rows = self._query(queries.SCALE_STATUS_CANDIDATES, params, "reading scale status")
+        return statuses_in_force(map(queries.scale_status_row, rows))
 
     def device_last_seen(self, market: str, since: datetime) -> dict[str, datetime]:
         _require_aware(since)

@@ -333,6 +333,35 @@ def test_presence_is_the_same_after_a_restart_whatever_the_device_clocks(rig: Ri
         assert again.device_seen(MARKET) == before
 
 
+@pytest.mark.mosquitto
+@pytest.mark.parametrize("store_kind", BOTH_STORES)
+def test_a_will_after_a_heartbeat_from_a_clock_ahead_means_offline_before_and_after_restart(
+    rig: Rig,
+) -> None:
+    # The scale's clock runs 4 minutes ahead; it died a minute after its heartbeat,
+    # so the broker's will arrived before the heartbeat's own timestamp. The will
+    # arrived last: the scale is offline, in the running view and a rebuilt one.
+    heard_ns = time.time_ns()
+    will_heard_ns = heard_ns + 60 * 1_000_000_000
+    ahead = from_ns(heard_ns) + timedelta(minutes=4)
+    topic = topic_for(MARKET, DeviceKind.SCALE, "S-A01", "status")
+    heartbeat = {"msg_id": 7, "ts": ahead.isoformat(), "online": True}
+    validator = Validator(rig.registry)
+    readings = [
+        validator.check(topic, json.dumps(heartbeat).encode(), heard_ns),
+        validator.check(topic, status(1, online=False, will=True), will_heard_ns),
+    ]
+    assert all(isinstance(r, Reading) for r in readings)
+    with rig.view() as live:
+        assert rig.store.write(cast(list[Reading], readings)) == []
+        for reading in cast(list[Reading], readings):
+            live.apply(reading)
+        assert _online(live, "S-A01") is False
+        before = live.device_seen(MARKET)
+    with rig.view() as again:
+        assert again.device_seen(MARKET) == before
+
+
 def _online(live: LiveView, device: str) -> bool | None:
     seen = live.device_seen(MARKET).get(device)
     return None if seen is None else seen.online

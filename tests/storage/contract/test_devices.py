@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 
 from storage.base import Store
-from storage.interfaces.devices import ScaleStatusRow
+from storage.interfaces.devices import STATUS_LOOKBACK_ROWS, ScaleStatusRow
 from tests.storage.contract.helpers import DAY_END, one_of_each, write_ok
 from tests.storage.factories import (
     LATENCY,
@@ -100,6 +100,101 @@ class TestScaleStatus:
 
     def test_no_status(self, store: Store) -> None:
         assert store.scale_status(MARKET) == []
+
+    def test_a_will_that_arrived_after_a_status_ahead_of_the_clock_is_in_force(
+        self, store: Store
+    ) -> None:
+        # The scale's clock runs 4 minutes ahead (ingest allows up to 5): its last
+        # heartbeat is stamped 10:04 but arrived at 10:00; the broker's will for it
+        # arrived at 10:01, before the heartbeat's point time. The scale is gone.
+        ahead = timedelta(minutes=4)
+        heard = at(hours=10)
+        will_heard = at(hours=10, minutes=1)
+        write_ok(
+            store,
+            [
+                reading(status(msg_id=7, ts=heard + ahead), "sc-001", received=heard),
+                reading(
+                    status(msg_id=0, ts=at(hours=-5), online=False, will=True),
+                    "sc-001",
+                    received=will_heard,
+                ),
+            ],
+        )
+
+        [row] = store.scale_status(MARKET)
+        assert (row.will, row.online, row.received) == (True, False, will_heard)
+
+    def test_a_status_that_arrived_after_the_will_is_in_force_whatever_its_clock(
+        self, store: Store
+    ) -> None:
+        # The scale came back after its will with a clock 3 minutes slow: its
+        # heartbeat's point time is before the will's, but it arrived after it.
+        will_heard = at(hours=10)
+        back = at(hours=10, minutes=1)
+        write_ok(
+            store,
+            [
+                reading(status(msg_id=1, ts=at(hours=9, minutes=50)), "sc-001"),
+                reading(
+                    status(msg_id=0, ts=at(hours=-5), online=False, will=True),
+                    "sc-001",
+                    received=will_heard,
+                ),
+                reading(
+                    status(msg_id=2, ts=back - timedelta(minutes=3), seal_intact=False),
+                    "sc-001",
+                    received=back,
+                ),
+            ],
+        )
+
+        [row] = store.scale_status(MARKET)
+        assert (row.will, row.online, row.seal_intact, row.received) == (False, True, False, back)
+
+    def test_of_its_own_statuses_the_newest_by_the_scale_clock_is_in_force(
+        self, store: Store
+    ) -> None:
+        # A backlog replayed after the current heartbeat must not hide a broken seal.
+        write_ok(
+            store,
+            [
+                reading(status(msg_id=5, ts=at(hours=10), seal_intact=False), "sc-001"),
+                reading(
+                    status(msg_id=4, ts=at(hours=9, minutes=59), seal_intact=True),
+                    "sc-001",
+                    received=at(hours=10, minutes=2),
+                ),
+            ],
+        )
+
+        [row] = store.scale_status(MARKET)
+        assert (row.ts, row.seal_intact) == (at(hours=10), False)
+
+    def test_a_will_long_before_the_newest_status_is_not_weighed(self, store: Store) -> None:
+        # Two hours of hourly-looking history: only the last hour is read, and the
+        # old will (arrived before every later status) is not in force either way.
+        write_ok(
+            store,
+            [
+                reading(
+                    status(msg_id=0, ts=at(hours=-5), online=False, will=True),
+                    "sc-001",
+                    received=at(hours=7),
+                ),
+                *(
+                    reading(status(msg_id=n, ts=at(hours=8, minutes=n)), "sc-001")
+                    for n in range(1, STATUS_LOOKBACK_ROWS + 10)
+                ),
+            ],
+        )
+
+        [row] = store.scale_status(MARKET)
+        assert (row.will, row.online, row.ts) == (
+            False,
+            True,
+            at(hours=8, minutes=STATUS_LOOKBACK_ROWS + 9),
+        )
 
 
 class TestDeviceLastSeen:
