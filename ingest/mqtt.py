@@ -38,8 +38,9 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from typing import Any, Final
 
 from paho.mqtt.enums import MQTTErrorCode
 
@@ -55,19 +56,46 @@ log = logging.getLogger(__name__)
 InboundMessage = EdgeMessage
 
 
+#: How long the broker keeps ingest's session, and queues what arrives for it, while ingest
+#: is away; also how long a redelivery can come (the forwarder remembers that long).
+SESSION_EXPIRY_S: Final = 7 * 86_400
+#: MQTT 5 Receive Maximum: how many unacknowledged messages the broker may have out to
+#: ingest, which is what bounds the inbox.
+RECEIVE_MAXIMUM: Final = 10_000
+
+
+def persistent_session(
+    connection: EdgeOptions,
+    *,
+    session_expiry_s: int = SESSION_EXPIRY_S,
+    receive_maximum: int = RECEIVE_MAXIMUM,
+) -> EdgeOptions:
+    """``connection`` as ingest holds it: a persistent session, so the broker keeps what
+    arrives while ingest is away. The one place ingest's session defaults are set."""
+    return replace(
+        connection,
+        persistent=True,
+        session_expiry_s=session_expiry_s,
+        receive_maximum=receive_maximum,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class MqttOptions:
-    host: str
-    port: int
-    client_id: str
-    protocol: str = "5"  # "5" or "3.1.1"
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)  # never in a log line
+    """Ingest's subscriber: the connection, made by :func:`persistent_session`, plus
+    what only ingest uses."""
+
+    edge: EdgeOptions
+    #: join ``$share/<group>/...`` so several ingest processes split the load
     share_group: str | None = None
-    session_expiry_s: int = 7 * 86_400
-    receive_maximum: int = 10_000
+    #: commit (fsync, then acknowledge) at the latest after this many messages
     commit_max: int = 2_000
-    keepalive_s: int = 30
+
+    def __post_init__(self) -> None:
+        # Acknowledging only what is durable is worth nothing if the broker forgets the rest
+        # whenever we disconnect.
+        if not self.edge.persistent or self.edge.session_expiry_s is None:
+            raise ValueError("ingest needs a persistent session: see persistent_session()")
 
     @property
     def subscription(self) -> str:
@@ -75,20 +103,12 @@ class MqttOptions:
             return f"$share/{self.share_group}/{SUBSCRIPTION}"
         return SUBSCRIPTION
 
-    def edge_options(self) -> EdgeOptions:
-        """A persistent session, so the broker keeps what arrives while we are away."""
-        return EdgeOptions(
-            self.host,
-            self.port,
-            self.client_id,
-            protocol=self.protocol,
-            username=self.username,
-            password=self.password,
-            keepalive_s=self.keepalive_s,
-            persistent=True,
-            session_expiry_s=self.session_expiry_s,
-            receive_maximum=self.receive_maximum,
-        )
+    @property
+    def session_expiry(self) -> timedelta:
+        """How long the broker keeps the session, so how long a redelivery can come."""
+        expiry = self.edge.session_expiry_s
+        assert expiry is not None  # checked in __post_init__
+        return timedelta(seconds=expiry)
 
 
 class MqttReceiver:
@@ -111,7 +131,7 @@ class MqttReceiver:
         self._stopping = threading.Event()
         self._socket: BufferedSocket | None = None
         self._edge = MqttEdge(
-            options.edge_options(),
+            options.edge,
             options.subscription,
             self._inbox.append,
             backoff=reconnect_backoff,

@@ -15,7 +15,6 @@ import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Protocol
 
@@ -241,7 +240,7 @@ class IngestService:
     ) -> IngestService:
         remember = Memory(
             msg_ids=(limits or Limits()).max_age,
-            redeliveries=timedelta(seconds=options.session_expiry_s),
+            redeliveries=options.session_expiry,
         )
         forwarder = ThreadForwarder(spool_file, registry, store, limits, batch_size, remember)
         return cls(options, spool_file, forwarder)

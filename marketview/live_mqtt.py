@@ -19,9 +19,8 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Final, Literal
+from typing import Final
 
 from ingest.validate import Limits, Validator
 from marketview.live import LiveState
@@ -47,35 +46,6 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-@dataclass(frozen=True, slots=True)
-class LiveMqttOptions:
-    """A plain subscriber: clean session, QoS 1, its own client id.
-
-    The client id must differ from ingest's: ingest's session is persistent and
-    a second client with its id would take it over.
-    """
-
-    host: str
-    port: int
-    client_id: str
-    protocol: Literal["5", "3.1.1"] = "5"
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)  # never in a log line
-    keepalive_s: int = 30
-
-    def edge_options(self) -> EdgeOptions:
-        return EdgeOptions(
-            self.host,
-            self.port,
-            self.client_id,
-            protocol=self.protocol,
-            username=self.username,
-            password=self.password,
-            keepalive_s=self.keepalive_s,
-            persistent=False,
-        )
-
-
 class LiveView(LiveState):
     """The live view, kept current from MQTT and the store; see the module docstring."""
 
@@ -83,7 +53,7 @@ class LiveView(LiveState):
         self,
         registry: Registry,
         store: Store,
-        mqtt: LiveMqttOptions,
+        mqtt: EdgeOptions,
         *,
         clock: Callable[[], datetime] = _utc_now,
         limits: Limits | None = None,
@@ -91,6 +61,9 @@ class LiveView(LiveState):
         retry_interval_s: float = 5.0,
         reconnect_backoff: Backoff = LIVE_RECONNECT_BACKOFF,
     ) -> None:
+        if mqtt.persistent:
+            # The broker would queue for a session nobody resumes: the store fills the gaps.
+            raise ValueError("the live view subscribes with a clean session, not a persistent one")
         super().__init__(registry, clock=clock)
         self._store = store
         self._mqtt = mqtt
@@ -102,7 +75,7 @@ class LiveView(LiveState):
         self._synced = threading.Event()
         self._store_down = False
         self._edge = MqttEdge(
-            mqtt.edge_options(),
+            mqtt,
             SUBSCRIPTION,
             self._on_message,
             backoff=reconnect_backoff,

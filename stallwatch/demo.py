@@ -31,8 +31,9 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
-from ingest.mqtt import MqttOptions
+from ingest.mqtt import MqttOptions, persistent_session
 from ingest.service import IngestService
+from mqttedge import EdgeOptions
 from schemas.registry import Market, Registry
 from simulators.clock import Pacer
 from simulators.events import from_epoch_ms
@@ -187,9 +188,10 @@ def _start_ingest(
 ) -> IngestService:
     host_port = url.removeprefix("mqtt://").removeprefix("tcp://")
     host, _, port = host_port.partition(":")
-    options = MqttOptions(
+    connection = EdgeOptions(
         host, int(port or 1883), "stallwatch-demo-ingest", protocol="5" if v5 else "3.1.1"
     )
+    options = MqttOptions(persistent_session(connection))
     # The simulated clock runs ahead of the wall clock at --speed > 1, so in the demo only,
     # device times up to a day ahead are accepted.
     demo_limits = replace(limits(settings), max_future_skew=timedelta(days=1))

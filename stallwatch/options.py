@@ -12,16 +12,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ingest.forwarder import Memory
-from ingest.mqtt import MqttOptions
+from ingest.mqtt import MqttOptions, persistent_session
 from ingest.service import IngestOptions
 from ingest.validate import Limits
+from mqttedge import EdgeOptions
 from stallwatch.settings import Settings
 from stallwatch.stores import store_spec
 
 if TYPE_CHECKING:
     # Imported where used: `stallwatch ingest` need not load FastAPI.
     from api.main import ApiOptions
-    from marketview.live_mqtt import LiveMqttOptions
 
 
 def ingest_options(settings: Settings) -> IngestOptions:
@@ -37,16 +37,26 @@ def ingest_options(settings: Settings) -> IngestOptions:
 
 
 def mqtt_options(settings: Settings) -> MqttOptions:
+    connection = _broker(settings, client_id=settings.mqtt_client_id)
     return MqttOptions(
+        persistent_session(
+            connection,
+            session_expiry_s=settings.mqtt_session_expiry_s,
+            receive_maximum=settings.mqtt_receive_maximum,
+        ),
+        share_group=settings.mqtt_share_group,
+    )
+
+
+def _broker(settings: Settings, *, client_id: str) -> EdgeOptions:
+    """Where the broker is and who we are there; a clean session until told otherwise."""
+    return EdgeOptions(
         host=settings.mqtt_host,
         port=settings.mqtt_port,
-        client_id=settings.mqtt_client_id,
+        client_id=client_id,
         protocol=settings.mqtt_protocol,
         username=settings.mqtt_username,
         password=settings.mqtt_password_value(),
-        share_group=settings.mqtt_share_group,
-        session_expiry_s=settings.mqtt_session_expiry_s,
-        receive_maximum=settings.mqtt_receive_maximum,
     )
 
 
@@ -78,15 +88,11 @@ def api_options(settings: Settings) -> ApiOptions:
     )
 
 
-def live_mqtt_options(settings: Settings, *, client_id: str | None = None) -> LiveMqttOptions:
-    from marketview.live_mqtt import LiveMqttOptions
+def live_mqtt_options(settings: Settings, *, client_id: str | None = None) -> EdgeOptions:
+    """The live view's subscriber: a clean session under a client id of its own.
 
-    return LiveMqttOptions(
-        host=settings.mqtt_host,
-        port=settings.mqtt_port,
-        # Unique per API process, so replicas do not disconnect each other.
-        client_id=client_id or f"stallwatch-api-{secrets.token_hex(6)}",
-        protocol=settings.mqtt_protocol,
-        username=settings.mqtt_username,
-        password=settings.mqtt_password_value(),
-    )
+    The client id must differ from ingest's: ingest's session is persistent and a
+    second client with its id would take it over. A random one per API process
+    also keeps replicas from disconnecting each other.
+    """
+    return _broker(settings, client_id=client_id or f"stallwatch-api-{secrets.token_hex(6)}")

@@ -16,7 +16,8 @@ import pytest
 from api.main import create_app
 from api.routers.prices import etag_matches
 from api.server import ServerThread
-from marketview.live_mqtt import LiveMqttOptions, LiveView
+from marketview.live_mqtt import LiveView
+from mqttedge import EdgeOptions
 from schemas.registry import Registry
 from stallwatch.localservices import Mosquitto, free_port
 from stallwatch.options import api_options
@@ -259,7 +260,7 @@ def test_prices_are_503_until_the_store_has_been_read(
 
     # Nothing listens on this port: the view cannot load, and must not serve an empty board.
     with InfluxStore(f"http://127.0.0.1:{free_port()}", "nowhere", timeout=2) as down:
-        options = LiveMqttOptions("127.0.0.1", mosquitto_server.port, f"api-{uuid4().hex[:8]}")
+        options = EdgeOptions("127.0.0.1", mosquitto_server.port, f"api-{uuid4().hex[:8]}")
         live = LiveView(registry, down, options)
         live.start()
         try:

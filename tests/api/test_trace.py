@@ -20,7 +20,6 @@ from fastapi import FastAPI
 from api.main import create_app
 from api.routers.trace import qr_png
 from api.server import ServerThread
-from ingest.mqtt import MqttOptions
 from ingest.service import IngestService
 from marketview.live_mqtt import LiveView
 from schemas.registry import Registry
@@ -32,7 +31,7 @@ from storage.interfaces.sales import SaleRow
 from storage.traceability import TraceStatus
 from tests.api.conftest import MARKET, Api, Tokens
 from tests.conftest import BOTH_STORES
-from tests.ingest.helpers import Publisher, now_iso, sale_payload, wait_until
+from tests.ingest.helpers import Publisher, ingest_mqtt, now_iso, sale_payload, wait_until
 
 pytestmark = pytest.mark.mosquitto
 
@@ -83,7 +82,7 @@ def ingest_over_mqtt(
     messages: list[tuple[str, bytes]],
 ) -> None:
     """Publish as devices do and wait until ingest has stored every message."""
-    options = MqttOptions("127.0.0.1", broker.port, "ingest-trace-test")
+    options = ingest_mqtt(broker.port, "ingest-trace-test")
     service = IngestService.in_process(options, registry, store, spool, batch_size=100)
     service.start()
     publisher = Publisher(broker.port, client_id="trace-devices")

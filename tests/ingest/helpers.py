@@ -1,4 +1,4 @@
-"""A tiny market, a QoS 1 publisher and a condition waiter for the ingest tests."""
+"""A tiny market, a QoS 1 publisher, ingest's options and a condition waiter, for ingest tests."""
 
 from __future__ import annotations
 
@@ -14,6 +14,24 @@ from pathlib import Path
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
+
+from ingest.mqtt import RECEIVE_MAXIMUM, MqttOptions, persistent_session
+from mqttedge import EdgeOptions
+
+
+def ingest_mqtt(
+    port: int,
+    client_id: str,
+    *,
+    share_group: str | None = None,
+    receive_maximum: int = RECEIVE_MAXIMUM,
+) -> MqttOptions:
+    """Ingest's options for a broker on this host: its persistent session, as production's."""
+    session = persistent_session(
+        EdgeOptions("127.0.0.1", port, client_id), receive_maximum=receive_maximum
+    )
+    return MqttOptions(session, share_group=share_group)
+
 
 MARKET_TOML = """
 [market]

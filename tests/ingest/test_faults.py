@@ -16,7 +16,6 @@ from uuid import uuid4
 
 import pytest
 
-from ingest.mqtt import MqttOptions
 from ingest.service import IngestService
 from schemas.registry import Registry, load_market
 from stallwatch.localservices import Influxd, Mosquitto, influxd
@@ -29,6 +28,7 @@ from tests.ingest.helpers import (
     SALE_TOPIC,
     LossyLink,
     Publisher,
+    ingest_mqtt,
     now_iso,
     sale_payload,
     wait_until,
@@ -161,7 +161,7 @@ def test_a_redelivery_of_a_dead_lettered_message_is_not_dead_lettered_again(
     # Deterministic version of the above: the PUBACKs of spooled messages are lost.
     registry = Registry([load_market(write_market(tmp_path))])
     link = LossyLink(mosquitto_server.port)
-    options = MqttOptions("127.0.0.1", link.port, "ingest-lossy", receive_maximum=1000)
+    options = ingest_mqtt(link.port, "ingest-lossy", receive_maximum=1000)
     service = IngestService.in_process(options, registry, any_store, tmp_path / "spool.db")
     service.start()
     publisher = Publisher(mosquitto_server.port)
@@ -208,7 +208,7 @@ def app_logging() -> Iterator[None]:
 def _service(
     broker: Mosquitto, registry: Registry, store: Store, spool: Path, client_id: str
 ) -> IngestService:
-    options = MqttOptions("127.0.0.1", broker.port, client_id, receive_maximum=1000)
+    options = ingest_mqtt(broker.port, client_id, receive_maximum=1000)
     return IngestService.in_process(options, registry, store, spool, batch_size=1000)
 
 

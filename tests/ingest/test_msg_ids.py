@@ -18,7 +18,6 @@ from uuid import uuid4
 import pytest
 
 from ingest.forwarder import Forwarder, Memory
-from ingest.mqtt import MqttOptions
 from ingest.service import IngestService
 from ingest.spool import Spool
 from ingest.validate import Validator
@@ -30,7 +29,14 @@ from storage.influx.store import InfluxStore
 from storage.msgids import REUSED_MSG_ID
 from storage.records import Reading, to_ns
 from storage.sqlite import SQLiteStore
-from tests.ingest.helpers import SALE_TOPIC, Publisher, sale_payload, wait_until, write_market
+from tests.ingest.helpers import (
+    SALE_TOPIC,
+    Publisher,
+    ingest_mqtt,
+    sale_payload,
+    wait_until,
+    write_market,
+)
 
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 FOREVER = datetime(2100, 1, 1, tzinfo=UTC)
@@ -62,7 +68,7 @@ def start_instances(
 ) -> list[IngestService]:
     services = [
         IngestService.in_process(
-            MqttOptions("127.0.0.1", broker.port, f"ingest-{i}", share_group="stallwatch"),
+            ingest_mqtt(broker.port, f"ingest-{i}", share_group="stallwatch"),
             registry,
             store,
             spool_dir / f"ingest-{i}.spool.db",

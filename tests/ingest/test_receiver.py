@@ -5,19 +5,27 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
 from ingest._socket import BufferedSocket, puback_packets
-from ingest.mqtt import MqttOptions, MqttReceiver
+from ingest.mqtt import (
+    RECEIVE_MAXIMUM,
+    SESSION_EXPIRY_S,
+    MqttOptions,
+    MqttReceiver,
+    persistent_session,
+)
 from ingest.spool import ArrivedMessage, Spool
+from mqttedge import EdgeOptions
 from stallwatch.localservices import Mosquitto
-from tests.ingest.helpers import SALE_TOPIC, Publisher, sale_payload, wait_until
+from tests.ingest.helpers import SALE_TOPIC, Publisher, ingest_mqtt, sale_payload, wait_until
 
 
 def _receiver(broker: Mosquitto, spool: Spool) -> MqttReceiver:
-    return MqttReceiver(
-        MqttOptions("127.0.0.1", broker.port, "receiver-under-test"), spool, lambda: None
-    )
+    return MqttReceiver(ingest_mqtt(broker.port, "receiver-under-test"), spool, lambda: None)
 
 
 def test_acknowledged_messages_are_not_redelivered_and_unacknowledged_are(
@@ -114,3 +122,18 @@ def test_spool_failure_withholds_acknowledgements(
         receiver.stop()
     assert spool.pending() == 1
     spool.close()
+
+
+def test_ingest_refuses_a_clean_session() -> None:
+    # Acknowledging only what is durable means nothing if the broker drops the rest on a disconnect.
+    with pytest.raises(ValueError, match="persistent session"):
+        MqttOptions(EdgeOptions("127.0.0.1", 1883, "ingest-clean"))
+    session = persistent_session(EdgeOptions("127.0.0.1", 1883, "ingest", password="pw-s3cret"))
+    options = MqttOptions(session)
+    assert (session.persistent, session.session_expiry_s, session.receive_maximum) == (
+        True,
+        SESSION_EXPIRY_S,
+        RECEIVE_MAXIMUM,
+    )
+    assert options.session_expiry == timedelta(days=7)
+    assert "s3cret" not in repr(options)

@@ -5,12 +5,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ingest.mqtt import MqttOptions
 from ingest.service import IngestService
 from schemas.registry import Registry, load_market
 from stallwatch.localservices import Mosquitto
 from storage.sqlite import SQLiteStore
-from tests.ingest.helpers import SALE_TOPIC, Publisher, sale_payload, wait_until, write_market
+from tests.ingest.helpers import (
+    SALE_TOPIC,
+    Publisher,
+    ingest_mqtt,
+    sale_payload,
+    wait_until,
+    write_market,
+)
 
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 FOREVER = datetime(2100, 1, 1, tzinfo=UTC)
@@ -23,9 +29,7 @@ def test_shared_subscription_splits_the_stream_and_loses_nothing(
     stores = [SQLiteStore(tmp_path / "store.db") for _ in range(2)]  # like two processes, one file
     services = [
         IngestService.in_process(
-            MqttOptions(
-                "127.0.0.1", mosquitto_server.port, f"ingest-{i}", share_group="stallwatch"
-            ),
+            ingest_mqtt(mosquitto_server.port, f"ingest-{i}", share_group="stallwatch"),
             registry,
             store,
             tmp_path / f"ingest-{i}.spool.db",

@@ -25,11 +25,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
-from ingest.mqtt import MqttOptions
 from ingest.service import IngestService
 from ingest.validate import Validator
 from marketview.live import ProductSummary, UnknownMarket, UnknownStall, UnknownVendor
-from marketview.live_mqtt import LiveMqttOptions, LiveView
+from marketview.live_mqtt import LiveView
+from mqttedge import EdgeOptions
 from schemas.messages import DeviceKind
 from schemas.registry import Registry
 from schemas.topics import topic_for
@@ -39,7 +39,7 @@ from storage.interfaces.prices import PriceRow
 from storage.records import Reading, from_ns
 from tests.api.conftest import Feeder
 from tests.conftest import BOTH_STORES
-from tests.ingest.helpers import Publisher, wait_until
+from tests.ingest.helpers import Publisher, ingest_mqtt, wait_until
 
 MARKET = "nanmen"
 DISCONNECT_WITH_WILL = 4
@@ -118,7 +118,7 @@ class Rig:
 
     @contextmanager
     def view(self) -> Iterator[LiveView]:
-        options = LiveMqttOptions("127.0.0.1", self.broker.port, f"api-{uuid4().hex[:8]}")
+        options = EdgeOptions("127.0.0.1", self.broker.port, f"api-{uuid4().hex[:8]}")
         live = LiveView(self.registry, self.store, options, clock=self.clock)
         live.start()
         try:
@@ -134,7 +134,7 @@ def running_rig(
 ) -> Iterator[Rig]:
     """Ingest (receiver + forwarder into ``store``) and a device-like publisher, running."""
     ingest = IngestService.in_process(
-        MqttOptions("127.0.0.1", broker.port, "ingest-under-test"),
+        ingest_mqtt(broker.port, "ingest-under-test"),
         registry,
         store,
         spool_dir / "spool.db",
@@ -384,8 +384,16 @@ def test_after_a_reconnect_the_view_has_what_was_stored_meanwhile(rig: Rig, tmp_
 
 
 @pytest.mark.mosquitto
+def test_the_view_refuses_a_persistent_session(rig: Rig) -> None:
+    # Nobody resumes an API process's random client id: the broker would queue for nothing.
+    options = EdgeOptions("127.0.0.1", rig.broker.port, "api-persistent", persistent=True)
+    with pytest.raises(ValueError, match="clean session"):
+        LiveView(rig.registry, rig.store, options, clock=rig.clock)
+
+
+@pytest.mark.mosquitto
 def test_mqtt_3_1_1_works_too(rig: Rig) -> None:
-    options = LiveMqttOptions("127.0.0.1", rig.broker.port, "api-v311", protocol="3.1.1")
+    options = EdgeOptions("127.0.0.1", rig.broker.port, "api-v311", protocol="3.1.1")
     live = LiveView(rig.registry, rig.store, options, clock=rig.clock)
     live.start()
     try:

@@ -56,11 +56,13 @@ def test_ingest_options_reach_the_forwarder_process_without_showing_secrets(
 ) -> None:
     options = ingest_options(influx_settings(tmp_path))
     assert options.spool_file == tmp_path / "spool" / "ingest-2.spool.db"
-    assert (options.mqtt.host, options.mqtt.port, options.mqtt.password) == (
+    assert (options.mqtt.edge.host, options.mqtt.edge.port, options.mqtt.edge.password) == (
         "broker",
         1884,
         "mqtt-s3cret",
     )
+    assert options.mqtt.edge.persistent
+    assert options.mqtt.session_expiry == options.memory.redeliveries == timedelta(days=7)
     assert options.limits.max_age == options.memory.msg_ids == timedelta(hours=1)
     assert options.batch_lines == 250
     assert "s3cret" not in repr(options)
@@ -80,6 +82,7 @@ def test_api_and_live_view_options(tmp_path: Path) -> None:
         "ingest",
         "mqtt-s3cret",
     )
+    assert not live.persistent
     assert "s3cret" not in repr(live)
     # Each API process subscribes under a client id of its own.
     assert live.client_id != live_mqtt_options(settings).client_id
