@@ -66,7 +66,6 @@ class LiveView(LiveState):
             raise ValueError("the live view subscribes with a clean session, not a persistent one")
         super().__init__(registry, clock=clock)
         self._store = store
-        self._mqtt = mqtt
         self._validator = Validator(registry, limits)
         self._resync_interval_s = resync_interval_s
         self._retry_interval_s = retry_interval_s
