@@ -39,7 +39,7 @@ from ingest.validate import Limits, Validator
 from storage._exceptions import StoreError, StoreRejected, StoreUnavailable
 from storage.backoff import Backoff
 from storage.base import Store
-from storage.records import DeadLetter, Reading
+from storage.records import DeadLetter, Reading, span_ns
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ class Forwarder:
         self._spool.remove_through(
             batch[-1][0],
             [(delivery_digest(row[1], row[2]), row[3]) for row in dead_lettered],
-            forget_before_ns=time.time_ns() - _ns(self._memory.redeliveries),
+            forget_before_ns=time.time_ns() - span_ns(self._memory.redeliveries),
         )
         self._refused_head, self._refusals = -1, 0
         self.stats.poisoned += len(poisoned)
@@ -355,7 +355,3 @@ def _poison_letter(row: SpooledMessage, reading: Reading, error: StoreError) -> 
         market=reading.market,
         device=reading.device,
     )
-
-
-def _ns(span: timedelta) -> int:
-    return span // timedelta(microseconds=1) * 1_000

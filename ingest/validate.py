@@ -19,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 from schemas.messages import BatchIntake, DeviceMessage, PriceSet, Sale, ScaleStatus
 from schemas.registry import Device, Market, Registry
 from schemas.topics import Topic, TopicError, parse_topic
-from storage.records import UNREGISTERED, DeadLetter, Reading, to_ns
+from storage.records import UNREGISTERED, DeadLetter, Reading, span_ns, to_ns
 
 #: How much of an oversized payload the dead-letter store keeps.
 OVERSIZED_KEEP_BYTES = 1024
@@ -55,8 +55,8 @@ class Validator:
         self._registry = registry
         self._limits = limits or Limits()
         self._now_ns = now_ns
-        self._future_ns = _ns(self._limits.max_future_skew)
-        self._age_ns = _ns(self._limits.max_age)
+        self._future_ns = span_ns(self._limits.max_future_skew)
+        self._age_ns = span_ns(self._limits.max_age)
         # Devices publish to a handful of topics over and over; bounded so junk can't grow it.
         self._resolve = functools.lru_cache(maxsize=8192)(self._resolve_topic)
 
@@ -110,10 +110,6 @@ class Validator:
             raise Rejected(
                 f"timestamp {message.ts.isoformat()} is older than {self._limits.max_age}"
             )
-
-
-def _ns(span: timedelta) -> int:
-    return (span.days * 86_400 + span.seconds) * 1_000_000_000 + span.microseconds * 1_000
 
 
 def _parse(topic: str) -> Topic:

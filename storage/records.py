@@ -95,6 +95,11 @@ def to_ns(moment: datetime) -> int:
     return (moment - _EPOCH) // _MICROSECOND * 1_000
 
 
+def span_ns(span: timedelta) -> int:
+    """Nanoseconds in ``span``, exactly."""
+    return span // _MICROSECOND * 1_000
+
+
 def point_time_ns(reading: Reading) -> int:
     """Timestamp of the stored point.
 

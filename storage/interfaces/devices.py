@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Final
 
+from storage.records import span_ns
+
 
 @dataclass(frozen=True, slots=True)
 class ScaleStatusRow:
@@ -38,7 +40,7 @@ class ScaleStatusRow:
 #: newest status by more than a device clock may run ahead (ingest refuses more
 #: than minutes) arrived before that status did, so it cannot be in force.
 STATUS_LOOKBACK: Final = timedelta(hours=1)
-STATUS_LOOKBACK_NS: Final = STATUS_LOOKBACK // timedelta(microseconds=1) * 1_000
+STATUS_LOOKBACK_NS: Final = span_ns(STATUS_LOOKBACK)
 STATUS_LOOKBACK_ROWS: Final = 64
 
 

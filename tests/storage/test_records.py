@@ -18,6 +18,7 @@ from storage.records import (
     point_ns,
     point_time_ns,
     reading_as_dead_letter,
+    span_ns,
     time_bound_ns,
     to_ns,
 )
@@ -59,6 +60,11 @@ def test_from_ns_floors_to_the_microsecond(ns: int) -> None:
     expected = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=ns // 1_000)
     assert from_ns(ns) == expected
     assert to_ns(from_ns(ns)) == ns - ns % 1_000
+
+
+def test_span_ns_is_exact_for_days_and_microseconds() -> None:
+    assert span_ns(timedelta(days=400, microseconds=1)) == 400 * 86_400 * 10**9 + 1_000
+    assert span_ns(timedelta(seconds=-1)) == -(10**9)
 
 
 def test_point_time_is_device_millisecond_plus_msg_id_digits() -> None:
