@@ -27,7 +27,7 @@ from storage.traceability import (
     sale_statuses,
 )
 
-#: Registered batches remembered for checking sales (see ``InfluxStore.write``).
+#: Registered batches remembered for checking sales (see ``SaleVerification.trace_statuses``).
 _BATCH_CACHE: Final = 100_000
 
 
