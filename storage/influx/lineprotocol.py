@@ -333,7 +333,7 @@ def ledger_entry_to_line(entry: LedgerEntry, *, with_arrival: bool = True) -> st
     """The ledger point of one (market, device, msg_id): the first content's digest.
 
     ``received_ns`` is what pruning looks for; the writer sets it on one entry a
-    minute per device (``InfluxStore._record_msg_ids``), since a second field on
+    minute per device (``MsgIdLedger.record``), since a second field on
     every entry cost InfluxDB a tenth of the ingest benchmark's rate.
     """
     arrival = f",received_ns={entry.received_ns}i" if with_arrival else ""

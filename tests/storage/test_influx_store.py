@@ -27,8 +27,12 @@ from stallwatch.localservices import Influxd
 from storage._exceptions import StoreRejected, StoreUnavailable
 from storage.influx.client import InfluxClient, InfluxDatabaseNotFound, RetryPolicy
 from storage.influx.influxql import Query, quote_ident
+from storage.influx.ledger import MsgIdLedger
 from storage.influx.lineprotocol import FieldValue, build_line, reading_to_line
+from storage.influx.reader import Reader
 from storage.influx.store import InfluxStore
+from storage.influx.verification import SaleVerification
+from storage.influx.writer import Writer
 from storage.interfaces.devices import ScaleStatusRow
 from storage.interfaces.footfall import FootfallRow, GateCountRow
 from storage.interfaces.prices import PriceRow, PromotionRow
@@ -288,18 +292,22 @@ def test_a_batch_another_process_writes_while_its_sales_are_checked_still_verifi
     # between the first one's look for the batch and its write of the sale.
     with InfluxStore(influx_server.url, database, create_database=True, retry=NO_WAIT) as other:
 
-        class RacedStore(InfluxStore):
-            def _trace_statuses(
+        class RacedVerification(SaleVerification):
+            def trace_statuses(
                 self, readings: Sequence[Reading], looked_up: Mapping[tuple[str, str], BatchKey]
             ) -> dict[int, TraceStatus]:
-                statuses = super()._trace_statuses(readings, looked_up)
+                statuses = super().trace_statuses(readings, looked_up)
                 assert other.write([batch(1, T0 - timedelta(hours=1), "TC-0001")]) == []
                 return statuses
 
-        with RacedStore(influx_server.url, database, retry=NO_WAIT) as raced:
+        # The first process's write path, put together as InfluxStore does.
+        with InfluxClient(influx_server.url, retry=NO_WAIT) as client:
+            reader = Reader(client, database, None)
+            ledger = MsgIdLedger(reader, batch_lines=5000)
+            raced = Writer(reader, ledger, RacedVerification(reader, batch_lines=5000), 5000)
             assert raced.write([sale(1, T0, trace_code="TC-0001")]) == []
 
-            (row,) = raced.sales(MARKET, *DAY)
+        (row,) = other.sales(MARKET, *DAY)
     assert row.trace_status is TraceStatus.VERIFIED
 
 

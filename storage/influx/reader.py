@@ -1,0 +1,108 @@
+"""How the store's queries reach InfluxDB: a :class:`Reader`, and the conditions they share.
+
+A reader is one database and one retention policy, read through a client; a
+kind of data kept in a retention policy of its own (the msg_id ledger) gets a
+reader of its own (``dataclasses.replace(reader, retention_policy=...)``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Final
+
+from storage.influx.client import InfluxClient, Series
+from storage.influx.influxql import (
+    Condition,
+    ParamValue,
+    Query,
+    Select,
+    SelectColumns,
+    equals,
+    statements,
+    time_before,
+    time_from,
+)
+from storage.records import time_bound_ns, to_ns
+
+#: Lookups (ledger ranges, batches) per request: ~200 bytes of query each, well inside a
+#: URL's limits.
+_LOOKUPS_PER_REQUEST: Final = 200
+
+
+@dataclass(frozen=True)
+class Reader:
+    """Points in ``database``'s ``retention_policy`` (its default one if None), through ``client``.
+
+    Named for what most of its users do; the write path writes through it too.
+    """
+
+    client: InfluxClient
+    database: str
+    retention_policy: str | None
+
+    def select(
+        self,
+        measurement: str,
+        *where: Condition | None,
+        group_by: tuple[str, ...] = (),
+        newest_first: bool = False,
+        limit: int | None = None,
+        count_of: str | None = None,
+        retention_policy: str | None = None,
+    ) -> list[Series]:
+        """One SELECT in the reader's retention policy, or in ``retention_policy``."""
+        select = Select(
+            measurement,
+            where=tuple(condition for condition in where if condition is not None),
+            retention_policy=retention_policy or self.retention_policy,
+            count_of=count_of,
+            group_by=group_by,
+            newest_first=newest_first,
+            limit=limit,
+        )
+        return self.client.query(self.database, select.query())
+
+    def select_columns(self, select: SelectColumns) -> list[Series]:
+        if self.retention_policy is not None:
+            select = replace(select, retention_policy=self.retention_policy)
+        return self.client.query(self.database, select.query())
+
+    def statements(self, selects: Sequence[Query]) -> list[Series]:
+        """Run the statements, :data:`_LOOKUPS_PER_REQUEST` to a request."""
+        series: list[Series] = []
+        for start in range(0, len(selects), _LOOKUPS_PER_REQUEST):
+            query = statements(selects[start : start + _LOOKUPS_PER_REQUEST])
+            series += self.client.query(self.database, query)
+        return series
+
+    def write(self, lines: Sequence[str]) -> None:
+        """Write ``lines`` in one request, in the reader's retention policy."""
+        self.client.write(self.database, lines, retention_policy=self.retention_policy)
+
+
+# -- conditions --------------------------------------------------------------------------
+
+
+def _aware(moment: datetime) -> datetime:
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"{moment!r} is naive; the store takes timezone-aware datetimes")
+    return moment
+
+
+def aware_ns(moment: datetime) -> int:
+    return to_ns(_aware(moment))
+
+
+def bound_ns(moment: datetime) -> int:
+    """Range bound on point times for device times (see ``time_bound_ns``)."""
+    return time_bound_ns(_aware(moment))
+
+
+def optional_equals(column: str, value: ParamValue | None) -> Condition | None:
+    return None if value is None else equals(column, value)
+
+
+def device_range(start: datetime, end: datetime) -> tuple[Condition, Condition]:
+    return time_from(bound_ns(start)), time_before(bound_ns(end))

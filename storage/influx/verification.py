@@ -1,0 +1,175 @@
+"""Sales' trace statuses at write time, and verifying the sales a batch came late for.
+
+Each sale is written with its status against the newest record of the batch it
+names (``storage.traceability``), found in the write itself, in a cache of the
+batches seen, or looked up. A batch written later turns the ``unknown_batch``
+sales that name it verified by rewriting their ``trace_status`` field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence, Set
+from typing import Final
+
+from schemas.messages import Sale
+from storage.influx.client import Series
+from storage.influx.influxql import Query, Select, equals, time_from
+from storage.influx.lineprotocol import sale_trace_status_line
+from storage.influx.reader import Reader
+from storage.influx.rows import int_column, str_column, tagged_rows
+from storage.records import Reading
+from storage.traceability import (
+    LATE_BATCH_GRACE_NS,
+    BatchKey,
+    TraceStatus,
+    batches_written,
+    merge_batches,
+    sale_statuses,
+)
+
+#: Registered batches remembered for checking sales (see ``SaleVerification.trace_statuses``).
+_BATCH_CACHE: Final = 100_000
+
+
+def _codes_named(readings: Sequence[Reading]) -> set[tuple[str, str]]:
+    """The (market, trace code) each sale among ``readings`` names."""
+    return {
+        (reading.market, message.trace_code)
+        for reading in readings
+        if isinstance(message := reading.message, Sale)
+    }
+
+
+def _newest_batch_keys(series: Iterable[Series]) -> dict[tuple[str, str], BatchKey]:
+    found: dict[tuple[str, str], BatchKey] = {}
+    for row in tagged_rows(list(series)):
+        code = (str_column(row, "market"), str_column(row, "trace_code"))
+        key = BatchKey(str_column(row, "vendor"), str_column(row, "plu"), int_column(row, "time"))
+        if code not in found or key.time_ns > found[code].time_ns:
+            found[code] = key
+    return found
+
+
+class SaleVerification:
+    """The batches seen, remembered, and the sales checked against them, through ``reader``."""
+
+    def __init__(self, reader: Reader, batch_lines: int) -> None:
+        self._reader = reader
+        self._batch_lines = batch_lines
+        self._batch_keys: dict[tuple[str, str], BatchKey] = {}
+
+    def codes_to_look_up(self, readings: Sequence[Reading]) -> set[tuple[str, str]]:
+        """The codes the readings' sales name that neither they nor the cache hold a batch of."""
+        return {
+            code
+            for code in _codes_named(readings) - batches_written(readings).keys()
+            if code not in self._batch_keys
+        }
+
+    def batch_selects(self, codes: Set[tuple[str, str]], *, first_number: int = 0) -> list[Query]:
+        """A newest-first statement per code: ``trace_code`` is a field, so each is its own scan."""
+        return [
+            Select(
+                "batch",
+                where=(
+                    equals("market", market, param=f"market{number}"),
+                    equals("trace_code", code, param=f"code{number}"),
+                ),
+                retention_policy=self._reader.retention_policy,
+                newest_first=True,
+                limit=1,
+            ).query()
+            for number, (market, code) in enumerate(sorted(codes), start=first_number)
+        ]
+
+    def found(self, series: Iterable[Series]) -> dict[tuple[str, str], BatchKey]:
+        """The newest record of each code in answers to :meth:`batch_selects`, remembered."""
+        batches = _newest_batch_keys(series)
+        if batches:
+            self._remember_batches(batches)
+        return batches
+
+    def trace_statuses(
+        self, readings: Sequence[Reading], looked_up: Mapping[tuple[str, str], BatchKey]
+    ) -> dict[int, TraceStatus]:
+        """Each sale's trace status, by index (see ``storage.traceability``).
+
+        The newest record of each batch the sales name comes from this write, the
+        batches just ``looked_up``, or the cache of the batches seen.
+        """
+        named = _codes_named(readings)
+        if not named:
+            return {}
+        written = batches_written(readings)
+        stored = {code: key for code in named if (key := self._batch_keys.get(code)) is not None}
+        stored.update(looked_up)
+        return sale_statuses(readings, merge_batches(stored, written))
+
+    def _newest_batches(self, codes: Set[tuple[str, str]]) -> dict[tuple[str, str], BatchKey]:
+        """The newest record of each (market, trace code) that has one, remembered."""
+        return self.found(self._reader.statements(self.batch_selects(codes)))
+
+    def _remember_batches(self, keys: Mapping[tuple[str, str], BatchKey]) -> None:
+        if len(self._batch_keys) + len(keys) > _BATCH_CACHE:
+            self._batch_keys.clear()  # rarely: a year of batches fits; start over, never grow
+        self._batch_keys.update(merge_batches(self._batch_keys, keys))
+
+    def verify_late_sales(self, written: Sequence[Reading]) -> None:
+        """Turn the sales each written batch was late for verified, on the same points.
+
+        Lists the batch vendor's ``unknown_batch`` sales of its product naming it
+        since the grace window (a field scan of those series) and rewrites only
+        their ``trace_status`` field; InfluxDB merges it into each point.
+        """
+        batches = batches_written(written)
+        if batches:
+            self._remember_batches(batches)
+            self._verify_sales_of(batches)
+
+    def verify_if_batch_came_meanwhile(
+        self,
+        written: Sequence[Reading],
+        statuses: Mapping[int, TraceStatus],
+        readings: Sequence[Reading],
+    ) -> None:
+        """Look again for the batches of the sales just written as ``unknown_batch``.
+
+        Another ingest process may have written such a batch after this write
+        looked for it and before these sales were stored; its own late-batch
+        check then ran too early to see them. Each writer writing first and
+        looking second means one of the two sees the other.
+        """
+        stored = {id(reading) for reading in written}
+        unknown = {
+            (reading.market, message.trace_code)
+            for index, reading in enumerate(readings)
+            if statuses.get(index) is TraceStatus.UNKNOWN_BATCH
+            and id(reading) in stored
+            and isinstance(message := reading.message, Sale)
+        }
+        found = self._newest_batches(unknown) if unknown else {}
+        if found:
+            self._verify_sales_of(found)
+
+    def _verify_sales_of(self, batches: Mapping[tuple[str, str], BatchKey]) -> None:
+        lines: list[str] = []
+        for (market, trace_code), key in batches.items():
+            series = self._reader.select(
+                "sale",
+                equals("market", market),
+                equals("vendor", key.vendor),
+                equals("plu", key.plu),
+                equals("trace_code", trace_code),
+                equals("trace_status", TraceStatus.UNKNOWN_BATCH.value),
+                time_from(key.time_ns - LATE_BATCH_GRACE_NS),
+            )
+            lines += [
+                sale_trace_status_line(
+                    {tag: str_column(row, tag) for tag in ("market", "plu", "scale", "vendor")},
+                    int_column(row, "time"),
+                    TraceStatus.VERIFIED,
+                )
+                for row in tagged_rows(series)
+            ]
+        for start in range(0, len(lines), self._batch_lines):
+            self._reader.write(lines[start : start + self._batch_lines])
