@@ -95,6 +95,15 @@ def to_ns(moment: datetime) -> int:
     return (moment - _EPOCH) // _MICROSECOND * 1_000
 
 
+def require_aware(*moments: datetime) -> None:
+    """Refuse naive datetimes: a store's times are absolute instants."""
+    for moment in moments:
+        if moment.tzinfo is None or moment.utcoffset() is None:
+            raise ValueError(
+                f"{moment!r} is naive: it has no time zone, and a store's times are absolute"
+            )
+
+
 def span_ns(span: timedelta) -> int:
     """Nanoseconds in ``span``, exactly."""
     return span // _MICROSECOND * 1_000

@@ -184,12 +184,24 @@ _Document = dict[str, Any]
 _SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
 
 
+#: What a query answers, in a 200, while influxd is shutting down or its shards are
+#: not open yet: the server, not the query, and gone once it is back.
+_SERVER_NOT_READY: Final = ("engine is closed", "shard is closed", "store is closed")
+
+
+def _query_failure(error: object) -> StoreUnavailable | StoreQueryError:
+    text = str(error)
+    if any(phrase in text for phrase in _SERVER_NOT_READY):
+        return StoreUnavailable(f"InfluxDB is not serving queries: {text}")
+    return StoreQueryError(f"InfluxDB query failed: {text}")
+
+
 def _merge_chunks(chunks: Iterable[_Document]) -> list[Series]:
     """Series of all chunks; a series split over several chunks becomes one."""
     merged: dict[_SeriesKey, Series] = {}
     for chunk in chunks:
         if "error" in chunk:
-            raise StoreQueryError(f"InfluxDB query failed: {chunk['error']}")
+            raise _query_failure(chunk["error"])
         results = chunk.get("results")
         if not isinstance(results, list):
             raise StoreQueryError(f"InfluxDB answered without results: {str(chunk)[:200]}")
@@ -203,7 +215,7 @@ def _merge_result(result: _Document, merged: dict[_SeriesKey, Series]) -> None:
     if error is not None:
         if "database not found" in str(error):
             raise InfluxDatabaseNotFound(f"InfluxDB: {error}")
-        raise StoreQueryError(f"InfluxDB query failed: {error}")
+        raise _query_failure(error)
     for raw in result.get("series") or ():
         name = str(raw.get("name", ""))
         tags = {str(k): str(v) for k, v in (raw.get("tags") or {}).items()}

@@ -24,7 +24,7 @@ from storage.influx.influxql import (
     time_before,
     time_from,
 )
-from storage.records import time_bound_ns, to_ns
+from storage.records import require_aware, time_bound_ns, to_ns
 
 #: Lookups (ledger ranges, batches) per request: ~200 bytes of query each, well inside a
 #: URL's limits.
@@ -85,19 +85,15 @@ class Reader:
 # -- conditions --------------------------------------------------------------------------
 
 
-def _aware(moment: datetime) -> datetime:
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValueError(f"{moment!r} is naive; the store takes timezone-aware datetimes")
-    return moment
-
-
 def aware_ns(moment: datetime) -> int:
-    return to_ns(_aware(moment))
+    require_aware(moment)
+    return to_ns(moment)
 
 
 def bound_ns(moment: datetime) -> int:
     """Range bound on point times for device times (see ``time_bound_ns``)."""
-    return time_bound_ns(_aware(moment))
+    require_aware(moment)
+    return time_bound_ns(moment)
 
 
 def optional_equals(column: str, value: ParamValue | None) -> Condition | None:

@@ -29,6 +29,7 @@ from storage.records import (
     Reading,
     from_ns,
     reading_as_dead_letter,
+    require_aware,
     time_bound_ns,
     to_ns,
 )
@@ -124,7 +125,7 @@ class SQLiteStore(Store):
         return refused
 
     def forget_msg_ids(self, before: datetime) -> None:
-        _require_aware(before)
+        require_aware(before)
         with (
             self._connections.writer() as conn,
             sqlite_errors("forgetting old msg_ids"),
@@ -169,7 +170,7 @@ class SQLiteStore(Store):
     def prices_before(
         self, market: str, moment: datetime, *, plu: str | None = None
     ) -> list[PriceRow]:
-        _require_aware(moment)
+        require_aware(moment)
         params = {"market": market, "moment": time_bound_ns(moment), "plu": plu}
         rows = self._query(queries.PRICES_BEFORE, params, "reading prices before a moment")
         return [queries.price_row(row) for row in rows]
@@ -261,7 +262,7 @@ class SQLiteStore(Store):
         return [queries.gate_count_row(row) for row in rows]
 
     def gate_counts_before(self, market: str, moment: datetime) -> list[GateCountRow]:
-        _require_aware(moment)
+        require_aware(moment)
         params = {"market": market, "moment": time_bound_ns(moment)}
         rows = self._query(queries.GATE_COUNTS_BEFORE, params, "reading gate count baselines")
         return [queries.gate_count_row(row) for row in rows]
@@ -311,7 +312,7 @@ class SQLiteStore(Store):
         return statuses_in_force(map(queries.scale_status_row, rows))
 
     def device_last_seen(self, market: str, since: datetime) -> dict[str, datetime]:
-        _require_aware(since)
+        require_aware(since)
         params = {"market": market, "since": time_bound_ns(since)}
         rows = self._query(queries.DEVICE_LAST_SEEN, params, "reading when devices were seen")
         newest: dict[str, int] = {}
@@ -327,7 +328,7 @@ class SQLiteStore(Store):
     ) -> list[DeadLetter]:
         if limit < 0:
             raise ValueError(f"limit must not be negative, got {limit}")
-        _require_aware(start, end)
+        require_aware(start, end)
         params = {"start": to_ns(start), "end": to_ns(end), "market": market, "limit": limit}
         rows = self._query(queries.DEAD_LETTERS, params, "reading dead letters")
         return [queries.dead_letter_row(row) for row in rows]
@@ -356,7 +357,7 @@ class SQLiteStore(Store):
         return markets
 
     def reject_counts(self, start: datetime, end: datetime) -> dict[tuple[str, str], int]:
-        _require_aware(start, end)
+        require_aware(start, end)
         params = {"start": to_ns(start), "end": to_ns(end)}
         rows = self._query(queries.REJECT_COUNTS, params, "counting rejects")
         return {(market, device): count for market, device, count in rows}
@@ -535,7 +536,7 @@ def _own_sales_of(batch: BatchRow | None) -> dict[str, SqlValue]:
 
 
 def _range(start: datetime, end: datetime) -> dict[str, int]:
-    _require_aware(start, end)
+    require_aware(start, end)
     return {"start": time_bound_ns(start), "end": time_bound_ns(end)}
 
 
@@ -581,9 +582,3 @@ def _whole_hour_offsets(tz: tzinfo, start: datetime, end: datetime) -> bool:
             return False
         moment += hour
     return True
-
-
-def _require_aware(*moments: datetime) -> None:
-    for moment in moments:
-        if moment.tzinfo is None or moment.utcoffset() is None:
-            raise ValueError(f"{moment!r} has no time zone; the store's times are absolute")
