@@ -44,7 +44,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api._exceptions import AuthNotConfigured, Forbidden, NotAuthenticated, error_response
 from api.deps import ContextDep
 from schemas.messages import Identifier
-from storage.privatefiles import write_private
+from storage.privatefiles import PrivateFileError, read_private, write_private
 
 log = logging.getLogger(__name__)
 
@@ -113,15 +113,9 @@ def hash_token(token: str) -> str:
 
 def read_tokens_file(path: Path) -> TokensFile:
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return TokensFile()
-    except OSError as exc:
-        raise TokensFileError(f"cannot read tokens file {path}: {exc.strerror}") from exc
-    try:
-        return TokensFile.model_validate_json(raw)
-    except ValidationError as exc:
-        raise TokensFileError(f"tokens file {path} is not valid: {exc}") from exc
+        return read_private(path, TokensFile, "tokens file") or TokensFile()
+    except PrivateFileError as exc:
+        raise TokensFileError(str(exc)) from exc
 
 
 def write_tokens_file(path: Path, content: TokensFile) -> None:

@@ -40,12 +40,12 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, redirect, request, session
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from werkzeug.wrappers import Response as BaseResponse
 
 from dashboard.i18n import DEFAULT_LANG, Lang, t
 from schemas.messages import Identifier
-from storage.privatefiles import write_private
+from storage.privatefiles import PrivateFileError, read_private, write_private
 from webpage.headers import page_headers, static_page_policy
 
 #: scrypt cost: 16 MiB and ~50 ms per attempt here; OWASP's minimum is N=2**17 with r=8
@@ -113,15 +113,9 @@ def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
 
 def read_users_file(path: Path) -> UsersFile:
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return UsersFile()
-    except OSError as exc:
-        raise UsersFileError(f"cannot read {path}: {exc}") from exc
-    try:
-        return UsersFile.model_validate_json(raw)
-    except ValidationError as exc:
-        raise UsersFileError(f"{path} is not a valid users file: {exc}") from exc
+        return read_private(path, UsersFile, "users file") or UsersFile()
+    except PrivateFileError as exc:
+        raise UsersFileError(str(exc)) from exc
 
 
 def add_user(path: Path, name: str, password: str | None = None) -> str:

@@ -47,7 +47,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from schemas.credentials import CREDENTIALS_FILE, CredentialsFile
 from schemas.registry import Device, Registry
 from schemas.topics import CHANNELS, ROOT, topic_for
-from storage.privatefiles import write_private
+from storage.privatefiles import PrivateFileError, read_private, write_private
 
 INGEST_USER = "stallwatch-ingest"
 API_USER = "stallwatch-api"
@@ -291,17 +291,11 @@ def _read_dynsec_hashes(path: Path) -> dict[str, str]:
 
 
 def _read_credentials(path: Path) -> CredentialsFile | None:
+    # A damaged file is an error, never regenerated: that would lock every deployed device out.
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise BrokerAuthError(f"cannot read {path}: {exc.strerror}") from exc
-    try:
-        return CredentialsFile.model_validate_json(raw)
-    except ValidationError as exc:
-        # Never regenerate silently: that would lock every deployed device out.
-        raise BrokerAuthError(f"{path} is not a valid credentials file: {exc}") from exc
+        return read_private(path, CredentialsFile, "credentials file")
+    except PrivateFileError as exc:
+        raise BrokerAuthError(str(exc)) from exc
 
 
 def _write_private(path: Path, text: str) -> None:

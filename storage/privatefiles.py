@@ -10,8 +10,38 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 PRIVATE_MODE = 0o600
+
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+class PrivateFileError(ValueError):
+    """A private file that exists but cannot be read, or does not hold what it should.
+
+    Its text names the file and says which; callers re-raise it as their own error.
+    """
+
+
+def read_private(path: Path, model: type[_Model], what: str) -> _Model | None:
+    """The ``model`` in JSON file ``path`` (``what`` names it in errors), or None if absent.
+
+    Never a silent default for a damaged file: a tokens, users or credentials file
+    that reads as empty would lock everyone out, or let a regenerated one in.
+    """
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise PrivateFileError(f"cannot read {what} {path}: {exc.strerror}") from exc
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        raise PrivateFileError(f"{path} is not a valid {what}: {exc}") from exc
 
 
 def write_private(path: Path, text: str) -> None:
