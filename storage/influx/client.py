@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
 from typing import Any, Final, TypeVar
+from urllib.parse import urlencode
 
 import httpx
 
@@ -43,6 +44,8 @@ Row = dict[str, JSONScalar]
 #: Rows per chunk of a chunked query; chunking also sidesteps a server's ``max-row-limit``.
 QUERY_CHUNK_SIZE: Final = 10_000
 _MAX_ERROR_TEXT: Final = 2_000
+#: The longest query text (URL-encoded) sent in a GET's URL; longer ones are POSTed.
+_MAX_QUERY_IN_URL: Final = 6_000
 #: RFC 9110 says whole seconds; a fraction is accepted because some proxies send one.
 _DELTA_SECONDS: Final = re.compile(r"\d+(\.\d+)?")
 
@@ -318,24 +321,29 @@ class InfluxClient:
         self._retry.call(lambda: self._send(request, writing=True))
 
     def query(self, database: str, query: Query) -> list[Series]:
-        """Run one read-only statement; timestamps come back as integer ns.
+        """Run read-only statements; timestamps come back as integer ns.
 
         Uses GET, which every generation documents for reads (3.x documents only
-        GET), and chunked responses so no row limit truncates the answer.
+        GET), and chunked responses so no row limit truncates the answer. A query
+        too long for a URL (a write's look-ups for hundreds of devices) goes as a
+        POST form instead, which 1.x and 2.x read the same way: URLs over 64 KiB
+        are refused by httpx, and over 8 KiB by many proxies.
         """
         params = {
             "db": database,
-            "q": query.text,
             "epoch": "ns",
             "chunked": "true",
             "chunk_size": str(QUERY_CHUNK_SIZE),
         }
+        text = {"q": query.text}
         bound = query.params_json()
         if bound is not None:
-            params["params"] = bound
-        response = self._send(
-            self._http.build_request("GET", "/query", params=params), writing=False
-        )
+            text["params"] = bound
+        if len(urlencode(text)) <= _MAX_QUERY_IN_URL:
+            request = self._http.build_request("GET", "/query", params={**params, **text})
+        else:
+            request = self._http.build_request("POST", "/query", params=params, data=text)
+        response = self._send(request, writing=False)
         return _merge_chunks(_json_documents(response))
 
     def execute(self, statement: Query, *, database: str | None = None) -> None:

@@ -13,6 +13,7 @@ import socket
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -33,7 +34,7 @@ from storage.influx.client import (
     error_text,
     parse_retry_after,
 )
-from storage.influx.influxql import Query, Select, quote_ident, quote_string
+from storage.influx.influxql import Query, Select, equals, quote_ident, quote_string, statements
 
 NOW = 1_714_550_400.0  # the injected wall clock
 
@@ -389,6 +390,20 @@ def test_writing_to_a_missing_retention_policy_is_not_retried(
 def test_querying_a_missing_database_says_so(client: InfluxClient) -> None:
     with pytest.raises(InfluxDatabaseNotFound):
         client.query(f"missing_{uuid.uuid4().hex}", Select("m").query())
+
+
+@pytest.mark.influx
+def test_a_query_too_long_for_a_url_is_answered(client: InfluxClient, database: str) -> None:
+    # A write's look-ups for hundreds of devices: far over httpx's 64 KiB URL limit.
+    device = "sc-{:04d}-scale-at-the-far-end-of-hall-b".format
+    client.write(database, [f"m,d={device(0)} v=1i 1", f"m,d={device(999)} v=2i 2"])
+    selects = [
+        Select("m", where=(equals("d", device(n), param=f"d{n}"),)).query() for n in range(1000)
+    ]
+    query = statements(selects)
+    assert len(urlencode({"q": query.text, "params": query.params_json() or ""})) > 70_000
+    found = client.query(database, query)
+    assert sorted(row["v"] for series in found for row in series.rows) == [1, 2]
 
 
 @pytest.mark.influx

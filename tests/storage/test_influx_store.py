@@ -194,6 +194,14 @@ def test_writing_the_same_readings_twice_keeps_one_point_each(store: InfluxStore
     assert store.sales(MARKET, *DAY) == [sale_row(r) for r in readings]
 
 
+def test_a_write_from_a_thousand_scales_is_stored(store: InfluxStore) -> None:
+    # A 300-vendor market's batch names every device: its look-ups are one long query.
+    scale = "NM-HALL-B-ROW7-STALL{:04d}-SCALE-WEST-COUNTER".format
+    readings = [sale(n + 1, T0 + timedelta(seconds=n), scale=scale(n)) for n in range(1000)]
+    assert store.write(readings) == []
+    assert len(store.sales(MARKET, *DAY)) == 1000
+
+
 def test_sale_by_receipt(store: InfluxStore) -> None:
     readings = [sale(41, T0), sale(42, T0 + timedelta(seconds=1)), sale(42, T0, scale="S02")]
     store.write(readings)
