@@ -77,6 +77,8 @@ from storage.spec import (
 
 BUDGET_MS = 300.0
 LOOKUP_TARGET_MS = 50.0
+#: influxd over a year reads its shards' indexes before it listens.
+INFLUXD_START_S = 600.0
 #: How far back the second trace/receipt look-up reaches: old records must cost no more.
 OLD = timedelta(days=182)
 
@@ -223,11 +225,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     with contextlib.ExitStack() as stack:
         server = None
         if args.influx_dir is not None:
-            server = stack.enter_context(influxd(args.influx_dir, port=args.influx_port))
+            server = stack.enter_context(
+                influxd(args.influx_dir, port=args.influx_port, start_timeout=INFLUXD_START_S)
+            )
             if args.serve_influx:
                 return _serve(server, args.influx_database)
             spec: StoreSpec = InfluxSpec(server.url, args.influx_database)
         else:
+            if args.serve_influx:
+                raise SystemExit("--serve-influx needs --influx-dir")
             spec = args.store
         return _bench(args, spec, server)
     raise AssertionError("unreachable")  # ExitStack may swallow exceptions, as far as mypy knows
@@ -299,6 +305,8 @@ def _bench(args: argparse.Namespace, spec: StoreSpec, server: Influxd | None) ->
     from dashboard.queries import DashboardData, turnover_by_day
     from stallwatch.webapp import create_web_app
 
+    if isinstance(spec, SQLiteSpec) and not spec.path.is_file():
+        raise SystemExit(f"no store at {spec.path}")  # open_store would create an empty one
     registry = Registry.load([args.market])
     market = next(iter(registry))
     store = open_store(spec)
