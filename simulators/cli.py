@@ -129,6 +129,12 @@ def _history_parser(modes: Any) -> None:
     parser.add_argument(
         "--write-market", type=Path, metavar="FILE", help="also write the (scaled) market file"
     )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=5_000,
+        help="readings per Store.write (default 5000; 1000 into InfluxDB, see docs/benchmarks.md)",
+    )
 
 
 def _load_parser(modes: Any) -> None:
@@ -239,6 +245,7 @@ def _run_history(args: argparse.Namespace, markets: list[Market]) -> int:
                 days=args.days,
                 seed=args.seed,
                 vendors_scale=args.vendors,
+                batch_size=args.batch_size,
             )
             _print_history(summary)
     finally:

@@ -64,6 +64,9 @@ class LocalService:
     port: int
     argv: list[str]
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    #: Seconds to wait for the port, and for readiness: influxd over a kept directory
+    #: of a year loads its index before it serves.
+    start_timeout: float = 20.0
 
     @property
     def log_path(self) -> Path:
@@ -77,7 +80,7 @@ class LocalService:
             self.argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir
         )
         log.close()
-        _wait_for_port(self.port, self.proc, self.log_path)
+        _wait_for_port(self.port, self.proc, self.log_path, self.start_timeout)
         self._wait_ready()
 
     def _wait_ready(self) -> None:
@@ -168,7 +171,7 @@ class Influxd(LocalService):
         return f"http://127.0.0.1:{self.port}"
 
     def _wait_ready(self) -> None:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + max(30.0, self.start_timeout)
         while time.monotonic() < deadline:
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{self.url}/ping", timeout=1).status_code == 204:
@@ -177,8 +180,14 @@ class Influxd(LocalService):
         raise ServiceError(f"influxd did not answer /ping: {_tail(self.log_path)}")
 
 
-def influxd(workdir: Path, *, port: int | None = None, auth: bool = False) -> Influxd:
-    """An InfluxDB 1.x server (Debian's 1.6.7 here) with its data under ``workdir``."""
+def influxd(
+    workdir: Path, *, port: int | None = None, auth: bool = False, start_timeout: float = 20.0
+) -> Influxd:
+    """An InfluxDB 1.x server (Debian's 1.6.7 here) with its data under ``workdir``.
+
+    The data stays in ``workdir`` after the server stops, so a kept directory is
+    opened again by the next server started on it (a benchmark's year of data).
+    """
     binary = _require_binary("influxd", "influxdb")
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
@@ -208,4 +217,6 @@ bind-address = "127.0.0.1:{free_port()}"
   enabled = true
 """
     )
-    return Influxd("influxd", workdir, port, [binary, "-config", str(conf)])
+    return Influxd(
+        "influxd", workdir, port, [binary, "-config", str(conf)], start_timeout=start_timeout
+    )
