@@ -10,9 +10,9 @@ What every backend keeps to:
 * nothing leaves a rollup because its raw rows expired: queries over expired
   days answer from the rollups for whole hours (their edge hours, read raw,
   come back empty), until the rollups expire in turn;
-* a series' newest price, gate count and scale status is its current state (the
-  price in force, the baseline of the next count, the status in force) and is
-  kept however old;
+* a series' newest price, gate count and scale status before the cut-off is its
+  state then (the price in force, the baseline of the next count, the status in
+  force; the current one if nothing came since) and is kept however old;
 * markets without a policy are left alone (say, a market no longer served).
 """
 

@@ -20,10 +20,11 @@ the market older than it. Why it is done this way:
   ``batch_sold`` (what is sold of each batch) is trace data: a row goes once
   all its sales are expired and no batch of its code is left, checked for the
   codes whose sales or batches the same transaction deleted.
-* **Current state stays.** A series' newest price, gate count and scale status
-  is kept however old: the price in force, the baseline the next gate count's
-  increase is taken from (a count arriving late just after the cut-off still
-  finds its predecessor), the status in force.
+* **The state at the cut-off stays.** A series' newest price, gate count and
+  scale status before the cut-off is kept however old: the price then in force
+  (the current one, if it has not changed since), the baseline the next gate
+  count's increase is taken from (a count arriving late just after the cut-off
+  still finds its predecessor), the status then in force.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ class _Table:
     series: str | None
     #: walk the whole market along the time key instead of series by series
     by_time: bool = False
-    #: a series' newest row is its current state and is never expired
+    #: a series' newest row before the cut-off is its state then, and stays
     keep_newest: bool = False
     #: deleted rows name trace codes whose ``batch_sold`` rows may go with them
     traced: bool = False
@@ -179,7 +180,7 @@ class _Expiry:
         self._delete_all = f"DELETE FROM {name} WHERE {expired}{returning}"  # noqa: S608 - names of this module only
         self._delete_through = f"DELETE FROM {name} WHERE {expired} AND {time} <= :bound{returning}"  # noqa: S608 - names of this module only
         self._count = f"SELECT COUNT(*) FROM {name} WHERE {expired}"  # noqa: S608 - names of this module only
-        self._newest = f"SELECT MAX({time}) FROM {name} WHERE {key} = :series"  # noqa: S608 - names of this module only
+        self._newest = f"SELECT MAX({time}) FROM {name} WHERE {key} = :series AND {time} < :cutoff"  # noqa: S608 - names of this module only
 
     def _action(self, what: str) -> str:
         return f"{what} expired {self._table.name} rows of market {self._market!r}"
@@ -194,10 +195,11 @@ class _Expiry:
 
     def _upper(self, conn: sqlite3.Connection, scope: dict[str, object]) -> int | None:
         """Rows before this go; ``None`` when the series has nothing to expire."""
+        # A series keeps its newest row before the cut-off: rows before that one go.
         if not self._table.keep_newest:
             return self._cutoff_ns
-        (newest,) = conn.execute(self._newest, scope).fetchone()
-        return None if newest is None else min(newest, self._cutoff_ns)
+        (newest,) = conn.execute(self._newest, {**scope, "cutoff": self._cutoff_ns}).fetchone()
+        return None if newest is None else int(newest)
 
     def count(self) -> int:
         with sqlite_errors(self._action("counting")):
