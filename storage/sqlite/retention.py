@@ -141,8 +141,11 @@ def apply_retention(
     policies: Mapping[str, RetentionPolicy],
     *,
     dry_run: bool = False,
-    chunk_rows: int = CHUNK_ROWS,
+    chunk_rows: int | None = None,
 ) -> RetentionReport:
+    """See :meth:`Store.apply_retention`; ``chunk_rows`` defaults to :data:`CHUNK_ROWS`."""
+    if chunk_rows is None:
+        chunk_rows = CHUNK_ROWS
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows}")
     removed: Counter[tuple[str, DataKind]] = Counter()

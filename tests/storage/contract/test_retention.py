@@ -287,5 +287,5 @@ class TestHeartbeatsAndDeadLetters:
 
 
 def test_now_must_be_timezone_aware(store: Store) -> None:
-    with pytest.raises(ValueError, match="time ?zone"):
+    with pytest.raises(ValueError, match=r"time ?zone"):
         store.apply_retention(datetime(2030, 1, 1), POLICIES)
