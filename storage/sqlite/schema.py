@@ -60,9 +60,11 @@ it with one ``executemany`` upsert per table. Version 2 kept them with
 triggers, but *any* trigger that fires on each sale insert (even one that does
 nothing) made bulk sale writes about ten times slower, and more so as the table
 grew (docs/benchmarks.md); version 3 dropped those. What remains on ``sale``
-never fires on the store's writes: an ``AFTER DELETE`` trigger (raw sales are
-deleted only by hand or by tests, and stay out of the rollups that way) and a
-guard that refuses updates of a sale's key columns. Changing a sale's amounts
+never fires on the store's writes: an ``AFTER DELETE`` trigger (raw sales
+deleted by hand or by tests leave the rollups that way; since version 7 it is
+silent during a retention pass, whose expired sales stay in the rollups, see
+``storage.sqlite.retention``) and a guard that refuses updates of a sale's key
+columns. Changing a sale's amounts
 or trace code with a hand-written ``UPDATE`` bypasses the rollups: correct a
 sale by writing the corrected reading through the store. Gate counts keep
 their triggers (a few hundred an hour; measured harmless).
