@@ -334,10 +334,6 @@ def _run_dashboard_user(args: argparse.Namespace) -> int:
         return 2
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 # -- store ---------------------------------------------------------------------
 def _add_store(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     cmd = sub.add_parser("store", help="maintain the store")
@@ -376,3 +372,7 @@ def _run_store_retention(args: argparse.Namespace) -> int:
         print(f"{market}\t{kind}\tkept {policy.days(kind)} days\tbefore {cutoff}\t{verb} {count}")
     print(f"{verb} {report.total} rows in all")
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
