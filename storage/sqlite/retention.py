@@ -37,7 +37,7 @@ from datetime import datetime
 from typing import Final
 
 from schemas.retention import DataKind, RetentionPolicy
-from storage.interfaces.retention import RetentionReport
+from storage.interfaces.retention import RetentionReport, kind_of
 from storage.records import to_ns
 from storage.sqlite.connections import Connections, sqlite_errors, transaction
 
@@ -50,7 +50,6 @@ class _Table:
     """A table that expires, and how its rows of one market are found (SQL names only)."""
 
     name: str
-    kind: DataKind
     #: the column naming the row's series (or market)
     key: str
     #: the row's time column
@@ -64,11 +63,14 @@ class _Table:
     #: deleted rows name trace codes whose ``batch_sold`` rows may go with them
     traced: bool = False
 
+    @property
+    def kind(self) -> DataKind:
+        return kind_of(self.name)
+
 
 TABLES: Final = (
     _Table(
         "sale",
-        DataKind.TRACE,
         "source",
         "time_ns",
         "SELECT id FROM sale_source WHERE market = :market",
@@ -77,7 +79,6 @@ TABLES: Final = (
     ),
     _Table(
         "batch",
-        DataKind.TRACE,
         "series",
         "time_ns",
         "SELECT id FROM batch_series WHERE market = :market",
@@ -86,7 +87,6 @@ TABLES: Final = (
     ),
     _Table(
         "price",
-        DataKind.PRICES,
         "series",
         "time_ns",
         "SELECT id FROM price_series WHERE market = :market",
@@ -94,7 +94,6 @@ TABLES: Final = (
     ),
     _Table(
         "scale_status",
-        DataKind.HEARTBEATS,
         "series",
         "time_ns",
         "SELECT id FROM scale_status_series WHERE market = :market",
@@ -102,25 +101,22 @@ TABLES: Final = (
     ),
     _Table(
         "footfall",
-        DataKind.GATE_COUNTS,
         "series",
         "time_ns",
         "SELECT id FROM footfall_series WHERE market = :market",
         keep_newest=True,
     ),
-    _Table("dead_letter", DataKind.DEAD_LETTERS, "market", "received_ns", None),
+    _Table("dead_letter", "market", "received_ns", None),
     _Table(
         "sale_hourly",
-        DataKind.ROLLUPS,
         "source",
         "hour_ns",
         "SELECT id FROM sale_source WHERE market = :market",
         by_time=True,
     ),
-    _Table("market_sale_hourly", DataKind.ROLLUPS, "market", "hour_ns", None),
+    _Table("market_sale_hourly", "market", "hour_ns", None),
     _Table(
         "footfall_hourly",
-        DataKind.ROLLUPS,
         "series",
         "hour_ns",
         "SELECT id FROM footfall_series WHERE market = :market",
