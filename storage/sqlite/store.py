@@ -138,7 +138,7 @@ class SQLiteStore(Store):
         self, now: datetime, policies: Mapping[str, RetentionPolicy], *, dry_run: bool = False
     ) -> RetentionReport:
         """See :meth:`Store.apply_retention` and ``storage.sqlite.retention``."""
-        _require_aware(now)
+        require_aware(now)
         return retention.apply_retention(self._connections, now, policies, dry_run=dry_run)
 
     def _resolve_ids(self, conn: sqlite3.Connection, rows: Sequence[EncodedRow]) -> _ResolvedIds:
