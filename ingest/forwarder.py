@@ -10,7 +10,10 @@ before its PUBACK) is skipped when its first delivery is earlier in the batch or
 was dead-lettered (the spool remembers those): a readings' redelivery would be
 harmless, but a dead letter is an event keyed by arrival, and would count twice.
 The forwarder also makes the store forget msg_ids older than the device-clock
-window now and then (``storage.msgids``).
+window now and then (``storage.msgids``), and, on a thread of its own, has the
+store apply each market's retention (``schemas.retention``) hourly: a first
+pass over a large store takes a while, and the batches go on meanwhile (the
+SQLite store takes its write lock per chunk of the pass).
 
 A batch the store keeps refusing for a reason other than being unavailable (a
 *poison* batch) would block the spool's head for ever. After
@@ -29,16 +32,18 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from ingest.spool import Spool, SpooledMessage, SpoolError
 from ingest.validate import Limits, Validator
+from schemas.retention import RetentionPolicy
 from storage._exceptions import StoreError, StoreRejected, StoreUnavailable
 from storage.backoff import Backoff
 from storage.base import Store
+from storage.interfaces.retention import RetentionReport
 from storage.records import DeadLetter, Reading, span_ns
 
 log = logging.getLogger(__name__)
@@ -77,6 +82,14 @@ class Memory:
     forget_every_s: float = 3600.0
 
 
+@dataclass(frozen=True, slots=True)
+class RetentionSchedule:
+    """Each market's retention policy, by market id, and how often the store applies them."""
+
+    policies: Mapping[str, RetentionPolicy] = field(default_factory=dict)
+    every_s: float = 3600.0
+
+
 @dataclass(slots=True)
 class _Sorted:
     """A batch after the edge check: readings and dead letters, with the rows they came from."""
@@ -109,6 +122,7 @@ class Forwarder:
         on_batch: Callable[[ForwardStats], None] | None = None,
         memory: Memory | None = None,
         poison_after: int = POISON_AFTER,
+        retention: RetentionSchedule | None = None,
     ) -> None:
         if poison_after < 1:
             raise ValueError(f"poison_after must be at least 1, got {poison_after}")
@@ -126,6 +140,8 @@ class Forwarder:
         #: the spool seq of the batch the store refused last, and how many times in a row
         self._refused_head = -1
         self._refusals = 0
+        self._retention = retention or RetentionSchedule()
+        self._retention_thread: threading.Thread | None = None
 
     def forward_batch(self) -> int:
         """Validate and store the oldest batch; returns how many messages it took.
@@ -278,7 +294,9 @@ class Forwarder:
         """Forward until ``stop`` is set; ``wake`` is set whenever new messages are spooled.
 
         When caught up it waits for ``wake`` at most ``idle_poll_s`` before looking again.
+        Retention passes run on a thread of their own until ``stop`` is set.
         """
+        self._start_retention(stop)
         while not stop.is_set():
             try:
                 taken = self.forward_batch()
@@ -310,6 +328,41 @@ class Forwarder:
             self._store.forget_msg_ids(before)
         except StoreError as exc:  # StoreUnavailable included: next time, then
             log.warning("cannot forget msg_ids before %s (%s); will try again", before, exc)
+
+    def _start_retention(self, stop: threading.Event) -> None:
+        running = self._retention_thread is not None and self._retention_thread.is_alive()
+        if running or not self._retention.policies:
+            return
+        self._retention_thread = threading.Thread(
+            target=self._retention_loop, args=(stop,), name="retention", daemon=True
+        )
+        self._retention_thread.start()
+
+    def _retention_loop(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                self.apply_retention(datetime.now(UTC))
+            except NotImplementedError as exc:
+                # Issue 10: until every store implements it (InfluxDB: the next step).
+                log.warning("retention is not applied: %s", exc)
+                return
+            stop.wait(self._retention.every_s)
+
+    def apply_retention(self, now: datetime) -> RetentionReport | None:
+        """One retention pass as of ``now``; ``None`` when the store failed (next time, then)."""
+        try:
+            report = self._store.apply_retention(now, self._retention.policies)
+        except StoreError as exc:  # StoreUnavailable included
+            log.warning("cannot apply retention as of %s (%s); will try again", now, exc)
+            return None
+        if report.total:
+            removed = ", ".join(
+                f"{market} {kind}: {count}"
+                for (market, kind), count in sorted(report.removed.items())
+                if count
+            )
+            log.info("retention removed %d rows (%s)", report.total, removed)
+        return report
 
     def _on_outage(self, exc: StoreUnavailable) -> None:
         if self._failures == 0:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from ingest.forwarder import Forwarder, ForwardStats, Memory
+from ingest.forwarder import Forwarder, ForwardStats, Memory, RetentionSchedule
 from ingest.mqtt import MqttOptions, MqttReceiver
 from ingest.spool import Spool
 from ingest.validate import Limits, Validator
@@ -58,6 +58,7 @@ class IngestOptions:
     limits: Limits
     memory: Memory
     batch_lines: int
+    retention: RetentionSchedule
 
 
 class ForwarderRunner(Protocol):
@@ -81,10 +82,16 @@ class ThreadForwarder:
         limits: Limits | None,
         batch_size: int,
         memory: Memory,
+        retention: RetentionSchedule | None = None,
     ) -> None:
         self._spool = Spool(spool_path, "forwarder")
         self.forwarder = Forwarder(
-            self._spool, store, Validator(registry, limits), batch_size=batch_size, memory=memory
+            self._spool,
+            store,
+            Validator(registry, limits),
+            batch_size=batch_size,
+            memory=memory,
+            retention=retention,
         )
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -207,6 +214,7 @@ def _forwarder_process(
             batch_size=options.batch_lines,
             on_batch=publish,
             memory=options.memory,
+            retention=options.retention,
         )
         forwarder.run(stop, threading.Event(), idle_poll_s=0.05)
     spool.close()
@@ -237,12 +245,16 @@ class IngestService:
         *,
         limits: Limits | None = None,
         batch_size: int = 5_000,
+        retention: RetentionSchedule | None = None,
     ) -> IngestService:
+        """Ingest on a thread of this process; no retention passes unless ``retention`` says."""
         remember = Memory(
             msg_ids=(limits or Limits()).max_age,
             redeliveries=options.session_expiry,
         )
-        forwarder = ThreadForwarder(spool_file, registry, store, limits, batch_size, remember)
+        forwarder = ThreadForwarder(
+            spool_file, registry, store, limits, batch_size, remember, retention
+        )
         return cls(options, spool_file, forwarder)
 
     @property

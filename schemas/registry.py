@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from schemas.messages import DeviceKind, Identifier, Plu
+from schemas.retention import RetentionPolicy
 
 
 class Category(StrEnum):
@@ -124,6 +125,10 @@ class MarketFile(_Strict):
     vendors: tuple[Vendor, ...]
     gates: tuple[Gate, ...] = ()
     intake: tuple[IntakeStation, ...] = ()
+    retention: RetentionPolicy = Field(
+        default_factory=RetentionPolicy,
+        description="Days each kind of data is kept (schemas.retention); safe defaults.",
+    )
 
     @model_validator(mode="after")
     def _references_resolve(self) -> MarketFile:
@@ -190,6 +195,10 @@ class Market:
     @property
     def tz(self) -> ZoneInfo:
         return self.spec.market.tz
+
+    @property
+    def retention(self) -> RetentionPolicy:
+        return self.spec.retention
 
     @cached_property
     def devices(self) -> Mapping[str, Device]:
@@ -260,6 +269,10 @@ class Registry:
 
     def __iter__(self) -> Iterator[Market]:
         return iter(self.markets.values())
+
+    def retention(self) -> dict[str, RetentionPolicy]:
+        """Each market's retention policy, by market id: what a store's retention pass takes."""
+        return {market.id: market.retention for market in self}
 
 
 def load_market(path: Path) -> Market:

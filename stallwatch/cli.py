@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve(sub)
     _add_api_token(sub)
     _add_dashboard_user(sub)
+    _add_store(sub)
     return parser
 
 
@@ -331,6 +332,46 @@ def _run_dashboard_user(args: argparse.Namespace) -> int:
     except (auth.UsersFileError, ValueError) as exc:
         log.error("%s", exc)
         return 2
+
+
+# -- store ---------------------------------------------------------------------
+def _add_store(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    cmd = sub.add_parser("store", help="maintain the store")
+    actions = cmd.add_subparsers(dest="action", required=True)
+    retention = actions.add_parser(
+        "retention",
+        help="remove data older than each market's [retention] now (ingest does it hourly)",
+    )
+    retention.add_argument("--market", action="append", type=Path, help="market file (repeatable)")
+    retention.add_argument("--store", choices=["sqlite", "influx"])
+    retention.add_argument(
+        "--dry-run", action="store_true", help="count what would be removed, remove nothing"
+    )
+    retention.set_defaults(handler=_run_store_retention)
+
+
+def _run_store_retention(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from stallwatch.options import retention
+    from stallwatch.stores import open_store
+
+    settings = settings_from(args)
+    schedule = retention(settings, load_registry(settings))
+    now = datetime.now(UTC)
+    with open_store(settings) as store:
+        try:
+            report = store.apply_retention(now, schedule.policies, dry_run=args.dry_run)
+        except NotImplementedError as exc:  # issue 10: InfluxDB's side is the next step
+            log.error("%s", exc)
+            return 1
+    verb = "would remove" if report.dry_run else "removed"
+    for (market, kind), count in sorted(report.removed.items()):
+        policy = schedule.policies[market]
+        cutoff = policy.cutoff(kind, now).isoformat(timespec="minutes")
+        print(f"{market}\t{kind}\tkept {policy.days(kind)} days\tbefore {cutoff}\t{verb} {count}")
+    print(f"{verb} {report.total} rows in all")
+    return 0
 
 
 if __name__ == "__main__":

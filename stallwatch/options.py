@@ -11,11 +11,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ingest.forwarder import Memory
+from ingest.forwarder import Memory, RetentionSchedule
 from ingest.mqtt import MqttOptions, persistent_session
 from ingest.service import IngestOptions
 from ingest.validate import Limits
 from mqttedge import EdgeOptions
+from schemas.registry import Registry, RegistryError
 from stallwatch.settings import Settings
 from stallwatch.stores import store_spec
 
@@ -33,6 +34,7 @@ def ingest_options(settings: Settings) -> IngestOptions:
         limits=limits(settings),
         memory=memory(settings),
         batch_lines=settings.batch_lines,
+        retention=retention(settings, Registry.load(settings.markets)),
     )
 
 
@@ -74,6 +76,25 @@ def memory(settings: Settings) -> Memory:
         msg_ids=timedelta(seconds=settings.max_age_s),
         redeliveries=timedelta(seconds=settings.mqtt_session_expiry_s),
     )
+
+
+def retention(settings: Settings, registry: Registry) -> RetentionSchedule:
+    """Each market's retention policy from its market file, checked against ingest's window.
+
+    A gate count older than its retention's cut-off but still accepted by ingest
+    would be stored without the reading before it (already expired) and miscount
+    the next reading's hour; so every kind must be kept longer than ingest
+    accepts old messages (``STALLWATCH_MAX_AGE_S``).
+    """
+    window = limits(settings).max_age
+    for market in registry:
+        if market.retention.shortest() <= window:
+            raise RegistryError(
+                f"market {market.id!r}: every kind of data must be kept longer than ingest "
+                f"accepts old messages ({window}, STALLWATCH_MAX_AGE_S); [retention] keeps "
+                f"some only {market.retention.shortest()}"
+            )
+    return RetentionSchedule(policies=registry.retention())
 
 
 def spool_path(settings: Settings) -> Path:

@@ -182,3 +182,20 @@ class Connections:
     def _ensure_open(self) -> None:
         if self._closed:
             raise StoreClosed(f"the store on {self.path} is closed")
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """A write transaction on ``conn``: committed when the block ends, else rolled back."""
+    # IMMEDIATE takes the write lock up front, so a concurrent writer in another
+    # process makes us wait (busy_timeout) instead of failing halfway through.
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        # Also after a failed COMMIT (disk full, I/O error): otherwise the writer
+        # would stay inside the transaction and refuse every later BEGIN.
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise

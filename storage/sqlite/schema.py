@@ -60,9 +60,11 @@ it with one ``executemany`` upsert per table. Version 2 kept them with
 triggers, but *any* trigger that fires on each sale insert (even one that does
 nothing) made bulk sale writes about ten times slower, and more so as the table
 grew (docs/benchmarks.md); version 3 dropped those. What remains on ``sale``
-never fires on the store's writes: an ``AFTER DELETE`` trigger (raw sales are
-deleted only by hand or by tests, and stay out of the rollups that way) and a
-guard that refuses updates of a sale's key columns. Changing a sale's amounts
+never fires on the store's writes: an ``AFTER DELETE`` trigger (raw sales
+deleted by hand or by tests leave the rollups that way; since version 7 it is
+silent during a retention pass, whose expired sales stay in the rollups, see
+``storage.sqlite.retention``) and a guard that refuses updates of a sale's key
+columns. Changing a sale's amounts
 or trace code with a hand-written ``UPDATE`` bypasses the rollups: correct a
 sale by writing the corrected reading through the store. Gate counts keep
 their triggers (a few hundred an hour; measured harmless).
@@ -392,6 +394,14 @@ def _next_hour(row: str, change: tuple[str, str]) -> str:
     return _add_footfall(source, f"{row}.series", hour_of("next.time_ns"), "0", change)
 
 
+#: What deleting gate count ``OLD`` takes out of its own hour and its next reading's.
+_FOOTFALL_DELETE = f"""
+    {_own_hour("OLD", "-1", _increments("prev", "OLD", sign="-"))}
+    {_next_hour("OLD", _minus(_increments("prev", "next"), _increments("OLD", "next")))}
+    DELETE FROM footfall_hourly
+    WHERE series = OLD.series AND hour_ns = {hour_of("OLD.time_ns")} AND readings = 0;"""  # noqa: S608 - only SQL fragments of this module, no values
+
+
 # A reading's increment depends on the reading before it, so inserting or
 # removing one also changes the increment of the gate's next reading (readings
 # that arrive out of order), which may lie in another hour.
@@ -400,12 +410,8 @@ _FOOTFALL_TRIGGERS = (
     {_own_hour("NEW", "1", _increments("prev", "NEW"))}
     {_next_hour("NEW", _minus(_increments("NEW", "next"), _increments("prev", "next")))}
     END""",
-    f"""CREATE TRIGGER footfall_rollup_delete AFTER DELETE ON footfall BEGIN
-    {_own_hour("OLD", "-1", _increments("prev", "OLD", sign="-"))}
-    {_next_hour("OLD", _minus(_increments("prev", "next"), _increments("OLD", "next")))}
-    DELETE FROM footfall_hourly
-    WHERE series = OLD.series AND hour_ns = {hour_of("OLD.time_ns")} AND readings = 0;
-    END""",  # noqa: S608 - only SQL fragments of this module, no values
+    f"""CREATE TRIGGER footfall_rollup_delete AFTER DELETE ON footfall BEGIN{_FOOTFALL_DELETE}
+    END""",
     # A replay overwrites the reading (an upsert, see storage.sqlite.codec).
     f"""CREATE TRIGGER footfall_rollup_update AFTER UPDATE OF in_total, out_total ON footfall
     BEGIN
@@ -655,6 +661,13 @@ def _forget_sale_in_batch_v6(row: str) -> str:
     WHERE {key};"""  # noqa: S608 - only SQL fragments of this module, no values
 
 
+#: What deleting sale ``OLD`` takes out of the sale rollups and ``batch_sold`` (version 6).
+_SALE_DELETE_V6 = f"""
+        {_count_sale("OLD", "-")}
+        {_drop_empty_sale_hours("OLD")}
+        {_forget_sale_in_batch_v6("OLD")}"""
+
+
 _V6 = Migration(
     version=6,
     statements=(
@@ -680,16 +693,49 @@ _V6 = Migration(
         FROM sale
         GROUP BY trace, product, source
         """,
-        f"""CREATE TRIGGER sale_rollup_delete AFTER DELETE ON sale BEGIN
-        {_count_sale("OLD", "-")}
-        {_drop_empty_sale_hours("OLD")}
-        {_forget_sale_in_batch_v6("OLD")}
+        f"""CREATE TRIGGER sale_rollup_delete AFTER DELETE ON sale BEGIN{_SALE_DELETE_V6}
         END""",
         "PRAGMA user_version = 6",
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
+# -- version 7: retention deletes raw rows without touching the rollups -------------------
+#
+# A retention pass (``storage.sqlite.retention``) deletes raw sales and gate
+# counts whose time is up, but what they added to the rollups must stay: queries
+# over expired days answer from the rollups. The two delete triggers now fire
+# only while the one-row ``retention_in_progress`` flag is off. The pass sets it
+# at the start of each of its transactions and clears it before committing, so
+# no other connection ever sees it set (a rollback clears it too), and deletes
+# by hand or by tests keep the rollups exact as before. (A TEMP flag cannot be
+# used: triggers of the main schema may not read temp tables.)
+
+#: The delete triggers' condition: not a retention pass.
+_NOT_RETENTION = "(SELECT active FROM retention_in_progress) = 0"
+
+_V7 = Migration(
+    version=7,
+    statements=(
+        """
+        CREATE TABLE retention_in_progress (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            active INTEGER NOT NULL CHECK (active IN (0, 1))
+        ) STRICT
+        """,
+        "INSERT INTO retention_in_progress (id, active) VALUES (1, 0)",
+        "DROP TRIGGER sale_rollup_delete",
+        f"""CREATE TRIGGER sale_rollup_delete AFTER DELETE ON sale WHEN {_NOT_RETENTION}
+        BEGIN{_SALE_DELETE_V6}
+        END""",
+        "DROP TRIGGER footfall_rollup_delete",
+        f"""CREATE TRIGGER footfall_rollup_delete AFTER DELETE ON footfall WHEN {_NOT_RETENTION}
+        BEGIN{_FOOTFALL_DELETE}
+        END""",
+        "PRAGMA user_version = 7",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
 

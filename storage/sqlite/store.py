@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 
 from schemas.messages import Sale
+from schemas.retention import RetentionPolicy
 from storage import msgids
 from storage.base import Store
 from storage.interfaces.devices import (
@@ -22,6 +22,7 @@ from storage.interfaces.devices import (
 )
 from storage.interfaces.footfall import FootfallRow, GateCountRow
 from storage.interfaces.prices import PriceRow
+from storage.interfaces.retention import RetentionReport
 from storage.interfaces.sales import SaleRow, SalesHourRow, SalesSummaryRow
 from storage.interfaces.traceability import BatchBalanceRow, BatchRow, UnverifiedSalesRow
 from storage.records import (
@@ -33,9 +34,9 @@ from storage.records import (
     time_bound_ns,
     to_ns,
 )
-from storage.sqlite import queries, rollups, verification
+from storage.sqlite import queries, retention, rollups, verification
 from storage.sqlite.codec import BATCH, SALE, EncodedRow, SqlValue, Table, encode
-from storage.sqlite.connections import Connections, sqlite_errors
+from storage.sqlite.connections import Connections, sqlite_errors, transaction
 from storage.sqlite.interning import (
     INTERN_TABLES,
     PRODUCT,
@@ -102,7 +103,7 @@ class SQLiteStore(Store):
         if not readings and not dead_letters:
             return []
         with self._connections.writer() as conn, sqlite_errors(f"writing {len(readings)} readings"):
-            with _transaction(conn):
+            with transaction(conn):
                 claims = msgids.sort_claims(readings, _stored_msg_ids(conn, readings))
                 rows, unencodable = _encode_all(claims.accepted)
                 ids = self._resolve_ids(conn, rows)
@@ -129,9 +130,16 @@ class SQLiteStore(Store):
         with (
             self._connections.writer() as conn,
             sqlite_errors("forgetting old msg_ids"),
-            _transaction(conn),
+            transaction(conn),
         ):
             conn.execute(queries.FORGET_MSG_IDS, {"before": to_ns(before)})
+
+    def apply_retention(
+        self, now: datetime, policies: Mapping[str, RetentionPolicy], *, dry_run: bool = False
+    ) -> RetentionReport:
+        """See :meth:`Store.apply_retention` and ``storage.sqlite.retention``."""
+        require_aware(now)
+        return retention.apply_retention(self._connections, now, policies, dry_run=dry_run)
 
     def _resolve_ids(self, conn: sqlite3.Connection, rows: Sequence[EncodedRow]) -> _ResolvedIds:
         wanted: dict[InternTable, set[Key]] = defaultdict(set)
@@ -377,22 +385,6 @@ class SQLiteStore(Store):
 
 
 # -- helpers -----------------------------------------------------------------------
-
-
-@contextmanager
-def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    # IMMEDIATE takes the write lock up front, so a concurrent writer in another
-    # process makes us wait (busy_timeout) instead of failing halfway through.
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-        conn.execute("COMMIT")
-    except BaseException:
-        # Also after a failed COMMIT (disk full, I/O error): otherwise the writer
-        # would stay inside the transaction and refuse every later BEGIN.
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
 
 
 def _encode_all(readings: Sequence[Reading]) -> tuple[list[EncodedRow], list[tuple[Reading, str]]]:

@@ -17,7 +17,7 @@ from uuid import uuid4
 
 import pytest
 
-from ingest.forwarder import Forwarder, Memory
+from ingest.forwarder import Forwarder, Memory, RetentionSchedule
 from ingest.service import IngestService
 from ingest.spool import Spool
 from ingest.validate import Validator
@@ -174,3 +174,38 @@ def test_the_forwarder_makes_the_store_forget_msg_ids_beyond_the_clock_window(
 def ledger_ids(path: Path) -> list[int]:
     with closing(sqlite3.connect(path)) as conn:
         return [msg_id for (msg_id,) in conn.execute("SELECT msg_id FROM msg_id_ledger")]
+
+
+def test_the_forwarder_has_the_store_apply_each_markets_retention(tmp_path: Path) -> None:
+    registry = Registry([load_market(write_market(tmp_path))])
+    store = SQLiteStore(tmp_path / "store.db")
+    now = datetime.now(UTC)
+    # written straight to the store: ingest would refuse readings this old
+    old, recent = (
+        Reading(
+            "tm", "S-A01", to_ns(ts), Sale.model_validate_json(sale_payload(i, ts=ts.isoformat()))
+        )
+        for i, ts in ((1, now - timedelta(days=1200)), (2, now - timedelta(days=2)))
+    )
+    assert store.write([old, recent]) == []
+    spool = Spool(tmp_path / "spool.db", "forwarder")
+    forwarder = Forwarder(
+        spool,
+        store,
+        Validator(registry),
+        retention=RetentionSchedule(policies=registry.retention()),
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=forwarder.run, args=(stop, threading.Event()))
+    thread.start()
+    try:
+        wait_until(
+            lambda: [s.msg_id for s in store.sales("tm", EPOCH, FOREVER)] == [2],
+            what="the sale older than three years expired",
+        )
+        assert store.sales_summary("tm", EPOCH, FOREVER)[0].sales == 2  # still in the rollups
+    finally:
+        stop.set()
+        thread.join(10)
+        spool.close()
+        store.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import time
+from datetime import UTC, datetime, time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -11,6 +11,7 @@ import pytest
 
 from schemas.messages import DeviceKind
 from schemas.registry import Category, Device, Registry, RegistryError, SaleUnit, load_market
+from schemas.retention import DEFAULT_DAYS, DataKind, RetentionPolicy
 from tests.conftest import EXAMPLE_MARKET, REPO
 
 PRODUCTS = """
@@ -262,3 +263,66 @@ def test_documented_example_is_a_valid_market_file(tmp_path: Path) -> None:
         "G-north": DeviceKind.GATE,
         "IN-1": DeviceKind.INTAKE,
     }
+
+
+# -- [retention] ---------------------------------------------------------------
+
+
+def with_retention(table: str) -> str:
+    return market_toml() + f"\n[retention]\n{table}\n"
+
+
+def test_retention_defaults_are_the_documented_ones(tmp_path: Path) -> None:
+    market = load_market(write(tmp_path, market_toml()))
+    assert {kind: market.retention.days(kind) for kind in DataKind} == {
+        DataKind.TRACE: 1095,
+        DataKind.PRICES: 730,
+        DataKind.HEARTBEATS: 30,
+        DataKind.GATE_COUNTS: 90,
+        DataKind.DEAD_LETTERS: 90,
+        DataKind.ROLLUPS: 3650,
+    }
+    assert {kind: market.retention.days(kind) for kind in DataKind} == DEFAULT_DAYS
+
+
+def test_retention_is_set_per_kind_and_per_market(tmp_path: Path) -> None:
+    nanmen = write(tmp_path, with_retention("heartbeats = 7\ntrace = 1825"), "nanmen.toml")
+    other = write(
+        tmp_path,
+        market_toml("beiguan", scales='["S-B01-1"]', gate="G-south")
+        .replace('"P-A01"', '"P-B01"')
+        .replace('"IN-1"', '"IN-2"'),
+        "beiguan.toml",
+    )
+    registry = Registry.load([nanmen, other])
+    policies = registry.retention()
+    assert (policies["nanmen"].heartbeats, policies["nanmen"].trace) == (7, 1825)
+    assert policies["nanmen"].prices == DEFAULT_DAYS[DataKind.PRICES]
+    assert policies["beiguan"] == RetentionPolicy()
+
+
+@pytest.mark.parametrize(
+    ("table", "error"),
+    [
+        ("trace = 365", "trace records .* must be kept at least 730 days"),
+        ("heartbeats = 0", "heartbeats\n.*greater than or equal to 1"),
+        ("prices = -5", "prices\n.*greater than or equal to 1"),
+        ('gate_counts = "90"', "gate_counts\n.*valid integer"),
+        ("dead_letters = 1.5", "dead_letters\n.*valid integer"),
+        ("rollups = 40000", "rollups\n.*less than or equal to 36500"),
+        ("rollups = 365", r"retention.rollups \(365 days\) is shorter than retention.trace"),
+        ("gate_counts = 4000", r"shorter than retention.gate_counts \(4000 days\)"),
+        ("logs = 30", "logs\n.*Extra inputs are not permitted"),
+    ],
+)
+def test_bad_retention_is_rejected_with_the_key(tmp_path: Path, table: str, error: str) -> None:
+    with pytest.raises(RegistryError, match=re.compile(error, re.DOTALL)):
+        load_market(write(tmp_path, with_retention(table)))
+
+
+def test_the_cutoff_is_floored_to_the_utc_hour() -> None:
+    now = datetime(2027, 3, 1, 10, 42, 7, tzinfo=ZoneInfo("Asia/Kolkata"))  # 05:12:07 UTC
+    policy = RetentionPolicy(heartbeats=30)
+    assert policy.cutoff(DataKind.HEARTBEATS, now) == datetime(2027, 1, 30, 5, tzinfo=UTC)
+    with pytest.raises(ValueError, match="timezone-aware"):
+        policy.cutoff(DataKind.HEARTBEATS, now.replace(tzinfo=None))

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from schemas.registry import Market, Registry, RegistryError, load_market
+from schemas.retention import RetentionPolicy
 from simulators.scaling import dump_market_toml, scale_market
 
 
@@ -18,6 +19,18 @@ def test_example_files_round_trip_through_toml(tmp_path: Path, name: str) -> Non
     path = tmp_path / "market.toml"
     path.write_text(dump_market_toml(market, header="written by a test\nsecond line"))
     assert load_market(path).spec == market.spec
+
+
+def test_a_retention_table_round_trips_through_toml(tmp_path: Path) -> None:
+    from tests.conftest import REPO
+
+    source = tmp_path / "source.toml"
+    text = (REPO / "examples" / "markets" / "xiaohe.toml").read_text(encoding="utf-8")
+    source.write_text(text + "\n[retention]\nheartbeats = 14\ntrace = 1825\n", encoding="utf-8")
+    market = load_market(source)
+    path = tmp_path / "market.toml"
+    path.write_text(dump_market_toml(market), encoding="utf-8")
+    assert load_market(path).retention == RetentionPolicy(heartbeats=14, trace=1825)
 
 
 def test_example_markets_form_one_deployment(example_market: Market, xiaohe_market: Market) -> None:

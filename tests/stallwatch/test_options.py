@@ -6,15 +6,25 @@ import pickle
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from pydantic import SecretStr
 
+from schemas.registry import RegistryError
+from schemas.retention import RetentionPolicy
 from stallwatch.options import api_options, ingest_options, live_mqtt_options
 from stallwatch.settings import Settings, StoreKind
 from stallwatch.stores import store_spec
 from storage.spec import InfluxSpec, SQLiteSpec
+from tests.conftest import REPO
+
+#: The small example market (without a [retention] table), keeping its heartbeats a week.
+MARKET_FILE = REPO / "examples" / "markets" / "xiaohe.toml"
+RETENTION = "\n[retention]\nheartbeats = 7\n"
 
 
-def influx_settings(tmp_path: Path) -> Settings:
+def influx_settings(tmp_path: Path, *, retention: str = RETENTION) -> Settings:
+    market = MARKET_FILE.read_text(encoding="utf-8") + retention
+    (tmp_path / "m.toml").write_text(market, encoding="utf-8")
     return Settings(
         markets=(tmp_path / "m.toml",),
         mqtt_url="mqtt://broker:1884",
@@ -65,9 +75,18 @@ def test_ingest_options_reach_the_forwarder_process_without_showing_secrets(
     assert options.mqtt.session_expiry == options.memory.redeliveries == timedelta(days=7)
     assert options.limits.max_age == options.memory.msg_ids == timedelta(hours=1)
     assert options.batch_lines == 250
+    assert options.retention.policies == {"xiaohe": RetentionPolicy(heartbeats=7)}
     assert "s3cret" not in repr(options)
     # The forwarder's child process is spawned with a pickled copy.
     assert pickle.loads(pickle.dumps(options)) == options  # noqa: S301 (bytes we just made)
+
+
+def test_retention_must_outlast_the_window_ingest_accepts(tmp_path: Path) -> None:
+    settings = influx_settings(tmp_path, retention="\n[retention]\ngate_counts = 1\n")
+    assert ingest_options(settings).retention.policies["xiaohe"].gate_counts == 1  # window: 1 h
+    longer_window = settings.model_copy(update={"max_age_s": 2 * 86_400})
+    with pytest.raises(RegistryError, match="must be kept longer than ingest accepts"):
+        ingest_options(longer_window)
 
 
 def test_api_and_live_view_options(tmp_path: Path) -> None:
