@@ -93,15 +93,24 @@ class MsgIdLedger:
             group_by=("market", "device"),
         ).query()
 
-    def record(self, entries: Sequence[msgids.LedgerEntry], not_stored: Sequence[Reading]) -> None:
+    def record(
+        self,
+        entries: Sequence[msgids.LedgerEntry],
+        not_stored: Sequence[Reading],
+        *,
+        also: Sequence[str] = (),
+    ) -> None:
         """Add the write's new ledger entries, after its readings, except refused ones.
+
+        ``also`` are more lines timed by msg_id (``receipt_index`` entries), written
+        with the entries in the ledger's retention policy.
 
         Without transactions two instances can both find a key unused and both
         write a reading with it (see docs/architecture.md); the ledger keeps the
         later digest then.
         """
         refused = {(r.market, r.device, r.message.msg_id) for r in not_stored}
-        lines = _ledger_lines([e for e in entries if e.key not in refused])
+        lines = [*_ledger_lines([e for e in entries if e.key not in refused]), *also]
         try:
             for start in range(0, len(lines), self._batch_lines):
                 self._reader.write(lines[start : start + self._batch_lines])
