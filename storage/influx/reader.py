@@ -7,10 +7,11 @@ reader of its own (``dataclasses.replace(reader, retention_policy=...)``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Final
+from urllib.parse import quote
 
 from storage.influx.client import InfluxClient, Series
 from storage.influx.influxql import (
@@ -26,9 +27,9 @@ from storage.influx.influxql import (
 )
 from storage.records import require_aware, time_bound_ns, to_ns
 
-#: Lookups (ledger ranges, batches) per request: ~200 bytes of query each, well inside a
-#: URL's limits.
-_LOOKUPS_PER_REQUEST: Final = 200
+#: Characters of URL-encoded statements and parameters per request: a query travels in
+#: the URL (GET), and URL parts are limited (httpx: 65,536 characters).
+_REQUEST_URL_CHARS: Final = 48_000
 
 
 @dataclass(frozen=True)
@@ -70,16 +71,30 @@ class Reader:
         return self.client.query(self.database, select.query())
 
     def statements(self, selects: Sequence[Query]) -> list[Series]:
-        """Run the statements, :data:`_LOOKUPS_PER_REQUEST` to a request."""
+        """Run the statements, as many to a request as fit in its URL."""
         series: list[Series] = []
-        for start in range(0, len(selects), _LOOKUPS_PER_REQUEST):
-            query = statements(selects[start : start + _LOOKUPS_PER_REQUEST])
-            series += self.client.query(self.database, query)
+        for batch in _fitting_in_urls(selects):
+            series += self.client.query(self.database, statements(batch))
         return series
 
     def write(self, lines: Sequence[str]) -> None:
         """Write ``lines`` in one request, in the reader's retention policy."""
         self.client.write(self.database, lines, retention_policy=self.retention_policy)
+
+
+def _fitting_in_urls(selects: Sequence[Query]) -> Iterator[list[Query]]:
+    """The statements in runs whose URL-encoded text and parameters fit in one request."""
+    run: list[Query] = []
+    size = 0
+    for select in selects:
+        length = len(quote(select.text)) + len(quote(select.params_json() or ""))
+        if run and size + length > _REQUEST_URL_CHARS:
+            yield run
+            run, size = [], 0
+        run.append(select)
+        size += length
+    if run:
+        yield run
 
 
 # -- conditions --------------------------------------------------------------------------
