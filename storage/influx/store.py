@@ -9,6 +9,7 @@ The store only wires its parts together:
 * :mod:`storage.influx.writer`, :mod:`~storage.influx.ledger`,
   :mod:`~storage.influx.verification`: the write path (chunked writes that isolate
   refused lines, the msg_id ledger, sales' trace statuses);
+* :mod:`storage.influx.indexes`: where a trace code's and a receipt's points are;
 * :mod:`storage.influx.queries`: the reads, a module per interface.
 """
 
