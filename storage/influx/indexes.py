@@ -4,18 +4,26 @@ A trace code or a msg_id as a tag would make a series per code or receipt
 (unbounded cardinality), and as a field it can only be scanned for. Two small
 index measurements point at the raw points instead:
 
-``trace_index`` (tags ``market``, ``bucket``; fields ``trace_code``, ``kind``,
-``vendor``, ``plu``, ``scale`` (sales), ``point_ns``)
-    An entry for every batch record and for every sale whose trace status is not
-    verified (a verified sale is found through its batch: its vendor's series of
-    the product, see ``queries.traceability``), so a sale naming an unknown code
-    stays findable. ``bucket`` is the first two hex digits of the code's sha256:
-    256 series per market, so a code's entries are one small series away. Time:
-    the indexed point's millisecond, with a digest of (device, msg_id) in the
-    sub-millisecond digits instead of the point's msg_id digits, so two points of
-    different devices in the same millisecond (ids of the epoch-ms×1000+n kind
-    agree there) do not overwrite each other's entry; ``point_ns`` is the point's
-    exact time.
+``trace_index`` (tags ``market``, ``bucket``, ``kind``; fields ``trace_code``,
+``vendor``, ``plu``, and ``point_ns`` (batches) or ``scale`` and ``day_ns`` (sales))
+    ``bucket`` is the first two hex digits of the code's sha256 and ``kind`` is
+    ``batch`` or ``sale``: 512 series per market, so a code's entries are one
+    small series away whatever the market's history.
+
+    An entry for every batch record, timed by the batch point's millisecond
+    with a digest of (device, msg_id) in the sub-millisecond digits instead of
+    the point's msg_id digits, so two points of different devices in the same
+    millisecond (ids of the epoch-ms×1000+n kind agree there) do not overwrite
+    each other's entry; ``point_ns`` is the point's exact time.
+
+    An entry for each (scale, vendor, product, UTC day) with sales naming the
+    code whose trace status is not verified, so a sale naming an unknown code
+    stays findable: its scale's series of the product that day. Verified sales
+    are found through their batch (its vendor's series of the product, see
+    ``queries.traceability``). One entry per day and not per sale: a scale
+    printing an unregistered code on every sale would otherwise double the
+    points ingest writes. Timed by the day's start plus a digest of the rest, so
+    every write naming the same ones rewrites the same entry.
 
 ``receipt_index`` (tags ``market``, ``scale``; field ``point_ns``)
     An entry for one sale in about :data:`RECEIPT_EVERY`, chosen by a fixed
@@ -60,6 +68,7 @@ _RECEIPT_SHIFT: Final = 64 - 6  # the top 6 bits of the product: 1 in 64
 _MASK64: Final = 2**64 - 1
 
 _NS_PER_MS: Final = 1_000_000
+_NS_PER_DAY: Final = 86_400 * 1_000_000_000
 _KINDS: Final = ("batch", "sale")
 
 
@@ -73,10 +82,14 @@ def receipt_selected(msg_id: int) -> bool:
     return ((msg_id * _RECEIPT_MULTIPLIER) & _MASK64) >> _RECEIPT_SHIFT == 0
 
 
+def _digest(*parts: object) -> int:
+    text = "\n".join(map(str, parts))
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest())
+
+
 def _entry_time(point_ns: int, device: str, msg_id: int) -> int:
     """The point's millisecond, and a digest of (device, msg_id) below it (see module)."""
-    digest = hashlib.blake2b(f"{device}\n{msg_id}".encode(), digest_size=8).digest()
-    return point_ns - point_ns % _NS_PER_MS + int.from_bytes(digest) % _NS_PER_MS
+    return point_ns - point_ns % _NS_PER_MS + _digest(device, msg_id) % _NS_PER_MS
 
 
 # -- lines -------------------------------------------------------------------------------
@@ -84,29 +97,37 @@ def _entry_time(point_ns: int, device: str, msg_id: int) -> int:
 
 @dataclass(frozen=True, slots=True)
 class TraceEntry:
-    """A ``trace_index`` entry: a batch record or a sale naming ``trace_code``."""
+    """A ``trace_index`` entry: a batch record, or a day of a scale's sales naming the code."""
 
     market: str
     trace_code: str
     kind: str
     vendor: str
     plu: str
-    #: the sale's scale; None for a batch
+    #: the sales' scale; None for a batch
     scale: str | None
-    point_ns: int
+    #: a batch: its point's time (field ``point_ns``); sales: the start of their UTC day
+    #: (field ``day_ns``)
+    at_ns: int
 
-    def line(self, device: str, msg_id: int) -> str:
+    def line(self, device: str = "", msg_id: int = 0) -> str:
+        """The entry's line; a batch's names the ``device`` and ``msg_id`` of its point."""
         fields: dict[str, int | str] = {
             "trace_code": self.trace_code,
-            "kind": self.kind,
             "vendor": self.vendor,
             "plu": self.plu,
-            "point_ns": self.point_ns,
         }
-        if self.scale is not None:
+        if self.scale is None:
+            fields["point_ns"] = self.at_ns
+            time_ns = _entry_time(self.at_ns, device, msg_id)
+        else:
             fields["scale"] = self.scale
-        tags = {"market": self.market, "bucket": bucket(self.trace_code)}
-        return build_line(TRACE_INDEX, tags, fields, _entry_time(self.point_ns, device, msg_id))
+            fields["day_ns"] = self.at_ns
+            time_ns = self.at_ns + _digest(self.trace_code, self.scale, self.vendor, self.plu) % (
+                _NS_PER_DAY
+            )
+        tags = {"market": self.market, "bucket": bucket(self.trace_code), "kind": self.kind}
+        return build_line(TRACE_INDEX, tags, fields, time_ns)
 
 
 def receipt_line(market: str, scale: str, msg_id: int, point_ns: int) -> str:
@@ -114,29 +135,8 @@ def receipt_line(market: str, scale: str, msg_id: int, point_ns: int) -> str:
     return build_line(RECEIPT_INDEX, tags, {"point_ns": point_ns}, msg_id_time(msg_id))
 
 
-def _indexed(status: TraceStatus | None) -> bool:
-    """Whether a sale with this trace status gets a ``trace_index`` entry (None: unchecked)."""
-    return status is not TraceStatus.VERIFIED
-
-
-def _trace_line(reading: Reading, status: TraceStatus | None) -> str | None:
-    message = reading.message
-    if isinstance(message, BatchIntake):
-        kind, scale = "batch", None
-    elif isinstance(message, Sale) and _indexed(status):
-        kind, scale = "sale", reading.device
-    else:
-        return None
-    entry = TraceEntry(
-        reading.market,
-        message.trace_code,
-        kind,
-        message.vendor,
-        message.plu,
-        scale,
-        point_time_ns(reading),
-    )
-    return entry.line(reading.device, message.msg_id)
+def day_start_ns(point_ns: int) -> int:
+    return point_ns - point_ns % _NS_PER_DAY
 
 
 def with_trace_entries(
@@ -148,17 +148,57 @@ def with_trace_entries(
     """``lines`` and their ``sources`` (the write's encoded readings), and their index entries.
 
     ``statuses`` holds each sale's trace status by its index in ``readings``.
-    An entry goes in the same write as its point, with the point as its source:
+    An entry goes in the same write as its point(s), with a point as its source:
     it carries only values the point's own line carries, so it is refused only
-    with it.
+    with it. Sales share the entry of their scale, product, code and day, so a
+    write of sales naming an unregistered code adds a line or two per scale.
     """
-    encoded = {id(reading) for reading in sources}
-    entries = [
-        (line, reading)
-        for index, reading in enumerate(readings)
-        if id(reading) in encoded and (line := _trace_line(reading, statuses.get(index)))
-    ]
-    return [*lines, *(line for line, _ in entries)], [*sources, *(r for _, r in entries)]
+    encoded = None if sources is readings else {id(reading) for reading in sources}
+    added: list[tuple[str, Reading]] = []
+    unverified: dict[tuple[str, str, str, str, str], list[Sale]] = {}
+    first: dict[tuple[str, str, str, str, str], Reading] = {}
+    for index, reading in enumerate(readings):
+        message = reading.message
+        if encoded is not None and id(reading) not in encoded:
+            continue
+        if isinstance(message, Sale):
+            if statuses.get(index) is TraceStatus.VERIFIED:
+                continue  # found through its batch
+            key = (reading.market, message.trace_code, reading.device, message.vendor, message.plu)
+            sales = unverified.get(key)
+            if sales is None:
+                unverified[key] = sales = []
+                first[key] = reading
+            sales.append(message)
+        elif isinstance(message, BatchIntake):
+            entry = TraceEntry(
+                reading.market,
+                message.trace_code,
+                "batch",
+                message.vendor,
+                message.plu,
+                None,
+                point_time_ns(reading),
+            )
+            added.append((entry.line(reading.device, message.msg_id), reading))
+    for (market, code, scale, vendor, plu), sales in unverified.items():
+        for day_ns in _days_of(sales):
+            entry = TraceEntry(market, code, "sale", vendor, plu, scale, day_ns)
+            added.append((entry.line(), first[(market, code, scale, vendor, plu)]))
+    return [*lines, *(line for line, _ in added)], [*sources, *(r for _, r in added)]
+
+
+def _days_of(sales: Sequence[Sale]) -> set[int]:
+    """The starts of the UTC days of the sales' points (their device times' days).
+
+    Converting every time to nanoseconds cost a tenth of a write of unverified
+    sales; the earliest and the latest usually share a day.
+    """
+    earliest = day_start_ns(to_ns(min(sale.ts for sale in sales)))
+    latest = day_start_ns(to_ns(max(sale.ts for sale in sales)))
+    if earliest == latest:
+        return {earliest}
+    return {day_start_ns(to_ns(sale.ts)) for sale in sales}
 
 
 def receipt_lines(written: Iterable[Reading]) -> list[str]:
@@ -172,7 +212,7 @@ def receipt_lines(written: Iterable[Reading]) -> list[str]:
 
 # -- reading the trace index -------------------------------------------------------------
 
-_ENTRY_FIELDS: Final = ("trace_code", "kind", "vendor", "plu", "point_ns")
+_ENTRY_FIELDS: Final = ("trace_code", "kind", "vendor", "plu")
 
 
 def trace_select(
@@ -211,15 +251,18 @@ def _trace_entry(row: Row) -> TraceEntry | None:
     """The entry, or None while its write is in flight (a field is missing)."""
     if any(row.get(name) is None for name in _ENTRY_FIELDS):
         return None
-    scale = row.get("scale")
+    kind = str_column(row, "kind")
+    at = "day_ns" if kind == "sale" else "point_ns"
+    if row.get(at) is None or (kind == "sale" and row.get("scale") is None):
+        return None
     return TraceEntry(
         market=str_column(row, "market"),
         trace_code=str_column(row, "trace_code"),
-        kind=str_column(row, "kind"),
+        kind=kind,
         vendor=str_column(row, "vendor"),
         plu=str_column(row, "plu"),
-        scale=None if scale is None else str_column(row, "scale"),
-        point_ns=int_column(row, "point_ns"),
+        scale=str_column(row, "scale") if kind == "sale" else None,
+        at_ns=int_column(row, at),
     )
 
 
@@ -311,6 +354,7 @@ def index_day(
     receipts = reader if receipts is None else receipts
     trace = _batch_entry_lines(reader, market, day)
     receipt: list[str] = []
+    sales: set[TraceEntry] = set()
     for row in _day_rows(reader, "sale", ("msg_id", "trace_code", "trace_status"), market, day):
         if row.get("msg_id") is None or row.get("trace_code") is None:
             continue  # a sale whose write is still in flight: the write path indexes it
@@ -318,18 +362,19 @@ def index_day(
         assert isinstance(point_ns, int)
         if receipt_selected(msg_id):
             receipt.append(receipt_line(market, scale, msg_id, point_ns))
-        status = row.get("trace_status")
-        if status != TraceStatus.VERIFIED.value:
-            entry = TraceEntry(
-                market,
-                str_column(row, "trace_code"),
-                "sale",
-                str_column(row, "vendor"),
-                str_column(row, "plu"),
-                scale,
-                point_ns,
+        if row.get("trace_status") != TraceStatus.VERIFIED.value:
+            sales.add(
+                TraceEntry(
+                    market,
+                    str_column(row, "trace_code"),
+                    "sale",
+                    str_column(row, "vendor"),
+                    str_column(row, "plu"),
+                    scale,
+                    day_start_ns(point_ns),
+                )
             )
-            trace.append(entry.line(scale, msg_id))
+    trace += [entry.line() for entry in sales]
     for start in range(0, len(trace), batch_lines):
         reader.write(trace[start : start + batch_lines])
     for start in range(0, len(receipt), batch_lines):

@@ -47,7 +47,7 @@ def _newest_batch_keys(series: Iterable[Series]) -> dict[tuple[str, str], BatchK
         if entry.kind != "batch":
             continue
         code = (entry.market, entry.trace_code)
-        key = BatchKey(entry.vendor, entry.plu, entry.point_ns)
+        key = BatchKey(entry.vendor, entry.plu, entry.at_ns)
         if code not in found or key.time_ns > found[code].time_ns:
             found[code] = key
     return found

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -55,6 +56,11 @@ class Statement:
         return self.text.split(" FROM ", 1)[1].split(" ", 1)[0].split(".")[-1].strip('"')
 
 
+def _own(params: dict[str, object], text: str) -> dict[str, object]:
+    """The parameters a statement uses, of those its request binds."""
+    return {name: value for name, value in params.items() if re.search(rf"\${name}\b", text)}
+
+
 class RecordingTransport(httpx.BaseTransport):
     """Forwards to the real server; keeps each query request's statements."""
 
@@ -66,7 +72,7 @@ class RecordingTransport(httpx.BaseTransport):
         if request.method == "GET" and request.url.path == "/query":
             params = json.loads(request.url.params.get("params", "{}"))
             texts = request.url.params["q"].split("; ")
-            self.requests.append([Statement(text, params) for text in texts])
+            self.requests.append([Statement(text, _own(params, text)) for text in texts])
         return self._inner.handle_request(request)
 
     def close(self) -> None:
@@ -220,8 +226,8 @@ def test_sales_of_a_batch_read_its_vendors_product_from_the_grace_window(
     assert (own.params["vendor0"], own.params["plu0"]) == (vendor, "1001")
     first = _time_conditions(own)[">="]
     assert first == to_ns(intake) - LATE_BATCH_GRACE_NS
-    # Every other read is a point the index names, by its exact time.
-    assert all("=" in _time_conditions(s) for s in series_reads if s is not own)
+    # The other sales naming the code are another vendor's and one from before the window.
+    assert series_reads == [own]
 
 
 def test_a_sale_naming_an_unknown_code_is_found_by_its_index_entry(
@@ -240,9 +246,16 @@ def test_a_sale_naming_an_unknown_code_is_found_by_its_index_entry(
         (5_001, TraceStatus.UNKNOWN_BATCH),
         (5_002, TraceStatus.UNKNOWN_BATCH),
     ]
-    points = [s for s in recording.statements() if s.measurement == "sale"]
-    assert len(points) == 2
-    assert all("=" in _time_conditions(s) for s in points)
+    # Each is a day of one scale's series of the product, as its index entry says.
+    days = [s for s in recording.statements() if s.measurement == "sale"]
+    assert sorted(str(s.params[p]) for s in days for p in s.params if p.startswith("scale")) == [
+        "S03",
+        "S09",
+    ]
+    for read in days:
+        bounds = _time_conditions(read)
+        assert bounds["<"] - bounds[">="] == 86_400 * 10**9
+        assert bounds[">="] % (86_400 * 10**9) == 0
 
 
 def test_a_late_batch_finds_the_earlier_sales_through_the_index(store: InfluxStore) -> None:
@@ -375,8 +388,8 @@ def test_a_scale_without_index_entries_is_scanned(
 # -- building the indexes of days written before them ------------------------------------
 
 
-def _count(client: InfluxClient, database: str, measurement: str) -> int:
-    series = client.query(database, Query(f'SELECT COUNT("point_ns") FROM "{measurement}"'))  # noqa: S608
+def _count(client: InfluxClient, database: str, measurement: str, field: str) -> int:
+    series = client.query(database, Query(f'SELECT COUNT("{field}") FROM "{measurement}"'))  # noqa: S608
     return sum(int(row["count"]) for one in series for row in one.rows)  # type: ignore[call-overload]
 
 
@@ -406,15 +419,20 @@ def test_index_day_builds_both_indexes_from_raw_points_idempotently(
         assert store.batch(MARKET, "TC-OLD") is None  # not indexed yet
 
         first = store.index_day(MARKET, day)
-        counts = (_count(client, database, TRACE_INDEX), _count(client, database, RECEIPT_INDEX))
-        again = store.index_day(MARKET, day)
-        assert (_count(client, database, TRACE_INDEX), _count(client, database, RECEIPT_INDEX)) == (
-            counts
+        counts = (
+            _count(client, database, TRACE_INDEX, "trace_code"),
+            _count(client, database, RECEIPT_INDEX, "point_ns"),
         )
+        again = store.index_day(MARKET, day)
+        assert (
+            _count(client, database, TRACE_INDEX, "trace_code"),
+            _count(client, database, RECEIPT_INDEX, "point_ns"),
+        ) == (counts)
 
     receipts = sum(receipt_selected(n) for n in [1_000, *range(1, 400)])
-    assert first == again == IndexedDay(day, 1 + 399, receipts)
-    assert counts == (400, receipts)
+    # The batch, and one entry for the day of S02's sales naming TC-GONE.
+    assert first == again == IndexedDay(day, 2, receipts)
+    assert counts == (2, receipts)
     old = store.batch(MARKET, "TC-OLD")
     assert old is not None
     assert old.msg_id == 1

@@ -41,6 +41,7 @@ from storage.traceability import LATE_BATCH_GRACE, LATE_BATCH_GRACE_NS, BatchKey
 #: verification.
 SALES_BEFORE_INTAKE: Final = LATE_BATCH_GRACE
 _NS_PER_MS: Final = 1_000_000
+_NS_PER_DAY: Final = 86_400 * 1_000_000_000
 
 
 def batch(reader: Reader, market: str, trace_code: str) -> BatchRow | None:
@@ -71,7 +72,7 @@ def _batch_point(reader: Reader, entry: TraceEntry, number: int) -> Query:
             Condition("market", "=", f"market{number}", entry.market),
             Condition("vendor", "=", f"vendor{number}", entry.vendor),
             Condition("plu", "=", f"plu{number}", entry.plu),
-            Condition("time", "=", f"time{number}", entry.point_ns),
+            Condition("time", "=", f"time{number}", entry.at_ns),
             Condition("trace_code", "=", f"code{number}", entry.trace_code),
         ),
         retention_policy=reader.retention_policy,
@@ -114,27 +115,30 @@ def sale_span(reader: Reader, market: str, trace_code: str, batch: BatchKey) -> 
 def sales_of_batch(reader: Reader, market: str, trace_code: str) -> list[SaleRow]:
     """See :meth:`Store.sales_of_batch`: found through the code's ``trace_index`` entries.
 
-    One read of the code's index bucket gives its batch records and its
-    unverified sales. A registered batch's sales are its vendor's series of its
-    product in :func:`sale_span`, filtered by code, and the unverified ones of
-    them the index names (read by exact time, so they are found even outside
-    the span); without a batch they are the sales the index names, since none
-    can be verified.
+    One read of the code's index bucket gives its batch records and the days
+    of its unverified sales per scale and product. A registered batch's sales
+    are its vendor's series of its product in :func:`sale_span`, filtered by
+    code, and the unverified ones of them the index names (so they are found
+    even outside the span); without a batch they are the sales the index names,
+    since none can be verified: each entry is a day of one scale's series of a
+    product, filtered by code.
     """
     entries = trace_entries(reader.statements([trace_select(reader, market, trace_code)]))
-    sales = [entry for entry in entries if entry.kind == "sale"]
+    days = [entry for entry in entries if entry.kind == "sale"]
     newest = _newest_batch(entries)
+    first_ns: int | None = None
     reads: list[Query] = []
     if newest is not None:
         span = sale_span(reader, market, trace_code, newest)
+        first_ns = span.first_ns
         reads.append(_own_sales(reader, market, trace_code, newest, span))
-        sales = [
+        days = [
             entry
-            for entry in sales
+            for entry in days
             if (entry.vendor, entry.plu) == (newest.vendor, newest.plu)
-            and entry.point_ns >= span.first_ns
+            and entry.at_ns + _NS_PER_DAY > span.first_ns
         ]
-    reads += [_sale_point(reader, entry, number) for number, entry in enumerate(sales, start=1)]
+    reads += [_sales_of_day(reader, entry, n, first_ns) for n, entry in enumerate(days, start=1)]
     if not reads:
         return []
     rows = {(row.scale, row.ts, row.msg_id): row for row in sorted_sales(reader.statements(reads))}
@@ -145,8 +149,8 @@ def _newest_batch(entries: Sequence[TraceEntry]) -> BatchKey | None:
     batches = [entry for entry in entries if entry.kind == "batch"]
     if not batches:
         return None
-    newest = max(batches, key=lambda entry: entry.point_ns)
-    return BatchKey(newest.vendor, newest.plu, newest.point_ns)
+    newest = max(batches, key=lambda entry: entry.at_ns)
+    return BatchKey(newest.vendor, newest.plu, newest.at_ns)
 
 
 def _own_sales(
@@ -165,10 +169,14 @@ def _own_sales(
     return Select("sale", where=tuple(where), retention_policy=reader.retention_policy).query()
 
 
-def _sale_point(reader: Reader, entry: TraceEntry, number: int) -> Query:
-    """The sale point an index entry names."""
+def _sales_of_day(reader: Reader, entry: TraceEntry, number: int, first_ns: int | None) -> Query:
+    """The sales an index entry names: a day of its scale's series of the product, by code.
+
+    ``first_ns`` (the batch's window) cuts the day's start.
+    """
     if entry.scale is None:
-        raise StoreQueryError(f"trace_index sale entry at {entry.point_ns} has no scale")
+        raise StoreQueryError(f"trace_index sales entry of {entry.at_ns} has no scale")
+    start = entry.at_ns if first_ns is None else max(entry.at_ns, first_ns)
     return Select(
         "sale",
         where=(
@@ -176,8 +184,9 @@ def _sale_point(reader: Reader, entry: TraceEntry, number: int) -> Query:
             Condition("scale", "=", f"scale{number}", entry.scale),
             Condition("vendor", "=", f"vendor{number}", entry.vendor),
             Condition("plu", "=", f"plu{number}", entry.plu),
-            Condition("time", "=", f"time{number}", entry.point_ns),
             Condition("trace_code", "=", f"code{number}", entry.trace_code),
+            Condition("time", ">=", f"start{number}", start),
+            Condition("time", "<", f"end{number}", entry.at_ns + _NS_PER_DAY),
         ),
         retention_policy=reader.retention_policy,
     ).query()
