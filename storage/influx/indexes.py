@@ -202,12 +202,19 @@ def _days_of(sales: Sequence[Sale]) -> set[int]:
 
 
 def receipt_lines(written: Iterable[Reading]) -> list[str]:
-    """The ``receipt_index`` entries of the written sales :func:`receipt_selected` picks."""
-    return [
-        receipt_line(reading.market, reading.device, message.msg_id, point_time_ns(reading))
+    """The ``receipt_index`` entries of the written sales :func:`receipt_selected` picks.
+
+    A reading may be listed twice (as the source of its point and of an index
+    entry): it gets one entry.
+    """
+    lines = {
+        id(reading): receipt_line(
+            reading.market, reading.device, message.msg_id, point_time_ns(reading)
+        )
         for reading in written
         if isinstance(message := reading.message, Sale) and receipt_selected(message.msg_id)
-    ]
+    }
+    return list(lines.values())
 
 
 # -- reading the trace index -------------------------------------------------------------
