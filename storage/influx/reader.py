@@ -82,6 +82,20 @@ class Reader:
         self.client.write(self.database, lines, retention_policy=self.retention_policy)
 
 
+def chunks(count: int, size: int) -> list[tuple[int, int]]:
+    """(start, end) of chunks of ``size`` lines; a small last one rides with the one before.
+
+    A write of ``size`` readings carries a few more lines (index entries), which
+    must not cost a request of their own: a last chunk under a tenth of
+    ``size`` joins the previous one.
+    """
+    bounds = [(start, min(start + size, count)) for start in range(0, count, size)]
+    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] < size // 10:
+        (start, _), (_, end) = bounds[-2], bounds.pop()
+        bounds[-1] = (start, end)
+    return bounds
+
+
 def _fitting_in_urls(selects: Sequence[Query]) -> Iterator[list[Query]]:
     """The statements in runs whose URL-encoded text and parameters fit in one request."""
     run: list[Query] = []

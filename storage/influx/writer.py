@@ -21,7 +21,7 @@ from storage.influx.lineprotocol import (
     is_portable_tag_value,
     reading_to_line,
 )
-from storage.influx.reader import Reader
+from storage.influx.reader import Reader, chunks
 from storage.influx.verification import SaleVerification
 from storage.records import (
     UNREGISTERED,
@@ -80,7 +80,7 @@ class Writer:
         statuses = self._verification.trace_statuses(accepted, batches)
         lines, sources, not_stored = _encode(accepted, statuses)
         lines, sources = with_trace_entries(lines, sources, accepted, statuses)
-        for start, end in _chunks(len(lines), self._batch_lines):
+        for start, end in chunks(len(lines), self._batch_lines):
             for index, detail in self._write_isolating(lines[start:end]):
                 not_stored.append((sources[start + index], detail))
         not_written = {id(reading) for reading, _ in not_stored}
@@ -151,20 +151,6 @@ class Writer:
                 f"InfluxDB refused {len(refused)} dead letter(s): {refused[0][1]}",
                 detail=refused[0][1],
             )
-
-
-def _chunks(count: int, size: int) -> list[tuple[int, int]]:
-    """(start, end) of chunks of ``size`` lines; a small last one rides with the one before.
-
-    A write of ``size`` readings carries a few more lines (index entries), which
-    must not cost a request of their own: a last chunk under a tenth of
-    ``size`` joins the previous one.
-    """
-    bounds = [(start, min(start + size, count)) for start in range(0, count, size)]
-    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] < size // 10:
-        (start, _), (_, end) = bounds[-2], bounds.pop()
-        bounds[-1] = (start, end)
-    return bounds
 
 
 #: A reading the store did not write, and why.

@@ -34,6 +34,7 @@ from storage.influx.indexes import (
 )
 from storage.influx.influxql import Query
 from storage.influx.lineprotocol import reading_to_line
+from storage.influx.reader import chunks
 from storage.influx.store import InfluxStore
 from storage.records import Reading, point_time_ns, to_ns
 from storage.traceability import LATE_BATCH_GRACE_NS, TraceStatus
@@ -67,8 +68,11 @@ class RecordingTransport(httpx.BaseTransport):
     def __init__(self) -> None:
         self._inner = httpx.HTTPTransport()
         self.requests: list[list[Statement]] = []
+        self.writes = 0
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/write":
+            self.writes += 1
         if request.method == "GET" and request.url.path == "/query":
             params = json.loads(request.url.params.get("params", "{}"))
             texts = request.url.params["q"].split("; ")
@@ -460,3 +464,28 @@ def test_a_write_naming_many_unknown_codes_looks_them_all_up(store: InfluxStore)
     assert store.write([batch(1, T0, "SD370782-20240501-000001-UNKNOWN")]) == []
     (first,) = store.sales_of_batch(MARKET, "SD370782-20240501-000001-UNKNOWN")
     assert first.trace_status is TraceStatus.VERIFIED
+
+
+def test_index_entries_ride_in_the_readings_request(
+    influx_server: Influxd, recording: RecordingTransport, database: str
+) -> None:
+    readings = [sale(n, T0 + timedelta(seconds=n), "TC-3", scale=f"S{n % 5}") for n in range(100)]
+    with InfluxStore(
+        influx_server.url,
+        database,
+        create_database=True,
+        retry=NO_WAIT,
+        transport=recording,
+        batch_lines=100,
+    ) as store:
+        assert store.write(readings) == []
+        # One request for the 100 sales and their index entries, one for the ledger.
+        assert recording.writes == 2
+        assert len(store.sales_of_batch(MARKET, "TC-3")) == len(readings)
+
+
+def test_a_small_last_chunk_rides_with_the_one_before() -> None:
+    assert chunks(5_219, 5_000) == [(0, 5_219)]
+    assert chunks(12_000, 5_000) == [(0, 5_000), (5_000, 10_000), (10_000, 12_000)]
+    assert chunks(0, 5_000) == []
+    assert chunks(3, 2) == [(0, 2), (2, 3)]
