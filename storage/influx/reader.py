@@ -7,11 +7,11 @@ reader of its own (``dataclasses.replace(reader, retention_policy=...)``).
 
 from __future__ import annotations
 
+import string
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Final
-from urllib.parse import quote
 
 from storage.influx.client import InfluxClient, Series
 from storage.influx.influxql import (
@@ -30,6 +30,7 @@ from storage.records import require_aware, time_bound_ns, to_ns
 #: Characters of URL-encoded statements and parameters per request: a query travels in
 #: the URL (GET), and URL parts are limited (httpx: 65,536 characters).
 _REQUEST_URL_CHARS: Final = 48_000
+_UNRESERVED: Final = (string.ascii_letters + string.digits + "-._~").encode()
 
 
 @dataclass(frozen=True)
@@ -96,12 +97,21 @@ def chunks(count: int, size: int) -> list[tuple[int, int]]:
     return bounds
 
 
+def _url_length(text: str) -> int:
+    """How long ``text`` is percent-encoded, at most: 3 characters per byte but the unreserved.
+
+    (``urllib.parse.quote`` on every statement cost the write path more than its lookups.)
+    """
+    encoded = text.encode()
+    return len(encoded) + 2 * len(encoded.translate(None, _UNRESERVED))
+
+
 def _fitting_in_urls(selects: Sequence[Query]) -> Iterator[list[Query]]:
     """The statements in runs whose URL-encoded text and parameters fit in one request."""
     run: list[Query] = []
     size = 0
     for select in selects:
-        length = len(quote(select.text)) + len(quote(select.params_json() or ""))
+        length = _url_length(select.text) + _url_length(select.params_json() or "")
         if run and size + length > _REQUEST_URL_CHARS:
             yield run
             run, size = [], 0
