@@ -18,7 +18,7 @@ from storage._exceptions import StoreRejected
 from storage.influx.client import Series
 from storage.influx.influxql import Condition, Delete, Query, Select, equals
 from storage.influx.lineprotocol import MSG_ID_LEDGER, ledger_entry_to_line, msg_id_time
-from storage.influx.reader import Reader, aware_ns
+from storage.influx.reader import Reader, aware_ns, chunks
 from storage.influx.rows import int_column, str_column, tagged_rows
 from storage.records import Reading
 
@@ -93,18 +93,27 @@ class MsgIdLedger:
             group_by=("market", "device"),
         ).query()
 
-    def record(self, entries: Sequence[msgids.LedgerEntry], not_stored: Sequence[Reading]) -> None:
+    def record(
+        self,
+        entries: Sequence[msgids.LedgerEntry],
+        not_stored: Sequence[Reading],
+        *,
+        also: Sequence[str] = (),
+    ) -> None:
         """Add the write's new ledger entries, after its readings, except refused ones.
+
+        ``also`` are more lines timed by msg_id (``receipt_index`` entries), written
+        with the entries in the ledger's retention policy.
 
         Without transactions two instances can both find a key unused and both
         write a reading with it (see docs/architecture.md); the ledger keeps the
         later digest then.
         """
         refused = {(r.market, r.device, r.message.msg_id) for r in not_stored}
-        lines = _ledger_lines([e for e in entries if e.key not in refused])
+        lines = [*_ledger_lines([e for e in entries if e.key not in refused]), *also]
         try:
-            for start in range(0, len(lines), self._batch_lines):
-                self._reader.write(lines[start : start + self._batch_lines])
+            for start, end in chunks(len(lines), self._batch_lines):
+                self._reader.write(lines[start:end])
         except StoreRejected as exc:
             self._on_refused(exc)
         else:

@@ -7,7 +7,8 @@ reader of its own (``dataclasses.replace(reader, retention_policy=...)``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import string
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Final
@@ -26,9 +27,10 @@ from storage.influx.influxql import (
 )
 from storage.records import require_aware, time_bound_ns, to_ns
 
-#: Lookups (ledger ranges, batches) per request: ~200 bytes of query each, well inside a
-#: URL's limits.
-_LOOKUPS_PER_REQUEST: Final = 200
+#: Characters of URL-encoded statements and parameters per request: a query travels in
+#: the URL (GET), and URL parts are limited (httpx: 65,536 characters).
+_REQUEST_URL_CHARS: Final = 48_000
+_UNRESERVED: Final = (string.ascii_letters + string.digits + "-._~").encode()
 
 
 @dataclass(frozen=True)
@@ -70,16 +72,53 @@ class Reader:
         return self.client.query(self.database, select.query())
 
     def statements(self, selects: Sequence[Query]) -> list[Series]:
-        """Run the statements, :data:`_LOOKUPS_PER_REQUEST` to a request."""
+        """Run the statements, as many to a request as fit in its URL."""
         series: list[Series] = []
-        for start in range(0, len(selects), _LOOKUPS_PER_REQUEST):
-            query = statements(selects[start : start + _LOOKUPS_PER_REQUEST])
-            series += self.client.query(self.database, query)
+        for batch in _fitting_in_urls(selects):
+            series += self.client.query(self.database, statements(batch))
         return series
 
     def write(self, lines: Sequence[str]) -> None:
         """Write ``lines`` in one request, in the reader's retention policy."""
         self.client.write(self.database, lines, retention_policy=self.retention_policy)
+
+
+def chunks(count: int, size: int) -> list[tuple[int, int]]:
+    """(start, end) of chunks of ``size`` lines; a small last one rides with the one before.
+
+    A write of ``size`` readings carries a few more lines (index entries), which
+    must not cost a request of their own: a last chunk under a tenth of
+    ``size`` joins the previous one.
+    """
+    bounds = [(start, min(start + size, count)) for start in range(0, count, size)]
+    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] < size // 10:
+        (start, _), (_, end) = bounds[-2], bounds.pop()
+        bounds[-1] = (start, end)
+    return bounds
+
+
+def _url_length(text: str) -> int:
+    """How long ``text`` is percent-encoded, at most: 3 characters per byte but the unreserved.
+
+    (``urllib.parse.quote`` on every statement cost the write path more than its lookups.)
+    """
+    encoded = text.encode()
+    return len(encoded) + 2 * len(encoded.translate(None, _UNRESERVED))
+
+
+def _fitting_in_urls(selects: Sequence[Query]) -> Iterator[list[Query]]:
+    """The statements in runs whose URL-encoded text and parameters fit in one request."""
+    run: list[Query] = []
+    size = 0
+    for select in selects:
+        length = _url_length(select.text) + _url_length(select.params_json() or "")
+        if run and size + length > _REQUEST_URL_CHARS:
+            yield run
+            run, size = [], 0
+        run.append(select)
+        size += length
+    if run:
+        yield run
 
 
 # -- conditions --------------------------------------------------------------------------

@@ -18,7 +18,12 @@ scale_status    market, scale                 msg_id, online, will, zero_ok?, se
                                               calibration_due?, received_ns
 dead_letter     market, device (, dup)        topic, reason, payload_b64, payload_size
 msg_id_ledger   market, device                digest, received_ns? (time: the msg_id − 1)
+trace_index     market, bucket, kind          trace_code, vendor, plu, point_ns | scale, day_ns
+receipt_index   market, scale                 point_ns (time: the msg_id − 1)
 ==============  ============================  ==============================================
+
+The two indexes say where a trace code's and a receipt's points are
+(:mod:`storage.influx.indexes`).
 
 A point's fields become visible to readers one by one while a write is in
 flight, so the row decoders treat a sale without all of its required fields

@@ -9,6 +9,7 @@ The store only wires its parts together:
 * :mod:`storage.influx.writer`, :mod:`~storage.influx.ledger`,
   :mod:`~storage.influx.verification`: the write path (chunked writes that isolate
   refused lines, the msg_id ledger, sales' trace statuses);
+* :mod:`storage.influx.indexes`: where a trace code's and a receipt's points are;
 * :mod:`storage.influx.queries`: the reads, a module per interface.
 """
 
@@ -16,12 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import date, datetime
 
 import httpx
 
 from storage.base import Store
 from storage.influx.client import InfluxClient, RetryPolicy
+from storage.influx.indexes import IndexedDay, index_day
 from storage.influx.ledger import MsgIdLedger
 from storage.influx.queries import dead_letters, devices, footfall, prices, sales, traceability
 from storage.influx.reader import Reader
@@ -74,7 +76,10 @@ class InfluxStore(Store):
         # points refuses them, so the ledger may live in a policy of its own that keeps
         # data forever (docs/influxdb-compatibility.md).
         ledger_rp = msg_id_retention_policy or retention_policy
-        self._ledger = MsgIdLedger(replace(self._reader, retention_policy=ledger_rp), batch_lines)
+        # The receipt index is timed by msg_id too: it lives with the ledger.
+        self._receipts = replace(self._reader, retention_policy=ledger_rp)
+        self._ledger = MsgIdLedger(self._receipts, batch_lines)
+        self._batch_lines = batch_lines
         verification = SaleVerification(self._reader, batch_lines)
         self._writer = Writer(self._reader, self._ledger, verification, batch_lines)
         if create_database:
@@ -102,6 +107,16 @@ class InfluxStore(Store):
 
     def reject_counts(self, start: datetime, end: datetime) -> dict[tuple[str, str], int]:
         return dead_letters.reject_counts(self._reader, start, end)
+
+    def index_day(self, market: str, day: date) -> IndexedDay:
+        """Build the trace and receipt indexes of one UTC day from its raw points.
+
+        For databases written before the indexes (``storage.influx.indexes``);
+        idempotent, so a backfill may redo a day.
+        """
+        return index_day(
+            self._reader, market, day, receipts=self._receipts, batch_lines=self._batch_lines
+        )
 
     # -- prices ------------------------------------------------------------------------
     def latest_prices(self, market: str) -> list[PriceRow]:
@@ -137,7 +152,7 @@ class InfluxStore(Store):
         return sales.sales(self._reader, market, start, end, vendor=vendor, scale=scale, plu=plu)
 
     def sale_by_receipt(self, market: str, scale: str, msg_id: int) -> SaleRow | None:
-        return sales.sale_by_receipt(self._reader, market, scale, msg_id)
+        return sales.sale_by_receipt(self._reader, self._receipts, market, scale, msg_id)
 
     def sales_summary(self, market: str, start: datetime, end: datetime) -> list[SalesSummaryRow]:
         return sales.sales_summary(self._reader, market, start, end)

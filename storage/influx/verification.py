@@ -13,10 +13,11 @@ from typing import Final
 
 from schemas.messages import Sale
 from storage.influx.client import Series
-from storage.influx.influxql import Query, Select, equals, time_from
+from storage.influx.indexes import trace_entries, trace_select
+from storage.influx.influxql import Query, equals, time_from
 from storage.influx.lineprotocol import sale_trace_status_line
 from storage.influx.reader import Reader
-from storage.influx.rows import int_column, str_column, tagged_rows
+from storage.influx.rows import NEWEST_WITH_FALLBACK, int_column, str_column, tagged_rows
 from storage.records import Reading
 from storage.traceability import (
     LATE_BATCH_GRACE_NS,
@@ -42,9 +43,11 @@ def _codes_named(readings: Sequence[Reading]) -> set[tuple[str, str]]:
 
 def _newest_batch_keys(series: Iterable[Series]) -> dict[tuple[str, str], BatchKey]:
     found: dict[tuple[str, str], BatchKey] = {}
-    for row in tagged_rows(list(series)):
-        code = (str_column(row, "market"), str_column(row, "trace_code"))
-        key = BatchKey(str_column(row, "vendor"), str_column(row, "plu"), int_column(row, "time"))
+    for entry in trace_entries(series):
+        if entry.kind != "batch":
+            continue
+        code = (entry.market, entry.trace_code)
+        key = BatchKey(entry.vendor, entry.plu, entry.at_ns)
         if code not in found or key.time_ns > found[code].time_ns:
             found[code] = key
     return found
@@ -67,23 +70,29 @@ class SaleVerification:
         }
 
     def batch_selects(self, codes: Set[tuple[str, str]], *, first_number: int = 0) -> list[Query]:
-        """A newest-first statement per code: ``trace_code`` is a field, so each is its own scan."""
+        """A statement per code for its newest batch entries in the trace index.
+
+        Each reads one small series (the code's ``trace_index`` bucket), however
+        many batches the market has had.
+        """
         return [
-            Select(
-                "batch",
-                where=(
-                    equals("market", market, param=f"market{number}"),
-                    equals("trace_code", code, param=f"code{number}"),
-                ),
-                retention_policy=self._reader.retention_policy,
-                newest_first=True,
-                limit=1,
-            ).query()
+            trace_select(
+                self._reader,
+                market,
+                code,
+                kind="batch",
+                number=number,
+                newest=NEWEST_WITH_FALLBACK,
+            )
             for number, (market, code) in enumerate(sorted(codes), start=first_number)
         ]
 
     def found(self, series: Iterable[Series]) -> dict[tuple[str, str], BatchKey]:
-        """The newest record of each code in answers to :meth:`batch_selects`, remembered."""
+        """The newest record of each code in answers to :meth:`batch_selects`, remembered.
+
+        ``series`` may hold answers to other statements too: only the trace
+        index's rows are read.
+        """
         batches = _newest_batch_keys(series)
         if batches:
             self._remember_batches(batches)

@@ -12,6 +12,7 @@ from typing import Final
 
 from storage import msgids
 from storage._exceptions import StoreRejected
+from storage.influx.indexes import receipt_lines, with_trace_entries
 from storage.influx.ledger import MsgIdLedger, ledger_digests
 from storage.influx.lineprotocol import (
     MSG_ID_LEDGER,
@@ -20,7 +21,7 @@ from storage.influx.lineprotocol import (
     is_portable_tag_value,
     reading_to_line,
 )
-from storage.influx.reader import Reader
+from storage.influx.reader import Reader, chunks
 from storage.influx.verification import SaleVerification
 from storage.records import (
     UNREGISTERED,
@@ -78,15 +79,17 @@ class Writer:
         accepted = claims.accepted
         statuses = self._verification.trace_statuses(accepted, batches)
         lines, sources, not_stored = _encode(accepted, statuses)
-        for start in range(0, len(lines), self._batch_lines):
-            chunk = lines[start : start + self._batch_lines]
-            for index, detail in self._write_isolating(chunk):
+        lines, sources = with_trace_entries(lines, sources, accepted, statuses)
+        for start, end in chunks(len(lines), self._batch_lines):
+            for index, detail in self._write_isolating(lines[start:end]):
                 not_stored.append((sources[start + index], detail))
         not_written = {id(reading) for reading, _ in not_stored}
         written = [reading for reading in sources if id(reading) not in not_written]
         self._verification.verify_late_sales(written)
         self._verification.verify_if_batch_came_meanwhile(written, statuses, accepted)
-        self._ledger.record(claims.new, [reading for reading, _ in not_stored])
+        self._ledger.record(
+            claims.new, [reading for reading, _ in not_stored], also=receipt_lines(written)
+        )
         refused = [rejected_reading(reading, detail) for reading, detail in not_stored]
         refused += [
             reading_as_dead_letter(reading, msgids.REUSED_MSG_ID) for reading in claims.reused
@@ -112,7 +115,7 @@ class Writer:
         batch_selects = self._verification.batch_selects(unseen, first_number=len(selects))
         series = self._reader.statements([*selects, *batch_selects])
         digests = ledger_digests(one for one in series if one.name == MSG_ID_LEDGER)
-        batches = self._verification.found(one for one in series if one.name == "batch")
+        batches = self._verification.found(series)
         return digests, batches
 
     def _write_isolating(self, lines: list[str]) -> list[tuple[int, str]]:

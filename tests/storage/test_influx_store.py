@@ -369,7 +369,7 @@ def test_batch_and_its_sales(store: InfluxStore) -> None:
     assert store.batch(MARKET, "TC-9999") is None
 
 
-def test_sales_of_an_unrecorded_batch_are_found_by_scanning(store: InfluxStore) -> None:
+def test_sales_of_an_unrecorded_batch_are_found_through_the_index(store: InfluxStore) -> None:
     readings = [sale(1, T0, trace_code="TC-LOST"), sale(2, T0, vendor="V02", trace_code="TC-LOST")]
     store.write(readings)
     assert store.sales_of_batch(MARKET, "TC-LOST") == [sale_row(r) for r in readings]

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Final
 
-from storage.influx.influxql import Column, SelectColumns, equals
+from storage.influx.indexes import receipt_bounds
+from storage.influx.influxql import Column, SelectColumns, equals, time_before, time_from
 from storage.influx.reader import Reader, device_range, optional_equals
 from storage.influx.rows import int_column, sorted_sales, tagged_rows
 from storage.interfaces.sales import SaleRow, SalesHourRow, SalesSummaryRow
 from storage.records import from_ns
+
+_NS_PER_MS: Final = 1_000_000
 
 
 def sales(
@@ -32,17 +36,35 @@ def sales(
     return sorted_sales(series)
 
 
-def sale_by_receipt(reader: Reader, market: str, scale: str, msg_id: int) -> SaleRow | None:
-    """The sale with this ``msg_id`` (a field scan of that scale's series)."""
-    series = reader.select(
-        "sale",
-        equals("market", market),
-        equals("scale", scale),
-        equals("msg_id", msg_id),
-        newest_first=True,
-        limit=1,
-    )
-    rows = sorted_sales(series)
+def sale_by_receipt(
+    reader: Reader, receipts: Reader, market: str, scale: str, msg_id: int
+) -> SaleRow | None:
+    """The sale with this ``msg_id``, in the time range its ``receipt_index`` entries bound.
+
+    The scale's entries at or below and at or above the id (one request, two
+    statements through ``receipts``, the msg_id ledger's reader) give the point
+    times between which the sale is, so the read is a short range of the
+    scale's series: about :data:`~storage.influx.indexes.RECEIPT_EVERY` sales,
+    and a single point when the sale has an entry itself. An id above the
+    newest entry is looked for from that entry on, one below the oldest up to
+    it. No such sale in the range: None.
+
+    This assumes that a scale's msg_ids grow with its clock, as pruning the
+    msg_id ledger does (``MsgIdLedger.forget``). A scale without entries yet
+    (points written before the index, not backfilled) is scanned for the id, as
+    before the index.
+    """
+    if not 0 <= msg_id < 2**63:
+        return None  # no message id outside the contract's range was ever stored
+    bounds = receipt_bounds(receipts, market, scale, msg_id)
+    where = [equals("market", market), equals("scale", scale), equals("msg_id", msg_id)]
+    if bounds.floor_ns is not None:
+        # The floor's millisecond: a later id in the same millisecond may have
+        # smaller sub-millisecond digits (they are the id modulo 10⁶).
+        where.append(time_from(bounds.floor_ns - bounds.floor_ns % _NS_PER_MS))
+    if bounds.ceiling_ns is not None:
+        where.append(time_before(bounds.ceiling_ns - bounds.ceiling_ns % _NS_PER_MS + _NS_PER_MS))
+    rows = sorted_sales(reader.select("sale", *where, newest_first=True, limit=1))
     return rows[-1] if rows else None
 
 
