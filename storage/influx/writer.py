@@ -21,6 +21,7 @@ from storage.influx.lineprotocol import (
     reading_to_line,
 )
 from storage.influx.reader import Reader
+from storage.influx.rollups import Rollups
 from storage.influx.verification import SaleVerification
 from storage.records import (
     UNREGISTERED,
@@ -57,8 +58,10 @@ class Writer:
         ledger: MsgIdLedger,
         verification: SaleVerification,
         batch_lines: int,
+        rollups: Rollups,
     ) -> None:
         self._reader = reader
+        self._rollups = rollups
         self._ledger = ledger
         self._verification = verification
         self._batch_lines = batch_lines
@@ -78,10 +81,13 @@ class Writer:
         accepted = claims.accepted
         statuses = self._verification.trace_statuses(accepted, batches)
         lines, sources, not_stored = _encode(accepted, statuses)
+        # Rollup marks go last, in the raw points' request (storage.influx.rollups).
+        lines = [*lines, *self._rollups.mark_lines(accepted, statuses)]
         for start in range(0, len(lines), self._batch_lines):
             chunk = lines[start : start + self._batch_lines]
             for index, detail in self._write_isolating(chunk):
-                not_stored.append((sources[start + index], detail))
+                if start + index < len(sources):  # a mark's line is never refused: same ids
+                    not_stored.append((sources[start + index], detail))
         not_written = {id(reading) for reading, _ in not_stored}
         written = [reading for reading in sources if id(reading) not in not_written]
         self._verification.verify_late_sales(written)
