@@ -53,7 +53,7 @@ from storage.footfall import counter_increase
 from storage.hours import HOUR_NS, hour_of
 from storage.influx.client import Row, Series
 from storage.influx.influxql import Column, Condition, Delete, Query, Select, SelectColumns
-from storage.influx.lineprotocol import build_line
+from storage.influx.lineprotocol import build_line, is_portable_tag_value
 from storage.influx.reader import Reader
 from storage.influx.rows import (
     NEWEST_WITH_FALLBACK,
@@ -115,6 +115,8 @@ def buckets_of(readings: Sequence[Reading], statuses: Mapping[int, TraceStatus])
     buckets: set[Bucket] = set()
     for index, reading in enumerate(readings):
         message = reading.message
+        if not is_portable_tag_value(reading.market):
+            continue  # refused as a line too (see writer._storable)
         if isinstance(message, Sale):
             buckets.add(Bucket(Kind.SALE, reading.market, hour_of(reading.time_ns)))
             if statuses.get(index, TraceStatus.UNKNOWN_BATCH) not in _NO_BATCH:
