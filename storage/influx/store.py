@@ -16,7 +16,8 @@ The store only wires its parts together:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
 
@@ -61,6 +62,7 @@ class InfluxStore(Store):
         create_database: bool = False,
         batch_lines: int = 5000,
         retry: RetryPolicy | None = None,
+        clock: Callable[[], int] = time.time_ns,
     ) -> None:
         if batch_lines < 1:
             raise ValueError("batch_lines must be at least 1")
@@ -80,7 +82,8 @@ class InfluxStore(Store):
         ledger_rp = msg_id_retention_policy or retention_policy
         self._ledger = MsgIdLedger(replace(self._reader, retention_policy=ledger_rp), batch_lines)
         verification = SaleVerification(self._reader, batch_lines)
-        self._rollups = Rollups(self._reader, batch_lines)
+        # The clock (ns) times the rollup marks and the settle's watermark.
+        self._rollups = Rollups(self._reader, batch_lines, clock)
         self._writer = Writer(self._reader, self._ledger, verification, batch_lines, self._rollups)
         if create_database:
             try:
