@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve(sub)
     _add_api_token(sub)
     _add_dashboard_user(sub)
+    _add_store(sub)
     return parser
 
 
@@ -335,3 +336,25 @@ def _run_dashboard_user(args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# -- store ---------------------------------------------------------------------
+def _add_store(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from stallwatch import backfill
+
+    backfill.add_parser(sub)
+    sub.choices["store"].set_defaults(handler=_run_store)
+
+
+def _run_store(args: argparse.Namespace) -> int:
+    from stallwatch.backfill import backfill
+    from stallwatch.stores import open_store
+    from storage import spec
+
+    if args.store_spec is not None:
+        store = spec.open_store(spec.parse_store_spec(args.store_spec))
+    else:
+        store = open_store(settings_from(args))
+    with store:
+        backfill(store, max_days=args.max_days)
+    return 0

@@ -466,15 +466,19 @@ class Rollups:
 
     # -- backfill ------------------------------------------------------------------
 
-    def first_point_ns(self) -> int | None:
-        """The time of the oldest raw sale, gate count or batch, or None without any."""
-        queries = [self._select(m, limit=1) for m in ("sale", "footfall", "batch")]
+    def raw_span_ns(self) -> tuple[int, int] | None:
+        """The times of the oldest and the newest raw sale, gate count or batch, if any."""
+        queries = [
+            self._select(measurement, newest_first=newest, limit=1)
+            for measurement in ("sale", "footfall", "batch")
+            for newest in (False, True)
+        ]
         times = [
             int_column(row, "time")
             for answer in self._statements(queries)
             for row in tagged_rows(answer)
         ]
-        return min(times, default=None)
+        return (min(times), max(times)) if times else None
 
     def mark_day(self, day_start_ns: int) -> int:
         """Mark every bucket with raw points in the UTC day from ``day_start_ns``; returns
