@@ -50,6 +50,7 @@ from enum import StrEnum
 from typing import Final, NamedTuple
 
 from schemas.messages import BatchIntake, GateCount, Sale
+from storage._exceptions import StoreError, StoreUnavailable
 from storage.footfall import counter_increase
 from storage.hours import HOUR_NS, hour_of
 from storage.influx.client import Row, Series
@@ -280,7 +281,15 @@ class Rollups:
         before = watermark - SETTLE_SLACK_NS - _KEEP_MARKS_NS
         for measurement in (ROLLUP_MARK, ROLLUP_WATERMARK):
             delete = Delete(measurement, (Condition("time", "<", "before", before),))
-            self._reader.client.execute(delete.query(), database=self._reader.database)
+            try:
+                self._reader.client.execute(delete.query(), database=self._reader.database)
+            except StoreUnavailable:
+                raise
+            except StoreError as exc:
+                # Only 1.x serves DELETE over the v1 API: on 2.x/3.x marks stay (small
+                # points, one per bucket and write) and the settle goes on.
+                log.warning("cannot delete old %s points (%s); they stay", measurement, exc)
+                return
 
     def _statements(self, queries: Sequence[Query]) -> list[list[Series]]:
         """The answers to ``queries``, one list of series per statement, in order."""
