@@ -334,10 +334,6 @@ def _run_dashboard_user(args: argparse.Namespace) -> int:
         return 2
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 # -- store ---------------------------------------------------------------------
 def _add_store(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from stallwatch import backfill
@@ -358,3 +354,7 @@ def _run_store(args: argparse.Namespace) -> int:
     with store:
         backfill(store, max_days=args.max_days)
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
