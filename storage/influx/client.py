@@ -188,7 +188,12 @@ _SeriesKey = tuple[int, str, tuple[tuple[str, str], ...]]
 
 #: What a query answers, in a 200, while influxd is shutting down or its shards are
 #: not open yet: the server, not the query, and gone once it is back.
-_SERVER_NOT_READY: Final = ("engine is closed", "shard is closed", "store is closed")
+_SERVER_NOT_READY: Final = (
+    "engine is closed",
+    "shard is closed",
+    "store is closed",
+    "query engine shutdown",  # 1.x's query executor, while it stops
+)
 
 
 def _query_failure(error: object) -> StoreUnavailable | StoreQueryError:

@@ -20,6 +20,9 @@ dead_letter     market, device (, dup)        topic, reason, payload_b64, payloa
 msg_id_ledger   market, device                digest, received_ns? (time: the msg_id − 1)
 ==============  ============================  ==============================================
 
+The hourly rollups and their marks (``sale_hourly``, ``market_sale_hourly``,
+``footfall_hourly``, ``batch_sold``, ``rollup_mark``) are in :mod:`storage.influx.rollups`.
+
 A point's fields become visible to readers one by one while a write is in
 flight, so the row decoders treat a sale without all of its required fields
 as not written yet and leave it out, rather than failing the read. A sale
