@@ -300,12 +300,22 @@ class Rollups:
                 answers[first + one.statement_id].append(one)
         return answers
 
-    def _select(self, measurement: str, *where: Condition, **options: object) -> Query:
+    def _select(
+        self,
+        measurement: str,
+        *where: Condition,
+        group_by: tuple[str, ...] = (),
+        newest_first: bool = False,
+        limit: int | None = None,
+    ) -> Query:
+        """A ``SELECT *`` in the reader's retention policy, for a batch of statements."""
         return Select(
             measurement,
             where=where,
             retention_policy=self._reader.retention_policy,
-            **options,  # type: ignore[arg-type]
+            group_by=group_by,
+            newest_first=newest_first,
+            limit=limit,
         ).query()
 
     # -- sales ---------------------------------------------------------------------
@@ -335,8 +345,8 @@ class Rollups:
         answers = self._statements(queries)
         lines: list[str] = []
         for number, bucket in enumerate(buckets):
-            raw = _sums_by_group(answers[2 * number], count_first=True)
-            stored_sums = _sums_by_group(answers[2 * number + 1], count_first=False)
+            raw = _sums_by_group(answers[2 * number])
+            stored_sums = _sums_by_group(answers[2 * number + 1])
             lines += _sale_hourly_lines(bucket, raw, stored_sums)
         return lines
 
@@ -583,10 +593,8 @@ def _sums(
     ).query()
 
 
-def _sums_by_group(
-    series: Sequence[Series], *, count_first: bool
-) -> dict[_Group, tuple[int, int, int]]:
-    del count_first  # both answers have the same columns
+def _sums_by_group(series: Sequence[Series]) -> dict[_Group, tuple[int, int, int]]:
+    """The sums per (scale, vendor, plu) of an answer to :func:`_sums`."""
     sums: dict[_Group, tuple[int, int, int]] = {}
     for one in series:
         group = (one.tags.get("scale", ""), one.tags.get("vendor", ""), one.tags.get("plu", ""))
