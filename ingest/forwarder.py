@@ -10,10 +10,13 @@ before its PUBACK) is skipped when its first delivery is earlier in the batch or
 was dead-lettered (the spool remembers those): a readings' redelivery would be
 harmless, but a dead letter is an event keyed by arrival, and would count twice.
 The forwarder also makes the store forget msg_ids older than the device-clock
-window now and then (``storage.msgids``), and, on a thread of its own, has the
-store apply each market's retention (``schemas.retention``) hourly: a first
-pass over a large store takes a while, and the batches go on meanwhile (the
-SQLite store takes its write lock per chunk of the pass).
+window now and then (``storage.msgids``), settles the store's rollups
+(``Store.settle_rollups``) every :data:`SETTLE_EVERY_S` while it writes and as
+soon as a backlog has drained, so reads of whole hours lag the raw points by
+about that much at most, and, on a thread of its own, has the store apply each
+market's retention (``schemas.retention``) hourly: a first pass over a large
+store takes a while, and the batches go on meanwhile (the SQLite store takes
+its write lock per chunk of the pass).
 
 A batch the store keeps refusing for a reason other than being unavailable (a
 *poison* batch) would block the spool's head for ever. After
@@ -54,6 +57,8 @@ STORE_BACKOFF: Final = Backoff(first=1.0, cap=30.0, retry_after_cap=120.0)
 #: Failures in a row of one batch, for a reason other than the store being unavailable,
 #: after which it is split to find the readings the store refuses.
 POISON_AFTER: Final = 3
+#: Seconds between settles of the store's rollups while messages keep coming.
+SETTLE_EVERY_S: Final = 10.0
 
 
 @dataclass
@@ -123,6 +128,7 @@ class Forwarder:
         memory: Memory | None = None,
         poison_after: int = POISON_AFTER,
         retention: RetentionSchedule | None = None,
+        settle_every_s: float = SETTLE_EVERY_S,
     ) -> None:
         if poison_after < 1:
             raise ValueError(f"poison_after must be at least 1, got {poison_after}")
@@ -142,6 +148,12 @@ class Forwarder:
         self._refusals = 0
         self._retention = retention or RetentionSchedule()
         self._retention_thread: threading.Thread | None = None
+        self._settle_every_s = settle_every_s
+        self._next_settle = time.monotonic() + settle_every_s
+        #: written since the last settle; the last batch was full (a backlog)
+        self._unsettled = False
+        self._backlog = False
+        self._settle_failing = False
 
     def forward_batch(self) -> int:
         """Validate and store the oldest batch; returns how many messages it took.
@@ -282,10 +294,12 @@ class Forwarder:
             self._on_batch(self.stats)
 
     def drain(self) -> int:
-        """Forward until the spool is empty (tests and shutdown); propagates outages."""
+        """Forward until the spool is empty, then settle (tests, shutdown); propagates outages."""
         total = 0
         while taken := self.forward_batch():
             total += taken
+        if total:
+            self._store.settle_rollups()
         return total
 
     def run(
@@ -300,6 +314,7 @@ class Forwarder:
         while not stop.is_set():
             try:
                 taken = self.forward_batch()
+                self._settle_when_due(taken)
             except StoreUnavailable as exc:
                 self._on_outage(exc)
                 stop.wait(self._backoff.delay(self._failures, exc.retry_after))
@@ -318,6 +333,33 @@ class Forwarder:
             if taken < self._batch_size:
                 wake.wait(idle_poll_s)  # a partial batch means we are caught up: wait for more
                 wake.clear()
+
+    def _settle_when_due(self, taken: int) -> None:
+        """Settle the rollups every ``settle_every_s`` while writing, and once a backlog drained.
+
+        :class:`StoreUnavailable` propagates to the outage handling; another store
+        error is logged once (until a settle succeeds) and retried when next due.
+        """
+        self._unsettled = self._unsettled or taken > 0
+        drained = self._backlog and taken < self._batch_size
+        self._backlog = taken >= self._batch_size
+        now = time.monotonic()
+        if not self._unsettled or not (drained or now >= self._next_settle):
+            return
+        self._next_settle = now + self._settle_every_s
+        try:
+            self._store.settle_rollups()
+        except StoreUnavailable:
+            raise
+        except StoreError as exc:
+            if not self._settle_failing:
+                log.error("cannot settle the rollups (%s); reads of whole hours lag", exc)
+            self._settle_failing = True
+            return
+        if self._settle_failing:
+            log.info("the rollups settle again")
+        self._settle_failing = False
+        self._unsettled = False
 
     def _forget_old_msg_ids_when_due(self) -> None:
         if time.monotonic() < self._next_forget:

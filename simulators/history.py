@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from schemas.registry import Market
 from simulators.config import DayConfig
@@ -33,6 +33,7 @@ from storage.records import DeadLetter, Reading, to_ns
 
 log = logging.getLogger(__name__)
 
+_T = TypeVar("_T")
 _NS_PER_MS = 1_000_000
 _MEDIAN_DELAY_MS = 80
 
@@ -102,6 +103,7 @@ def generate_history(
             summary.counts[type(reading.message).__name__] += 1
             writer.add(reading)
         writer.flush()
+        writer.settle()
         summary.days += 1
         summary.seconds = time.monotonic() - started
         log.info(
@@ -139,12 +141,22 @@ class _BatchWriter:
         self._summary.refused += len(refused)
         self._batch = []
 
+    def settle(self) -> None:
+        """Settle a store's rollups (``Store.settle_rollups``) after a day, so reads of its
+        whole hours are exact when the run ends; a sink without rollups has nothing to do."""
+        settle: Callable[[], int] | None = getattr(self._store, "settle_rollups", None)
+        if settle is not None:
+            self._with_retries(settle)
+
     def _write_with_retries(self, batch: list[Reading]) -> list[DeadLetter]:
+        return self._with_retries(lambda: self._store.write(batch))
+
+    def _with_retries(self, call: Callable[[], _T]) -> _T:
         attempt = 0
         while True:
             try:
-                return self._store.write(batch)
-            except StoreUnavailable as exc:  # writes are idempotent: trying again is safe
+                return call()
+            except StoreUnavailable as exc:  # writes and settles are idempotent: try again
                 if attempt >= self._retries:
                     raise
                 wait = exc.retry_after or 0.5 * 2**attempt

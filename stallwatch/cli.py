@@ -348,6 +348,20 @@ def _add_store(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--dry-run", action="store_true", help="count what would be removed, remove nothing"
     )
     retention.set_defaults(handler=_run_store_retention)
+    backfill = actions.add_parser(
+        "backfill",
+        help="build an InfluxDB database's hourly rollups and lookup indexes from its raw points",
+    )
+    backfill.add_argument("--market", action="append", type=Path, help="market file (repeatable)")
+    backfill.add_argument(
+        "--store",
+        dest="store_spec",
+        help="sqlite:PATH or influx:http://host:8086/DATABASE (default: the configured store)",
+    )
+    backfill.add_argument(
+        "--max-days", type=int, help="stop after this many days (run again to go on)"
+    )
+    backfill.set_defaults(handler=_run_store_backfill)
 
 
 def _run_store_retention(args: argparse.Namespace) -> int:
@@ -371,6 +385,23 @@ def _run_store_retention(args: argparse.Namespace) -> int:
         cutoff = policy.cutoff(kind, now).isoformat(timespec="minutes")
         print(f"{market}\t{kind}\tkept {policy.days(kind)} days\tbefore {cutoff}\t{verb} {count}")
     print(f"{verb} {report.total} rows in all")
+    return 0
+
+
+def _run_store_backfill(args: argparse.Namespace) -> int:
+    from stallwatch.backfill import backfill
+    from stallwatch.stores import open_store
+    from storage import spec
+
+    settings = settings_from(args)
+    # The rollups need no market file; the indexes are built per market named.
+    markets = [market.id for market in load_registry(settings)] if settings.markets else []
+    if args.store_spec is not None:
+        store = spec.open_store(spec.parse_store_spec(args.store_spec))
+    else:
+        store = open_store(settings)
+    with store:
+        backfill(store, markets, max_days=args.max_days)
     return 0
 
 

@@ -180,16 +180,23 @@ class Series:
     name: str
     tags: dict[str, str]
     rows: list[Row]
+    #: Which statement of a multi-statement query it answers (0 for the first).
+    statement_id: int = 0
 
 
 # Decoded JSON is dynamically typed; these helpers check the shape they rely on.
 _Document = dict[str, Any]
-_SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
+_SeriesKey = tuple[int, str, tuple[tuple[str, str], ...]]
 
 
 #: What a query answers, in a 200, while influxd is shutting down or its shards are
 #: not open yet: the server, not the query, and gone once it is back.
-_SERVER_NOT_READY: Final = ("engine is closed", "shard is closed", "store is closed")
+_SERVER_NOT_READY: Final = (
+    "engine is closed",
+    "shard is closed",
+    "store is closed",
+    "query engine shutdown",  # 1.x's query executor, while it stops
+)
 
 
 def _query_failure(error: object) -> StoreUnavailable | StoreQueryError:
@@ -200,7 +207,7 @@ def _query_failure(error: object) -> StoreUnavailable | StoreQueryError:
 
 
 def _merge_chunks(chunks: Iterable[_Document]) -> list[Series]:
-    """Series of all chunks; a series split over several chunks becomes one."""
+    """Series of all chunks; a series split over several chunks becomes one (per statement)."""
     merged: dict[_SeriesKey, Series] = {}
     for chunk in chunks:
         if "error" in chunk:
@@ -219,13 +226,15 @@ def _merge_result(result: _Document, merged: dict[_SeriesKey, Series]) -> None:
         if "database not found" in str(error):
             raise InfluxDatabaseNotFound(f"InfluxDB: {error}")
         raise _query_failure(error)
+    statement = result.get("statement_id", 0)
+    statement_id = statement if type(statement) is int else 0
     for raw in result.get("series") or ():
         name = str(raw.get("name", ""))
         tags = {str(k): str(v) for k, v in (raw.get("tags") or {}).items()}
-        key = (name, tuple(sorted(tags.items())))
+        key = (statement_id, name, tuple(sorted(tags.items())))
         series = merged.get(key)
         if series is None:
-            series = merged[key] = Series(name, tags, [])
+            series = merged[key] = Series(name, tags, [], statement_id)
         columns = raw["columns"]
         series.rows.extend(
             dict(zip(columns, values, strict=True)) for values in raw.get("values") or ()

@@ -23,7 +23,9 @@ receipt_index   market, scale                 point_ns (time: the msg_id − 1)
 ==============  ============================  ==============================================
 
 The two indexes say where a trace code's and a receipt's points are
-(:mod:`storage.influx.indexes`).
+(:mod:`storage.influx.indexes`). The hourly rollups and their marks (``sale_hourly``,
+``market_sale_hourly``, ``footfall_hourly``, ``batch_sold``, ``rollup_mark``) are in
+:mod:`storage.influx.rollups`.
 
 A point's fields become visible to readers one by one while a write is in
 flight, so the row decoders treat a sale without all of its required fields

@@ -10,31 +10,36 @@ The store only wires its parts together:
   :mod:`~storage.influx.verification`: the write path (chunked writes that isolate
   refused lines, the msg_id ledger, sales' trace statuses);
 * :mod:`storage.influx.indexes`: where a trace code's and a receipt's points are;
+* :mod:`storage.influx.rollups`: the hourly rollups (marks written with the raw
+  points, settled from raw by ``settle_rollups``);
 * :mod:`storage.influx.queries`: the reads, a module per interface.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import date, datetime
 
 import httpx
 
 from storage.base import Store
+from storage.hours import HourSplit, whole_hour_offsets
 from storage.influx.client import InfluxClient, RetryPolicy
 from storage.influx.indexes import IndexedDay, index_day
 from storage.influx.ledger import MsgIdLedger
 from storage.influx.queries import dead_letters, devices, footfall, prices, sales, traceability
 from storage.influx.reader import Reader
+from storage.influx.rollups import Rollups
 from storage.influx.verification import SaleVerification
 from storage.influx.writer import Writer
 from storage.interfaces.devices import ScaleStatusRow
-from storage.interfaces.footfall import GateCountRow
+from storage.interfaces.footfall import FootfallRow, GateCountRow
 from storage.interfaces.prices import PriceRow
 from storage.interfaces.sales import SaleRow, SalesHourRow, SalesSummaryRow
 from storage.interfaces.traceability import BatchBalanceRow, BatchRow, UnverifiedSalesRow
-from storage.records import DeadLetter, Reading
+from storage.records import DeadLetter, Reading, from_ns
 
 
 class InfluxStore(Store):
@@ -59,6 +64,7 @@ class InfluxStore(Store):
         create_database: bool = False,
         batch_lines: int = 5000,
         retry: RetryPolicy | None = None,
+        clock: Callable[[], int] = time.time_ns,
     ) -> None:
         if batch_lines < 1:
             raise ValueError("batch_lines must be at least 1")
@@ -81,7 +87,9 @@ class InfluxStore(Store):
         self._ledger = MsgIdLedger(self._receipts, batch_lines)
         self._batch_lines = batch_lines
         verification = SaleVerification(self._reader, batch_lines)
-        self._writer = Writer(self._reader, self._ledger, verification, batch_lines)
+        # The clock (ns) times the rollup marks and the settle's watermark.
+        self._rollups = Rollups(self._reader, batch_lines, clock)
+        self._writer = Writer(self._reader, self._ledger, verification, batch_lines, self._rollups)
         if create_database:
             try:
                 self._client.create_database(database)
@@ -96,6 +104,16 @@ class InfluxStore(Store):
         self, readings: Sequence[Reading], dead_letters: Sequence[DeadLetter] = ()
     ) -> list[DeadLetter]:
         return self._writer.write(readings, dead_letters)
+
+    def settle_rollups(self) -> int:
+        """See :meth:`Store.settle_rollups`: recomputes the marked buckets from raw points
+        (``storage.influx.rollups``); returns how many."""
+        return self._rollups.settle()
+
+    @property
+    def rollups(self) -> Rollups:
+        """The rollups' marks and settle pass, for the backfill command."""
+        return self._rollups
 
     def forget_msg_ids(self, before: datetime) -> None:
         self._ledger.forget(before)
@@ -186,6 +204,33 @@ class InfluxStore(Store):
 
     def gate_counts_before(self, market: str, moment: datetime) -> list[GateCountRow]:
         return footfall.gate_counts_before(self._reader, market, moment)
+
+    def footfall_hourly(self, market: str, start: datetime, end: datetime) -> list[FootfallRow]:
+        """See :meth:`Store.footfall_hourly`: whole hours from the ``footfall_hourly`` rollup.
+
+        The partial hours at the edges are computed from raw counts. That needs
+        local hours to be UTC hours; for a time zone with offsets that are not
+        whole hours (India, Nepal, …) everything is computed from raw counts.
+        """
+        tz = start.tzinfo
+        split = HourSplit.of(start, end)
+        if (
+            tz is None
+            or split.hours_start >= split.hours_end
+            or not whole_hour_offsets(tz, start, end)
+        ):
+            return super().footfall_hourly(market, start, end)
+        head = self._footfall_from_counts(market, start, from_ns(split.hours_start).astimezone(tz))
+        whole = footfall.footfall_hours(self._reader, market, split, tz)
+        tail = self._footfall_from_counts(market, from_ns(split.hours_end).astimezone(tz), end)
+        return sorted([*head, *whole, *tail], key=lambda row: (row.gate, row.hour))
+
+    def _footfall_from_counts(
+        self, market: str, start: datetime, end: datetime
+    ) -> list[FootfallRow]:
+        if start >= end:
+            return []
+        return super().footfall_hourly(market, start, end)
 
     # -- devices -----------------------------------------------------------------------
     def scale_status(self, market: str) -> list[ScaleStatusRow]:

@@ -22,6 +22,7 @@ from storage.influx.lineprotocol import (
     reading_to_line,
 )
 from storage.influx.reader import Reader, chunks
+from storage.influx.rollups import Rollups
 from storage.influx.verification import SaleVerification
 from storage.records import (
     UNREGISTERED,
@@ -58,8 +59,10 @@ class Writer:
         ledger: MsgIdLedger,
         verification: SaleVerification,
         batch_lines: int,
+        rollups: Rollups,
     ) -> None:
         self._reader = reader
+        self._rollups = rollups
         self._ledger = ledger
         self._verification = verification
         self._batch_lines = batch_lines
@@ -80,9 +83,12 @@ class Writer:
         statuses = self._verification.trace_statuses(accepted, batches)
         lines, sources, not_stored = _encode(accepted, statuses)
         lines, sources = with_trace_entries(lines, sources, accepted, statuses)
+        # Rollup marks go last, in the raw points' request (storage.influx.rollups).
+        lines = [*lines, *self._rollups.mark_lines(accepted, statuses)]
         for start, end in chunks(len(lines), self._batch_lines):
             for index, detail in self._write_isolating(lines[start:end]):
-                not_stored.append((sources[start + index], detail))
+                if start + index < len(sources):  # a mark's line is never refused: same ids
+                    not_stored.append((sources[start + index], detail))
         not_written = {id(reading) for reading, _ in not_stored}
         written = [reading for reading in sources if id(reading) not in not_written]
         self._verification.verify_late_sales(written)

@@ -39,6 +39,18 @@ class WritingStore(abc.ABC):
         """
 
     @abc.abstractmethod
+    def settle_rollups(self) -> int:
+        """Bring the hourly rollups up to date with every write so far; returns the work done.
+
+        Reads over whole hours (``sales_summary``, ``sales_by_hour``,
+        ``footfall_hourly``, ``batch_balances``) use the rollups, so until a
+        settle they lag the raw points. Idempotent and safe to call from several
+        processes at once: a settle recomputes what writes marked from the raw
+        points. Ingest calls it every few seconds; a write followed by a settle
+        reads back exactly. Raises :class:`StoreUnavailable` like ``write``.
+        """
+
+    @abc.abstractmethod
     def forget_msg_ids(self, before: datetime) -> None:
         """Forget the msg_id ledger's entries of messages that arrived before ``before``.
 

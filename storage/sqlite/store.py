@@ -7,13 +7,14 @@ import sqlite3
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, tzinfo
+from datetime import datetime
 from pathlib import Path
 
 from schemas.messages import Sale
 from schemas.retention import RetentionPolicy
 from storage import msgids
 from storage.base import Store
+from storage.hours import HourSplit, whole_hour_offsets
 from storage.interfaces.devices import (
     STATUS_LOOKBACK_NS,
     STATUS_LOOKBACK_ROWS,
@@ -46,7 +47,6 @@ from storage.sqlite.interning import (
     InternTable,
     Key,
 )
-from storage.sqlite.schema import HOUR_NS
 from storage.traceability import LATE_BATCH_GRACE, LATE_BATCH_GRACE_NS
 
 #: Ids remembered per intern table. Series and products are bounded by the
@@ -124,6 +124,10 @@ class SQLiteStore(Store):
                 conn.executemany(queries.INSERT_DEAD_LETTER, letters)
             self._remember(ids)
         return refused
+
+    def settle_rollups(self) -> int:
+        """Nothing to do: the rollups are kept in the transaction of each write."""
+        return 0
 
     def forget_msg_ids(self, before: datetime) -> None:
         require_aware(before)
@@ -289,7 +293,7 @@ class SQLiteStore(Store):
         tz = start.tzinfo
         split = _hour_split(start, end)
         hours_start, hours_end = split["hours_start"], split["hours_end"]
-        if tz is None or hours_start >= hours_end or not _whole_hour_offsets(tz, start, end):
+        if tz is None or hours_start >= hours_end or not whole_hour_offsets(tz, start, end):
             return super().footfall_hourly(market, start, end)
         head = self._footfall_from_counts(market, start, from_ns(hours_start).astimezone(tz))
         params = {"market": market, "start": hours_start, "end": hours_end}
@@ -533,44 +537,5 @@ def _range(start: datetime, end: datetime) -> dict[str, int]:
 
 
 def _hour_split(start: datetime, end: datetime) -> dict[str, int]:
-    """``[start, end)`` as time_ns bounds split into a head, whole UTC hours and a tail.
-
-    The parameters of ``SALES_SUMMARY_BY_HOURS``/``SALES_BY_HOUR``: raw rows in
-    ``[start, head_end)`` and ``[tail_start, end)``, rollup rows with
-    ``hours_start <= hour_ns < hours_end``. A range without a whole hour is all head.
-    """
-    bounds = _range(start, end)
-    low, high = bounds["start"], bounds["end"]
-    hours_start = -(-low // HOUR_NS) * HOUR_NS
-    hours_end = high // HOUR_NS * HOUR_NS
-    if hours_start >= hours_end:
-        hours_start = hours_end = high
-    return {
-        "start": low,
-        "head_end": hours_start,
-        "hours_start": hours_start,
-        "hours_end": hours_end,
-        "tail_start": hours_end,
-        "end": high,
-    }
-
-
-def _whole_hour_offsets(tz: tzinfo, start: datetime, end: datetime) -> bool:
-    """Whether every local hour of ``[start, end)`` in ``tz`` is a UTC hour.
-
-    True when, in each UTC hour the range touches, ``tz``'s offset is a whole
-    number of hours and does not change after the hour began: then a moment's
-    local hour starts at the same instant as its UTC hour.
-    """
-    hour, last_moment = timedelta(hours=1), timedelta(microseconds=1)
-    moment = from_ns(time_bound_ns(start) // HOUR_NS * HOUR_NS)
-    while moment < end:
-        offset = tz.utcoffset(moment.astimezone(tz))
-        if (
-            offset is None
-            or offset % hour
-            or offset != tz.utcoffset((moment + hour - last_moment).astimezone(tz))
-        ):
-            return False
-        moment += hour
-    return True
+    """The parameters of ``SALES_SUMMARY_BY_HOURS``/``SALES_BY_HOUR`` (see ``HourSplit``)."""
+    return HourSplit.of(start, end).as_params()

@@ -41,6 +41,7 @@ from storage.records import Reading, to_ns
 from storage.traceability import TraceStatus
 from tests.conftest import BOTH_STORES, open_store
 from tests.ingest.helpers import Publisher, wait_until, write_market
+from tests.storage.contract.helpers import write_settled
 
 TZ = ZoneInfo("Asia/Shanghai")
 MARKET = "tm"
@@ -147,7 +148,7 @@ def test_board_cache_sends_everything_once_then_nothing_then_the_changed_row(
     now = datetime.now(UTC)
     for vendor, plu, screen, fen in (("V01", "1001", "P-A01", 398), ("V02", "2001", "P-B01", 3600)):
         message = PriceSet(msg_id=1, ts=now, vendor=vendor, plu=plu, price_fen_per_kg=fen)
-        store.write([Reading(MARKET, screen, to_ns(now), message)])
+        write_settled(store, [Reading(MARKET, screen, to_ns(now), message)])
     live = start_live()
     data = data_at(now, registry, store, live)
     cache = BoardCache()
@@ -190,13 +191,14 @@ def test_turnover_by_day_reads_the_rollup_and_keeps_empty_days(
     registry: Registry, store: Store, start_live: Callable[[], LiveView]
 ) -> None:
     today = NOON_ISH.replace(hour=8)
-    store.write(
+    write_settled(
+        store,
         [
             sale(1, today, 1234),
             sale(2, today + timedelta(minutes=30), 1000),
             sale(3, today - timedelta(days=2), 500),
             sale(4, today - timedelta(days=40), 999),  # outside the 30 days
-        ]
+        ],
     )
     frame = queries.turnover_by_day(data_at(NOON_ISH, registry, store, start_live()), MARKET)
     assert len(frame) == 30
@@ -213,7 +215,8 @@ def test_overview_compares_footfall_with_the_same_time_last_week(
 ) -> None:
     opening = NOON_ISH.replace(hour=6)
     week = timedelta(days=7)
-    store.write(
+    write_settled(
+        store,
         [
             gate(1, opening, 0),
             gate(2, opening + timedelta(hours=2), 120),
@@ -222,7 +225,7 @@ def test_overview_compares_footfall_with_the_same_time_last_week(
             gate(5, opening - week + timedelta(hours=2), 90),
             gate(6, opening - week + timedelta(hours=4, minutes=30), 400),  # after 10:00
             sale(1, opening + timedelta(hours=1), 2000),
-        ]
+        ],
     )
     overview = queries.overview(data_at(NOON_ISH, registry, store, start_live()), MARKET)
     assert overview.footfall_today == 200
@@ -239,14 +242,15 @@ def test_the_demo_overview_compares_with_last_week_at_the_simulated_time_of_day(
     # whatever the wall clock says, and last week counts up to 07:30 too.
     opening = NOON_ISH.replace(hour=6)
     week = timedelta(days=7)
-    store.write(
+    write_settled(
+        store,
         [
             gate(1, opening, 0),
             gate(2, opening + timedelta(hours=1), 50),
             gate(3, opening - week, 0),
             gate(4, opening - week + timedelta(hours=1), 60),
             gate(5, opening - week + timedelta(hours=3), 300),  # after 07:30
-        ]
+        ],
     )
     wall = VirtualClock()
     simulated = SimulatedClock(opening)
@@ -266,7 +270,8 @@ def test_alerts_name_failed_batches_on_sale_oversold_batches_and_offline_scales(
     registry: Registry, store: Store, start_live: Callable[[], LiveView]
 ) -> None:
     at = NOON_ISH - timedelta(hours=2)
-    store.write(
+    write_settled(
+        store,
         [
             Reading(MARKET, "IN-1", to_ns(at), _batch("TM-FAIL-1", at, passed=False, grams=5000)),
             Reading(MARKET, "IN-1", to_ns(at), _batch("TM-OVER-1", at, passed=True, grams=1000)),
@@ -277,7 +282,7 @@ def test_alerts_name_failed_batches_on_sale_oversold_batches_and_offline_scales(
             sale(4, at + timedelta(minutes=8), 700, trace="TM-FINE-1"),
             _status("S-A01", at, online=True),
             _status("S-B01", at, online=False),
-        ]
+        ],
     )
     live = start_live()
     open_now = queries.alerts(data_at(NOON_ISH, registry, store, live), MARKET)
@@ -300,13 +305,14 @@ def test_other_vendors_sales_naming_a_batch_do_not_make_it_oversold(
 ) -> None:
     at = NOON_ISH - timedelta(hours=2)
     pork = _batch("TM-B01-PORK", at, passed=True, grams=1000, vendor="V02", plu="2001")
-    store.write(
+    write_settled(
+        store,
         [
             Reading(MARKET, "IN-1", to_ns(at), pork),
             # V01's scale names V02's 1 kg pork batch for 1.4 kg of its own cabbage.
             sale(1, at + timedelta(minutes=1), 700, trace="TM-B01-PORK"),
             sale(2, at + timedelta(minutes=2), 700, trace="TM-B01-PORK"),
-        ]
+        ],
     )
     data = data_at(NOON_ISH, registry, store, start_live())
 
@@ -324,7 +330,8 @@ def test_sales_whose_trace_code_did_not_check_out_are_an_alert_and_in_the_tables
 ) -> None:
     at = NOON_ISH - timedelta(hours=2)
     pork = _batch("TM-B01-PORK", at, passed=True, grams=50_000, vendor="V02", plu="2001")
-    store.write(
+    write_settled(
+        store,
         [
             Reading(MARKET, "IN-1", to_ns(at), pork),
             Reading(MARKET, "IN-1", to_ns(at), _batch("TM-FINE-1", at, passed=True, grams=9000)),
@@ -332,7 +339,7 @@ def test_sales_whose_trace_code_did_not_check_out_are_an_alert_and_in_the_tables
             sale(2, at + timedelta(minutes=2), 700, trace="TM-B01-PORK"),
             sale(3, at + timedelta(minutes=3), 700, trace="TM-NOBODY-1"),
             sale(4, at + timedelta(minutes=4), 700, trace="TM-FINE-1"),
-        ]
+        ],
     )
     data = data_at(NOON_ISH, registry, store, start_live())
 
@@ -398,7 +405,7 @@ def test_heatmap_means_over_the_dates_that_had_footfall(
             gate(10 * week + 1, start, 0),
             gate(10 * week + 2, start + timedelta(minutes=59), people),
         ]
-    store.write(readings)
+    write_settled(store, readings)
     frame = queries.footfall_heatmap(data_at(NOON_ISH, registry, store, start_live()), MARKET)
     row = frame[(frame["weekday"] == 0) & (frame["hour"] == 7)]
     assert row["mean_in"].tolist() == [200.0]
@@ -409,7 +416,7 @@ def test_footfall_daily_has_every_day_with_zeros(
     registry: Registry, store: Store, start_live: Callable[[], LiveView]
 ) -> None:
     start = NOON_ISH.replace(hour=7)
-    store.write([gate(1, start, 0), gate(2, start + timedelta(minutes=30), 42)])
+    write_settled(store, [gate(1, start, 0), gate(2, start + timedelta(minutes=30), 42)])
     frame = queries.footfall_daily(data_at(NOON_ISH, registry, store, start_live()), MARKET)
     assert len(frame) == queries.TREND_DAYS
     assert frame["people_in"].tolist()[-1] == 42

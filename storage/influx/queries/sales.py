@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from datetime import datetime
 from typing import Final
 
+from storage.hours import HourSplit
 from storage.influx.indexes import receipt_bounds
-from storage.influx.influxql import Column, SelectColumns, equals, time_before, time_from
+from storage.influx.influxql import (
+    Column,
+    Condition,
+    SelectColumns,
+    equals,
+    time_before,
+    time_from,
+)
 from storage.influx.reader import Reader, device_range, optional_equals
+from storage.influx.rollups import MARKET_SALE_HOURLY, SALE_HOURLY
 from storage.influx.rows import int_column, sorted_sales, tagged_rows
 from storage.interfaces.sales import SaleRow, SalesHourRow, SalesSummaryRow
 from storage.records import from_ns
@@ -71,64 +81,106 @@ def sale_by_receipt(
 def sales_summary(
     reader: Reader, market: str, start: datetime, end: datetime
 ) -> list[SalesSummaryRow]:
-    """See :meth:`Store.sales_summary`: one ``COUNT``/``SUM`` query per vendor and PLU."""
-    series = reader.select_columns(
-        SelectColumns(
-            "sale",
-            columns=(
-                Column("total_fen", "COUNT", "sales"),
-                Column("total_fen", "SUM", "total_fen"),
-                Column("weight_g", "SUM", "weight_g"),
-            ),
-            where=(equals("market", market), *device_range(start, end)),
-            group_by=("vendor", "plu"),
-        )
+    """See :meth:`Store.sales_summary`: whole hours from ``sale_hourly``, raw sales only for
+    the partial hours at the edges; one request, InfluxDB sums per vendor and PLU."""
+    split = HourSplit.of(start, end)
+    raw = (Column("total_fen", "COUNT", "sales"), Column("total_fen", "SUM", "total_fen"))
+    rolled = (Column("transactions", "SUM", "sales"), Column("total_fen", "SUM", "total_fen"))
+    parts = _parts(split, raw, rolled, SALE_HOURLY)
+    if not parts:
+        return []
+    series = reader.statements(
+        [
+            SelectColumns(
+                measurement,
+                columns=(*columns, Column("weight_g", "SUM", "weight_g")),
+                where=(equals("market", market, param=f"market{number}"), *window),
+                retention_policy=reader.retention_policy,
+                group_by=("vendor", "plu"),
+            ).query()
+            for number, (measurement, columns, window) in enumerate(parts)
+        ]
     )
-    summary = [
-        SalesSummaryRow(
-            market=market,
-            vendor=one.tags.get("vendor", ""),
-            plu=one.tags.get("plu", ""),
-            sales=int_column(row, "sales"),
-            total_fen=int_column(row, "total_fen"),
-            weight_g=int_column(row, "weight_g"),
-        )
-        for one in series
-        for row in one.rows
-        if row.get("sales")
+    sums: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
+    for one in series:
+        for row in one.rows:
+            if row.get("sales"):
+                total = sums[(one.tags.get("vendor", ""), one.tags.get("plu", ""))]
+                total[0] += int_column(row, "sales")
+                total[1] += _int_or_zero(row.get("total_fen"))
+                total[2] += _int_or_zero(row.get("weight_g"))
+    return [
+        SalesSummaryRow(market, vendor, plu, sales, total_fen, weight_g)
+        for (vendor, plu), (sales, total_fen, weight_g) in sorted(sums.items())
+        if sales
     ]
-    return sorted(summary, key=lambda r: (r.vendor, r.plu))
 
 
 def sales_by_hour(
     reader: Reader, market: str, start: datetime, end: datetime
 ) -> list[SalesHourRow]:
-    """See :meth:`Store.sales_by_hour`: ``COUNT``/``SUM`` per ``time(1h)`` bucket.
+    """See :meth:`Store.sales_by_hour`: whole hours from ``market_sale_hourly``, the
+    partial hours at the edges summed per ``time(1h)`` bucket of raw sales.
 
     InfluxDB aligns the buckets to the epoch, so they are UTC hours, and the
     ``WHERE`` range clips the first and last.
     """
-    series = reader.select_columns(
-        SelectColumns(
-            "sale",
-            columns=(
-                Column("total_fen", "COUNT", "transactions"),
-                Column("total_fen", "SUM", "turnover_fen"),
-                Column("weight_g", "SUM", "weight_g"),
-            ),
-            where=(equals("market", market), *device_range(start, end)),
-            every_s=3600,
+    split = HourSplit.of(start, end)
+    raw = (Column("total_fen", "COUNT", "transactions"), Column("total_fen", "SUM", "turnover"))
+    rolled = (Column("transactions"), Column("total_fen", alias="turnover"))
+    queries = []
+    for number, (measurement, columns, window) in enumerate(
+        _parts(split, raw, rolled, MARKET_SALE_HOURLY)
+    ):
+        aggregated = measurement == "sale"
+        weight = Column("weight_g", "SUM" if aggregated else None, "weight_g")
+        queries.append(
+            SelectColumns(
+                measurement,
+                columns=(*columns, weight),
+                where=(equals("market", market, param=f"market{number}"), *window),
+                retention_policy=reader.retention_policy,
+                every_s=3600 if aggregated else None,
+            ).query()
         )
-    )
-    hours = [
-        SalesHourRow(
-            market=market,
-            hour=from_ns(int_column(row, "time")),
-            transactions=int_column(row, "transactions"),
-            turnover_fen=int_column(row, "turnover_fen"),
-            weight_g=int_column(row, "weight_g"),
-        )
-        for row in tagged_rows(series)
-        if row.get("transactions")
+    if not queries:
+        return []
+    sums: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0])
+    for row in tagged_rows(reader.statements(queries)):
+        if row.get("transactions"):
+            total = sums[int_column(row, "time")]
+            total[0] += int_column(row, "transactions")
+            total[1] += _int_or_zero(row.get("turnover"))
+            total[2] += _int_or_zero(row.get("weight_g"))
+    return [
+        SalesHourRow(market, from_ns(hour_ns), transactions, turnover_fen, weight_g)
+        for hour_ns, (transactions, turnover_fen, weight_g) in sorted(sums.items())
+        if transactions
     ]
-    return sorted(hours, key=lambda r: r.hour)
+
+
+_Part = tuple[str, tuple[Column, ...], tuple[Condition, ...]]
+
+
+def _parts(
+    split: HourSplit, raw: tuple[Column, ...], rolled: tuple[Column, ...], rollup: str
+) -> list[_Part]:
+    """The raw head, the rollup's whole hours and the raw tail of ``split`` that are not empty."""
+    parts: list[_Part] = []
+    for name, low, high, measurement, columns in (
+        ("head", split.start, split.head_end, "sale", raw),
+        ("hours", split.hours_start, split.hours_end, rollup, rolled),
+        ("tail", split.tail_start, split.end, "sale", raw),
+    ):
+        if low < high:
+            window = (
+                Condition("time", ">=", f"{name}_start", low),
+                Condition("time", "<", f"{name}_end", high),
+            )
+            parts.append((measurement, columns, window))
+    return parts
+
+
+def _int_or_zero(value: object) -> int:
+    """A sum InfluxDB leaves out (null) when no point of the group has the field."""
+    return value if type(value) is int else 0

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Final
 
 from storage._exceptions import StoreQueryError
+from storage.influx.client import Row
 from storage.influx.indexes import TraceEntry, trace_entries, trace_select
 from storage.influx.influxql import (
     Column,
@@ -18,9 +19,9 @@ from storage.influx.influxql import (
     SelectColumns,
     equals,
     not_equals,
-    time_from,
 )
-from storage.influx.reader import Reader, aware_ns, device_range, optional_equals
+from storage.influx.reader import Reader, device_range, optional_equals
+from storage.influx.rollups import BATCH_SOLD
 from storage.influx.rows import (
     NEWEST_WITH_FALLBACK,
     batch_row,
@@ -227,42 +228,62 @@ def unverified_sales(
 def batch_balances(
     reader: Reader, market: str, start: datetime, end: datetime
 ) -> list[BatchBalanceRow]:
-    """See :meth:`Store.batch_balances`: the batches, and one query for their sales.
+    """See :meth:`Store.batch_balances`: the batches and their ``batch_sold`` rollup points.
 
-    ``trace_code`` is a field, so the market's sales since
-    :data:`SALES_BEFORE_INTAKE` before ``start`` are listed (time, trace code
-    and weight, per vendor and PLU) and added up here. A batch counts the
-    sales of its own vendor and product from :data:`SALES_BEFORE_INTAKE`
-    before its intake, the sales :func:`sales_of_batch` finds.
+    Each batch record's ``batch_sold`` point (same series tags, same time) holds
+    its own vendor's sales of its product naming the code, from
+    :data:`SALES_BEFORE_INTAKE` before its intake (``storage.influx.rollups``):
+    one request of two range reads, however many sales there were.
     """
-    found = batches(reader, market, start, end)
-    if not found:
-        return []
-    series = reader.select_columns(
-        SelectColumns(
-            "sale",
-            columns=(Column("trace_code"), Column("weight_g")),
-            where=(equals("market", market), time_from(aware_ns(start - SALES_BEFORE_INTAKE))),
-            group_by=("vendor", "plu"),
-        )
+    window = device_range(start, end)
+    selects = [
+        Select(
+            measurement,
+            where=(
+                equals("market", market, param=f"market{number}"),
+                Condition("time", ">=", f"start{number}", window[0].value),
+                Condition("time", "<", f"end{number}", window[1].value),
+            ),
+            retention_policy=reader.retention_policy,
+            group_by=("station", "vendor", "plu"),
+        ).query()
+        for number, measurement in enumerate(("batch", BATCH_SOLD))
+    ]
+    series = reader.statements(selects)
+    sold = {
+        _record_key(row): row
+        for one in series
+        if one.name == BATCH_SOLD
+        for row in tagged_rows([one])
+        if type(row.get("sales")) is int and type(row.get("sold_g")) is int
+    }
+    records = [
+        (batch_row(row), sold.get(_record_key(row)))
+        for one in series
+        if one.name == "batch"
+        for row in whole_rows("batch", [one])
+    ]
+    records.sort(key=lambda record: (record[0].ts, record[0].station, record[0].msg_id))
+    return [_batch_balance(batch, rolled) for batch, rolled in records]
+
+
+def _record_key(row: Row) -> tuple[str, str, str, int]:
+    """A batch record's identity: its series tags and point time."""
+    return (
+        str_column(row, "station"),
+        str_column(row, "vendor"),
+        str_column(row, "plu"),
+        int_column(row, "time"),
     )
-    sales: dict[tuple[str, str, str], list[tuple[int, int]]] = defaultdict(list)
-    for row in tagged_rows(series):
-        if row.get("trace_code") is None or row.get("weight_g") is None:
-            continue  # a sale whose write is still in flight
-        key = (str_column(row, "trace_code"), str_column(row, "vendor"), str_column(row, "plu"))
-        sales[key].append((int_column(row, "time"), int_column(row, "weight_g")))
-    return [_batch_balance(one, sales[(one.trace_code, one.vendor, one.plu)]) for one in found]
 
 
-def _batch_balance(batch: BatchRow, sales: Sequence[tuple[int, int]]) -> BatchBalanceRow:
-    """``batch`` with its ``sales`` (time, grams) from :data:`SALES_BEFORE_INTAKE` before intake."""
-    since = aware_ns(batch.ts - SALES_BEFORE_INTAKE)
-    counted = [(time_ns, weight_g) for time_ns, weight_g in sales if time_ns >= since]
-    newest = max((time_ns for time_ns, _ in counted), default=None)
+def _batch_balance(batch: BatchRow, sold: Row | None) -> BatchBalanceRow:
+    """``batch`` with its ``batch_sold`` point (nothing sold without one)."""
+    if sold is None or not int_column(sold, "sales"):
+        return BatchBalanceRow.of(batch, sales=0, sold_g=0, last_sale=None)
     return BatchBalanceRow.of(
         batch,
-        sales=len(counted),
-        sold_g=sum(weight_g for _, weight_g in counted),
-        last_sale=None if newest is None else device_time(newest),
+        sales=int_column(sold, "sales"),
+        sold_g=int_column(sold, "sold_g"),
+        last_sale=device_time(int_column(sold, "last_sale_ns")),
     )

@@ -15,7 +15,7 @@ from storage.footfall import hourly_footfall
 from storage.interfaces.footfall import FootfallRow, GateCountRow
 from storage.msgids import REUSED_MSG_ID
 from storage.records import Reading
-from tests.storage.contract.helpers import DAY_END, write_ok
+from tests.storage.contract.helpers import DAY_END, write_ok, write_settled
 from tests.storage.factories import (
     MARKET,
     OTHER_MARKET,
@@ -185,7 +185,7 @@ def gate_history() -> list[list[Reading]]:
 
 
 def write_gate_history(store: Store) -> None:
-    refused = [letter for batch_ in gate_history() for letter in store.write(batch_)]
+    refused = [letter for batch_ in gate_history() for letter in write_settled(store, batch_)]
     assert [(letter.device, letter.reason) for letter in refused] == [("g-north", REUSED_MSG_ID)]
 
 

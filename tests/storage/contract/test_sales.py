@@ -16,7 +16,7 @@ from storage.interfaces.sales import SaleRow, SalesHourRow, SalesSummaryRow
 from storage.msgids import REUSED_MSG_ID
 from storage.records import Reading, to_ns
 from storage.traceability import TraceStatus
-from tests.storage.contract.helpers import DAY_END, write_ok
+from tests.storage.contract.helpers import DAY_END, write_ok, write_settled
 from tests.storage.factories import (
     MARKET,
     OTHER_MARKET,
@@ -278,7 +278,9 @@ class TestSalesSummaryOverHours:
 
     def test_a_reused_msg_id_does_not_change_the_sums(self, store: Store) -> None:
         write_ok(store, [reading(sale(msg_id=5, ts=at(minutes=5), weight_g=100), "sc-001")])
-        [letter] = store.write([reading(sale(msg_id=5, ts=at(minutes=5), weight_g=300), "sc-001")])
+        [letter] = write_settled(
+            store, [reading(sale(msg_id=5, ts=at(minutes=5), weight_g=300), "sc-001")]
+        )
 
         assert letter.reason == REUSED_MSG_ID
         [row] = store.sales_summary(MARKET, T0, at(hours=1))

@@ -17,7 +17,7 @@ from storage.interfaces.traceability import BatchBalanceRow, BatchRow, Unverifie
 from storage.msgids import REUSED_MSG_ID
 from storage.records import Reading, to_ns
 from storage.traceability import LATE_BATCH_GRACE, TraceStatus
-from tests.storage.contract.helpers import DAY_END, write_ok
+from tests.storage.contract.helpers import DAY_END, write_ok, write_settled
 from tests.storage.factories import (
     MARKET,
     OTHER_MARKET,
@@ -522,8 +522,9 @@ class TestBatchBalances:
                 sold("TC-A", 3, 20, 2_000, "v001", "1001"),
             ],
         )
-        refused = store.write(
-            [sold("TC-A", 4, 30, 700, "v001", "1001"), sold("TC-A", 5, 50, 400, "v001", "1001")]
+        refused = write_settled(
+            store,
+            [sold("TC-A", 4, 30, 700, "v001", "1001"), sold("TC-A", 5, 50, 400, "v001", "1001")],
         )
         assert [letter.reason for letter in refused] == [REUSED_MSG_ID, REUSED_MSG_ID]
 

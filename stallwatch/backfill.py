@@ -1,0 +1,88 @@
+"""``stallwatch store backfill``: build an InfluxDB database's rollups and indexes from raw.
+
+A database written before the rollups and the lookup indexes existed (or after
+they were dropped) has raw points and no marks. Each day it also builds the
+markets' trace and receipt indexes (``storage.influx.indexes.index_day``,
+idempotent like the rest). The backfill marks, day by day from the oldest UTC day
+with raw points to the newest, every bucket that has raw points in it, and
+settles (``storage.influx.rollups``): each day's rollups are recomputed from raw,
+so running it again is harmless. After each day it records a checkpoint (a
+``backfill_progress`` point); an interrupted run resumes after the last day it
+finished. Ingest may run meanwhile: its own marks are settled with the backfill's.
+
+SQLite keeps its rollups in each write's transaction (and its migrations built
+them from the rows already stored): there is nothing to backfill.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime
+
+from storage.base import Store
+
+#: One UTC day in nanoseconds.
+_DAY_NS = 24 * 3_600 * 1_000_000_000
+
+
+def backfill(
+    store: Store,
+    markets: Sequence[str],
+    *,
+    max_days: int | None = None,
+    out: Callable[[str], None] = print,
+) -> int:
+    """Backfill ``store``'s rollups, and ``markets``' lookup indexes, from its checkpoint on.
+
+    Returns the days done in this run.
+    """
+    from storage.influx.store import InfluxStore  # a SQLite deployment never loads it
+
+    if not isinstance(store, InfluxStore):
+        out("nothing to backfill: this store keeps its rollups in each write's transaction")
+        return 0
+    rollups = store.rollups
+    span = rollups.raw_span_ns()
+    if span is None:
+        out("nothing to backfill: the database has no sales, gate counts or batches")
+        return 0
+    if not markets:
+        out("no market files named: rollups only, no trace or receipt indexes (pass --market)")
+    first, last = (_day_start(ns) for ns in span)
+    done = rollups.backfilled_through()
+    day = first if done is None else max(first, done + _DAY_NS)
+    if day > last:
+        out(f"backfilled through {_date(last)} already: nothing to do")
+        return 0
+    total = (last - day) // _DAY_NS + 1
+    count = 0
+    while day <= last and (max_days is None or count < max_days):
+        started = time.monotonic()
+        marked = rollups.mark_day(day)
+        settled = store.settle_rollups()
+        indexed = [store.index_day(market, _as_date(day)) for market in markets]
+        rollups.record_backfilled(day)
+        count += 1
+        out(
+            f"{_date(day)}: {marked} buckets marked, {settled} settled, "
+            f"{sum(i.trace_entries for i in indexed)} trace and "
+            f"{sum(i.receipt_entries for i in indexed)} receipt index entries "
+            f"in {time.monotonic() - started:.1f}s ({count}/{total})"
+        )
+        day += _DAY_NS
+    if day <= last:
+        out(f"stopped after {count} days; run again to go on from {_date(day)}")
+    return count
+
+
+def _day_start(time_ns: int) -> int:
+    return time_ns - time_ns % _DAY_NS
+
+
+def _as_date(day_ns: int) -> date:
+    return datetime.fromtimestamp(day_ns // 1_000_000_000, UTC).date()
+
+
+def _date(day_ns: int) -> str:
+    return _as_date(day_ns).isoformat()

@@ -1,0 +1,697 @@
+"""Hourly rollups on InfluxDB: marks written with the raw points, settled from raw.
+
+Why not continuous queries or increments (docs/influxdb-compatibility.md): CQs
+exist only on 1.x and miss points later than their resample window (a device
+replaying a backlog); increments without transactions double-count or lose
+when a crash falls between a raw write and its increment.
+
+Instead, **marks + settle**:
+
+* :meth:`Rollups.mark_lines` gives ``Writer.write`` a tiny ``rollup_mark`` point
+  per bucket a write touches, sent in the same request as the raw points (last,
+  so a write that fails is retried whole, marks included). Tags ``market`` and
+  ``kind``; fields name the bucket: ``hour_ns`` (``sale``, ``footfall``) or the
+  batch's ``vendor``, ``plu`` and ``trace_code`` (``batch``). Time: the writer's
+  clock, one nanosecond apart, never reused by one store object.
+* :meth:`Rollups.settle` reads the marks since the persisted watermark minus
+  :data:`SETTLE_SLACK_NS`, recomputes each marked bucket **from the raw points**
+  with aggregate queries (statements batched into few requests), writes the
+  rollup points (a point overwrites itself: idempotent), then advances the
+  watermark. A crash anywhere redoes work; a redelivery re-marks and recomputes;
+  two ingest instances converge because a settle after the last write reads
+  all raw points. The slack also covers a write whose points are still becoming
+  visible when its mark is read (InfluxDB shows a write's points one by one).
+
+Rollup measurements (bounded tags only):
+
+==================  ============================  ========================================
+measurement         tags                          fields (time)
+==================  ============================  ========================================
+sale_hourly         market, scale, vendor, plu    transactions, total_fen, weight_g (hour)
+market_sale_hourly  market                        transactions, total_fen, weight_g (hour)
+footfall_hourly     market, gate                  readings, people_in, people_out (hour)
+batch_sold          market, station, vendor, plu  sales, sold_g, trace_code, first_sale_ns?,
+                                                  last_sale_ns? (the batch point's time)
+==================  ============================  ========================================
+
+A bucket of ``sale_hourly`` that lost all its sales (never, short of a delete)
+is written as zeros; readers skip rows without transactions.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Final, NamedTuple
+
+from schemas.messages import BatchIntake, GateCount, Sale
+from storage._exceptions import StoreError, StoreUnavailable
+from storage.footfall import counter_increase
+from storage.hours import HOUR_NS, hour_of
+from storage.influx.client import Row, Series
+from storage.influx.influxql import Column, Condition, Delete, Query, Select, SelectColumns
+from storage.influx.lineprotocol import build_line, is_portable_tag_value
+from storage.influx.reader import Reader
+from storage.influx.rows import (
+    NEWEST_WITH_FALLBACK,
+    int_column,
+    str_column,
+    tagged_rows,
+    whole_rows,
+)
+from storage.records import Reading, device_time, time_bound_ns
+from storage.traceability import LATE_BATCH_GRACE, TraceStatus
+
+log = logging.getLogger(__name__)
+
+ROLLUP_MARK: Final = "rollup_mark"
+ROLLUP_WATERMARK: Final = "rollup_watermark"
+SALE_HOURLY: Final = "sale_hourly"
+MARKET_SALE_HOURLY: Final = "market_sale_hourly"
+FOOTFALL_HOURLY: Final = "footfall_hourly"
+BATCH_SOLD: Final = "batch_sold"
+BACKFILL_PROGRESS: Final = "backfill_progress"
+
+#: How far before the watermark each settle reads marks again: the clock skew
+#: tolerated between ingest instances, and time for a write's points to become
+#: visible. A mark ahead of the settler's clock keeps the watermark at its clock.
+SETTLE_SLACK_NS: Final = 5 * 60 * 1_000_000_000
+#: Marks and watermarks older than this behind the watermark are deleted, hourly.
+_KEEP_MARKS_NS: Final = HOUR_NS
+DAY_NS: Final = 24 * HOUR_NS
+#: Statements per request of a settle (each ~300 bytes of URL; answers are matched to
+#: statements by their ``statement_id``, which counts from 0 in each request).
+_STATEMENTS_PER_REQUEST: Final = 100
+
+#: Statuses that say a sale's code names a registered batch (of some vendor):
+#: only such sales mark their batch. A sale whose batch comes later is counted
+#: when that batch's own write marks it.
+_NO_BATCH: Final = frozenset({TraceStatus.UNKNOWN_BATCH, TraceStatus.UNCHECKED})
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_HOUR: Final = timedelta(hours=1)
+
+
+class Kind(StrEnum):
+    SALE = "sale"
+    FOOTFALL = "footfall"
+    BATCH = "batch"
+
+
+class Bucket(NamedTuple):
+    """What a mark names: an hour of a market (sales, footfall) or a batch code of a
+    vendor's product (the batch records and the sales that may be theirs)."""
+
+    kind: Kind
+    market: str
+    hour_ns: int = 0
+    vendor: str = ""
+    plu: str = ""
+    trace_code: str = ""
+
+
+def buckets_of(readings: Sequence[Reading], statuses: Mapping[int, TraceStatus]) -> set[Bucket]:
+    """The buckets the readings touch; ``statuses`` holds each sale's by index.
+
+    Runs on every write (5000 readings a call in the ingest benchmark), so the
+    hour comes from the device time by integer ``timedelta`` division, which is
+    the point time's hour (``point_time_ns`` only changes digits below the
+    millisecond), and each (market, hour) is turned into a bucket once.
+    """
+    sale_hours: set[tuple[str, int]] = set()
+    gate_hours: set[tuple[str, int]] = set()
+    buckets: set[Bucket] = set()
+    for index, reading in enumerate(readings):
+        message = reading.message
+        if isinstance(message, Sale):
+            sale_hours.add((reading.market, (message.ts - _EPOCH) // _HOUR))
+            if statuses.get(index, TraceStatus.UNKNOWN_BATCH) not in _NO_BATCH:
+                buckets.add(_batch(reading.market, message.vendor, message.plu, message.trace_code))
+        elif isinstance(message, GateCount):
+            gate_hours.add((reading.market, (message.ts - _EPOCH) // _HOUR))
+        elif isinstance(message, BatchIntake):
+            buckets.add(_batch(reading.market, message.vendor, message.plu, message.trace_code))
+    for kind, hours in ((Kind.SALE, sale_hours), (Kind.FOOTFALL, gate_hours)):
+        buckets.update(Bucket(kind, market, hour * HOUR_NS) for market, hour in hours)
+    # A market that cannot be a tag is refused as a line too (see writer._storable).
+    return {bucket for bucket in buckets if is_portable_tag_value(bucket.market)}
+
+
+def _batch(market: str, vendor: str, plu: str, code: str) -> Bucket:
+    return Bucket(Kind.BATCH, market, vendor=vendor, plu=plu, trace_code=code)
+
+
+def mark_line(bucket: Bucket, time_ns: int) -> str:
+    fields: dict[str, int | str]
+    if bucket.kind is Kind.BATCH:
+        fields = {"vendor": bucket.vendor, "plu": bucket.plu, "trace_code": bucket.trace_code}
+    else:
+        fields = {"hour_ns": bucket.hour_ns}
+    return build_line(
+        ROLLUP_MARK, {"market": bucket.market, "kind": bucket.kind.value}, fields, time_ns
+    )
+
+
+def _bucket_of_mark(row: Row) -> Bucket | None:
+    """The bucket a stored mark names, or None for one still being written."""
+    try:
+        kind = Kind(str(row.get("kind")))
+    except ValueError:
+        return None
+    market = row.get("market")
+    if not isinstance(market, str):
+        return None
+    if kind is Kind.BATCH:
+        vendor, plu, code = row.get("vendor"), row.get("plu"), row.get("trace_code")
+        if isinstance(vendor, str) and isinstance(plu, str) and isinstance(code, str):
+            return _batch(market, vendor, plu, code)
+        return None
+    hour_ns = row.get("hour_ns")
+    return Bucket(kind, market, hour_ns) if type(hour_ns) is int else None
+
+
+class _Params:
+    """Unique parameter names for the statements of one request."""
+
+    def __init__(self) -> None:
+        self._count = 0
+
+    def __call__(self, column: str, operator: str, value: int | str) -> Condition:
+        self._count += 1
+        return Condition(column, operator, f"p{self._count}", value)
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    """A stored batch record: its series tags and point time."""
+
+    station: str
+    vendor: str
+    plu: str
+    time_ns: int
+
+    @property
+    def sales_since_ns(self) -> int:
+        """Its sales' first point time: the grace window before its (device) intake time."""
+        return time_bound_ns(device_time(self.time_ns) - LATE_BATCH_GRACE)
+
+
+class Rollups:
+    """Marks for ``Writer.write``, and the settle pass, through ``reader``."""
+
+    def __init__(
+        self, reader: Reader, batch_lines: int, clock: Callable[[], int] = time.time_ns
+    ) -> None:
+        self._reader = reader
+        self._batch_lines = batch_lines
+        self._clock = clock
+        self._last_mark_ns = 0
+        self._pruned_at_ns: int | None = None
+
+    # -- marks ---------------------------------------------------------------------
+
+    def mark_lines(
+        self, readings: Sequence[Reading], statuses: Mapping[int, TraceStatus]
+    ) -> list[str]:
+        """One mark per bucket the readings touch, one nanosecond apart."""
+        return self.lines_for(buckets_of(readings, statuses))
+
+    def lines_for(self, buckets: Iterable[Bucket]) -> list[str]:
+        ordered = sorted(buckets)
+        if not ordered:
+            return []
+        first = max(self._clock(), self._last_mark_ns + 1)
+        self._last_mark_ns = first + len(ordered) - 1
+        return [mark_line(bucket, first + i) for i, bucket in enumerate(ordered)]
+
+    # -- settle --------------------------------------------------------------------
+
+    def settle(self) -> int:
+        """See :meth:`Store.settle_rollups`; returns the number of buckets recomputed."""
+        now = self._clock()
+        watermark = self._watermark()
+        buckets, newest = self._marked_since(
+            None if watermark is None else watermark - SETTLE_SLACK_NS
+        )
+        if not buckets:
+            return 0
+        lines = [
+            *self._sale_lines([b for b in buckets if b.kind is Kind.SALE]),
+            *self._footfall_lines([b for b in buckets if b.kind is Kind.FOOTFALL]),
+            *self._batch_lines_for([b for b in buckets if b.kind is Kind.BATCH]),
+        ]
+        self._write(lines)
+        advanced = min(newest, now)
+        if watermark is None or advanced > watermark:
+            self._write([build_line(ROLLUP_WATERMARK, {}, {"settled_ns": now}, advanced)])
+            watermark = advanced
+        self._prune(watermark, now)
+        return len(buckets)
+
+    def _watermark(self) -> int | None:
+        series = self._reader.select(ROLLUP_WATERMARK, newest_first=True, limit=1)
+        rows = list(tagged_rows(series))
+        return int_column(rows[0], "time") if rows else None
+
+    def _marked_since(self, since_ns: int | None) -> tuple[set[Bucket], int]:
+        where = None if since_ns is None else Condition("time", ">=", "since", since_ns)
+        series = self._reader.select(ROLLUP_MARK, where)
+        buckets: set[Bucket] = set()
+        newest = -(2**63)
+        for row in tagged_rows(series):
+            bucket = _bucket_of_mark(row)
+            if bucket is not None:
+                buckets.add(bucket)
+                newest = max(newest, int_column(row, "time"))
+        return buckets, newest
+
+    def _write(self, lines: Sequence[str]) -> None:
+        for start in range(0, len(lines), self._batch_lines):
+            self._reader.write(lines[start : start + self._batch_lines])
+
+    def _prune(self, watermark: int, now: int) -> None:
+        """Hourly, delete the marks and watermarks no settle reads again."""
+        if self._pruned_at_ns is not None and now - self._pruned_at_ns < HOUR_NS:
+            return
+        self._pruned_at_ns = now
+        before = watermark - SETTLE_SLACK_NS - _KEEP_MARKS_NS
+        for measurement in (ROLLUP_MARK, ROLLUP_WATERMARK):
+            delete = Delete(measurement, (Condition("time", "<", "before", before),))
+            try:
+                self._reader.client.execute(delete.query(), database=self._reader.database)
+            except StoreUnavailable:
+                raise
+            except StoreError as exc:
+                # Only 1.x serves DELETE over the v1 API: on 2.x/3.x marks stay (small
+                # points, one per bucket and write) and the settle goes on.
+                log.warning("cannot delete old %s points (%s); they stay", measurement, exc)
+                return
+
+    def _statements(self, queries: Sequence[Query]) -> list[list[Series]]:
+        """The answers to ``queries``, one list of series per statement, in order."""
+        answers: list[list[Series]] = [[] for _ in queries]
+        for first in range(0, len(queries), _STATEMENTS_PER_REQUEST):
+            chunk = queries[first : first + _STATEMENTS_PER_REQUEST]
+            for one in self._reader.statements(chunk):
+                answers[first + one.statement_id].append(one)
+        return answers
+
+    def _select(
+        self,
+        measurement: str,
+        *where: Condition,
+        group_by: tuple[str, ...] = (),
+        newest_first: bool = False,
+        limit: int | None = None,
+    ) -> Query:
+        """A ``SELECT *`` in the reader's retention policy, for a batch of statements."""
+        return Select(
+            measurement,
+            where=where,
+            retention_policy=self._reader.retention_policy,
+            group_by=group_by,
+            newest_first=newest_first,
+            limit=limit,
+        ).query()
+
+    # -- sales ---------------------------------------------------------------------
+
+    def _sale_lines(self, buckets: Sequence[Bucket]) -> list[str]:
+        """Per (market, hour): the raw sums per scale, vendor and PLU, and the stored rollup."""
+        if not buckets:
+            return []
+        param = _Params()
+        queries: list[Query] = []
+        for bucket in buckets:
+            where = (
+                param("market", "=", bucket.market),
+                param("time", ">=", bucket.hour_ns),
+                param("time", "<", bucket.hour_ns + HOUR_NS),
+            )
+            queries.append(
+                _sums("sale", where, ("total_fen", "total_fen", "weight_g"), self._reader)
+            )
+            stored = (
+                param("market", "=", bucket.market),
+                param("time", "=", bucket.hour_ns),
+            )
+            queries.append(
+                _sums(SALE_HOURLY, stored, ("transactions", "total_fen", "weight_g"), self._reader)
+            )
+        answers = self._statements(queries)
+        lines: list[str] = []
+        for number, bucket in enumerate(buckets):
+            raw = _sums_by_group(answers[2 * number])
+            stored_sums = _sums_by_group(answers[2 * number + 1])
+            lines += _sale_hourly_lines(bucket, raw, stored_sums)
+        return lines
+
+    # -- footfall ------------------------------------------------------------------
+
+    def _footfall_lines(self, buckets: Sequence[Bucket]) -> list[str]:
+        """Per (market, hour) and gate: readings and the increases over each one's predecessor.
+
+        A reading that arrived out of order changes its successor's increase, which
+        may lie in a later hour: the hour of the first reading after each recomputed
+        hour is recomputed too (a second request, when there is one).
+        """
+        if not buckets:
+            return []
+        hours, successors = self._footfall_hours(buckets, chase=True)
+        extra = sorted(successors - set(buckets))
+        if extra:
+            more, _ = self._footfall_hours(extra, chase=False)
+            hours.update(more)
+        return [
+            build_line(
+                FOOTFALL_HOURLY,
+                {"market": market, "gate": gate},
+                {"readings": totals[0], "people_in": totals[1], "people_out": totals[2]},
+                hour_ns,
+            )
+            for (market, gate, hour_ns), totals in sorted(hours.items())
+        ]
+
+    def _footfall_hours(
+        self, buckets: Sequence[Bucket], *, chase: bool
+    ) -> tuple[dict[tuple[str, str, int], list[int]], set[Bucket]]:
+        param = _Params()
+        per_bucket = 3 if chase else 2
+        queries: list[Query] = []
+        for bucket in buckets:
+            start, end = bucket.hour_ns, bucket.hour_ns + HOUR_NS
+            market = param("market", "=", bucket.market)
+            queries.append(
+                self._select(
+                    "footfall",
+                    market,
+                    param("time", ">=", start),
+                    param("time", "<", end),
+                    group_by=("gate",),
+                )
+            )
+            queries.append(
+                self._select(
+                    "footfall",
+                    param("market", "=", bucket.market),
+                    param("time", "<", start),
+                    group_by=("gate",),
+                    newest_first=True,
+                    limit=NEWEST_WITH_FALLBACK,
+                )
+            )
+            if chase:
+                queries.append(
+                    self._select(
+                        "footfall",
+                        param("market", "=", bucket.market),
+                        param("time", ">=", end),
+                        group_by=("gate",),
+                        limit=NEWEST_WITH_FALLBACK,
+                    )
+                )
+        answers = self._statements(queries)
+        hours: dict[tuple[str, str, int], list[int]] = {}
+        successors: set[Bucket] = set()
+        for number, bucket in enumerate(buckets):
+            first = per_bucket * number
+            baseline = {
+                str_column(row, "gate"): row for row in _first_whole_per_gate(answers[first + 1])
+            }
+            for gate, rows in _whole_by_gate(answers[first]).items():
+                hours[(bucket.market, gate, bucket.hour_ns)] = _footfall_totals(
+                    baseline.get(gate), rows
+                )
+            if chase:
+                for row in _first_whole_per_gate(answers[first + 2]):
+                    successors.add(
+                        Bucket(Kind.FOOTFALL, bucket.market, hour_of(int_column(row, "time")))
+                    )
+        return hours, successors
+
+    # -- batches -------------------------------------------------------------------
+
+    def _batch_lines_for(self, buckets: Sequence[Bucket]) -> list[str]:
+        """Per batch record with a marked code: its own vendor's sales of its product naming
+        the code, from ``LATE_BATCH_GRACE`` before its intake (two requests)."""
+        if not buckets:
+            return []
+        param = _Params()
+        answers = self._statements(
+            [
+                self._select(
+                    "batch",
+                    param("market", "=", bucket.market),
+                    param("vendor", "=", bucket.vendor),
+                    param("plu", "=", bucket.plu),
+                    param("trace_code", "=", bucket.trace_code),
+                    group_by=("station",),
+                )
+                for bucket in buckets
+            ]
+        )
+        records = {
+            bucket: [
+                _Batch(
+                    str_column(row, "station"),
+                    bucket.vendor,
+                    bucket.plu,
+                    int_column(row, "time"),
+                )
+                for row in whole_rows("batch", answer)
+            ]
+            for bucket, answer in zip(buckets, answers, strict=True)
+        }
+        records = {bucket: found for bucket, found in records.items() if found}
+        if not records:
+            return []
+        sale_queries = [
+            SelectColumns(
+                "sale",
+                columns=(Column("weight_g"),),
+                where=(
+                    param("market", "=", bucket.market),
+                    param("vendor", "=", bucket.vendor),
+                    param("plu", "=", bucket.plu),
+                    param("trace_code", "=", bucket.trace_code),
+                    param("time", ">=", min(one.sales_since_ns for one in found)),
+                ),
+                retention_policy=self._reader.retention_policy,
+            ).query()
+            for bucket, found in records.items()
+        ]
+        lines: list[str] = []
+        sales_answers = self._statements(sale_queries)
+        for (bucket, found), answer in zip(records.items(), sales_answers, strict=True):
+            sales = [
+                (int_column(row, "time"), int_column(row, "weight_g"))
+                for row in tagged_rows(answer)
+                if row.get("weight_g") is not None
+            ]
+            lines += [_batch_sold_line(bucket, one, sales) for one in found]
+        return lines
+
+    # -- backfill ------------------------------------------------------------------
+
+    def raw_span_ns(self) -> tuple[int, int] | None:
+        """The times of the oldest and the newest raw sale, gate count or batch, if any."""
+        queries = [
+            self._select(measurement, newest_first=newest, limit=1)
+            for measurement in ("sale", "footfall", "batch")
+            for newest in (False, True)
+        ]
+        times = [
+            int_column(row, "time")
+            for answer in self._statements(queries)
+            for row in tagged_rows(answer)
+        ]
+        return (min(times), max(times)) if times else None
+
+    def mark_day(self, day_start_ns: int) -> int:
+        """Mark every bucket with raw points in the UTC day from ``day_start_ns``; returns
+        how many. Each batch of the day marks its code: the sales of other days that
+        are its own are recounted with it."""
+        param = _Params()
+        start, end = day_start_ns, day_start_ns + DAY_NS
+
+        def day(*where: Condition) -> tuple[Condition, ...]:
+            return (*where, param("time", ">=", start), param("time", "<", end))
+
+        per_hour = [
+            SelectColumns(
+                measurement,
+                columns=(Column(counted, "COUNT"),),
+                where=day(),
+                retention_policy=self._reader.retention_policy,
+                group_by=("market",),
+                every_s=HOUR_NS // 1_000_000_000,
+            ).query()
+            for measurement, counted in (("sale", "total_fen"), ("footfall", "in_total"))
+        ]
+        batches = SelectColumns(
+            "batch",
+            columns=(Column("trace_code"),),
+            where=day(),
+            retention_policy=self._reader.retention_policy,
+            group_by=("market", "vendor", "plu"),
+        ).query()
+        sales, footfall, batch = self._statements([*per_hour, batches])
+        buckets: set[Bucket] = set()
+        for kind, answer in ((Kind.SALE, sales), (Kind.FOOTFALL, footfall)):
+            for row in tagged_rows(answer):
+                if row.get("count"):
+                    buckets.add(Bucket(kind, str_column(row, "market"), int_column(row, "time")))
+        for row in tagged_rows(batch):
+            if isinstance(row.get("trace_code"), str):
+                buckets.add(
+                    _batch(
+                        str_column(row, "market"),
+                        str_column(row, "vendor"),
+                        str_column(row, "plu"),
+                        str_column(row, "trace_code"),
+                    )
+                )
+        self._write(self.lines_for(buckets))
+        return len(buckets)
+
+    def backfilled_through(self) -> int | None:
+        """The start of the last UTC day the backfill finished, or None."""
+        series = self._reader.select(BACKFILL_PROGRESS, newest_first=True, limit=1)
+        rows = list(tagged_rows(series))
+        return int_column(rows[0], "day_ns") if rows else None
+
+    def record_backfilled(self, day_start_ns: int) -> None:
+        line = build_line(BACKFILL_PROGRESS, {}, {"day_ns": day_start_ns}, self._clock())
+        self._reader.write([line])
+
+
+# -- helpers -----------------------------------------------------------------------------
+
+_Group = tuple[str, str, str]  # (scale, vendor, plu)
+
+
+def _sums(
+    measurement: str, where: tuple[Condition, ...], fields: tuple[str, str, str], reader: Reader
+) -> Query:
+    """COUNT or SUM of the first field, SUM of the other two, per scale, vendor and PLU."""
+    counted, fen, grams = fields
+    first = "COUNT" if measurement == "sale" else "SUM"
+    return SelectColumns(
+        measurement,
+        columns=(
+            Column(counted, first, "transactions"),
+            Column(fen, "SUM", "total_fen"),
+            Column(grams, "SUM", "weight_g"),
+        ),
+        where=where,
+        retention_policy=reader.retention_policy,
+        group_by=("scale", "vendor", "plu"),
+    ).query()
+
+
+def _sums_by_group(series: Sequence[Series]) -> dict[_Group, tuple[int, int, int]]:
+    """The sums per (scale, vendor, plu) of an answer to :func:`_sums`."""
+    sums: dict[_Group, tuple[int, int, int]] = {}
+    for one in series:
+        group = (one.tags.get("scale", ""), one.tags.get("vendor", ""), one.tags.get("plu", ""))
+        for row in one.rows:
+            if row.get("transactions") is None:
+                continue
+            sums[group] = (
+                int_column(row, "transactions"),
+                _int_or_zero(row.get("total_fen")),
+                _int_or_zero(row.get("weight_g")),
+            )
+    return sums
+
+
+def _int_or_zero(value: object) -> int:
+    return value if type(value) is int else 0
+
+
+def _sale_hourly_lines(
+    bucket: Bucket,
+    raw: Mapping[_Group, tuple[int, int, int]],
+    stored: Mapping[_Group, tuple[int, int, int]],
+) -> list[str]:
+    """The groups whose stored sums differ (zeros for those without sales now), and the
+    market's hour."""
+    lines = []
+    for group in sorted(raw.keys() | stored.keys()):
+        sums = raw.get(group, (0, 0, 0))
+        if stored.get(group) != sums:
+            scale, vendor, plu = group
+            lines.append(
+                build_line(
+                    SALE_HOURLY,
+                    {"market": bucket.market, "scale": scale, "vendor": vendor, "plu": plu},
+                    _sum_fields(sums),
+                    bucket.hour_ns,
+                )
+            )
+    total = tuple(sum(sums[i] for sums in raw.values()) for i in range(3))
+    lines.append(
+        build_line(
+            MARKET_SALE_HOURLY, {"market": bucket.market}, _sum_fields(total), bucket.hour_ns
+        )
+    )
+    return lines
+
+
+def _sum_fields(sums: Sequence[int]) -> dict[str, int | str]:
+    return {"transactions": sums[0], "total_fen": sums[1], "weight_g": sums[2]}
+
+
+def _whole_by_gate(series: Sequence[Series]) -> dict[str, list[Row]]:
+    by_gate: dict[str, list[Row]] = defaultdict(list)
+    for row in whole_rows("footfall", series):
+        by_gate[str_column(row, "gate")].append(row)
+    return by_gate
+
+
+def _first_whole_per_gate(series: Sequence[Series]) -> list[Row]:
+    """Per gate of an ordered read, its first point written whole."""
+    firsts: dict[str, Row] = {}
+    for row in whole_rows("footfall", series):
+        firsts.setdefault(str_column(row, "gate"), row)
+    return list(firsts.values())
+
+
+def _footfall_totals(baseline: Row | None, rows: Sequence[Row]) -> list[int]:
+    """[readings, people in, people out] of a gate's hour (``storage.footfall``'s rule)."""
+    previous = None if baseline is None else _counts(baseline)
+    totals = [0, 0, 0]
+    for row in sorted(rows, key=lambda r: int_column(r, "time")):
+        current = _counts(row)
+        totals[0] += 1
+        totals[1] += counter_increase(None if previous is None else previous[0], current[0])
+        totals[2] += counter_increase(None if previous is None else previous[1], current[1])
+        previous = current
+    return totals
+
+
+def _counts(row: Row) -> tuple[int, int]:
+    return int_column(row, "in_total"), int_column(row, "out_total")
+
+
+def _batch_sold_line(bucket: Bucket, batch: _Batch, sales: Sequence[tuple[int, int]]) -> str:
+    counted = [(time_ns, grams) for time_ns, grams in sales if time_ns >= batch.sales_since_ns]
+    fields: dict[str, int | str] = {
+        "sales": len(counted),
+        "sold_g": sum(grams for _, grams in counted),
+        "trace_code": bucket.trace_code,
+    }
+    if counted:
+        fields["first_sale_ns"] = min(time_ns for time_ns, _ in counted)
+        fields["last_sale_ns"] = max(time_ns for time_ns, _ in counted)
+    tags = {
+        "market": bucket.market,
+        "station": batch.station,
+        "vendor": batch.vendor,
+        "plu": batch.plu,
+    }
+    return build_line(BATCH_SOLD, tags, fields, batch.time_ns)

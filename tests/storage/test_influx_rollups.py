@@ -1,0 +1,155 @@
+"""InfluxDB's rollups with a clock that moves: marks, the watermark and its slack, pruning.
+
+The contract tests (tests/storage/contract/test_rollups.py) settle within the
+slack of every earlier mark, so each settle also redoes the earlier buckets;
+here the clock moves past the slack between writes, so each settle has only
+the new marks to go on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from uuid import uuid4
+
+import pytest
+
+from stallwatch.localservices import Influxd
+from storage.footfall import hourly_footfall
+from storage.influx.client import InfluxClient
+from storage.influx.reader import Reader
+from storage.influx.rollups import ROLLUP_MARK, SETTLE_SLACK_NS
+from storage.influx.store import InfluxStore
+from storage.records import Reading, to_ns
+from tests.storage.factories import MARKET, T0, at, batch, gate_count, reading, sale
+
+pytestmark = pytest.mark.influx
+
+MINUTE_NS = 60 * 1_000_000_000
+DAY = (T0 - timedelta(days=1), T0 + timedelta(days=1))
+
+
+class Clock:
+    """A wall clock the test moves."""
+
+    def __init__(self, start: datetime) -> None:
+        self.now_ns = to_ns(start)
+
+    def __call__(self) -> int:
+        return self.now_ns
+
+    def advance(self, minutes: int) -> None:
+        self.now_ns += minutes * MINUTE_NS
+
+
+@pytest.fixture
+def database() -> str:
+    return f"rollups_{uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(T0 + timedelta(days=2))
+
+
+@pytest.fixture
+def store(influx_server: Influxd, database: str, clock: Clock) -> Iterator[InfluxStore]:
+    with InfluxStore(influx_server.url, database, create_database=True, clock=clock) as opened:
+        yield opened
+
+
+def write_and_settle(store: InfluxStore, clock: Clock, readings: list[Reading]) -> None:
+    assert store.write(readings) == []
+    store.settle_rollups()
+    clock.advance(10)  # past the slack: the next settle reads only newer marks
+
+
+def counted(msg_id: int, moment: datetime, in_total: int) -> Reading:
+    return reading(gate_count(msg_id=msg_id, ts=moment, in_total=in_total), "g-north")
+
+
+def marks(influx_server: Influxd, database: str) -> list[dict[str, object]]:
+    with InfluxClient(influx_server.url) as client:
+        series = Reader(client, database, None).select(ROLLUP_MARK)
+    return [row for one in series for row in one.rows]
+
+
+def test_the_clock_moves_past_the_slack_between_settles() -> None:
+    assert 10 * MINUTE_NS > SETTLE_SLACK_NS
+
+
+def test_an_out_of_order_gate_count_settles_its_successors_later_hour(
+    store: InfluxStore, clock: Clock
+) -> None:
+    gates = [counted(i, at(minutes=50 * i), 10 * i) for i in range(1, 8)]
+    write_and_settle(store, clock, gates[3:])  # 10:30 … 13:50
+    write_and_settle(store, clock, gates[:1])  # 08:50: 10:30 now has a predecessor
+    write_and_settle(store, clock, gates[1:3])  # 09:40, 10:30 (hours with no mark before)
+
+    start, end = at(hours=-1), at(hours=7)
+    assert store.footfall_hourly(MARKET, start, end) == hourly_footfall(
+        MARKET,
+        store.gate_counts_before(MARKET, start),
+        store.gate_counts(MARKET, start, end),
+        start,
+        end,
+    )
+    # 11:20's increase over 10:30 lands in the 11:00 hour, settled without a mark of its own.
+    assert [
+        (row.hour.hour, row.people_in) for row in store.footfall_hourly(MARKET, start, end)
+    ] == [
+        (8, 0),
+        (9, 10),
+        (10, 10),
+        (11, 10),
+        (12, 10),
+        (13, 20),
+    ]
+
+
+def test_a_mark_from_an_instance_whose_clock_is_behind_is_settled(
+    influx_server: Influxd, database: str, store: InfluxStore, clock: Clock
+) -> None:
+    behind = Clock(datetime.fromtimestamp(0, UTC))
+    behind.now_ns = clock.now_ns - 3 * MINUTE_NS
+    with InfluxStore(influx_server.url, database, clock=behind) as other:
+        assert store.write([reading(sale(msg_id=1, ts=at(minutes=5)), "sc-001")]) == []
+        store.settle_rollups()  # the watermark is now this store's clock
+        assert other.write([reading(sale(msg_id=2, ts=at(hours=2)), "sc-001")]) == []
+        clock.advance(1)
+        store.settle_rollups()
+
+    assert [row.transactions for row in store.sales_by_hour(MARKET, *DAY)] == [1, 1]
+
+
+def test_one_mark_per_touched_bucket_per_write(
+    influx_server: Influxd, database: str, store: InfluxStore
+) -> None:
+    intake = reading(batch(msg_id=1, ts=at(minutes=-5), trace_code="TC-K"), "in-01")
+    sales = [
+        reading(sale(msg_id=i, ts=at(minutes=3 * i), trace_code="TC-K"), "sc-001")
+        for i in range(1, 31)
+    ]
+    unknown = [
+        reading(sale(msg_id=100 + i, ts=at(minutes=i), trace_code="TC-NONE"), "sc-002")
+        for i in range(1, 20)
+    ]
+    assert store.write([intake, *sales, *unknown]) == []
+
+    kinds = sorted(str(row["kind"]) for row in marks(influx_server, database))
+    # Two hours of sales, the batch's code once; a code without a batch marks nothing.
+    assert kinds == ["batch", "sale", "sale"]
+
+
+def test_marks_no_settle_reads_again_are_pruned(
+    influx_server: Influxd, database: str, store: InfluxStore, clock: Clock
+) -> None:
+    write_and_settle(store, clock, [reading(sale(msg_id=1), "sc-001")])
+    clock.advance(120)
+    second_marked_ns = clock.now_ns
+    write_and_settle(store, clock, [reading(sale(msg_id=2, ts=at(minutes=1)), "sc-001")])
+
+    # The first write's mark is gone (over an hour behind the watermark); the newest stays.
+    assert [row["time"] for row in marks(influx_server, database)] == [second_marked_ns]
+    [hour] = store.sales_by_hour(MARKET, *DAY)
+    assert hour.transactions == 2
