@@ -374,11 +374,7 @@ def _run_store_retention(args: argparse.Namespace) -> int:
     schedule = retention(settings, load_registry(settings))
     now = datetime.now(UTC)
     with open_store(settings) as store:
-        try:
-            report = store.apply_retention(now, schedule.policies, dry_run=args.dry_run)
-        except NotImplementedError as exc:  # issue 10: InfluxDB's side is the next step
-            log.error("%s", exc)
-            return 1
+        report = store.apply_retention(now, schedule.policies, dry_run=args.dry_run)
     verb = "would remove" if report.dry_run else "removed"
     for (market, kind), count in sorted(report.removed.items()):
         policy = schedule.policies[market]
