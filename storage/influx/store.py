@@ -37,6 +37,7 @@ from storage.influx.queries import dead_letters, devices, footfall, prices, sale
 from storage.influx.reader import Reader
 from storage.influx.retention import InfluxRetention
 from storage.influx.rollups import Rollups
+from storage.influx.routedcopy import RoutedCopy
 from storage.influx.routing import Routing, policy_statements
 from storage.influx.verification import SaleVerification
 from storage.influx.writer import Writer
@@ -104,6 +105,7 @@ class InfluxStore(Store):
         # The clock (ns) times the rollup marks and the settle's watermark.
         self._rollups = Rollups(self._reader, batch_lines, clock)
         self._writer = Writer(self._reader, self._ledger, verification, batch_lines, self._rollups)
+        self._clock = clock
         self._retention = InfluxRetention(self._reader_for, self._rollups)
         try:
             if create_database:
@@ -132,6 +134,13 @@ class InfluxStore(Store):
         if measurement == RECEIPT_INDEX:
             return self._receipts
         return self._reader
+
+    def routed_copy(self) -> RoutedCopy | None:
+        """Copying the base policy's points into the routed ones (``storage.influx.routedcopy``),
+        or ``None`` when the store does not route."""
+        if self._routing is None:
+            return None
+        return RoutedCopy(self._reader, self._routing, self._clock())
 
     @property
     def rollups(self) -> Rollups:
