@@ -21,6 +21,10 @@ Instead, **marks + settle**:
   two ingest instances converge because a settle after the last write reads
   all raw points. The slack also covers a write whose points are still becoming
   visible when its mark is read (InfluxDB shows a write's points one by one).
+  A settle every few seconds reads the same marks again for the whole slack, so
+  a ``Rollups`` object recomputes a mark's bucket only twice: when it first
+  sees the mark, and once more when the mark is :data:`_SECOND_PASS_AFTER_NS`
+  old, by which time every point written with it is visible.
 
 Rollup measurements (bounded tags only):
 
@@ -85,6 +89,8 @@ ROLLUP_EXPIRED: Final = "rollup_expired"
 #: tolerated between ingest instances, and time for a write's points to become
 #: visible. A mark ahead of the settler's clock keeps the watermark at its clock.
 SETTLE_SLACK_NS: Final = 5 * 60 * 1_000_000_000
+#: A mark this old (by the settler's clock) is recomputed a second and last time.
+_SECOND_PASS_AFTER_NS: Final = 60 * 1_000_000_000
 #: Marks and watermarks older than this behind the watermark are deleted, hourly.
 _KEEP_MARKS_NS: Final = HOUR_NS
 DAY_NS: Final = 24 * HOUR_NS
@@ -204,6 +210,10 @@ class _Batch:
         return time_bound_ns(device_time(self.time_ns) - LATE_BATCH_GRACE)
 
 
+#: A mark as a settle sees it: its time and what it names.
+_MarkId = tuple[int, Bucket]
+
+
 class Rollups:
     """Marks for ``Writer.write``, and the settle pass, through ``reader``."""
 
@@ -215,6 +225,9 @@ class Rollups:
         self._clock = clock
         self._last_mark_ns = 0
         self._pruned_at_ns: int | None = None
+        #: marks this object recomputed at first sight, and for the last time
+        self._seen: set[_MarkId] = set()
+        self._done: set[_MarkId] = set()
 
     # -- marks ---------------------------------------------------------------------
 
@@ -238,18 +251,19 @@ class Rollups:
         """See :meth:`Store.settle_rollups`; returns the number of buckets recomputed."""
         now = self._clock()
         watermark = self._watermark()
-        buckets, newest = self._marked_since(
-            None if watermark is None else watermark - SETTLE_SLACK_NS
-        )
-        if not buckets:
+        since = None if watermark is None else watermark - SETTLE_SLACK_NS
+        buckets, newest = self._marked_since(since, now)
+        buckets = self._with_raw_kept(buckets) if buckets else buckets
+        if buckets:
+            self._write(
+                [
+                    *self._sale_lines([b for b in buckets if b.kind is Kind.SALE]),
+                    *self._footfall_lines([b for b in buckets if b.kind is Kind.FOOTFALL]),
+                    *self._batch_lines_for([b for b in buckets if b.kind is Kind.BATCH]),
+                ]
+            )
+        if newest is None:
             return 0
-        buckets = self._with_raw_kept(buckets)
-        lines = [
-            *self._sale_lines([b for b in buckets if b.kind is Kind.SALE]),
-            *self._footfall_lines([b for b in buckets if b.kind is Kind.FOOTFALL]),
-            *self._batch_lines_for([b for b in buckets if b.kind is Kind.BATCH]),
-        ]
-        self._write(lines)
         advanced = min(newest, now)
         if watermark is None or advanced > watermark:
             self._write([build_line(ROLLUP_WATERMARK, {}, {"settled_ns": now}, advanced)])
@@ -290,16 +304,36 @@ class Rollups:
         rows = list(tagged_rows(series))
         return int_column(rows[0], "time") if rows else None
 
-    def _marked_since(self, since_ns: int | None) -> tuple[set[Bucket], int]:
+    def _marked_since(self, since_ns: int | None, now: int) -> tuple[set[Bucket], int | None]:
+        """The buckets to recompute of the marks since ``since_ns``, and the newest mark's time.
+
+        A mark counts at first sight and once more when it is
+        :data:`_SECOND_PASS_AFTER_NS` old; in between, settles skip it (see the module).
+        """
         where = None if since_ns is None else Condition("time", ">=", "since", since_ns)
         series = self._reader.select(ROLLUP_MARK, where)
+        second_pass_before = now - _SECOND_PASS_AFTER_NS
         buckets: set[Bucket] = set()
-        newest = -(2**63)
+        newest: int | None = None
+        seen: set[_MarkId] = set()
+        done: set[_MarkId] = set()
         for row in tagged_rows(series):
             bucket = _bucket_of_mark(row)
-            if bucket is not None:
+            if bucket is None:
+                continue
+            time_ns = int_column(row, "time")
+            newest = time_ns if newest is None else max(newest, time_ns)
+            mark = (time_ns, bucket)
+            seen.add(mark)
+            if mark in self._done:
+                done.add(mark)
+            elif mark not in self._seen:
                 buckets.add(bucket)
-                newest = max(newest, int_column(row, "time"))
+            elif time_ns <= second_pass_before:
+                buckets.add(bucket)
+                done.add(mark)
+        # Only the marks still in the window are remembered.
+        self._seen, self._done = seen, done
         return buckets, newest
 
     def _write(self, lines: Sequence[str]) -> None:
