@@ -382,12 +382,7 @@ class Forwarder:
 
     def _retention_loop(self, stop: threading.Event) -> None:
         while not stop.is_set():
-            try:
-                self.apply_retention(datetime.now(UTC))
-            except NotImplementedError as exc:
-                # Issue 10: until every store implements it (InfluxDB: the next step).
-                log.warning("retention is not applied: %s", exc)
-                return
+            self.apply_retention(datetime.now(UTC))
             stop.wait(self._retention.every_s)
 
     def apply_retention(self, now: datetime) -> RetentionReport | None:

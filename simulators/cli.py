@@ -19,7 +19,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -246,6 +246,9 @@ def _run_history(args: argparse.Namespace, markets: list[Market]) -> int:
                 seed=args.seed,
                 vendors_scale=args.vendors,
                 batch_size=args.batch_size,
+                # Older raw heartbeats or gate counts would be refused by a store keeping
+                # each kind in a retention policy of its own, and deleted by any store.
+                kept_as_of=datetime.now(UTC),
             )
             _print_history(summary)
     finally:
@@ -259,7 +262,8 @@ def _print_history(summary: HistorySummary) -> None:
     rate = summary.readings_per_second
     print(
         f"{summary.market}: {summary.days} days from {summary.start}, {summary.readings} readings "
-        f"({summary.refused} refused) in {summary.seconds:.1f}s = {rate:.0f}/s"
+        f"({summary.refused} refused, {summary.expired} beyond their retention not written) "
+        f"in {summary.seconds:.1f}s = {rate:.0f}/s"
     )
     print("  " + ", ".join(f"{kind} {n}" for kind, n in sorted(summary.counts.items())))
 

@@ -7,6 +7,14 @@ objects in batches (``store.write``), bypassing MQTT and ingest. Each reading's
 as ingest would have stamped it. Gate counters keep counting from one day to
 the next. Writes are idempotent, so a retried or repeated run overwrites itself.
 
+``kept_as_of=now`` skips the readings older than their kind's retention as of
+``now`` (the market's ``[retention]``: heartbeats 30 days, gate counts 90, …):
+a store keeping each kind in an InfluxDB retention policy of its own refuses
+points beyond the policy (they would come back as dead letters), and any store's
+retention pass would delete them. ``summary.expired`` counts them. A year of
+history "as of today" so has raw heartbeats and gate counts for their last
+weeks only, as a store that has been running a year would.
+
 ``vendors_scale=300`` first clones the market to 300 vendors (see
 ``simulators.scaling``); write the scaled market with ``dump_market_toml`` so
 ingest and the API load the same registry.
@@ -21,9 +29,11 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Protocol, TypeVar
+from typing import Final, Protocol, TypeVar
 
+from schemas.messages import BatchIntake, DeviceMessage, GateCount, PriceSet, Sale, ScaleStatus
 from schemas.registry import Market
+from schemas.retention import DataKind, RetentionPolicy
 from simulators.config import DayConfig
 from simulators.day import MarketDay, market_days
 from simulators.randomness import derive_rng
@@ -53,6 +63,7 @@ class HistorySummary:
     days: int = 0
     readings: int = 0
     refused: int = 0  # readings the store turned into dead letters
+    expired: int = 0  # readings older than their kind's retention, not written
     counts: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
 
@@ -84,11 +95,13 @@ def generate_history(
     retries: int = 3,
     on_day: Callable[[date, HistorySummary], None] | None = None,
     until: datetime | None = None,
+    kept_as_of: datetime | None = None,
 ) -> HistorySummary:
     """Write ``days`` market days from ``start_date`` into ``store``; returns what was written.
 
     With ``until``, what the devices would have sent after it is left out: a store
-    "as of now" for a demo or a test whose last day is today.
+    "as of now" for a demo or a test whose last day is today. With ``kept_as_of``,
+    readings older than their kind's retention then are left out (module docstring).
     """
     if vendors_scale is not None:
         market = scale_market(market, vendors_scale)
@@ -96,9 +109,13 @@ def generate_history(
     started = time.monotonic()
     writer = _BatchWriter(store, batch_size, retries, summary)
     until_ns = None if until is None else to_ns(until)
+    cutoffs = None if kept_as_of is None else _cutoffs_ns(market.retention, kept_as_of)
     for day in market_days(market, start_date, days, seed=seed, config=config):
         for reading in day_readings(day):
             if until_ns is not None and reading.received_ns > until_ns:
+                continue
+            if cutoffs is not None and _expired(reading, cutoffs):
+                summary.expired += 1
                 continue
             summary.counts[type(reading.message).__name__] += 1
             writer.add(reading)
@@ -117,6 +134,28 @@ def generate_history(
             on_day(day.day, summary)
     summary.seconds = time.monotonic() - started
     return summary
+
+
+#: The kind of data each message is kept as (``schemas.retention``).
+_KIND_OF_MESSAGE: Final[dict[type[DeviceMessage], DataKind]] = {
+    Sale: DataKind.TRACE,
+    BatchIntake: DataKind.TRACE,
+    PriceSet: DataKind.PRICES,
+    GateCount: DataKind.GATE_COUNTS,
+    ScaleStatus: DataKind.HEARTBEATS,
+}
+
+
+def _cutoffs_ns(policy: RetentionPolicy, now: datetime) -> dict[type[DeviceMessage], int]:
+    return {
+        kind_type: to_ns(policy.cutoff(kind, now)) for kind_type, kind in _KIND_OF_MESSAGE.items()
+    }
+
+
+def _expired(reading: Reading, cutoffs: dict[type[DeviceMessage], int]) -> bool:
+    """Whether the reading's device time is before its kind's cut-off."""
+    message = reading.message
+    return to_ns(message.ts) < cutoffs[type(message)]
 
 
 class _BatchWriter:

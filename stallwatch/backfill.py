@@ -10,6 +10,10 @@ so running it again is harmless. After each day it records a checkpoint (a
 ``backfill_progress`` point); an interrupted run resumes after the last day it
 finished. Ingest may run meanwhile: its own marks are settled with the backfill's.
 
+``--into-routed`` (:func:`copy_into_routed`) instead copies a database written
+before retention by kind from its base retention policy into the policies per
+market and kind (``storage.influx.routedcopy``), also day by day and resumable.
+
 SQLite keeps its rollups in each write's transaction (and its migrations built
 them from the rows already stored): there is nothing to backfill.
 """
@@ -68,6 +72,47 @@ def backfill(
             f"{_date(day)}: {marked} buckets marked, {settled} settled, "
             f"{sum(i.trace_entries for i in indexed)} trace and "
             f"{sum(i.receipt_entries for i in indexed)} receipt index entries "
+            f"in {time.monotonic() - started:.1f}s ({count}/{total})"
+        )
+        day += _DAY_NS
+    if day <= last:
+        out(f"stopped after {count} days; run again to go on from {_date(day)}")
+    return count
+
+
+def copy_into_routed(
+    store: Store, *, max_days: int | None = None, out: Callable[[str], None] = print
+) -> int:
+    """Copy the base retention policy's points into the routed ones, day by day (resumable).
+
+    See ``storage.influx.routedcopy``; returns the days done in this run.
+    """
+    from storage.influx.store import InfluxStore
+
+    copy = store.routed_copy() if isinstance(store, InfluxStore) else None
+    if copy is None:
+        out("nothing to copy: the store does not keep a retention policy per market and kind")
+        return 0
+    span = copy.span_ns()
+    if span is None:
+        out("nothing to copy: the base retention policy has no points")
+        return 0
+    first, last = (_day_start(ns) for ns in span)
+    done = copy.copied_through()
+    day = first if done is None else max(first, done + _DAY_NS)
+    if day > last:
+        out(f"copied through {_date(last)} already: nothing to do")
+        return 0
+    copies = copy.copies()
+    total = (last - day) // _DAY_NS + 1
+    count = 0
+    while day <= last and (max_days is None or count < max_days):
+        started = time.monotonic()
+        written = copy.copy_day(copies, day)
+        copy.record_copied(day)
+        count += 1
+        out(
+            f"{_date(day)}: {written} points copied into the routed retention policies "
             f"in {time.monotonic() - started:.1f}s ({count}/{total})"
         )
         day += _DAY_NS

@@ -359,6 +359,12 @@ def _add_store(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="sqlite:PATH or influx:http://host:8086/DATABASE (default: the configured store)",
     )
     backfill.add_argument(
+        "--into-routed",
+        action="store_true",
+        help="copy an InfluxDB database's points from its base retention policy into the "
+        "policies per market and kind (STALLWATCH_INFLUX_RETENTION_BY_KIND), day by day",
+    )
+    backfill.add_argument(
         "--max-days", type=int, help="stop after this many days (run again to go on)"
     )
     backfill.set_defaults(handler=_run_store_backfill)
@@ -374,11 +380,7 @@ def _run_store_retention(args: argparse.Namespace) -> int:
     schedule = retention(settings, load_registry(settings))
     now = datetime.now(UTC)
     with open_store(settings) as store:
-        try:
-            report = store.apply_retention(now, schedule.policies, dry_run=args.dry_run)
-        except NotImplementedError as exc:  # issue 10: InfluxDB's side is the next step
-            log.error("%s", exc)
-            return 1
+        report = store.apply_retention(now, schedule.policies, dry_run=args.dry_run)
     verb = "would remove" if report.dry_run else "removed"
     for (market, kind), count in sorted(report.removed.items()):
         policy = schedule.policies[market]
@@ -389,19 +391,33 @@ def _run_store_retention(args: argparse.Namespace) -> int:
 
 
 def _run_store_backfill(args: argparse.Namespace) -> int:
-    from stallwatch.backfill import backfill
-    from stallwatch.stores import open_store
+    from dataclasses import replace
+
+    from stallwatch.backfill import backfill, copy_into_routed
+    from stallwatch.stores import store_spec
     from storage import spec
 
     settings = settings_from(args)
     # The rollups need no market file; the indexes are built per market named.
-    markets = [market.id for market in load_registry(settings)] if settings.markets else []
-    if args.store_spec is not None:
-        store = spec.open_store(spec.parse_store_spec(args.store_spec))
-    else:
-        store = open_store(settings)
-    with store:
-        backfill(store, markets, max_days=args.max_days)
+    registry = load_registry(settings) if settings.markets else None
+    markets = [market.id for market in registry] if registry is not None else []
+    chosen = (
+        spec.parse_store_spec(args.store_spec)
+        if args.store_spec is not None
+        else store_spec(settings)
+    )
+    routed = args.into_routed or settings.influx_retention_by_kind
+    if isinstance(chosen, spec.InfluxSpec) and routed and chosen.retention is None:
+        if registry is None:
+            log.error("the retention policies per market and kind need the market files (--market)")
+            return 2
+        retention = tuple(sorted(registry.retention().items()))
+        chosen = replace(chosen, retention=retention, create_retention_policies=True)
+    with spec.open_store(chosen) as store:
+        if args.into_routed:
+            copy_into_routed(store, max_days=args.max_days)
+        else:
+            backfill(store, markets, max_days=args.max_days)
     return 0
 
 

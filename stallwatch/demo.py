@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -154,7 +154,12 @@ def _fast_forward(registry: Registry, store: Store, today: date, days: int, seed
         return
     for market in registry:
         summary = generate_history(
-            market, store, start_date=today - timedelta(days=days), days=days, seed=seed
+            market,
+            store,
+            start_date=today - timedelta(days=days),
+            days=days,
+            seed=seed,
+            kept_as_of=datetime.now(UTC),
         )
         print(f"history: {summary.readings} readings of {days} days for {market.id} in the store")
 

@@ -97,6 +97,15 @@ class Settings(BaseSettings):
     influx_create_database: bool = Field(
         default=False, description="Issue CREATE DATABASE on start (InfluxDB 1.x only)."
     )
+    influx_retention_by_kind: bool = Field(
+        default=False,
+        description=(
+            "Keep each market's kinds of data in retention policies of their own "
+            "(sw_<market>_<kind>, from the market files' [retention]); created or altered on "
+            "start (1.x). Data written before stays in the base policy until "
+            "'stallwatch store backfill --into-routed' copies it."
+        ),
+    )
 
     # -- HTTP API --------------------------------------------------------------
     api_host: str = Field(default="127.0.0.1", description="Address the HTTP API listens on.")

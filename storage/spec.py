@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from schemas.retention import RetentionPolicy
 from storage.base import Store
 
 #: What :func:`parse_store_spec` accepts.
@@ -35,6 +36,12 @@ class InfluxSpec:
     #: Issue CREATE DATABASE on opening (InfluxDB 1.x only).
     create_database: bool = False
     batch_lines: int = 5_000
+    #: Each market's retention policy: a retention policy per (market, kind) is written
+    #: to and read from (``storage.influx.routing``); ``None``: one policy for all.
+    #: Pairs, not a mapping: a spec is frozen, hashable and picklable.
+    retention: tuple[tuple[str, RetentionPolicy], ...] | None = None
+    #: Create or ALTER those retention policies on opening (1.x; implied by create_database).
+    create_retention_policies: bool = False
 
 
 StoreSpec = SQLiteSpec | InfluxSpec
@@ -55,6 +62,8 @@ def open_store(spec: StoreSpec) -> Store:
             msg_id_retention_policy=spec.msg_id_retention_policy,
             create_database=spec.create_database,
             batch_lines=spec.batch_lines,
+            retention=None if spec.retention is None else dict(spec.retention),
+            create_retention_policies=spec.create_retention_policies,
         )
     from storage.sqlite import SQLiteStore
 

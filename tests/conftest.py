@@ -10,9 +10,12 @@ import httpx
 import pytest
 
 from schemas.registry import Market, Registry, load_market
+from schemas.retention import MAX_DAYS, RetentionPolicy
 from stallwatch.localservices import Influxd, Mosquitto, influxd, mosquitto
 from storage import spec
 from storage.base import Store
+from storage.records import UNREGISTERED
+from tests.storage.factories import MARKET, OTHER_MARKET
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_MARKET = REPO / "examples" / "markets" / "nanmen.toml"
@@ -36,6 +39,19 @@ def mosquitto_server(tmp_path: Path) -> Iterator[Mosquitto]:
 
 #: Parametrize a ``store_kind`` with these to run a test on both backends.
 BOTH_STORES = ["sqlite", pytest.param("influx", marks=pytest.mark.influx)]
+#: The store contract's backends: also InfluxDB with a retention policy per (market, kind).
+CONTRACT_STORES = [*BOTH_STORES, pytest.param("influx-routed", marks=pytest.mark.influx)]
+#: Kept for a century: the tests' data (2025) is never beyond a routed store's policies.
+KEEP_ALL = RetentionPolicy(
+    trace=MAX_DAYS,
+    prices=MAX_DAYS,
+    heartbeats=MAX_DAYS,
+    gate_counts=MAX_DAYS,
+    dead_letters=MAX_DAYS,
+    rollups=MAX_DAYS,
+)
+#: The markets the contract tests write (others would go to the shared ``sw_<kind>``).
+ROUTED_MARKETS = (MARKET, OTHER_MARKET, "xiaohe", UNREGISTERED)
 
 
 def open_store(kind: str, request: pytest.FixtureRequest, tmp_path: Path, prefix: str) -> Store:
@@ -46,7 +62,12 @@ def open_store(kind: str, request: pytest.FixtureRequest, tmp_path: Path, prefix
     server = request.getfixturevalue("influx_server")
     assert isinstance(server, Influxd)
     database = f"{prefix}_{uuid4().hex[:12]}"
-    return spec.open_store(spec.InfluxSpec(server.url, database, create_database=True))
+    retention = None
+    if kind == "influx-routed":
+        retention = tuple((market, KEEP_ALL) for market in ROUTED_MARKETS)
+    return spec.open_store(
+        spec.InfluxSpec(server.url, database, create_database=True, retention=retention)
+    )
 
 
 @pytest.fixture(scope="session")

@@ -355,15 +355,16 @@ class InfluxClient:
         response = self._send(request, writing=False)
         return _merge_chunks(_json_documents(response))
 
-    def execute(self, statement: Query, *, database: str | None = None) -> None:
-        """Run a statement that changes something (``CREATE DATABASE``/``USER``) via POST."""
+    def execute(self, statement: Query, *, database: str | None = None) -> list[Series]:
+        """Run a statement that changes something (``CREATE DATABASE``, ``SELECT INTO``) via
+        POST; returns what it answers (``SELECT INTO``: a ``written`` count)."""
         data = {"q": statement.text}
         bound = statement.params_json()
         if bound is not None:
             data["params"] = bound
         params = {"db": database} if database else None
         request = self._http.build_request("POST", "/query", params=params, data=data)
-        _merge_chunks(_json_documents(self._send(request, writing=False)))
+        return _merge_chunks(_json_documents(self._send(request, writing=False)))
 
     def create_database(self, name: str) -> None:
         """``CREATE DATABASE`` (1.x only; idempotent there). 2.x needs :mod:`.v2setup` instead."""

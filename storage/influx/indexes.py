@@ -248,7 +248,7 @@ def trace_select(
     return Select(
         TRACE_INDEX,
         where=tuple(where),
-        retention_policy=reader.retention_policy,
+        retention_policy=reader.policy_for(TRACE_INDEX, market),
         newest_first=newest is not None,
         limit=newest,
     ).query()

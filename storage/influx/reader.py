@@ -11,7 +11,7 @@ import string
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Final
+from typing import Final, TypeVar
 
 from storage.influx.client import InfluxClient, Series
 from storage.influx.influxql import (
@@ -25,6 +25,7 @@ from storage.influx.influxql import (
     time_before,
     time_from,
 )
+from storage.influx.routing import Routing, market_of
 from storage.records import require_aware, time_bound_ns, to_ns
 
 #: Characters of URL-encoded statements and parameters per request: a query travels in
@@ -43,6 +44,39 @@ class Reader:
     client: InfluxClient
     database: str
     retention_policy: str | None
+    #: a retention policy per (market, kind) (``storage.influx.routing``); ``None``: one policy
+    routing: Routing | None = None
+
+    def policy_for(self, measurement: str, market: str | None) -> str | None:
+        """The policy a market's measurement is in; the base one when not routed.
+
+        A routed measurement read across markets has no one policy: see :meth:`routed`.
+        """
+        kind = None if self.routing is None else self.routing.kind_of(measurement)
+        if kind is None or self.routing is None:
+            return self.retention_policy
+        if market is None:
+            raise ValueError(f"{measurement} is kept per market: read it market by market")
+        return self.routing.name(market, kind)
+
+    def policies_of(self, measurement: str) -> list[str | None]:
+        """Every policy holding the measurement's points: one, or one per market when routed."""
+        kind = None if self.routing is None else self.routing.kind_of(measurement)
+        if kind is None or self.routing is None:
+            return [self.retention_policy]
+        return list(self.routing.names_of(kind))
+
+    def routed(self, select: _Routable) -> list[_Routable]:
+        """``select`` in its market's policy; across markets, once in each policy of its kind."""
+        kind = None if self.routing is None else self.routing.kind_of(select.measurement)
+        if kind is None or self.routing is None:
+            if self.retention_policy is None or select.retention_policy is not None:
+                return [select]
+            return [replace(select, retention_policy=self.retention_policy)]
+        market = market_of(select.where)
+        if market is not None:
+            return [replace(select, retention_policy=self.routing.name(market, kind))]
+        return [replace(select, retention_policy=name) for name in self.routing.names_of(kind)]
 
     def select(
         self,
@@ -54,22 +88,37 @@ class Reader:
         count_of: str | None = None,
         retention_policy: str | None = None,
     ) -> list[Series]:
-        """One SELECT in the reader's retention policy, or in ``retention_policy``."""
+        """One SELECT in the reader's retention policy (its market's), or in ``retention_policy``.
+
+        Across markets of a routed measurement, one in each policy of its kind
+        (the series of each market are in one policy only).
+        """
         select = Select(
             measurement,
             where=tuple(condition for condition in where if condition is not None),
-            retention_policy=retention_policy or self.retention_policy,
+            retention_policy=retention_policy,
             count_of=count_of,
             group_by=group_by,
             newest_first=newest_first,
             limit=limit,
         )
-        return self.client.query(self.database, select.query())
+        return self._run(self.routed(select))
 
     def select_columns(self, select: SelectColumns) -> list[Series]:
-        if self.retention_policy is not None:
-            select = replace(select, retention_policy=self.retention_policy)
-        return self.client.query(self.database, select.query())
+        return self._run(self.routed(select))
+
+    def _run(self, selects: Sequence[_Routable]) -> list[Series]:
+        if len(selects) == 1:
+            return self.client.query(self.database, selects[0].query())
+        # One request: each statement's parameters get its number (they share a namespace).
+        numbered = [
+            replace(
+                select,
+                where=tuple(replace(c, param=f"{c.param}_{i}") for c in select.where),
+            ).query()
+            for i, select in enumerate(selects)
+        ]
+        return self.statements(numbered)
 
     def statements(self, selects: Sequence[Query]) -> list[Series]:
         """Run the statements, as many to a request as fit in its URL."""
@@ -79,8 +128,51 @@ class Reader:
         return series
 
     def write(self, lines: Sequence[str]) -> None:
-        """Write ``lines`` in one request, in the reader's retention policy."""
-        self.client.write(self.database, lines, retention_policy=self.retention_policy)
+        """Write ``lines`` in one request, in the reader's retention policy.
+
+        Routed: a request per retention policy the lines' (market, kind) name.
+        """
+        if self.routing is None:
+            self.client.write(self.database, lines, retention_policy=self.retention_policy)
+            return
+        for policy, group in self._by_policy(lines).items():
+            self.client.write(self.database, group, retention_policy=policy)
+
+    def _by_policy(self, lines: Sequence[str]) -> dict[str | None, list[str]]:
+        groups: dict[str | None, list[str]] = {}
+        for line in lines:
+            measurement, market = measurement_and_market(line)
+            policy = (
+                self.retention_policy if market is None else self.policy_for(measurement, market)
+            )
+            groups.setdefault(policy, []).append(line)
+        return groups
+
+
+#: The statements a reader routes.
+_Routable = TypeVar("_Routable", Select, SelectColumns)
+
+
+def measurement_and_market(line: str) -> tuple[str, str | None]:
+    """A line's measurement and ``market`` tag (``None`` if it has none).
+
+    Our measurement names need no escapes, and market ids are identifiers (no
+    escapes either); a ``,market=`` inside another tag's value has its comma
+    escaped, so it is skipped.
+    """
+    head_end = line.find(" ")
+    while head_end > 0 and line[head_end - 1] == "\\":  # an escaped space in a tag
+        head_end = line.find(" ", head_end + 1)
+    head = line if head_end < 0 else line[:head_end]
+    measurement, _, _ = head.partition(",")
+    start = 0
+    while (found := head.find(",market=", start)) >= 0:
+        if head[found - 1] != "\\":
+            value_start = found + len(",market=")
+            value_end = head.find(",", value_start)
+            return measurement, head[value_start : None if value_end < 0 else value_end]
+        start = found + 1
+    return measurement, None
 
 
 def chunks(count: int, size: int) -> list[tuple[int, int]]:

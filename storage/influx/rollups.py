@@ -61,6 +61,7 @@ from storage.influx.client import Row, Series
 from storage.influx.influxql import Column, Condition, Delete, Query, Select, SelectColumns
 from storage.influx.lineprotocol import build_line, is_portable_tag_value
 from storage.influx.reader import Reader
+from storage.influx.routing import market_of
 from storage.influx.rows import (
     NEWEST_WITH_FALLBACK,
     int_column,
@@ -80,6 +81,9 @@ MARKET_SALE_HOURLY: Final = "market_sale_hourly"
 FOOTFALL_HOURLY: Final = "footfall_hourly"
 BATCH_SOLD: Final = "batch_sold"
 BACKFILL_PROGRESS: Final = "backfill_progress"
+#: Per market and kind of bucket, the hour before which the raw points are expired
+#: (written by the retention pass): such buckets are never recomputed from raw again.
+ROLLUP_EXPIRED: Final = "rollup_expired"
 
 #: How far before the watermark each settle reads marks again: the clock skew
 #: tolerated between ingest instances, and time for a write's points to become
@@ -249,6 +253,7 @@ class Rollups:
         watermark = self._watermark()
         since = None if watermark is None else watermark - SETTLE_SLACK_NS
         buckets, newest = self._marked_since(since, now)
+        buckets = self._with_raw_kept(buckets) if buckets else buckets
         if buckets:
             self._write(
                 [
@@ -265,6 +270,34 @@ class Rollups:
             watermark = advanced
         self._prune(watermark, now)
         return len(buckets)
+
+    def record_expiry(self, market: str, kind: Kind, before_ns: int) -> None:
+        """Raw points of ``market``'s ``kind`` buckets before ``before_ns`` are (being) deleted.
+
+        Written by the retention pass before it deletes: a bucket of an expired
+        hour marked afterwards (a reading arriving late by years) must not be
+        recomputed from the little raw left, which would shrink its rollup.
+        """
+        tags = {"market": market, "kind": kind.value}
+        self._write([build_line(ROLLUP_EXPIRED, tags, {"before_ns": before_ns}, self._clock())])
+
+    def _with_raw_kept(self, buckets: set[Bucket]) -> set[Bucket]:
+        """The buckets whose hour's raw points are not expired (batches: all)."""
+        series = self._reader.select(
+            ROLLUP_EXPIRED, group_by=("market", "kind"), newest_first=True, limit=1
+        )
+        expired = {
+            (str_column(row, "market"), str_column(row, "kind")): int_column(row, "before_ns")
+            for row in tagged_rows(series)
+        }
+        if not expired:
+            return buckets
+        return {
+            bucket
+            for bucket in buckets
+            if bucket.kind is Kind.BATCH
+            or bucket.hour_ns >= expired.get((bucket.market, bucket.kind.value), bucket.hour_ns)
+        }
 
     def _watermark(self) -> int | None:
         series = self._reader.select(ROLLUP_WATERMARK, newest_first=True, limit=1)
@@ -342,11 +375,11 @@ class Rollups:
         newest_first: bool = False,
         limit: int | None = None,
     ) -> Query:
-        """A ``SELECT *`` in the reader's retention policy, for a batch of statements."""
+        """A ``SELECT *`` in its market's retention policy, for a batch of statements."""
         return Select(
             measurement,
             where=where,
-            retention_policy=self._reader.retention_policy,
+            retention_policy=self._reader.policy_for(measurement, market_of(where)),
             group_by=group_by,
             newest_first=newest_first,
             limit=limit,
@@ -514,7 +547,7 @@ class Rollups:
                     param("trace_code", "=", bucket.trace_code),
                     param("time", ">=", min(one.sales_since_ns for one in found)),
                 ),
-                retention_policy=self._reader.retention_policy,
+                retention_policy=self._reader.policy_for("sale", bucket.market),
             ).query()
             for bucket, found in records.items()
         ]
@@ -534,8 +567,9 @@ class Rollups:
     def raw_span_ns(self) -> tuple[int, int] | None:
         """The times of the oldest and the newest raw sale, gate count or batch, if any."""
         queries = [
-            self._select(measurement, newest_first=newest, limit=1)
+            Select(measurement, retention_policy=rp, newest_first=newest, limit=1).query()
             for measurement in ("sale", "footfall", "batch")
+            for rp in self._reader.policies_of(measurement)
             for newest in (False, True)
         ]
         times = [
@@ -555,25 +589,34 @@ class Rollups:
         def day(*where: Condition) -> tuple[Condition, ...]:
             return (*where, param("time", ">=", start), param("time", "<", end))
 
+        # Across markets: a statement per retention policy of the kind (routed stores).
         per_hour = [
-            SelectColumns(
-                measurement,
-                columns=(Column(counted, "COUNT"),),
-                where=day(),
-                retention_policy=self._reader.retention_policy,
-                group_by=("market",),
-                every_s=HOUR_NS // 1_000_000_000,
-            ).query()
+            [
+                SelectColumns(
+                    measurement,
+                    columns=(Column(counted, "COUNT"),),
+                    where=day(),
+                    retention_policy=rp,
+                    group_by=("market",),
+                    every_s=HOUR_NS // 1_000_000_000,
+                ).query()
+                for rp in self._reader.policies_of(measurement)
+            ]
             for measurement, counted in (("sale", "total_fen"), ("footfall", "in_total"))
         ]
-        batches = SelectColumns(
-            "batch",
-            columns=(Column("trace_code"),),
-            where=day(),
-            retention_policy=self._reader.retention_policy,
-            group_by=("market", "vendor", "plu"),
-        ).query()
-        sales, footfall, batch = self._statements([*per_hour, batches])
+        batches = [
+            SelectColumns(
+                "batch",
+                columns=(Column("trace_code"),),
+                where=day(),
+                retention_policy=rp,
+                group_by=("market", "vendor", "plu"),
+            ).query()
+            for rp in self._reader.policies_of("batch")
+        ]
+        groups = [*per_hour, batches]
+        answers = iter(self._statements([query for group in groups for query in group]))
+        sales, footfall, batch = ([one for _ in group for one in next(answers)] for group in groups)
         buckets: set[Bucket] = set()
         for kind, answer in ((Kind.SALE, sales), (Kind.FOOTFALL, footfall)):
             for row in tagged_rows(answer):
@@ -622,7 +665,7 @@ def _sums(
             Column(grams, "SUM", "weight_g"),
         ),
         where=where,
-        retention_policy=reader.retention_policy,
+        retention_policy=reader.policy_for(measurement, market_of(where)),
         group_by=("scale", "vendor", "plu"),
     ).query()
 

@@ -17,29 +17,39 @@ The store only wires its parts together:
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import date, datetime
 
 import httpx
 
+from schemas.retention import RetentionPolicy
+from storage._exceptions import StoreError, StoreUnavailable
 from storage.base import Store
 from storage.hours import HourSplit, whole_hour_offsets
 from storage.influx.client import InfluxClient, RetryPolicy
-from storage.influx.indexes import IndexedDay, index_day
+from storage.influx.indexes import RECEIPT_INDEX, IndexedDay, index_day
+from storage.influx.influxql import Query, quote_ident
 from storage.influx.ledger import MsgIdLedger
 from storage.influx.queries import dead_letters, devices, footfall, prices, sales, traceability
 from storage.influx.reader import Reader
+from storage.influx.retention import InfluxRetention
 from storage.influx.rollups import Rollups
+from storage.influx.routedcopy import RoutedCopy
+from storage.influx.routing import Routing, policy_statements
 from storage.influx.verification import SaleVerification
 from storage.influx.writer import Writer
 from storage.interfaces.devices import ScaleStatusRow
 from storage.interfaces.footfall import FootfallRow, GateCountRow
 from storage.interfaces.prices import PriceRow
+from storage.interfaces.retention import RetentionReport
 from storage.interfaces.sales import SaleRow, SalesHourRow, SalesSummaryRow
 from storage.interfaces.traceability import BatchBalanceRow, BatchRow, UnverifiedSalesRow
 from storage.records import DeadLetter, Reading, from_ns
+
+log = logging.getLogger(__name__)
 
 
 class InfluxStore(Store):
@@ -65,6 +75,8 @@ class InfluxStore(Store):
         batch_lines: int = 5000,
         retry: RetryPolicy | None = None,
         clock: Callable[[], int] = time.time_ns,
+        retention: Mapping[str, RetentionPolicy] | None = None,
+        create_retention_policies: bool = False,
     ) -> None:
         if batch_lines < 1:
             raise ValueError("batch_lines must be at least 1")
@@ -77,7 +89,10 @@ class InfluxStore(Store):
             transport=transport,
             retry=retry,
         )
-        self._reader = Reader(self._client, database, retention_policy)
+        # With ``retention``, each (market, kind) has a retention policy of its own
+        # (storage.influx.routing); without, everything is in ``retention_policy``.
+        self._routing = None if retention is None else Routing(retention)
+        self._reader = Reader(self._client, database, retention_policy, self._routing)
         # The ledger's points are timed by msg_id (near 1970): a policy that drops old
         # points refuses them, so the ledger may live in a policy of its own that keeps
         # data forever (docs/influxdb-compatibility.md).
@@ -90,14 +105,18 @@ class InfluxStore(Store):
         # The clock (ns) times the rollup marks and the settle's watermark.
         self._rollups = Rollups(self._reader, batch_lines, clock)
         self._writer = Writer(self._reader, self._ledger, verification, batch_lines, self._rollups)
-        if create_database:
-            try:
+        self._clock = clock
+        self._retention = InfluxRetention(self._reader_for, self._rollups)
+        try:
+            if create_database:
                 self._client.create_database(database)
                 if msg_id_retention_policy is not None:
                     self._client.create_forever_retention_policy(database, msg_id_retention_policy)
-            except BaseException:
-                self._client.close()
-                raise
+            if create_database or create_retention_policies:
+                self.ensure_retention_policies()
+        except BaseException:
+            self._client.close()
+            raise
 
     # -- writing -----------------------------------------------------------------------
     def write(
@@ -110,6 +129,19 @@ class InfluxStore(Store):
         (``storage.influx.rollups``); returns how many."""
         return self._rollups.settle()
 
+    def _reader_for(self, measurement: str, market: str) -> Reader:
+        """The reader of a market's measurement: its retention policy."""
+        if measurement == RECEIPT_INDEX:
+            return self._receipts
+        return self._reader
+
+    def routed_copy(self) -> RoutedCopy | None:
+        """Copying the base policy's points into the routed ones (``storage.influx.routedcopy``),
+        or ``None`` when the store does not route."""
+        if self._routing is None:
+            return None
+        return RoutedCopy(self._reader, self._routing, self._clock())
+
     @property
     def rollups(self) -> Rollups:
         """The rollups' marks and settle pass, for the backfill command."""
@@ -117,6 +149,51 @@ class InfluxStore(Store):
 
     def forget_msg_ids(self, before: datetime) -> None:
         self._ledger.forget(before)
+
+    def apply_retention(
+        self, now: datetime, policies: Mapping[str, RetentionPolicy], *, dry_run: bool = False
+    ) -> RetentionReport:
+        """See :meth:`Store.apply_retention` and ``storage.influx.retention``: the rollups
+        are settled first, then each (market, kind)'s points before its cut-off deleted.
+
+        A routed store also brings its markets' retention policies to ``policies``'
+        days (and the margin) first.
+        """
+        if not dry_run and self._routing is not None:
+            self.ensure_retention_policies(policies)
+        return self._retention.apply(now, policies, dry_run=dry_run)
+
+    def ensure_retention_policies(self, policies: Mapping[str, RetentionPolicy] = {}) -> None:
+        """Create the routed retention policies missing and ALTER the others (1.x).
+
+        ``policies`` overrides the days of the store's markets. Without routing,
+        nothing to do. 2.x/3.x do not serve these statements over the v1 API: there,
+        one bucket per (market, kind) with a DBRP mapping of its name is made
+        beforehand (docs/influxdb-compatibility.md); this logs and goes on.
+        """
+        if self._routing is None:
+            return
+        known = {**self._routing.policies}
+        known.update(
+            (market, policy) for market, policy in (policies or {}).items() if market in known
+        )
+        durations = Routing(known).durations()
+        database = self._reader.database
+        try:
+            existing = self._client.query(
+                database, Query(f"SHOW RETENTION POLICIES ON {quote_ident(database)}")
+            )
+            names = [str(row.get("name")) for one in existing for row in one.rows]
+            for statement in policy_statements(database, durations, names):
+                self._client.execute(statement, database=database)
+        except StoreUnavailable:
+            raise
+        except StoreError as exc:
+            log.warning(
+                "cannot create or alter the retention policies per market and kind (%s): on "
+                "InfluxDB 2.x/3.x make a bucket per policy with a DBRP mapping of its name",
+                exc,
+            )
 
     def dead_letters(
         self, start: datetime, end: datetime, *, market: str | None = None, limit: int = 100

@@ -65,11 +65,10 @@ class RetentionReport:
         return sum(self.removed.values())
 
 
-class RetentionStore(abc.ABC):  # noqa: B024 - abstract once InfluxStore implements it
+class RetentionStore(abc.ABC):
     """Where old data is removed by its kind's retention, per market."""
 
-    # Not abstract yet (issue 10): InfluxStore implements it with retention policies
-    # in the next step; until then it is not applied there, and says so.
+    @abc.abstractmethod
     def apply_retention(
         self, now: datetime, policies: Mapping[str, RetentionPolicy], *, dry_run: bool = False
     ) -> RetentionReport:
@@ -80,4 +79,3 @@ class RetentionStore(abc.ABC):  # noqa: B024 - abstract once InfluxStore impleme
         finished by the next one. ``dry_run`` counts what would go and removes
         nothing. Raises :class:`StoreUnavailable` as writes do.
         """
-        raise NotImplementedError(f"{type(self).__name__} does not apply retention yet")

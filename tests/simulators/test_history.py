@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from schemas.messages import GateCount, Sale
+from schemas.messages import GateCount, Sale, ScaleStatus
 from schemas.registry import Market
 from simulators.day import MarketDay
 from simulators.history import day_readings, generate_history
@@ -46,6 +46,25 @@ def test_history_writes_every_days_messages_in_batches(xiaohe_market: Market) ->
     days = {reading.message.ts.date() for reading in readings}
     assert days == {DAY, DAY + timedelta(days=1), DAY + timedelta(days=2)}
     assert {r.market for r in readings} == {"xiaohe"}
+
+
+def test_readings_older_than_their_kind_s_retention_are_not_written(
+    xiaohe_market: Market,
+) -> None:
+    """Heartbeats are kept 30 days, gate counts 90 (defaults): 40 days on, only the first go."""
+    everything, kept = ListSink(), ListSink()
+    generate_history(xiaohe_market, everything, start_date=DAY, days=2, seed=4)
+    as_of = datetime.combine(DAY, time(0), xiaohe_market.tz) + timedelta(days=40)
+
+    summary = generate_history(
+        xiaohe_market, kept, start_date=DAY, days=2, seed=4, kept_as_of=as_of
+    )
+
+    statuses = [r for r in everything.readings if isinstance(r.message, ScaleStatus)]
+    assert statuses
+    assert summary.expired == len(statuses)
+    assert kept.readings == [r for r in everything.readings if r not in statuses]
+    assert summary.readings == len(kept.readings) == summary.counts.total()
 
 
 def test_history_is_what_the_day_model_publishes(xiaohe_market: Market) -> None:

@@ -135,3 +135,42 @@ def test_a_sqlite_store_has_nothing_to_backfill(
     SQLiteStore(tmp_path / "s.db").close()
     assert main(["store", "backfill", "--store", f"sqlite:{tmp_path / 's.db'}"]) == 0
     assert "nothing to backfill" in capsys.readouterr().out
+
+
+def test_a_database_from_before_retention_by_kind_is_copied_into_its_policies_resumably(
+    influx_server: Influxd,
+    database: str,
+    store: InfluxStore,
+    market: Market,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    generate_history(market, store, start_date=FIRST_DAY, days=DAYS, seed=4)
+    written = reads(store, market)
+    routed = InfluxStore(
+        influx_server.url,
+        database,
+        retention={market.id: market.retention},
+        create_retention_policies=True,
+    )
+    with routed:
+        assert reads(routed, market) != written, "a routed store reads only its own policies"
+        spec = f"influx:{influx_server.url}/{database}"
+        command = ["store", "backfill", "--into-routed", "--market", str(XIAOHE), "--store", spec]
+
+        assert main([*command, "--max-days", "2"]) == 0
+        first_run = capsys.readouterr().out
+        assert main(command) == 0
+        second_run = capsys.readouterr().out
+        assert main(command) == 0
+        third_run = capsys.readouterr().out
+
+        copied = [line for line in f"{first_run}{second_run}".splitlines() if "copied" in line]
+        assert len([line for line in first_run.splitlines() if "copied" in line]) == 2
+        assert "run again" in first_run
+        assert all(int(line.split(": ")[1].split()[0]) > 0 for line in copied)
+        assert "nothing to do" in third_run
+        # The 2025 days are beyond the heartbeats' and gate counts' policies (30 and 90
+        # days and the margin): their raw points are not copied, the rollups are.
+        assert reads(routed, market) == written
+        start = datetime.combine(FIRST_DAY, time(0), market.tz)
+        assert len(routed.sales(market.id, start, start + timedelta(days=DAYS))) > 0

@@ -61,6 +61,17 @@ def test_store_spec_carries_every_store_setting(tmp_path: Path) -> None:
     assert store_spec(sqlite) == SQLiteSpec(tmp_path / "s.db")
 
 
+def test_an_influx_store_kept_by_kind_carries_the_registry_s_retention(tmp_path: Path) -> None:
+    by_kind = influx_settings(tmp_path).model_copy(update={"influx_retention_by_kind": True})
+    chosen = store_spec(by_kind)
+    assert isinstance(chosen, InfluxSpec)
+    assert chosen.retention == (("xiaohe", RetentionPolicy(heartbeats=7)),)
+    assert chosen.create_retention_policies
+    # The forwarder's child process opens its store from the pickled spec.
+    options = ingest_options(by_kind)
+    assert pickle.loads(pickle.dumps(options)).store == chosen  # noqa: S301 (bytes we just made)
+
+
 def test_ingest_options_reach_the_forwarder_process_without_showing_secrets(
     tmp_path: Path,
 ) -> None:

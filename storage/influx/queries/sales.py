@@ -95,7 +95,7 @@ def sales_summary(
                 measurement,
                 columns=(*columns, Column("weight_g", "SUM", "weight_g")),
                 where=(equals("market", market, param=f"market{number}"), *window),
-                retention_policy=reader.retention_policy,
+                retention_policy=reader.policy_for(measurement, market),
                 group_by=("vendor", "plu"),
             ).query()
             for number, (measurement, columns, window) in enumerate(parts)
@@ -139,7 +139,7 @@ def sales_by_hour(
                 measurement,
                 columns=(*columns, weight),
                 where=(equals("market", market, param=f"market{number}"), *window),
-                retention_policy=reader.retention_policy,
+                retention_policy=reader.policy_for(measurement, market),
                 every_s=3600 if aggregated else None,
             ).query()
         )

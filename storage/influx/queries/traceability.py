@@ -76,7 +76,7 @@ def _batch_point(reader: Reader, entry: TraceEntry, number: int) -> Query:
             Condition("time", "=", f"time{number}", entry.at_ns),
             Condition("trace_code", "=", f"code{number}", entry.trace_code),
         ),
-        retention_policy=reader.retention_policy,
+        retention_policy=reader.policy_for("batch", entry.market),
     ).query()
 
 
@@ -167,7 +167,9 @@ def _own_sales(
     ]
     if span.last_ns is not None:
         where.append(Condition("time", "<=", "last0", span.last_ns))
-    return Select("sale", where=tuple(where), retention_policy=reader.retention_policy).query()
+    return Select(
+        "sale", where=tuple(where), retention_policy=reader.policy_for("sale", market)
+    ).query()
 
 
 def _sales_of_day(reader: Reader, entry: TraceEntry, number: int, first_ns: int | None) -> Query:
@@ -189,7 +191,7 @@ def _sales_of_day(reader: Reader, entry: TraceEntry, number: int, first_ns: int 
             Condition("time", ">=", f"start{number}", start),
             Condition("time", "<", f"end{number}", entry.at_ns + _NS_PER_DAY),
         ),
-        retention_policy=reader.retention_policy,
+        retention_policy=reader.policy_for("sale", entry.market),
     ).query()
 
 
@@ -244,7 +246,7 @@ def batch_balances(
                 Condition("time", ">=", f"start{number}", window[0].value),
                 Condition("time", "<", f"end{number}", window[1].value),
             ),
-            retention_policy=reader.retention_policy,
+            retention_policy=reader.policy_for(measurement, market),
             group_by=("station", "vendor", "plu"),
         ).query()
         for number, measurement in enumerate(("batch", BATCH_SOLD))

@@ -11,10 +11,10 @@ import pytest
 from stallwatch.localservices import Influxd
 from storage.base import Store
 from storage.sqlite import SQLiteStore
-from tests.conftest import BOTH_STORES, open_store
+from tests.conftest import BOTH_STORES, CONTRACT_STORES, open_store
 
 
-@pytest.fixture(params=BOTH_STORES)
+@pytest.fixture(params=CONTRACT_STORES)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     with open_store(request.param, request, tmp_path, "t") as backend:
         yield backend

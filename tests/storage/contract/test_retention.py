@@ -33,15 +33,8 @@ from tests.storage.factories import (
     status,
 )
 
-INFLUX_NOT_YET = "InfluxDB retention policies: issue 10, next step"
 
-
-@pytest.fixture(
-    params=[
-        "sqlite",
-        pytest.param("influx", marks=[pytest.mark.influx, pytest.mark.skip(reason=INFLUX_NOT_YET)]),
-    ]
-)
+@pytest.fixture(params=["sqlite", pytest.param("influx", marks=pytest.mark.influx)])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     with open_store(request.param, request, tmp_path, "t") as backend:
         yield backend
