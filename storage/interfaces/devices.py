@@ -35,13 +35,12 @@ class ScaleStatusRow:
     received: datetime
 
 
-#: How far back from a scale's newest status (by point time) a store looks for the
-#: one in force, and at most how many statuses. Enough: a Last Will older than the
-#: newest status by more than a device clock may run ahead (ingest refuses more
-#: than minutes) arrived before that status did, so it cannot be in force.
+#: How far back from a scale's newest own status (by point time) a store looks for a
+#: Last Will. Enough: a will older than that status by more than a device clock may
+#: run ahead (ingest refuses more than minutes) arrived before it did, so it cannot
+#: be in force.
 STATUS_LOOKBACK: Final = timedelta(hours=1)
 STATUS_LOOKBACK_NS: Final = span_ns(STATUS_LOOKBACK)
-STATUS_LOOKBACK_ROWS: Final = 64
 
 
 def status_in_force(statuses: Iterable[ScaleStatusRow]) -> ScaleStatusRow | None:
@@ -85,9 +84,9 @@ class DeviceStore(abc.ABC):
     def scale_status(self, market: str) -> list[ScaleStatusRow]:
         """The status in force of every scale that has reported one, ordered by scale.
 
-        Per scale, :func:`status_in_force` of its statuses within
-        :data:`STATUS_LOOKBACK` (and the newest :data:`STATUS_LOOKBACK_ROWS`) of its
-        newest one by point time: a bounded read however long the scale has reported.
+        Per scale, :func:`status_in_force` of its newest own status and its newest
+        Last Will from :data:`STATUS_LOOKBACK` before that status on: a bounded read
+        however long the scale has reported.
         """
 
     @abc.abstractmethod

@@ -466,20 +466,15 @@ def gate_count_row(row: Row) -> GateCountRow:
 # -- scale status ----------------------------------------------------------------
 
 #: Per scale of a market, the statuses a store weighs for the one in force (see
-#: ``storage.interfaces.devices.status_in_force``): of those within :lookback_ns of
-#: its newest and among its newest :rows, the newest own status and the newest
-#: Last Will (a will's point time is its arrival). Seeks on the (series, time_ns)
-#: key; the short window is scanned in SQLite, and at most two rows a scale reach
-#: Python.
+#: ``storage.interfaces.devices.status_in_force``): its newest own status, and its
+#: newest Last Will from :lookback_ns before that status on (any, for a scale with
+#: no status of its own; a will's point time is its arrival). Seeks on the
+#: (series, time_ns) key; at most two rows a scale reach Python.
 SCALE_STATUS_CANDIDATES = """
 WITH bounds AS (
-    SELECT s.id, s.market, s.scale, MAX(
-        (SELECT MAX(time_ns) FROM scale_status WHERE series = s.id) - :lookback_ns,
-        COALESCE((
-            SELECT time_ns FROM scale_status WHERE series = s.id
-            ORDER BY time_ns DESC LIMIT 1 OFFSET :rows - 1
-        ), -9223372036854775808)
-    ) AS since
+    SELECT s.id, s.market, s.scale, (
+        SELECT MAX(time_ns) FROM scale_status WHERE series = s.id AND will = 0
+    ) - :lookback_ns AS since
     FROM scale_status_series AS s
     WHERE s.market = :market
 )
@@ -490,10 +485,10 @@ FROM bounds AS b CROSS JOIN scale_status AS st
 WHERE st.series = b.id
   AND st.time_ns IN (
       (SELECT time_ns FROM scale_status
-       WHERE series = b.id AND will = 0 AND time_ns >= b.since
+       WHERE series = b.id AND will = 0
        ORDER BY time_ns DESC LIMIT 1),
       (SELECT time_ns FROM scale_status
-       WHERE series = b.id AND will = 1 AND time_ns >= b.since
+       WHERE series = b.id AND will = 1 AND time_ns >= COALESCE(b.since, -9223372036854775808)
        ORDER BY time_ns DESC LIMIT 1)
   )
 ORDER BY b.scale, st.time_ns

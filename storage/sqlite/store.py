@@ -17,7 +17,6 @@ from storage.base import Store
 from storage.hours import HourSplit, whole_hour_offsets
 from storage.interfaces.devices import (
     STATUS_LOOKBACK_NS,
-    STATUS_LOOKBACK_ROWS,
     ScaleStatusRow,
     statuses_in_force,
 )
@@ -318,7 +317,6 @@ class SQLiteStore(Store):
         params = {
             "market": market,
             "lookback_ns": STATUS_LOOKBACK_NS,
-            "rows": STATUS_LOOKBACK_ROWS,
         }
         rows = self._query(queries.SCALE_STATUS_CANDIDATES, params, "reading scale status")
         return statuses_in_force(map(queries.scale_status_row, rows))

@@ -34,7 +34,6 @@ PARAMS = {
     "hours_end": 7_200_000_000_000,
     "tail_start": 7_200_000_000_000,
     "lookback_ns": 3_600_000_000_000,
-    "rows": 64,
 }
 SELECTS = sorted(
     name

@@ -9,7 +9,7 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Final
 
-from storage.influx.influxql import Column, Condition, SelectColumns, equals, time_from
+from storage.influx.influxql import Column, Condition, Select, SelectColumns, equals, time_from
 from storage.influx.reader import Reader, bound_ns, device_range
 from storage.influx.rows import (
     NEWEST_WITH_FALLBACK,
@@ -18,14 +18,8 @@ from storage.influx.rows import (
     scale_status_row,
     str_column,
     tagged_rows,
-    whole_rows,
 )
-from storage.interfaces.devices import (
-    STATUS_LOOKBACK_NS,
-    STATUS_LOOKBACK_ROWS,
-    ScaleStatusRow,
-    statuses_in_force,
-)
+from storage.interfaces.devices import STATUS_LOOKBACK_NS, ScaleStatusRow, statuses_in_force
 from storage.records import from_ns, to_ns
 
 #: Measurements whose device is a tag, and that tag (a price's screen is a field).
@@ -37,23 +31,98 @@ _DEVICE_TAGS: Final = (
 )
 
 
+#: Scales whose newest own status is this much older than the market's newest are
+#: looked at one by one for their will; the rest share one read.
+_STALE_NS: Final = 24 * 3_600 * 1_000_000_000
+
+
 def scale_status(reader: Reader, market: str) -> list[ScaleStatusRow]:
-    # The newest STATUS_LOOKBACK_ROWS per scale, then those within STATUS_LOOKBACK
-    # of its newest: the same candidates as SQLite's, in one request.
-    series = reader.select(
+    """See :meth:`Store.scale_status`: two bounded reads, whatever the history.
+
+    First each scale's newest own status (a backwards seek per series: the newest
+    point is almost always one). Then each scale's newest Last Will from
+    :data:`STATUS_LOOKBACK` before its newest own status on: one statement for
+    the scales heard from within a day of the market's newest, and one each for
+    the few silent longer (a shared lower bound would make the read reach back
+    to the oldest of them).
+    """
+    own = {
+        row.scale: row
+        for row in map(
+            scale_status_row,
+            newest_whole_rows(
+                "scale_status",
+                reader.select(
+                    "scale_status",
+                    equals("market", market),
+                    equals("will", False),
+                    group_by=("scale",),
+                    newest_first=True,
+                    limit=NEWEST_WITH_FALLBACK,
+                ),
+            ),
+        )
+    }
+    wills = _newest_wills(reader, market, {scale: to_ns(row.ts) for scale, row in own.items()})
+    candidates: list[ScaleStatusRow] = [*own.values()]
+    for will in wills:
+        mine = own.get(will.scale)
+        if mine is None or to_ns(will.ts) >= to_ns(mine.ts) - STATUS_LOOKBACK_NS:
+            candidates.append(will)
+    return statuses_in_force(candidates)
+
+
+def _newest_wills(reader: Reader, market: str, own_newest: dict[str, int]) -> list[ScaleStatusRow]:
+    """Per scale, its newest Last Will from :data:`STATUS_LOOKBACK` before ``own_newest`` on.
+
+    A scale that never sent a status of its own is found by the shared read, so
+    its will must be from within a day of the market's newest status (a will
+    older than that, of a scale that never worked, is not worth a full scan).
+    """
+    newest = max(own_newest.values(), default=None)
+    recent = [ns for ns in own_newest.values() if newest is not None and ns >= newest - _STALE_NS]
+    selects: list[Select] = []
+    if recent:
+        selects.append(_wills(market, since_ns=min(recent) - STATUS_LOOKBACK_NS, number=0))
+    stale = sorted(
+        scale for scale, ns in own_newest.items() if newest is not None and ns < newest - _STALE_NS
+    )
+    for number, scale in enumerate(stale, start=1):
+        since = own_newest[scale] - STATUS_LOOKBACK_NS
+        selects.append(_wills(market, since_ns=since, number=number, scale=scale))
+    if newest is None:
+        # No scale of the market ever sent a status of its own: only wills to read.
+        selects.append(_wills(market, since_ns=None, number=0))
+    queries = [routed.query() for select in selects for routed in reader.routed(select)]
+    series = reader.statements(queries)
+    newest_will: dict[str, ScaleStatusRow] = {}
+    for row in map(scale_status_row, newest_whole_rows("scale_status", series)):
+        held = newest_will.get(row.scale)
+        if held is None or row.received > held.received:
+            newest_will[row.scale] = row
+    return [
+        will
+        for scale, will in newest_will.items()
+        if scale not in own_newest or to_ns(will.ts) >= own_newest[scale] - STATUS_LOOKBACK_NS
+    ]
+
+
+def _wills(market: str, *, since_ns: int | None, number: int, scale: str | None = None) -> Select:
+    where = [
+        equals("market", market, param=f"market_w{number}"),
+        equals("will", True, param=f"will_w{number}"),
+    ]
+    if scale is not None:
+        where.append(equals("scale", scale, param=f"scale_w{number}"))
+    if since_ns is not None:
+        where.append(Condition("time", ">=", f"since_w{number}", since_ns))
+    return Select(
         "scale_status",
-        equals("market", market),
+        where=tuple(where),
         group_by=("scale",),
         newest_first=True,
-        limit=STATUS_LOOKBACK_ROWS,
+        limit=NEWEST_WITH_FALLBACK,
     )
-    candidates: list[ScaleStatusRow] = []
-    for one in series:
-        rows = [scale_status_row(row) for row in whole_rows("scale_status", [one])]
-        if rows:
-            newest = max(to_ns(row.ts) for row in rows)
-            candidates += [r for r in rows if to_ns(r.ts) >= newest - STATUS_LOOKBACK_NS]
-    return statuses_in_force(candidates)
 
 
 def device_last_seen(reader: Reader, market: str, since: datetime) -> dict[str, datetime]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 
 from storage.base import Store
-from storage.interfaces.devices import STATUS_LOOKBACK_ROWS, ScaleStatusRow
+from storage.interfaces.devices import ScaleStatusRow
 from tests.storage.contract.helpers import DAY_END, one_of_each, write_ok
 from tests.storage.factories import (
     LATENCY,
@@ -184,7 +184,7 @@ class TestScaleStatus:
                 ),
                 *(
                     reading(status(msg_id=n, ts=at(hours=8, minutes=n)), "sc-001")
-                    for n in range(1, STATUS_LOOKBACK_ROWS + 10)
+                    for n in range(1, 74)
                 ),
             ],
         )
@@ -193,7 +193,7 @@ class TestScaleStatus:
         assert (row.will, row.online, row.ts) == (
             False,
             True,
-            at(hours=8, minutes=STATUS_LOOKBACK_ROWS + 9),
+            at(hours=8, minutes=73),
         )
 
 
