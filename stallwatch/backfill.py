@@ -3,12 +3,13 @@
 A database written before the rollups and the lookup indexes existed (or after
 they were dropped) has raw points and no marks. Each day it also builds the
 markets' trace and receipt indexes (``storage.influx.indexes.index_day``,
-idempotent like the rest). The backfill marks, day by day from the oldest UTC day
-with raw points to the newest, every bucket that has raw points in it, and
-settles (``storage.influx.rollups``): each day's rollups are recomputed from raw,
-so running it again is harmless. After each day it records a checkpoint (a
-``backfill_progress`` point); an interrupted run resumes after the last day it
-finished. Ingest may run meanwhile: its own marks are settled with the backfill's.
+idempotent like the rest). The backfill recomputes from raw, day by day from the
+oldest UTC day with raw points to the newest, every bucket that has raw points in
+it (``Rollups.rebuild_day``): once each, with no marks, since a settle would
+recompute earlier days' marks again for its whole slack. Running it again is
+harmless. After each day it records a checkpoint (a ``backfill_progress`` point);
+an interrupted run resumes after the last day it finished. Ingest may run
+meanwhile: it marks and settles its own writes.
 
 ``--into-routed`` (:func:`copy_into_routed`) instead copies a database written
 before retention by kind from its base retention policy into the policies per
@@ -63,13 +64,12 @@ def backfill(
     count = 0
     while day <= last and (max_days is None or count < max_days):
         started = time.monotonic()
-        marked = rollups.mark_day(day)
-        settled = store.settle_rollups()
+        rebuilt = rollups.rebuild_day(day)
         indexed = [store.index_day(market, _as_date(day)) for market in markets]
         rollups.record_backfilled(day)
         count += 1
         out(
-            f"{_date(day)}: {marked} buckets marked, {settled} settled, "
+            f"{_date(day)}: {rebuilt} buckets rebuilt, "
             f"{sum(i.trace_entries for i in indexed)} trace and "
             f"{sum(i.receipt_entries for i in indexed)} receipt index entries "
             f"in {time.monotonic() - started:.1f}s ({count}/{total})"

@@ -255,13 +255,7 @@ class Rollups:
         buckets, newest = self._marked_since(since, now)
         buckets = self._with_raw_kept(buckets) if buckets else buckets
         if buckets:
-            self._write(
-                [
-                    *self._sale_lines([b for b in buckets if b.kind is Kind.SALE]),
-                    *self._footfall_lines([b for b in buckets if b.kind is Kind.FOOTFALL]),
-                    *self._batch_lines_for([b for b in buckets if b.kind is Kind.BATCH]),
-                ]
-            )
+            self._recompute(buckets)
         if newest is None:
             return 0
         advanced = min(newest, now)
@@ -583,6 +577,31 @@ class Rollups:
         """Mark every bucket with raw points in the UTC day from ``day_start_ns``; returns
         how many. Each batch of the day marks its code: the sales of other days that
         are its own are recounted with it."""
+        buckets = self._buckets_of_day(day_start_ns)
+        self._write(self.lines_for(buckets))
+        return len(buckets)
+
+    def rebuild_day(self, day_start_ns: int) -> int:
+        """Recompute, once, every bucket with raw points in the UTC day; returns how many.
+
+        What a backfill wants: :meth:`mark_day` and a settle would also recompute, a
+        minute later and for the whole slack, the marks of the days done before.
+        Ingest running meanwhile marks and settles its own writes as usual.
+        """
+        buckets = self._buckets_of_day(day_start_ns)
+        self._recompute(buckets)
+        return len(buckets)
+
+    def _recompute(self, buckets: set[Bucket]) -> None:
+        self._write(
+            [
+                *self._sale_lines([b for b in buckets if b.kind is Kind.SALE]),
+                *self._footfall_lines([b for b in buckets if b.kind is Kind.FOOTFALL]),
+                *self._batch_lines_for([b for b in buckets if b.kind is Kind.BATCH]),
+            ]
+        )
+
+    def _buckets_of_day(self, day_start_ns: int) -> set[Bucket]:
         param = _Params()
         start, end = day_start_ns, day_start_ns + DAY_NS
 
@@ -632,8 +651,7 @@ class Rollups:
                         str_column(row, "trace_code"),
                     )
                 )
-        self._write(self.lines_for(buckets))
-        return len(buckets)
+        return buckets
 
     def backfilled_through(self) -> int | None:
         """The start of the last UTC day the backfill finished, or None."""

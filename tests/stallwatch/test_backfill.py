@@ -85,7 +85,7 @@ def drop_rollups(server: Influxd, database: str) -> None:
 
 
 def progress_lines(out: str) -> list[str]:
-    return [line for line in out.splitlines() if "buckets marked" in line]
+    return [line for line in out.splitlines() if "buckets rebuilt" in line]
 
 
 def test_an_interrupted_backfill_resumes_and_rebuilds_the_rollups_exactly(
