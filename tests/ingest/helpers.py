@@ -8,13 +8,15 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
+from ingest.forwarder import Forwarder
 from ingest.mqtt import RECEIVE_MAXIMUM, MqttOptions, persistent_session
 from mqttedge import EdgeOptions
 
@@ -202,3 +204,17 @@ def _close(*sockets: socket.socket) -> None:
         with contextlib.suppress(OSError):  # already closed by the other pump
             sock.shutdown(socket.SHUT_RDWR)
         sock.close()
+
+
+@contextmanager
+def running(forwarder: Forwarder) -> Iterator[None]:
+    """``forwarder`` running on a thread of its own for the block; stopped and joined after."""
+    stop = threading.Event()
+    thread = threading.Thread(target=forwarder.run, args=(stop, threading.Event()))
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(10)
+        assert not thread.is_alive()

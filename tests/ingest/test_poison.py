@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from ingest.validate import Validator
 from schemas.registry import Registry, load_market
 from storage.backoff import Backoff
 from storage.sqlite import SQLiteStore
-from tests.ingest.helpers import SALE_TOPIC, sale_payload, wait_until, write_market
+from tests.ingest.helpers import SALE_TOPIC, running, sale_payload, wait_until, write_market
 
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 FOREVER = datetime(2100, 1, 1, tzinfo=UTC)
@@ -87,19 +86,6 @@ def spool(tmp_path: Path, arrived: list[ArrivedMessage]) -> Iterator[Spool]:
     spool = Spool(tmp_path / "spool.db", "forwarder")
     yield spool
     spool.close()
-
-
-@contextmanager
-def running(forwarder: Forwarder) -> Iterator[None]:
-    stop = threading.Event()
-    thread = threading.Thread(target=forwarder.run, args=(stop, threading.Event()))
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(10)
-        assert not thread.is_alive()
 
 
 def forwarder_of(spool: Spool, store: SQLiteStore, registry: Registry) -> Forwarder:

@@ -7,10 +7,8 @@ sale is in ``sales_summary`` over a day only once a settle ran after its write.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from uuid import uuid4
@@ -24,7 +22,7 @@ from schemas.registry import Registry, load_market
 from stallwatch.localservices import Influxd
 from storage.backoff import Backoff
 from storage.influx.store import InfluxStore
-from tests.ingest.helpers import SALE_TOPIC, sale_payload, wait_until, write_market
+from tests.ingest.helpers import SALE_TOPIC, running, sale_payload, wait_until, write_market
 
 pytestmark = pytest.mark.influx
 
@@ -49,19 +47,6 @@ def spooled(tmp_path: Path, msg_ids: range) -> None:
     receiver = Spool(tmp_path / "spool.db", "receiver")
     receiver.append(arrived)
     receiver.close()
-
-
-@contextmanager
-def running(forwarder: Forwarder) -> Iterator[None]:
-    stop = threading.Event()
-    thread = threading.Thread(target=forwarder.run, args=(stop, threading.Event()))
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(10)
-        assert not thread.is_alive()
 
 
 def sold_today(store: InfluxStore) -> int:
