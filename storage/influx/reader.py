@@ -107,7 +107,17 @@ class Reader:
     def select_columns(self, select: SelectColumns) -> list[Series]:
         return self._run(self.routed(select))
 
+    def select_each(self, selects: Sequence[Select]) -> list[Series]:
+        """The series of all ``selects``, as few requests as their URLs allow.
+
+        For many small reads whose answers are taken together (their rows carry
+        their tags): one round trip per request instead of one per select.
+        """
+        return self._run([routed for select in selects for routed in self.routed(select)])
+
     def _run(self, selects: Sequence[_Routable]) -> list[Series]:
+        if not selects:
+            return []
         if len(selects) == 1:
             return self.client.query(self.database, selects[0].query())
         # One request: each statement's parameters get its number (they share a namespace).

@@ -24,7 +24,10 @@ Instead, **marks + settle**:
   A settle every few seconds reads the same marks again for the whole slack, so
   a ``Rollups`` object recomputes a mark's bucket only twice: when it first
   sees the mark, and once more when the mark is :data:`_SECOND_PASS_AFTER_NS`
-  old, by which time every point written with it is visible.
+  old, by which time every point written with it is visible. A mark of its own
+  writer whose write has returned (:meth:`Rollups.written`) needs one pass only:
+  all of that write's points are visible then, and the points of other writes
+  in the bucket have marks of their own.
 
 Rollup measurements (bounded tags only):
 
@@ -45,6 +48,7 @@ is written as zeros; readers skip rows without transactions.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -70,7 +74,7 @@ from storage.influx.rows import (
     whole_rows,
 )
 from storage.records import Reading, device_time, time_bound_ns
-from storage.traceability import LATE_BATCH_GRACE, TraceStatus
+from storage.traceability import LATE_BATCH_GRACE, BatchKey, TraceStatus
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +159,11 @@ def _batch(market: str, vendor: str, plu: str, code: str) -> Bucket:
     return Bucket(Kind.BATCH, market, vendor=vendor, plu=plu, trace_code=code)
 
 
+def batch_buckets(batches: Mapping[tuple[str, str], BatchKey]) -> set[Bucket]:
+    """The buckets of batches by (market, trace code)."""
+    return {_batch(market, key.vendor, key.plu, code) for (market, code), key in batches.items()}
+
+
 def mark_line(bucket: Bucket, time_ns: int) -> str:
     fields: dict[str, int | str]
     if bucket.kind is Kind.BATCH:
@@ -214,6 +223,14 @@ class _Batch:
 _MarkId = tuple[int, Bucket]
 
 
+@dataclass(frozen=True, slots=True)
+class Marks:
+    """A write's mark lines, and the marks they are (for :meth:`Rollups.written`)."""
+
+    lines: list[str]
+    ids: tuple[_MarkId, ...]
+
+
 class Rollups:
     """Marks for ``Writer.write``, and the settle pass, through ``reader``."""
 
@@ -228,22 +245,31 @@ class Rollups:
         #: marks this object recomputed at first sight, and for the last time
         self._seen: set[_MarkId] = set()
         self._done: set[_MarkId] = set()
+        #: marks of this object's own writes that returned; the writer's thread adds
+        #: to it while a settle may read it on another (the forwarder's retention pass)
+        self._written: set[_MarkId] = set()
+        self._written_lock = threading.Lock()
 
     # -- marks ---------------------------------------------------------------------
 
-    def mark_lines(
-        self, readings: Sequence[Reading], statuses: Mapping[int, TraceStatus]
-    ) -> list[str]:
+    def mark_lines(self, readings: Sequence[Reading], statuses: Mapping[int, TraceStatus]) -> Marks:
         """One mark per bucket the readings touch, one nanosecond apart."""
-        return self.lines_for(buckets_of(readings, statuses))
+        return self.marks_for(buckets_of(readings, statuses))
 
-    def lines_for(self, buckets: Iterable[Bucket]) -> list[str]:
+    def marks_for(self, buckets: Iterable[Bucket]) -> Marks:
         ordered = sorted(buckets)
         if not ordered:
-            return []
+            return Marks([], ())
         first = max(self._clock(), self._last_mark_ns + 1)
         self._last_mark_ns = first + len(ordered) - 1
-        return [mark_line(bucket, first + i) for i, bucket in enumerate(ordered)]
+        ids = tuple((first + i, bucket) for i, bucket in enumerate(ordered))
+        return Marks([mark_line(bucket, time_ns) for time_ns, bucket in ids], ids)
+
+    def written(self, marks: Marks) -> None:
+        """``marks`` were written, with every raw point they were made for: a settle
+        recomputes their buckets once (the module's docstring)."""
+        with self._written_lock:
+            self._written.update(marks.ids)
 
     # -- settle --------------------------------------------------------------------
 
@@ -306,6 +332,7 @@ class Rollups:
         """
         where = None if since_ns is None else Condition("time", ">=", "since", since_ns)
         series = self._reader.select(ROLLUP_MARK, where)
+        written = self._own_written_since(since_ns)
         second_pass_before = now - _SECOND_PASS_AFTER_NS
         buckets: set[Bucket] = set()
         newest: int | None = None
@@ -321,6 +348,9 @@ class Rollups:
             seen.add(mark)
             if mark in self._done:
                 done.add(mark)
+            elif mark in written:
+                buckets.add(bucket)
+                done.add(mark)
             elif mark not in self._seen:
                 buckets.add(bucket)
             elif time_ns <= second_pass_before:
@@ -329,6 +359,14 @@ class Rollups:
         # Only the marks still in the window are remembered.
         self._seen, self._done = seen, done
         return buckets, newest
+
+    def _own_written_since(self, since_ns: int | None) -> set[_MarkId]:
+        """A copy of the own marks written, forgetting those before ``since_ns`` (no
+        settle reads them again)."""
+        with self._written_lock:
+            if since_ns is not None:
+                self._written = {mark for mark in self._written if mark[0] >= since_ns}
+            return set(self._written)
 
     def _write(self, lines: Sequence[str]) -> None:
         for start in range(0, len(lines), self._batch_lines):
@@ -578,7 +616,7 @@ class Rollups:
         how many. Each batch of the day marks its code: the sales of other days that
         are its own are recounted with it."""
         buckets = self._buckets_of_day(day_start_ns)
-        self._write(self.lines_for(buckets))
+        self._write(self.marks_for(buckets).lines)
         return len(buckets)
 
     def rebuild_day(self, day_start_ns: int) -> int:

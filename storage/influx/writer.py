@@ -22,7 +22,7 @@ from storage.influx.lineprotocol import (
     reading_to_line,
 )
 from storage.influx.reader import Reader, chunks
-from storage.influx.rollups import Rollups
+from storage.influx.rollups import Marks, Rollups, batch_buckets
 from storage.influx.verification import SaleVerification
 from storage.records import (
     UNREGISTERED,
@@ -84,15 +84,22 @@ class Writer:
         lines, sources, not_stored = _encode(accepted, statuses)
         lines, sources = with_trace_entries(lines, sources, accepted, statuses)
         # Rollup marks go last, in the raw points' request (storage.influx.rollups).
-        lines = [*lines, *self._rollups.mark_lines(accepted, statuses)]
+        marks = self._rollups.mark_lines(accepted, statuses)
+        lines = [*lines, *marks.lines]
         for start, end in chunks(len(lines), self._batch_lines):
             for index, detail in self._write_isolating(lines[start:end]):
                 if start + index < len(sources):  # a mark's line is never refused: same ids
                     not_stored.append((sources[start + index], detail))
+        self._rollups.written(marks)
         not_written = {id(reading) for reading, _ in not_stored}
         written = [reading for reading in sources if id(reading) not in not_written]
         self._verification.verify_late_sales(written)
-        self._verification.verify_if_batch_came_meanwhile(written, statuses, accepted)
+        came_meanwhile = self._verification.verify_if_batch_came_meanwhile(
+            written, statuses, accepted
+        )
+        if came_meanwhile:
+            # Those sales marked no batch when written: their batches are recounted now.
+            self._write_marks(self._rollups.marks_for(batch_buckets(came_meanwhile)))
         self._ledger.record(
             claims.new, [reading for reading, _ in not_stored], also=receipt_lines(written)
         )
@@ -105,6 +112,11 @@ class Writer:
         if letters:
             self._write_dead_letters(letters)
         return refused
+
+    def _write_marks(self, marks: Marks) -> None:
+        for start, end in chunks(len(marks.lines), self._batch_lines):
+            self._reader.write(marks.lines[start:end])
+        self._rollups.written(marks)
 
     def _look_up(
         self, readings: Sequence[Reading]
