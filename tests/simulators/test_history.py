@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
@@ -13,7 +13,9 @@ from schemas.messages import GateCount, Sale, ScaleStatus
 from schemas.registry import Market
 from simulators.day import MarketDay
 from simulators.history import day_readings, generate_history
+from stallwatch.localservices import Influxd
 from storage._exceptions import StoreUnavailable
+from storage.influx.store import InfluxStore
 from storage.records import DeadLetter, Reading, to_ns
 from storage.sqlite import SQLiteStore
 from tests.simulators.conftest import DAY
@@ -138,3 +140,37 @@ def test_history_in_sqlite_answers_domain_queries(xiaohe_market: Market, tmp_pat
         gate_counts = [e.message for e in day.events() if isinstance(e.message, GateCount)]
         assert sum(row.people_in for row in footfall) > 0
         assert len(gate_counts) == len(store.gate_counts("xiaohe", start, end))
+
+
+@pytest.mark.influx
+def test_history_into_influxdb_leaves_rollups_equal_to_the_raw_sales(
+    xiaohe_market: Market, influx_server: Influxd
+) -> None:
+    # Settles come every SETTLE_EVERY_S while days are written and once at the end: the
+    # reads of whole hours (rollups) must then agree with the raw sales.
+    with InfluxStore(influx_server.url, "history_rollups", create_database=True) as store:
+        generate_history(xiaohe_market, store, start_date=DAY, days=2, seed=4)
+        start = datetime.combine(DAY, time(0), UTC)
+        end = start + timedelta(days=3)
+        expected: Counter[tuple[datetime, str]] = Counter()
+        for row in store.sales(xiaohe_market.id, start, end):
+            hour = row.ts.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+            expected[(hour, "transactions")] += 1
+            expected[(hour, "turnover_fen")] += row.total_fen
+            expected[(hour, "weight_g")] += row.weight_g
+        hours = store.sales_by_hour(xiaohe_market.id, start, end)
+    assert expected  # two days of a market sell something
+    assert (
+        Counter(
+            {
+                (row.hour, name): value
+                for row in hours
+                for name, value in (
+                    ("transactions", row.transactions),
+                    ("turnover_fen", row.turnover_fen),
+                    ("weight_g", row.weight_g),
+                )
+            }
+        )
+        == expected
+    )
