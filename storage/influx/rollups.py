@@ -536,9 +536,21 @@ class Rollups:
 
     def _batch_lines_for(self, buckets: Sequence[Bucket]) -> list[str]:
         """Per batch record with a marked code: its own vendor's sales of its product naming
-        the code, from ``LATE_BATCH_GRACE`` before its intake (two requests)."""
+        the code, from ``LATE_BATCH_GRACE`` before its intake (two requests or so)."""
         if not buckets:
             return []
+        records = self._batch_records(buckets)
+        if not records:
+            return []
+        sales = self._sales_by_code(records)
+        lines: list[str] = []
+        for bucket, found in records.items():
+            code_sales = sales.get(bucket, [])
+            lines += [_batch_sold_line(bucket, one, code_sales) for one in found]
+        return lines
+
+    def _batch_records(self, buckets: Sequence[Bucket]) -> dict[Bucket, list[_Batch]]:
+        """The stored batch records of each bucket's code (buckets without are left out)."""
         param = _Params()
         answers = self._statements(
             [
@@ -553,46 +565,62 @@ class Rollups:
                 for bucket in buckets
             ]
         )
-        records = {
-            bucket: [
+        records: dict[Bucket, list[_Batch]] = {}
+        for bucket, answer in zip(buckets, answers, strict=True):
+            found = [
                 _Batch(
-                    str_column(row, "station"),
-                    bucket.vendor,
-                    bucket.plu,
-                    int_column(row, "time"),
+                    str_column(row, "station"), bucket.vendor, bucket.plu, int_column(row, "time")
                 )
                 for row in whole_rows("batch", answer)
             ]
-            for bucket, answer in zip(buckets, answers, strict=True)
-        }
-        records = {bucket: found for bucket, found in records.items() if found}
-        if not records:
-            return []
-        sale_queries = [
-            SelectColumns(
-                "sale",
-                columns=(Column("weight_g"),),
-                where=(
-                    param("market", "=", bucket.market),
-                    param("vendor", "=", bucket.vendor),
-                    param("plu", "=", bucket.plu),
-                    param("trace_code", "=", bucket.trace_code),
-                    param("time", ">=", min(one.sales_since_ns for one in found)),
-                ),
-                retention_policy=self._reader.policy_for("sale", bucket.market),
-            ).query()
-            for bucket, found in records.items()
-        ]
-        lines: list[str] = []
-        sales_answers = self._statements(sale_queries)
-        for (bucket, found), answer in zip(records.items(), sales_answers, strict=True):
-            sales = [
-                (int_column(row, "time"), int_column(row, "weight_g"))
-                for row in tagged_rows(answer)
-                if row.get("weight_g") is not None
+            if found:
+                records[bucket] = found
+        return records
+
+    def _sales_by_code(
+        self, records: Mapping[Bucket, Sequence[_Batch]]
+    ) -> dict[Bucket, list[tuple[int, int]]]:
+        """(time, grams) of the sales naming each bucket's code, from its oldest record's
+        grace window on.
+
+        One select per (market, vendor, product) and not per code: a settle after a busy
+        minute, or a day of history, holds several batches of most stalls' products, and a
+        statement costs InfluxDB a pass over the series whatever it returns.
+        """
+        since: dict[_Product, int] = {}
+        for bucket, found in records.items():
+            group = (bucket.market, bucket.vendor, bucket.plu)
+            oldest = min(one.sales_since_ns for one in found)
+            since[group] = min(oldest, since.get(group, oldest))
+        groups = sorted(since)
+        param = _Params()
+        answers = self._statements(
+            [
+                SelectColumns(
+                    "sale",
+                    columns=(Column("weight_g"), Column("trace_code")),
+                    where=(
+                        param("market", "=", market),
+                        param("vendor", "=", vendor),
+                        param("plu", "=", plu),
+                        param("time", ">=", since[(market, vendor, plu)]),
+                    ),
+                    retention_policy=self._reader.policy_for("sale", market),
+                ).query()
+                for market, vendor, plu in groups
             ]
-            lines += [_batch_sold_line(bucket, one, sales) for one in found]
-        return lines
+        )
+        wanted = set(records)
+        sales: dict[Bucket, list[tuple[int, int]]] = defaultdict(list)
+        for (market, vendor, plu), answer in zip(groups, answers, strict=True):
+            for row in tagged_rows(answer):
+                code, grams = row.get("trace_code"), row.get("weight_g")
+                if not isinstance(code, str) or type(grams) is not int:
+                    continue  # a write in flight: whole on the next settle
+                bucket = _batch(market, vendor, plu, code)
+                if bucket in wanted:
+                    sales[bucket].append((int_column(row, "time"), grams))
+        return sales
 
     # -- backfill ------------------------------------------------------------------
 
@@ -705,6 +733,7 @@ class Rollups:
 # -- helpers -----------------------------------------------------------------------------
 
 _Group = tuple[str, str, str]  # (scale, vendor, plu)
+_Product = tuple[str, str, str]  # (market, vendor, plu)
 
 
 def _sums(

@@ -204,3 +204,26 @@ class TestLateBatch:
 def write_settled_balances(store: Store, readings: list[Reading]) -> list[BatchBalanceRow]:
     assert write_settled(store, readings) == []
     return list(store.batch_balances(MARKET, at(minutes=60), at(minutes=61)))
+
+
+class TestBatchesOfOneProduct:
+    def test_two_batches_of_a_stalls_product_sold_side_by_side_count_their_own_sales(
+        self, store: Store
+    ) -> None:
+        # One stall sells a morning and a midday batch of the same product at once, and
+        # one sale names a code no batch has: one settle recounts both batches.
+        morning = [sold(i, at(minutes=10 * i), 300, code="TC-AM") for i in range(1, 7)]
+        midday = [sold(20 + i, at(minutes=5 + 10 * i), 700, code="TC-PM") for i in range(3, 9)]
+        stray = [sold(40, at(minutes=33), 900, code="TC-NONE")]
+        batches = [
+            intake(1, at(minutes=-20), code="TC-AM"),
+            intake(2, at(minutes=25), code="TC-PM"),
+        ]
+        assert write_settled(store, [*batches, *morning, *midday, *stray]) == []
+
+        balances = {
+            row.trace_code: (row.sales, row.sold_g)
+            for row in store.batch_balances(MARKET, at(minutes=-30), at(minutes=30))
+        }
+        assert balances == {"TC-AM": (6, 1_800), "TC-PM": (6, 4_200)}
+        assert_exact(store)
