@@ -431,21 +431,21 @@ class Rollups:
                 param("time", ">=", bucket.hour_ns),
                 param("time", "<", bucket.hour_ns + HOUR_NS),
             )
-            queries.append(
-                _sums("sale", where, ("total_fen", "total_fen", "weight_g"), self._reader)
-            )
+            queries.append(_listed("sale", where, ("total_fen", "weight_g"), self._reader))
             stored = (
                 param("market", "=", bucket.market),
                 param("time", "=", bucket.hour_ns),
             )
             queries.append(
-                _sums(SALE_HOURLY, stored, ("transactions", "total_fen", "weight_g"), self._reader)
+                _listed(
+                    SALE_HOURLY, stored, ("transactions", "total_fen", "weight_g"), self._reader
+                )
             )
         answers = self._statements(queries)
         lines: list[str] = []
         for number, bucket in enumerate(buckets):
-            raw = _sums_by_group(answers[2 * number])
-            stored_sums = _sums_by_group(answers[2 * number + 1])
+            raw = _raw_sums_by_group(answers[2 * number])
+            stored_sums = _stored_sums_by_group(answers[2 * number + 1])
             lines += _sale_hourly_lines(bucket, raw, stored_sums)
         return lines
 
@@ -736,39 +736,54 @@ _Group = tuple[str, str, str]  # (scale, vendor, plu)
 _Product = tuple[str, str, str]  # (market, vendor, plu)
 
 
-def _sums(
-    measurement: str, where: tuple[Condition, ...], fields: tuple[str, str, str], reader: Reader
+def _listed(
+    measurement: str, where: tuple[Condition, ...], fields: tuple[str, ...], reader: Reader
 ) -> Query:
-    """COUNT or SUM of the first field, SUM of the other two, per scale, vendor and PLU."""
-    counted, fen, grams = fields
-    first = "COUNT" if measurement == "sale" else "SUM"
+    """The ``fields`` and the group's tags (scale, vendor, PLU) of each point, summed here.
+
+    Not ``SUM(…) GROUP BY scale, vendor, plu``: InfluxDB 1.6 answers that for an
+    hour of a 300-vendor market (3,000 sales, 1,500 series) in 150–260 ms, and lists
+    the same points in 35–75 ms.
+    """
     return SelectColumns(
         measurement,
-        columns=(
-            Column(counted, first, "transactions"),
-            Column(fen, "SUM", "total_fen"),
-            Column(grams, "SUM", "weight_g"),
-        ),
+        columns=tuple(Column(name) for name in (*fields, "scale", "vendor", "plu")),
         where=where,
         retention_policy=reader.policy_for(measurement, market_of(where)),
-        group_by=("scale", "vendor", "plu"),
     ).query()
 
 
-def _sums_by_group(series: Sequence[Series]) -> dict[_Group, tuple[int, int, int]]:
-    """The sums per (scale, vendor, plu) of an answer to :func:`_sums`."""
-    sums: dict[_Group, tuple[int, int, int]] = {}
-    for one in series:
-        group = (one.tags.get("scale", ""), one.tags.get("vendor", ""), one.tags.get("plu", ""))
-        for row in one.rows:
-            if row.get("transactions") is None:
-                continue
-            sums[group] = (
-                int_column(row, "transactions"),
-                _int_or_zero(row.get("total_fen")),
-                _int_or_zero(row.get("weight_g")),
-            )
-    return sums
+def _group_of(row: Row) -> _Group:
+    scale, vendor, plu = (row.get(tag) for tag in ("scale", "vendor", "plu"))
+    return (str(scale or ""), str(vendor or ""), str(plu or ""))
+
+
+def _raw_sums_by_group(series: Sequence[Series]) -> dict[_Group, tuple[int, int, int]]:
+    """(sales, fen, grams) per (scale, vendor, plu) of a listing of raw sales; a sale
+    without ``total_fen`` yet (a write in flight) is not counted, as ``COUNT`` would not."""
+    sums: dict[_Group, list[int]] = {}
+    for row in tagged_rows(series):
+        fen = row.get("total_fen")
+        if type(fen) is not int:
+            continue
+        total = sums.setdefault(_group_of(row), [0, 0, 0])
+        total[0] += 1
+        total[1] += fen
+        total[2] += _int_or_zero(row.get("weight_g"))
+    return {group: (total[0], total[1], total[2]) for group, total in sums.items()}
+
+
+def _stored_sums_by_group(series: Sequence[Series]) -> dict[_Group, tuple[int, int, int]]:
+    """The stored ``sale_hourly`` sums per (scale, vendor, plu) of an hour."""
+    return {
+        _group_of(row): (
+            int_column(row, "transactions"),
+            _int_or_zero(row.get("total_fen")),
+            _int_or_zero(row.get("weight_g")),
+        )
+        for row in tagged_rows(series)
+        if row.get("transactions") is not None
+    }
 
 
 def _int_or_zero(value: object) -> int:
