@@ -84,7 +84,7 @@ class Writer:
         lines, sources, not_stored = _encode(accepted, statuses)
         lines, sources = with_trace_entries(lines, sources, accepted, statuses)
         # Rollup marks go last, in the raw points' request (storage.influx.rollups).
-        marks = self._rollups.mark_lines(accepted, statuses)
+        marks = self._rollups.mark_lines(accepted)
         lines = [*lines, *marks.lines]
         for start, end in chunks(len(lines), self._batch_lines):
             for index, detail in self._write_isolating(lines[start:end]):
