@@ -43,16 +43,15 @@ def overview(data: DashboardData, market_id: str) -> Overview:
     last_week = analytics.footfall_frame(
         data.store.footfall_hourly(market.id, start - week, now - week)
     )
-    sales = analytics.sales_totals(
-        analytics.sales_frame(data.store.sales_summary(market.id, start, now))
-    )
+    # The market's hours, not its (vendor, product) sums: only the totals show here.
+    hours = data.store.sales_by_hour(market.id, start, now)
     online, total = vendors_online(data, market)
     return Overview(
         footfall_today=analytics.footfall_totals(today)[0],
         footfall_last_week=analytics.footfall_totals(last_week)[0],
         occupancy=analytics.occupancy(today),
-        turnover_fen=sales.turnover_fen,
-        transactions=sales.transactions,
+        turnover_fen=sum(hour.turnover_fen for hour in hours),
+        transactions=sum(hour.transactions for hour in hours),
         vendors_online=online,
         vendors=total,
     )

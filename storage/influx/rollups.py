@@ -645,18 +645,10 @@ class Rollups:
         ]
         return (min(times), max(times)) if times else None
 
-    def mark_day(self, day_start_ns: int) -> int:
-        """Mark every bucket with raw points in the UTC day from ``day_start_ns``; returns
-        how many. Each batch of the day marks its code: the sales of other days that
-        are its own are recounted with it."""
-        buckets = self._buckets_of_day(day_start_ns)
-        self._write(self.marks_for(buckets).lines)
-        return len(buckets)
-
     def rebuild_day(self, day_start_ns: int) -> int:
         """Recompute, once, every bucket with raw points in the UTC day; returns how many.
 
-        What a backfill wants: :meth:`mark_day` and a settle would also recompute, a
+        What a backfill wants: marking the day and settling would also recompute, a
         minute later and for the whole slack, the marks of the days done before.
         Ingest running meanwhile marks and settles its own writes as usual.
         """

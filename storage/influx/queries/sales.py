@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Final
 
 from storage.hours import HourSplit
+from storage.influx.client import Row
 from storage.influx.indexes import receipt_bounds
 from storage.influx.influxql import (
     Column,
@@ -81,11 +83,21 @@ def sale_by_receipt(
 def sales_summary(
     reader: Reader, market: str, start: datetime, end: datetime
 ) -> list[SalesSummaryRow]:
-    """See :meth:`Store.sales_summary`: whole hours from ``sale_hourly``, raw sales only for
-    the partial hours at the edges; one request, InfluxDB sums per vendor and PLU."""
+    """See :meth:`Store.sales_summary`: whole hours from ``sale_hourly`` summed by InfluxDB
+    per vendor and PLU; the raw sales of the partial hours at the edges listed and
+    summed here (one request).
+
+    Listed, not ``GROUP BY vendor, plu``: an hour of raw sales of a 300-vendor market
+    spans 1,500 series, which InfluxDB 1.6 groups in 150-260 ms and lists in 35-75 ms.
+    The rollup's hours are few points a series, where grouping is the cheaper.
+    """
     split = HourSplit.of(start, end)
-    raw = (Column("total_fen", "COUNT", "sales"), Column("total_fen", "SUM", "total_fen"))
-    rolled = (Column("transactions", "SUM", "sales"), Column("total_fen", "SUM", "total_fen"))
+    raw = (Column("total_fen"), Column("weight_g"), Column("vendor"), Column("plu"))
+    rolled = (
+        Column("transactions", "SUM", "sales"),
+        Column("total_fen", "SUM", "total_fen"),
+        Column("weight_g", "SUM", "weight_g"),
+    )
     parts = _parts(split, raw, rolled, SALE_HOURLY)
     if not parts:
         return []
@@ -93,16 +105,19 @@ def sales_summary(
         [
             SelectColumns(
                 measurement,
-                columns=(*columns, Column("weight_g", "SUM", "weight_g")),
+                columns=columns,
                 where=(equals("market", market, param=f"market{number}"), *window),
                 retention_policy=reader.policy_for(measurement, market),
-                group_by=("vendor", "plu"),
+                group_by=() if measurement == "sale" else ("vendor", "plu"),
             ).query()
             for number, (measurement, columns, window) in enumerate(parts)
         ]
     )
     sums: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
     for one in series:
+        if one.name == "sale":
+            _add_listed_sales(sums, one.rows)
+            continue
         for row in one.rows:
             if row.get("sales"):
                 total = sums[(one.tags.get("vendor", ""), one.tags.get("plu", ""))]
@@ -114,6 +129,19 @@ def sales_summary(
         for (vendor, plu), (sales, total_fen, weight_g) in sorted(sums.items())
         if sales
     ]
+
+
+def _add_listed_sales(sums: dict[tuple[str, str], list[int]], rows: Sequence[Row]) -> None:
+    """Count listed raw sales into ``sums`` per (vendor, plu); a sale without ``total_fen``
+    yet (a write in flight) is not counted, as ``COUNT(total_fen)`` would not."""
+    for row in rows:
+        fen, vendor, plu = row.get("total_fen"), row.get("vendor"), row.get("plu")
+        if type(fen) is not int or not isinstance(vendor, str) or not isinstance(plu, str):
+            continue
+        total = sums[(vendor, plu)]
+        total[0] += 1
+        total[1] += fen
+        total[2] += _int_or_zero(row.get("weight_g"))
 
 
 def sales_by_hour(
