@@ -129,6 +129,36 @@ def escape_tag_value(value: str) -> str:
     return cached if cached is not None else _memoised(_TAG_CACHE, value, _escape_tag_value)
 
 
+def series_tags(key: str) -> dict[str, str]:
+    """The tags of a series key as ``SHOW SERIES`` lists it (``measurement,k=v,...``),
+    unescaped (the inverse of :func:`escape_key` and :func:`escape_tag_value`)."""
+    tags: dict[str, str] = {}
+    name: list[str] = []
+    value: list[str] | None = None  # None while in the measurement or a tag's key
+    in_measurement = True
+    escaped = False
+
+    def close() -> None:
+        if not in_measurement and value is not None:
+            tags["".join(name)] = "".join(value)
+
+    for char in key:
+        if escaped:
+            (name if value is None else value).append(char)
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == ",":
+            close()
+            name, value, in_measurement = [], None, False
+        elif char == "=" and value is None and not in_measurement:
+            value = []
+        else:
+            (name if value is None else value).append(char)
+    close()
+    return tags
+
+
 def is_portable_tag_value(value: str) -> bool:
     """Whether :func:`escape_tag_value` accepts ``value``."""
     try:

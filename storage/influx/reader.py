@@ -21,10 +21,12 @@ from storage.influx.influxql import (
     Select,
     SelectColumns,
     equals,
+    quote_ident,
     statements,
     time_before,
     time_from,
 )
+from storage.influx.lineprotocol import series_tags
 from storage.influx.routing import Routing, market_of
 from storage.records import require_aware, time_bound_ns, to_ns
 
@@ -114,6 +116,20 @@ class Reader:
         their tags): one round trip per request instead of one per select.
         """
         return self._run([routed for select in selects for routed in self.routed(select)])
+
+    def series_keys(self, measurement: str, where: tuple[Condition, ...]) -> list[dict[str, str]]:
+        """The tags of each series of ``measurement`` matching ``where`` (tag conditions), from
+        the index (``SHOW SERIES``): which series exist, without reading their points."""
+        conditions = " AND ".join(condition.render() for condition in where)
+        text = f"SHOW SERIES FROM {quote_ident(measurement)}"
+        if conditions:
+            text += f" WHERE {conditions}"
+        query = Query(text, {condition.param: condition.value for condition in where})
+        return [
+            series_tags(str(row.get("key", "")))
+            for one in self.client.query(self.database, query)
+            for row in one.rows
+        ]
 
     def _run(self, selects: Sequence[_Routable]) -> list[Series]:
         if not selects:

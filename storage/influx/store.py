@@ -215,7 +215,7 @@ class InfluxStore(Store):
 
     # -- prices ------------------------------------------------------------------------
     def latest_prices(self, market: str) -> list[PriceRow]:
-        return prices.latest_prices(self._reader, market)
+        return prices.latest_prices(self._reader, market, self._clock())
 
     def price_history(
         self,

@@ -24,7 +24,7 @@ from schemas.messages import (
 from stallwatch.localservices import Influxd
 from storage.influx import lineprotocol
 from storage.influx.client import InfluxClient
-from storage.influx.influxql import Select, equals, quote_ident
+from storage.influx.influxql import Query, Select, equals, quote_ident
 from storage.influx.lineprotocol import (
     MAX_DEAD_LETTER_PAYLOAD,
     LineProtocolError,
@@ -38,7 +38,9 @@ from storage.influx.lineprotocol import (
     quote_string_field,
     reading_to_line,
     sale_trace_status_line,
+    series_tags,
 )
+from storage.influx.reader import Reader
 from storage.records import UNREGISTERED, DeadLetter, Reading, measurement_of
 from storage.traceability import TraceStatus
 
@@ -77,6 +79,26 @@ def test_measurement_escapes_comma_and_space_only() -> None:
 def test_keys_and_tag_values_escape_comma_equals_space() -> None:
     assert escape_key("a b,c=d") == "a\\ b\\,c\\=d"
     assert escape_tag_value("a b,c=d") == "a\\ b\\,c\\=d"
+
+
+def test_a_series_key_gives_back_the_tags_it_was_written_with() -> None:
+    tags = {"market": "nan men", "plu": "1,001", "vendor": "V=A 01", "note": "中文"}
+    line = build_line("price", tags, {"price_fen_per_kg": 1}, 0)
+    key = line.split(" price_fen_per_kg=")[0]  # a key as SHOW SERIES lists it
+    assert series_tags(key) == tags
+
+
+@pytest.mark.influx
+def test_series_keys_lists_the_series_of_a_measurement_that_match(
+    influx_server: Influxd,
+) -> None:
+    tags = [{"market": "m 1", "plu": "1,001", "vendor": "V=1"}, {"market": "m 2", "plu": "9"}]
+    with InfluxClient(influx_server.url) as client:
+        client.execute(Query('CREATE DATABASE "series_keys"'))
+        client.write("series_keys", [build_line("price", t, {"p": 1}, 0) for t in tags])
+        reader = Reader(client, "series_keys", None)
+        assert reader.series_keys("price", (equals("market", "m 1"),)) == [tags[0]]
+        assert sorted(map(str, reader.series_keys("price", ()))) == sorted(map(str, tags))
 
 
 def test_tag_values_keep_quotes_and_non_ascii() -> None:

@@ -436,6 +436,35 @@ def test_latest_prices_keep_each_price_with_its_own_promotion(store: InfluxStore
     ]
 
 
+def test_the_newest_prices_include_series_silent_for_longer_than_the_recent_window(
+    influx_server: Influxd, database: str
+) -> None:
+    # The newest price per series is read within RECENT_PRICES first; a stall that has
+    # not changed its price since must still be found (the index lists its series).
+    now = T0 + timedelta(days=40)
+    with InfluxStore(
+        influx_server.url, database, create_database=True, clock=lambda: to_ns(now)
+    ) as store:
+        store.write(
+            [
+                price(1, T0, vendor="V01", plu="1001", fen=1_000),
+                price(2, now - timedelta(days=1), vendor="V02", plu="1001", fen=1_100),
+                price(3, now - timedelta(days=30), vendor="V03", plu="0999", fen=800),
+            ]
+        )
+        latest = store.latest_prices(MARKET)
+        before = store.prices_before(MARKET, now - timedelta(hours=1), plu="1001")
+    assert [(row.vendor, row.plu, row.price_fen_per_kg) for row in latest] == [
+        ("V01", "1001", 1_000),
+        ("V02", "1001", 1_100),
+        ("V03", "0999", 800),
+    ]
+    assert [(row.vendor, row.price_fen_per_kg) for row in before] == [
+        ("V01", 1_000),
+        ("V02", 1_100),
+    ]
+
+
 def test_price_history(store: InfluxStore) -> None:
     store.write(
         [
