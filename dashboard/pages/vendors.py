@@ -125,9 +125,11 @@ def register_callbacks(app: Dash, data: DashboardData, links: Links) -> None:
     )
     def refresh(_tick: int, market: str, lang_value: str | None, shown: Any) -> tuple[Any, ...]:
         lang = Lang.of(lang_value)
+        # Both tables show today's unverified sales: read them once.
+        unverified = queries.unverified_today(data, data.market(market), data.now())
         tables = (
-            queries.vendor_table(data, market, lang),
-            queries.device_table(data, market, lang),
+            queries.vendor_table(data, market, lang, unverified=unverified),
+            queries.device_table(data, market, lang, unverified=unverified),
             queries.dead_letters(data, market),
         )
         digests = [market, lang.value, *(_digest(rows) for rows in tables)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time as time_module
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from threading import Lock
@@ -76,7 +76,7 @@ def unverified_today(
     return data.store.unverified_sales(market.id, day_start(market, market_today(market, now)), now)
 
 
-def unverified_counts(rows: list[UnverifiedSalesRow], by: str) -> dict[str, int]:
+def unverified_counts(rows: Sequence[UnverifiedSalesRow], by: str) -> dict[str, int]:
     """Unverified sales per ``by`` (``"vendor"`` or ``"scale"``), all statuses together."""
     counts: dict[str, int] = {}
     for row in rows:

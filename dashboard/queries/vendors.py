@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -22,18 +23,26 @@ from marketview.live import UnknownName
 from schemas.messages import DeviceKind
 from schemas.registry import Market
 from storage.interfaces.devices import ScaleStatusRow
+from storage.interfaces.traceability import UnverifiedSalesRow
 from storage.records import from_ns
 
 
-def vendor_table(data: DashboardData, market_id: str, lang: Lang) -> list[dict[str, Any]]:
+def vendor_table(
+    data: DashboardData,
+    market_id: str,
+    lang: Lang,
+    *,
+    unverified: Sequence[UnverifiedSalesRow] | None = None,
+) -> list[dict[str, Any]]:
     """One row per vendor: today's turnover, transactions, average ticket, current prices,
-    and today's sales whose trace code did not check out."""
+    and today's sales whose trace code did not check out (``unverified``: today's, when the
+    caller has read them already for :func:`device_table`)."""
     market = data.market(market_id)
     now = data.now()
     start = day_start(market, market_today(market, now))
     frame = analytics.sales_frame(data.store.sales_summary(market.id, start, now))
     figures = {f.key: f for f in analytics.sales_per_vendor(frame)}
-    unverified = unverified_counts(unverified_today(data, market, now), "vendor")
+    per_vendor = unverified_counts(_or_today(unverified, data, market, now), "vendor")
     rows = []
     for vendor in market.spec.vendors:
         sold = figures.get(vendor.id)
@@ -51,10 +60,19 @@ def vendor_table(data: DashboardData, market_id: str, lang: Lang) -> list[dict[s
                     else money_text(sold.average_ticket_fen)
                 ),
                 "prices": _current_prices_text(data, market, vendor.id, lang),
-                "unverified": unverified.get(vendor.id, 0),
+                "unverified": per_vendor.get(vendor.id, 0),
             }
         )
     return rows
+
+
+def _or_today(
+    unverified: Sequence[UnverifiedSalesRow] | None,
+    data: DashboardData,
+    market: Market,
+    now: datetime,
+) -> Sequence[UnverifiedSalesRow]:
+    return unverified_today(data, market, now) if unverified is None else unverified
 
 
 def _current_prices_text(data: DashboardData, market: Market, vendor: str, lang: Lang) -> str:
@@ -70,7 +88,13 @@ def _current_prices_text(data: DashboardData, market: Market, vendor: str, lang:
     return "，".join(parts) if lang is Lang.ZH else ", ".join(parts)
 
 
-def device_table(data: DashboardData, market_id: str, lang: Lang) -> list[dict[str, Any]]:
+def device_table(
+    data: DashboardData,
+    market_id: str,
+    lang: Lang,
+    *,
+    unverified: Sequence[UnverifiedSalesRow] | None = None,
+) -> list[dict[str, Any]]:
     """Every registered device: kind, owner, online state, last seen, today's messages,
     rejects and (scales) sales whose trace code did not check out."""
     market = data.market(market_id)
@@ -80,7 +104,7 @@ def device_table(data: DashboardData, market_id: str, lang: Lang) -> list[dict[s
     statuses: dict[str, ScaleStatusRow] = {s.scale: s for s in data.store.scale_status(market.id)}
     messages = data.store.message_counts(start, now)
     rejects = data.store.reject_counts(start, now)
-    unverified = unverified_counts(unverified_today(data, market, now), "scale")
+    per_scale = unverified_counts(_or_today(unverified, data, market, now), "scale")
     rows = []
     for device in market.devices.values():
         presence = seen.get(device.id)
@@ -98,7 +122,7 @@ def device_table(data: DashboardData, market_id: str, lang: Lang) -> list[dict[s
                 "last_seen": local_time_text(last_seen, market),
                 "messages": messages.get((market.id, device.id), 0),
                 "rejects": rejects.get((market.id, device.id), 0),
-                "unverified": unverified.get(device.id, 0),
+                "unverified": per_scale.get(device.id, 0),
             }
         )
     return rows
