@@ -424,9 +424,10 @@ class Rollups:
 
     def _sale_lines(self, buckets: Sequence[Bucket]) -> tuple[list[str], set[Bucket]]:
         """Per (market, hour): the raw sums per scale, vendor and PLU, and the stored rollup;
-        and the batches the hours' sales name (see :func:`buckets_of`). Three statements
-        an hour, each answering in size bounded by the hour's groups or batches, however
-        many sales the hour holds (a replayed backlog, the ingest benchmark's 200,000)."""
+        and the batches the hours' sales name (see :func:`buckets_of`). Three statements an
+        hour: the sums and the stored rollup answer a row per group however many sales the
+        hour holds (a replayed backlog, the ingest benchmark's 200,000), and only the sales
+        whose code names a batch are listed for their codes."""
         if not buckets:
             return [], set()
         param = _Params()
