@@ -179,9 +179,14 @@ class InfluxRetention:
     def _delete(
         self, reader: Reader, measurement: str, where: tuple[Condition, ...], before_ns: int
     ) -> None:
+        self._run_delete(
+            reader, Delete(measurement, (*where, Condition("time", "<", "before", before_ns)))
+        )
+
+    def _run_delete(self, reader: Reader, delete: Delete) -> None:
+        """Run ``delete``; after the first refusal (2.x/3.x), none is sent again."""
         if self._delete_refused:
             return
-        delete = Delete(measurement, (*where, Condition("time", "<", "before", before_ns)))
         try:
             reader.client.execute(delete.query(), database=reader.database)
         except StoreUnavailable:
@@ -219,15 +224,7 @@ class InfluxRetention:
                     Condition("time", "<=", "through", through_ns),
                 ),
             )
-            if self._delete_refused:
-                return
-            try:
-                reader.client.execute(delete.query(), database=reader.database)
-            except StoreUnavailable:
-                raise
-            except StoreError as exc:
-                self._delete_refused = True
-                log.warning("InfluxDB refuses DELETE (%s): only bucket retention applies", exc)
+            self._run_delete(reader, delete)
 
 
 def _per_scale(series: list[Series]) -> list[tuple[str, int]]:
