@@ -91,8 +91,8 @@ def alerts(data: DashboardData, market_id: str) -> pd.DataFrame:
 
 def _batch_alerts(data: DashboardData, market: Market, now: datetime) -> list[dict[str, Any]]:
     rows = []
-    for balance in data.store.batch_balances(market.id, now - BATCH_ALERT_WINDOW, now):
-        if not balance.rapid_test_passed and balance.sales > 0:
+    for balance in data.store.batch_alerts(market.id, now - BATCH_ALERT_WINDOW, now):
+        if balance.failed_on_sale:
             rows.append(
                 _alert(
                     "failed_on_sale",
@@ -101,7 +101,7 @@ def _batch_alerts(data: DashboardData, market: Market, now: datetime) -> list[di
                     balance.last_sale,
                 )
             )
-        if balance.sold_g > balance.quantity_g:
+        if balance.oversold:
             rows.append(
                 _alert(
                     "oversold",

@@ -38,8 +38,17 @@ sale_hourly         market, scale, vendor, plu    transactions, total_fen, weigh
 market_sale_hourly  market                        transactions, total_fen, weight_g (hour)
 footfall_hourly     market, gate                  readings, people_in, people_out (hour)
 batch_sold          market, station, vendor, plu  sales, sold_g, trace_code, first_sale_ns?,
-                                                  last_sale_ns? (the batch point's time)
+                                                  last_sale_ns?, quantity_g,
+                                                  rapid_test_passed, alert (the batch
+                                                  point's time)
 ==================  ============================  ========================================
+
+``batch_sold`` repeats its batch record's quantity and test result, and ``alert``
+says whether the batch failed its test and sold or sold beyond its quantity, so
+that the dashboard's alerts ask for the few such points of a week and not for a
+week's 12,000 batches (``BatchBalanceRow.needs_alert``). Points written before
+those fields existed (format 1) are rebuilt by ``stallwatch store backfill``;
+until then readers see that a range holds some and read the balances whole.
 
 A bucket of ``sale_hourly`` that lost all its sales (never, short of a delete)
 is written as zeros; readers skip rows without transactions.
@@ -68,6 +77,7 @@ from storage.influx.reader import Reader
 from storage.influx.routing import market_of
 from storage.influx.rows import (
     NEWEST_WITH_FALLBACK,
+    bool_column,
     int_column,
     str_column,
     tagged_rows,
@@ -85,6 +95,9 @@ MARKET_SALE_HOURLY: Final = "market_sale_hourly"
 FOOTFALL_HOURLY: Final = "footfall_hourly"
 BATCH_SOLD: Final = "batch_sold"
 BACKFILL_PROGRESS: Final = "backfill_progress"
+#: The format of the rollup points: 2 added ``batch_sold``'s record fields and ``alert``.
+#: A backfill checkpoint of an older format does not count (the backfill starts over).
+ROLLUP_FORMAT: Final = 2
 #: Per market and kind of bucket, the hour before which the raw points are expired
 #: (written by the retention pass): such buckets are never recomputed from raw again.
 ROLLUP_EXPIRED: Final = "rollup_expired"
@@ -215,6 +228,8 @@ class _Batch:
     vendor: str
     plu: str
     time_ns: int
+    quantity_g: int
+    rapid_test_passed: bool
 
     @property
     def sales_since_ns(self) -> int:
@@ -568,12 +583,7 @@ class Rollups:
         )
         records: dict[Bucket, list[_Batch]] = {}
         for bucket, answer in zip(buckets, answers, strict=True):
-            found = [
-                _Batch(
-                    str_column(row, "station"), bucket.vendor, bucket.plu, int_column(row, "time")
-                )
-                for row in whole_rows("batch", answer)
-            ]
+            found = [_batch_of(bucket, row) for row in whole_rows("batch", answer)]
             if found:
                 records[bucket] = found
         return records
@@ -721,14 +731,20 @@ class Rollups:
         return buckets
 
     def backfilled_through(self) -> int | None:
-        """The start of the last UTC day the backfill finished, or None."""
+        """The start of the last UTC day the backfill of :data:`ROLLUP_FORMAT` finished, or None.
+
+        A checkpoint of an older format (format 1 had no ``format`` field) is no
+        checkpoint: its days hold rollup points the backfill must write again.
+        """
         series = self._reader.select(BACKFILL_PROGRESS, newest_first=True, limit=1)
         rows = list(tagged_rows(series))
-        return int_column(rows[0], "day_ns") if rows else None
+        if not rows or rows[0].get("format") != ROLLUP_FORMAT:
+            return None
+        return int_column(rows[0], "day_ns")
 
     def record_backfilled(self, day_start_ns: int) -> None:
-        line = build_line(BACKFILL_PROGRESS, {}, {"day_ns": day_start_ns}, self._clock())
-        self._reader.write([line])
+        fields = {"day_ns": day_start_ns, "format": ROLLUP_FORMAT}
+        self._reader.write([build_line(BACKFILL_PROGRESS, {}, fields, self._clock())])
 
 
 # -- helpers -----------------------------------------------------------------------------
@@ -890,12 +906,29 @@ def _counts(row: Row) -> tuple[int, int]:
     return int_column(row, "in_total"), int_column(row, "out_total")
 
 
+def _batch_of(bucket: Bucket, row: Row) -> _Batch:
+    return _Batch(
+        station=str_column(row, "station"),
+        vendor=bucket.vendor,
+        plu=bucket.plu,
+        time_ns=int_column(row, "time"),
+        quantity_g=int_column(row, "quantity_g"),
+        rapid_test_passed=bool_column(row, "rapid_test_passed"),
+    )
+
+
 def _batch_sold_line(bucket: Bucket, batch: _Batch, sales: Sequence[tuple[int, int]]) -> str:
     counted = [(time_ns, grams) for time_ns, grams in sales if time_ns >= batch.sales_since_ns]
-    fields: dict[str, int | str] = {
+    sold_g = sum(grams for _, grams in counted)
+    failed_on_sale = not batch.rapid_test_passed and bool(counted)
+    fields: dict[str, int | str | bool] = {
         "sales": len(counted),
-        "sold_g": sum(grams for _, grams in counted),
+        "sold_g": sold_g,
         "trace_code": bucket.trace_code,
+        "quantity_g": batch.quantity_g,
+        "rapid_test_passed": batch.rapid_test_passed,
+        # BatchBalanceRow.needs_alert, kept with the point so readers can filter on it
+        "alert": failed_on_sale or sold_g > batch.quantity_g,
     }
     if counted:
         fields["first_sale_ns"] = min(time_ns for time_ns, _ in counted)

@@ -114,7 +114,7 @@ def str_column(row: Row, column: str) -> str:
     return value
 
 
-def _bool_column(row: Row, column: str) -> bool:
+def bool_column(row: Row, column: str) -> bool:
     value = row.get(column)
     if not isinstance(value, bool):
         raise StoreQueryError(f"column {column!r} is {value!r}, expected a boolean")
@@ -122,7 +122,7 @@ def _bool_column(row: Row, column: str) -> bool:
 
 
 def _optional_bool_column(row: Row, column: str) -> bool | None:
-    return None if row.get(column) is None else _bool_column(row, column)
+    return None if row.get(column) is None else bool_column(row, column)
 
 
 def trace_status_column(row: Row) -> TraceStatus:
@@ -231,7 +231,7 @@ def batch_row(row: Row) -> BatchRow:
         supplier=str_column(row, "supplier"),
         quantity_g=int_column(row, "quantity_g"),
         certificate_no=str_column(row, "certificate_no"),
-        rapid_test_passed=_bool_column(row, "rapid_test_passed"),
+        rapid_test_passed=bool_column(row, "rapid_test_passed"),
         inhibition_pct=permille_to_pct(int_column(row, "inhibition_permille")),
         ts=device_time(int_column(row, "time")),
         msg_id=int_column(row, "msg_id"),
@@ -250,7 +250,7 @@ def gate_count_row(row: Row) -> GateCountRow:
 
 
 def scale_status_row(row: Row) -> ScaleStatusRow:
-    will = _bool_column(row, "will")
+    will = bool_column(row, "will")
     time_ns = int_column(row, "time")
     due = row.get("calibration_due")
     return ScaleStatusRow(
@@ -258,7 +258,7 @@ def scale_status_row(row: Row) -> ScaleStatusRow:
         scale=str_column(row, "scale"),
         # A will is stamped with its arrival time, which has no msg_id digits to drop.
         ts=from_ns(time_ns) if will else device_time(time_ns),
-        online=_bool_column(row, "online"),
+        online=bool_column(row, "online"),
         will=will,
         zero_ok=_optional_bool_column(row, "zero_ok"),
         seal_intact=_optional_bool_column(row, "seal_intact"),

@@ -275,6 +275,9 @@ class InfluxStore(Store):
     def batch_balances(self, market: str, start: datetime, end: datetime) -> list[BatchBalanceRow]:
         return traceability.batch_balances(self._reader, market, start, end)
 
+    def batch_alerts(self, market: str, start: datetime, end: datetime) -> list[BatchBalanceRow]:
+        return traceability.batch_alerts(self._reader, market, start, end)
+
     # -- footfall ----------------------------------------------------------------------
     def gate_counts(self, market: str, start: datetime, end: datetime) -> list[GateCountRow]:
         return footfall.gate_counts(self._reader, market, start, end)

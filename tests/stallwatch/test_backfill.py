@@ -8,8 +8,9 @@ then the command runs, is stopped after two days, and is run again.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from time import time_ns
 from uuid import uuid4
 
 import pytest
@@ -20,7 +21,7 @@ from stallwatch.cli import main
 from stallwatch.localservices import Influxd
 from storage.influx.client import InfluxClient
 from storage.influx.indexes import RECEIPT_INDEX, TRACE_INDEX
-from storage.influx.influxql import Query, quote_ident
+from storage.influx.influxql import Column, Query, SelectColumns, quote_ident
 from storage.influx.rollups import (
     BATCH_SOLD,
     FOOTFALL_HOURLY,
@@ -29,9 +30,15 @@ from storage.influx.rollups import (
     ROLLUP_WATERMARK,
     SALE_HOURLY,
 )
+from storage.influx.rows import int_column, tagged_rows
 from storage.influx.store import InfluxStore
+from storage.records import to_ns
 from storage.sqlite import SQLiteStore
 from tests.conftest import REPO
+from tests.storage.influx_formats import (
+    rewrite_batch_sold_as_format_1,
+    write_format_1_checkpoint,
+)
 
 pytestmark = pytest.mark.influx
 
@@ -127,6 +134,46 @@ def test_an_interrupted_backfill_resumes_and_rebuilds_the_rollups_exactly(
     end = start + timedelta(days=DAYS)
     summary = store.sales_summary(market.id, start, end)
     assert sum(row.sales for row in summary) == len(store.sales(market.id, start, end)) > 0
+
+
+def test_a_database_backfilled_in_the_old_rollup_format_is_backfilled_again(
+    influx_server: Influxd,
+    database: str,
+    store: InfluxStore,
+    market: Market,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    generate_history(market, store, start_date=FIRST_DAY, days=DAYS, seed=4)
+    settled = reads(store, market)
+    rewritten = rewrite_batch_sold_as_format_1(influx_server.url, database)
+    last_day = datetime.combine(FIRST_DAY + timedelta(days=DAYS), time(0), UTC)
+    write_format_1_checkpoint(influx_server.url, database, to_ns(last_day), time_ns())
+    assert flagged_batch_sold(influx_server, database) == (rewritten, 0)
+
+    spec = f"influx:{influx_server.url}/{database}"
+    assert main(["store", "backfill", "--store", spec]) == 0
+
+    assert progress_lines(capsys.readouterr().out), "a format-1 checkpoint is no checkpoint"
+    assert flagged_batch_sold(influx_server, database) == (rewritten, rewritten)
+    assert reads(store, market) == settled
+
+
+def flagged_batch_sold(server: Influxd, database: str) -> tuple[int, int]:
+    """How many ``batch_sold`` points there are, and how many carry ``alert``.
+
+    A count of a field no point has is null on InfluxDB 1.x.
+    """
+    counts = SelectColumns(
+        BATCH_SOLD,
+        (Column("sales", "COUNT", alias="points"), Column("alert", "COUNT", alias="flagged")),
+    )
+    with InfluxClient(server.url) as client:
+        rows = list(tagged_rows(client.query(database, counts.query())))
+    if not rows:
+        return 0, 0
+    return int_column(rows[0], "points"), int_column(rows[0], "flagged") if rows[0].get(
+        "flagged"
+    ) is not None else 0
 
 
 def test_a_sqlite_store_has_nothing_to_backfill(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from uuid import uuid4
 
 import pytest
@@ -22,6 +23,7 @@ from storage.influx.rollups import ROLLUP_MARK, SETTLE_SLACK_NS
 from storage.influx.store import InfluxStore
 from storage.records import Reading, to_ns
 from tests.storage.factories import MARKET, T0, at, batch, gate_count, reading, sale
+from tests.storage.influx_formats import rewrite_batch_sold_as_format_1
 
 pytestmark = pytest.mark.influx
 
@@ -182,3 +184,33 @@ def test_a_mark_of_the_settlers_own_returned_write_is_recomputed_once(
     assert store.settle_rollups() == 0
     summary = store.sales_summary(MARKET, *DAY)
     assert [row.sales for row in summary] == [1]
+
+
+def test_batch_sold_carries_the_alert_flag_and_points_without_it_are_read_whole(
+    store: InfluxStore, clock: Clock, influx_server: Influxd, database: str
+) -> None:
+    failed = batch(
+        msg_id=1, ts=at(minutes=-30), trace_code="TC-F", passed=False, inhibition_pct=Decimal("70")
+    )
+    small = batch(msg_id=2, ts=at(minutes=-20), trace_code="TC-S", quantity_g=500)
+    write_and_settle(
+        store,
+        clock,
+        [
+            reading(failed, "in-01"),
+            reading(small, "in-01"),
+            reading(sale(msg_id=1, ts=at(minutes=5), trace_code="TC-F", weight_g=200), "sc-v001"),
+            reading(sale(msg_id=2, ts=at(minutes=6), trace_code="TC-S", weight_g=700), "sc-v001"),
+        ],
+    )
+    flagged = [
+        (row.trace_code, row.failed_on_sale, row.oversold)
+        for row in store.batch_alerts(MARKET, *DAY)
+    ]
+    assert flagged == [("TC-F", True, False), ("TC-S", False, True)]
+    alerts = store.batch_alerts(MARKET, *DAY)
+
+    assert rewrite_batch_sold_as_format_1(influx_server.url, database) == 2
+
+    # The flag is gone from the points; the answer is the same, from the whole balances.
+    assert store.batch_alerts(MARKET, *DAY) == alerts

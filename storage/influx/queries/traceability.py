@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Final
 
@@ -25,6 +25,7 @@ from storage.influx.rollups import BATCH_SOLD
 from storage.influx.rows import (
     NEWEST_WITH_FALLBACK,
     batch_row,
+    bool_column,
     int_column,
     sorted_sales,
     str_column,
@@ -239,34 +240,39 @@ def batch_balances(
     only the columns a balance shows, without ``GROUP BY``: a week of a
     300-vendor market is 11,700 batches, and their whole records were 2.5 MB.
     """
-    window = device_range(start, end)
+    rp = reader.policy_for
     selects = [
-        SelectColumns(
-            measurement,
-            columns=tuple(Column(name) for name in (*columns, *_RECORD_TAGS)),
-            where=(
-                equals("market", market, param=f"market{number}"),
-                Condition("time", ">=", f"start{number}", window[0].value),
-                Condition("time", "<", f"end{number}", window[1].value),
-            ),
-            retention_policy=reader.policy_for(measurement, market),
-        ).query()
-        for number, (measurement, columns) in enumerate(
-            (("batch", _BALANCE_BATCH_FIELDS), (BATCH_SOLD, _BALANCE_SOLD_FIELDS))
-        )
+        _columns_in_range(
+            0,
+            "batch",
+            (*_BALANCE_BATCH_FIELDS, *_RECORD_TAGS),
+            market,
+            start,
+            end,
+            rp("batch", market),
+        ),
+        _columns_in_range(
+            1,
+            BATCH_SOLD,
+            (*_BALANCE_SOLD_FIELDS, *_RECORD_TAGS),
+            market,
+            start,
+            end,
+            rp(BATCH_SOLD, market),
+        ),
     ]
-    series = reader.statements(selects)
+    series = reader.statements([select.query() for select in selects])
     sold = {
         _record_key(row): row
         for one in series
-        if one.name == BATCH_SOLD
+        if one.statement_id == 1
         for row in tagged_rows([one])
         if type(row.get("sales")) is int and type(row.get("sold_g")) is int
     }
     records = [
         row
         for one in series
-        if one.name == "batch"
+        if one.statement_id == 0
         for row in tagged_rows([one])
         if all(row.get(name) is not None for name in (*_BALANCE_BATCH_FIELDS, *_RECORD_TAGS))
     ]
@@ -274,10 +280,81 @@ def batch_balances(
     return [_batch_balance(market, row, sold.get(_record_key(row))) for row in records]
 
 
+def batch_alerts(
+    reader: Reader, market: str, start: datetime, end: datetime
+) -> list[BatchBalanceRow]:
+    """See :meth:`Store.batch_alerts`: only the ``batch_sold`` points flagged ``alert``.
+
+    A ``batch_sold`` point carries its record's quantity and test result and the
+    flag (``storage.influx.rollups``), so a week's handful of alerts travel and not
+    its 12,000 balances. In the same request, a count of the range's points with and
+    without the flag: points written before it existed (not yet backfilled) make the
+    answer come from the whole balances instead, so it is never short.
+    """
+    rp = reader.policy_for(BATCH_SOLD, market)
+    both = Column("sales", "COUNT", alias="points"), Column("alert", "COUNT", alias="flagged")
+    census = _columns_in_range(0, BATCH_SOLD, (), market, start, end, rp, columns=both)
+    flagged = _columns_in_range(
+        1,
+        BATCH_SOLD,
+        (*_BALANCE_SOLD_FIELDS, *_ALERT_RECORD_FIELDS, *_RECORD_TAGS),
+        market,
+        start,
+        end,
+        rp,
+        where=(equals("alert", True),),
+    )
+    series = reader.statements([census.query(), flagged.query()])
+    counts = [row for one in series if one.statement_id == 0 for row in tagged_rows([one])]
+    if any(row.get("points") != row.get("flagged") for row in counts):
+        return [row for row in batch_balances(reader, market, start, end) if row.needs_alert]
+    rows = [row for one in series if one.statement_id == 1 for row in tagged_rows([one])]
+    rows.sort(
+        key=lambda row: (
+            int_column(row, "time"),
+            str_column(row, "station"),
+            str_column(row, "trace_code"),
+        )
+    )
+    return [_batch_balance(market, row, row) for row in rows]
+
+
+def _columns_in_range(
+    number: int,
+    measurement: str,
+    names: tuple[str, ...],
+    market: str,
+    start: datetime,
+    end: datetime,
+    retention_policy: str | None,
+    *,
+    columns: tuple[Column, ...] = (),
+    where: tuple[Condition, ...] = (),
+) -> SelectColumns:
+    """``names`` (or ``columns``) of ``measurement``'s points of ``market`` in the device
+    range, without ``GROUP BY``; its parameters are numbered ``number``, so it may share
+    a request with selects numbered otherwise."""
+    window = device_range(start, end)
+    suffix = str(number)
+    return SelectColumns(
+        measurement,
+        columns=columns or tuple(Column(name) for name in names),
+        where=(
+            equals("market", market, param=f"market{suffix}"),
+            Condition("time", ">=", f"start{suffix}", window[0].value),
+            Condition("time", "<", f"end{suffix}", window[1].value),
+            *(replace(condition, param=f"{condition.param}{suffix}") for condition in where),
+        ),
+        retention_policy=retention_policy,
+    )
+
+
 #: What a balance shows of a batch record and of its ``batch_sold`` point; a record
 #: without one of its fields yet is a write in flight, left out as everywhere.
 _BALANCE_BATCH_FIELDS: Final = ("trace_code", "quantity_g", "rapid_test_passed", "msg_id")
 _BALANCE_SOLD_FIELDS: Final = ("sales", "sold_g", "last_sale_ns")
+#: What a ``batch_sold`` point repeats of its record, for :func:`batch_alerts`.
+_ALERT_RECORD_FIELDS: Final = ("trace_code", "quantity_g", "rapid_test_passed")
 _RECORD_TAGS: Final = ("station", "vendor", "plu")
 
 
@@ -297,9 +374,7 @@ def _record_order(row: Row) -> tuple[int, str, int]:
 
 def _batch_balance(market: str, record: Row, sold: Row | None) -> BatchBalanceRow:
     """A listed batch ``record`` with its ``batch_sold`` point (nothing sold without one)."""
-    passed = record.get("rapid_test_passed")
-    if not isinstance(passed, bool):
-        raise StoreQueryError(f"column 'rapid_test_passed' is {passed!r}, expected a boolean")
+    passed = bool_column(record, "rapid_test_passed")
     sales = 0 if sold is None else int_column(sold, "sales")
     return BatchBalanceRow(
         market=market,

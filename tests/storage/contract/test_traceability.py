@@ -603,3 +603,60 @@ class TestBatchBalances:
     def test_no_batches(self, store: Store) -> None:
         write_ok(store, [self.sold("TC-A", 1, 10, 1_000, "v001", "1001")])
         assert store.batch_balances(MARKET, self.START, self.END) == []
+
+
+class TestBatchAlerts:
+    """The balances that need an alert: a failed batch that sold, an oversold one."""
+
+    START, END = TestBatchBalances.START, TestBatchBalances.END
+
+    def write_history(self, store: Store) -> None:
+        TestBatchBalances().write_history(store)
+        intake, sold = TestBatchBalances.intake, TestBatchBalances.sold
+        write_ok(
+            store,
+            [
+                # failed, nothing sold yet: no alert until it sells
+                intake("TC-G", -10, "v003", "1004", passed=False, inhibition_pct=Decimal("72.0")),
+                # exactly sold out: no alert
+                intake("TC-H", -5, "v003", "1005", quantity_g=1_000),
+                sold("TC-H", 21, 10, 1_000, "v003", "1005"),
+                # another vendor's false claim on a small batch does not oversell it
+                sold("TC-H", 22, 11, 5_000, "v001", "1005"),
+            ],
+        )
+
+    def test_failed_on_sale_and_oversold_batches_only(self, store: Store) -> None:
+        self.write_history(store)
+
+        alerts = store.batch_alerts(MARKET, self.START, self.END)
+
+        assert [(row.trace_code, row.failed_on_sale, row.oversold) for row in alerts] == [
+            ("TC-C", False, True),
+            ("TC-D", True, False),
+        ]
+        assert alerts == [
+            row for row in store.batch_balances(MARKET, self.START, self.END) if row.needs_alert
+        ]
+
+    def test_a_failed_batch_becomes_an_alert_when_it_first_sells(self, store: Store) -> None:
+        self.write_history(store)
+        write_ok(store, [TestBatchBalances.sold("TC-G", 23, 20, 300, "v003", "1004")])
+
+        alerts = store.batch_alerts(MARKET, self.START, self.END)
+
+        assert [row.trace_code for row in alerts] == ["TC-C", "TC-D", "TC-G"]
+        (failed,) = [row for row in alerts if row.trace_code == "TC-G"]
+        assert (failed.sales, failed.sold_g, failed.last_sale) == (1, 300, at(minutes=20))
+
+    def test_equals_the_generic_version_over_other_ranges_and_markets(self, store: Store) -> None:
+        self.write_history(store)
+        for market, start, end in [
+            (MARKET, at(hours=-4), at(minutes=-50)),
+            (MARKET, at(minutes=-45), self.END),
+            (MARKET, T0, DAY_END),
+            (OTHER_MARKET, self.START, self.END),
+        ]:
+            assert store.batch_alerts(market, start, end) == Store.batch_alerts(
+                store, market, start, end
+            )

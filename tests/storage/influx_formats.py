@@ -1,0 +1,44 @@
+"""An InfluxDB database as an older version of stallwatch left it (rollup format 1).
+
+Format 1's ``batch_sold`` points had no ``quantity_g``, ``rapid_test_passed`` or
+``alert``; its backfill checkpoints had no ``format``. InfluxDB merges the fields
+of a point written again, so the measurement is dropped and written back.
+"""
+
+from __future__ import annotations
+
+from storage.influx.client import InfluxClient
+from storage.influx.influxql import Column, Query, SelectColumns, quote_ident
+from storage.influx.lineprotocol import build_line
+from storage.influx.rollups import BACKFILL_PROGRESS, BATCH_SOLD
+from storage.influx.rows import int_column, str_column, tagged_rows
+
+_FORMAT_1_FIELDS = ("sales", "sold_g", "trace_code", "first_sale_ns", "last_sale_ns")
+_TAGS = ("market", "station", "vendor", "plu")
+
+
+def rewrite_batch_sold_as_format_1(url: str, database: str) -> int:
+    """Rewrite every ``batch_sold`` point without format 2's fields; returns how many."""
+    with InfluxClient(url) as client:
+        select = SelectColumns(
+            BATCH_SOLD, tuple(Column(name) for name in (*_FORMAT_1_FIELDS, *_TAGS))
+        )
+        rows = list(tagged_rows(client.query(database, select.query())))
+        client.execute(Query(f"DROP MEASUREMENT {quote_ident(BATCH_SOLD)}"), database=database)
+        lines = [
+            build_line(
+                BATCH_SOLD,
+                {tag: str_column(row, tag) for tag in _TAGS},
+                {name: row[name] for name in _FORMAT_1_FIELDS if row.get(name) is not None},  # type: ignore[misc]
+                int_column(row, "time"),
+            )
+            for row in rows
+        ]
+        client.write(database, lines)
+    return len(lines)
+
+
+def write_format_1_checkpoint(url: str, database: str, day_ns: int, now_ns: int) -> None:
+    """A backfill checkpoint as format 1 recorded it: the day, no format."""
+    with InfluxClient(url) as client:
+        client.write(database, [build_line(BACKFILL_PROGRESS, {}, {"day_ns": day_ns}, now_ns)])
