@@ -181,12 +181,19 @@ class Influxd(LocalService):
 
 
 def influxd(
-    workdir: Path, *, port: int | None = None, auth: bool = False, start_timeout: float = 20.0
+    workdir: Path,
+    *,
+    port: int | None = None,
+    auth: bool = False,
+    max_row_limit: int = 0,
+    start_timeout: float = 20.0,
 ) -> Influxd:
     """An InfluxDB 1.x server (Debian's 1.6.7 here) with its data under ``workdir``.
 
     The data stays in ``workdir`` after the server stops, so a kept directory is
     opened again by the next server started on it (a benchmark's year of data).
+    ``max_row_limit`` truncates unchunked answers as a server configured so does
+    (0: no limit, 1.x's default).
     """
     binary = _require_binary("influxd", "influxdb")
     workdir.mkdir(parents=True, exist_ok=True)
@@ -209,6 +216,7 @@ bind-address = "127.0.0.1:{free_port()}"
   auth-enabled = {str(auth).lower()}
   log-enabled = false
   max-body-size = 0
+  max-row-limit = {int(max_row_limit)}
 [logging]
   level = "warn"
 [[udp]]

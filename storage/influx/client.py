@@ -41,7 +41,7 @@ T = TypeVar("T")
 JSONScalar = str | int | float | bool | None
 Row = dict[str, JSONScalar]
 
-#: Rows per chunk of a chunked query; chunking also sidesteps a server's ``max-row-limit``.
+#: Rows per chunk of a chunked query, the way round a server's ``max-row-limit``.
 QUERY_CHUNK_SIZE: Final = 10_000
 _MAX_ERROR_TEXT: Final = 2_000
 #: The longest query text (URL-encoded) sent in a GET's URL; longer ones are POSTed.
@@ -333,27 +333,35 @@ class InfluxClient:
         """Run read-only statements; timestamps come back as integer ns.
 
         Uses GET, which every generation documents for reads (3.x documents only
-        GET), and chunked responses so no row limit truncates the answer. A query
-        too long for a URL (a write's look-ups for hundreds of devices) goes as a
-        POST form instead, which 1.x and 2.x read the same way: URLs over 64 KiB
-        are refused by httpx, and over 8 KiB by many proxies.
+        GET). A query too long for a URL (a write's look-ups for hundreds of
+        devices) goes as a POST form instead, which 1.x and 2.x read the same way:
+        URLs over 64 KiB are refused by httpx, and over 8 KiB by many proxies.
+
+        Unchunked first: 1.x sends a chunked answer a chunk per series, which made a
+        ``GROUP BY`` over a day's 1,650 series of a 300-vendor market 2-3 times
+        slower (45 against 100-150 ms on 1.6.7). A server whose ``max-row-limit``
+        truncates the answer marks a series ``partial`` and drops the rest; the
+        query then runs again chunked, which no row limit truncates.
         """
-        params = {
-            "db": database,
-            "epoch": "ns",
-            "chunked": "true",
-            "chunk_size": str(QUERY_CHUNK_SIZE),
-        }
+        documents = _json_documents(self._send(self._query_request(database, query), writing=False))
+        if _truncated(documents):
+            chunked = self._query_request(database, query, chunk_size=QUERY_CHUNK_SIZE)
+            documents = _json_documents(self._send(chunked, writing=False))
+        return _merge_chunks(documents)
+
+    def _query_request(
+        self, database: str, query: Query, *, chunk_size: int | None = None
+    ) -> httpx.Request:
+        params = {"db": database, "epoch": "ns"}
+        if chunk_size is not None:
+            params |= {"chunked": "true", "chunk_size": str(chunk_size)}
         text = {"q": query.text}
         bound = query.params_json()
         if bound is not None:
             text["params"] = bound
         if len(urlencode(text)) <= _MAX_QUERY_IN_URL:
-            request = self._http.build_request("GET", "/query", params={**params, **text})
-        else:
-            request = self._http.build_request("POST", "/query", params=params, data=text)
-        response = self._send(request, writing=False)
-        return _merge_chunks(_json_documents(response))
+            return self._http.build_request("GET", "/query", params={**params, **text})
+        return self._http.build_request("POST", "/query", params=params, data=text)
 
     def execute(self, statement: Query, *, database: str | None = None) -> list[Series]:
         """Run a statement that changes something (``CREATE DATABASE``, ``SELECT INTO``) via
@@ -387,6 +395,22 @@ class InfluxClient:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _truncated(documents: Sequence[_Document]) -> bool:
+    """Whether an unchunked answer was cut at the server's ``max-row-limit``: 1.x marks
+    the last series it sent ``partial`` and leaves the rest out."""
+    for document in documents:
+        for result in document.get("results") or ():
+            if isinstance(result, dict) and (
+                result.get("partial") is True
+                or any(
+                    isinstance(one, dict) and one.get("partial") is True
+                    for one in result.get("series") or ()
+                )
+            ):
+                return True
+    return False
 
 
 def _json_documents(response: httpx.Response) -> list[_Document]:
