@@ -176,30 +176,35 @@ def test_password_travels_as_basic_auth_not_in_the_url() -> None:
     assert "admin" not in str(seen[0].url)
 
 
-def test_query_is_a_get_with_ns_epoch_chunking_and_bound_params() -> None:
+def test_query_is_an_unchunked_get_with_ns_epoch_and_bound_params() -> None:
     handler, seen = _scripted(httpx.Response(200, json={"results": [{"statement_id": 0}]}))
     with _mock_client(handler) as client:
         assert client.query("db", Query("SELECT * FROM m WHERE a = $a", {"a": "x'y"})) == []
     params = dict(seen[0].url.params)
     assert seen[0].method == "GET"
     assert params["epoch"] == "ns"
-    assert params["chunked"] == "true"
+    assert "chunked" not in params
     assert json.loads(params["params"]) == {"a": "x'y"}
 
 
-def test_chunks_of_one_series_are_merged() -> None:
+def _series(values: list[list[object]], **extra: object) -> dict[str, object]:
+    return {"name": "m", "tags": {"g": "a"}, "columns": ["time", "v"], "values": values, **extra}
+
+
+def test_an_answer_cut_at_the_row_limit_is_asked_again_chunked_and_its_chunks_merged() -> None:
     def chunk(values: list[list[object]], partial: bool) -> str:
-        series = {"name": "m", "tags": {"g": "a"}, "columns": ["time", "v"], "values": values}
         return json.dumps(
-            {"results": [{"statement_id": 0, "series": [series], "partial": partial}]}
+            {"results": [{"statement_id": 0, "series": [_series(values)], "partial": partial}]}
         )
 
+    cut = {"results": [{"statement_id": 0, "series": [_series([[1, 10]], partial=True)]}]}
     body = chunk([[1, 10]], True) + "\n" + chunk([[2, 20]], False) + "\n"
-    handler, _ = _scripted(httpx.Response(200, text=body))
+    handler, seen = _scripted(httpx.Response(200, json=cut), httpx.Response(200, text=body))
     with _mock_client(handler) as client:
         (series,) = client.query("db", Query("SELECT * FROM m GROUP BY g"))
     assert series.tags == {"g": "a"}
     assert series.rows == [{"time": 1, "v": 10}, {"time": 2, "v": 20}]
+    assert [request.url.params.get("chunked") for request in seen] == [None, "true"]
 
 
 # -- retries (MockTransport: 1.6.7 never answers 429/503) --------------------------------------
@@ -341,11 +346,30 @@ def test_gzip_write_round_trips_exact_integers(client: InfluxClient, database: s
 
 
 @pytest.mark.influx
-def test_large_results_arrive_complete_across_chunks(client: InfluxClient, database: str) -> None:
+def test_large_results_arrive_complete(client: InfluxClient, database: str) -> None:
     count = QUERY_CHUNK_SIZE * 2 + 7
     client.write(database, [f"m v={n}i {n + 1}" for n in range(count)])
     (series,) = client.query(database, Select("m").query())
     assert [row["v"] for row in series.rows] == list(range(count))
+
+
+@pytest.mark.influx
+def test_a_servers_row_limit_truncates_nothing(tmp_path: Path) -> None:
+    """1.x cuts an unchunked answer at ``max-row-limit`` and drops the later statements."""
+    with (
+        influxd(tmp_path / "limited", max_row_limit=5) as server,
+        InfluxClient(server.url) as client,
+    ):
+        client.create_database("d")
+        client.write("d", [f"m,g=g{n % 2} v={n}i {n + 1}" for n in range(12)])
+        listed, grouped = Select("m").query(), Select("m", group_by=("g",)).query()
+
+        answer = client.query("d", statements([listed, grouped]))
+
+    by_statement = {(one.statement_id, one.tags.get("g")): one.rows for one in answer}
+    assert [row["v"] for row in by_statement[(0, None)]] == list(range(12))
+    assert [row["v"] for row in by_statement[(1, "g0")]] == list(range(0, 12, 2))
+    assert [row["v"] for row in by_statement[(1, "g1")]] == list(range(1, 12, 2))
 
 
 @pytest.mark.influx
