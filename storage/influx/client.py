@@ -341,10 +341,12 @@ class InfluxClient:
         ``GROUP BY`` over a day's 1,650 series of a 300-vendor market 2-3 times
         slower (45 against 100-150 ms on 1.6.7). A server whose ``max-row-limit``
         truncates the answer marks a series ``partial`` and drops the rest; the
-        query then runs again chunked, which no row limit truncates.
+        query then runs again chunked, which no row limit truncates. So does one
+        whose unchunked answer hides the error: of several statements against a
+        missing database, 1.6.7 reports only the last one's "not executed".
         """
         documents = _json_documents(self._send(self._query_request(database, query), writing=False))
-        if _truncated(documents):
+        if _truncated(documents) or _error_hidden(documents):
             chunked = self._query_request(database, query, chunk_size=QUERY_CHUNK_SIZE)
             documents = _json_documents(self._send(chunked, writing=False))
         return _merge_chunks(documents)
@@ -411,6 +413,20 @@ def _truncated(documents: Sequence[_Document]) -> bool:
             ):
                 return True
     return False
+
+
+def _error_hidden(documents: Sequence[_Document]) -> bool:
+    """Whether an unchunked answer says only "not executed" (an earlier statement's error
+    was overwritten by the later ones')."""
+    return any(
+        isinstance(result, dict) and result.get("error") == _NOT_EXECUTED
+        for document in documents
+        for result in document.get("results") or ()
+    )
+
+
+#: What 1.x says of a statement after a failed one.
+_NOT_EXECUTED: Final = "not executed"
 
 
 def _json_documents(response: httpx.Response) -> list[_Document]:
