@@ -240,26 +240,10 @@ def batch_balances(
     only the columns a balance shows, without ``GROUP BY``: a week of a
     300-vendor market is 11,700 batches, and their whole records were 2.5 MB.
     """
-    rp = reader.policy_for
+    window = _Window(market, start, end)
     selects = [
-        _columns_in_range(
-            0,
-            "batch",
-            (*_BALANCE_BATCH_FIELDS, *_RECORD_TAGS),
-            market,
-            start,
-            end,
-            rp("batch", market),
-        ),
-        _columns_in_range(
-            1,
-            BATCH_SOLD,
-            (*_BALANCE_SOLD_FIELDS, *_RECORD_TAGS),
-            market,
-            start,
-            end,
-            rp(BATCH_SOLD, market),
-        ),
+        window.select(0, "batch", _named(*_BALANCE_BATCH_FIELDS, *_RECORD_TAGS), reader),
+        window.select(1, BATCH_SOLD, _named(*_BALANCE_SOLD_FIELDS, *_RECORD_TAGS), reader),
     ]
     series = reader.statements([select.query() for select in selects])
     sold = {
@@ -291,19 +275,11 @@ def batch_alerts(
     without the flag: points written before it existed (not yet backfilled) make the
     answer come from the whole balances instead, so it is never short.
     """
-    rp = reader.policy_for(BATCH_SOLD, market)
+    window = _Window(market, start, end)
     both = Column("sales", "COUNT", alias="points"), Column("alert", "COUNT", alias="flagged")
-    census = _columns_in_range(0, BATCH_SOLD, (), market, start, end, rp, columns=both)
-    flagged = _columns_in_range(
-        1,
-        BATCH_SOLD,
-        (*_BALANCE_SOLD_FIELDS, *_ALERT_RECORD_FIELDS, *_RECORD_TAGS),
-        market,
-        start,
-        end,
-        rp,
-        where=(equals("alert", True),),
-    )
+    census = window.select(0, BATCH_SOLD, both, reader)
+    shown = _named(*_BALANCE_SOLD_FIELDS, *_ALERT_RECORD_FIELDS, *_RECORD_TAGS)
+    flagged = window.select(1, BATCH_SOLD, shown, reader, equals("alert", True))
     series = reader.statements([census.query(), flagged.query()])
     counts = [row for one in series if one.statement_id == 0 for row in tagged_rows([one])]
     if any(row.get("points") != row.get("flagged") for row in counts):
@@ -319,34 +295,40 @@ def batch_alerts(
     return [_batch_balance(market, row, row) for row in rows]
 
 
-def _columns_in_range(
-    number: int,
-    measurement: str,
-    names: tuple[str, ...],
-    market: str,
-    start: datetime,
-    end: datetime,
-    retention_policy: str | None,
-    *,
-    columns: tuple[Column, ...] = (),
-    where: tuple[Condition, ...] = (),
-) -> SelectColumns:
-    """``names`` (or ``columns``) of ``measurement``'s points of ``market`` in the device
-    range, without ``GROUP BY``; its parameters are numbered ``number``, so it may share
-    a request with selects numbered otherwise."""
-    window = device_range(start, end)
-    suffix = str(number)
-    return SelectColumns(
-        measurement,
-        columns=columns or tuple(Column(name) for name in names),
-        where=(
-            equals("market", market, param=f"market{suffix}"),
-            Condition("time", ">=", f"start{suffix}", window[0].value),
-            Condition("time", "<", f"end{suffix}", window[1].value),
-            *(replace(condition, param=f"{condition.param}{suffix}") for condition in where),
-        ),
-        retention_policy=retention_policy,
-    )
+@dataclass(frozen=True, slots=True)
+class _Window:
+    """A market's device-time range, read by selects that may share one request."""
+
+    market: str
+    start: datetime
+    end: datetime
+
+    def select(
+        self,
+        number: int,
+        measurement: str,
+        columns: tuple[Column, ...],
+        reader: Reader,
+        *where: Condition,
+    ) -> SelectColumns:
+        """``columns`` of ``measurement`` in the window, without ``GROUP BY``; parameters are
+        suffixed with ``number``, so selects numbered apart can share a request."""
+        low, high = device_range(self.start, self.end)
+        return SelectColumns(
+            measurement,
+            columns=columns,
+            where=(
+                equals("market", self.market, param=f"market{number}"),
+                Condition("time", ">=", f"start{number}", low.value),
+                Condition("time", "<", f"end{number}", high.value),
+                *(replace(one, param=f"{one.param}{number}") for one in where),
+            ),
+            retention_policy=reader.policy_for(measurement, self.market),
+        )
+
+
+def _named(*names: str) -> tuple[Column, ...]:
+    return tuple(Column(name) for name in names)
 
 
 #: What a balance shows of a batch record and of its ``batch_sold`` point; a record
