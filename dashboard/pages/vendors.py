@@ -125,12 +125,13 @@ def register_callbacks(app: Dash, data: DashboardData, links: Links) -> None:
     )
     def refresh(_tick: int, market: str, lang_value: str | None, shown: Any) -> tuple[Any, ...]:
         lang = Lang.of(lang_value)
-        # Both tables show today's unverified sales: read them once.
-        unverified = queries.unverified_today(data, data.market(market), data.now())
+        today = queries.read_vendors_today(
+            data, data.market(market)
+        )  # the store, once for all three
         tables = (
-            queries.vendor_table(data, market, lang, unverified=unverified),
-            queries.device_table(data, market, lang, unverified=unverified),
-            queries.dead_letters(data, market),
+            queries.vendor_table(data, market, lang, today),
+            queries.device_table(data, market, lang, today),
+            queries.dead_letters(data, market, today),
         )
         digests = [market, lang.value, *(_digest(rows) for rows in tables)]
         before = shown if isinstance(shown, list) and shown[:2] == digests[:2] else [None] * 5

@@ -58,7 +58,13 @@ from dashboard.queries.trace import (
     sales_frame,
     trace_chain,
 )
-from dashboard.queries.vendors import dead_letters, device_table, vendor_table
+from dashboard.queries.vendors import (
+    VendorsToday,
+    dead_letters,
+    device_table,
+    read_vendors_today,
+    vendor_table,
+)
 
 __all__ = [
     "ALERT_COLUMNS",
@@ -77,6 +83,7 @@ __all__ = [
     "TraceChain",
     "TraceQuery",
     "UnverifiedReceipt",
+    "VendorsToday",
     "alerts",
     "board_rows",
     "day_start",
@@ -94,6 +101,7 @@ __all__ = [
     "price_spread",
     "product_label",
     "product_name",
+    "read_vendors_today",
     "row_transaction",
     "sales_frame",
     "trace_chain",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -16,33 +16,64 @@ from dashboard.queries.common import (
     market_today,
     product_name,
     unverified_counts,
-    unverified_today,
 )
 from marketview import analytics
 from marketview.live import UnknownName
 from schemas.messages import DeviceKind
 from schemas.registry import Market
 from storage.interfaces.devices import ScaleStatusRow
+from storage.interfaces.sales import SalesSummaryRow
 from storage.interfaces.traceability import UnverifiedSalesRow
-from storage.records import from_ns
+from storage.records import DeadLetter, from_ns
+
+
+@dataclass(frozen=True, slots=True)
+class VendorsToday:
+    """What the vendors page reads of the market's day so far, read at once."""
+
+    now: datetime
+    summary: list[SalesSummaryRow]
+    unverified: list[UnverifiedSalesRow]
+    statuses: list[ScaleStatusRow]
+    messages: dict[tuple[str, str], int]
+    rejects: dict[tuple[str, str], int]
+    letters: list[DeadLetter]
+
+
+def read_vendors_today(data: DashboardData, market: Market) -> VendorsToday:
+    """The page's six store reads, submitted together: the page waits for the slowest
+    (today's sales per vendor, on InfluxDB) and not for their sum."""
+    now = data.now()
+    start = day_start(market, market_today(market, now))
+    store, submit = data.store, data.reads.submit
+    summary = submit(store.sales_summary, market.id, start, now)
+    unverified = submit(store.unverified_sales, market.id, start, now)
+    statuses = submit(store.scale_status, market.id)
+    messages = submit(store.message_counts, start, now)
+    rejects = submit(store.reject_counts, start, now)
+    letters = submit(store.dead_letters, start, now, market=market.id, limit=DEAD_LETTER_ROWS)
+    return VendorsToday(
+        now=now,
+        summary=summary.result(),
+        unverified=unverified.result(),
+        statuses=statuses.result(),
+        messages=messages.result(),
+        rejects=rejects.result(),
+        letters=letters.result(),
+    )
 
 
 def vendor_table(
-    data: DashboardData,
-    market_id: str,
-    lang: Lang,
-    *,
-    unverified: Sequence[UnverifiedSalesRow] | None = None,
+    data: DashboardData, market_id: str, lang: Lang, today: VendorsToday | None = None
 ) -> list[dict[str, Any]]:
     """One row per vendor: today's turnover, transactions, average ticket, current prices,
-    and today's sales whose trace code did not check out (``unverified``: today's, when the
-    caller has read them already for :func:`device_table`)."""
+    and today's sales whose trace code did not check out (``today``: read by the
+    caller for all three tables, else here)."""
     market = data.market(market_id)
-    now = data.now()
-    start = day_start(market, market_today(market, now))
-    frame = analytics.sales_frame(data.store.sales_summary(market.id, start, now))
+    today = today or read_vendors_today(data, market)
+    frame = analytics.sales_frame(today.summary)
     figures = {f.key: f for f in analytics.sales_per_vendor(frame)}
-    per_vendor = unverified_counts(_or_today(unverified, data, market, now), "vendor")
+    per_vendor = unverified_counts(today.unverified, "vendor")
     rows = []
     for vendor in market.spec.vendors:
         sold = figures.get(vendor.id)
@@ -66,15 +97,6 @@ def vendor_table(
     return rows
 
 
-def _or_today(
-    unverified: Sequence[UnverifiedSalesRow] | None,
-    data: DashboardData,
-    market: Market,
-    now: datetime,
-) -> Sequence[UnverifiedSalesRow]:
-    return unverified_today(data, market, now) if unverified is None else unverified
-
-
 def _current_prices_text(data: DashboardData, market: Market, vendor: str, lang: Lang) -> str:
     try:
         quotes = data.live.vendor_prices(market.id, vendor).quotes
@@ -89,22 +111,16 @@ def _current_prices_text(data: DashboardData, market: Market, vendor: str, lang:
 
 
 def device_table(
-    data: DashboardData,
-    market_id: str,
-    lang: Lang,
-    *,
-    unverified: Sequence[UnverifiedSalesRow] | None = None,
+    data: DashboardData, market_id: str, lang: Lang, today: VendorsToday | None = None
 ) -> list[dict[str, Any]]:
     """Every registered device: kind, owner, online state, last seen, today's messages,
     rejects and (scales) sales whose trace code did not check out."""
     market = data.market(market_id)
-    now = data.now()
-    start = day_start(market, market_today(market, now))
+    today = today or read_vendors_today(data, market)
+    now = today.now
     seen = data.live.device_seen(market.id)
-    statuses: dict[str, ScaleStatusRow] = {s.scale: s for s in data.store.scale_status(market.id)}
-    messages = data.store.message_counts(start, now)
-    rejects = data.store.reject_counts(start, now)
-    per_scale = unverified_counts(_or_today(unverified, data, market, now), "scale")
+    statuses: dict[str, ScaleStatusRow] = {s.scale: s for s in today.statuses}
+    per_scale = unverified_counts(today.unverified, "scale")
     rows = []
     for device in market.devices.values():
         presence = seen.get(device.id)
@@ -120,8 +136,8 @@ def device_table(
                 "vendor": device.vendor or "",
                 "status": _status_key(device.kind, online, last_seen, now),
                 "last_seen": local_time_text(last_seen, market),
-                "messages": messages.get((market.id, device.id), 0),
-                "rejects": rejects.get((market.id, device.id), 0),
+                "messages": today.messages.get((market.id, device.id), 0),
+                "rejects": today.rejects.get((market.id, device.id), 0),
                 "unverified": per_scale.get(device.id, 0),
             }
         )
@@ -138,12 +154,12 @@ def _status_key(
     return "unknown" if last_seen is None else "online"
 
 
-def dead_letters(data: DashboardData, market_id: str) -> list[dict[str, Any]]:
+def dead_letters(
+    data: DashboardData, market_id: str, today: VendorsToday | None = None
+) -> list[dict[str, Any]]:
     """Today's rejected messages for this market, newest first (at most DEAD_LETTER_ROWS)."""
     market = data.market(market_id)
-    now = data.now()
-    start = day_start(market, market_today(market, now))
-    letters = data.store.dead_letters(start, now, market=market.id, limit=DEAD_LETTER_ROWS)
+    today = today or read_vendors_today(data, market)
     return [
         {
             "received": local_time_text(from_ns(letter.received_ns), market),
@@ -152,5 +168,5 @@ def dead_letters(data: DashboardData, market_id: str) -> list[dict[str, Any]]:
             "topic": letter.topic,
             "reason": letter.reason,
         }
-        for letter in letters
+        for letter in today.letters
     ]
