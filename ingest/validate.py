@@ -65,6 +65,8 @@ class Validator:
         try:
             parsed, market, device = self._resolve(topic)
             market_id, device_id = market.id, device.id
+            if device.refused_because is not None:
+                raise Rejected(device.refused_because)  # registered: its letter names it
             self._check_size(payload)
             message = _decode(parsed, payload)
             self._check_time(message, received_ns)

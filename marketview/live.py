@@ -401,7 +401,7 @@ class LiveState:
         self._clock = clock
         self._epoch = secrets.token_hex(4)
         self._stalls = {
-            market.id: {vendor.stall: vendor.id for vendor in market.spec.vendors}
+            market.id: {vendor.stall: vendor.id for vendor in market.active_vendors}
             for market in registry
         }
         self._prices = {market.id: _MarketPrices.empty(market, self._epoch) for market in registry}

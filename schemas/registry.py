@@ -10,7 +10,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import time
+from datetime import date, time
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
@@ -51,6 +51,13 @@ class SaleUnit(StrEnum):
 
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)]
+#: A licence or certificate number as issued: letters, digits and a few separators.
+DocumentNo = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z\u4e00-\u9fff()（）/-]+$"),
+]
+#: A floor-plan row or column of a stall (1-based).
+PlanIndex = Annotated[int, Field(strict=True, ge=1, le=999)]
 
 
 class _Strict(BaseModel):
@@ -93,10 +100,42 @@ class Product(_Strict):
     unit: SaleUnit = SaleUnit.JIN
 
 
+class Stall(_Strict):
+    """A stall: its zone and its place on the floor plan (row, column) for the public maps.
+
+    A stall a vendor names but the file does not list exists all the same, with
+    none of these.
+    """
+
+    id: Identifier
+    zone: Name | None = None
+    row: PlanIndex | None = None
+    col: PlanIndex | None = None
+
+
+class HealthCertificate(_Strict):
+    """A staff member's health certificate (健康证)."""
+
+    holder: Name
+    number: DocumentNo
+    expires: date
+
+
 class Vendor(_Strict):
     id: Identifier
     name: Name
-    stall: Identifier
+    stall: Identifier = Field(
+        description="The stall it trades at (or last traded at, if inactive)."
+    )
+    active: bool = Field(
+        default=True,
+        description="A vendor who left is inactive, not removed: history keeps naming them.",
+    )
+    contact: Name | None = None
+    business_licence_no: DocumentNo | None = Field(default=None, description="营业执照号")
+    food_licence_no: DocumentNo | None = Field(default=None, description="食品经营许可证号")
+    food_licence_expires: date | None = None
+    health_certificates: tuple[HealthCertificate, ...] = ()
     scales: tuple[Identifier, ...] = ()
     screens: tuple[Identifier, ...] = ()
     products: tuple[Plu, ...] = Field(default=(), description="PLUs this vendor usually sells.")
@@ -122,9 +161,14 @@ class MarketFile(_Strict):
 
     market: MarketInfo
     products: tuple[Product, ...]
+    stalls: tuple[Stall, ...] = ()
     vendors: tuple[Vendor, ...]
     gates: tuple[Gate, ...] = ()
     intake: tuple[IntakeStation, ...] = ()
+    disabled_devices: tuple[Identifier, ...] = Field(
+        default=(),
+        description="Devices that may not publish (replaced, lost): their readings are refused.",
+    )
     retention: RetentionPolicy = Field(
         default_factory=RetentionPolicy,
         description="Days each kind of data is kept (schemas.retention); safe defaults.",
@@ -133,9 +177,14 @@ class MarketFile(_Strict):
     @model_validator(mode="after")
     def _references_resolve(self) -> MarketFile:
         _require_unique("product PLU", (p.plu for p in self.products))
+        _require_unique("stall id", (s.id for s in self.stalls))
         _require_unique("vendor id", (v.id for v in self.vendors))
-        _require_unique("stall", (v.stall for v in self.vendors))
+        _require_unique("stall of an active vendor", (v.stall for v in self.vendors if v.active))
         _require_unique("device id", (d for d, _ in _device_ids(self)))
+        _require_unique("disabled device", self.disabled_devices)
+        unknown_devices = sorted(set(self.disabled_devices) - {d for d, _ in _device_ids(self)})
+        if unknown_devices:
+            raise ValueError(f"disabled_devices names unknown devices {unknown_devices}")
         known = {p.plu: p for p in self.products}
         for vendor in self.vendors:
             unknown = sorted(set(vendor.products) - known.keys())
@@ -176,6 +225,12 @@ class Device:
     id: str
     kind: DeviceKind
     vendor: str | None
+    #: Why the device may not publish (disabled, or its vendor left); None if it may.
+    refused_because: str | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.refused_because is None
 
 
 class RegistryError(ValueError):
@@ -202,11 +257,25 @@ class Market:
 
     @cached_property
     def devices(self) -> Mapping[str, Device]:
-        owners = {s: v.id for v in self.spec.vendors for s in (*v.scales, *v.screens)}
-        return {
-            device_id: Device(self.id, device_id, kind, owners.get(device_id))
-            for device_id, kind in _device_ids(self.spec)
-        }
+        owners = {s: v for v in self.spec.vendors for s in (*v.scales, *v.screens)}
+        disabled = set(self.spec.disabled_devices)
+        devices = {}
+        for device_id, kind in _device_ids(self.spec):
+            owner = owners.get(device_id)
+            refused = None
+            if device_id in disabled:
+                refused = f"device {device_id!r} is disabled"
+            elif owner is not None and not owner.active:
+                refused = f"device {device_id!r} belongs to vendor {owner.id!r}, who is inactive"
+            devices[device_id] = Device(
+                self.id, device_id, kind, None if owner is None else owner.id, refused
+            )
+        return devices
+
+    @cached_property
+    def active_vendors(self) -> tuple[Vendor, ...]:
+        """The vendors trading here now, in file order (those who left are inactive)."""
+        return tuple(vendor for vendor in self.spec.vendors if vendor.active)
 
     @cached_property
     def products(self) -> Mapping[str, Product]:

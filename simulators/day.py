@@ -60,7 +60,7 @@ def day_conditions(market: str, day: date, seed: int) -> DayConditions:
 
 def all_traits(market: Market, seed: int) -> dict[str, StallTraits]:
     """Stall traits for every vendor; they hold for every day of a run."""
-    return {vendor.id: stall_traits(market, vendor, seed) for vendor in market.spec.vendors}
+    return {vendor.id: stall_traits(market, vendor, seed) for vendor in market.active_vendors}
 
 
 class MarketDay:
@@ -94,7 +94,7 @@ class MarketDay:
                 config=self.config,
                 seed=seed,
             )
-            for vendor in market.spec.vendors
+            for vendor in market.active_vendors
         )
         self.batches: tuple[PlannedBatch, ...] = tuple(
             plan_intake(market, self.stalls, self.hours, seed=seed, config=self.config)
@@ -103,7 +103,9 @@ class MarketDay:
     def _footfall(self) -> Footfall:
         gates = [gate.id for gate in self.market.spec.gates] or [_UNCOUNTED_GATE]
         visitors = (
-            len(self.market.spec.vendors) * self.config.visitors_per_vendor * self.conditions.factor
+            len(self.market.active_vendors)
+            * self.config.visitors_per_vendor
+            * self.conditions.factor
         )
         rng = derive_rng(self.seed, self.market.id, self.day.isoformat(), "footfall")
         return simulate_footfall(

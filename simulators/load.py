@@ -66,7 +66,7 @@ def load_messages(market: Market, n: int, *, now: datetime | None = None) -> lis
     """``n`` valid sale messages spread over the market's scales."""
     sellers = [
         (scale, vendor)
-        for vendor in market.spec.vendors
+        for vendor in market.active_vendors
         if vendor.products
         for scale in vendor.scales
     ]

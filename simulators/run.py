@@ -222,6 +222,8 @@ def _fleet(
     for day in days:
         clock = device_times[day.market.id]
         for device in day.market.devices.values():
+            if not device.enabled:
+                continue  # it may not publish; the broker has no user for it
             is_scale = device.kind is DeviceKind.SCALE
             fleet.append(FleetDevice(device.id, clock.will_of(device.id) if is_scale else None))
     return build_hub(

@@ -172,9 +172,15 @@ def new_password() -> str:
 
 
 def registered_devices(registry: Registry) -> list[Device]:
-    """Every device of every market, in a stable order (market file order, then id)."""
+    """Every enabled device of every market, in a stable order (market file order, then id).
+
+    A disabled device, or one of a vendor who left, gets no broker user.
+    """
     devices = [
-        device for market in registry for device in sorted(market.devices.values(), key=_by_id)
+        device
+        for market in registry
+        for device in sorted(market.devices.values(), key=_by_id)
+        if device.enabled
     ]
     clashes = sorted(d.id for d in devices if d.id.startswith(SERVICE_CLIENT_ID_PREFIX))
     if clashes:

@@ -173,3 +173,19 @@ def test_text_that_looks_like_keys_is_not_a_repeated_key(validator: Validator) -
     result = validator.check("markets/tm/screens/P-A01/price", payload, time.time_ns())
     assert isinstance(result, Reading), result
     assert result.message == result.message.model_validate_json(payload)
+
+
+def test_a_disabled_device_is_dead_lettered_with_that_reason(tmp_path: Path) -> None:
+    text = write_market(tmp_path).read_text(encoding="utf-8")
+    disabled = tmp_path / "disabled.toml"
+    disabled.write_text('disabled_devices = ["S-A01"]\n' + text, encoding="utf-8")
+    validator = Validator(Registry([load_market(disabled)]), Limits(max_payload_bytes=2048))
+
+    result = validator.check(SALE_TOPIC, sale_payload(1), time.time_ns())
+
+    assert isinstance(result, DeadLetter)
+    assert (result.market, result.device, result.reason) == (
+        "tm",
+        "S-A01",
+        "device 'S-A01' is disabled",
+    )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, time
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -200,7 +200,7 @@ id = "v-li"
 name = "李记"
 stall = "A01"
 """
-    with pytest.raises(RegistryError, match="duplicate stall 'A01'"):
+    with pytest.raises(RegistryError, match="duplicate stall of an active vendor 'A01'"):
         load_market(write(tmp_path, market_toml(extra_vendor=second_vendor)))
 
 
@@ -326,3 +326,79 @@ def test_the_cutoff_is_floored_to_the_utc_hour() -> None:
     assert policy.cutoff(DataKind.HEARTBEATS, now) == datetime(2027, 1, 30, 5, tzinfo=UTC)
     with pytest.raises(ValueError, match="timezone-aware"):
         policy.cutoff(DataKind.HEARTBEATS, now.replace(tzinfo=None))
+
+
+# -- management data: stalls, vendor records, inactive vendors, disabled devices ------------
+
+VENDOR_RECORDS = """active = true
+contact = "138 0000 0000"
+business_licence_no = "92320800MA1XYZ1234"
+food_licence_no = "JY13208020012345"
+food_licence_expires = 2027-03-31
+
+[[vendors.health_certificates]]
+holder = "陈大"
+number = "苏宿健2026-00123"
+expires = 2027-01-15
+"""
+
+STALLS = """
+[[stalls]]
+id = "A01"
+zone = "蔬菜区"
+row = 1
+col = 3
+"""
+
+
+def test_stalls_and_vendor_records_load(tmp_path: Path) -> None:
+    text = market_toml(extra_vendor=VENDOR_RECORDS).replace("[[vendors]]", STALLS + "[[vendors]]")
+    market = load_market(write(tmp_path, text))
+    (stall,) = market.spec.stalls
+    assert (stall.id, stall.zone, stall.row, stall.col) == ("A01", "蔬菜区", 1, 3)
+    vendor = market.vendors["v-chen"]
+    assert vendor.food_licence_expires == date(2027, 3, 31)
+    (certificate,) = vendor.health_certificates
+    assert (certificate.holder, certificate.number) == ("陈大", "苏宿健2026-00123")
+
+
+def test_a_vendor_who_left_keeps_the_stall_a_new_vendor_takes(tmp_path: Path) -> None:
+    left = '\n[[vendors]]\nid = "v-old"\nname = "老王"\nstall = "A01"\nactive = false\nscales = ["S-OLD"]\n'
+    market = load_market(write(tmp_path, market_toml(extra_vendor=left)))
+    assert [vendor.id for vendor in market.active_vendors] == ["v-chen"]
+    assert market.devices["S-OLD"].refused_because == (
+        "device 'S-OLD' belongs to vendor 'v-old', who is inactive"
+    )
+    assert market.devices["S-A01-1"].enabled
+
+
+def test_a_disabled_device_is_refused_and_an_unknown_one_may_not_be_disabled(
+    tmp_path: Path,
+) -> None:
+    market = load_market(write(tmp_path, 'disabled_devices = ["S-A01-2"]\n' + market_toml()))
+    assert market.devices["S-A01-2"].refused_because == "device 'S-A01-2' is disabled"
+    with pytest.raises(RegistryError, match=r"disabled_devices names unknown devices \['S-X'\]"):
+        load_market(write(tmp_path, 'disabled_devices = ["S-X"]\n' + market_toml()))
+
+
+@pytest.mark.parametrize(
+    ("line", "error"),
+    [
+        ('food_licence_no = "JY 123"', "food_licence_no"),
+        ("food_licence_expires = 2027-02-30", "not valid TOML"),
+        ('contact = ""', "contact"),
+    ],
+)
+def test_bad_vendor_records_are_rejected_with_the_field(
+    tmp_path: Path, line: str, error: str
+) -> None:
+    with pytest.raises(RegistryError, match=error):
+        load_market(write(tmp_path, market_toml(extra_vendor=line)))
+
+
+def test_a_stall_off_the_floor_plan_is_rejected(tmp_path: Path) -> None:
+    text = market_toml().replace(
+        "[[vendors]]", STALLS.replace("row = 1", "row = 0") + "[[vendors]]"
+    )
+    with pytest.raises(RegistryError, match="stalls.0.row"):
+        load_market(write(tmp_path, text))

@@ -303,6 +303,21 @@ def test_rerun_adds_new_devices_and_drops_removed_ones(tmp_path: Path) -> None:
     assert "IN-A" not in files.dynsec.read_text()
 
 
+def test_a_disabled_device_loses_its_user_on_the_next_run(tmp_path: Path) -> None:
+    write_broker_auth(make_registry(tmp_path / "v1"), tmp_path / "auth")
+    disabled = tmp_path / "v2"
+    disabled.mkdir()
+    path = disabled / "nanmen.toml"
+    path.write_text('disabled_devices = ["S-A2"]\n' + market_toml("nanmen", "A"), encoding="utf-8")
+
+    files = write_broker_auth(Registry([load_market(path)]), tmp_path / "auth")
+
+    assert "S-A2" in files.removed_devices
+    assert "S-A2" not in credentials(files)["devices"]
+    assert "S-A2" not in dynsec_clients(files)
+    assert "S-A1" in dynsec_clients(files)
+
+
 def test_rotate_replaces_every_password(two_markets: Registry, tmp_path: Path) -> None:
     before = credentials(write_broker_auth(two_markets, tmp_path))
     after = credentials(write_broker_auth(two_markets, tmp_path, rotate=True))

@@ -1,0 +1,203 @@
+"""The market database's tables: the registry as relational data managers edit.
+
+The time series (sales, prices, footfall, …) stay in the store; this holds what
+they refer to. Everything a market file says has a column here, so importing a
+file and exporting it again gives the same market (``marketdb.marketfile``).
+
+Order matters to people (the vendor list of a file, a vendor's scales), so rows
+that come in lists keep their ``position``. Ids are the market file's: device ids
+are unique across the deployment because they are the devices' MQTT user names;
+everything else is unique within its market.
+"""
+
+from __future__ import annotations
+
+from datetime import date, time
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Date,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Integer,
+    MetaData,
+    String,
+    Time,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+#: Constraint names that PostgreSQL and SQLite (Alembic's batch mode) both can address.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+#: Lengths of the market file's fields (``schemas.registry``): ids and PLUs are
+#: short identifiers, names at most 64 characters.
+ID = 32
+NAME = 64
+TEXT = 200
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class MarketRow(Base):
+    __tablename__ = "market"
+
+    id: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    name: Mapped[str] = mapped_column(String(NAME))
+    name_en: Mapped[str] = mapped_column(String(NAME))
+    timezone: Mapped[str] = mapped_column(String(NAME))
+    opens: Mapped[time] = mapped_column(Time)
+    closes: Mapped[time] = mapped_column(Time)
+    # Days kept per kind of data (schemas.retention.RetentionPolicy); null: the default.
+    retention_trace: Mapped[int | None] = mapped_column(Integer)
+    retention_prices: Mapped[int | None] = mapped_column(Integer)
+    retention_heartbeats: Mapped[int | None] = mapped_column(Integer)
+    retention_gate_counts: Mapped[int | None] = mapped_column(Integer)
+    retention_dead_letters: Mapped[int | None] = mapped_column(Integer)
+    retention_rollups: Mapped[int | None] = mapped_column(Integer)
+
+    products: Mapped[list[ProductRow]] = relationship(
+        order_by="ProductRow.position", cascade="all, delete-orphan"
+    )
+    stalls: Mapped[list[StallRow]] = relationship(
+        order_by="StallRow.position", cascade="all, delete-orphan"
+    )
+    vendors: Mapped[list[VendorRow]] = relationship(
+        order_by="VendorRow.position", cascade="all, delete-orphan"
+    )
+    devices: Mapped[list[DeviceRow]] = relationship(
+        order_by="DeviceRow.position", cascade="all, delete-orphan"
+    )
+
+
+class ProductRow(Base):
+    __tablename__ = "product"
+
+    market_id: Mapped[str] = mapped_column(ForeignKey("market.id"), primary_key=True)
+    plu: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)
+    name_zh: Mapped[str] = mapped_column(String(NAME))
+    name_en: Mapped[str] = mapped_column(String(NAME))
+    category: Mapped[str] = mapped_column(String(ID))
+    unit: Mapped[str] = mapped_column(String(8))
+
+
+class StallRow(Base):
+    """A stall: where a vendor trades. ``row``/``col`` place it on the floor plan."""
+
+    __tablename__ = "stall"
+
+    market_id: Mapped[str] = mapped_column(ForeignKey("market.id"), primary_key=True)
+    id: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)
+    zone: Mapped[str | None] = mapped_column(String(NAME))
+    row: Mapped[int | None] = mapped_column(Integer)
+    col: Mapped[int | None] = mapped_column(Integer)
+
+
+class VendorRow(Base):
+    """A vendor (个体经营户). One who leaves is deactivated: history keeps naming them."""
+
+    __tablename__ = "vendor"
+    __table_args__ = (
+        ForeignKeyConstraint(["market_id", "stall_id"], ["stall.market_id", "stall.id"]),
+    )
+
+    market_id: Mapped[str] = mapped_column(ForeignKey("market.id"), primary_key=True)
+    id: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(NAME))
+    stall_id: Mapped[str | None] = mapped_column(String(ID))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    contact: Mapped[str | None] = mapped_column(String(NAME))
+    business_licence_no: Mapped[str | None] = mapped_column(String(NAME))
+    food_licence_no: Mapped[str | None] = mapped_column(String(NAME))
+    food_licence_expires: Mapped[date | None] = mapped_column(Date)
+    #: Whether the vendor's categories are declared; if not, its products' categories hold.
+    categories_declared: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    categories: Mapped[list[VendorCategoryRow]] = relationship(
+        order_by="VendorCategoryRow.position", cascade="all, delete-orphan"
+    )
+    products: Mapped[list[VendorProductRow]] = relationship(
+        order_by="VendorProductRow.position", cascade="all, delete-orphan"
+    )
+    certificates: Mapped[list[HealthCertificateRow]] = relationship(
+        order_by="HealthCertificateRow.position", cascade="all, delete-orphan"
+    )
+
+
+class VendorCategoryRow(Base):
+    __tablename__ = "vendor_category"
+    __table_args__ = (
+        ForeignKeyConstraint(["market_id", "vendor_id"], ["vendor.market_id", "vendor.id"]),
+    )
+
+    market_id: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    vendor_id: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    category: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)
+
+
+class VendorProductRow(Base):
+    """A product the vendor usually sells."""
+
+    __tablename__ = "vendor_product"
+    __table_args__ = (
+        ForeignKeyConstraint(["market_id", "vendor_id"], ["vendor.market_id", "vendor.id"]),
+        ForeignKeyConstraint(["market_id", "plu"], ["product.market_id", "product.plu"]),
+    )
+
+    market_id: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    vendor_id: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    plu: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)
+
+
+class HealthCertificateRow(Base):
+    """A staff member's health certificate (健康证): holder, number, expiry."""
+
+    __tablename__ = "health_certificate"
+    __table_args__ = (
+        ForeignKeyConstraint(["market_id", "vendor_id"], ["vendor.market_id", "vendor.id"]),
+        UniqueConstraint("market_id", "vendor_id", "number"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    market_id: Mapped[str] = mapped_column(String(ID))
+    vendor_id: Mapped[str] = mapped_column(String(ID))
+    position: Mapped[int] = mapped_column(Integer)
+    holder: Mapped[str] = mapped_column(String(NAME))
+    number: Mapped[str] = mapped_column(String(NAME))
+    expires: Mapped[date] = mapped_column(Date)
+
+
+class DeviceRow(Base):
+    """A scale, price screen, gate counter or intake desk.
+
+    Scales and screens belong to a vendor; gates and intake desks have a name.
+    A disabled device keeps its row (its readings name it) but may not publish.
+    """
+
+    __tablename__ = "device"
+    __table_args__ = (
+        ForeignKeyConstraint(["market_id", "vendor_id"], ["vendor.market_id", "vendor.id"]),
+        CheckConstraint("kind IN ('scale', 'screen', 'gate', 'intake')", name="kind"),
+    )
+
+    id: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    market_id: Mapped[str] = mapped_column(ForeignKey("market.id"))
+    position: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(8))
+    vendor_id: Mapped[str | None] = mapped_column(String(ID))
+    name: Mapped[str | None] = mapped_column(String(NAME))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
