@@ -6,8 +6,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# chromium/chromium-driver: the dashboard's browser tests; a CJK font so its pages render.
-DEBIAN_TEST_PACKAGES := mosquitto influxdb chromium chromium-driver fonts-wqy-microhei
+# chromium/chromium-driver: the dashboard's browser tests; a CJK font so its pages render;
+# postgresql: initdb and postgres for the market database's tests (a cluster per run).
+DEBIAN_TEST_PACKAGES := mosquitto influxdb postgresql chromium chromium-driver fonts-wqy-microhei
 
 .PHONY: demo test lint typecheck check install debian-packages bench clean
 

@@ -28,6 +28,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from schemas.messages import DeviceKind
+
 #: Constraint names that PostgreSQL and SQLite (Alembic's batch mode) both can address.
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -42,6 +44,10 @@ NAMING_CONVENTION = {
 ID = 32
 NAME = 64
 TEXT = 200
+
+
+#: The device kinds (``schemas.messages.DeviceKind``, the topics' levels) as SQL literals.
+_DEVICE_KINDS = ", ".join(f"'{kind.value}'" for kind in DeviceKind)
 
 
 class Base(DeclarativeBase):
@@ -99,6 +105,8 @@ class StallRow(Base):
     market_id: Mapped[str] = mapped_column(ForeignKey("market.id"), primary_key=True)
     id: Mapped[str] = mapped_column(String(ID), primary_key=True)
     position: Mapped[int] = mapped_column(Integer)
+    #: Listed as a stall of its own (a market file's ``[[stalls]]``), not only named by a vendor.
+    listed: Mapped[bool] = mapped_column(Boolean, default=True)
     zone: Mapped[str | None] = mapped_column(String(NAME))
     row: Mapped[int | None] = mapped_column(Integer)
     col: Mapped[int | None] = mapped_column(Integer)
@@ -116,7 +124,7 @@ class VendorRow(Base):
     id: Mapped[str] = mapped_column(String(ID), primary_key=True)
     position: Mapped[int] = mapped_column(Integer)
     name: Mapped[str] = mapped_column(String(NAME))
-    stall_id: Mapped[str | None] = mapped_column(String(ID))
+    stall_id: Mapped[str] = mapped_column(String(ID))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     contact: Mapped[str | None] = mapped_column(String(NAME))
     business_licence_no: Mapped[str | None] = mapped_column(String(NAME))
@@ -191,7 +199,7 @@ class DeviceRow(Base):
     __tablename__ = "device"
     __table_args__ = (
         ForeignKeyConstraint(["market_id", "vendor_id"], ["vendor.market_id", "vendor.id"]),
-        CheckConstraint("kind IN ('scale', 'screen', 'gate', 'intake')", name="kind"),
+        CheckConstraint(f"kind IN ({_DEVICE_KINDS})", name="kind"),
     )
 
     id: Mapped[str] = mapped_column(String(ID), primary_key=True)

@@ -165,8 +165,8 @@ class MarketFile(_Strict):
     vendors: tuple[Vendor, ...]
     gates: tuple[Gate, ...] = ()
     intake: tuple[IntakeStation, ...] = ()
-    disabled_devices: tuple[Identifier, ...] = Field(
-        default=(),
+    disabled_devices: frozenset[Identifier] = Field(
+        default=frozenset(),
         description="Devices that may not publish (replaced, lost): their readings are refused.",
     )
     retention: RetentionPolicy = Field(
@@ -181,7 +181,6 @@ class MarketFile(_Strict):
         _require_unique("vendor id", (v.id for v in self.vendors))
         _require_unique("stall of an active vendor", (v.stall for v in self.vendors if v.active))
         _require_unique("device id", (d for d, _ in _device_ids(self)))
-        _require_unique("disabled device", self.disabled_devices)
         unknown_devices = sorted(set(self.disabled_devices) - {d for d, _ in _device_ids(self)})
         if unknown_devices:
             raise ValueError(f"disabled_devices names unknown devices {unknown_devices}")

@@ -13,6 +13,7 @@ from types import FrameType
 
 from schemas.registry import Registry, RegistryError
 from stallwatch.logs import configure_logging
+from stallwatch.marketcli import add_market
 from stallwatch.settings import Settings, load_settings
 
 log = logging.getLogger("stallwatch")
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_api_token(sub)
     _add_dashboard_user(sub)
     _add_store(sub)
+    add_market(sub)
     return parser
 
 

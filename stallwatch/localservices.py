@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -228,3 +229,128 @@ bind-address = "127.0.0.1:{free_port()}"
     return Influxd(
         "influxd", workdir, port, [binary, "-config", str(conf)], start_timeout=start_timeout
     )
+
+
+#: Where Debian's PostgreSQL server packages put their binaries (one directory per version).
+POSTGRES_BIN_GLOB = "/usr/lib/postgresql/*/bin"
+#: The superuser the throwaway cluster is made with (trust auth on 127.0.0.1 only).
+POSTGRES_USER = "stallwatch"
+
+
+class Postgres(LocalService):
+    """A throwaway PostgreSQL cluster; ``url`` is SQLAlchemy's for its ``postgres`` database."""
+
+    data_dir: Path = Path()
+    run_as: str | None = None
+    owns_data_dir: bool = False
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://{POSTGRES_USER}@127.0.0.1:{self.port}/postgres"
+
+    def database_url(self, database: str) -> str:
+        return self.url.rsplit("/", 1)[0] + f"/{database}"
+
+    def start(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            return
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            self.argv, stdout=log, stderr=subprocess.STDOUT, cwd="/", user=self.run_as
+        )
+        log.close()
+        _wait_for_port(self.port, self.proc, self.log_path, self.start_timeout)
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        """The port opens while the cluster still says "starting up"."""
+        import psycopg  # only the market database's tests need it
+
+        deadline = time.monotonic() + self.start_timeout
+        dsn = f"host=127.0.0.1 port={self.port} user={POSTGRES_USER} dbname=postgres"
+        while True:
+            try:
+                psycopg.connect(dsn, connect_timeout=2).close()
+                return
+            except psycopg.OperationalError as exc:
+                if time.monotonic() > deadline:
+                    raise ServiceError(f"postgres did not accept connections: {exc}") from exc
+            time.sleep(0.02)  # polling a server that is not ready yet; nothing to wait on
+
+    def stop(self, timeout: float = 10.0) -> None:
+        # SIGTERM is a "smart" shutdown that waits for every client to leave; SIGINT
+        # ("fast") ends their sessions, which a test's connection pool may still hold.
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        if self.owns_data_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+def postgres_bin_dir() -> Path:
+    """The newest PostgreSQL server's binaries, as Debian's ``postgresql`` package installs them."""
+    found = sorted(Path("/").glob(POSTGRES_BIN_GLOB.lstrip("/")), key=lambda p: int(p.parent.name))
+    if not found or not (found[-1] / "initdb").exists():
+        raise ServiceError(
+            f"no {POSTGRES_BIN_GLOB}/initdb: install Debian's postgresql package (make test does)"
+        )
+    return found[-1]
+
+
+def postgres(workdir: Path, *, port: int | None = None) -> Postgres:
+    """A PostgreSQL cluster made with ``initdb`` for this run, listening on 127.0.0.1 only.
+
+    PostgreSQL refuses to run as root; as root the cluster belongs to the ``postgres``
+    user the Debian package creates, in a directory of its own under the system's
+    temporary directory (a test's ``workdir`` is private to root), removed on stop.
+    """
+    binaries = postgres_bin_dir()
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    run_as = "postgres" if os.geteuid() == 0 else None
+    if run_as is None:
+        data_dir, owns = workdir / "data", False
+    else:
+        data_dir, owns = Path(tempfile.mkdtemp(prefix="stallwatch-pg-")), True
+        account = pwd.getpwnam(run_as)
+        os.chown(data_dir, account.pw_uid, account.pw_gid)
+    initdb = [
+        str(binaries / "initdb"),
+        "--pgdata",
+        str(data_dir / "cluster"),
+        "--username",
+        POSTGRES_USER,
+        "--auth",
+        "trust",
+        "--encoding",
+        "UTF8",
+        "--no-locale",
+        "--no-sync",
+    ]
+    done = subprocess.run(initdb, capture_output=True, cwd="/", user=run_as, check=False)
+    if done.returncode != 0:
+        raise ServiceError(f"initdb failed: {done.stderr.decode(errors='replace')[-2000:]}")
+    argv = [
+        str(binaries / "postgres"),
+        "-D",
+        str(data_dir / "cluster"),
+        "-p",
+        str(port),
+        "-k",
+        str(data_dir),
+        "-c",
+        "listen_addresses=127.0.0.1",
+        # A throwaway cluster: durability is not what is tested.
+        "-c",
+        "fsync=off",
+        "-c",
+        "synchronous_commit=off",
+        "-c",
+        "full_page_writes=off",
+    ]
+    service = Postgres("postgres", workdir, port, argv)
+    service.data_dir, service.run_as, service.owns_data_dir = data_dir, run_as, owns
+    return service

@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
-#: Loggers that write a line per HTTP request.
-PER_REQUEST_LOGGERS = ("httpx", "httpcore")
+#: Loggers that write a line per HTTP request, and Alembic's, which logs its plugins and
+#: checks at every start of the market database (a migration it runs is logged here).
+PER_REQUEST_LOGGERS = ("httpx", "httpcore", "alembic")
 
 
 def configure_logging(*, verbose: bool = False) -> None:

@@ -77,6 +77,13 @@ class Settings(BaseSettings):
         default=7 * 86_400, ge=60, description="Reject device times further back."
     )
 
+    # -- market database -------------------------------------------------------
+    market_database: str = Field(
+        default="sqlite:///var/market.db",
+        description="SQLAlchemy URL of the market database (markets, vendors, devices): "
+        "sqlite:///PATH, or postgresql+psycopg://user@host/db for several processes.",
+    )
+
     # -- store -----------------------------------------------------------------
     store: StoreKind = StoreKind.SQLITE
     sqlite_path: Path = Path("var/stallwatch.db")
