@@ -363,7 +363,10 @@ def test_stalls_and_vendor_records_load(tmp_path: Path) -> None:
 
 
 def test_a_vendor_who_left_keeps_the_stall_a_new_vendor_takes(tmp_path: Path) -> None:
-    left = '\n[[vendors]]\nid = "v-old"\nname = "老王"\nstall = "A01"\nactive = false\nscales = ["S-OLD"]\n'
+    left = (
+        '\n[[vendors]]\nid = "v-old"\nname = "老王"\nstall = "A01"\n'
+        'active = false\nscales = ["S-OLD"]\n'
+    )
     market = load_market(write(tmp_path, market_toml(extra_vendor=left)))
     assert [vendor.id for vendor in market.active_vendors] == ["v-chen"]
     assert market.devices["S-OLD"].refused_because == (
@@ -400,5 +403,5 @@ def test_a_stall_off_the_floor_plan_is_rejected(tmp_path: Path) -> None:
     text = market_toml().replace(
         "[[vendors]]", STALLS.replace("row = 1", "row = 0") + "[[vendors]]"
     )
-    with pytest.raises(RegistryError, match="stalls.0.row"):
+    with pytest.raises(RegistryError, match=r"stalls\.0\.row"):
         load_market(write(tmp_path, text))
