@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from importlib.resources import files
+from pathlib import Path
 from typing import Any
 
 from alembic import command
@@ -39,6 +40,8 @@ def open_database(url: str, *, migrate: bool = True) -> Engine:
         raise MarketDatabaseError(
             f"the market database is SQLite or PostgreSQL, not {parsed.get_backend_name()!r}"
         )
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)  # var/ of a fresh clone
     engine = create_engine(parsed, pool_pre_ping=True)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
