@@ -6,6 +6,8 @@
     ├── MarketDatabaseUnavailable     the database cannot be reached or migrated
     ├── NotFound                      no such market, vendor, stall, product or device
     ├── Conflict                      it exists already, or is still referenced
+    │   └── StaleEdit                 an edit made on a version that has changed since
+    ├── InvalidChange                 a change the market's rules refuse (names the field)
     └── ImportRefused                 a market file that cannot be imported (names the field)
 """
 
@@ -26,6 +28,22 @@ class NotFound(MarketDatabaseError):
 
 class Conflict(MarketDatabaseError):
     """It exists already, or something still refers to it."""
+
+
+class StaleEdit(Conflict):
+    """Someone else changed it since the version this edit was made on (HTTP 412)."""
+
+
+class InvalidChange(MarketDatabaseError):
+    """The change breaks a rule of the market (a stall another vendor holds, …).
+
+    ``field`` names the field at fault when there is one, for a form to show the
+    message next to it.
+    """
+
+    def __init__(self, message: str, field: str | None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class ImportRefused(MarketDatabaseError):

@@ -24,6 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload
 
 from marketdb._exceptions import Conflict, MarketDatabaseUnavailable, NotFound
+from marketdb.changes import record_change
 from marketdb.models import (
     DeviceRow,
     HealthCertificateRow,
@@ -57,7 +58,9 @@ _RETENTION_FIELDS = tuple(RetentionPolicy.model_fields)
 # -- into the database -------------------------------------------------------------------
 
 
-def import_market(session: Session, spec: MarketFile, *, replace: bool = False) -> None:
+def import_market(
+    session: Session, spec: MarketFile, *, replace: bool = False, actor: str = "market import"
+) -> None:
     """Add the market ``spec`` declares, or with ``replace`` put it in place of the stored one.
 
     Raises :class:`Conflict` when the market exists and ``replace`` is not given,
@@ -82,6 +85,16 @@ def import_market(session: Session, spec: MarketFile, *, replace: bool = False) 
     session.flush()
     row.devices = devices
     session.flush()
+    record_change(
+        session,
+        actor=actor,
+        action="replace" if existing is not None else "import",
+        entity="market",
+        entity_id=market_id,
+        market_id=market_id,
+        before=None,
+        after={"vendors": len(spec.vendors), "products": len(spec.products)},
+    )
 
 
 def _delete(session: Session, market: MarketRow) -> None:

@@ -12,20 +12,24 @@ everything else is unique within its market.
 
 from __future__ import annotations
 
-from datetime import date, time
+from datetime import UTC, date, datetime, time
 
 from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Date,
+    DateTime,
     ForeignKey,
     ForeignKeyConstraint,
     Integer,
     MetaData,
     String,
+    Text,
     Time,
+    TypeDecorator,
     UniqueConstraint,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from schemas.messages import DeviceKind
@@ -48,6 +52,26 @@ TEXT = 200
 
 #: The device kinds (``schemas.messages.DeviceKind``, the topics' levels) as SQL literals.
 _DEVICE_KINDS = ", ".join(f"'{kind.value}'" for kind in DeviceKind)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """An aware UTC time on every backend: SQLite keeps no zone, so it is stored in UTC
+    and read back as UTC; a naive time is refused rather than guessed."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive time {value!r}: give it a zone")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class Base(DeclarativeBase):
@@ -95,6 +119,11 @@ class ProductRow(Base):
     name_en: Mapped[str] = mapped_column(String(NAME))
     category: Mapped[str] = mapped_column(String(ID))
     unit: Mapped[str] = mapped_column(String(8))
+    #: Bumped by every change; an edit names the version it was made on (ETag / If-Match).
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    # Set by each change (old + 1); the UPDATE names the old one, so a concurrent change
+    # that came first makes it match nothing (StaleDataError) instead of being overwritten.
+    __mapper_args__ = {"version_id_col": version, "version_id_generator": False}  # noqa: RUF012
 
 
 class StallRow(Base):
@@ -110,6 +139,11 @@ class StallRow(Base):
     zone: Mapped[str | None] = mapped_column(String(NAME))
     row: Mapped[int | None] = mapped_column(Integer)
     col: Mapped[int | None] = mapped_column(Integer)
+    #: Bumped by every change; an edit names the version it was made on (ETag / If-Match).
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    # Set by each change (old + 1); the UPDATE names the old one, so a concurrent change
+    # that came first makes it match nothing (StaleDataError) instead of being overwritten.
+    __mapper_args__ = {"version_id_col": version, "version_id_generator": False}  # noqa: RUF012
 
 
 class VendorRow(Base):
@@ -132,6 +166,11 @@ class VendorRow(Base):
     food_licence_expires: Mapped[date | None] = mapped_column(Date)
     #: Whether the vendor's categories are declared; if not, its products' categories hold.
     categories_declared: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: Bumped by every change; an edit names the version it was made on (ETag / If-Match).
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    # Set by each change (old + 1); the UPDATE names the old one, so a concurrent change
+    # that came first makes it match nothing (StaleDataError) instead of being overwritten.
+    __mapper_args__ = {"version_id_col": version, "version_id_generator": False}  # noqa: RUF012
 
     categories: Mapped[list[VendorCategoryRow]] = relationship(
         order_by="VendorCategoryRow.position", cascade="all, delete-orphan"
@@ -209,3 +248,34 @@ class DeviceRow(Base):
     vendor_id: Mapped[str | None] = mapped_column(String(ID))
     name: Mapped[str | None] = mapped_column(String(NAME))
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: Bumped by every change; an edit names the version it was made on (ETag / If-Match).
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    # Set by each change (old + 1); the UPDATE names the old one, so a concurrent change
+    # that came first makes it match nothing (StaleDataError) instead of being overwritten.
+    __mapper_args__ = {"version_id_col": version, "version_id_generator": False}  # noqa: RUF012
+
+
+class AuditRow(Base):
+    """Who changed what, and when: one row per change, in the change's transaction."""
+
+    __tablename__ = "audit"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    actor: Mapped[str] = mapped_column(String(NAME))
+    action: Mapped[str] = mapped_column(String(ID))
+    market_id: Mapped[str | None] = mapped_column(String(ID))
+    entity: Mapped[str] = mapped_column(String(16))
+    entity_id: Mapped[str] = mapped_column(String(NAME))
+    #: What changed: JSON of the fields before and after.
+    detail: Mapped[str] = mapped_column(Text)
+
+
+class RegistryRevisionRow(Base):
+    """One row counting changes to the registry: processes that follow it (ingest, the
+    web app, the simulators) poll this number and reload when it moved."""
+
+    __tablename__ = "registry_revision"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    revision: Mapped[int] = mapped_column(Integer)

@@ -1,0 +1,231 @@
+"""Managing vendors: read, add, edit, deactivate; what the dashboard's forms and the API call.
+
+A change is checked twice, as a market file is: the vendor itself by its model
+(``schemas.registry.Vendor``: the same limits as the file, the form and the API),
+then the whole market with the change in it (a stall another active vendor holds, a
+product the market does not sell, …). Either refusal changes nothing.
+
+Every edit names the version it was made on; if the vendor changed since, the edit
+is refused (:class:`StaleEdit`) rather than silently overwriting the other change.
+A vendor who leaves is deactivated, never deleted: history and traces keep naming
+them. Their devices stay assigned and may not publish.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
+
+from marketdb._exceptions import Conflict, InvalidChange, NotFound, StaleEdit
+from marketdb.changes import Clock, record_change, utc_now
+from marketdb.marketfile import export_market
+from marketdb.models import (
+    HealthCertificateRow,
+    MarketRow,
+    StallRow,
+    VendorCategoryRow,
+    VendorProductRow,
+    VendorRow,
+)
+from schemas.registry import MarketFile, Vendor
+
+ENTITY = "vendor"
+
+
+@dataclass(frozen=True, slots=True)
+class VersionedVendor:
+    """A vendor as stored, and the version an edit of it must name."""
+
+    vendor: Vendor
+    version: int
+
+
+def get_vendor(session: Session, market_id: str, vendor_id: str) -> VersionedVendor:
+    spec = export_market(session, market_id)
+    found = next((v for v in spec.vendors if v.id == vendor_id), None)
+    if found is None:
+        raise NotFound(f"no vendor {vendor_id!r} in market {market_id!r}")
+    return VersionedVendor(found, _row(session, market_id, vendor_id).version)
+
+
+def create_vendor(
+    session: Session, market_id: str, vendor: Vendor, *, actor: str, clock: Clock = utc_now
+) -> VersionedVendor:
+    """Add ``vendor``; its devices are assigned through device management, not here."""
+    if session.get(VendorRow, (market_id, vendor.id)) is not None:
+        raise Conflict(f"vendor {vendor.id!r} exists in market {market_id!r}")
+    if vendor.scales or vendor.screens:
+        raise InvalidChange("scales and screens are added through device management", "scales")
+    spec = export_market(session, market_id)
+    _check_market(spec, [*spec.vendors, vendor])
+    market = session.get(MarketRow, market_id)
+    assert market is not None  # export_market found it
+    row = VendorRow(market_id=market_id, id=vendor.id, position=len(market.vendors), version=1)
+    _ensure_stall(session, market, vendor.stall)
+    _apply(row, vendor)
+    market.vendors.append(row)
+    session.flush()
+    record_change(
+        session,
+        actor=actor,
+        action="create",
+        entity=ENTITY,
+        entity_id=vendor.id,
+        market_id=market_id,
+        before=None,
+        after=_fields(vendor),
+        clock=clock,
+    )
+    return VersionedVendor(vendor, row.version)
+
+
+def update_vendor(
+    session: Session,
+    market_id: str,
+    vendor: Vendor,
+    *,
+    if_version: int,
+    actor: str,
+    clock: Clock = utc_now,
+) -> VersionedVendor:
+    """Replace the stored vendor ``vendor.id`` with ``vendor``, if it is still at ``if_version``.
+
+    Its scales and screens must be the stored ones (devices are reassigned through
+    device management).
+    """
+    current = get_vendor(session, market_id, vendor.id)
+    if current.version != if_version:
+        raise StaleEdit(_stale_message(vendor.id, if_version, current.version))
+    if (vendor.scales, vendor.screens) != (current.vendor.scales, current.vendor.screens):
+        raise InvalidChange("scales and screens are reassigned through device management", "scales")
+    spec = export_market(session, market_id)
+    _check_market(spec, [vendor if v.id == vendor.id else v for v in spec.vendors])
+    market = session.get(MarketRow, market_id)
+    assert market is not None
+    row = _row(session, market_id, vendor.id)
+    _ensure_stall(session, market, vendor.stall)
+    _apply(row, vendor)
+    row.version = if_version + 1
+    try:
+        session.flush()
+    except StaleDataError as exc:  # another transaction's edit landed between read and write
+        raise StaleEdit(_stale_message(vendor.id, if_version, None)) from exc
+    record_change(
+        session,
+        actor=actor,
+        action="update",
+        entity=ENTITY,
+        entity_id=vendor.id,
+        market_id=market_id,
+        before=_fields(current.vendor),
+        after=_fields(vendor),
+        clock=clock,
+    )
+    return VersionedVendor(vendor, row.version)
+
+
+def set_vendor_active(
+    session: Session,
+    market_id: str,
+    vendor_id: str,
+    active: bool,
+    *,
+    if_version: int,
+    actor: str,
+    clock: Clock = utc_now,
+) -> VersionedVendor:
+    """Deactivate a vendor who left (their devices may no longer publish), or take them back."""
+    current = get_vendor(session, market_id, vendor_id)
+    changed = current.vendor.model_copy(update={"active": active})
+    return update_vendor(
+        session, market_id, changed, if_version=if_version, actor=actor, clock=clock
+    )
+
+
+# -- helpers -----------------------------------------------------------------------------
+
+
+def _row(session: Session, market_id: str, vendor_id: str) -> VendorRow:
+    row = session.get(VendorRow, (market_id, vendor_id))
+    if row is None:
+        raise NotFound(f"no vendor {vendor_id!r} in market {market_id!r}")
+    return row
+
+
+def _check_market(spec: MarketFile, vendors: list[Vendor]) -> None:
+    """The whole market with the change in it, checked as a market file is."""
+    try:
+        MarketFile(**{**dict(spec), "vendors": tuple(vendors)})
+    except ValidationError as exc:
+        message = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+        raise InvalidChange(message, _field_of(message)) from exc
+
+
+def _field_of(message: str) -> str | None:
+    """The vendor field a market-wide rule's message is about (for the form)."""
+    for field in ("stall", "categories", "products"):
+        if field in message:
+            return field
+    return None
+
+
+def _ensure_stall(session: Session, market: MarketRow, stall_id: str) -> None:
+    """A stall named by a vendor and not yet known becomes one, as in a market file."""
+    if session.get(StallRow, (market.id, stall_id)) is None:
+        market.stalls.append(
+            StallRow(
+                market_id=market.id,
+                id=stall_id,
+                position=len(market.stalls),
+                listed=False,
+                version=1,
+            )
+        )
+        session.flush()
+
+
+def _apply(row: VendorRow, vendor: Vendor) -> None:
+    market_id, vendor_id = row.market_id, row.id
+    row.name = vendor.name
+    row.stall_id = vendor.stall
+    row.active = vendor.active
+    row.contact = vendor.contact
+    row.business_licence_no = vendor.business_licence_no
+    row.food_licence_no = vendor.food_licence_no
+    row.food_licence_expires = vendor.food_licence_expires
+    row.categories_declared = vendor.categories is not None
+    row.categories = [
+        VendorCategoryRow(market_id=market_id, vendor_id=vendor_id, category=c.value, position=n)
+        for n, c in enumerate(vendor.categories or ())
+    ]
+    row.products = [
+        VendorProductRow(market_id=market_id, vendor_id=vendor_id, plu=plu, position=n)
+        for n, plu in enumerate(vendor.products)
+    ]
+    row.certificates = [
+        HealthCertificateRow(
+            market_id=market_id,
+            vendor_id=vendor_id,
+            position=n,
+            holder=c.holder,
+            number=c.number,
+            expires=c.expires,
+        )
+        for n, c in enumerate(vendor.health_certificates)
+    ]
+
+
+def _fields(vendor: Vendor) -> dict[str, Any]:
+    return vendor.model_dump(mode="json")
+
+
+def _stale_message(vendor_id: str, yours: int, stored: int | None) -> str:
+    now = "" if stored is None else f" (now version {stored})"
+    return (
+        f"vendor {vendor_id!r} was changed by someone else since you read version {yours}"
+        f"{now}: reload it and make your change again"
+    )
