@@ -191,6 +191,7 @@ class Forwarder:
 
     def _sort(self, batch: list[SpooledMessage]) -> _Sorted:
         ordered = _Sorted()
+        self._validator.refresh()
         check = self._validator.check
         for row in self._first_deliveries(batch):
             result = check(row[1], row[2], row[3])

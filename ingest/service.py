@@ -22,7 +22,7 @@ from ingest.forwarder import Forwarder, ForwardStats, Memory, RetentionSchedule
 from ingest.mqtt import MqttOptions, MqttReceiver
 from ingest.spool import Spool
 from ingest.validate import Limits, Validator
-from schemas.registry import Registry
+from schemas.registry import FixedRegistry, Registry, RegistrySource
 from storage.base import Store
 from storage.spec import StoreSpec, open_store
 
@@ -52,6 +52,8 @@ class IngestOptions:
     """
 
     markets: tuple[Path, ...]
+    #: Without market files, the market database the forwarder follows (its URL).
+    market_database: str | None
     mqtt: MqttOptions
     spool_file: Path
     store: StoreSpec
@@ -77,7 +79,7 @@ class ThreadForwarder:
     def __init__(
         self,
         spool_path: Path,
-        registry: Registry,
+        registry: Registry | RegistrySource,
         store: Store,
         limits: Limits | None,
         batch_size: int,
@@ -196,7 +198,7 @@ def _forwarder_process(
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
     threading.Thread(target=_stop_when_orphaned, args=(parent_pid, stop), daemon=True).start()
-    registry = Registry.load(options.markets)
+    registry = _registry_source(options)
     # A killed predecessor may still be exiting: wait for its lock, briefly.
     spool = Spool(options.spool_file, "forwarder", lock_timeout_s=30)
     # Counts are cumulative across restarts of this process.
@@ -220,6 +222,16 @@ def _forwarder_process(
     spool.close()
 
 
+def _registry_source(options: IngestOptions) -> RegistrySource:
+    """The market files, fixed; or the market database, followed while ingest runs."""
+    if options.markets or options.market_database is None:
+        return FixedRegistry(Registry.load(options.markets))
+    from marketdb.database import open_database, session_factory
+    from marketdb.follow import RegistryFollower
+
+    return RegistryFollower(session_factory(open_database(options.market_database)))
+
+
 def _stop_when_orphaned(parent_pid: int, stop: threading.Event) -> None:
     # A SIGKILLed parent cannot tell us to stop; notice that we were re-parented instead.
     while not stop.wait(0.5):
@@ -239,7 +251,7 @@ class IngestService:
     def in_process(
         cls,
         options: MqttOptions,
-        registry: Registry,
+        registry: Registry | RegistrySource,
         store: Store,
         spool_file: Path,
         *,

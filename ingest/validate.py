@@ -17,7 +17,7 @@ from datetime import timedelta
 from pydantic import BaseModel, ValidationError
 
 from schemas.messages import BatchIntake, DeviceMessage, PriceSet, Sale, ScaleStatus
-from schemas.registry import Device, Market, Registry
+from schemas.registry import Device, FixedRegistry, Market, Registry, RegistrySource
 from schemas.topics import Topic, TopicError, parse_topic
 from storage.records import UNREGISTERED, DeadLetter, Reading, span_ns, to_ns
 
@@ -47,18 +47,27 @@ class Rejected(Exception):
 class Validator:
     def __init__(
         self,
-        registry: Registry,
+        registry: Registry | RegistrySource,
         limits: Limits | None = None,
         *,
         now_ns: Callable[[], int] | None = None,
     ) -> None:
-        self._registry = registry
+        self._source = FixedRegistry(registry) if isinstance(registry, Registry) else registry
+        self._registry = self._source.current()
         self._limits = limits or Limits()
         self._now_ns = now_ns
         self._future_ns = span_ns(self._limits.max_future_skew)
         self._age_ns = span_ns(self._limits.max_age)
         # Devices publish to a handful of topics over and over; bounded so junk can't grow it.
         self._resolve = functools.lru_cache(maxsize=8192)(self._resolve_topic)
+
+    def refresh(self) -> None:
+        """Take the source's registry if it changed (the forwarder calls this per batch):
+        a device added a moment ago is accepted, one disabled is refused."""
+        registry = self._source.current()
+        if registry is not self._registry:
+            self._registry = registry
+            self._resolve.cache_clear()
 
     def check(self, topic: str, payload: bytes, received_ns: int) -> Reading | DeadLetter:
         market_id, device_id = UNREGISTERED, UNREGISTERED

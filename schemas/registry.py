@@ -14,7 +14,7 @@ from datetime import date, time
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -341,6 +341,23 @@ class Registry:
     def retention(self) -> dict[str, RetentionPolicy]:
         """Each market's retention policy, by market id: what a store's retention pass takes."""
         return {market.id: market.retention for market in self}
+
+
+class RegistrySource(Protocol):
+    """Where a process gets the registry: fixed market files, or the market database
+    (``marketdb.follow.RegistryFollower``), which changes while it runs."""
+
+    def current(self) -> Registry: ...
+
+
+class FixedRegistry:
+    """A registry that does not change while the process runs (market files)."""
+
+    def __init__(self, registry: Registry) -> None:
+        self._registry = registry
+
+    def current(self) -> Registry:
+        return self._registry
 
 
 def load_market(path: Path) -> Market:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 
+from marketdb._exceptions import MarketDatabaseError  # the error tree only, no SQLAlchemy
 from schemas.registry import Registry, RegistryError
 from stallwatch.logs import configure_logging
 from stallwatch.marketcli import add_market
@@ -28,7 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Handler = args.handler
     try:
         return handler(args)
-    except RegistryError as exc:
+    except (RegistryError, MarketDatabaseError) as exc:
         log.error("%s", exc)
         return 2
 
@@ -79,10 +80,11 @@ def load_registry(settings: Settings) -> Registry:
 
 def _run_ingest(args: argparse.Namespace) -> int:
     from ingest.service import build_service
-    from stallwatch.options import ingest_options
+    from stallwatch.options import ingest_options, initial_registry
 
     settings = settings_from(args)
-    registry = load_registry(settings)  # fail here, not in the forwarder, on a bad market file
+    # Fail here, not in the forwarder, on a bad market file or an empty market database.
+    registry = initial_registry(settings)
     stop = _stop_on_signals()
     service = build_service(ingest_options(settings), configure_logging=configure_logging)
     service.start()

@@ -28,14 +28,35 @@ if TYPE_CHECKING:
 def ingest_options(settings: Settings) -> IngestOptions:
     return IngestOptions(
         markets=settings.markets,
+        market_database=None if settings.markets else settings.market_database,
         mqtt=mqtt_options(settings),
         spool_file=spool_path(settings),
         store=store_spec(settings),
         limits=limits(settings),
         memory=memory(settings),
         batch_lines=settings.batch_lines,
-        retention=retention(settings, Registry.load(settings.markets)),
+        retention=retention(settings, initial_registry(settings)),
     )
+
+
+def initial_registry(settings: Settings) -> Registry:
+    """The market files named (``STALLWATCH_MARKETS``), or else the market database's markets.
+
+    Raises ``RegistryError`` when neither holds a market.
+    """
+    if settings.markets:
+        return Registry.load(settings.markets)
+    from marketdb.database import open_database, session_factory
+    from marketdb.marketfile import load_registry
+
+    with session_factory(open_database(settings.market_database))() as session:
+        registry = load_registry(session)
+    if not registry.markets:
+        raise RegistryError(
+            "no markets: pass --market FILE, set STALLWATCH_MARKETS, or import a market "
+            "file into the market database (stallwatch market import FILE)"
+        )
+    return registry
 
 
 def mqtt_options(settings: Settings) -> MqttOptions:

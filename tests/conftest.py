@@ -1,4 +1,5 @@
-"""Shared fixtures: real Mosquitto and influxd servers on free ports in temporary directories."""
+"""Shared fixtures: real Mosquitto, influxd and PostgreSQL servers on free ports in temporary
+directories."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 
 from schemas.registry import Market, Registry, load_market
 from schemas.retention import MAX_DAYS, RetentionPolicy
-from stallwatch.localservices import Influxd, Mosquitto, influxd, mosquitto
+from stallwatch.localservices import Influxd, Mosquitto, Postgres, influxd, mosquitto, postgres
 from storage import spec
 from storage.base import Store
 from storage.records import UNREGISTERED
@@ -19,6 +20,35 @@ from tests.storage.factories import MARKET, OTHER_MARKET
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_MARKET = REPO / "examples" / "markets" / "nanmen.toml"
+#: The market database's backends (``database_url``).
+MARKET_DATABASES = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
+    """One PostgreSQL cluster for the session (initdb in a temporary directory, a free port)."""
+    with postgres(tmp_path_factory.mktemp("postgres")) as server:
+        assert isinstance(server, Postgres)
+        yield server
+
+
+@pytest.fixture(params=MARKET_DATABASES)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh market database: an SQLite file, or a database of its own in the cluster."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'market.db'}"
+        return
+    from sqlalchemy import create_engine, text
+
+    server: Postgres = request.getfixturevalue("postgres_server")
+    name = f"market_{uuid4().hex[:12]}"
+    admin = create_engine(server.url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    yield server.database_url(name)
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    admin.dispose()
 
 
 @pytest.fixture(scope="session")
