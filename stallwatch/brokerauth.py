@@ -12,7 +12,10 @@ password cannot forge another stall's sales or read the market's traffic.
 Two service users read ``markets/#``: ``stallwatch-ingest`` and
 ``stallwatch-api``. They are not pinned, because every ingest instance and every
 API process needs a client id of its own under the one user; instead the client
-id prefix ``stallwatch-`` is theirs: no device id may start with it.
+id prefix ``stallwatch-`` is theirs: no device id may start with it. A third,
+``stallwatch-admin``, may only talk to the plugin's control topic: the web app
+uses it to add, disable and enable devices' users while the broker runs
+(``stallwatch.dynsec``).
 
 All of this is one configuration file of Mosquitto's dynamic-security plugin,
 which, unlike a password file and ACL, can bind a user to a client id.
@@ -51,7 +54,8 @@ from storage.privatefiles import PrivateFileError, read_private, write_private
 
 INGEST_USER = "stallwatch-ingest"
 API_USER = "stallwatch-api"
-SERVICE_USERS = (INGEST_USER, API_USER)
+ADMIN_USER = "stallwatch-admin"
+SERVICE_USERS = (INGEST_USER, API_USER, ADMIN_USER)
 #: Client ids starting with this belong to the services; device ids must not.
 SERVICE_CLIENT_ID_PREFIX = "stallwatch-"
 #: Topic filter both service users may read.
@@ -60,6 +64,10 @@ SERVICE_READ_FILTER = f"{ROOT}/#"
 #: filter as sent, ``$share/<group>/`` included.
 SERVICE_SHARED_FILTER = f"$share/+/{SERVICE_READ_FILTER}"
 SERVICE_ROLE = "stallwatch-service"
+ADMIN_ROLE = "stallwatch-broker-admin"
+#: The dynamic-security plugin's control topics (commands, and responses under them).
+DYNSEC_CONTROL_FILTER = "$CONTROL/dynamic-security/#"
+_ROLE_OF_SERVICE = {INGEST_USER: SERVICE_ROLE, API_USER: SERVICE_ROLE, ADMIN_USER: ADMIN_ROLE}
 
 DYNSEC_FILE = "dynamic-security.json"
 PASSWORD_FILE_SUFFIX = ".password"  # noqa: S105 (a file name suffix)
@@ -218,7 +226,15 @@ def _roles(devices: list[Device]) -> list[dict[str, object]]:
         _acl("subscribePattern", SERVICE_SHARED_FILTER),
         _acl("publishClientReceive", SERVICE_READ_FILTER),
     ]
-    roles: list[dict[str, object]] = [{"rolename": SERVICE_ROLE, "acls": service_acls}]
+    admin_acls = [
+        _acl("publishClientSend", DYNSEC_CONTROL_FILTER),
+        _acl("subscribePattern", DYNSEC_CONTROL_FILTER),
+        _acl("publishClientReceive", DYNSEC_CONTROL_FILTER),
+    ]
+    roles: list[dict[str, object]] = [
+        {"rolename": SERVICE_ROLE, "acls": service_acls},
+        {"rolename": ADMIN_ROLE, "acls": admin_acls},
+    ]
     for device in devices:
         acls = [_acl("publishClientSend", topic) for topic in device_topics(device)]
         roles.append({"rolename": device_role(device.id), "acls": acls})
@@ -248,7 +264,10 @@ def render_dynsec(
     registered = registered_devices(registry)
     clients = [
         _DynsecClient.from_hash(
-            user, _kept_hash(user, password, previous_hashes), SERVICE_ROLE, client_id=None
+            user,
+            _kept_hash(user, password, previous_hashes),
+            _ROLE_OF_SERVICE[user],
+            client_id=None,
         )
         for user, password in services.items()
     ] + [

@@ -21,6 +21,7 @@ from schemas.messages import DeviceKind
 from schemas.registry import Registry, load_market
 from schemas.topics import SUBSCRIPTION, topic_for
 from stallwatch.brokerauth import (
+    ADMIN_USER,
     API_USER,
     CREDENTIALS_FILE,
     DYNSEC_FILE,
@@ -185,7 +186,7 @@ def test_writes_private_files_for_every_user(two_markets: Registry, tmp_path: Pa
     creds = credentials(files)
     device_ids = {d for market in two_markets for d in market.devices}
     assert set(creds["devices"]) == device_ids
-    assert set(creds["services"]) == {INGEST_USER, API_USER}
+    assert set(creds["services"]) == {INGEST_USER, API_USER, ADMIN_USER}
     assert files.added_devices == (
         *("G-A", "IN-A", "P-A1", "S-A1", "S-A2"),  # market file order, then id
         *("G-B", "IN-B", "P-B1", "S-B1", "S-B2"),
@@ -274,7 +275,11 @@ def test_example_market_gets_a_user_and_acl_per_device(registry: Registry, tmp_p
     assert devices
     for device in devices:
         assert rules[device.id] == [f"publishClientSend {t}" for t in device_topics(device)]
-    assert set(rules) == {INGEST_USER, API_USER} | {device.id for device in devices}
+    assert set(rules) == {INGEST_USER, API_USER, ADMIN_USER} | {device.id for device in devices}
+    assert rules[ADMIN_USER] == [
+        f"{kind} $CONTROL/dynamic-security/#"
+        for kind in ("publishClientSend", "subscribePattern", "publishClientReceive")
+    ]
 
 
 def test_rerun_keeps_passwords_and_files_byte_for_byte(
