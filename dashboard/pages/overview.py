@@ -56,8 +56,14 @@ def register_callbacks(app: Dash, data: DashboardData, links: Links) -> None:
     )
     def refresh(_tick: int, market: str, lang_value: str | None, shown: Any) -> tuple[Any, ...]:
         lang = Lang.of(lang_value)
-        figures_now = recent.get(("overview", market), lambda: queries.overview(data, market))
-        alert_frame = recent.get(("alerts", market), lambda: queries.alerts(data, market))
+        # The figures and the alerts read the store apart: at once, the page waits for one.
+        figures = data.reads.submit(
+            recent.get, ("overview", market), lambda: queries.overview(data, market)
+        )
+        alerts = data.reads.submit(
+            recent.get, ("alerts", market), lambda: queries.alerts(data, market)
+        )
+        figures_now, alert_frame = figures.result(), alerts.result()
         fingerprint = [market, lang.value, _fingerprint(figures_now, alert_frame)]
         if shown == fingerprint:
             raise PreventUpdate  # nothing changed: the browser keeps what it has
