@@ -25,7 +25,7 @@ from ingest.validate import Validator
 from marketview.analytics import EARLIEST_DAY, LATEST_DAY
 from marketview.live_mqtt import LiveView
 from schemas.messages import Identifier
-from schemas.registry import Market, Registry
+from schemas.registry import Market, Registry, RegistrySource
 from storage.base import Store
 from storage.outage import OutageLog
 
@@ -38,7 +38,8 @@ if TYPE_CHECKING:
 class AppContext:
     """Everything one running API shares between requests."""
 
-    registry: Registry
+    #: Market files (fixed) or the market database (followed): read per request.
+    registry_source: RegistrySource
     store: Store
     live: LiveView
     #: None when no tokens file is configured: protected routes then answer 503.
@@ -72,7 +73,7 @@ async def get_store(context: ContextDep) -> AsyncIterator[Store]:
 
 
 def get_registry(context: ContextDep) -> Registry:
-    return context.registry
+    return context.registry_source.current()
 
 
 def get_live(context: ContextDep) -> LiveView:

@@ -24,7 +24,7 @@ from api.routers import batches, devices, footfall, history, ops, prices, sales,
 from api.security import BodySizeLimit, TokenStore
 from ingest.validate import Limits, Validator
 from marketview.live_mqtt import LiveView
-from schemas.registry import Registry
+from schemas.registry import FixedRegistry, Registry, RegistrySource
 from storage.base import Store
 from storage.outage import OutageLog
 
@@ -74,7 +74,7 @@ class ApiOptions:
 def create_app(
     *,
     options: ApiOptions,
-    registry: Registry,
+    registry: Registry | RegistrySource,
     store: Store,
     live: LiveView,
     outage: OutageLog | None = None,
@@ -87,12 +87,13 @@ def create_app(
     metrics = ApiMetrics()
     outage = outage or OutageLog(log)
     app = FastAPI(title="stallwatch", version=API_VERSION, description=DESCRIPTION)
+    source = FixedRegistry(registry) if isinstance(registry, Registry) else registry
     app.state.context = AppContext(
-        registry=registry,
+        registry_source=source,
         store=store,
         live=live,
         tokens=TokenStore(options.tokens_file) if options.tokens_file else None,
-        validator=Validator(registry, options.limits),
+        validator=Validator(source, options.limits),
         metrics=metrics,
         outage=outage,
     )

@@ -139,8 +139,7 @@ def _bootstrap_css() -> Any:
 
 def _shell(data: DashboardData, *, logout: bool) -> html.Div:
     markets = [
-        {"label": market.spec.market.name, "value": market.id}
-        for market in data.registry.markets.values()
+        {"label": market.spec.market.name, "value": market.id} for market in data.markets().values()
     ]
     right: list[Any] = [
         dcc.Dropdown(
@@ -209,7 +208,7 @@ def _register_shell_callbacks(app: Dash, data: DashboardData, links: Links) -> N
     def route(pathname: str | None, lang_value: str | None, market: str | None) -> tuple[Any, ...]:
         lang = Lang.of(lang_value)
         page = _page_for(links.page_of(pathname))
-        market_id = market if market in data.registry.markets else data.default_market()
+        market_id = market if market in data.markets() else data.default_market()
         content = (
             page.layout(data, lang, market_id)
             if page is not None

@@ -40,7 +40,7 @@ from typing import Any, cast
 
 from marketview.pricing import spread
 from schemas.messages import PriceSet, ScaleStatus
-from schemas.registry import Market, Registry
+from schemas.registry import FixedRegistry, Market, Registry, RegistrySource
 from storage.interfaces.devices import ScaleStatusRow
 from storage.interfaces.prices import PriceRow, PromotionRow
 from storage.records import Reading, device_time, from_ns, point_ns, to_ns
@@ -218,6 +218,24 @@ class _MarketPrices:
     def empty(cls, market: Market, epoch: str) -> _MarketPrices:
         return cls(market, epoch, 1, {}, {})
 
+    def over(self, market: Market) -> _MarketPrices:
+        """The next version for ``market``'s new registry entry: prices of vendors who
+        left and of products no longer sold are dropped."""
+        vendors = {v.id for v in market.active_vendors}
+        by_vendor = {
+            vendor: kept
+            for vendor, group in self.by_vendor.items()
+            if vendor in vendors
+            and (kept := _Group([r for r in group.rows if r.plu in market.products])).rows
+        }
+        by_plu = {
+            plu: kept
+            for plu, group in self.by_plu.items()
+            if plu in market.products
+            and (kept := _Group([r for r in group.rows if r.vendor in vendors])).rows
+        }
+        return _MarketPrices(market, self._epoch, self.version + 1, by_vendor, by_plu)
+
     def held(self, vendor: str, plu: str) -> PriceRow | None:
         group = self.by_vendor.get(vendor)
         return None if group is None else next((r for r in group.rows if r.plu == plu), None)
@@ -263,7 +281,9 @@ class _MarketPrices:
             vendor: VendorQuotes(
                 market, vendor, state, group.quotes_at(now_ns) if group is not None else ()
             )
-            for vendor, group in ((v, self.by_vendor.get(v)) for v in self._market.vendors)
+            for vendor, group in (
+                (v.id, self.by_vendor.get(v.id)) for v in self._market.active_vendors
+            )
         }
         return _Views(board, vendors)
 
@@ -359,6 +379,19 @@ class _PresenceBook:
         self._lock = threading.Lock()
         self._devices: dict[str, dict[str, _Presence]] = {market.id: {} for market in registry}
 
+    def use(self, registry: Registry) -> None:
+        """Follow a changed registry: new markets get a book, devices it no longer has go."""
+        with self._lock:
+            self._devices = {
+                market.id: {
+                    device: presence
+                    for device, presence in self._devices.get(market.id, {}).items()
+                    if device in market.devices
+                }
+                for market in registry
+            }
+            self._registry = registry
+
     def record(
         self,
         market: str,
@@ -373,8 +406,9 @@ class _PresenceBook:
         ``status`` is (point time, online) of a scale status; with ``will`` it is
         the scale's Last Will, which the broker sent.
         """
-        if device not in self._registry.markets[market].devices:
-            return  # left over from an older market file
+        known = self._registry.markets.get(market)
+        if known is None or device not in known.devices:
+            return  # left over from an older registry
         with self._lock:
             devices = self._devices[market]
             presence = _seen(devices.get(device), at_ns, will=will)
@@ -386,7 +420,7 @@ class _PresenceBook:
 
     def seen(self, market: str) -> dict[str, DeviceSeen]:
         with self._lock:
-            held = dict(self._devices[market])
+            held = dict(self._devices.get(market, {}))
         return {device: DeviceSeen(from_ns(p.last_seen_ns), p.online) for device, p in held.items()}
 
 
@@ -396,17 +430,41 @@ class _PresenceBook:
 class LiveState:
     """Latest prices and device presence per market, in memory; see the module docstring."""
 
-    def __init__(self, registry: Registry, *, clock: Callable[[], datetime] = _utc_now) -> None:
-        self.registry = registry
+    def __init__(
+        self, registry: Registry | RegistrySource, *, clock: Callable[[], datetime] = _utc_now
+    ) -> None:
+        self._source = FixedRegistry(registry) if isinstance(registry, Registry) else registry
+        self.registry = self._source.current()
         self._clock = clock
         self._epoch = secrets.token_hex(4)
-        self._stalls = {
-            market.id: {vendor.stall: vendor.id for vendor in market.active_vendors}
-            for market in registry
+        self._stalls = _stalls_of(self.registry)
+        self._prices = {
+            market.id: _MarketPrices.empty(market, self._epoch) for market in self.registry
         }
-        self._prices = {market.id: _MarketPrices.empty(market, self._epoch) for market in registry}
-        self._presence = _PresenceBook(registry)
+        self._presence = _PresenceBook(self.registry)
         self._prices_lock = threading.Lock()  # writers only
+
+    def follow_registry(self) -> None:
+        """Take the source's registry if it changed (reads and writes call this; cheap when
+        it did not): a vendor added has a screen, one who left has none, a new market starts
+        empty. Each market's version moves, so screens polling with an ETag reload."""
+        registry = self._source.current()
+        if registry is self.registry:
+            return
+        with self._prices_lock:
+            if registry is self.registry:
+                return
+            self._prices = {
+                market.id: (
+                    held.over(market)
+                    if (held := self._prices.get(market.id)) is not None
+                    else _MarketPrices.empty(market, self._epoch)
+                )
+                for market in registry
+            }
+            self._stalls = _stalls_of(registry)
+            self._presence.use(registry)
+            self.registry = registry
 
     # -- reads (no locks) ----------------------------------------------------------
     def version(self, market: str) -> int:
@@ -439,6 +497,7 @@ class LiveState:
         return self._presence.seen(market)
 
     def _snapshot(self, market: str) -> _MarketPrices:
+        self.follow_registry()
         try:
             return self._prices[market]
         except KeyError:
@@ -447,13 +506,17 @@ class LiveState:
     # -- writes ----------------------------------------------------------------------
     def merge_prices(self, market: str, rows: Iterable[PriceRow]) -> None:
         """Take in prices; each replaces the one held only if it is newer."""
-        known = self.registry.markets[market]
+        self.follow_registry()
         with self._prices_lock:
-            current = self._prices[market]
+            known = self.registry.markets.get(market)
+            current = self._prices.get(market)
+            if known is None or current is None:
+                return  # a market the registry no longer has
+            active = {vendor.id for vendor in known.active_vendors}
             newer: dict[tuple[str, str], PriceRow] = {}
             for row in rows:
-                if row.vendor not in known.vendors or row.plu not in known.products:
-                    continue  # left over from an older market file
+                if row.vendor not in active or row.plu not in known.products:
+                    continue  # left over from an older registry, or a vendor who left
                 key = (row.vendor, row.plu)
                 held = newer.get(key) or current.held(row.vendor, row.plu)
                 if held is None or _point_key(row) > _point_key(held):
@@ -503,6 +566,14 @@ class LiveState:
                 will=status.will,
                 status=(to_ns(status.ts), status.online),
             )
+
+
+def _stalls_of(registry: Registry) -> dict[str, dict[str, str]]:
+    """Per market, the vendor trading at each stall now."""
+    return {
+        market.id: {vendor.stall: vendor.id for vendor in market.active_vendors}
+        for market in registry
+    }
 
 
 def _price_row(reading: Reading, message: PriceSet) -> PriceRow:

@@ -25,7 +25,7 @@ from typing import Final
 from ingest.validate import Limits, Validator
 from marketview.live import LiveState
 from mqttedge import EdgeMessage, EdgeOptions, MqttEdge
-from schemas.registry import Registry
+from schemas.registry import Registry, RegistrySource
 from schemas.topics import SUBSCRIPTION
 from storage._exceptions import StoreError
 from storage.backoff import NO_JITTER, Backoff
@@ -51,7 +51,7 @@ class LiveView(LiveState):
 
     def __init__(
         self,
-        registry: Registry,
+        registry: Registry | RegistrySource,
         store: Store,
         mqtt: EdgeOptions,
         *,
@@ -66,7 +66,7 @@ class LiveView(LiveState):
             raise ValueError("the live view subscribes with a clean session, not a persistent one")
         super().__init__(registry, clock=clock)
         self._store = store
-        self._validator = Validator(registry, limits)
+        self._validator = Validator(self._source, limits)
         self._resync_interval_s = resync_interval_s
         self._retry_interval_s = retry_interval_s
         self._stopping = threading.Event()
@@ -130,6 +130,7 @@ class LiveView(LiveState):
 
     # -- resynchronisation with the store --------------------------------------------
     def _try_resync(self) -> bool:
+        self.follow_registry()
         try:
             for market in self.registry.markets:
                 self._load_from_store(market)
@@ -160,6 +161,7 @@ class LiveView(LiveState):
 
     def _handle(self, topic: str, payload: bytes, received_ns: int) -> None:
         """Take one raw MQTT message into the view; invalid ones are ignored."""
+        self._validator.refresh()
         checked = self._validator.check(topic, payload, received_ns)
         if isinstance(checked, Reading):
             self.apply(checked)

@@ -184,6 +184,7 @@ def register_batch(
 ) -> BatchOut:
     received_ns = time.time_ns()
     topic = topic_for(market.id, DeviceKind.INTAKE, body.station, "batch")
+    context.validator.refresh()
     checked = context.validator.check(topic, _payload(body, received_ns), received_ns)
     if isinstance(checked, DeadLetter):
         raise Conflict(checked.reason, code="batch_rejected")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time as time_module
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -14,7 +14,7 @@ from typing import Any, TypeVar, cast
 from dashboard.i18n import Lang
 from marketview.live import UnknownName
 from marketview.live_mqtt import LiveView
-from schemas.registry import Market, Product, Registry
+from schemas.registry import Market, Product, Registry, RegistrySource
 from storage.base import Store
 from storage.interfaces.traceability import UnverifiedSalesRow
 from storage.outage import OutageLog
@@ -37,7 +37,8 @@ CONCURRENT_READS = 4
 class DashboardData:
     """Where the dashboard's figures come from, and what time it is."""
 
-    registry: Registry
+    #: Market files (fixed) or the market database (followed): :meth:`markets` reads it now.
+    registry: Registry | RegistrySource
     store: Store
     live: LiveView
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
@@ -50,14 +51,19 @@ class DashboardData:
         )
     )
 
+    def markets(self) -> Mapping[str, Market]:
+        """The markets as the registry has them now."""
+        registry = self.registry if isinstance(self.registry, Registry) else self.registry.current()
+        return registry.markets
+
     def market(self, market_id: str) -> Market:
-        found = self.registry.markets.get(market_id)
+        found = self.markets().get(market_id)
         if found is None:
             raise UnknownName(f"no market {market_id!r}")
         return found
 
     def default_market(self) -> str:
-        return next(iter(self.registry.markets))
+        return next(iter(self.markets()))
 
 
 # -- time ------------------------------------------------------------------------------

@@ -110,7 +110,11 @@ def test_daily_history_carries_prices_forward_until_now(api: Api, store: Store, 
         "2026-11-04",
     ]
     check_against_store(body, store, plu, now)
-    vendor = api.app.state.context.registry.markets[MARKET].vendors[body["vendors"][0]["vendor"]]
+    vendor = (
+        api.app.state.context.registry_source.current()
+        .markets[MARKET]
+        .vendors[body["vendors"][0]["vendor"]]
+    )
     assert body["vendors"][0]["stall"] == vendor.stall
 
 
