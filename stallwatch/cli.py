@@ -193,7 +193,7 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def _run_serve(args: argparse.Namespace) -> int:
     from api.server import run_server
     from marketview.live_mqtt import LiveView
-    from stallwatch.options import limits, live_mqtt_options
+    from stallwatch.options import limits, live_mqtt_options, registry_source
     from stallwatch.stores import open_store
     from stallwatch.webapp import create_web_app
 
@@ -204,7 +204,8 @@ def _run_serve(args: argparse.Namespace) -> int:
         api_tokens_file=args.tokens_file,
         dashboard_users_file=args.users_file,
     )
-    registry = load_registry(settings)
+    # Market files, or (without them) the market database, followed while serving.
+    registry = registry_source(settings)
     if settings.api_tokens_file is None:
         log.warning(
             "no API tokens file (STALLWATCH_API_TOKENS_FILE): endpoints that need a token "

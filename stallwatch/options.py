@@ -16,7 +16,7 @@ from ingest.mqtt import MqttOptions, persistent_session
 from ingest.service import IngestOptions
 from ingest.validate import Limits
 from mqttedge import EdgeOptions
-from schemas.registry import Registry, RegistryError
+from schemas.registry import FixedRegistry, Registry, RegistryError, RegistrySource
 from stallwatch.settings import Settings
 from stallwatch.stores import store_spec
 
@@ -39,24 +39,32 @@ def ingest_options(settings: Settings) -> IngestOptions:
     )
 
 
-def initial_registry(settings: Settings) -> Registry:
-    """The market files named (``STALLWATCH_MARKETS``), or else the market database's markets.
+def registry_source(settings: Settings) -> RegistrySource:
+    """The market files, fixed; or, without them, the market database, followed.
 
     Raises ``RegistryError`` when neither holds a market.
     """
     if settings.markets:
-        return Registry.load(settings.markets)
+        return FixedRegistry(Registry.load(settings.markets))
     from marketdb.database import open_database, session_factory
-    from marketdb.marketfile import load_registry
+    from marketdb.follow import RegistryFollower
 
-    with session_factory(open_database(settings.market_database))() as session:
-        registry = load_registry(session)
-    if not registry.markets:
-        raise RegistryError(
-            "no markets: pass --market FILE, set STALLWATCH_MARKETS, or import a market "
-            "file into the market database (stallwatch market import FILE)"
-        )
-    return registry
+    follower = RegistryFollower(session_factory(open_database(settings.market_database)))
+    if not follower.current().markets:
+        raise RegistryError(_NO_MARKETS)
+    return follower
+
+
+#: What to do when there are no markets to serve.
+_NO_MARKETS = (
+    "no markets: pass --market FILE, set STALLWATCH_MARKETS, or import a market "
+    "file into the market database (stallwatch market import FILE)"
+)
+
+
+def initial_registry(settings: Settings) -> Registry:
+    """The registry as :func:`registry_source` finds it now."""
+    return registry_source(settings).current()
 
 
 def mqtt_options(settings: Settings) -> MqttOptions:

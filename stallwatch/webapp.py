@@ -24,7 +24,7 @@ from dashboard.app import DashboardOptions, create_dashboard
 from dashboard.auth import check_exposure
 from dashboard.queries import DashboardData
 from marketview.live_mqtt import LiveView
-from schemas.registry import Registry
+from schemas.registry import Registry, RegistrySource
 from stallwatch.options import api_options
 from stallwatch.settings import Settings
 from storage.base import Store
@@ -38,7 +38,7 @@ DASHBOARD_WORKERS = 8
 def create_web_app(
     *,
     settings: Settings,
-    registry: Registry,
+    registry: Registry | RegistrySource,
     store: Store,
     live: LiveView,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),

@@ -67,3 +67,14 @@ def test_exporting_an_unknown_market_fails_with_its_name(
 ) -> None:
     assert main(["market", "--database", database, "export", "nowhere"]) == 2
     assert "no market 'nowhere'" in capsys.readouterr().err
+
+
+def test_ingest_with_neither_market_files_nor_markets_in_the_database_says_how_to_add_one(
+    database: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv("STALLWATCH_MARKETS", raising=False)
+    monkeypatch.setenv("STALLWATCH_MARKET_DATABASE", database)
+
+    assert main(["ingest"]) == 2
+
+    assert "import a market file into the market database" in caplog.text
