@@ -176,15 +176,22 @@ def test_password_travels_as_basic_auth_not_in_the_url() -> None:
     assert "admin" not in str(seen[0].url)
 
 
-def test_query_is_an_unchunked_get_with_ns_epoch_and_bound_params() -> None:
+def test_a_listing_is_a_chunked_get_with_ns_epoch_and_bound_params() -> None:
     handler, seen = _scripted(httpx.Response(200, json={"results": [{"statement_id": 0}]}))
     with _mock_client(handler) as client:
         assert client.query("db", Query("SELECT * FROM m WHERE a = $a", {"a": "x'y"})) == []
     params = dict(seen[0].url.params)
     assert seen[0].method == "GET"
     assert params["epoch"] == "ns"
-    assert "chunked" not in params
+    assert params["chunked"] == "true"
     assert json.loads(params["params"]) == {"a": "x'y"}
+
+
+def test_a_group_by_is_asked_unchunked() -> None:
+    handler, seen = _scripted(httpx.Response(200, json={"results": [{"statement_id": 0}]}))
+    with _mock_client(handler) as client:
+        assert client.query("db", Query('SELECT COUNT("v") FROM m GROUP BY "g"')) == []
+    assert "chunked" not in dict(seen[0].url.params)
 
 
 def _series(values: list[list[object]], **extra: object) -> dict[str, object]:
