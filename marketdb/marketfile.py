@@ -49,6 +49,7 @@ from schemas.registry import (
     SaleUnit,
     Stall,
     Vendor,
+    device_ids,
 )
 from schemas.retention import RetentionPolicy
 
@@ -107,7 +108,7 @@ def _delete(session: Session, market: MarketRow) -> None:
 
 
 def _refuse_foreign_devices(session: Session, spec: MarketFile) -> None:
-    ids = [device_id for device_id, _ in _devices_of(spec)]
+    ids = [device_id for device_id, _ in device_ids(spec)]
     taken = session.scalars(
         select(DeviceRow).where(DeviceRow.id.in_(ids), DeviceRow.market_id != spec.market.id)
     ).all()
@@ -159,7 +160,7 @@ def market_row(spec: MarketFile) -> MarketRow:
             name=names.get(device_id),
             enabled=device_id not in spec.disabled_devices,
         )
-        for position, (device_id, kind) in enumerate(_devices_of(spec))
+        for position, (device_id, kind) in enumerate(device_ids(spec))
     ]
     return row
 
@@ -183,49 +184,41 @@ def _stall_rows(spec: MarketFile) -> Iterable[StallRow]:
 
 
 def _vendor_row(market_id: str, position: int, vendor: Vendor) -> VendorRow:
-    row = VendorRow(
-        market_id=market_id,
-        id=vendor.id,
-        position=position,
-        name=vendor.name,
-        stall_id=vendor.stall,
-        active=vendor.active,
-        contact=vendor.contact,
-        business_licence_no=vendor.business_licence_no,
-        food_licence_no=vendor.food_licence_no,
-        food_licence_expires=vendor.food_licence_expires,
-        categories_declared=vendor.categories is not None,
-    )
+    row = VendorRow(market_id=market_id, id=vendor.id, position=position)
+    apply_vendor(row, vendor)
+    return row
+
+
+def apply_vendor(row: VendorRow, vendor: Vendor) -> None:
+    """Write ``vendor``'s fields and its categories, products and certificates into ``row``."""
+    market_id, vendor_id = row.market_id, row.id
+    row.name = vendor.name
+    row.stall_id = vendor.stall
+    row.active = vendor.active
+    row.contact = vendor.contact
+    row.business_licence_no = vendor.business_licence_no
+    row.food_licence_no = vendor.food_licence_no
+    row.food_licence_expires = vendor.food_licence_expires
+    row.categories_declared = vendor.categories is not None
     row.categories = [
-        VendorCategoryRow(
-            market_id=market_id, vendor_id=vendor.id, category=category.value, position=n
-        )
-        for n, category in enumerate(vendor.categories or ())
+        VendorCategoryRow(market_id=market_id, vendor_id=vendor_id, category=c.value, position=n)
+        for n, c in enumerate(vendor.categories or ())
     ]
     row.products = [
-        VendorProductRow(market_id=market_id, vendor_id=vendor.id, plu=plu, position=n)
+        VendorProductRow(market_id=market_id, vendor_id=vendor_id, plu=plu, position=n)
         for n, plu in enumerate(vendor.products)
     ]
     row.certificates = [
         HealthCertificateRow(
             market_id=market_id,
-            vendor_id=vendor.id,
+            vendor_id=vendor_id,
             position=n,
-            holder=certificate.holder,
-            number=certificate.number,
-            expires=certificate.expires,
+            holder=c.holder,
+            number=c.number,
+            expires=c.expires,
         )
-        for n, certificate in enumerate(vendor.health_certificates)
+        for n, c in enumerate(vendor.health_certificates)
     ]
-    return row
-
-
-def _devices_of(spec: MarketFile) -> Iterable[tuple[str, DeviceKind]]:
-    for vendor in spec.vendors:
-        yield from ((scale, DeviceKind.SCALE) for scale in vendor.scales)
-        yield from ((screen, DeviceKind.SCREEN) for screen in vendor.screens)
-    yield from ((gate.id, DeviceKind.GATE) for gate in spec.gates)
-    yield from ((desk.id, DeviceKind.INTAKE) for desk in spec.intake)
 
 
 # -- out of the database -----------------------------------------------------------------

@@ -22,13 +22,10 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from marketdb._exceptions import Conflict, InvalidChange, NotFound, StaleEdit
 from marketdb.changes import Clock, record_change, utc_now
-from marketdb.marketfile import export_market
+from marketdb.marketfile import apply_vendor, export_market
 from marketdb.models import (
-    HealthCertificateRow,
     MarketRow,
     StallRow,
-    VendorCategoryRow,
-    VendorProductRow,
     VendorRow,
 )
 from schemas.registry import MarketFile, Vendor
@@ -66,7 +63,7 @@ def create_vendor(
     assert market is not None  # export_market found it
     row = VendorRow(market_id=market_id, id=vendor.id, position=len(market.vendors), version=1)
     _ensure_stall(session, market, vendor.stall)
-    _apply(row, vendor)
+    apply_vendor(row, vendor)
     market.vendors.append(row)
     session.flush()
     record_change(
@@ -108,7 +105,7 @@ def update_vendor(
     assert market is not None
     row = _row(session, market_id, vendor.id)
     _ensure_stall(session, market, vendor.stall)
-    _apply(row, vendor)
+    apply_vendor(row, vendor)
     row.version = if_version + 1
     try:
         session.flush()
@@ -186,37 +183,6 @@ def _ensure_stall(session: Session, market: MarketRow, stall_id: str) -> None:
             )
         )
         session.flush()
-
-
-def _apply(row: VendorRow, vendor: Vendor) -> None:
-    market_id, vendor_id = row.market_id, row.id
-    row.name = vendor.name
-    row.stall_id = vendor.stall
-    row.active = vendor.active
-    row.contact = vendor.contact
-    row.business_licence_no = vendor.business_licence_no
-    row.food_licence_no = vendor.food_licence_no
-    row.food_licence_expires = vendor.food_licence_expires
-    row.categories_declared = vendor.categories is not None
-    row.categories = [
-        VendorCategoryRow(market_id=market_id, vendor_id=vendor_id, category=c.value, position=n)
-        for n, c in enumerate(vendor.categories or ())
-    ]
-    row.products = [
-        VendorProductRow(market_id=market_id, vendor_id=vendor_id, plu=plu, position=n)
-        for n, plu in enumerate(vendor.products)
-    ]
-    row.certificates = [
-        HealthCertificateRow(
-            market_id=market_id,
-            vendor_id=vendor_id,
-            position=n,
-            holder=c.holder,
-            number=c.number,
-            expires=c.expires,
-        )
-        for n, c in enumerate(vendor.health_certificates)
-    ]
 
 
 def _fields(vendor: Vendor) -> dict[str, Any]:

@@ -180,8 +180,8 @@ class MarketFile(_Strict):
         _require_unique("stall id", (s.id for s in self.stalls))
         _require_unique("vendor id", (v.id for v in self.vendors))
         _require_unique("stall of an active vendor", (v.stall for v in self.vendors if v.active))
-        _require_unique("device id", (d for d, _ in _device_ids(self)))
-        unknown_devices = sorted(set(self.disabled_devices) - {d for d, _ in _device_ids(self)})
+        _require_unique("device id", (d for d, _ in device_ids(self)))
+        unknown_devices = sorted(set(self.disabled_devices) - {d for d, _ in device_ids(self)})
         if unknown_devices:
             raise ValueError(f"disabled_devices names unknown devices {unknown_devices}")
         known = {p.plu: p for p in self.products}
@@ -200,7 +200,8 @@ class MarketFile(_Strict):
         return self
 
 
-def _device_ids(market: MarketFile) -> Iterator[tuple[str, DeviceKind]]:
+def device_ids(market: MarketFile) -> Iterator[tuple[str, DeviceKind]]:
+    """Every device the file declares with its kind, in file order (vendors' first)."""
     for vendor in market.vendors:
         yield from ((s, DeviceKind.SCALE) for s in vendor.scales)
         yield from ((s, DeviceKind.SCREEN) for s in vendor.screens)
@@ -259,7 +260,7 @@ class Market:
         owners = {s: v for v in self.spec.vendors for s in (*v.scales, *v.screens)}
         disabled = set(self.spec.disabled_devices)
         devices = {}
-        for device_id, kind in _device_ids(self.spec):
+        for device_id, kind in device_ids(self.spec):
             owner = owners.get(device_id)
             refused = None
             if device_id in disabled:
