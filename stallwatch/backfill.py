@@ -1,15 +1,16 @@
 """``stallwatch store backfill``: build an InfluxDB database's rollups and indexes from raw.
 
-A database written before the rollups and the lookup indexes existed (or after
-they were dropped) has raw points and no marks. Each day it also builds the
-markets' trace and receipt indexes (``storage.influx.indexes.index_day``,
-idempotent like the rest). The backfill recomputes from raw, day by day from the
-oldest UTC day with raw points to the newest, every bucket that has raw points in
-it (``Rollups.rebuild_day``): once each, with no marks, since a settle would
-recompute earlier days' marks again for its whole slack. Running it again is
-harmless. After each day it records a checkpoint (a ``backfill_progress`` point);
-an interrupted run resumes after the last day it finished. Ingest may run
-meanwhile: it marks and settles its own writes.
+A database written before the rollups and the lookup indexes existed (or after they
+were dropped) has raw points and no marks. Each day it first builds the markets'
+trace and receipt indexes (``storage.influx.indexes.index_day``, idempotent like the
+rest; every market in the database when none is named), since the rollups find a
+batch's records through them. The backfill recomputes from raw, day by day from the
+oldest UTC day with raw points to the newest, every bucket that has raw points in it
+(``Rollups.rebuild_day``): once each, with no marks, since a settle would recompute
+earlier days' marks again for its whole slack. Running it again is harmless. After
+each day it records a checkpoint (a ``backfill_progress`` point); an interrupted run
+resumes after the last day it finished. Ingest may run meanwhile: it marks and
+settles its own writes.
 
 ``--into-routed`` (:func:`copy_into_routed`) instead copies a database written
 before retention by kind from its base retention policy into the policies per
@@ -53,7 +54,10 @@ def backfill(
         out("nothing to backfill: the database has no sales, gate counts or batches")
         return 0
     if not markets:
-        out("no market files named: rollups only, no trace or receipt indexes (pass --market)")
+        # The settle finds a batch's records through the trace index: every market with
+        # raw points gets its indexes, named or not.
+        markets = rollups.raw_markets()
+        out(f"no market files named: indexing the markets in the database ({', '.join(markets)})")
     first, last = (_day_start(ns) for ns in span)
     done = rollups.backfilled_through()
     day = first if done is None else max(first, done + _DAY_NS)
@@ -64,8 +68,9 @@ def backfill(
     count = 0
     while day <= last and (max_days is None or count < max_days):
         started = time.monotonic()
-        rebuilt = rollups.rebuild_day(day)
+        # Indexes first: the rebuild finds the day's batch records through them.
         indexed = [store.index_day(market, _as_date(day)) for market in markets]
+        rebuilt = rollups.rebuild_day(day)
         rollups.record_backfilled(day)
         count += 1
         out(

@@ -136,6 +136,27 @@ def test_an_interrupted_backfill_resumes_and_rebuilds_the_rollups_exactly(
     assert sum(row.sales for row in summary) == len(store.sales(market.id, start, end)) > 0
 
 
+def test_a_backfill_without_market_files_indexes_the_markets_the_database_holds(
+    influx_server: Influxd,
+    database: str,
+    store: InfluxStore,
+    market: Market,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The batch balances are found through the trace index: no market named, still exact."""
+    generate_history(market, store, start_date=FIRST_DAY, days=DAYS, seed=4)
+    settled = reads(store, market)
+    start = datetime.combine(FIRST_DAY, time(0), market.tz)
+    balances = store.batch_balances(market.id, start, start + timedelta(days=DAYS))
+    assert sum(row.sold_g for row in balances) > 0
+    drop_rollups(influx_server, database)
+
+    assert main(["store", "backfill", "--store", f"influx:{influx_server.url}/{database}"]) == 0
+
+    assert f"indexing the markets in the database ({market.id})" in capsys.readouterr().out
+    assert reads(store, market) == settled
+
+
 def test_a_database_backfilled_in_the_old_rollup_format_is_backfilled_again(
     influx_server: Influxd,
     database: str,
