@@ -16,8 +16,11 @@ Raised by routers and dependencies::
     ├── NotFound              404
     │   └── UnknownMarket     404  the path names a market that is not registered
     ├── Conflict              409  e.g. a trace code already registered with other content
+    ├── PreconditionFailed    412  If-Match names a version that is no longer current
+    ├── PreconditionRequired  428  an edit without If-Match (it would overwrite blindly)
     ├── Unprocessable         422  well-formed input the domain rules refuse
-    └── AuthNotConfigured     503  no (readable) tokens file: protected endpoints stay shut
+    ├── AuthNotConfigured     503  no (readable) tokens file: protected endpoints stay shut
+    └── ManagementUnavailable 503  no market database: the registry comes from market files
 
 Translated here from other layers::
 
@@ -27,6 +30,10 @@ Translated here from other layers::
                                    413 payload_too_large (api.security.BodySizeLimit), ...
     StoreUnavailable          503  store_unavailable, with Retry-After
     any other StoreError      502  store_error
+    marketdb's errors         NotFound 404, StaleEdit 412 stale_edit, NeedsConfirmation 409
+                              needs_confirmation, Conflict 409, InvalidChange 409
+                              invalid_change (the field in ``details``), ImportRefused 422,
+                              BrokerRefused 502 broker_error, MarketDatabaseUnavailable 503
     anything else             500  internal_error (logged with its traceback)
 
 Why 502 for a failed store query (``StoreQueryError``) rather than 500: the request
@@ -50,6 +57,8 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from marketdb import _exceptions as marketdb_errors
+from marketdb._exceptions import InvalidChange, MarketDatabaseError
 from storage._exceptions import StoreError, StoreUnavailable
 from storage.outage import OutageLog
 
@@ -88,6 +97,8 @@ _DESCRIPTIONS = {
     403: "The token's role or scope does not allow this.",
     404: "No such resource (or market).",
     409: "Conflicts with what is already stored.",
+    412: "`stale_edit`: changed by someone else since the version in If-Match; reload.",
+    428: "An edit needs If-Match with the ETag of the version it was made on.",
     422: "The request is invalid; `details` names the fields.",
     500: "A bug in the API; it has been logged.",
     502: "The store failed to answer the query.",
@@ -181,9 +192,24 @@ class Unprocessable(APIError):
     default_code = "unprocessable"
 
 
+class PreconditionFailed(APIError):
+    status_code = 412
+    default_code = "precondition_failed"
+
+
+class PreconditionRequired(APIError):
+    status_code = 428
+    default_code = "precondition_required"
+
+
 class AuthNotConfigured(APIError):
     status_code = 503
     default_code = "auth_not_configured"
+
+
+class ManagementUnavailable(APIError):
+    status_code = 503
+    default_code = "management_unavailable"
 
 
 # -- handlers ------------------------------------------------------------------------
@@ -217,6 +243,13 @@ def install_error_handlers(
     async def invalid_request(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         details = [_detail(error) for error in exc.errors()]
+        if details and all(_missing_if_match(d) for d in details):
+            return error_response(
+                428,
+                "precondition_required",
+                "send If-Match with the ETag of the version you edited, so that a change "
+                "made meanwhile is not overwritten",
+            )
         return error_response(422, "invalid_request", _summary(details), details=details or None)
 
     async def http_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -240,6 +273,16 @@ def install_error_handlers(
             )
         return error_response(502, "store_error", "the data store could not answer this request")
 
+    async def market_database_error(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, MarketDatabaseError)
+        status, code = _market_database_status(exc)
+        if status >= 500:
+            log.warning("management request failed: %s", exc)
+        details = None
+        if isinstance(exc, InvalidChange) and exc.field is not None:
+            details = [ErrorDetail(loc=["body", exc.field], message=str(exc), type=code)]
+        return error_response(status, code, str(exc), details=details)
+
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled error during %s %s", request.method, request.url.path, exc_info=exc)
         return error_response(500, "internal_error", "internal server error")
@@ -248,9 +291,35 @@ def install_error_handlers(
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(StoreError, store_error)
+    app.add_exception_handler(MarketDatabaseError, market_database_error)
     # The backstop for errors in middleware outside UnhandledErrors.
     app.add_exception_handler(Exception, unexpected)
     app.add_middleware(UnhandledErrors)
+
+
+def _missing_if_match(detail: ErrorDetail) -> bool:
+    """An edit sent without the version it was made on (RFC 6585: 428, not 422)."""
+    return detail.type == "missing" and detail.loc == ["header", "If-Match"]
+
+
+def _market_database_status(exc: MarketDatabaseError) -> tuple[int, str]:
+    """The status and code of a market database error (most specific class first)."""
+    table: tuple[tuple[type[MarketDatabaseError], int, str], ...] = (
+        (marketdb_errors.NotFound, 404, "not_found"),
+        (marketdb_errors.StaleEdit, 412, "stale_edit"),
+        (marketdb_errors.NeedsConfirmation, 409, "needs_confirmation"),
+        (marketdb_errors.Conflict, 409, "conflict"),
+        # A change the market's current state refuses (a stall taken, a product unknown):
+        # the body was valid by the document, so a conflict, as a refused batch is.
+        (InvalidChange, 409, "invalid_change"),
+        (marketdb_errors.ImportRefused, 422, "import_refused"),
+        (marketdb_errors.BrokerRefused, 502, "broker_error"),
+        (marketdb_errors.MarketDatabaseUnavailable, 503, "market_database_unavailable"),
+    )
+    for kind, status, code in table:
+        if isinstance(exc, kind):
+            return status, code
+    return 400, "bad_request"
 
 
 class UnhandledErrors:

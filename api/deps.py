@@ -32,6 +32,7 @@ from storage.outage import OutageLog
 if TYPE_CHECKING:
     # Only for the annotation: api.security itself depends on this module.
     from api.security import TokenStore
+    from marketdb.management import Management
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +50,8 @@ class AppContext:
     metrics: ApiMetrics
     #: Where store failures are reported: one line per outage, shared with the dashboard.
     outage: OutageLog
+    #: The market database's changes; None when the registry comes from market files.
+    management: Management | None = None
 
 
 def get_context(request: Request) -> AppContext:

@@ -20,9 +20,24 @@ from fastapi import APIRouter, FastAPI
 from api._exceptions import API_ERRORS, install_error_handlers
 from api.deps import AppContext
 from api.metrics import ApiMetrics, MetricsMiddleware, RouteTemplates, install_ingest_collector
-from api.routers import batches, devices, footfall, history, ops, prices, sales, trace
+from api.routers import (
+    audit,
+    batches,
+    device_registry,
+    devices,
+    footfall,
+    history,
+    ops,
+    prices,
+    products,
+    sales,
+    stalls,
+    trace,
+    vendors,
+)
 from api.security import BodySizeLimit, TokenStore
 from ingest.validate import Limits, Validator
+from marketdb.management import Management
 from marketview.live_mqtt import LiveView
 from schemas.registry import FixedRegistry, Registry, RegistrySource
 from storage.base import Store
@@ -41,8 +56,11 @@ Monitoring of smart farmers' markets: prices, traceability, footfall, sales and 
 
 * **Authentication**: price and trace reads are public; everything else needs
   `Authorization: Bearer <token>` with a token from `stallwatch api-token create`
-  (roles `manager`, `screen`, `monitor`). 401: no or unknown token; 403: the token's
-  role or market does not cover the request.
+  (roles `administrator`, `manager`, `viewer`, `screen`, `monitor`). 401: no or unknown
+  token; 403: the token's role or market does not cover the request.
+* **Management** (vendors, stalls, products, the device registry, the audit log) needs
+  the market database. Reads answer the record's version as `ETag`; an edit sends it
+  back in `If-Match` and gets 412 when someone changed the record since, 428 without it.
 * **Errors** are JSON: `{"error": {"code": "...", "message": "...", "details": [...]}}`.
 * **Money** is integer fen (分), with display prices as decimal strings; never floats.
 * **Operations**: `/healthz`, `/readyz` and `/metrics` (Prometheus) are outside `/api/v1`.
@@ -56,6 +74,11 @@ _VERSIONED: tuple[APIRouter, ...] = (
     sales.router,
     devices.router,
     batches.router,
+    vendors.router,
+    stalls.router,
+    products.router,
+    device_registry.router,
+    audit.router,
 )
 
 
@@ -78,11 +101,14 @@ def create_app(
     store: Store,
     live: LiveView,
     outage: OutageLog | None = None,
+    management: Management | None = None,
 ) -> FastAPI:
     """The API over this store and live view; starting and stopping them is the caller's job.
 
     ``outage`` is shared with whatever else reads the same store in this process
-    (the dashboard), so one outage is one log line.
+    (the dashboard), so one outage is one log line. ``management`` is the market
+    database's (None when the registry comes from market files: the management routes
+    then answer 503).
     """
     metrics = ApiMetrics()
     outage = outage or OutageLog(log)
@@ -96,6 +122,7 @@ def create_app(
         validator=Validator(source, options.limits),
         metrics=metrics,
         outage=outage,
+        management=management,
     )
     templates = RouteTemplates()
     # Routes are tried in the order included, so the prices router, which screens poll

@@ -10,7 +10,11 @@ only its SHA-256 digest together with a name, a role and an optional scope::
 
 Roles:
 
-* ``manager`` may do everything (within its market, if scoped to one);
+* ``administrator`` may do everything: manage devices (and their broker users) and
+  everything a manager may;
+* ``manager`` manages vendors, stalls, products and batches, and reads everything;
+* ``viewer`` reads what managers read (sales, footfall, devices, the audit log) and
+  changes nothing;
 * ``screen`` may read what a stall's price screen shows and the status of devices
   (scoped to a market, and optionally to one vendor's devices);
 * ``monitor`` may scrape ``/metrics`` and nothing else, so a Prometheus server
@@ -54,12 +58,25 @@ _TOKEN_BYTES = 32
 
 
 class Role(StrEnum):
+    ADMINISTRATOR = "administrator"
     MANAGER = "manager"
+    VIEWER = "viewer"
     SCREEN = "screen"
     MONITOR = "monitor"
 
     def grants(self, required: Role) -> bool:
-        return self is Role.MANAGER or self is required
+        return required in _GRANTED[self]
+
+
+#: What each role may do besides its own: managers did everything before administrators
+#: existed, and still do all but device management.
+_GRANTED: dict[Role, frozenset[Role]] = {
+    Role.ADMINISTRATOR: frozenset(Role),
+    Role.MANAGER: frozenset({Role.MANAGER, Role.VIEWER, Role.SCREEN, Role.MONITOR}),
+    Role.VIEWER: frozenset({Role.VIEWER}),
+    Role.SCREEN: frozenset({Role.SCREEN}),
+    Role.MONITOR: frozenset({Role.MONITOR}),
+}
 
 
 class TokensFileError(RuntimeError):
@@ -279,8 +296,12 @@ def require_role(role: Role) -> Callable[..., Principal]:
     return dependency
 
 
+Administrator = Annotated[Principal, Depends(require_role(Role.ADMINISTRATOR))]
+"""A route parameter that admits administrator tokens only."""
 Manager = Annotated[Principal, Depends(require_role(Role.MANAGER))]
-"""A route parameter that admits manager tokens only."""
+"""A route parameter that admits manager and administrator tokens."""
+Viewer = Annotated[Principal, Depends(require_role(Role.VIEWER))]
+"""A route parameter that admits every token that may read management data."""
 ScreenOrManager = Annotated[Principal, Depends(require_role(Role.SCREEN))]
 """A route parameter that admits screen and manager tokens."""
 Monitor = Annotated[Principal, Depends(require_role(Role.MONITOR))]

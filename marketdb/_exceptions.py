@@ -6,9 +6,11 @@
     ├── MarketDatabaseUnavailable     the database cannot be reached or migrated
     ├── NotFound                      no such market, vendor, stall, product or device
     ├── Conflict                      it exists already, or is still referenced
-    │   └── StaleEdit                 an edit made on a version that has changed since
+    │   ├── StaleEdit                 an edit made on a version that has changed since
+    │   └── NeedsConfirmation         allowed, but only when the caller confirms (names why)
     ├── InvalidChange                 a change the market's rules refuse (names the field)
-    └── ImportRefused                 a market file that cannot be imported (names the field)
+    ├── ImportRefused                 a market file that cannot be imported (names the field)
+    └── BrokerRefused                 the MQTT broker did not make a device's user change
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ class StaleEdit(Conflict):
     """Someone else changed it since the version this edit was made on (HTTP 412)."""
 
 
+class NeedsConfirmation(Conflict):
+    """A change with consequences the caller must confirm (a vendor with stock on hand)."""
+
+
 class InvalidChange(MarketDatabaseError):
     """The change breaks a rule of the market (a stall another vendor holds, …).
 
@@ -48,3 +54,7 @@ class InvalidChange(MarketDatabaseError):
 
 class ImportRefused(MarketDatabaseError):
     """A market file that cannot be imported; nothing was changed."""
+
+
+class BrokerRefused(MarketDatabaseError):
+    """The MQTT broker refused or did not answer a device's user change; nothing changed."""

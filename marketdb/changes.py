@@ -11,10 +11,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
 
+from marketdb._exceptions import InvalidChange, StaleEdit
 from marketdb.models import AuditRow, RegistryRevisionRow
+from schemas.registry import MarketFile
 
 Clock = Callable[[], datetime]
 
@@ -78,3 +82,42 @@ def revision(session: Session) -> int:
     """The registry's revision: how many changes it has seen."""
     found = session.scalar(select(RegistryRevisionRow.revision).where(RegistryRevisionRow.id == 1))
     return 0 if found is None else found
+
+
+# -- checks every edit makes ---------------------------------------------------------------
+
+
+def stale_edit(entity: str, entity_id: str, yours: int, stored: int | None) -> StaleEdit:
+    """The refusal of an edit made on version ``yours`` of something now at ``stored``."""
+    now = "" if stored is None else f" (now version {stored})"
+    return StaleEdit(
+        f"{entity} {entity_id!r} was changed by someone else since you read version {yours}"
+        f"{now}: reload it and make your change again"
+    )
+
+
+def require_version(entity: str, entity_id: str, stored: int, yours: int) -> None:
+    if stored != yours:
+        raise stale_edit(entity, entity_id, yours, stored)
+
+
+def flush_edit(session: Session, entity: str, entity_id: str, yours: int) -> None:
+    """Write the edit; another transaction's edit that landed since the read refuses it."""
+    try:
+        session.flush()
+    except StaleDataError as exc:
+        raise stale_edit(entity, entity_id, yours, None) from exc
+
+
+#: The field of a whole-market rule's message, for a form to show it next to.
+_FIELDS_IN_MESSAGES = ("stall", "categories", "products", "category")
+
+
+def check_market(spec: MarketFile, **replaced: object) -> None:
+    """The whole market with ``replaced`` parts, checked as a market file is."""
+    try:
+        MarketFile(**{**dict(spec), **replaced})
+    except ValidationError as exc:
+        message = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+        field = next((f for f in _FIELDS_IN_MESSAGES if f in message), None)
+        raise InvalidChange(message, field) from exc

@@ -12,10 +12,9 @@ from dataclasses import dataclass
 
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.exc import StaleDataError
 
-from marketdb._exceptions import Conflict, InvalidChange, NotFound, StaleEdit
-from marketdb.changes import Clock, record_change, utc_now
+from marketdb._exceptions import Conflict, InvalidChange, NotFound
+from marketdb.changes import Clock, flush_edit, record_change, require_version, utc_now
 from marketdb.marketfile import market_file
 from marketdb.models import DeviceRow, MarketRow, VendorRow
 from schemas.messages import DeviceKind, Identifier
@@ -111,22 +110,65 @@ def set_device_enabled(
     if row is None:
         raise NotFound(f"no device {device_id!r}")
     before = _record(row)
-    if before.version != if_version:
-        raise StaleEdit(
-            f"device {device_id!r} was changed by someone else since you read version "
-            f"{if_version} (now version {before.version}): reload it and try again"
-        )
+    require_version(ENTITY, device_id, before.version, if_version)
     row.enabled = enabled
     row.version = if_version + 1
-    try:
-        session.flush()
-    except StaleDataError as exc:
-        raise StaleEdit(f"device {device_id!r} was changed by someone else meanwhile") from exc
+    flush_edit(session, ENTITY, device_id, if_version)
     after = _record(row)
     record_change(
         session,
         actor=actor,
         action="enable" if enabled else "disable",
+        entity=ENTITY,
+        entity_id=device_id,
+        market_id=row.market_id,
+        before=_fields(before),
+        after=_fields(after),
+        clock=clock,
+    )
+    return after
+
+
+def list_devices(session: Session, market_id: str) -> list[DeviceRecord]:
+    market = session.get(MarketRow, market_id)
+    if market is None:
+        raise NotFound(f"no market {market_id!r}")
+    return [_record(row) for row in market.devices]
+
+
+def assign_device(
+    session: Session,
+    device_id: str,
+    *,
+    vendor: str | None,
+    name: str | None,
+    if_version: int,
+    actor: str,
+    clock: Clock = utc_now,
+) -> DeviceRecord:
+    """Give a scale or screen to another vendor, or a gate or intake desk another name.
+
+    Its broker user stays: a device's topics name the device, not its vendor.
+    """
+    row = session.get(DeviceRow, device_id)
+    if row is None:
+        raise NotFound(f"no device {device_id!r}")
+    before = _record(row)
+    require_version(ENTITY, device_id, before.version, if_version)
+    _check_identity(device_id, before.kind, vendor, name)
+    if vendor is not None and session.get(VendorRow, (row.market_id, vendor)) is None:
+        raise InvalidChange(f"no vendor {vendor!r} in market {row.market_id!r}", "vendor")
+    row.vendor_id, row.name = vendor, name
+    row.version = if_version + 1
+    flush_edit(session, ENTITY, device_id, if_version)
+    market = session.get(MarketRow, row.market_id)
+    assert market is not None
+    _check_market(session, market)  # a transaction that fails here is rolled back whole
+    after = _record(row)
+    record_change(
+        session,
+        actor=actor,
+        action="assign",
         entity=ENTITY,
         entity_id=device_id,
         market_id=row.market_id,

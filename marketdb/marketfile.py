@@ -208,17 +208,24 @@ def apply_vendor(row: VendorRow, vendor: Vendor) -> None:
         VendorProductRow(market_id=market_id, vendor_id=vendor_id, plu=plu, position=n)
         for n, plu in enumerate(vendor.products)
     ]
-    row.certificates = [
-        HealthCertificateRow(
-            market_id=market_id,
-            vendor_id=vendor_id,
-            position=n,
-            holder=c.holder,
-            number=c.number,
-            expires=c.expires,
-        )
-        for n, c in enumerate(vendor.health_certificates)
-    ]
+    _apply_certificates(row, vendor)
+
+
+def _apply_certificates(row: VendorRow, vendor: Vendor) -> None:
+    """The vendor's certificates, rewriting the stored rows in place.
+
+    Certificate rows have their own ids, so a new list of new rows would be inserted
+    before the old ones are deleted, and a number kept from the old list would break
+    its unique constraint in between.
+    """
+    kept = row.certificates[: len(vendor.health_certificates)]
+    for n, certificate in enumerate(vendor.health_certificates):
+        if n == len(kept):
+            kept.append(HealthCertificateRow(market_id=row.market_id, vendor_id=row.id, position=n))
+        kept[n].position = n
+        kept[n].holder, kept[n].number = certificate.holder, certificate.number
+        kept[n].expires = certificate.expires
+    row.certificates = kept
 
 
 # -- out of the database -----------------------------------------------------------------
@@ -266,12 +273,12 @@ def market_file(row: MarketRow) -> MarketFile:
     }
     fields: dict[str, Any] = {
         "market": _market_info(row),
-        "products": tuple(_product(p) for p in row.products),
+        "products": tuple(product_of(p) for p in row.products),
         "vendors": tuple(_vendor(v, owned) for v in row.vendors),
     }
     if retention:
         fields["retention"] = RetentionPolicy(**retention)
-    stalls = tuple(_stall(s) for s in row.stalls if s.listed)
+    stalls = tuple(stall_of(s) for s in row.stalls if s.listed)
     if stalls:
         fields["stalls"] = stalls
     gates = tuple(
@@ -303,7 +310,7 @@ def _market_info(row: MarketRow) -> MarketInfo:
     )
 
 
-def _product(row: ProductRow) -> Product:
+def product_of(row: ProductRow) -> Product:
     return Product(
         plu=row.plu,
         name_zh=row.name_zh,
@@ -313,7 +320,7 @@ def _product(row: ProductRow) -> Product:
     )
 
 
-def _stall(row: StallRow) -> Stall:
+def stall_of(row: StallRow) -> Stall:
     return Stall(id=row.id, zone=row.zone, row=row.row, col=row.col)
 
 

@@ -16,19 +16,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
+from sqlalchemy import select
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.exc import StaleDataError
 
-from marketdb._exceptions import Conflict, InvalidChange, NotFound, StaleEdit
-from marketdb.changes import Clock, record_change, utc_now
+from marketdb._exceptions import Conflict, InvalidChange, NotFound
+from marketdb.changes import (
+    Clock,
+    check_market,
+    flush_edit,
+    record_change,
+    require_version,
+    utc_now,
+)
 from marketdb.marketfile import apply_vendor, export_market
 from marketdb.models import (
     MarketRow,
     StallRow,
     VendorRow,
 )
-from schemas.registry import MarketFile, Vendor
+from schemas.registry import Vendor
 
 ENTITY = "vendor"
 
@@ -49,6 +55,16 @@ def get_vendor(session: Session, market_id: str, vendor_id: str) -> VersionedVen
     return VersionedVendor(found, _row(session, market_id, vendor_id).version)
 
 
+def list_vendors(session: Session, market_id: str) -> list[VersionedVendor]:
+    """Every vendor of the market, active or not, in order."""
+    spec = export_market(session, market_id)
+    rows = session.execute(
+        select(VendorRow.id, VendorRow.version).where(VendorRow.market_id == market_id)
+    )
+    versions = {vendor_id: version for vendor_id, version in rows}
+    return [VersionedVendor(v, versions[v.id]) for v in spec.vendors]
+
+
 def create_vendor(
     session: Session, market_id: str, vendor: Vendor, *, actor: str, clock: Clock = utc_now
 ) -> VersionedVendor:
@@ -58,7 +74,7 @@ def create_vendor(
     if vendor.scales or vendor.screens:
         raise InvalidChange("scales and screens are added through device management", "scales")
     spec = export_market(session, market_id)
-    _check_market(spec, [*spec.vendors, vendor])
+    check_market(spec, vendors=(*spec.vendors, vendor))
     market = session.get(MarketRow, market_id)
     assert market is not None  # export_market found it
     row = VendorRow(market_id=market_id, id=vendor.id, position=len(market.vendors), version=1)
@@ -95,22 +111,18 @@ def update_vendor(
     device management).
     """
     current = get_vendor(session, market_id, vendor.id)
-    if current.version != if_version:
-        raise StaleEdit(_stale_message(vendor.id, if_version, current.version))
+    require_version(ENTITY, vendor.id, current.version, if_version)
     if (vendor.scales, vendor.screens) != (current.vendor.scales, current.vendor.screens):
         raise InvalidChange("scales and screens are reassigned through device management", "scales")
     spec = export_market(session, market_id)
-    _check_market(spec, [vendor if v.id == vendor.id else v for v in spec.vendors])
+    check_market(spec, vendors=tuple(vendor if v.id == vendor.id else v for v in spec.vendors))
     market = session.get(MarketRow, market_id)
     assert market is not None
     row = _row(session, market_id, vendor.id)
     _ensure_stall(session, market, vendor.stall)
     apply_vendor(row, vendor)
     row.version = if_version + 1
-    try:
-        session.flush()
-    except StaleDataError as exc:  # another transaction's edit landed between read and write
-        raise StaleEdit(_stale_message(vendor.id, if_version, None)) from exc
+    flush_edit(session, ENTITY, vendor.id, if_version)
     record_change(
         session,
         actor=actor,
@@ -153,23 +165,6 @@ def _row(session: Session, market_id: str, vendor_id: str) -> VendorRow:
     return row
 
 
-def _check_market(spec: MarketFile, vendors: list[Vendor]) -> None:
-    """The whole market with the change in it, checked as a market file is."""
-    try:
-        MarketFile(**{**dict(spec), "vendors": tuple(vendors)})
-    except ValidationError as exc:
-        message = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
-        raise InvalidChange(message, _field_of(message)) from exc
-
-
-def _field_of(message: str) -> str | None:
-    """The vendor field a market-wide rule's message is about (for the form)."""
-    for field in ("stall", "categories", "products"):
-        if field in message:
-            return field
-    return None
-
-
 def _ensure_stall(session: Session, market: MarketRow, stall_id: str) -> None:
     """A stall named by a vendor and not yet known becomes one, as in a market file."""
     if session.get(StallRow, (market.id, stall_id)) is None:
@@ -187,11 +182,3 @@ def _ensure_stall(session: Session, market: MarketRow, stall_id: str) -> None:
 
 def _fields(vendor: Vendor) -> dict[str, Any]:
     return vendor.model_dump(mode="json")
-
-
-def _stale_message(vendor_id: str, yours: int, stored: int | None) -> str:
-    now = "" if stored is None else f" (now version {stored})"
-    return (
-        f"vendor {vendor_id!r} was changed by someone else since you read version {yours}"
-        f"{now}: reload it and make your change again"
-    )

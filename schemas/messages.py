@@ -28,6 +28,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
@@ -57,6 +58,21 @@ ShortText = Annotated[str, StringConstraints(min_length=1, max_length=64, strip_
 Grams = Annotated[int, Field(gt=0, le=MAX_WEIGHT_G, strict=True)]
 FenPerKg = Annotated[int, Field(gt=0, le=MAX_UNIT_PRICE_FEN_PER_KG, strict=True)]
 MsgId = Annotated[int, Field(ge=0, lt=2**63, strict=True)]
+
+
+#: Floats up to here are exact integers; above, a JSON number like 9007199254740993.0 has
+#: already been rounded by the JSON parser and cannot be taken for the integer written.
+_EXACT_FLOAT_INTS = 2**53
+
+
+def _integral_number(value: object) -> object:
+    """A JSON number with no fraction, such as ``250000.0``, is an integer in JSON Schema."""
+    if isinstance(value, float) and value.is_integer() and abs(value) <= _EXACT_FLOAT_INTS:
+        return int(value)
+    return value
+
+
+JsonInt = BeforeValidator(_integral_number)
 
 
 #: Line/paragraph separators and bidi overrides: invisible, and able to disguise screen text.

@@ -21,13 +21,14 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    JsonValue,
     StringConstraints,
     ValidationError,
     field_validator,
     model_validator,
 )
 
-from schemas.messages import DeviceKind, Identifier, Plu
+from schemas.messages import DeviceKind, Identifier, JsonInt, Plu
 from schemas.retention import RetentionPolicy
 
 
@@ -57,7 +58,7 @@ DocumentNo = Annotated[
     StringConstraints(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z\u4e00-\u9fff()（）/-]+$"),
 ]
 #: A floor-plan row or column of a stall (1-based).
-PlanIndex = Annotated[int, Field(strict=True, ge=1, le=999)]
+PlanIndex = Annotated[int, Field(strict=True, ge=1, le=999), JsonInt]
 
 
 class _Strict(BaseModel):
@@ -100,6 +101,17 @@ class Product(_Strict):
     unit: SaleUnit = SaleUnit.JIN
 
 
+#: "Both row and col, or neither", as JSON Schema says it: either one present makes both
+#: required, and both whole numbers or both null, so generated documents never split a place.
+_WHOLE_PLACE: dict[str, JsonValue] = {
+    "required": ["row", "col"],
+    "oneOf": [
+        {"properties": {"row": {"type": "integer"}, "col": {"type": "integer"}}},
+        {"properties": {"row": {"type": "null"}, "col": {"type": "null"}}},
+    ],
+}
+
+
 class Stall(_Strict):
     """A stall: its zone and its place on the floor plan (row, column) for the public maps.
 
@@ -107,10 +119,25 @@ class Stall(_Strict):
     none of these.
     """
 
+    model_config = ConfigDict(
+        json_schema_extra={"dependentSchemas": {"row": _WHOLE_PLACE, "col": _WHOLE_PLACE}}
+    )
+
     id: Identifier
     zone: Name | None = None
     row: PlanIndex | None = None
     col: PlanIndex | None = None
+
+    @model_validator(mode="after")
+    def _placed_whole(self) -> Stall:
+        if (self.row is None) != (self.col is None):
+            raise ValueError("a stall's place on the floor plan needs both row and col")
+        return self
+
+    @property
+    def place(self) -> tuple[int, int] | None:
+        """(row, col) on the floor plan, if the stall has one."""
+        return None if self.row is None or self.col is None else (self.row, self.col)
 
 
 class HealthCertificate(_Strict):
@@ -178,6 +205,10 @@ class MarketFile(_Strict):
     def _references_resolve(self) -> MarketFile:
         _require_unique("product PLU", (p.plu for p in self.products))
         _require_unique("stall id", (s.id for s in self.stalls))
+        _require_unique(
+            "stall place (row, col)",
+            (f"{s.place[0]},{s.place[1]}" for s in self.stalls if s.place is not None),
+        )
         _require_unique("vendor id", (v.id for v in self.vendors))
         _require_unique("stall of an active vendor", (v.stall for v in self.vendors if v.active))
         _require_unique("device id", (d for d, _ in device_ids(self)))

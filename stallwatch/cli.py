@@ -195,7 +195,7 @@ def _run_serve(args: argparse.Namespace) -> int:
     from marketview.live_mqtt import LiveView
     from stallwatch.options import limits, live_mqtt_options, registry_source
     from stallwatch.stores import open_store
-    from stallwatch.webapp import create_web_app
+    from stallwatch.webapp import create_web_app, open_management
 
     settings = settings_from(
         args,
@@ -214,12 +214,18 @@ def _run_serve(args: argparse.Namespace) -> int:
     # uvicorn handles SIGINT/SIGTERM while it serves and re-raises them afterwards; these
     # handlers catch that, so the live view and the store are still closed in order.
     _stop_on_signals()
-    with open_store(settings) as store:
+    with open_store(settings) as store, open_management(settings, store) as management:
         mqtt = live_mqtt_options(settings)
         live = LiveView(registry, store, mqtt, limits=limits(settings))
         live.start()
         try:
-            app = create_web_app(settings=settings, registry=registry, store=store, live=live)
+            app = create_web_app(
+                settings=settings,
+                registry=registry,
+                store=store,
+                live=live,
+                management=management,
+            )
             run_server(
                 app,
                 host=settings.api_host,
@@ -233,7 +239,7 @@ def _run_serve(args: argparse.Namespace) -> int:
 
 # -- api-token -----------------------------------------------------------------
 #: The values of api.security.Role (not imported here: it would load FastAPI for every command).
-API_ROLES = ("manager", "screen", "monitor")
+API_ROLES = ("administrator", "manager", "viewer", "screen", "monitor")
 
 
 def _add_api_token(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

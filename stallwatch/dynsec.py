@@ -25,6 +25,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any, Final, Self
 
+from marketdb._exceptions import BrokerRefused
 from mqttedge import EdgeMessage, EdgeOptions, MqttEdge
 from schemas.registry import Device
 from stallwatch.brokerauth import device_role, device_topics, new_password
@@ -37,7 +38,7 @@ TIMEOUT_S: Final = 5.0
 _ALREADY_DONE: Final = {"deleteRole": "Role not found", "deleteClient": "Client not found"}
 
 
-class DynsecError(RuntimeError):
+class DynsecError(BrokerRefused):
     """The plugin refused a command, or did not answer in time; the message says which."""
 
 

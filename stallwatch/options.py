@@ -62,6 +62,22 @@ _NO_MARKETS = (
 )
 
 
+def broker_admin_options(settings: Settings) -> EdgeOptions | None:
+    """The web app's connection as ``stallwatch-admin`` to the dynamic-security plugin."""
+    if settings.mqtt_admin_password_file is None:
+        return None
+    from stallwatch.brokerauth import ADMIN_USER
+
+    return EdgeOptions(
+        host=settings.mqtt_host,
+        port=settings.mqtt_port,
+        client_id=f"{ADMIN_USER}-{secrets.token_hex(4)}",
+        protocol=settings.mqtt_protocol,
+        username=ADMIN_USER,
+        password=settings.mqtt_admin_password_file.read_text(encoding="utf-8").strip(),
+    )
+
+
 def initial_registry(settings: Settings) -> Registry:
     """The registry as :func:`registry_source` finds it now."""
     return registry_source(settings).current()

@@ -83,6 +83,12 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL of the market database (markets, vendors, devices): "
         "sqlite:///PATH, or postgresql+psycopg://user@host/db for several processes.",
     )
+    mqtt_admin_password_file: Path | None = Field(
+        default=None,
+        description="Password file of the broker's stallwatch-admin user (stallwatch "
+        "broker-auth writes it). Set: devices added or disabled in the web app get or lose "
+        "their broker user at once, through Mosquitto's dynamic-security plugin.",
+    )
 
     # -- store -----------------------------------------------------------------
     store: StoreKind = StoreKind.SQLITE

@@ -10,9 +10,10 @@ API's event loop, so a slow dashboard query never stalls a screen's poll.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from a2wsgi import WSGIMiddleware
 from fastapi import FastAPI
@@ -25,10 +26,13 @@ from dashboard.auth import check_exposure
 from dashboard.queries import DashboardData
 from marketview.live_mqtt import LiveView
 from schemas.registry import Registry, RegistrySource
-from stallwatch.options import api_options
+from stallwatch.options import api_options, broker_admin_options
 from stallwatch.settings import Settings
 from storage.base import Store
 from storage.outage import OutageLog
+
+if TYPE_CHECKING:
+    from marketdb.management import Management
 
 DASHBOARD_PATH = "/dashboard"
 #: Threads serving dashboard requests; each callback is a few store queries.
@@ -42,16 +46,23 @@ def create_web_app(
     store: Store,
     live: LiveView,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    management: Management | None = None,
 ) -> FastAPI:
     """The API and the dashboard over one store and live view; the caller runs both.
 
-    ``now`` is the dashboard's clock (a benchmark over stored history sets it).
+    ``now`` is the dashboard's clock (a benchmark over stored history sets it);
+    ``management`` the market database's changes (see :func:`open_management`).
     """
     check_exposure(settings.api_host, settings.dashboard_users_file)
     # One outage log for both readers of the store: one outage, one log line.
     outage = OutageLog(logging.getLogger("stallwatch.web"))
     app = create_app(
-        options=api_options(settings), registry=registry, store=store, live=live, outage=outage
+        options=api_options(settings),
+        registry=registry,
+        store=store,
+        live=live,
+        outage=outage,
+        management=management,
     )
     secret = settings.dashboard_session_secret
     dashboard = create_dashboard(
@@ -73,3 +84,30 @@ def create_web_app(
     wsgi = cast(ASGIApp, WSGIMiddleware(dashboard.server, workers=DASHBOARD_WORKERS))
     app.mount(DASHBOARD_PATH, wsgi)
     return app
+
+
+@contextmanager
+def open_management(
+    settings: Settings, store: Store, now: Callable[[], datetime] = lambda: datetime.now(UTC)
+) -> Iterator[Management | None]:
+    """The market database's changes, with the broker's users following the devices when
+    ``mqtt_admin_password_file`` is set; None when the markets come from market files."""
+    if settings.markets:
+        yield None
+        return
+    from marketdb.database import open_database, session_factory
+    from marketdb.management import Management
+    from marketview.stock import batches_on_hand
+
+    def open_batches(market: str, vendor: str) -> list[str]:
+        return batches_on_hand(store.batch_balances, market, vendor, now())
+
+    sessions = session_factory(open_database(settings.market_database))
+    admin = broker_admin_options(settings)
+    if admin is None:
+        yield Management(sessions, open_batches=open_batches)
+        return
+    from stallwatch.dynsec import DynsecControl
+
+    with DynsecControl(admin) as broker:
+        yield Management(sessions, broker=broker, open_batches=open_batches)

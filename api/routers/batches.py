@@ -37,7 +37,6 @@ from fastapi import APIRouter, Response
 from pydantic import (
     AwareDatetime,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     WithJsonSchema,
@@ -51,6 +50,7 @@ from schemas.messages import (
     BatchIntake,
     DeviceKind,
     Identifier,
+    JsonInt,
     MsgId,
     Plu,
     RapidTest,
@@ -93,21 +93,6 @@ RAPID_TEST_SCHEMA: dict[str, Any] = {
         _rapid_test_schema(RapidTestResult.FAIL, _FAILING_RATE),
     ],
 }
-
-
-#: Floats up to here are exact integers; above, a JSON number like 9007199254740993.0 has
-#: already been rounded by the JSON parser and cannot be taken for the integer written.
-_EXACT_FLOAT_INTS = 2**53
-
-
-def _integral_number(value: object) -> object:
-    """A JSON number with no fraction, such as ``250000.0``, is an integer in JSON Schema."""
-    if isinstance(value, float) and value.is_integer() and abs(value) <= _EXACT_FLOAT_INTS:
-        return int(value)
-    return value
-
-
-JsonInt = BeforeValidator(_integral_number)
 
 
 class BatchRegistration(BaseModel):

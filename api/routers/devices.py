@@ -3,8 +3,8 @@
 * ``GET /markets/{market}/devices`` (screen or manager token): every registered
   device with last seen, online, readings and rejects over a window. A token
   scoped to a vendor sees that vendor's devices only.
-* ``GET /dead-letters`` (manager token): rejected messages, newest first, with the
-  raw payload (base64, plus the text when it is UTF-8), in pages.
+* ``GET /dead-letters`` (viewer, manager or administrator token): rejected messages,
+  newest first, with the raw payload (base64, plus the text when it is UTF-8), in pages.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, Field
 
 from api._exceptions import AUTH_ERRORS, Forbidden, UnknownMarket
 from api.deps import LiveDep, MarketDep, RegistryDep, StoreDep
-from api.security import Manager, Principal, ScreenOrManager
+from api.security import Principal, ScreenOrManager, Viewer
 from marketview.live import DeviceSeen
 from schemas.messages import DeviceKind
 from schemas.registry import Device, Market
@@ -225,7 +225,7 @@ MarketFilter = Annotated[
 def list_dead_letters(
     store: StoreDep,
     registry: RegistryDep,
-    caller: Manager,
+    caller: Viewer,
     market: MarketFilter = None,
     start: Annotated[
         Moment | None,

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api._exceptions import AUTH_ERRORS
 from api.deps import DayParam, MarketDep, StoreDep, utc_now
-from api.security import Manager
+from api.security import Viewer
 from marketview import analytics
 from marketview.analytics import HourTotals
 from schemas.registry import Market
@@ -116,7 +116,7 @@ class Footfall(BaseModel):
 def footfall(
     market: MarketDep,
     store: StoreDep,
-    _manager: Manager,
+    _viewer: Viewer,
     now: Annotated[datetime, Depends(utc_now)],
     day: DayParam = None,
 ) -> Footfall:

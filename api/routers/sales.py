@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api._exceptions import AUTH_ERRORS
 from api.deps import DayParam, MarketDep, StoreDep, utc_now
-from api.security import Manager
+from api.security import Viewer
 from marketview import analytics
 from marketview.analytics import UNKNOWN_CATEGORY, SalesFigures
 from schemas.registry import Category, Market
@@ -128,7 +128,7 @@ class TopProducts(BaseModel):
 def daily_sales(
     market: MarketDep,
     store: StoreDep,
-    _manager: Manager,
+    _viewer: Viewer,
     now: Annotated[datetime, Depends(utc_now)],
     day: DayParam = None,
 ) -> DailySales:
@@ -158,7 +158,7 @@ def daily_sales(
 def top_products(
     market: MarketDep,
     store: StoreDep,
-    _manager: Manager,
+    _viewer: Viewer,
     now: Annotated[datetime, Depends(utc_now)],
     day: DayParam = None,
     limit: Annotated[int, Query(ge=1, le=100, description="How many products.")] = 10,

@@ -28,8 +28,9 @@ from api.server import ServerThread
 from ingest.forwarder import Forwarder
 from ingest.spool import Spool
 from ingest.validate import Validator
+from marketdb.management import Management
 from marketview.live_mqtt import LiveView
-from schemas.registry import Registry
+from schemas.registry import Registry, RegistrySource
 from stallwatch.localservices import Mosquitto
 from stallwatch.options import api_options, live_mqtt_options
 from stallwatch.settings import Settings
@@ -43,6 +44,7 @@ MARKET = "tm"
 @dataclass(frozen=True)
 class Tokens:
     path: Path
+    administrator: str
     manager: str
     screen: str
     monitor: str
@@ -76,6 +78,7 @@ def tokens(tmp_path: Path) -> Tokens:
 
     return Tokens(
         path=path,
+        administrator=issue(Role.ADMINISTRATOR, "admin"),
         manager=issue(Role.MANAGER, "office"),
         screen=issue(Role.SCREEN, "hall-screen", market=MARKET),
         monitor=issue(Role.MONITOR, "prometheus"),
@@ -175,9 +178,20 @@ class Api:
 
 
 def serve(
-    settings: Settings, registry: Registry, store: Store, live: LiveView, tokens: Tokens
+    settings: Settings,
+    registry: Registry | RegistrySource,
+    store: Store,
+    live: LiveView,
+    tokens: Tokens,
+    management: Management | None = None,
 ) -> Iterator[Api]:
-    app = create_app(options=api_options(settings), registry=registry, store=store, live=live)
+    app = create_app(
+        options=api_options(settings),
+        registry=registry,
+        store=store,
+        live=live,
+        management=management,
+    )
     with (
         ServerThread(app) as server,
         httpx.Client(base_url=server.url, timeout=30) as client,

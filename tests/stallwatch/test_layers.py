@@ -26,6 +26,7 @@ LAYERS = (
     "api",
     "dashboard",
     "ingest",
+    "marketdb",
     "marketview",
     "mqttedge",
     "schemas",
@@ -72,6 +73,8 @@ def test_no_layer_imports_the_composition_root() -> None:
         ("api", ("dashboard",)),
         ("marketview", ("api", "dashboard")),
         ("webpage", ("api", "dashboard")),
+        # The market database is below everything that manages or renders it.
+        ("marketdb", ("api", "dashboard", "ingest", "marketview", "webpage")),
         ("mqttedge", ("ingest", "marketview", "api", "dashboard", "webpage", "simulators")),
     ],
 )
