@@ -25,9 +25,7 @@ def on_hand(row: BatchBalanceRow) -> bool:
     return row.rapid_test_passed and row.sold_g < row.quantity_g
 
 
-def batches_on_hand(
-    balances: BatchBalances, market: str, vendor: str, now: datetime
-) -> list[str]:
+def batches_on_hand(balances: BatchBalances, market: str, vendor: str, now: datetime) -> list[str]:
     """Trace codes of the vendor's batches of the last :data:`ON_HAND_DAYS` with stock left."""
     rows = balances(market, now - timedelta(days=ON_HAND_DAYS), now)
     return [row.trace_code for row in rows if row.vendor == vendor and on_hand(row)]
