@@ -54,6 +54,13 @@ _TEXT: dict[str, tuple[str, str]] = {
         "Batch failed its rapid test but is on sale",
     ),
     "alert.oversold": ("批次超卖（售出多于进货）", "Batch oversold (sold more than taken in)"),
+    "alert.document_expired": ("证照已过期", "Licence or certificate expired"),
+    "alert.document_expiring": (
+        "证照30天内到期",
+        "Licence or certificate expires within 30 days",
+    ),
+    "document.food_licence": ("食品经营许可证", "Food-trade licence"),
+    "document.health_certificate": ("健康证", "Health certificate"),
     "alert.unverified_sales": (
         "今日溯源码未通过核验的销售（产地无法核实）",
         "Sales today whose trace code did not check out (origin unverified)",

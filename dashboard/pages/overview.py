@@ -117,7 +117,9 @@ _ALERT_COLOUR = {
     "failed_on_sale": "danger",
     "oversold": "danger",
     "unverified_sales": "danger",
+    "document_expired": "danger",
     "offline": "warning",
+    "document_expiring": "warning",
 }
 _ALERT_TEXT = {
     "failed_on_sale": "alert.failed_on_sale",
@@ -125,6 +127,8 @@ _ALERT_TEXT = {
     "unverified_sales": "alert.unverified_sales",
     "offline": "alert.offline",
     "rejects": "alert.rejects",
+    "document_expired": "alert.document_expired",
+    "document_expiring": "alert.document_expiring",
 }
 
 
@@ -146,9 +150,17 @@ def alert_list(frame: pd.DataFrame, lang: Lang, trace_path: str) -> list[Any]:
                         className="me-2",
                     ),
                     html.Span(subject, className="fw-semibold me-2"),
-                    html.Span(str(row["detail"]), className="text-muted"),
+                    html.Span(_detail(kind, str(row["detail"]), lang), className="text-muted"),
                 ],
                 className=f"alert-{kind}",
             )
         )
     return [dbc.ListGroup(items, flush=True, style={"maxHeight": "360px", "overflowY": "auto"})]
+
+
+def _detail(kind: str, detail: str, lang: Lang) -> str:
+    """A document alert names its kind in the reader's language."""
+    if kind in {"document_expired", "document_expiring"}:
+        document, _, rest = detail.partition(" ")
+        return f"{t('document.' + document, lang)} {rest}"
+    return detail

@@ -19,6 +19,7 @@ from dashboard.queries.common import (
     unverified_today,
 )
 from marketview import analytics
+from marketview.documents import DocumentExpiry, expiring_documents
 from schemas.messages import DeviceKind
 from schemas.registry import Market
 
@@ -76,16 +77,20 @@ def alerts(data: DashboardData, market_id: str) -> pd.DataFrame:
     """Open alerts, most urgent kind first: ``kind, subject, detail, since``.
 
     ``kind`` is one of ``failed_on_sale``, ``oversold``, ``unverified_sales``,
-    ``offline``, ``rejects``; ``since`` is a UTC timestamp or None.
+    ``document_expired``, ``offline``, ``rejects``, ``document_expiring``; ``since`` is a
+    UTC timestamp or None.
     """
     market = data.market(market_id)
     now = data.now()
+    documents = expiring_documents(market, market_today(market, now))
     rows: list[dict[str, Any]] = []
     rows += _batch_alerts(data, market, now)
     rows += _unverified_alerts(data, market, now)
+    rows += [_document_alert(doc) for doc in documents if doc.expired]
     if is_open(market, now):
         rows += _offline_alerts(data, market, now)
     rows += _reject_alerts(data, market, now)
+    rows += [_document_alert(doc) for doc in documents if not doc.expired]
     return pd.DataFrame(rows, columns=ALERT_COLUMNS)
 
 
@@ -155,6 +160,14 @@ def _reject_alerts(data: DashboardData, market: Market, now: datetime) -> list[d
         for (market_id, device), count in sorted(counts.items())
         if market_id == market.id and count > 0
     ]
+
+
+def _document_alert(doc: DocumentExpiry) -> dict[str, Any]:
+    """``subject``: the vendor; ``detail``: ``"<kind> <number> [<holder>] <expiry date>"``."""
+    holder = f" {doc.holder}" if doc.holder else ""
+    detail = f"{doc.kind.value} {doc.number}{holder} {doc.expires.isoformat()}"
+    kind = "document_expired" if doc.expired else "document_expiring"
+    return _alert(kind, f"{doc.vendor} {doc.vendor_name}", detail, None)
 
 
 def _alert(kind: str, subject: str, detail: str, since: datetime | None) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from schemas.messages import (
     Sale,
     ScaleStatus,
 )
-from schemas.registry import Registry
+from schemas.registry import HealthCertificate, Market, MarketFile, Registry
 from schemas.topics import topic_for
 from simulators.clock import Pacer, VirtualClock
 from simulators.events import epoch_ms
@@ -298,6 +298,41 @@ def test_alerts_name_failed_batches_on_sale_oversold_batches_and_offline_scales(
     kinds = set(evening["kind"])
     assert "offline" not in kinds
     assert {"failed_on_sale", "oversold"} <= kinds
+
+
+def test_alerts_name_expired_and_expiring_licences_and_health_certificates(
+    tmp_path: Path, store: Store, start_live: Callable[[], LiveView]
+) -> None:
+    spec = Registry.load([write_market(tmp_path)]).markets[MARKET].spec
+    today = NOON_ISH.date()
+    vendor = spec.vendors[0].model_copy(
+        update={
+            "food_licence_no": "JY13201000000001",
+            "food_licence_expires": today + timedelta(days=12),
+            "health_certificates": (
+                HealthCertificate(holder="王五", number="JK-1", expires=today - timedelta(days=3)),
+            ),
+        }
+    )
+    registry = Registry(
+        [Market(MarketFile(**{**dict(spec), "vendors": (vendor, *spec.vendors[1:])}))]
+    )
+
+    frame = queries.alerts(data_at(NOON_ISH, registry, store, start_live()), MARKET)
+
+    documents = frame[frame["kind"].str.startswith("document_")]
+    assert documents[["kind", "subject", "detail"]].values.tolist() == [
+        [
+            "document_expired",
+            "V01 王记蔬菜",
+            f"health_certificate JK-1 王五 {today - timedelta(days=3)}",
+        ],
+        [
+            "document_expiring",
+            "V01 王记蔬菜",
+            f"food_licence JY13201000000001 {today + timedelta(days=12)}",
+        ],
+    ]
 
 
 def test_other_vendors_sales_naming_a_batch_do_not_make_it_oversold(
