@@ -4,7 +4,12 @@ The users file (``settings.dashboard_users_file``, JSON, mode 0600) keeps a name
 and a password hash per manager, never the password::
 
     {"version": 1, "users": [{"name": "office", "scrypt": "16384$8$1$<salt>$<hash>",
-                              "created": "2026-11-21T08:00:00+08:00"}]}
+                              "created": "2026-11-21T08:00:00+08:00",
+                              "role": "manager"}]}
+
+Roles (:class:`UserRole`): an administrator manages devices and everything else, a
+manager vendors, stalls, products and batches, a viewer reads. A file from before
+roles holds managers.
 
 Unlike API tokens (:mod:`api.security`), passwords are chosen by people and may
 be guessable, so they are stretched with scrypt and failed logins are throttled
@@ -33,13 +38,15 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from html import escape
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from flask import Flask, Response, redirect, request, session
+from flask import Flask, Response, g, redirect, request, session
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from werkzeug.wrappers import Response as BaseResponse
 
@@ -64,6 +71,40 @@ LOGIN_PATH = "/login"
 LOGOUT_PATH = "/logout"
 
 
+class UserRole(StrEnum):
+    """What a dashboard user may change (the API's token roles of the same names)."""
+
+    #: manages devices and their broker users, and everything a manager does
+    ADMINISTRATOR = "administrator"
+    #: manages vendors, stalls, products and batches
+    MANAGER = "manager"
+    #: reads every page, changes nothing
+    VIEWER = "viewer"
+
+    def may(self, needed: UserRole) -> bool:
+        order = (UserRole.VIEWER, UserRole.MANAGER, UserRole.ADMINISTRATOR)
+        return order.index(self) >= order.index(needed)
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who is using the dashboard now: their name (for the audit log) and role."""
+
+    name: str
+    role: UserRole
+
+
+#: Without a users file the dashboard listens on loopback only (check_exposure): whoever
+#: reaches it is at the machine, as an administrator would be.
+LOCAL_ACTOR = Actor("local", UserRole.ADMINISTRATOR)
+
+
+def current_actor() -> Actor:
+    """The logged-in user of this request (set by the login check), or :data:`LOCAL_ACTOR`."""
+    actor = g.get("actor")
+    return actor if isinstance(actor, Actor) else LOCAL_ACTOR
+
+
 class UsersFileError(RuntimeError):
     """The users file cannot be read or is invalid; nobody can log in until it is fixed."""
 
@@ -81,6 +122,8 @@ class UserRecord(BaseModel):
     name: Identifier
     scrypt: str = Field(pattern=r"^[0-9]+\$[0-9]+\$[0-9]+\$[0-9a-f]+\$[0-9a-f]+$")
     created: AwareDatetime
+    #: Files from before roles hold managers.
+    role: UserRole = UserRole.MANAGER
 
 
 class UsersFile(BaseModel):
@@ -118,14 +161,18 @@ def read_users_file(path: Path) -> UsersFile:
         raise UsersFileError(str(exc)) from exc
 
 
-def add_user(path: Path, name: str, password: str | None = None) -> str:
+def add_user(
+    path: Path, name: str, password: str | None = None, role: UserRole = UserRole.MANAGER
+) -> str:
     """Add (or replace) ``name`` with ``password``, or a generated one; returns the password."""
     if password is None:
         password = secrets.token_urlsafe(12)
     elif len(password) < MIN_PASSWORD_CHARS:
         raise ValueError(f"a password needs at least {MIN_PASSWORD_CHARS} characters")
     current = read_users_file(path)
-    record = UserRecord(name=name, scrypt=hash_password(password), created=datetime.now(UTC))
+    record = UserRecord(
+        name=name, scrypt=hash_password(password), created=datetime.now(UTC), role=role
+    )
     kept = tuple(user for user in current.users if user.name != name)
     _write_atomically(path, UsersFile(users=(*kept, record)))
     return password
@@ -164,6 +211,10 @@ class Users:
             verify_password(password, _DUMMY_HASH)
             return False
         return verify_password(password, user.scrypt)
+
+    def role(self, name: str) -> UserRole | None:
+        user = self._current().find(name)
+        return None if user is None else user.role
 
     def fingerprint(self, name: str, key: bytes) -> str | None:
         """A keyed digest of ``name``'s current password hash; None once the user is gone."""
@@ -282,7 +333,13 @@ def install_login(
         # The record may have changed since the login (another replica, the CLI): a session
         # outlives neither the user nor the password it was opened with.
         current = users.fingerprint(name, secret)
-        if current is not None and hmac.compare_digest(current, str(session.get("cred", ""))):
+        role = users.role(name)
+        if (
+            current is not None
+            and role is not None
+            and hmac.compare_digest(current, str(session.get("cred", "")))
+        ):
+            g.actor = Actor(name, role)  # a new role holds from the next request on
             return True
         session.clear()
         return False

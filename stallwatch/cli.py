@@ -308,6 +308,13 @@ def _add_dashboard_user(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     add = actions.add_parser("add", help="add a user (or set a new password); prints it once")
     add.add_argument("name")
     add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    add.add_argument(
+        "--role",
+        choices=("administrator", "manager", "viewer"),
+        default="manager",
+        help="administrator: devices too; manager: vendors, stalls, products, batches; "
+        "viewer: reads only (default manager)",
+    )
     listing = actions.add_parser("list", help="user names (never passwords)")
     remove = actions.add_parser("remove", help="delete a user")
     remove.add_argument("name")
@@ -326,14 +333,14 @@ def _run_dashboard_user(args: argparse.Namespace) -> int:
     try:
         if args.action == "add":
             given = sys.stdin.readline().rstrip("\n") if args.password_stdin else None
-            password = auth.add_user(path, args.name, given)
+            password = auth.add_user(path, args.name, given, auth.UserRole(args.role))
             if given is None:
                 print(password)  # alone on stdout, so scripts can capture it
             print(f"stored the scrypt hash of {args.name!r}'s password in {path}", file=sys.stderr)
             return 0
         if args.action == "list":
             for user in auth.read_users_file(path).users:
-                print(f"{user.name}\t{user.created.isoformat()}")
+                print(f"{user.name}\t{user.role.value}\t{user.created.isoformat()}")
             return 0
         if auth.remove_user(path, args.name):
             print(f"removed {args.name!r} from {path}", file=sys.stderr)

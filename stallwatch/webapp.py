@@ -66,7 +66,14 @@ def create_web_app(
     )
     secret = settings.dashboard_session_secret
     dashboard = create_dashboard(
-        DashboardData(registry=registry, store=store, live=live, now=now, outage=outage),
+        DashboardData(
+            registry=registry,
+            store=store,
+            live=live,
+            now=now,
+            outage=outage,
+            management=management,
+        ),
         DashboardOptions(
             url_prefix=DASHBOARD_PATH + "/",
             mounted=True,

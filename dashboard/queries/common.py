@@ -12,6 +12,7 @@ from threading import Lock
 from typing import Any, TypeVar, cast
 
 from dashboard.i18n import Lang
+from marketdb.management import Management
 from marketview.live import UnknownName
 from marketview.live_mqtt import LiveView
 from schemas.registry import Market, Product, Registry, RegistrySource
@@ -44,6 +45,8 @@ class DashboardData:
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
     #: Where store failures are reported; the web app shares the API's.
     outage: OutageLog = field(default_factory=lambda: OutageLog(logging.getLogger("dashboard")))
+    #: The market database's changes (the management page); None with market files.
+    management: Management | None = None
     #: Runs a page's independent store reads at once (``reads.submit(...)``).
     reads: Executor = field(
         default_factory=lambda: ThreadPoolExecutor(

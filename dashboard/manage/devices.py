@@ -1,0 +1,223 @@
+"""The devices tab (administrators): the registered devices, adding one (its broker
+password shown once), disabling or enabling one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dash_bootstrap_components as dbc
+from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
+from pydantic import TypeAdapter, ValidationError
+
+from dashboard.auth import UserRole
+from dashboard.components import grid
+from dashboard.forms import Outcome, blank, changed, field_id, labelled
+from dashboard.i18n import Lang, device_kind_name, t
+from marketdb.devices import DeviceRecord
+from marketdb.management import DeviceAdded, Management
+from schemas.messages import DeviceKind, Identifier
+from schemas.registry import Name
+
+FORM = "device-form"
+GRID = "device-registry-grid"
+ADD = "device-add"
+RESULT = "device-result"
+CHOSEN = "device-chosen"
+DISABLE = "device-disable"
+ENABLE = "device-enable"
+SWITCH_RESULT = "device-switch-result"
+# The limits the API and the market file apply to the same fields.
+_ID: TypeAdapter[str] = TypeAdapter(Identifier)
+_OPTIONAL_ID: TypeAdapter[str | None] = TypeAdapter(Identifier | None)
+_OPTIONAL_NAME: TypeAdapter[str | None] = TypeAdapter(Name | None)
+
+
+def vendor_choices(management: Management, market: str) -> list[dict[str, str]]:
+    """The active vendors a scale or screen may be given to."""
+    return [
+        {"label": f"{v.vendor.id} {v.vendor.name}", "value": v.vendor.id}
+        for v in management.vendors(market)
+        if v.vendor.active
+    ]
+
+
+def layout(management: Management, market: str, lang: Lang) -> html.Div:
+    vendors = vendor_choices(management, market)
+    kinds = [{"label": device_kind_name(k.value, lang), "value": k.value} for k in DeviceKind]
+    controls: dict[str, Any] = {
+        "id": dbc.Input(type="text"),
+        "kind": dcc.Dropdown(options=kinds, value=DeviceKind.SCALE.value, clearable=False),
+        "vendor": dcc.Dropdown(options=vendors),
+        "name": dbc.Input(type="text"),
+    }
+    fields = []
+    for name, control in controls.items():
+        control.id = field_id(FORM, name)
+        fields.append(labelled(FORM, name, t(f"device.{name}", lang), control, width=3))
+    columns = [
+        {"field": "id", "headerName": t("device.id", lang)},
+        {"field": "kind", "headerName": t("device.kind", lang)},
+        {"field": "owner", "headerName": t("device.vendor", lang)},
+        {"field": "enabled", "headerName": t("device.enabled", lang)},
+    ]
+    devices = management.devices(market)
+    return html.Div(
+        [
+            grid(GRID, columns, lang=lang, row_id="id", height="280px", rows=_rows(devices, lang)),
+            html.H6(t("device.add", lang), className="mt-3"),
+            dbc.Row(fields),
+            dbc.Button(t("device.add", lang), id=ADD, color="primary"),
+            html.Div(id=RESULT),
+            dbc.Row(
+                [
+                    dbc.Col(
+                        [
+                            dbc.Label(t("device.id", lang), html_for=CHOSEN, className="small"),
+                            dcc.Dropdown(id=CHOSEN, options=_device_choices(devices)),
+                        ],
+                        md=4,
+                    ),
+                    dbc.Col(
+                        [
+                            dbc.Button(
+                                t("device.disable", lang), id=DISABLE, color="outline-danger"
+                            ),
+                            dbc.Button(
+                                t("device.enable", lang),
+                                id=ENABLE,
+                                color="outline-success",
+                                className="ms-2",
+                            ),
+                        ],
+                        md=8,
+                    ),
+                ],
+                className="mt-4 align-items-end",
+            ),
+            html.Div(id=SWITCH_RESULT),
+        ]
+    )
+
+
+def _device_choices(devices: list[DeviceRecord]) -> list[dict[str, str]]:
+    return [{"label": f"{d.id} ({d.vendor or d.name or ''})", "value": d.id} for d in devices]
+
+
+def _rows(devices: list[DeviceRecord], lang: Lang) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": d.id,
+            "kind": device_kind_name(d.kind.value, lang),
+            "owner": d.vendor or d.name or "",
+            "enabled": "✓" if d.enabled else "✗",
+        }
+        for d in devices
+    ]
+
+
+def register_callbacks(app: Dash, management: Management) -> None:
+    @app.callback(
+        Output(RESULT, "children"),
+        Output(GRID, "rowData", allow_duplicate=True),
+        Output(CHOSEN, "options"),
+        Input(ADD, "n_clicks"),
+        State(field_id(FORM, "id"), "value"),
+        State(field_id(FORM, "kind"), "value"),
+        State(field_id(FORM, "vendor"), "value"),
+        State(field_id(FORM, "name"), "value"),
+        State("market", "value"),
+        State("lang", "data"),
+        prevent_initial_call=True,
+    )
+    def add(
+        _clicks: int,
+        device_id: str | None,
+        kind: str,
+        vendor: str | None,
+        name: str | None,
+        market: str,
+        lang_value: str | None,
+    ) -> tuple[Any, ...]:
+        lang = Lang.of(lang_value)
+        added = _add(management, market, lang, blank(device_id), kind, blank(vendor), blank(name))
+        if isinstance(added, Outcome):
+            return added.alert(RESULT + "-alert"), no_update, no_update
+        if added.password is None:
+            text = t("device.added_no_broker", lang).format(device=added.device.id)
+        else:
+            text = t("device.added", lang).format(device=added.device.id, password=added.password)
+        shown = dbc.Alert(text, color="success", id=RESULT + "-alert", className="mt-2")
+        registered = management.devices(market)
+        return shown, _rows(registered, lang), _device_choices(registered)
+
+    @app.callback(
+        Output(SWITCH_RESULT, "children"),
+        Output(GRID, "rowData", allow_duplicate=True),
+        Input(DISABLE, "n_clicks"),
+        Input(ENABLE, "n_clicks"),
+        State(CHOSEN, "value"),
+        State("market", "value"),
+        State("lang", "data"),
+        prevent_initial_call=True,
+    )
+    def switch(
+        _disable: int | None,
+        _enable: int | None,
+        device_id: str | None,
+        market: str,
+        lang_value: str | None,
+    ) -> tuple[Any, ...]:
+        lang = Lang.of(lang_value)
+        if not device_id:
+            return Outcome(t("form.nothing_selected", lang), "warning").alert(
+                SWITCH_RESULT + "-alert"
+            ), no_update
+        enabled = ctx.triggered_id == ENABLE
+
+        def change(actor_name: str) -> DeviceRecord:
+            version = management.device(market, device_id).version
+            return management.set_device_enabled(
+                market, device_id, enabled, if_version=version, actor=actor_name
+            )
+
+        done = changed(lang, UserRole.ADMINISTRATOR, lambda actor: change(actor.name))
+        if isinstance(done, Outcome):
+            return done.alert(SWITCH_RESULT + "-alert"), no_update
+        verb = "device.enable" if enabled else "device.disable"
+        ok = Outcome(f"{t(verb, lang)}: {done.id}", "success")
+        return ok.alert(SWITCH_RESULT + "-alert"), _rows(management.devices(market), lang)
+
+
+def _add(
+    management: Management,
+    market: str,
+    lang: Lang,
+    device_id: object,
+    kind: str,
+    vendor: object,
+    name: object,
+) -> DeviceAdded | Outcome:
+    errors = {}
+    for field, value, adapter in (
+        ("id", device_id, _ID),
+        ("name", name, _OPTIONAL_NAME),
+        ("vendor", vendor, _OPTIONAL_ID),
+    ):
+        try:
+            adapter.validate_python(value)
+        except ValidationError as exc:
+            errors[field] = str(exc.errors()[0]["msg"])
+    if errors:
+        return Outcome(next(iter(errors.values())), "danger", errors)
+    return changed(
+        lang,
+        UserRole.ADMINISTRATOR,
+        lambda actor: management.add_device(
+            market,
+            str(device_id),
+            DeviceKind(kind),
+            vendor=None if vendor is None else str(vendor),
+            name=None if name is None else str(name),
+            actor=actor.name,
+        ),
+    )

@@ -1,0 +1,237 @@
+"""Managing the market in the dashboard, in headless Chromium over the real stack with the
+market database: a vendor, a stall, a product and a scale added in forms; an error shown
+next to its field; a stale edit refused; a viewer refused; the audit log naming who.
+Screenshots go to docs/screenshots/ (see conftest)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from playwright.sync_api import Browser, Locator, Page, expect
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.server import ServerThread
+from dashboard.auth import UserRole, add_user
+from dashboard.manage import devices, vendors
+from marketdb.database import open_database, session_factory
+from marketdb.follow import RegistryFollower
+from marketdb.management import Management
+from marketdb.marketfile import import_market
+from marketview.live_mqtt import LiveView
+from schemas.registry import Market
+from simulators.history import generate_history
+from stallwatch.localservices import Mosquitto, mosquitto
+from stallwatch.options import live_mqtt_options
+from stallwatch.settings import Settings
+from stallwatch.webapp import DASHBOARD_PATH, create_web_app
+from storage.sqlite import SQLiteStore
+from tests.dashboard.conftest import page_errors, screenshot
+from tests.ingest.helpers import wait_until
+
+LOAD_MS = 15_000
+
+
+@dataclass(frozen=True)
+class Managed:
+    url: str
+    market: Market
+    management: Management
+    follower: RegistryFollower
+    passwords: dict[str, str]
+
+    @property
+    def dashboard(self) -> str:
+        return self.url + DASHBOARD_PATH + "/"
+
+
+@pytest.fixture(scope="module")
+def managed(
+    tmp_path_factory: pytest.TempPathFactory, example_market: Market
+) -> Iterator[Managed]:
+    tmp = tmp_path_factory.mktemp("managed")
+    store = SQLiteStore(tmp / "store.db")
+    today = datetime.now(UTC).astimezone(example_market.tz).date()
+    generate_history(
+        example_market,
+        store,
+        start_date=today - timedelta(days=1),
+        days=2,
+        seed=5,
+        until=datetime.now(UTC),
+    )
+    engine = open_database(f"sqlite:///{tmp / 'market.db'}")
+    sessions: sessionmaker[Session] = session_factory(engine)
+    with sessions() as session, session.begin():
+        import_market(session, example_market.spec)
+    users = tmp / "users.json"
+    passwords = {
+        "admin": add_user(users, "admin", role=UserRole.ADMINISTRATOR),
+        "looker": add_user(users, "looker", role=UserRole.VIEWER),
+    }
+    broker = mosquitto(tmp / "mosquitto", persistence=False)
+    server_of_broker = broker.__enter__()
+    assert isinstance(server_of_broker, Mosquitto)
+    settings = Settings(
+        markets=(),
+        mqtt_url=server_of_broker.url,
+        sqlite_path=tmp / "store.db",
+        spool_dir=tmp / "spool",
+        dashboard_users_file=users,
+    )
+    follower = RegistryFollower(sessions, poll_s=0.1)
+    live = LiveView(follower, store, live_mqtt_options(settings))
+    live.start()
+    management = Management(sessions)
+    app = create_web_app(
+        settings=settings, registry=follower, store=store, live=live, management=management
+    )
+    try:
+        with ServerThread(app) as server:
+            yield Managed(server.url, example_market, management, follower, passwords)
+    finally:
+        live.stop()
+        store.close()
+        engine.dispose()
+        broker.__exit__(None, None, None)
+
+
+def logged_in(browser: Browser, managed: Managed, user: str) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1400, "height": 1100}, locale="zh-CN")
+    page = context.new_page()
+    errors = page_errors(page)
+    page.goto(managed.dashboard)
+    page.fill("#username", user)
+    page.fill("#password", managed.passwords[user])
+    page.click("#login-submit")
+    page.wait_for_url(managed.dashboard)
+    yield page
+    context.close()
+    assert errors == [], f"JavaScript errors or policy violations on the page: {errors}"
+
+
+@pytest.fixture
+def admin(browser: Browser, managed: Managed) -> Iterator[Page]:
+    yield from logged_in(browser, managed, "admin")
+
+
+@pytest.fixture
+def viewer(browser: Browser, managed: Managed) -> Iterator[Page]:
+    yield from logged_in(browser, managed, "looker")
+
+
+def field(page: Page, form: str, name: str) -> Locator:
+    return page.locator(f'[id=\'{{"field":"{name}","type":"{form}"}}\']')
+
+
+def feedback(page: Page, form: str, name: str) -> Locator:
+    return page.locator(f'[id=\'{{"field":"{name}","type":"{form}-feedback"}}\']')
+
+
+def choose(page: Page, dropdown: Locator, text: str) -> None:
+    """Open a dropdown and pick the option whose label contains ``text``."""
+    dropdown.click()
+    page.get_by_role("option").filter(has_text=text).first.click()
+
+
+def open_manage(page: Page, managed: Managed, tab: str) -> None:
+    page.goto(managed.dashboard + "manage")
+    page.locator(f"#tab-{tab}, a[data-rb-event-key='{tab}']").first.wait_for(timeout=LOAD_MS)
+    page.get_by_role("tab", name=TAB_NAMES[tab]).click()
+
+
+TAB_NAMES = {"vendors": "商户", "stalls": "摊位", "products": "商品", "devices": "设备"}
+
+
+def test_a_manager_adds_a_stall_a_product_a_vendor_and_a_scale(
+    admin: Page, managed: Managed
+) -> None:
+    open_manage(admin, managed, "stalls")
+    field(admin, "stall-form", "id").fill("Z01")
+    field(admin, "stall-form", "zone").fill("新区")
+    field(admin, "stall-form", "row").fill("40")
+    field(admin, "stall-form", "col").fill("1")
+    admin.click("#stall-save")
+    expect(admin.locator("#stall-result")).to_contain_text("已保存：Z01", timeout=LOAD_MS)
+
+    admin.get_by_role("tab", name="商品").click()
+    field(admin, "product-form", "plu").fill("9901")
+    field(admin, "product-form", "name_zh").fill("山药")
+    field(admin, "product-form", "name_en").fill("Yam")
+    choose(admin, field(admin, "product-form", "category"), "蔬菜")
+    admin.click("#product-save")
+    expect(admin.locator("#product-result")).to_contain_text("已保存：9901", timeout=LOAD_MS)
+
+    admin.get_by_role("tab", name="商户").click()
+    for name, value in {"id": "V-NEW", "name": "新来的菜摊", "stall": "Z01"}.items():
+        field(admin, vendors.FORM, name).fill(value)
+    field(admin, vendors.FORM, "health_certificates").fill("李四, JK-2026-0099, 2027-05-31")
+    admin.click(f"#{vendors.SAVE}")
+    expect(admin.locator(f"#{vendors.RESULT}")).to_contain_text("已保存：V-NEW", timeout=LOAD_MS)
+    screenshot(admin, "manage-vendor")
+
+    admin.get_by_role("tab", name="设备").click()
+    field(admin, devices.FORM, "id").fill("S-NEW-1")
+    choose(admin, field(admin, devices.FORM, "vendor"), "V-NEW")
+    admin.click(f"#{devices.ADD}")
+    expect(admin.locator(f"#{devices.RESULT}")).to_contain_text("S-NEW-1", timeout=LOAD_MS)
+    assert managed.management.device(managed.market.id, "S-NEW-1").vendor == "V-NEW"
+    screenshot(admin, "manage-devices")
+
+    wait_until(
+        lambda: managed.follower.current().device(managed.market.id, "S-NEW-1") is not None,
+        timeout=5,
+        what="the new scale in the registry ingest and the live view follow",
+    )
+    admin.goto(managed.dashboard + "audit")
+    rows = admin.locator("#audit-grid .ag-center-cols-container .ag-row")
+    expect(rows.first).to_contain_text("admin", timeout=LOAD_MS)
+    expect(admin.locator("#audit-grid")).to_contain_text("S-NEW-1")
+    screenshot(admin, "audit")
+
+
+def test_a_refused_vendor_shows_the_error_next_to_its_field_and_saves_nothing(
+    admin: Page, managed: Managed
+) -> None:
+    taken = managed.market.spec.vendors[0]
+    open_manage(admin, managed, "vendors")
+    for name, value in {"id": "V-CLASH", "name": "抢摊位的", "stall": taken.stall}.items():
+        field(admin, vendors.FORM, name).fill(value)
+    admin.click(f"#{vendors.SAVE}")
+    expect(feedback(admin, vendors.FORM, "stall")).to_contain_text(taken.stall, timeout=LOAD_MS)
+    expect(field(admin, vendors.FORM, "stall")).to_have_class(re.compile(r"\bis-invalid\b"))
+    field(admin, vendors.FORM, "food_licence_no").fill("bad licence!")
+    admin.click(f"#{vendors.SAVE}")
+    expect(feedback(admin, vendors.FORM, "food_licence_no")).not_to_be_empty(timeout=LOAD_MS)
+    screenshot(admin, "manage-vendor-error")
+    assert all(v.vendor.id != "V-CLASH" for v in managed.management.vendors(managed.market.id))
+
+
+def test_a_stale_edit_is_refused_with_a_message(admin: Page, managed: Managed) -> None:
+    market = managed.market.id
+    target = managed.market.spec.vendors[1]
+    open_manage(admin, managed, "vendors")
+    choose(admin, admin.locator(f"#{vendors.SELECT}"), target.id)
+    expect(field(admin, vendors.FORM, "name")).to_have_value(target.name, timeout=LOAD_MS)
+
+    # Another manager renames the vendor meanwhile.
+    current = managed.management.vendor(market, target.id)
+    renamed = current.vendor.model_copy(update={"name": target.name + "（新）"})
+    managed.management.update_vendor(market, renamed, if_version=current.version, actor="other")
+
+    field(admin, vendors.FORM, "contact").fill("0527-0000000")
+    admin.click(f"#{vendors.SAVE}")
+    expect(admin.locator(f"#{vendors.RESULT}")).to_contain_text("其他人已修改", timeout=LOAD_MS)
+    assert managed.management.vendor(market, target.id).vendor.contact != "0527-0000000"
+
+
+def test_a_viewer_sees_the_forms_but_may_not_save(viewer: Page, managed: Managed) -> None:
+    open_manage(viewer, managed, "vendors")
+    for name, value in {"id": "V-VIEW", "name": "看看", "stall": "Z99"}.items():
+        field(viewer, vendors.FORM, name).fill(value)
+    viewer.click(f"#{vendors.SAVE}")
+    expect(viewer.locator(f"#{vendors.RESULT}")).to_contain_text("无权", timeout=LOAD_MS)
+    assert all(v.vendor.id != "V-VIEW" for v in managed.management.vendors(managed.market.id))
