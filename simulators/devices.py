@@ -313,6 +313,10 @@ class DeviceHub:
         self.links: list[Link] = []
         self._link_of: dict[str, Link] = {}
         self._last_maintenance = 0.0
+        #: a connection per device (else devices share a few, see build_hub)
+        self.per_device = True
+        #: per device: its id is its user name
+        self.device_credentials = False
 
     def add_link(
         self,
@@ -332,6 +336,21 @@ class DeviceHub:
             self._link_of[device] = link
         self.links.append(link)
         return link
+
+    def add_device(self, device: str, passwords: Mapping[str, str] | None = None) -> None:
+        """A device that joined while the hub runs: its own connection when the hub has one
+        per device, else it shares the first connection. Known devices are left alone."""
+        if device in self._link_of:
+            return
+        if self.per_device or not self.links:
+            self.add_link(device, [device], **self._credentials(device, passwords))
+        else:
+            self._link_of[device] = self.links[0]
+
+    def _credentials(self, device: str, passwords: Mapping[str, str] | None) -> dict[str, Any]:
+        if self.device_credentials:
+            return {"username": device, "password": (passwords or {}).get(device)}
+        return {"username": self.broker.username, "password": self.broker.password}
 
     def link_of(self, device: str) -> Link:
         return self._link_of[device]
@@ -471,8 +490,10 @@ def build_hub(
     connections use the broker URL's user name and password, if any.
     """
     hub = DeviceHub(broker, options)
+    hub.per_device = mode is ConnectionMode.PER_DEVICE
     if mode is ConnectionMode.PER_DEVICE:
         with_credentials = authenticate or passwords is not None
+        hub.device_credentials = with_credentials
         for device in devices:
             hub.add_link(
                 device.id,

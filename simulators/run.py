@@ -27,7 +27,7 @@ from datetime import date as Date
 from datetime import datetime
 
 from schemas.messages import DeviceKind, ScaleStatus
-from schemas.registry import Market
+from schemas.registry import Market, RegistrySource
 from schemas.topics import topic_for
 from simulators.clock import Clock, Pacer, WallClock
 from simulators.config import DayConfig
@@ -43,6 +43,7 @@ from simulators.devices import (
     build_hub,
 )
 from simulators.events import DayEvent, MarketHours, epoch_ms, msg_id_base
+from simulators.joining import RegistryWatch, devices_of
 
 log = logging.getLogger(__name__)
 
@@ -172,14 +173,20 @@ def run_markets(
     progress_every_s: float = 10.0,
     on_connected: Callable[[DeviceHub], None] | None = None,
     on_playing: Callable[[Pacer], None] | None = None,
+    follow: RegistrySource | None = None,
 ) -> RunSummary:
     """Publish the day of every market in ``markets`` together, in time order.
 
     ``on_playing`` gets the pacer once the day starts, so a caller can tell the simulated time.
+    With ``follow``, the devices follow that registry while the day plays
+    (``simulators.joining``): a vendor who joins starts selling, a device disabled falls
+    silent.
     """
     days = [MarketDay(market, date, seed=seed, config=config) for market in markets]
     device_times = {day.market.id: _DeviceTime(day.market, day.hours) for day in days}
-    hub = _fleet(days, broker_url, device_times, devices or DeviceSettings())
+    settings = devices or DeviceSettings()
+    hub = _fleet(days, broker_url, device_times, settings)
+    watch = None if follow is None else RegistryWatch.of(follow, days, date, seed, config)
     summary = RunSummary(date)
     started = time.monotonic()
     with hub:
@@ -187,7 +194,9 @@ def run_markets(
             log.warning("not every device connected within %ss; the rest buffer", connect_timeout_s)
         if on_connected is not None:
             on_connected(hub)
-        player = _Player(hub, device_times, summary, clock or WallClock(), progress_every_s)
+        player = _Player(
+            hub, device_times, summary, clock or WallClock(), progress_every_s, watch, settings
+        )
         player.play(days, speed, catch_up_to, on_playing)
         if not hub.drain(drain_timeout_s):
             unacked = hub.stats().unacknowledged
@@ -248,6 +257,8 @@ class _Player:
         summary: RunSummary,
         clock: Clock,
         progress_every_s: float,
+        watch: RegistryWatch | None = None,
+        settings: DeviceSettings | None = None,
     ) -> None:
         self._hub = hub
         self._device_times = device_times
@@ -255,6 +266,9 @@ class _Player:
         self._clock = clock
         self._progress_every = progress_every_s
         self._next_progress = time.monotonic() + progress_every_s
+        self._watch = watch
+        self._settings = settings or DeviceSettings()
+        self._joins = 0
 
     def play(
         self,
@@ -263,24 +277,46 @@ class _Player:
         catch_up_to: datetime | None,
         on_playing: Callable[[Pacer], None] | None = None,
     ) -> None:
-        events = _merged(days)
-        first = next(events, None)
+        queue = _EventQueue()
+        for day in days:
+            queue.add(day.market.id, day.events())
+        first = queue.peek()
         if first is None:
             return
-        anchor = first[1].at_ms if catch_up_to is None else epoch_ms(catch_up_to)
+        anchor = first.at_ms if catch_up_to is None else epoch_ms(catch_up_to)
         pacer = Pacer.start(self._clock, speed, anchor)
         for device_time in self._device_times.values():
             device_time.pacer = pacer
         if on_playing is not None:
             on_playing(pacer)
-        for count, (market, event) in enumerate(itertools.chain([first], events), 1):
+        count = 0
+        while (item := queue.pop()) is not None:
+            market, event = item
             pacer.wait_for(event.at_ms, self._hub.pump)
+            if self._watch is not None:
+                self._follow(self._watch, queue, pacer.market_ms())
+                if not self._watch.may_publish(market, event.device):
+                    continue  # disabled, or its vendor left: a device switched off
             self._device_times[market].saw(event)
             self._hub.publish(event.device, event.topic, event.payload())
             self._summary.record(market, event)
+            count += 1
             if count % _PUMP_EVERY == 0:
                 self._keep_up(event)
         self._log_progress("end")
+
+    def _follow(self, watch: RegistryWatch, queue: _EventQueue, now_ms: int) -> None:
+        """Add the days of vendors who joined: from now on, and their batches at once."""
+        for market, day in watch.changes().joined.items():
+            self._joins += 1
+            for _, device in devices_of({market: day}):
+                self._hub.add_device(device, self._settings.passwords)
+            queue.add(market, _joining(day, now_ms, self._joins))
+            log.info(
+                "%s: %s joined; their devices start now",
+                market,
+                ", ".join(v.id for v in day.market.active_vendors),
+            )
 
     def _keep_up(self, event: DayEvent) -> None:
         hub = self._hub
@@ -307,19 +343,54 @@ class _Player:
         )
 
 
-def _merged(days: Sequence[MarketDay]) -> Iterator[tuple[str, DayEvent]]:
-    return heapq.merge(*(_tagged(day) for day in days), key=_merge_key)
+#: Message ids of a day's joiners on devices the day already plays (the intake desks):
+#: a block of their own above the day's, so no id is used twice by one device.
+_JOINER_IDS = 500_000
+_JOINER_BLOCK = 10_000
 
 
-def _tagged(day: MarketDay) -> Iterator[tuple[str, DayEvent]]:
-    market = day.market.id
+def _joining(day: MarketDay, now_ms: int, join: int) -> Iterator[DayEvent]:
+    """A joiner's day from ``now_ms`` on; their batches taken in earlier are registered at
+    once (the desk enters them as the vendor arrives), and the desk's ids renumbered."""
+    own = {d for v in day.market.active_vendors for d in (*v.scales, *v.screens)}
+    offset = _JOINER_IDS + join * _JOINER_BLOCK
     for event in day.events():
-        yield market, event
+        if event.device in own:
+            if event.at_ms >= now_ms:
+                yield event
+            continue
+        renumbered = event.message.model_copy(update={"msg_id": event.message.msg_id + offset})
+        at_ms = max(event.at_ms, now_ms)
+        yield DayEvent(at_ms, event.device, event.topic, renumbered)
 
 
-def _merge_key(item: tuple[str, DayEvent]) -> tuple[int, str, str, int]:
-    market, event = item
-    return (event.at_ms, market, event.device, event.message.msg_id)
+class _EventQueue:
+    """Events of several streams in time order; streams may be added while it is read."""
+
+    def __init__(self) -> None:
+        self._heap: list[
+            tuple[tuple[int, str, str, int], int, str, DayEvent, Iterator[DayEvent]]
+        ] = []
+        self._order = itertools.count()
+
+    def add(self, market: str, stream: Iterator[DayEvent]) -> None:
+        self._push(market, stream)
+
+    def _push(self, market: str, stream: Iterator[DayEvent]) -> None:
+        event = next(stream, None)
+        if event is not None:
+            key = (event.at_ms, market, event.device, event.message.msg_id)
+            heapq.heappush(self._heap, (key, next(self._order), market, event, stream))
+
+    def peek(self) -> DayEvent | None:
+        return self._heap[0][3] if self._heap else None
+
+    def pop(self) -> tuple[str, DayEvent] | None:
+        if not self._heap:
+            return None
+        _, _, market, event, stream = heapq.heappop(self._heap)
+        self._push(market, stream)
+        return market, event
 
 
 def parse_speed(text: str) -> float:

@@ -1,6 +1,9 @@
 """``stallwatch demo``: the whole data path on one machine with nothing installed.
 
-1. a fresh SQLite store in ``var/demo/`` with a week of fast-forwarded history;
+1. a fresh SQLite store in ``var/demo/`` with a week of fast-forwarded history, and a
+   market database (``var/demo/market.db``) seeded from the market files, which ingest,
+   the web app and the simulated devices all follow: a vendor, stall or scale added on
+   the dashboard's management page starts selling without a restart;
 2. an embedded MQTT broker (amqtt), unless ``--broker`` names one;
 3. ingest, exactly as ``stallwatch ingest`` runs it (spool, acks, validation);
 4. the HTTP API and the dashboard (``stallwatch serve``) with a generated manager token and
@@ -34,13 +37,13 @@ import httpx
 from ingest.mqtt import MqttOptions, persistent_session
 from ingest.service import IngestService
 from mqttedge import EdgeOptions
-from schemas.registry import Market, Registry
+from schemas.registry import Market, Registry, RegistrySource
 from simulators.clock import Pacer
 from simulators.events import from_epoch_ms
 from simulators.history import generate_history
 from simulators.run import run_markets
 from stallwatch.embedded_broker import EmbeddedBroker
-from stallwatch.options import limits, live_mqtt_options
+from stallwatch.options import limits, live_mqtt_options, registry_source
 from stallwatch.settings import Settings
 from storage.base import Store
 from storage.sqlite import SQLiteStore
@@ -94,20 +97,23 @@ def _run_everything(
 ) -> None:
     first = next(iter(registry))
     clock = SimulatedClock(datetime.combine(today, first.spec.market.opens, first.tz))
+    database = _seed_market_database(registry, workdir)
     with SQLiteStore(workdir / "stallwatch.db") as store:
         _fast_forward(registry, store, today, args.history_days, args.seed)
         _write_examples(first, store, workdir, today - timedelta(days=1))
+        settings = settings.model_copy(update={"markets": (), "market_database": database})
+        following = registry_source(settings)
         broker = None if args.broker else EmbeddedBroker()
         if broker is not None:
             broker.start()
             print(f"embedded MQTT broker (amqtt, MQTT 3.1.1) on {broker.url}")
         url = args.broker or (broker.url if broker else "")
         try:
-            service = _start_ingest(url, registry, store, workdir, settings, v5=broker is None)
+            service = _start_ingest(url, following, store, workdir, settings, v5=broker is None)
             with _serve_api(
-                url, registry, store, workdir, settings, args.api_port, clock, v5=broker is None
+                url, following, store, workdir, settings, args.api_port, clock, v5=broker is None
             ):
-                _play_today(registry, url, today, args, service, store, clock)
+                _play_today(registry, following, url, today, args, service, store, clock)
                 if not args.exit_when_done:
                     _serve_until_interrupted()
         finally:
@@ -140,6 +146,22 @@ class SimulatedClock:
         if pacer is None:
             return self._stopped_at
         return from_epoch_ms(pacer.market_ms(), self._tz)
+
+
+def _seed_market_database(registry: Registry, workdir: Path) -> str:
+    """The demo's market database, seeded from its market files (as ``stallwatch market
+    import`` does); returns its URL."""
+    from marketdb.database import open_database, session_factory
+    from marketdb.marketfile import import_market
+
+    url = f"sqlite:///{workdir / 'market.db'}"
+    engine = open_database(url)
+    with session_factory(engine)() as session, session.begin():
+        for market in registry:
+            import_market(session, market.spec, actor="demo")
+    engine.dispose()
+    print(f"market database {workdir / 'market.db'}: {', '.join(registry.markets)} imported")
+    return url
 
 
 def _fresh(workdir: Path) -> Path:
@@ -189,7 +211,13 @@ def _write_examples(market: Market, store: Store, workdir: Path, day: date) -> N
 
 
 def _start_ingest(
-    url: str, registry: Registry, store: Store, workdir: Path, settings: Settings, *, v5: bool
+    url: str,
+    registry: RegistrySource,
+    store: Store,
+    workdir: Path,
+    settings: Settings,
+    *,
+    v5: bool,
 ) -> IngestService:
     host_port = url.removeprefix("mqtt://").removeprefix("tcp://")
     host, _, port = host_port.partition(":")
@@ -213,7 +241,7 @@ def _start_ingest(
 @contextlib.contextmanager
 def _serve_api(
     url: str,
-    registry: Registry,
+    registry: RegistrySource,
     store: Store,
     workdir: Path,
     settings: Settings,
@@ -224,14 +252,15 @@ def _serve_api(
 ) -> Iterator[None]:
     from api.security import Role, create_token
     from api.server import ServerThread
-    from dashboard.auth import add_user
+    from dashboard.auth import UserRole, add_user
     from marketview.live_mqtt import LiveView
-    from stallwatch.webapp import DASHBOARD_PATH, create_web_app
+    from stallwatch.webapp import DASHBOARD_PATH, create_web_app, open_management
 
     tokens = workdir / "api-tokens.json"
-    token, _ = create_token(tokens, Role.MANAGER, name="demo")
+    token, _ = create_token(tokens, Role.ADMINISTRATOR, name="demo")
     users = workdir / "dashboard-users.json"
-    password = add_user(users, "manager")
+    # The demo's manager may add scales too: an administrator in the roles' terms.
+    password = add_user(users, "manager", role=UserRole.ADMINISTRATOR)
     api_settings = settings.model_copy(
         update={"api_tokens_file": tokens, "dashboard_users_file": users, "mqtt_url": url}
     )
@@ -240,18 +269,29 @@ def _serve_api(
         registry, store, replace(mqtt, protocol="5" if v5 else "3.1.1"), limits=limits(settings)
     )
     live.start()
-    app = create_web_app(
-        settings=api_settings, registry=registry, store=store, live=live, now=clock
-    )
     try:
-        with ServerThread(app, port=port) as server:
-            market = next(iter(registry)).id
+        with (
+            open_management(api_settings, store, now=clock) as management,
+            ServerThread(
+                create_web_app(
+                    settings=api_settings,
+                    registry=registry,
+                    store=store,
+                    live=live,
+                    now=clock,
+                    management=management,
+                ),
+                port=port,
+            ) as server,
+        ):
+            market = next(iter(registry.current())).id
             print(
                 f"dashboard on {server.url}{DASHBOARD_PATH}/  (user manager, password {password})"
+                f"; add a vendor, a stall and a scale at {server.url}{DASHBOARD_PATH}/manage"
             )
             print(f"HTTP API on {server.url}  (OpenAPI: {server.url}/docs)")
             print(f"  price board:   curl {server.url}/api/v1/markets/{market}/prices")
-            print(f"  manager token (shown once): {token}")
+            print(f"  administrator token (shown once): {token}")
             print(
                 f"  sales today:   curl -H 'Authorization: Bearer {token}' "
                 f"{server.url}/api/v1/markets/{market}/sales"
@@ -287,6 +327,7 @@ def _show_dashboard(url: str, user: str, password: str) -> None:
 
 def _play_today(
     registry: Registry,
+    following: RegistrySource,
     url: str,
     today: date,
     args: argparse.Namespace,
@@ -306,6 +347,7 @@ def _play_today(
             date=today,
             progress_every_s=3600.0,
             on_playing=clock.playing,
+            follow=following,
         )
         if summary.last_ts is not None:
             clock.stop(summary.last_ts)

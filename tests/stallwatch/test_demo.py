@@ -12,9 +12,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import httpx
 import pytest
 
 from storage.sqlite import SQLiteStore
+from tests.ingest.helpers import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 #: Runs the README's examples strictly: the first failing command or HTTP status >= 400 stops it.
@@ -62,7 +64,7 @@ def test_demo_flows_sales_footfall_and_prices_into_the_embedded_store(tmp_path: 
     assert re.search(r"[1-9][\d,]* sales, turnover ¥[\d,]+\.\d\d, [1-9][\d,]* visitors in", final)
     assert re.search(r"current prices, e\.g\. \S+ ¥\d+\.\d\d/斤", final)
     assert re.search(r"HTTP API on http://127\.0\.0\.1:\d+", out)
-    assert re.search(r"manager token \(shown once\): \S{20,}", out)
+    assert re.search(r"administrator token \(shown once\): \S{20,}", out)
     assert re.search(r"/prices: HTTP 200, [1-9]\d* products on the price board", out)
     assert re.search(
         r"dashboard on http://127\.0\.0\.1:\d+/dashboard/ +\(user manager, password \S{12,}\)", out
@@ -124,6 +126,33 @@ def test_one_ctrl_c_during_the_simulated_day_stops_the_demo(
     assert proc.returncode == 0, rest
     assert "stopped." in rest
     assert "keep serving" not in rest
+
+
+def test_a_vendor_stall_and_scale_added_while_the_demo_plays_start_selling(
+    tmp_path: Path, demo_process: list[subprocess.Popen[str]]
+) -> None:
+    """The market database followed end to end: added over the API (the dashboard's forms
+    make the same calls), the new scale's simulated sales reach the store, no restart."""
+    proc = start_demo(tmp_path / "demo", "--speed", "300", "--history-days", "0")
+    demo_process.append(proc)
+    out = read_until(proc, "administrator token")
+    url = re.search(r"HTTP API on (http://127\.0\.0\.1:\d+)", out).group(1)  # type: ignore[union-attr]
+    token = re.search(r"administrator token \(shown once\): (\S+)", out).group(1)  # type: ignore[union-attr]
+    read_until(proc, "simulating ")
+    market = f"{url}/api/v1/markets/nanmen"
+    with httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=30) as api:
+        plu = api.get(f"{market}/products").json()[0]["product"]["plu"]
+        assert api.post(f"{market}/stalls", json={"id": "Z01", "row": 40, "col": 1}).is_success
+        vendor = {"id": "V-NEW", "name": "新来的菜摊", "stall": "Z01", "products": [plu]}
+        assert api.post(f"{market}/vendors", json=vendor).is_success
+        scale = {"id": "S-NEW", "kind": "scales", "vendor": "V-NEW"}
+        assert api.post(f"{market}/registry/devices", json=scale).status_code == 201
+
+        def new_vendor_sold() -> bool:
+            per_vendor = api.get(f"{market}/sales").json()["per_vendor"]
+            return any(row["vendor"] == "V-NEW" and row["transactions"] > 0 for row in per_vendor)
+
+        wait_until(new_vendor_sold, timeout=60, what="the new scale's sales in the store")
 
 
 def readme_examples() -> str:
