@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from schemas.credentials import CredentialsFile
-from schemas.registry import Market, RegistryError, load_market
+from schemas.registry import Market, RegistryError, RegistrySource, load_market
 from simulators.devices import ConnectionMode, LinkOptions, read_password_file
 from simulators.history import HistorySummary, ReadingSink, generate_history
 from simulators.load import publish_load
@@ -157,16 +157,28 @@ def _market_parser(modes: Any) -> None:
 
 
 # -- running ----------------------------------------------------------------------------
-def run(args: argparse.Namespace, *, default_markets: Sequence[Path] = ()) -> int:
+def run(
+    args: argparse.Namespace,
+    *,
+    default_markets: Sequence[Path] = (),
+    follow: RegistrySource | None = None,
+) -> int:
     """Run the parsed ``simulate`` command; returns the exit status.
 
     ``default_markets`` (e.g. the deployment's configured market files) are used
-    when no ``--market`` is given.
+    when no ``--market`` is given; failing those, the markets of ``follow`` (the
+    market database), which a live run then follows (``simulators.joining``).
     """
     try:
-        markets = _markets(args, default_markets)
+        named = getattr(args, "markets", None) or default_markets
+        if not named and follow is not None:
+            markets = list(follow.current())
+        else:
+            markets = _markets(args, default_markets)
+            follow = None
+        if args.simulate_mode is None:
+            return _run_live(args, markets, follow)
         handler = {
-            None: _run_live,
             "history": _run_history,
             "load": _run_load,
             "market": _run_market,
@@ -184,7 +196,9 @@ def _markets(args: argparse.Namespace, default: Sequence[Path]) -> list[Market]:
     return [load_market(path) for path in paths]
 
 
-def _run_live(args: argparse.Namespace, markets: list[Market]) -> int:
+def _run_live(
+    args: argparse.Namespace, markets: list[Market], follow: RegistrySource | None = None
+) -> int:
     tz = markets[0].tz
     today = datetime.now(tz).date()
     day = args.date or (today if args.speed == 1 else today - timedelta(days=1))
@@ -207,6 +221,7 @@ def _run_live(args: argparse.Namespace, markets: list[Market]) -> int:
         date=day,
         devices=settings,
         catch_up_to=datetime.now(tz) if live_today else None,
+        follow=follow,
     )
     _print_run(summary)
     return 0 if summary.delivery is None or summary.delivery.unacknowledged == 0 else 1

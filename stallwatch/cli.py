@@ -139,7 +139,18 @@ def _add_simulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     from simulators import cli as simulators_cli
 
     cmd = simulators_cli.build_parser(sub)
-    cmd.set_defaults(handler=simulators_cli.run)
+    cmd.set_defaults(handler=_run_simulate)
+
+
+def _run_simulate(args: argparse.Namespace) -> int:
+    """Market files if named; else the market database's markets, followed while playing."""
+    from simulators import cli as simulators_cli
+    from stallwatch.options import registry_source
+
+    settings = load_settings(args.config)
+    if getattr(args, "markets", None) or settings.markets or args.simulate_mode is not None:
+        return simulators_cli.run(args, default_markets=settings.markets)
+    return simulators_cli.run(args, follow=registry_source(settings))
 
 
 # -- schemas -------------------------------------------------------------------
