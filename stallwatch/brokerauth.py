@@ -273,7 +273,10 @@ def render_dynsec(
     ] + [
         _DynsecClient.from_hash(
             device.id,
-            _kept_hash(device.id, devices[device.id], previous_hashes),
+            # No password here: added while the broker ran, its saved hash stands.
+            previous_hashes[device.id]
+            if device.id not in devices
+            else _kept_hash(device.id, devices[device.id], previous_hashes),
             device_role(device.id),
             client_id=device.id,
         )
@@ -378,6 +381,11 @@ def write_broker_auth(
     Existing passwords in ``out_dir/credentials.json`` are kept unless ``rotate``.
     The credentials are written first: if anything fails later, re-running
     rebuilds the plugin's configuration from them.
+
+    A device the web app added while the broker ran (``stallwatch.dynsec``) has a
+    hash in the plugin's file, which the plugin saved, and no password here: its
+    password was shown once and kept nowhere. Its hash is kept as it is (unless
+    ``rotate``), so re-running after such additions locks nobody out.
     """
     try:
         out_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -388,13 +396,20 @@ def write_broker_auth(
     previous_devices = {} if previous is None else previous.devices
     previous_services = {} if previous is None else previous.services
 
+    previous_hashes = _read_dynsec_hashes(paths.dynsec)
     device_ids = [device.id for device in registered_devices(registry)]
-    devices = _keep_or_create(device_ids, previous_devices, rotate=rotate)
+    added_live = (
+        set()
+        if rotate
+        else {d for d in device_ids if d not in previous_devices and d in previous_hashes}
+    )
+    devices = _keep_or_create(
+        [d for d in device_ids if d not in added_live], previous_devices, rotate=rotate
+    )
     services = _keep_or_create(list(SERVICE_USERS), previous_services, rotate=rotate)
     _write_private(paths.credentials, _credentials_json(devices, services))
     for user, path in paths.service_password_files.items():
         _write_private(path, services[user])
-    previous_hashes = _read_dynsec_hashes(paths.dynsec)
     _write_private(paths.dynsec, render_dynsec(registry, services, devices, previous_hashes))
     _fsync_directory(out_dir)
 
@@ -402,7 +417,9 @@ def write_broker_auth(
         dynsec=paths.dynsec,
         credentials=paths.credentials,
         service_password_files=paths.service_password_files,
-        added_devices=tuple(d for d in device_ids if d not in previous_devices),
+        added_devices=tuple(
+            d for d in device_ids if d not in previous_devices and d not in added_live
+        ),
         removed_devices=tuple(sorted(set(previous_devices) - set(device_ids))),
     )
 

@@ -170,9 +170,10 @@ def _run_schemas(args: argparse.Namespace) -> int:
 def _add_broker_auth(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     cmd = sub.add_parser(
         "broker-auth",
-        help="generate Mosquitto users, client ids and access rules from market files",
+        help="generate Mosquitto users, client ids and access rules from market files "
+        "or, without them, the market database",
     )
-    cmd.add_argument("--market", action="append", type=Path, required=True)
+    cmd.add_argument("--market", action="append", type=Path, help="market file (repeatable)")
     cmd.add_argument("--out", type=Path, required=True)
     cmd.add_argument("--rotate", action="store_true", help="replace existing passwords")
     cmd.set_defaults(handler=_run_broker_auth)
@@ -180,8 +181,10 @@ def _add_broker_auth(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 def _run_broker_auth(args: argparse.Namespace) -> int:
     from stallwatch.brokerauth import write_broker_auth
+    from stallwatch.options import initial_registry
 
-    files = write_broker_auth(Registry.load(args.market), args.out, rotate=args.rotate)
+    settings = settings_from(args)
+    files = write_broker_auth(initial_registry(settings), args.out, rotate=args.rotate)
     print(f"wrote {files}")
     return 0
 

@@ -26,8 +26,14 @@ def add_market(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     actions = cmd.add_subparsers(dest="action", required=True)
     imported = actions.add_parser("import", help="add a market from its market file")
     imported.add_argument("file", type=Path)
-    imported.add_argument(
+    choice = imported.add_mutually_exclusive_group()
+    choice.add_argument(
         "--replace", action="store_true", help="replace the stored market of the same id"
+    )
+    choice.add_argument(
+        "--if-absent",
+        action="store_true",
+        help="seed only: leave a stored market of the same id as managers edited it",
     )
     imported.set_defaults(handler=_run_import)
     exported = actions.add_parser("export", help="write a stored market as a market file")
@@ -46,12 +52,16 @@ def _sessions(args: argparse.Namespace) -> sessionmaker[Session]:
 def _run_import(args: argparse.Namespace) -> int:
     from marketdb._exceptions import MarketDatabaseError
     from marketdb.marketfile import import_market
+    from marketdb.models import MarketRow
     from schemas.registry import load_market
 
     market = load_market(args.file)  # RegistryError: main() reports it, nothing written
     spec = market.spec
     try:
         with _sessions(args)() as session, session.begin():
+            if args.if_absent and session.get(MarketRow, market.id) is not None:
+                print(f"market {market.id} is in the database already: left as it is")
+                return 0
             import_market(session, spec, replace=args.replace)
     except MarketDatabaseError as exc:
         print(f"stallwatch market import: {exc}", file=sys.stderr)

@@ -25,6 +25,7 @@ from schemas.messages import DeviceKind
 from schemas.registry import Registry, load_market
 from schemas.topics import SUBSCRIPTION, topic_for
 from stallwatch.brokerauth import (
+    ADMIN_USER,
     API_USER,
     CREDENTIALS_FILE,
     DYNSEC_FILE,
@@ -94,6 +95,8 @@ def walk(node: Any) -> Iterator[tuple[str, Any]]:
 
 def test_services_are_the_agreed_ones(compose: dict[str, Any]) -> None:
     assert set(services(compose)) == {
+        "postgres",
+        "market-init",
         "broker-init",
         "mosquitto",
         "influxdb",
@@ -150,13 +153,36 @@ def test_services_start_in_order(compose: dict[str, Any]) -> None:
     assert svc["mosquitto"]["depends_on"] == {
         "broker-init": {"condition": "service_completed_successfully"}
     }
-    assert svc["ingest"]["depends_on"] == {
-        "mosquitto": {"condition": "service_healthy"},
-        "influxdb": {"condition": "service_healthy"},
-    }
+    seeded = {"condition": "service_completed_successfully"}
+    assert svc["market-init"]["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+    assert svc["broker-init"]["depends_on"] == {"market-init": seeded}
+    for name in ("ingest", "web"):
+        assert svc[name]["depends_on"] == {
+            "mosquitto": {"condition": "service_healthy"},
+            "influxdb": {"condition": "service_healthy"},
+            "market-init": seeded,
+        }, name
     assert svc["simulate"]["depends_on"]["mosquitto"] == {"condition": "service_healthy"}
-    for name in ("mosquitto", "influxdb"):
+    for name in ("mosquitto", "influxdb", "postgres"):
         assert svc[name]["healthcheck"]["test"], name
+
+
+def test_every_service_shares_the_one_market_database(compose: dict[str, Any]) -> None:
+    """No market file read at run time: ingest, the web app and broker-auth follow the
+    database the market file seeded once."""
+    svc = services(compose)
+    urls = {
+        name: environment(svc[name])["STALLWATCH_MARKET_DATABASE"]
+        for name in ("market-init", "broker-init", "ingest", "web")
+    }
+    assert len(set(urls.values())) == 1, urls
+    assert next(iter(urls.values())).startswith("postgresql+psycopg://stallwatch:")
+    for name in ("ingest", "web"):
+        assert "STALLWATCH_MARKETS" not in environment(svc[name]), name
+    assert "--if-absent" in svc["market-init"]["command"]
+    web = environment(svc["web"])
+    admin = f"{AUTH_MOUNT}/{ADMIN_USER}{PASSWORD_FILE_SUFFIX}"
+    assert web["STALLWATCH_MQTT_ADMIN_PASSWORD_FILE"] == admin
 
 
 def test_broker_mounts_the_repository_config_and_the_generated_auth(
@@ -179,8 +205,8 @@ def test_broker_init_writes_into_the_auth_volume(compose: dict[str, Any]) -> Non
     init = services(compose)["broker-init"]
     assert dict(volume_specs(init))["broker-auth"] == AUTH_MOUNT
     script = "\n".join(init["command"])
-    assert f"stallwatch broker-auth --market /markets/nanmen.toml --out {AUTH_MOUNT}" in script
-    for user in (INGEST_USER, API_USER):
+    assert f"stallwatch broker-auth --out {AUTH_MOUNT}" in script
+    for user in (INGEST_USER, API_USER, ADMIN_USER):
         assert f"{AUTH_MOUNT}/{user}{PASSWORD_FILE_SUFFIX}" in script
     assert f"chown 1883:1883 {AUTH_MOUNT}/{DYNSEC_FILE}\n" in script
 

@@ -12,7 +12,7 @@ import pytest
 
 from mqttedge import EdgeOptions
 from schemas.messages import DeviceKind
-from schemas.registry import Device, Registry
+from schemas.registry import Device, Market, MarketFile, Registry
 from schemas.topics import SUBSCRIPTION, topic_for
 from stallwatch.brokerauth import ADMIN_USER, INGEST_USER, write_broker_auth
 from stallwatch.dynsec import DynsecControl, DynsecError
@@ -113,3 +113,32 @@ def test_adding_a_device_again_gives_it_a_new_password(
 def test_a_refused_command_is_an_error_naming_it(control: DynsecControl) -> None:
     with pytest.raises(DynsecError, match="disableClient: Client not found"):
         control.disable_device("S-NOBODY")
+
+
+def test_broker_auth_run_again_keeps_a_device_added_while_the_broker_ran(
+    broker: Broker, control: DynsecControl, tmp_path: Path
+) -> None:
+    """The plugin saves a live addition into its file; ``broker-auth`` re-run over the
+    registry that now names the device keeps that hash, so its password still works after
+    the broker restarts (it has no password in credentials.json: shown once, kept nowhere)."""
+    password = control.add_device(NEW_SCALE)
+    nanmen = broker.registry.markets["nanmen"].spec
+    chen = nanmen.vendors[0]
+    grown = chen.model_copy(update={"scales": (*chen.scales, NEW_SCALE.id)})
+    registry = Registry(
+        [
+            Market(MarketFile(**{**dict(nanmen), "vendors": (grown, *nanmen.vendors[1:])})),
+            broker.registry.markets["beiguan"],
+        ]
+    )
+
+    files = write_broker_auth(registry, tmp_path / "auth")
+
+    assert NEW_SCALE.id not in credentials(files)["devices"]
+    assert NEW_SCALE.id not in files.added_devices
+    conf = dynsec_conf(files.dynsec)
+    with mosquitto(tmp_path / "restarted", extra_conf=conf, persistence=False) as restarted:
+        assert isinstance(restarted, Mosquitto)
+        scale = Client(restarted.port, NEW_SCALE.id, password, client_id=NEW_SCALE.id)
+        assert scale.connect().value == 0, "its password works after broker-auth and a restart"
+        scale.close()

@@ -62,6 +62,26 @@ def test_a_second_import_is_refused_unless_it_replaces(
     assert stored_markets(database) == ["xiaohe"]
 
 
+def test_a_seeding_import_leaves_a_market_managers_edited_as_it_is(
+    database: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What a deployment runs on every start: the file seeds the database once."""
+    from marketdb.management import Management
+
+    seed = ["market", "--database", database, "import", str(XIAOHE), "--if-absent"]
+    assert main(seed) == 0
+    management = Management(session_factory(open_database(database)))
+    first = management.vendors("xiaohe")[0]
+    renamed = first.vendor.model_copy(update={"name": "改过的名字"})
+    management.update_vendor("xiaohe", renamed, if_version=first.version, actor="manager")
+    capsys.readouterr()
+
+    assert main(seed) == 0
+
+    assert "left as it is" in capsys.readouterr().out
+    assert management.vendors("xiaohe")[0].vendor.name == "改过的名字"
+
+
 def test_exporting_an_unknown_market_fails_with_its_name(
     database: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
