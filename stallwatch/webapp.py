@@ -24,9 +24,10 @@ from api.main import create_app
 from dashboard.app import DashboardOptions, create_dashboard
 from dashboard.auth import check_exposure
 from dashboard.queries import DashboardData
+from ingest.validate import Validator
 from marketview.live_mqtt import LiveView
-from schemas.registry import Registry, RegistrySource
-from stallwatch.options import api_options, broker_admin_options
+from schemas.registry import FixedRegistry, Registry, RegistrySource
+from stallwatch.options import api_options, broker_admin_options, limits
 from stallwatch.settings import Settings
 from storage.base import Store
 from storage.outage import OutageLog
@@ -73,6 +74,10 @@ def create_web_app(
             now=now,
             outage=outage,
             management=management,
+            validator=Validator(
+                registry if not isinstance(registry, Registry) else FixedRegistry(registry),
+                limits(settings),
+            ),
         ),
         DashboardOptions(
             url_prefix=DASHBOARD_PATH + "/",

@@ -20,15 +20,12 @@ and ``msg_id`` a nanosecond timestamp, unique and increasing in this process.
 
 Trace codes are unique per market. Registering one again with the same content
 answers 200 with the stored batch (a retried request is harmless); with other
-content it is refused with 409. The check and the write are serialised within
-this process; a batch arriving over MQTT at the same instant is not covered.
+content it is refused with 409. The check and the write are ``ingest.entry``'s,
+shared with the dashboard's intake form.
 """
 
 from __future__ import annotations
 
-import json
-import threading
-import time
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
@@ -45,10 +42,9 @@ from pydantic import (
 from api._exceptions import AUTH_ERRORS, Conflict, ErrorBody, Unprocessable, error_responses
 from api.deps import ContextDep, MarketDep, StoreDep
 from api.security import Manager
+from ingest import entry
 from schemas.messages import (
     MAX_BATCH_G,
-    BatchIntake,
-    DeviceKind,
     Identifier,
     JsonInt,
     MsgId,
@@ -58,11 +54,8 @@ from schemas.messages import (
     Text,
     TraceCode,
 )
-from schemas.topics import topic_for
-from storage._exceptions import StoreQueryError
-from storage.base import Store
 from storage.interfaces.traceability import BatchRow
-from storage.records import DeadLetter, Reading, from_ns
+from storage.records import from_ns
 
 router = APIRouter(tags=["batches"], responses=AUTH_ERRORS)
 
@@ -167,99 +160,23 @@ def register_batch(
     response: Response,
     _caller: Manager,
 ) -> BatchOut:
-    received_ns = time.time_ns()
-    topic = topic_for(market.id, DeviceKind.INTAKE, body.station, "batch")
-    context.validator.refresh()
-    checked = context.validator.check(topic, _payload(body, received_ns), received_ns)
-    if isinstance(checked, DeadLetter):
-        raise Conflict(checked.reason, code="batch_rejected")
-    assert isinstance(checked.message, BatchIntake)
-    with _registration_lock:
-        existing = store.batch(market.id, checked.message.trace_code)
-        if existing is not None:
-            _require_same_content(existing, checked.message)
-            response.status_code = 200
-            return _batch_out(existing)
-        _write(store, checked)
-        stored = store.batch(market.id, checked.message.trace_code)
-    if stored is None:
-        raise StoreQueryError("a batch just written cannot be read back")
-    return _batch_out(stored)
-
-
-class _MessageIds:
-    """Nanosecond timestamps that never repeat or go backwards within this process."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._last = 0
-
-    def next(self) -> int:
-        with self._lock:
-            self._last = max(self._last + 1, time.time_ns())
-            return self._last
-
-
-_msg_ids = _MessageIds()
-_registration_lock = threading.Lock()
-
-
-def _payload(body: BatchRegistration, received_ns: int) -> bytes:
-    """The JSON an intake station would publish for this batch."""
-    fields = body.model_dump(mode="json", exclude={"station"})
-    if body.msg_id is None:
-        fields["msg_id"] = _msg_ids.next()
-    if body.ts is None:
-        fields["ts"] = from_ns(received_ns).isoformat()
-    return json.dumps(fields, ensure_ascii=False).encode("utf-8")
-
-
-def _write(store: Store, reading: Reading) -> None:
-    refused = store.write([reading])
-    if refused:
-        raise Unprocessable(
-            f"the store refused the batch: {refused[0].reason}", code="batch_refused"
+    try:
+        registered = entry.register_batch(
+            context.validator,
+            store,
+            market.id,
+            body.station,
+            body.model_dump(mode="json", exclude={"station"}),
         )
-
-
-def _content_of_row(row: BatchRow) -> dict[str, object]:
-    result = RapidTestResult.PASS if row.rapid_test_passed else RapidTestResult.FAIL
-    return {
-        "vendor": row.vendor,
-        "plu": row.plu,
-        "origin": row.origin,
-        "supplier": row.supplier,
-        "quantity_g": row.quantity_g,
-        "certificate_no": row.certificate_no,
-        "rapid_test.result": result,
-        "rapid_test.inhibition_pct": row.inhibition_pct,
-    }
-
-
-def _content_of_message(message: BatchIntake) -> dict[str, object]:
-    return {
-        "vendor": message.vendor,
-        "plu": message.plu,
-        "origin": message.origin,
-        "supplier": message.supplier,
-        "quantity_g": message.quantity_g,
-        "certificate_no": message.certificate_no,
-        "rapid_test.result": message.rapid_test.result,
-        "rapid_test.inhibition_pct": message.rapid_test.inhibition_pct,
-    }
-
-
-def _require_same_content(existing: BatchRow, message: BatchIntake) -> None:
-    held = _content_of_row(existing)
-    offered = _content_of_message(message)
-    # Decimal compares by value: 12.5 and 12.50 are the same rate.
-    differing = [name for name, value in offered.items() if held[name] != value]
-    if differing:
-        raise Conflict(
-            f"trace code {message.trace_code!r} is already registered with a different "
-            f"{', '.join(differing)}",
-            code="trace_code_taken",
-        )
+    except entry.TraceCodeTaken as exc:
+        raise Conflict(exc.reason, code=exc.code) from exc
+    except entry.StoreRefused as exc:
+        raise Unprocessable(exc.reason, code=exc.code) from exc
+    except entry.EntryRefused as exc:
+        raise Conflict(exc.reason, code=exc.code) from exc
+    if not registered.created:
+        response.status_code = 200
+    return _batch_out(registered.batch)
 
 
 def _batch_out(row: BatchRow) -> BatchOut:

@@ -16,7 +16,7 @@ from dash import Dash, Input, Output, State, html
 from dashboard.components import Links, card
 from dashboard.forms import field_id
 from dashboard.i18n import Lang, t
-from dashboard.manage import devices, records, vendors
+from dashboard.manage import devices, intake, records, vendors
 from dashboard.manage.stalls_products import PRODUCTS, STALLS
 from dashboard.queries import DashboardData
 
@@ -35,6 +35,8 @@ def layout(data: DashboardData, lang: Lang, market: str) -> html.Div:
         ("products", records.layout(PRODUCTS, management, market, lang)),
         ("devices", devices.layout(management, market, lang)),
     ]
+    if data.validator is not None:
+        tabs.append(("intake", intake.layout(data, market, lang)))
     return html.Div(
         card(
             None,
@@ -57,6 +59,8 @@ def register_callbacks(app: Dash, data: DashboardData, links: Links) -> None:
     records.register_callbacks(app, STALLS, data.management)
     records.register_callbacks(app, PRODUCTS, data.management)
     devices.register_callbacks(app, data.management)
+    if data.validator is not None:
+        intake.register_callbacks(app, data, data.validator)
     management = data.management
 
     @app.callback(

@@ -12,6 +12,7 @@ from threading import Lock
 from typing import Any, TypeVar, cast
 
 from dashboard.i18n import Lang
+from ingest.validate import Validator
 from marketdb.management import Management
 from marketview.live import UnknownName
 from marketview.live_mqtt import LiveView
@@ -47,6 +48,8 @@ class DashboardData:
     outage: OutageLog = field(default_factory=lambda: OutageLog(logging.getLogger("dashboard")))
     #: The market database's changes (the management page); None with market files.
     management: Management | None = None
+    #: Checks batches entered at the intake form as the desk's messages are; None: no form.
+    validator: Validator | None = None
     #: Runs a page's independent store reads at once (``reads.submit(...)``).
     reads: Executor = field(
         default_factory=lambda: ThreadPoolExecutor(

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.server import ServerThread
 from dashboard.auth import UserRole, add_user
-from dashboard.manage import devices, vendors
+from dashboard.manage import devices, intake, vendors
 from marketdb.database import open_database, session_factory
 from marketdb.follow import RegistryFollower
 from marketdb.management import Management
@@ -42,6 +42,7 @@ class Managed:
     management: Management
     follower: RegistryFollower
     passwords: dict[str, str]
+    store: SQLiteStore
 
     @property
     def dashboard(self) -> str:
@@ -49,9 +50,7 @@ class Managed:
 
 
 @pytest.fixture(scope="module")
-def managed(
-    tmp_path_factory: pytest.TempPathFactory, example_market: Market
-) -> Iterator[Managed]:
+def managed(tmp_path_factory: pytest.TempPathFactory, example_market: Market) -> Iterator[Managed]:
     tmp = tmp_path_factory.mktemp("managed")
     store = SQLiteStore(tmp / "store.db")
     today = datetime.now(UTC).astimezone(example_market.tz).date()
@@ -91,7 +90,7 @@ def managed(
     )
     try:
         with ServerThread(app) as server:
-            yield Managed(server.url, example_market, management, follower, passwords)
+            yield Managed(server.url, example_market, management, follower, passwords, store)
     finally:
         live.stop()
         store.close()
@@ -143,7 +142,13 @@ def open_manage(page: Page, managed: Managed, tab: str) -> None:
     page.get_by_role("tab", name=TAB_NAMES[tab]).click()
 
 
-TAB_NAMES = {"vendors": "商户", "stalls": "摊位", "products": "商品", "devices": "设备"}
+TAB_NAMES = {
+    "vendors": "商户",
+    "stalls": "摊位",
+    "products": "商品",
+    "devices": "设备",
+    "intake": "进货登记",
+}
 
 
 def test_a_manager_adds_a_stall_a_product_a_vendor_and_a_scale(
@@ -235,3 +240,35 @@ def test_a_viewer_sees_the_forms_but_may_not_save(viewer: Page, managed: Managed
     viewer.click(f"#{vendors.SAVE}")
     expect(viewer.locator(f"#{vendors.RESULT}")).to_contain_text("无权", timeout=LOAD_MS)
     assert all(v.vendor.id != "V-VIEW" for v in managed.management.vendors(managed.market.id))
+
+
+def test_staff_register_a_batch_and_its_failed_rapid_test_at_the_intake_form(
+    admin: Page, managed: Managed
+) -> None:
+    vendor = managed.market.spec.vendors[2]
+    product = managed.market.products[vendor.products[0]]
+    open_manage(admin, managed, "intake")
+    form = intake.FORM
+    field(admin, form, "trace_code").fill("NM-FORM-0001")
+    choose(admin, field(admin, form, "vendor"), vendor.id)
+    choose(admin, field(admin, form, "plu"), product.plu)
+    field(admin, form, "origin").fill("山东寿光")
+    field(admin, form, "supplier").fill("寿光批发市场")
+    field(admin, form, "quantity_kg").fill("12.5x")
+    field(admin, form, "certificate_no").fill("HG-2026-0001")
+    field(admin, form, "inhibition_pct").fill("62.5")
+    admin.click(f"#{intake.SAVE}")
+    expect(feedback(admin, form, "quantity_kg")).not_to_be_empty(timeout=LOAD_MS)
+    assert managed.store.batch(managed.market.id, "NM-FORM-0001") is None
+
+    field(admin, form, "quantity_kg").fill("12.5")
+    admin.click(f"#{intake.SAVE}")
+    expect(admin.locator(f"#{intake.RESULT}")).to_contain_text("快检不合格", timeout=LOAD_MS)
+    screenshot(admin, "manage-intake")
+    stored = managed.store.batch(managed.market.id, "NM-FORM-0001")
+    assert stored is not None
+    assert (stored.vendor, stored.quantity_g, stored.rapid_test_passed) == (
+        vendor.id,
+        12_500,
+        False,
+    )
