@@ -31,7 +31,7 @@ from storage.outage import OutageLog
 
 if TYPE_CHECKING:
     # Only for the annotation: api.security itself depends on this module.
-    from api.security import TokenStore
+    from api.security import TokenAuthority
     from marketdb.management import Management
 
 
@@ -43,8 +43,8 @@ class AppContext:
     registry_source: RegistrySource
     store: Store
     live: LiveView
-    #: None when no tokens file is configured: protected routes then answer 503.
-    tokens: TokenStore | None
+    #: None when no tokens are configured: protected routes then answer 503.
+    tokens: TokenAuthority | None
     #: The ingest edge check, for what the API accepts as if it came over MQTT.
     validator: Validator
     metrics: ApiMetrics

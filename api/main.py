@@ -35,7 +35,7 @@ from api.routers import (
     trace,
     vendors,
 )
-from api.security import BodySizeLimit, TokenStore
+from api.security import BodySizeLimit, TokenAuthority, TokenStore
 from ingest.validate import Limits, Validator
 from marketdb.management import Management
 from marketview.live_mqtt import LiveView
@@ -88,8 +88,10 @@ class ApiOptions:
 
     #: Where ingest keeps its spool files, whose backlog ``/metrics`` reports.
     spool_dir: Path
-    #: None: every endpoint that needs a token answers 503.
+    #: None (and no ``tokens``): every endpoint that needs a token answers 503.
     tokens_file: Path | None = None
+    #: Tokens from elsewhere (the market database); takes the place of ``tokens_file``.
+    tokens: TokenAuthority | None = None
     #: The ingest edge check, for what the API accepts as if it came over MQTT.
     limits: Limits = field(default_factory=Limits)
 
@@ -118,7 +120,7 @@ def create_app(
         registry_source=source,
         store=store,
         live=live,
-        tokens=TokenStore(options.tokens_file) if options.tokens_file else None,
+        tokens=options.tokens or (TokenStore(options.tokens_file) if options.tokens_file else None),
         validator=Validator(source, options.limits),
         metrics=metrics,
         outage=outage,

@@ -37,16 +37,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Protocol
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api._exceptions import AuthNotConfigured, Forbidden, NotAuthenticated, error_response
 from api.deps import ContextDep
+from marketdb.accounts import token_by_digest
 from schemas.messages import Identifier
 from storage.privatefiles import PrivateFileError, read_private, write_private
 
@@ -151,6 +154,25 @@ def create_token(
 ) -> tuple[str, TokenRecord]:
     """Issue a token, store its hash, and return the token (the only time it exists)."""
     current = read_tokens_file(path)
+    token, record = issue_token(role, name=name, market=market, vendor=vendor, now=now)
+    try:
+        updated = TokensFile(tokens=(*current.tokens, record))
+    except ValidationError as exc:
+        raise TokensFileError(_first_error(exc)) from exc
+    write_tokens_file(path, updated)
+    return token, record
+
+
+def issue_token(
+    role: Role,
+    *,
+    name: str | None = None,
+    market: str | None = None,
+    vendor: str | None = None,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> tuple[str, TokenRecord]:
+    """A new token and the record of its hash, to be stored by the caller (a file, the
+    market database)."""
     token = secrets.token_urlsafe(_TOKEN_BYTES)
     try:
         record = TokenRecord(
@@ -161,10 +183,8 @@ def create_token(
             market=market,
             vendor=vendor,
         )
-        updated = TokensFile(tokens=(*current.tokens, record))
     except ValidationError as exc:
         raise TokensFileError(_first_error(exc)) from exc
-    write_tokens_file(path, updated)
     return token, record
 
 
@@ -243,6 +263,32 @@ class TokenStore:
                 self._records = read_tokens_file(self.path).tokens
                 self._version = version
             return self._records
+
+
+class DatabaseTokens:
+    """The market database's tokens (``marketdb.accounts``): one indexed read of the
+    token's digest per request, so a revoked token is refused at once by every replica."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+
+    def authenticate(self, token: str) -> Principal | None:
+        if not token or len(token) > MAX_TOKEN_CHARS:
+            return None
+        try:
+            with self._sessions() as session:
+                stored = token_by_digest(session, hash_token(token))
+        except SQLAlchemyError as exc:
+            raise TokensFileError(f"cannot read the API tokens: {exc}") from exc
+        if stored is None:
+            return None
+        return Principal(stored.name, Role(stored.role), stored.market, stored.vendor)
+
+
+class TokenAuthority(Protocol):
+    """Where bearer tokens are checked: :class:`TokenStore` (a file) or :class:`DatabaseTokens`."""
+
+    def authenticate(self, token: str) -> Principal | None: ...
 
 
 # -- FastAPI dependencies ------------------------------------------------------------

@@ -26,7 +26,7 @@ from dash import Dash, Input, Output, State, dcc, html
 from flask import Flask, Response, send_from_directory
 
 from dashboard import ids
-from dashboard.auth import LOGOUT_PATH, Users, install_login
+from dashboard.auth import LOGOUT_PATH, Logins, Users, install_login
 from dashboard.components import Links
 from dashboard.guard import install_guard
 from dashboard.i18n import DEFAULT_LANG, Lang, t
@@ -53,6 +53,8 @@ class DashboardOptions:
     #: True when the WSGI app is mounted under ``url_prefix`` (it then routes from "/").
     mounted: bool = True
     users_file: Path | None = None
+    #: Logins from elsewhere (the market database); takes the place of ``users_file``.
+    logins: Logins | None = None
     session_secret: bytes | None = None
     secure_cookies: bool = False
     #: Where the API's public pages live, for links (the same origin by default).
@@ -75,10 +77,13 @@ def create_dashboard(data: DashboardData, options: DashboardOptions) -> Dash:
     )
     server: Flask = app.server
     server.add_url_rule(STATIC_CSS, "bootstrap_css", _bootstrap_css)
-    if options.users_file is not None:
+    logins = options.logins
+    if logins is None and options.users_file is not None:
+        logins = Users(options.users_file)
+    if logins is not None:
         install_login(
             server,
-            users=Users(options.users_file),
+            users=logins,
             secret=options.session_secret or secrets.token_bytes(32),
             secure_cookies=options.secure_cookies,
             public_paths=(STATIC_CSS,),
@@ -86,7 +91,7 @@ def create_dashboard(data: DashboardData, options: DashboardOptions) -> Dash:
     install_guard(app, server)
     _report_answered_callbacks(server, data.outage)
     links = Links(dashboard=options.url_prefix, api=options.api_base)
-    app.layout = _shell(data, logout=options.users_file is not None)
+    app.layout = _shell(data, logout=logins is not None)
     _register_shell_callbacks(app, data, links)
     for page in PAGES:
         page.register_callbacks(app, data, links)

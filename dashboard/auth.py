@@ -43,14 +43,16 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from html import escape
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, g, redirect, request, session
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.wrappers import Response as BaseResponse
 
 from dashboard.i18n import DEFAULT_LANG, Lang, t
+from marketdb.accounts import find_user
 from schemas.messages import Identifier
 from storage.privatefiles import PrivateFileError, read_private, write_private
 from webpage.headers import page_headers, static_page_policy
@@ -161,14 +163,20 @@ def read_users_file(path: Path) -> UsersFile:
         raise UsersFileError(str(exc)) from exc
 
 
+def new_password(given: str | None) -> str:
+    """``given`` if it is long enough (else ValueError), or a generated password."""
+    if given is None:
+        return secrets.token_urlsafe(12)
+    if len(given) < MIN_PASSWORD_CHARS:
+        raise ValueError(f"a password needs at least {MIN_PASSWORD_CHARS} characters")
+    return given
+
+
 def add_user(
     path: Path, name: str, password: str | None = None, role: UserRole = UserRole.MANAGER
 ) -> str:
     """Add (or replace) ``name`` with ``password``, or a generated one; returns the password."""
-    if password is None:
-        password = secrets.token_urlsafe(12)
-    elif len(password) < MIN_PASSWORD_CHARS:
-        raise ValueError(f"a password needs at least {MIN_PASSWORD_CHARS} characters")
+    password = new_password(password)
     current = read_users_file(path)
     record = UserRecord(
         name=name, scrypt=hash_password(password), created=datetime.now(UTC), role=role
@@ -195,7 +203,43 @@ def _write_atomically(path: Path, content: UsersFile) -> None:
 # -- who may log in ------------------------------------------------------------------
 
 
-class Users:
+class Logins(Protocol):
+    """Who may log in to the dashboard: :class:`Users` (a file) or :class:`DatabaseUsers`."""
+
+    def check(self, name: str, password: str) -> bool: ...
+
+    def role(self, name: str) -> UserRole | None: ...
+
+    def fingerprint(self, name: str, key: bytes) -> str | None: ...
+
+
+class _Directory:
+    """The checks every kind of login directory makes over its ``find``."""
+
+    def find(self, name: str) -> UserRecord | None:
+        raise NotImplementedError
+
+    def check(self, name: str, password: str) -> bool:
+        user = self.find(name)
+        if user is None:
+            # Spend the same time as for a real user, so timing does not tell names apart.
+            verify_password(password, _DUMMY_HASH)
+            return False
+        return verify_password(password, user.scrypt)
+
+    def role(self, name: str) -> UserRole | None:
+        user = self.find(name)
+        return None if user is None else user.role
+
+    def fingerprint(self, name: str, key: bytes) -> str | None:
+        """A keyed digest of ``name``'s current password hash; None once the user is gone."""
+        user = self.find(name)
+        if user is None:
+            return None
+        return hmac.new(key, user.scrypt.encode("ascii"), hashlib.sha256).hexdigest()
+
+
+class Users(_Directory):
     """The users file, re-read when it changes (adding a user needs no restart)."""
 
     def __init__(self, path: Path) -> None:
@@ -204,24 +248,8 @@ class Users:
         self._stamp: tuple[int, int] | None = None
         self._file = UsersFile()
 
-    def check(self, name: str, password: str) -> bool:
-        user = self._current().find(name)
-        if user is None:
-            # Spend the same time as for a real user, so timing does not tell names apart.
-            verify_password(password, _DUMMY_HASH)
-            return False
-        return verify_password(password, user.scrypt)
-
-    def role(self, name: str) -> UserRole | None:
-        user = self._current().find(name)
-        return None if user is None else user.role
-
-    def fingerprint(self, name: str, key: bytes) -> str | None:
-        """A keyed digest of ``name``'s current password hash; None once the user is gone."""
-        user = self._current().find(name)
-        if user is None:
-            return None
-        return hmac.new(key, user.scrypt.encode("ascii"), hashlib.sha256).hexdigest()
+    def find(self, name: str) -> UserRecord | None:
+        return self._current().find(name)
 
     def _current(self) -> UsersFile:
         try:
@@ -234,6 +262,26 @@ class Users:
                 self._file = read_users_file(self._path)
                 self._stamp = stamp
             return self._file
+
+
+class DatabaseUsers(_Directory):
+    """The market database's logins (``marketdb.accounts``), read per request: a user
+    removed or a password changed there ends their sessions on every replica at once."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+
+    def find(self, name: str) -> UserRecord | None:
+        with self._sessions() as session:
+            stored = find_user(session, name)
+        if stored is None:
+            return None
+        return UserRecord(
+            name=stored.name,
+            scrypt=stored.scrypt,
+            created=stored.created,
+            role=UserRole(stored.role),
+        )
 
 
 _DUMMY_HASH = hash_password(secrets.token_urlsafe(12))
@@ -293,12 +341,16 @@ def is_loopback(host: str) -> bool:
         return False  # a host name: assume it is reachable from elsewhere
 
 
-def check_exposure(host: str, users_file: Path | None) -> None:
-    """Refuse to serve the dashboard without a login on a non-loopback address."""
-    if users_file is None and not is_loopback(host):
+def check_exposure(host: str, logins: Path | Logins | None) -> None:
+    """Refuse to serve the dashboard without a login on a non-loopback address.
+
+    ``logins``: the users file, or the market database's logins, or None.
+    """
+    if logins is None and not is_loopback(host):
         raise DashboardExposed(
             f"the dashboard would listen on {host} without a login: set "
-            "STALLWATCH_DASHBOARD_USERS_FILE and add a user with `stallwatch dashboard-user add`"
+            "STALLWATCH_DASHBOARD_USERS_FILE, or run on the market database, and add a user "
+            "with `stallwatch dashboard-user add`"
         )
 
 
@@ -308,7 +360,7 @@ def check_exposure(host: str, users_file: Path | None) -> None:
 def install_login(
     server: Flask,
     *,
-    users: Users,
+    users: Logins,
     secret: bytes,
     secure_cookies: bool,
     public_paths: tuple[str, ...] = (),

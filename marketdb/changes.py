@@ -40,6 +40,33 @@ def record_change(
     clock: Clock = utc_now,
 ) -> None:
     """Audit the change (the fields that differ, before and after) and bump the revision."""
+    record_audit(
+        session,
+        actor=actor,
+        action=action,
+        entity=entity,
+        entity_id=entity_id,
+        market_id=market_id,
+        before=before,
+        after=after,
+        clock=clock,
+    )
+    bump_revision(session)
+
+
+def record_audit(
+    session: Session,
+    *,
+    actor: str,
+    action: str,
+    entity: str,
+    entity_id: str,
+    market_id: str | None,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+    clock: Clock = utc_now,
+) -> None:
+    """Audit a change that is not the registry's (a login or token): no new revision."""
     session.add(
         AuditRow(
             at=clock(),
@@ -51,7 +78,6 @@ def record_change(
             detail=json.dumps(_difference(before, after), ensure_ascii=False, default=str),
         )
     )
-    bump_revision(session)
 
 
 def _difference(

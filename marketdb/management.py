@@ -90,6 +90,11 @@ class Management:
         self._clock = clock
 
     @property
+    def sessions(self) -> sessionmaker[Session]:
+        """The database's sessions, for what lives beside the registry (logins, tokens)."""
+        return self._sessions
+
+    @property
     def manages_broker(self) -> bool:
         return self._broker is not None
 

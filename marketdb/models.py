@@ -279,3 +279,27 @@ class RegistryRevisionRow(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     revision: Mapped[int] = mapped_column(Integer)
+
+
+class UserRow(Base):
+    """A dashboard login: the scrypt hash of its password, never the password."""
+
+    __tablename__ = "dashboard_user"
+
+    name: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    scrypt: Mapped[str] = mapped_column(String(TEXT))
+    role: Mapped[str] = mapped_column(String(16))
+    created: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class ApiTokenRow(Base):
+    """An API token: the SHA-256 of its 256 random bits, never the token."""
+
+    __tablename__ = "api_token"
+
+    name: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    market_id: Mapped[str | None] = mapped_column(String(ID))
+    vendor_id: Mapped[str | None] = mapped_column(String(ID))
+    created: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -13,6 +13,7 @@ from types import FrameType
 
 from marketdb._exceptions import MarketDatabaseError  # the error tree only, no SQLAlchemy
 from schemas.registry import Registry, RegistryError
+from stallwatch import accountscli
 from stallwatch.logs import configure_logging
 from stallwatch.marketcli import add_market
 from stallwatch.settings import Settings, load_settings
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_api_token(sub)
     _add_dashboard_user(sub)
     _add_store(sub)
+    accountscli.add_accounts(sub)
     add_market(sub)
     return parser
 
@@ -220,7 +222,7 @@ def _run_serve(args: argparse.Namespace) -> int:
     )
     # Market files, or (without them) the market database, followed while serving.
     registry = registry_source(settings)
-    if settings.api_tokens_file is None:
+    if settings.api_tokens_file is None and settings.markets:
         log.warning(
             "no API tokens file (STALLWATCH_API_TOKENS_FILE): endpoints that need a token "
             "answer 503; create one with `stallwatch api-token create`"
@@ -270,17 +272,21 @@ def _add_api_token(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     revoke = actions.add_parser("revoke", help="delete a token by name")
     revoke.add_argument("name")
     for action in (create, listing, revoke):
-        action.add_argument("--tokens-file", type=Path, help="default: api_tokens_file setting")
+        action.add_argument(
+            "--tokens-file",
+            type=Path,
+            help="default: api_tokens_file setting; without either, the market database",
+        )
     cmd.set_defaults(handler=_run_api_token)
 
 
 def _run_api_token(args: argparse.Namespace) -> int:
     from api import security
 
-    path = args.tokens_file or load_settings(args.config).api_tokens_file
-    if path is None:
-        log.error("no tokens file: pass --tokens-file or set STALLWATCH_API_TOKENS_FILE")
-        return 2
+    settings = load_settings(args.config)
+    path = args.tokens_file or settings.api_tokens_file
+    if path is None:  # no file: the market database keeps them
+        return accountscli.api_token(args, settings)
     try:
         if args.action == "create":
             return _create_api_token(args, path)
@@ -333,17 +339,21 @@ def _add_dashboard_user(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     remove = actions.add_parser("remove", help="delete a user")
     remove.add_argument("name")
     for action in (add, listing, remove):
-        action.add_argument("--users-file", type=Path, help="default: dashboard_users_file")
+        action.add_argument(
+            "--users-file",
+            type=Path,
+            help="default: dashboard_users_file setting; without either, the market database",
+        )
     cmd.set_defaults(handler=_run_dashboard_user)
 
 
 def _run_dashboard_user(args: argparse.Namespace) -> int:
     from dashboard import auth
 
-    path = args.users_file or load_settings(args.config).dashboard_users_file
-    if path is None:
-        log.error("no users file: pass --users-file or set STALLWATCH_DASHBOARD_USERS_FILE")
-        return 2
+    settings = load_settings(args.config)
+    path = args.users_file or settings.dashboard_users_file
+    if path is None:  # no file: the market database keeps them
+        return accountscli.dashboard_user(args, settings)
     try:
         if args.action == "add":
             given = sys.stdin.readline().rstrip("\n") if args.password_stdin else None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, cast
 
@@ -21,8 +22,9 @@ from fastapi.responses import RedirectResponse
 from starlette.types import ASGIApp
 
 from api.main import create_app
+from api.security import DatabaseTokens
 from dashboard.app import DashboardOptions, create_dashboard
-from dashboard.auth import check_exposure
+from dashboard.auth import DatabaseUsers, Logins, check_exposure
 from dashboard.queries import DashboardData
 from ingest.validate import Validator
 from marketview.live_mqtt import LiveView
@@ -54,11 +56,19 @@ def create_web_app(
     ``now`` is the dashboard's clock (a benchmark over stored history sets it);
     ``management`` the market database's changes (see :func:`open_management`).
     """
-    check_exposure(settings.api_host, settings.dashboard_users_file)
+    # On the market database, logins and tokens live there unless files are configured.
+    logins: Logins | None = None
+    options = api_options(settings)
+    if management is not None:
+        if settings.dashboard_users_file is None:
+            logins = DatabaseUsers(management.sessions)
+        if settings.api_tokens_file is None:
+            options = replace(options, tokens=DatabaseTokens(management.sessions))
+    check_exposure(settings.api_host, logins or settings.dashboard_users_file)
     # One outage log for both readers of the store: one outage, one log line.
     outage = OutageLog(logging.getLogger("stallwatch.web"))
     app = create_app(
-        options=api_options(settings),
+        options=options,
         registry=registry,
         store=store,
         live=live,
@@ -83,6 +93,7 @@ def create_web_app(
             url_prefix=DASHBOARD_PATH + "/",
             mounted=True,
             users_file=settings.dashboard_users_file,
+            logins=logins,
             session_secret=None if secret is None else secret.get_secret_value().encode("utf-8"),
             secure_cookies=settings.dashboard_secure_cookies,
         ),

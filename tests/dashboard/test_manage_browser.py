@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect
 from sqlalchemy.orm import Session, sessionmaker
@@ -272,3 +273,23 @@ def test_staff_register_a_batch_and_its_failed_rapid_test_at_the_intake_form(
         12_500,
         False,
     )
+
+
+def test_the_web_app_on_the_market_database_checks_its_tokens_there(managed: Managed) -> None:
+    """No tokens file configured: the API's tokens are the database's, revoked at once."""
+    from api.security import Role, issue_token
+    from marketdb import accounts
+
+    token, record = issue_token(Role.VIEWER, name="screen-office")
+    stored = accounts.StoredToken(
+        record.name, record.sha256, record.role.value, None, None, record.created
+    )
+    with managed.management.sessions() as session, session.begin():
+        accounts.add_token(session, stored, actor="test")
+    vendors = f"{managed.url}/api/v1/markets/{managed.market.id}/vendors"
+    headers = {"Authorization": f"Bearer {token}"}
+
+    assert httpx.get(vendors, headers=headers, timeout=30).status_code == 200
+    with managed.management.sessions() as session, session.begin():
+        accounts.revoke_token(session, "screen-office", actor="test")
+    assert httpx.get(vendors, headers=headers, timeout=30).status_code == 401
