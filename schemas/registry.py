@@ -394,13 +394,48 @@ class FixedRegistry:
 
 def load_market(path: Path) -> Market:
     try:
-        with path.open("rb") as handle:
-            raw = tomllib.load(handle)
+        text = path.read_text(encoding="utf-8")
+        raw = tomllib.loads(text)
     except OSError as exc:
         raise RegistryError(f"cannot read market file {path}: {exc.strerror}") from exc
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise RegistryError(f"{path}: not valid TOML: {exc}") from exc
     try:
         return Market(MarketFile.model_validate(raw))
     except ValidationError as exc:
-        raise RegistryError(f"{path}: {exc}") from exc
+        errors = exc.errors(include_url=False)
+        line = line_of(text, errors[0]["loc"]) if errors else None
+        where = f"{path}: line {line}" if line is not None else str(path)
+        raise RegistryError(f"{where}: {exc}") from exc
+
+
+def line_of(text: str, loc: tuple[int | str, ...]) -> int | None:
+    """The line (1-based) of a market file's TOML that an error at ``loc`` is about:
+    ``("products", 38, "unit")`` is the ``unit`` key of the 39th ``[[products]]`` table,
+    or that table's header when the key is missing. None for the file as a whole."""
+    if not loc or not isinstance(loc[0], str):
+        return None
+    table, rest = loc[0], loc[1:]
+    index = rest[0] if rest and isinstance(rest[0], int) else None
+    key = next((part for part in rest if isinstance(part, str)), None)
+    header = f"[[{table}]]" if index is not None else f"[{table}]"
+    seen = -1
+    start: int | None = None if index is not None or rest else 0
+    lines = text.splitlines()
+    for number, raw_line in enumerate(lines):
+        stripped = raw_line.strip()
+        if stripped == header:
+            seen += 1
+            if index is None or seen == index:
+                start = number
+                break
+    if start is None:
+        return None
+    wanted = key if (index is not None or rest) else table
+    for number in range(start + (1 if rest else 0), len(lines)):
+        stripped = lines[number].strip()
+        if rest and number > start and stripped.startswith("["):
+            break  # the next table: the key is missing from this one
+        if wanted is not None and stripped.split("=", 1)[0].strip() == wanted:
+            return number + 1
+    return start + 1 if rest else None

@@ -98,3 +98,19 @@ def test_ingest_with_neither_market_files_nor_markets_in_the_database_says_how_t
     assert main(["ingest"]) == 2
 
     assert "import a market file into the market database" in caplog.text
+
+
+def test_a_bad_import_names_the_line_of_the_key(
+    database: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    bad = tmp_path / "bad.toml"
+    lines = XIAOHE.read_text(encoding="utf-8").splitlines(keepends=True)
+    number = next(n for n, line in enumerate(lines) if line.startswith('stall = "XH02"'))
+    lines[number] = 'stall = "XH 02"\n'
+    bad.write_text("".join(lines), encoding="utf-8")
+
+    assert main(["market", "--database", database, "import", str(bad)]) == 2
+
+    assert f"bad.toml: line {number + 1}: " in caplog.text
+    assert re.search(r"\nvendors\.1\.stall\n", caplog.text)
+    assert stored_markets(database) == []
