@@ -42,6 +42,7 @@ from typing import Final
 
 from ingest.spool import Spool, SpooledMessage, SpoolError
 from ingest.validate import Limits, Validator
+from schemas.registry import RegistrySource
 from schemas.retention import RetentionPolicy
 from storage._exceptions import StoreError, StoreRejected, StoreUnavailable
 from storage.backoff import Backoff
@@ -89,10 +90,19 @@ class Memory:
 
 @dataclass(frozen=True, slots=True)
 class RetentionSchedule:
-    """Each market's retention policy, by market id, and how often the store applies them."""
+    """Each market's retention policy, by market id, and how often the store applies them.
+
+    With ``follow`` (the market database), each pass takes the policies the registry
+    has then: a market added or a retention changed since ingest started is kept by
+    its own rules.
+    """
 
     policies: Mapping[str, RetentionPolicy] = field(default_factory=dict)
     every_s: float = 3600.0
+    follow: RegistrySource | None = None
+
+    def current(self) -> Mapping[str, RetentionPolicy]:
+        return self.policies if self.follow is None else self.follow.current().retention()
 
 
 @dataclass(slots=True)
@@ -374,7 +384,7 @@ class Forwarder:
 
     def _start_retention(self, stop: threading.Event) -> None:
         running = self._retention_thread is not None and self._retention_thread.is_alive()
-        if running or not self._retention.policies:
+        if running or not (self._retention.policies or self._retention.follow):
             return
         self._retention_thread = threading.Thread(
             target=self._retention_loop, args=(stop,), name="retention", daemon=True
@@ -389,7 +399,7 @@ class Forwarder:
     def apply_retention(self, now: datetime) -> RetentionReport | None:
         """One retention pass as of ``now``; ``None`` when the store failed (next time, then)."""
         try:
-            report = self._store.apply_retention(now, self._retention.policies)
+            report = self._store.apply_retention(now, self._retention.current())
         except StoreError as exc:  # StoreUnavailable included
             log.warning("cannot apply retention as of %s (%s); will try again", now, exc)
             return None

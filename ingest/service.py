@@ -14,7 +14,7 @@ import os
 import signal
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -216,7 +216,10 @@ def _forwarder_process(
             batch_size=options.batch_lines,
             on_batch=publish,
             memory=options.memory,
-            retention=options.retention,
+            # On the market database, each pass takes the markets' policies as they are then.
+            retention=replace(options.retention, follow=registry)
+            if options.market_database is not None and not options.markets
+            else options.retention,
         )
         forwarder.run(stop, threading.Event(), idle_poll_s=0.05)
     spool.close()

@@ -87,3 +87,18 @@ def test_a_device_added_is_accepted_and_one_disabled_refused_without_a_restart(
             letter.reason for letter in reopened.dead_letters(since, until, market="tm", limit=10)
         ]
     assert "device 'S-NEW' is disabled" in letters
+
+
+def test_the_retention_passes_take_each_markets_policy_as_the_database_has_it_then(
+    sessions: sessionmaker[Session],
+) -> None:
+    from ingest.forwarder import RetentionSchedule
+    from tests.conftest import REPO
+
+    schedule = RetentionSchedule(follow=RegistryFollower(sessions, poll_s=0))
+    assert set(schedule.current()) == {"tm"}
+    xiaohe = load_market(REPO / "examples" / "markets" / "xiaohe.toml")
+    with sessions() as session, session.begin():
+        import_market(session, xiaohe.spec)
+
+    assert schedule.current()["xiaohe"] == xiaohe.retention, "a market added since start"
