@@ -181,6 +181,7 @@ def _certificates(text: str) -> list[dict[str, str]] | Outcome:
 def register_callbacks(app: Dash, data: DashboardData, management: Management) -> None:
     @app.callback(
         Output({"type": FORM, "field": ALL}, "value"),
+        Output(field_id(FORM, "id"), "disabled"),
         Output(VERSION, "data"),
         Input(SELECT, "value"),
         State("market", "value"),
@@ -189,7 +190,9 @@ def register_callbacks(app: Dash, data: DashboardData, management: Management) -
         found = None if vendor_id in (None, NEW) else management.vendor(market, str(vendor_id))
         values = form_values(found)
         names = names_of(ctx.outputs_list[0])
-        return [values[name] for name in names], None if found is None else found.version
+        # A stored vendor's id is its identity in every sale and trace: shown, not edited.
+        fixed = found is not None
+        return [values[name] for name in names], fixed, None if found is None else found.version
 
     @app.callback(
         Output({"type": f"{FORM}-feedback", "field": ALL}, "children"),
