@@ -269,6 +269,34 @@ class Management:
                 )
             return DeviceAdded(record, password)
 
+    def replace_device(
+        self, market_id: str, old_id: str, new_id: str, *, if_version: int, actor: str
+    ) -> DeviceAdded:
+        """A scale (screen, counter, desk) swapped for a new one: the old is disabled and the
+        new takes its owner or name, in one transaction; the new password is shown once."""
+        with self._transaction() as session:
+            old = _device_of_market(session, market_id, old_id)
+            devices.set_device_enabled(
+                session, old_id, False, if_version=if_version, actor=actor, clock=self._clock
+            )
+            record = devices.add_device(
+                session,
+                market_id,
+                new_id,
+                old.kind,
+                vendor=old.vendor,
+                name=old.name,
+                actor=actor,
+                clock=self._clock,
+            )
+            password = None
+            if self._broker is not None:
+                self._broker.disable_device(old_id)
+                password = self._broker.add_device(
+                    Device(market_id, new_id, old.kind, record.vendor)
+                )
+            return DeviceAdded(record, password)
+
     def set_device_enabled(
         self, market_id: str, device_id: str, enabled: bool, *, if_version: int, actor: str
     ) -> DeviceRecord:

@@ -58,6 +58,12 @@ class DeviceAddedOut(BaseModel):
     )
 
 
+class Replacement(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: Identifier = Field(description="The new device's id (its MQTT user name).")
+
+
 class Assignment(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -164,6 +170,31 @@ def enable_device(
     done = _set_enabled(market.id, device, True, version, management, caller.name)
     set_etag(response, done.version)
     return done
+
+
+@router.post(
+    "/markets/{market}/registry/devices/{device}/replacement",
+    status_code=201,
+    summary="Replace a device: disable it and add the new one for the same owner",
+    responses={**_EDIT_ERRORS, **error_responses(502)},
+)
+def replace_device(
+    market: MarketDep,
+    device: DeviceId,
+    body: Replacement,
+    version: IfMatch,
+    management: ManagementDep,
+    request: Request,
+    response: Response,
+    caller: Administrator,
+) -> DeviceAddedOut:
+    added = management.replace_device(
+        market.id, device, body.id, if_version=version, actor=caller.name
+    )
+    set_etag(response, added.device.version)
+    response.headers["Location"] = request.url.path.rsplit("/", 2)[0] + f"/{body.id}"
+    response.headers["Cache-Control"] = "no-store"
+    return DeviceAddedOut(device=_out(added.device), password=added.password)
 
 
 @router.put(

@@ -319,3 +319,30 @@ def test_a_disabled_device_is_refused_by_the_registry_and_the_audit_log_says_who
         "S-B01",
     )
     assert (newest["before"], newest["after"]) == ({"enabled": True}, {"enabled": False})
+
+
+def test_a_replaced_scale_is_disabled_and_its_successor_takes_its_vendor(client: Client) -> None:
+    read = client.call("GET", f"{V}/registry/devices/S-A01", client.viewer)
+    replaced = client.call(
+        "POST",
+        f"{V}/registry/devices/S-A01/replacement",
+        client.admin,
+        version=read.headers["ETag"],
+        json={"id": "S-A01-2"},
+    )
+    assert replaced.status_code == 201, replaced.text
+    assert (replaced.json()["device"]["vendor"], replaced.json()["device"]["kind"]) == (
+        "V01",
+        "scales",
+    )
+    assert replaced.headers["Location"] == f"{V}/registry/devices/S-A01-2"
+    old = client.call("GET", f"{V}/registry/devices/S-A01", client.viewer).json()
+    assert old["enabled"] is False
+    again = client.call(
+        "POST",
+        f"{V}/registry/devices/S-A01/replacement",
+        client.admin,
+        version=read.headers["ETag"],
+        json={"id": "S-A01-3"},
+    )
+    assert again.status_code == 412, "a replacement made on a stale version is refused"
