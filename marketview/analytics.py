@@ -27,7 +27,7 @@ import pandas as pd
 from marketview.pricing import median
 from storage.interfaces.footfall import FootfallRow
 from storage.interfaces.prices import PriceRow
-from storage.interfaces.sales import SaleRow, SalesSummaryRow
+from storage.interfaces.sales import SaleRow, SalesSummaryRow, ScaleSalesRow
 from storage.records import to_ns
 
 #: The category of a PLU the market file no longer lists.
@@ -236,6 +236,14 @@ def sales_frame(rows: Iterable[SalesSummaryRow]) -> pd.DataFrame:
     records = [(r.vendor, r.plu, r.sales, r.total_fen, r.weight_g) for r in rows]
     frame = pd.DataFrame(records, columns=["vendor", "plu", *_SALES_SUMS])
     return frame.astype({"vendor": object, "plu": object, **dict.fromkeys(_SALES_SUMS, "int64")})
+
+
+def scale_sales_frame(rows: Iterable[ScaleSalesRow]) -> pd.DataFrame:
+    """Store rows per vendor and scale as ``vendor, scale, transactions, turnover_fen,
+    weight_g``: what :func:`sales_per_vendor` needs, from the smaller rollup."""
+    records = [(r.vendor, r.scale, r.sales, r.total_fen, r.weight_g) for r in rows]
+    frame = pd.DataFrame(records, columns=["vendor", "scale", *_SALES_SUMS])
+    return frame.astype({"vendor": object, "scale": object, **dict.fromkeys(_SALES_SUMS, "int64")})
 
 
 def sales_totals(frame: pd.DataFrame, key: str = "total") -> SalesFigures:

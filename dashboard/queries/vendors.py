@@ -22,7 +22,7 @@ from marketview.live import UnknownName
 from schemas.messages import DeviceKind
 from schemas.registry import Market
 from storage.interfaces.devices import ScaleStatusRow
-from storage.interfaces.sales import SalesSummaryRow
+from storage.interfaces.sales import ScaleSalesRow
 from storage.interfaces.traceability import UnverifiedSalesRow
 from storage.records import DeadLetter, from_ns
 
@@ -32,7 +32,8 @@ class VendorsToday:
     """What the vendors page reads of the market's day so far, read at once."""
 
     now: datetime
-    summary: list[SalesSummaryRow]
+    #: today's sales per vendor and scale
+    by_scale: list[ScaleSalesRow]
     unverified: list[UnverifiedSalesRow]
     statuses: list[ScaleStatusRow]
     messages: dict[tuple[str, str], int]
@@ -42,11 +43,12 @@ class VendorsToday:
 
 def read_vendors_today(data: DashboardData, market: Market) -> VendorsToday:
     """The page's six store reads, submitted together: the page waits for the slowest
-    (today's sales per vendor, on InfluxDB) and not for their sum."""
+    and not for their sum. Sales come per vendor and scale (``Store.sales_by_scale``),
+    a few hundred rollup series a day where per product there are thousands."""
     now = data.now()
     start = day_start(market, market_today(market, now))
     store, submit = data.store, data.reads.submit
-    summary = submit(store.sales_summary, market.id, start, now)
+    by_scale = submit(store.sales_by_scale, market.id, start, now)
     unverified = submit(store.unverified_sales, market.id, start, now)
     statuses = submit(store.scale_status, market.id)
     messages = submit(store.message_counts, start, now)
@@ -54,7 +56,7 @@ def read_vendors_today(data: DashboardData, market: Market) -> VendorsToday:
     letters = submit(store.dead_letters, start, now, market=market.id, limit=DEAD_LETTER_ROWS)
     return VendorsToday(
         now=now,
-        summary=summary.result(),
+        by_scale=by_scale.result(),
         unverified=unverified.result(),
         statuses=statuses.result(),
         messages=messages.result(),
@@ -71,7 +73,7 @@ def vendor_table(
     caller for all three tables, else here)."""
     market = data.market(market_id)
     today = today or read_vendors_today(data, market)
-    frame = analytics.sales_frame(today.summary)
+    frame = analytics.scale_sales_frame(today.by_scale)
     figures = {f.key: f for f in analytics.sales_per_vendor(frame)}
     per_vendor = unverified_counts(today.unverified, "vendor")
     rows = []

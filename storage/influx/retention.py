@@ -74,6 +74,7 @@ MEASUREMENTS: Final = (
     _Expiring("dead_letter", "payload_size"),
     _Expiring("sale_hourly", "transactions"),
     _Expiring("market_sale_hourly", "transactions"),
+    _Expiring("scale_sale_hourly", "transactions"),
     _Expiring("footfall_hourly", "readings"),
 )
 

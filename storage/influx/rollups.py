@@ -35,6 +35,7 @@ Rollup measurements (bounded tags only):
 measurement         tags                          fields (time)
 ==================  ============================  ========================================
 sale_hourly         market, scale, vendor, plu    transactions, total_fen, weight_g (hour)
+scale_sale_hourly   market, vendor, scale         transactions, total_fen, weight_g (hour)
 market_sale_hourly  market                        transactions, total_fen, weight_g (hour)
 footfall_hourly     market, gate                  readings, people_in, people_out (hour)
 batch_sold          market, station, vendor, plu  sales, sold_g, trace_code, first_sale_ns?,
@@ -49,6 +50,14 @@ that the dashboard's alerts ask for the few such points of a week and not for a
 week's 12,000 batches (``BatchBalanceRow.needs_alert``). Points written before
 those fields existed (format 1) are rebuilt by ``stallwatch store backfill``;
 until then readers see that a range holds some and read the balances whole.
+
+``scale_sale_hourly`` sums ``sale_hourly`` over products: a day of a 300-vendor market
+is ~300 series where ``sale_hourly`` has ~2,000, and InfluxDB 1.x costs per series and
+field read, so the vendors' day (``Store.sales_by_scale``) reads this one. Every settle
+of an hour writes all of the hour's scales, from the same raw sums (no query more).
+Points written before it existed (format 2) are rebuilt by ``stallwatch store
+backfill``; until then readers see that its hours do not add up to the market's and
+read ``sale_hourly`` instead.
 
 A bucket of ``sale_hourly`` that lost all its sales (never, short of a delete)
 is written as zeros; readers skip rows without transactions.
@@ -101,12 +110,14 @@ ROLLUP_MARK: Final = "rollup_mark"
 ROLLUP_WATERMARK: Final = "rollup_watermark"
 SALE_HOURLY: Final = "sale_hourly"
 MARKET_SALE_HOURLY: Final = "market_sale_hourly"
+SCALE_SALE_HOURLY: Final = "scale_sale_hourly"
 FOOTFALL_HOURLY: Final = "footfall_hourly"
 BATCH_SOLD: Final = "batch_sold"
 BACKFILL_PROGRESS: Final = "backfill_progress"
-#: The format of the rollup points: 2 added ``batch_sold``'s record fields and ``alert``.
-#: A backfill checkpoint of an older format does not count (the backfill starts over).
-ROLLUP_FORMAT: Final = 2
+#: The format of the rollup points: 2 added ``batch_sold``'s record fields and ``alert``,
+#: 3 ``scale_sale_hourly``. A backfill checkpoint of an older format does not count (the
+#: backfill starts over).
+ROLLUP_FORMAT: Final = 3
 #: Per market and kind of bucket, the hour before which the raw points are expired
 #: (written by the retention pass): such buckets are never recomputed from raw again.
 ROLLUP_EXPIRED: Final = "rollup_expired"
@@ -916,6 +927,22 @@ def _sale_hourly_lines(
                     bucket.hour_ns,
                 )
             )
+    per_scale: dict[tuple[str, str], list[int]] = {}
+    for scale, vendor, _plu in stored.keys() | raw.keys():
+        per_scale.setdefault((scale, vendor), [0, 0, 0])
+    for (scale, vendor, _plu), sums in raw.items():
+        summed = per_scale[(scale, vendor)]
+        for i in range(3):
+            summed[i] += sums[i]
+    lines += [
+        build_line(
+            SCALE_SALE_HOURLY,
+            {"market": bucket.market, "vendor": vendor, "scale": scale},
+            _sum_fields(sums),
+            bucket.hour_ns,
+        )
+        for (scale, vendor), sums in sorted(per_scale.items())
+    ]
     total = tuple(sum(sums[i] for sums in raw.values()) for i in range(3))
     lines.append(
         build_line(

@@ -45,7 +45,7 @@ from storage.interfaces.devices import ScaleStatusRow
 from storage.interfaces.footfall import FootfallRow, GateCountRow
 from storage.interfaces.prices import PriceRow
 from storage.interfaces.retention import RetentionReport
-from storage.interfaces.sales import SaleRow, SalesHourRow, SalesSummaryRow
+from storage.interfaces.sales import SaleRow, SalesHourRow, SalesSummaryRow, ScaleSalesRow
 from storage.interfaces.traceability import BatchBalanceRow, BatchRow, UnverifiedSalesRow
 from storage.records import DeadLetter, Reading, from_ns
 
@@ -251,6 +251,9 @@ class InfluxStore(Store):
 
     def sales_summary(self, market: str, start: datetime, end: datetime) -> list[SalesSummaryRow]:
         return sales.sales_summary(self._reader, market, start, end)
+
+    def sales_by_scale(self, market: str, start: datetime, end: datetime) -> list[ScaleSalesRow]:
+        return sales.sales_by_scale(self._reader, market, start, end)
 
     def sales_by_hour(self, market: str, start: datetime, end: datetime) -> list[SalesHourRow]:
         return sales.sales_by_hour(self._reader, market, start, end)

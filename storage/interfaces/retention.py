@@ -42,6 +42,7 @@ KIND_OF_MEASUREMENT: Final[Mapping[str, DataKind]] = MappingProxyType(
         "dead_letter": DataKind.DEAD_LETTERS,
         "sale_hourly": DataKind.ROLLUPS,
         "market_sale_hourly": DataKind.ROLLUPS,
+        "scale_sale_hourly": DataKind.ROLLUPS,
         "footfall_hourly": DataKind.ROLLUPS,
     }
 )

@@ -48,6 +48,18 @@ class SalesSummaryRow:
 
 
 @dataclass(frozen=True, slots=True)
+class ScaleSalesRow:
+    """Sales one vendor's scale made over a range, all products together."""
+
+    market: str
+    vendor: str
+    scale: str
+    sales: int
+    total_fen: int
+    weight_g: int
+
+
+@dataclass(frozen=True, slots=True)
 class SalesHourRow:
     """Sales of a whole market during one UTC hour starting at ``hour``."""
 
@@ -85,6 +97,16 @@ class SalesStore(abc.ABC):
         Aggregated by the store (SQL ``GROUP BY``, InfluxQL ``SUM``/``COUNT``), not by
         fetching every sale; sums are exact integers. Ordered by vendor then PLU;
         products without sales in the range are absent.
+        """
+
+    @abc.abstractmethod
+    def sales_by_scale(self, market: str, start: datetime, end: datetime) -> list[ScaleSalesRow]:
+        """Number of sales, total fen and total grams per (vendor, scale) in the range.
+
+        What a vendor sold and how many messages a scale sent as sales, for the vendors'
+        page: the products' sums of :meth:`sales_summary` taken together, from a rollup
+        a few hundred rows a day. Ordered by vendor then scale; scales without sales
+        absent.
         """
 
     @abc.abstractmethod

@@ -138,6 +138,28 @@ ORDER BY src.vendor, p.plu
 """
 
 
+#: Sales per vendor and scale, from the same three parts as ``SALES_SUMMARY_BY_HOURS``.
+SALES_BY_SCALE = """
+WITH parts (source, sales, total_fen, weight_g) AS (
+    SELECT source, 1, total_fen, weight_g
+    FROM sale WHERE time_ns >= :start AND time_ns < :head_end
+    UNION ALL
+    SELECT source, transactions, total_fen, weight_g
+    FROM sale_hourly WHERE hour_ns >= :hours_start AND hour_ns < :hours_end
+    UNION ALL
+    SELECT source, 1, total_fen, weight_g
+    FROM sale WHERE time_ns >= :tail_start AND time_ns < :end
+)
+SELECT src.market, src.vendor, src.scale, SUM(parts.sales), SUM(parts.total_fen),
+       SUM(parts.weight_g)
+FROM parts CROSS JOIN sale_source AS src
+WHERE src.id = parts.source AND src.market = :market
+GROUP BY src.vendor, src.scale
+HAVING SUM(parts.sales) > 0
+ORDER BY src.vendor, src.scale
+"""
+
+
 #: Sales per vendor and product from three disjoint parts of the range: the
 #: partial hour at its head and the one at its tail from raw sales (a short scan
 #: of the time-clustered table each), the whole hours in between from

@@ -23,7 +23,7 @@ from storage.interfaces.devices import (
 from storage.interfaces.footfall import FootfallRow, GateCountRow
 from storage.interfaces.prices import PriceRow
 from storage.interfaces.retention import RetentionReport
-from storage.interfaces.sales import SaleRow, SalesHourRow, SalesSummaryRow
+from storage.interfaces.sales import SaleRow, SalesHourRow, SalesSummaryRow, ScaleSalesRow
 from storage.interfaces.traceability import BatchBalanceRow, BatchRow, UnverifiedSalesRow
 from storage.records import (
     DeadLetter,
@@ -239,6 +239,12 @@ class SQLiteStore(Store):
         params = {"market": market, **_hour_split(start, end)}
         rows = self._query(queries.SALES_SUMMARY_BY_HOURS, params, "summing sales")
         return [queries.sales_summary_row(row) for row in rows]
+
+    def sales_by_scale(self, market: str, start: datetime, end: datetime) -> list[ScaleSalesRow]:
+        """See :meth:`Store.sales_by_scale`: whole hours from the hourly rollup."""
+        params = {"market": market, **_hour_split(start, end)}
+        rows = self._query(queries.SALES_BY_SCALE, params, "summing sales per scale")
+        return [ScaleSalesRow(*row) for row in rows]
 
     def sales_by_hour(self, market: str, start: datetime, end: datetime) -> list[SalesHourRow]:
         params = {"market": market, **_hour_split(start, end)}

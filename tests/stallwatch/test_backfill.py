@@ -29,6 +29,7 @@ from storage.influx.rollups import (
     ROLLUP_MARK,
     ROLLUP_WATERMARK,
     SALE_HOURLY,
+    SCALE_SALE_HOURLY,
 )
 from storage.influx.rows import int_column, tagged_rows
 from storage.influx.store import InfluxStore
@@ -70,6 +71,7 @@ def reads(store: InfluxStore, market: Market) -> list[object]:
     return [
         store.sales_summary(market.id, start, end),
         store.sales_by_hour(market.id, start, end),
+        store.sales_by_scale(market.id, start, end),
         store.footfall_hourly(market.id, start, end),
         store.batch_balances(market.id, start, end),
     ]
@@ -80,6 +82,7 @@ def drop_rollups(server: Influxd, database: str) -> None:
         for measurement in (
             SALE_HOURLY,
             MARKET_SALE_HOURLY,
+            SCALE_SALE_HOURLY,
             FOOTFALL_HOURLY,
             BATCH_SOLD,
             ROLLUP_MARK,

@@ -18,8 +18,9 @@ import pytest
 from stallwatch.localservices import Influxd
 from storage.footfall import hourly_footfall
 from storage.influx.client import InfluxClient
+from storage.influx.influxql import Query, quote_ident
 from storage.influx.reader import Reader
-from storage.influx.rollups import ROLLUP_MARK, SETTLE_SLACK_NS
+from storage.influx.rollups import ROLLUP_MARK, SCALE_SALE_HOURLY, SETTLE_SLACK_NS
 from storage.influx.store import InfluxStore
 from storage.records import Reading, to_ns
 from tests.storage.factories import MARKET, T0, at, batch, gate_count, reading, sale
@@ -214,3 +215,27 @@ def test_batch_sold_carries_the_alert_flag_and_points_without_it_are_read_whole(
 
     # The flag is gone from the points; the answer is the same, from the whole balances.
     assert store.batch_alerts(MARKET, *DAY) == alerts
+
+
+def test_hours_without_scale_points_are_summed_per_scale_from_the_product_rollup(
+    store: InfluxStore, clock: Clock, influx_server: Influxd, database: str
+) -> None:
+    """A database from before ``scale_sale_hourly`` (format 2) answers the same sums."""
+    write_and_settle(
+        store,
+        clock,
+        [
+            reading(sale(msg_id=i, ts=at(minutes=13 * i), weight_g=100 + i), "sc-v001")
+            for i in range(1, 20)
+        ],
+    )
+    whole_hours = (T0, at(hours=4))
+    expected = store.sales_by_scale(MARKET, *whole_hours)
+    assert [(row.scale, row.sales) for row in expected] == [("sc-v001", 18)]
+
+    with InfluxClient(influx_server.url) as client:
+        client.execute(
+            Query(f"DROP MEASUREMENT {quote_ident(SCALE_SALE_HOURLY)}"), database=database
+        )
+
+    assert store.sales_by_scale(MARKET, *whole_hours) == expected

@@ -9,8 +9,18 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Final
 
-from storage.influx.influxql import Column, Condition, Select, SelectColumns, equals, time_from
+from storage.hours import HourSplit
+from storage.influx.influxql import (
+    Column,
+    Condition,
+    Select,
+    SelectColumns,
+    equals,
+    time_before,
+    time_from,
+)
 from storage.influx.reader import Reader, bound_ns, device_range
+from storage.influx.rollups import MARKET_SALE_HOURLY, SALE_HOURLY, SCALE_SALE_HOURLY
 from storage.influx.rows import (
     NEWEST_WITH_FALLBACK,
     int_column,
@@ -172,24 +182,71 @@ def _newest_price_per_screen(reader: Reader, bounds: tuple[Condition, ...]) -> d
 
 
 def message_counts(reader: Reader, start: datetime, end: datetime) -> dict[tuple[str, str], int]:
-    """See :meth:`Store.message_counts`: a ``COUNT`` per device tag.
+    """See :meth:`Store.message_counts`: a ``COUNT`` per device tag, in one request.
 
-    A price's screen is a field, not a tag, so price points in the range are
-    listed (one short column) and counted here.
+    A scale's sales, by far the most readings, are counted from ``scale_sale_hourly``
+    over the whole hours (a few hundred series, where the raw day has thousands) and
+    from the raw edge hours; in a market whose whole hours lack scale points (not yet
+    backfilled, see ``storage.influx.rollups``) from ``sale_hourly``. A price's screen
+    is a field, not a tag, so price points in the range are listed (one short column)
+    and counted here.
     """
     bounds = device_range(start, end)
-    counts: dict[tuple[str, str], int] = defaultdict(int)
-    for measurement, device_tag in _DEVICE_TAGS:
-        grouped = reader.select(
-            measurement, *bounds, count_of="msg_id", group_by=("market", device_tag)
-        )
-        for one in grouped:
-            key = (one.tags.get("market", ""), one.tags.get(device_tag, ""))
-            counts[key] += sum(int_column(row, "count") for row in one.rows)
-    screens = reader.select_columns(
+    split = HourSplit.of(start, end)
+    selects: list[Select | SelectColumns] = [
+        Select(measurement, where=bounds, count_of="msg_id", group_by=("market", device_tag))
+        for measurement, device_tag in _DEVICE_TAGS
+        if measurement != "sale"
+    ]
+    selects.append(
         SelectColumns("price", columns=(Column("screen"),), where=bounds, group_by=("market",))
     )
-    for one in screens:
-        for row in one.rows:
-            counts[(one.tags.get("market", ""), str_column(row, "screen"))] += 1
+    for low, high in ((split.start, split.head_end), (split.tail_start, split.end)):
+        if low < high:
+            edge = (time_from(low), time_before(high))
+            selects.append(Select("sale", where=edge, count_of="msg_id", group_by=_SCALE_TAGS))
+    hours = (time_from(split.hours_start), time_before(split.hours_end))
+    whole_hours = split.hours_start < split.hours_end
+    if whole_hours:
+        selects += [
+            SelectColumns(SCALE_SALE_HOURLY, (_SOLD,), where=hours, group_by=_SCALE_TAGS),
+            SelectColumns(SCALE_SALE_HOURLY, (_SOLD,), where=hours, group_by=("market",)),
+            SelectColumns(MARKET_SALE_HOURLY, (_SOLD,), where=hours, group_by=("market",)),
+        ]
+    counts: dict[tuple[str, str], int] = defaultdict(int)
+    per_scale: dict[tuple[str, str], int] = defaultdict(int)
+    census: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for one in reader.select_each(selects):
+        market = one.tags.get("market", "")
+        if one.name == "price":
+            for row in one.rows:
+                counts[(market, str_column(row, "screen"))] += 1
+        elif one.name in (SCALE_SALE_HOURLY, MARKET_SALE_HOURLY) and "scale" not in one.tags:
+            census[market][one.name] += sum(_int(row.get("sold")) for row in one.rows)
+        else:
+            tag = next(tag for tag in _COUNTED_TAGS if tag in one.tags)
+            total = sum(_int(row.get("count", row.get("sold"))) for row in one.rows)
+            target = per_scale if one.name == SCALE_SALE_HOURLY else counts
+            target[(market, one.tags[tag])] += total
+    unrolled = {
+        m for m, sums in census.items() if sums[SCALE_SALE_HOURLY] != sums[MARKET_SALE_HOURLY]
+    }
+    for key, sold in per_scale.items():
+        if key[0] not in unrolled:
+            counts[key] += sold
+    if unrolled:
+        fallback = SelectColumns(SALE_HOURLY, (_SOLD,), where=hours, group_by=_SCALE_TAGS)
+        for one in reader.select_columns(fallback):
+            if one.tags.get("market", "") in unrolled:
+                key = (one.tags["market"], one.tags.get("scale", ""))
+                counts[key] += sum(_int(row.get("sold")) for row in one.rows)
     return {key: count for key, count in counts.items() if count}
+
+
+_SCALE_TAGS: Final = ("market", "scale")
+_COUNTED_TAGS: Final = ("scale", "gate", "station")
+_SOLD: Final = Column("transactions", "SUM", "sold")
+
+
+def _int(value: object) -> int:
+    return value if type(value) is int else 0

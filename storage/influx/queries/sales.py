@@ -8,20 +8,21 @@ from datetime import datetime
 from typing import Final
 
 from storage.hours import HourSplit
-from storage.influx.client import Row
+from storage.influx.client import Row, Series
 from storage.influx.indexes import receipt_bounds
 from storage.influx.influxql import (
     Column,
     Condition,
+    Query,
     SelectColumns,
     equals,
     time_before,
     time_from,
 )
 from storage.influx.reader import Reader, device_range, optional_equals
-from storage.influx.rollups import MARKET_SALE_HOURLY, SALE_HOURLY
+from storage.influx.rollups import MARKET_SALE_HOURLY, SALE_HOURLY, SCALE_SALE_HOURLY
 from storage.influx.rows import int_column, sorted_sales, tagged_rows
-from storage.interfaces.sales import SaleRow, SalesHourRow, SalesSummaryRow
+from storage.interfaces.sales import SaleRow, SalesHourRow, SalesSummaryRow, ScaleSalesRow
 from storage.records import from_ns
 
 _NS_PER_MS: Final = 1_000_000
@@ -131,11 +132,100 @@ def sales_summary(
     ]
 
 
-def _add_listed_sales(sums: dict[tuple[str, str], list[int]], rows: Sequence[Row]) -> None:
-    """Count listed raw sales into ``sums`` per (vendor, plu); a sale without ``total_fen``
-    yet (a write in flight) is not counted, as ``COUNT(total_fen)`` would not."""
+def sales_by_scale(
+    reader: Reader, market: str, start: datetime, end: datetime
+) -> list[ScaleSalesRow]:
+    """See :meth:`Store.sales_by_scale`: whole hours from ``scale_sale_hourly`` summed per
+    vendor and scale, the raw edge hours listed, in one request.
+
+    The request also sums the market's whole hours twice, from ``market_sale_hourly``
+    and from ``scale_sale_hourly``: if they differ, some hours have no scale points yet
+    (written before format 3, not backfilled), and the whole hours are summed from
+    ``sale_hourly`` instead, which costs a read per product series.
+    """
+    split = HourSplit.of(start, end)
+    raw = (Column("total_fen"), Column("weight_g"), Column("vendor"), Column("scale"))
+    rolled = (
+        Column("transactions", "SUM", "sales"),
+        Column("total_fen", "SUM", "total_fen"),
+        Column("weight_g", "SUM", "weight_g"),
+    )
+    parts = _parts(split, raw, rolled, SCALE_SALE_HOURLY)
+    if not parts:
+        return []
+    queries = [
+        _part_query(reader, market, number, part, group_by=("vendor", "scale"))
+        for number, part in enumerate(parts)
+    ]
+    hours = [part for part in parts if part[0] == SCALE_SALE_HOURLY]
+    if hours:
+        census = (Column("transactions", "SUM", "sales"),)
+        for measurement in (MARKET_SALE_HOURLY, SCALE_SALE_HOURLY):
+            window = hours[0][2]
+            queries.append(_part_query(reader, market, len(queries), (measurement, census, window)))
+    answers = _by_statement(reader.statements(queries), len(queries))
+    if hours and _census(answers[-2]) != _census(answers[-1]):
+        whole = _part_query(
+            reader, market, 0, (SALE_HOURLY, rolled, hours[0][2]), group_by=("vendor", "scale")
+        )
+        at = parts.index(hours[0])
+        answers[at] = _by_statement(reader.statements([whole]), 1)[0]
+    sums: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
+    for answer in answers[: len(parts)]:
+        for one in answer:
+            if one.name == "sale":
+                _add_listed_sales(sums, one.rows, key="scale")
+                continue
+            for row in one.rows:
+                if row.get("sales"):
+                    total = sums[(one.tags.get("vendor", ""), one.tags.get("scale", ""))]
+                    total[0] += int_column(row, "sales")
+                    total[1] += _int_or_zero(row.get("total_fen"))
+                    total[2] += _int_or_zero(row.get("weight_g"))
+    return [
+        ScaleSalesRow(market, vendor, scale, sales, total_fen, weight_g)
+        for (vendor, scale), (sales, total_fen, weight_g) in sorted(sums.items())
+        if sales
+    ]
+
+
+def _part_query(
+    reader: Reader,
+    market: str,
+    number: int,
+    part: _Part,
+    *,
+    group_by: tuple[str, ...] = (),
+) -> Query:
+    measurement, columns, window = part
+    renamed = tuple(Condition(c.column, c.operator, f"{c.param}{number}", c.value) for c in window)
+    return SelectColumns(
+        measurement,
+        columns=columns,
+        where=(equals("market", market, param=f"market{number}"), *renamed),
+        retention_policy=reader.policy_for(measurement, market),
+        group_by=() if measurement == "sale" else group_by,
+    ).query()
+
+
+def _by_statement(series: Sequence[Series], count: int) -> list[list[Series]]:
+    answers: list[list[Series]] = [[] for _ in range(count)]
+    for one in series:
+        answers[one.statement_id].append(one)
+    return answers
+
+
+def _census(answer: Sequence[Series]) -> int:
+    return sum(_int_or_zero(row.get("sales")) for one in answer for row in one.rows)
+
+
+def _add_listed_sales(
+    sums: dict[tuple[str, str], list[int]], rows: Sequence[Row], *, key: str = "plu"
+) -> None:
+    """Count listed raw sales into ``sums`` per (vendor, ``key``); a sale without
+    ``total_fen`` yet (a write in flight) is not counted, as ``COUNT(total_fen)`` would not."""
     for row in rows:
-        fen, vendor, plu = row.get("total_fen"), row.get("vendor"), row.get("plu")
+        fen, vendor, plu = row.get("total_fen"), row.get("vendor"), row.get(key)
         if type(fen) is not int or not isinstance(vendor, str) or not isinstance(plu, str):
             continue
         total = sums[(vendor, plu)]

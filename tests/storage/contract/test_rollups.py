@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 from storage.base import Store
 from storage.footfall import hourly_footfall
-from storage.interfaces.sales import SaleRow, SalesHourRow, SalesSummaryRow
+from storage.interfaces.sales import SaleRow, SalesHourRow, SalesSummaryRow, ScaleSalesRow
 from storage.interfaces.traceability import BatchBalanceRow
 from storage.records import Reading
 from tests.storage.contract.helpers import write_ok, write_settled
@@ -48,6 +48,16 @@ def summary_of(rows: Sequence[SaleRow]) -> list[SalesSummaryRow]:
     return [SalesSummaryRow(MARKET, v, p, *total) for (v, p), total in sorted(totals.items())]
 
 
+def by_scale_of(rows: Sequence[SaleRow]) -> list[ScaleSalesRow]:
+    totals: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
+    for row in rows:
+        total = totals[(row.vendor, row.scale)]
+        total[0] += 1
+        total[1] += row.total_fen
+        total[2] += row.weight_g
+    return [ScaleSalesRow(MARKET, v, s, *total) for (v, s), total in sorted(totals.items())]
+
+
 def hours_of(rows: Sequence[SaleRow]) -> list[SalesHourRow]:
     totals: dict[datetime, list[int]] = defaultdict(lambda: [0, 0, 0])
     for row in rows:
@@ -63,6 +73,7 @@ def assert_exact(store: Store) -> None:
     for start, end in RANGES:
         raw_sales = store.sales(MARKET, start, end)
         assert store.sales_summary(MARKET, start, end) == summary_of(raw_sales)
+        assert store.sales_by_scale(MARKET, start, end) == by_scale_of(raw_sales)
         assert store.sales_by_hour(MARKET, start, end) == hours_of(raw_sales)
         local_start, local_end = start.astimezone(SHANGHAI), end.astimezone(SHANGHAI)
         assert store.footfall_hourly(MARKET, local_start, local_end) == hourly_footfall(
@@ -99,6 +110,21 @@ def history() -> list[Reading]:
 
 def sales_count(store: Store) -> int:
     return sum(row.sales for row in store.sales_summary(MARKET, *RANGES[-1]))
+
+
+class TestScales:
+    def test_the_sums_per_vendor_and_scale_are_exact_with_partial_hours(self, store: Store) -> None:
+        other_vendor = [
+            reading(sale(msg_id=i, ts=at(minutes=29 * i), weight_g=50 * i, vendor="v002"), s)
+            for i in range(1, 9)
+            for s in ("sc-002", "sc-003")
+        ]
+        write_settled(store, [*history(), *other_vendor])
+        write_settled(store, other_vendor[:3])  # redelivered
+
+        assert_exact(store)
+        scales = [(r.vendor, r.scale) for r in store.sales_by_scale(MARKET, *RANGES[-1])]
+        assert scales == [("v001", "sc-001"), ("v002", "sc-002"), ("v002", "sc-003")]
 
 
 class TestRedelivery:
