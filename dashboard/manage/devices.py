@@ -13,6 +13,7 @@ from dashboard.auth import UserRole
 from dashboard.components import grid
 from dashboard.forms import Outcome, blank, changed, field_id, labelled
 from dashboard.i18n import Lang, device_kind_name, t
+from marketdb._exceptions import InvalidChange
 from marketdb.devices import DeviceRecord
 from marketdb.management import DeviceAdded, Management
 from schemas.messages import DeviceKind, Identifier
@@ -26,6 +27,11 @@ CHOSEN = "device-chosen"
 DISABLE = "device-disable"
 ENABLE = "device-enable"
 SWITCH_RESULT = "device-switch-result"
+SUCCESSOR = "device-successor"
+REPLACE = "device-replace"
+ASSIGN_VENDOR = "device-assign-vendor"
+ASSIGN_NAME = "device-assign-name"
+ASSIGN = "device-assign"
 # The limits the API and the market file apply to the same fields.
 _ID: TypeAdapter[str] = TypeAdapter(Identifier)
 _OPTIONAL_ID: TypeAdapter[str | None] = TypeAdapter(Identifier | None)
@@ -94,6 +100,40 @@ def layout(management: Management, market: str, lang: Lang) -> html.Div:
                 ],
                 className="mt-4 align-items-end",
             ),
+            dbc.Row(
+                [
+                    dbc.Col(
+                        [
+                            dbc.Label(t("device.successor", lang), html_for=SUCCESSOR),
+                            dbc.Input(id=SUCCESSOR, type="text"),
+                        ],
+                        md=3,
+                    ),
+                    dbc.Col(
+                        dbc.Button(t("device.replace", lang), id=REPLACE, color="outline-primary"),
+                        md=2,
+                    ),
+                    dbc.Col(
+                        [
+                            dbc.Label(t("device.vendor", lang), html_for=ASSIGN_VENDOR),
+                            dcc.Dropdown(id=ASSIGN_VENDOR, options=vendors),
+                        ],
+                        md=3,
+                    ),
+                    dbc.Col(
+                        [
+                            dbc.Label(t("device.name", lang), html_for=ASSIGN_NAME),
+                            dbc.Input(id=ASSIGN_NAME, type="text"),
+                        ],
+                        md=2,
+                    ),
+                    dbc.Col(
+                        dbc.Button(t("device.assign", lang), id=ASSIGN, color="outline-primary"),
+                        md=2,
+                    ),
+                ],
+                className="mt-3 align-items-end",
+            ),
             html.Div(id=SWITCH_RESULT),
         ]
     )
@@ -119,7 +159,7 @@ def register_callbacks(app: Dash, management: Management) -> None:
     @app.callback(
         Output(RESULT, "children"),
         Output(GRID, "rowData", allow_duplicate=True),
-        Output(CHOSEN, "options"),
+        Output(CHOSEN, "options", allow_duplicate=True),
         Input(ADD, "n_clicks"),
         State(field_id(FORM, "id"), "value"),
         State(field_id(FORM, "kind"), "value"),
@@ -186,6 +226,87 @@ def register_callbacks(app: Dash, management: Management) -> None:
         verb = "device.enable" if enabled else "device.disable"
         ok = Outcome(f"{t(verb, lang)}: {done.id}", "success")
         return ok.alert(SWITCH_RESULT + "-alert"), _rows(management.devices(market), lang)
+
+
+def register_change_callbacks(app: Dash, management: Management) -> None:
+    """Replacing the chosen device with a successor, or giving it another owner or name."""
+
+    @app.callback(
+        Output(SWITCH_RESULT, "children", allow_duplicate=True),
+        Output(GRID, "rowData", allow_duplicate=True),
+        Output(CHOSEN, "options", allow_duplicate=True),
+        Input(REPLACE, "n_clicks"),
+        Input(ASSIGN, "n_clicks"),
+        State(CHOSEN, "value"),
+        State(SUCCESSOR, "value"),
+        State(ASSIGN_VENDOR, "value"),
+        State(ASSIGN_NAME, "value"),
+        State("market", "value"),
+        State("lang", "data"),
+        prevent_initial_call=True,
+    )
+    def change(
+        _replace: int | None,
+        _assign: int | None,
+        device_id: str | None,
+        successor: str | None,
+        vendor: str | None,
+        name: str | None,
+        market: str,
+        lang_value: str | None,
+    ) -> tuple[Any, ...]:
+        lang = Lang.of(lang_value)
+        alert_id = SWITCH_RESULT + "-alert"
+        if not device_id:
+            nothing = Outcome(t("form.nothing_selected", lang), "warning")
+            return nothing.alert(alert_id), no_update, no_update
+        replacing = ctx.triggered_id == REPLACE
+        done = changed(
+            lang,
+            UserRole.ADMINISTRATOR,
+            lambda actor: _change(
+                management, market, device_id, actor.name, replacing, successor, vendor, name
+            ),
+        )
+        if isinstance(done, Outcome):
+            return done.alert(alert_id), no_update, no_update
+        if isinstance(done, DeviceAdded):
+            if done.password is None:
+                text = t("device.added_no_broker", lang).format(device=done.device.id)
+            else:
+                text = t("device.added", lang).format(device=done.device.id, password=done.password)
+        else:
+            text = f"{t('device.assign', lang)}: {done.id}"
+        shown = dbc.Alert(text, color="success", id=alert_id, className="mt-2")
+        registered = management.devices(market)
+        return shown, _rows(registered, lang), _device_choices(registered)
+
+
+def _change(
+    management: Management,
+    market: str,
+    device_id: str,
+    actor: str,
+    replacing: bool,
+    successor: str | None,
+    vendor: str | None,
+    name: str | None,
+) -> DeviceAdded | DeviceRecord:
+    version = management.device(market, device_id).version
+    if replacing:
+        try:
+            new_id = _ID.validate_python(blank(successor))
+        except ValidationError as exc:
+            raise InvalidChange(f"successor: {exc.errors()[0]['msg']}", "id") from exc
+        return management.replace_device(market, device_id, new_id, if_version=version, actor=actor)
+    return management.assign_device(
+        market,
+        device_id,
+        vendor=None if blank(vendor) is None else str(vendor),
+        name=None if blank(name) is None else str(name),
+        if_version=version,
+        actor=actor,
+    )
 
 
 def _add(

@@ -59,12 +59,14 @@ def register_callbacks(app: Dash, data: DashboardData, links: Links) -> None:
     records.register_callbacks(app, STALLS, data.management)
     records.register_callbacks(app, PRODUCTS, data.management)
     devices.register_callbacks(app, data.management)
+    devices.register_change_callbacks(app, data.management)
     if data.validator is not None:
         intake.register_callbacks(app, data, data.validator)
     management = data.management
 
     @app.callback(
         Output(field_id(devices.FORM, "vendor"), "options"),
+        Output(devices.ASSIGN_VENDOR, "options"),
         Output(field_id(vendors.FORM, "products"), "options"),
         Input(TABS, "active_tab"),
         State("market", "value"),
@@ -72,7 +74,5 @@ def register_callbacks(app: Dash, data: DashboardData, links: Links) -> None:
     )
     def refresh_choices(_tab: str, market: str) -> tuple[Any, ...]:
         """What one tab added (a vendor, a product) is offered on the others."""
-        return (
-            devices.vendor_choices(management, market),
-            vendors.product_choices(management, market),
-        )
+        owners = devices.vendor_choices(management, market)
+        return owners, owners, vendors.product_choices(management, market)

@@ -293,3 +293,27 @@ def test_the_web_app_on_the_market_database_checks_its_tokens_there(managed: Man
     with managed.management.sessions() as session, session.begin():
         accounts.revoke_token(session, "screen-office", actor="test")
     assert httpx.get(vendors, headers=headers, timeout=30).status_code == 401
+
+
+def test_an_administrator_replaces_a_scale_and_reassigns_its_successor(
+    admin: Page, managed: Managed
+) -> None:
+    market = managed.market.id
+    vendor = managed.market.spec.vendors[4]
+    other = managed.market.spec.vendors[5]
+    old = vendor.scales[0]
+    open_manage(admin, managed, "devices")
+    choose(admin, admin.locator(f"#{devices.CHOSEN}"), old)
+    admin.fill(f"#{devices.SUCCESSOR}", f"{old}-R")
+    admin.click(f"#{devices.REPLACE}")
+    expect(admin.locator(f"#{devices.SWITCH_RESULT}")).to_contain_text(f"{old}-R", timeout=LOAD_MS)
+    assert managed.management.device(market, old).enabled is False
+    assert managed.management.device(market, f"{old}-R").vendor == vendor.id
+
+    choose(admin, admin.locator(f"#{devices.CHOSEN}"), f"{old}-R")
+    choose(admin, admin.locator(f"#{devices.ASSIGN_VENDOR}"), f"{other.id} {other.name}")
+    admin.click(f"#{devices.ASSIGN}")
+    expect(admin.locator(f"#{devices.SWITCH_RESULT}")).to_contain_text(
+        f"改为所属: {old}-R", timeout=LOAD_MS
+    )
+    assert managed.management.device(market, f"{old}-R").vendor == other.id
