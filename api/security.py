@@ -278,8 +278,8 @@ class DatabaseTokens:
         try:
             with self._sessions() as session:
                 stored = token_by_digest(session, hash_token(token))
-        except SQLAlchemyError as exc:
-            raise TokensFileError(f"cannot read the API tokens: {exc}") from exc
+        except SQLAlchemyError as exc:  # the statement names the digest: not in the message
+            raise TokensFileError(f"cannot read the API tokens ({type(exc).__name__})") from exc
         if stored is None:
             return None
         return Principal(stored.name, Role(stored.role), stored.market, stored.vendor)

@@ -6,9 +6,10 @@ that make the change, and translates the database's own errors in one place
 (``_translated``). Devices' broker users follow their rows through a
 :class:`BrokerAccounts` (Mosquitto's dynamic-security plugin in production): the
 broker is changed inside the database transaction, after the row is written and
-before it commits, so a broker that refuses leaves the registry as it was. A
-commit that fails after the broker changed leaves at worst a broker user with no
-device behind it, which ingest refuses anyway.
+before it commits, so a broker that refuses leaves the registry as it was; and a
+transaction that fails after some broker changes (a later one refused, the commit)
+has them undone (``_BrokerSteps``), leaving at worst a disabled broker user with no
+device behind it.
 
 A vendor who leaves with stock on hand (batches taken in lately and not sold
 out) is deactivated only when the caller confirms: :class:`OpenBatches` is asked
@@ -18,6 +19,7 @@ names them.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,6 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from marketdb import devices, products, stalls, vendors
 from marketdb._exceptions import (
+    BrokerRefused,
     Conflict,
     MarketDatabaseError,
     MarketDatabaseUnavailable,
@@ -43,6 +46,8 @@ from marketdb.stalls import VersionedStall
 from marketdb.vendors import VersionedVendor
 from schemas.messages import DeviceKind
 from schemas.registry import Device, MarketFile, Product, Stall, Vendor
+
+log = logging.getLogger(__name__)
 
 
 class BrokerAccounts(Protocol):
@@ -71,6 +76,46 @@ class DeviceAdded:
 
     device: DeviceRecord
     password: str | None
+
+
+class _BrokerSteps:
+    """The broker changes of one registry change, each with its opposite: a change whose
+    transaction fails after some of them took effect is undone at the broker too, so the
+    broker never keeps what the registry rolled back (a user added stays, disabled)."""
+
+    def __init__(self, broker: BrokerAccounts | None) -> None:
+        self._broker = broker
+        self._undo: list[Callable[[], None]] = []
+
+    def add(self, device: Device) -> str | None:
+        if self._broker is None:
+            return None
+        password = self._broker.add_device(device)
+        self._undo.append(lambda: self._call("disable_device", device.id))
+        return password
+
+    def allow(self, device_id: str, allowed: bool) -> None:
+        """Let the device connect, or not (a disabled one is dropped at once)."""
+        if self._broker is None:
+            return
+        if allowed:
+            self._broker.enable_device(device_id)
+            self._undo.append(lambda: self._call("disable_device", device_id))
+        else:
+            self._broker.disable_device(device_id)
+            self._undo.append(lambda: self._call("enable_device", device_id))
+
+    def _call(self, command: str, device_id: str) -> None:
+        assert self._broker is not None
+        getattr(self._broker, command)(device_id)
+
+    def undo(self) -> None:
+        for step in reversed(self._undo):
+            try:
+                step()
+            except BrokerRefused as exc:
+                log.error("the broker could not undo a change the registry rolled back: %s", exc)
+        self._undo.clear()
 
 
 class Management:
@@ -102,6 +147,18 @@ class Management:
     def _transaction(self) -> Iterator[Session]:
         with _translated(), self._sessions.begin() as session:
             yield session
+
+    @contextmanager
+    def _changing_broker(self) -> Iterator[tuple[Session, _BrokerSteps]]:
+        """A transaction with broker changes, undone if the transaction (its commit
+        included) fails."""
+        steps = _BrokerSteps(self._broker)
+        try:
+            with self._transaction() as session:
+                yield session, steps
+        except BaseException:
+            steps.undo()
+            raise
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -173,7 +230,7 @@ class Management:
 
         (De)activating also disables (enables) the vendor's devices on the broker.
         """
-        with self._transaction() as session:
+        with self._changing_broker() as (session, broker):
             before = vendors.get_vendor(session, market_id, vendor.id)
             leaving = before.vendor.active and not vendor.active
             if leaving and not confirmed:
@@ -181,12 +238,11 @@ class Management:
             edited = vendors.update_vendor(
                 session, market_id, vendor, if_version=if_version, actor=actor, clock=self._clock
             )
-            if before.vendor.active != vendor.active and self._broker is not None:
-                for device_id in (*vendor.scales, *vendor.screens):
-                    if vendor.active:
-                        self._broker.enable_device(device_id)
-                    else:
-                        self._broker.disable_device(device_id)
+            if before.vendor.active != vendor.active:
+                # Only the devices the registry has enabled: a replaced scale stays out.
+                for device in devices.list_devices(session, market_id):
+                    if device.vendor == vendor.id and device.enabled:
+                        broker.allow(device.id, vendor.active)
             return edited
 
     def _refuse_with_open_batches(self, market_id: str, vendor_id: str) -> None:
@@ -251,7 +307,7 @@ class Management:
         actor: str,
     ) -> DeviceAdded:
         """Register a device and create its broker user (its password is returned once)."""
-        with self._transaction() as session:
+        with self._changing_broker() as (session, broker):
             record = devices.add_device(
                 session,
                 market_id,
@@ -262,19 +318,17 @@ class Management:
                 actor=actor,
                 clock=self._clock,
             )
-            password = None
-            if self._broker is not None:
-                password = self._broker.add_device(
-                    Device(market_id, device_id, kind, record.vendor)
-                )
+            password = broker.add(Device(market_id, device_id, kind, record.vendor))
             return DeviceAdded(record, password)
 
     def replace_device(
         self, market_id: str, old_id: str, new_id: str, *, if_version: int, actor: str
     ) -> DeviceAdded:
         """A scale (screen, counter, desk) swapped for a new one: the old is disabled and the
-        new takes its owner or name, in one transaction; the new password is shown once."""
-        with self._transaction() as session:
+        new takes its owner or name, in one transaction; the new password is shown once.
+        The broker gets the new user before the old one is disabled, so a refusal leaves
+        the old device working."""
+        with self._changing_broker() as (session, broker):
             old = _device_of_market(session, market_id, old_id)
             devices.set_device_enabled(
                 session, old_id, False, if_version=if_version, actor=actor, clock=self._clock
@@ -289,28 +343,20 @@ class Management:
                 actor=actor,
                 clock=self._clock,
             )
-            password = None
-            if self._broker is not None:
-                self._broker.disable_device(old_id)
-                password = self._broker.add_device(
-                    Device(market_id, new_id, old.kind, record.vendor)
-                )
+            password = broker.add(Device(market_id, new_id, old.kind, record.vendor))
+            broker.allow(old_id, False)
             return DeviceAdded(record, password)
 
     def set_device_enabled(
         self, market_id: str, device_id: str, enabled: bool, *, if_version: int, actor: str
     ) -> DeviceRecord:
         """Disable a device (the broker drops its connection at once) or enable it again."""
-        with self._transaction() as session:
+        with self._changing_broker() as (session, broker):
             _device_of_market(session, market_id, device_id)
             record = devices.set_device_enabled(
                 session, device_id, enabled, if_version=if_version, actor=actor, clock=self._clock
             )
-            if self._broker is not None:
-                if enabled:
-                    self._broker.enable_device(device_id)
-                else:
-                    self._broker.disable_device(device_id)
+            broker.allow(device_id, enabled and _owner_active(session, record))
             return record
 
     def assign_device(
@@ -323,9 +369,11 @@ class Management:
         if_version: int,
         actor: str,
     ) -> DeviceRecord:
-        with self._transaction() as session:
-            _device_of_market(session, market_id, device_id)
-            return devices.assign_device(
+        """Give a device another owner or name; the broker lets it in only while it is
+        enabled and its (new) vendor trades."""
+        with self._changing_broker() as (session, broker):
+            before = _device_of_market(session, market_id, device_id)
+            after = devices.assign_device(
                 session,
                 device_id,
                 vendor=vendor,
@@ -334,6 +382,18 @@ class Management:
                 actor=actor,
                 clock=self._clock,
             )
+            was = before.enabled and _owner_active(session, before)
+            now = after.enabled and _owner_active(session, after)
+            if was != now:
+                broker.allow(device_id, now)
+            return after
+
+
+def _owner_active(session: Session, record: DeviceRecord) -> bool:
+    """Whether the device's vendor trades (a gate or desk has none: always)."""
+    if record.vendor is None:
+        return True
+    return vendors.get_vendor(session, record.market, record.vendor).vendor.active
 
 
 def _device_of_market(session: Session, market_id: str, device_id: str) -> DeviceRecord:
@@ -351,6 +411,13 @@ def _translated() -> Iterator[None]:
     except MarketDatabaseError:
         raise
     except IntegrityError as exc:  # two requests adding the same thing at once
-        raise Conflict(f"the change conflicts with one made meanwhile: {exc.orig}") from exc
+        log.info("a change conflicted with one made meanwhile: %s", exc.orig)
+        raise Conflict(
+            "the change conflicts with one made meanwhile: reload and try again"
+        ) from exc
     except SQLAlchemyError as exc:
-        raise MarketDatabaseUnavailable(f"the market database failed: {exc}") from exc
+        # The statement and its parameters go to the log, not to the caller.
+        log.warning("the market database failed: %s", exc)
+        raise MarketDatabaseUnavailable(
+            f"the market database failed ({type(exc).__name__}); the server's log has more"
+        ) from exc

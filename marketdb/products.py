@@ -130,7 +130,7 @@ def remove_product(
         )
     before = product_of(row).model_dump(mode="json")
     session.delete(row)
-    session.flush()
+    flush_edit(session, ENTITY, plu, if_version)  # a concurrent edit refuses it
     record_change(
         session,
         actor=actor,

@@ -139,7 +139,7 @@ def remove_stall(
         flush_edit(session, ENTITY, stall_id, if_version)
     else:
         session.delete(row)
-        session.flush()
+        flush_edit(session, ENTITY, stall_id, if_version)  # a concurrent edit refuses it
     record_change(
         session,
         actor=actor,

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import date as Date
 from datetime import datetime
 
-from schemas.messages import DeviceKind, ScaleStatus
+from schemas.messages import DeviceKind, DeviceMessage, ScaleStatus
 from schemas.registry import Market, RegistrySource
 from schemas.topics import topic_for
 from simulators.clock import Clock, Pacer, WallClock
@@ -42,7 +42,7 @@ from simulators.devices import (
     WillSource,
     build_hub,
 )
-from simulators.events import DayEvent, MarketHours, epoch_ms, msg_id_base
+from simulators.events import IDS_PER_DAY, DayEvent, MarketHours, epoch_ms, msg_id_base
 from simulators.joining import RegistryWatch, devices_of
 
 log = logging.getLogger(__name__)
@@ -268,7 +268,7 @@ class _Player:
         self._next_progress = time.monotonic() + progress_every_s
         self._watch = watch
         self._settings = settings or DeviceSettings()
-        self._joins = 0
+        self._joins: Counter[str] = Counter()
 
     def play(
         self,
@@ -308,10 +308,10 @@ class _Player:
     def _follow(self, watch: RegistryWatch, queue: _EventQueue, now_ms: int) -> None:
         """Add the days of vendors who joined: from now on, and their batches at once."""
         for market, day in watch.changes().joined.items():
-            self._joins += 1
+            self._joins[market] += 1
             for _, device in devices_of({market: day}):
                 self._hub.add_device(device, self._settings.passwords)
-            queue.add(market, _joining(day, now_ms, self._joins))
+            queue.add(market, _joining(day, now_ms, self._joins[market]))
             log.info(
                 "%s: %s joined; their devices start now",
                 market,
@@ -344,24 +344,44 @@ class _Player:
 
 
 #: Message ids of a day's joiners on devices the day already plays (the intake desks):
-#: a block of their own above the day's, so no id is used twice by one device.
-_JOINER_IDS = 500_000
-_JOINER_BLOCK = 10_000
+#: a block of their own in the upper half of the day's ids, one per join of the market,
+#: so no id is used twice by one device (a desk's own day uses a few hundred).
+_JOINER_IDS = IDS_PER_DAY // 2
+_JOINER_BLOCK = 1_000
 
 
 def _joining(day: MarketDay, now_ms: int, join: int) -> Iterator[DayEvent]:
     """A joiner's day from ``now_ms`` on; their batches taken in earlier are registered at
-    once (the desk enters them as the vendor arrives), and the desk's ids renumbered."""
+    once (the desk enters them as the vendor arrives). The desk's ids are renumbered into
+    the join's block, and the joiner's trace codes carry the join (``-J2``): a vendor
+    taking over a stall the same day would otherwise print the leaver's codes."""
     own = {d for v in day.market.active_vendors for d in (*v.scales, *v.screens)}
     offset = _JOINER_IDS + join * _JOINER_BLOCK
+    if offset + _JOINER_BLOCK > IDS_PER_DAY:
+        log.warning(
+            "%s: too many vendors joined today; %s sells without batches",
+            day.market.id,
+            ", ".join(v.id for v in day.market.active_vendors),
+        )
     for event in day.events():
+        message = _own_codes(event.message, join)
         if event.device in own:
             if event.at_ms >= now_ms:
-                yield event
+                yield DayEvent(event.at_ms, event.device, event.topic, message)
             continue
-        renumbered = event.message.model_copy(update={"msg_id": event.message.msg_id + offset})
-        at_ms = max(event.at_ms, now_ms)
-        yield DayEvent(at_ms, event.device, event.topic, renumbered)
+        number = event.message.msg_id - msg_id_base(day.day)
+        if offset + number >= IDS_PER_DAY:
+            continue  # past the day's block (see the warning above)
+        renumbered = message.model_copy(update={"msg_id": event.message.msg_id + offset})
+        yield DayEvent(max(event.at_ms, now_ms), event.device, event.topic, renumbered)
+
+
+def _own_codes(message: DeviceMessage, join: int) -> DeviceMessage:
+    """``message`` with the joiner's own trace codes (sales and batches name the same)."""
+    code = getattr(message, "trace_code", None)
+    if not isinstance(code, str):
+        return message
+    return message.model_copy(update={"trace_code": f"{code[:58]}-J{join}"})  # ≤ 64
 
 
 class _EventQueue:

@@ -54,6 +54,9 @@ class DynsecControl:
         self._timeout_s = timeout_s
         self._answers: queue.Queue[bytes] = queue.Queue(maxsize=64)
         self._stop = threading.Event()
+        # One command at a time: the API's and the dashboard's threads share this
+        # connection, and each waits for its own answers on the one response topic.
+        self._running = threading.Lock()
         self._edge = MqttEdge(options, RESPONSE_TOPIC, self._on_answer, name="dynsec control")
         self._thread = threading.Thread(
             target=self._edge.run, args=(self._stop,), name="dynsec-control", daemon=True
@@ -120,6 +123,10 @@ class DynsecControl:
 
     def run(self, commands: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         """Send ``commands`` in one message; their answers, or :class:`DynsecError`."""
+        with self._running:
+            return self._run(commands)
+
+    def _run(self, commands: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         tag = secrets.token_hex(8)
         tagged = [
             {**command, "correlationData": f"{tag}-{n}"} for n, command in enumerate(commands)

@@ -13,7 +13,7 @@ from dashboard.auth import UserRole
 from dashboard.components import grid
 from dashboard.forms import Outcome, blank, changed, field_id, labelled
 from dashboard.i18n import Lang, device_kind_name, t
-from marketdb._exceptions import InvalidChange
+from marketdb._exceptions import InvalidChange, MarketDatabaseError
 from marketdb.devices import DeviceRecord
 from marketdb.management import DeviceAdded, Management
 from schemas.messages import DeviceKind, Identifier
@@ -24,6 +24,8 @@ GRID = "device-registry-grid"
 ADD = "device-add"
 RESULT = "device-result"
 CHOSEN = "device-chosen"
+#: The chosen device's version when it was chosen: a change names it (a stale one is refused).
+CHOSEN_VERSION = "device-chosen-version"
 DISABLE = "device-disable"
 ENABLE = "device-enable"
 SWITCH_RESULT = "device-switch-result"
@@ -135,6 +137,7 @@ def layout(management: Management, market: str, lang: Lang) -> html.Div:
                 className="mt-3 align-items-end",
             ),
             html.Div(id=SWITCH_RESULT),
+            dcc.Store(id=CHOSEN_VERSION),
         ]
     )
 
@@ -196,6 +199,7 @@ def register_callbacks(app: Dash, management: Management) -> None:
         Input(DISABLE, "n_clicks"),
         Input(ENABLE, "n_clicks"),
         State(CHOSEN, "value"),
+        State(CHOSEN_VERSION, "data"),
         State("market", "value"),
         State("lang", "data"),
         prevent_initial_call=True,
@@ -204,6 +208,7 @@ def register_callbacks(app: Dash, management: Management) -> None:
         _disable: int | None,
         _enable: int | None,
         device_id: str | None,
+        version: int | None,
         market: str,
         lang_value: str | None,
     ) -> tuple[Any, ...]:
@@ -215,9 +220,8 @@ def register_callbacks(app: Dash, management: Management) -> None:
         enabled = ctx.triggered_id == ENABLE
 
         def change(actor_name: str) -> DeviceRecord:
-            version = management.device(market, device_id).version
             return management.set_device_enabled(
-                market, device_id, enabled, if_version=version, actor=actor_name
+                market, device_id, enabled, if_version=version or 0, actor=actor_name
             )
 
         done = changed(lang, UserRole.ADMINISTRATOR, lambda actor: change(actor.name))
@@ -232,12 +236,29 @@ def register_change_callbacks(app: Dash, management: Management) -> None:
     """Replacing the chosen device with a successor, or giving it another owner or name."""
 
     @app.callback(
+        Output(CHOSEN_VERSION, "data"),
+        Input(CHOSEN, "value"),
+        Input(SWITCH_RESULT, "children"),
+        State("market", "value"),
+    )
+    def remember_version(device_id: str | None, _done: Any, market: str) -> int | None:
+        """The version the next change names: the chosen device's as it is now shown
+        (again after each change made here)."""
+        if not device_id:
+            return None
+        try:
+            return management.device(market, device_id).version
+        except MarketDatabaseError:
+            return None
+
+    @app.callback(
         Output(SWITCH_RESULT, "children", allow_duplicate=True),
         Output(GRID, "rowData", allow_duplicate=True),
         Output(CHOSEN, "options", allow_duplicate=True),
         Input(REPLACE, "n_clicks"),
         Input(ASSIGN, "n_clicks"),
         State(CHOSEN, "value"),
+        State(CHOSEN_VERSION, "data"),
         State(SUCCESSOR, "value"),
         State(ASSIGN_VENDOR, "value"),
         State(ASSIGN_NAME, "value"),
@@ -249,6 +270,7 @@ def register_change_callbacks(app: Dash, management: Management) -> None:
         _replace: int | None,
         _assign: int | None,
         device_id: str | None,
+        version: int | None,
         successor: str | None,
         vendor: str | None,
         name: str | None,
@@ -265,7 +287,12 @@ def register_change_callbacks(app: Dash, management: Management) -> None:
             lang,
             UserRole.ADMINISTRATOR,
             lambda actor: _change(
-                management, market, device_id, actor.name, replacing, successor, vendor, name
+                management,
+                market,
+                device_id,
+                version or 0,
+                actor.name,
+                ((successor or "") if replacing else None, vendor, name),
             ),
         )
         if isinstance(done, Outcome):
@@ -286,14 +313,13 @@ def _change(
     management: Management,
     market: str,
     device_id: str,
+    version: int,
     actor: str,
-    replacing: bool,
-    successor: str | None,
-    vendor: str | None,
-    name: str | None,
+    wanted: tuple[str | None, str | None, str | None],
 ) -> DeviceAdded | DeviceRecord:
-    version = management.device(market, device_id).version
-    if replacing:
+    """Replace the device with ``successor`` when one is given, else reassign it."""
+    successor, vendor, name = wanted
+    if successor is not None:
         try:
             new_id = _ID.validate_python(blank(successor))
         except ValidationError as exc:
@@ -319,6 +345,8 @@ def _add(
     name: object,
 ) -> DeviceAdded | Outcome:
     errors = {}
+    if kind not in {k.value for k in DeviceKind}:
+        errors["kind"] = "scales, screens, gates or intake"
     for field, value, adapter in (
         ("id", device_id, _ID),
         ("name", name, _OPTIONAL_NAME),

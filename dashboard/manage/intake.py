@@ -86,6 +86,11 @@ def entry_fields(values: dict[str, Any]) -> dict[str, Any] | Outcome:
     }
 
 
+#: Beyond this a number is no quantity or rate of a batch (and 1e999999 is no number to
+#: compute with): refused before any arithmetic.
+_LARGEST = Decimal(10) ** 9
+
+
 def _decimal(value: object, name: str, errors: dict[str, str]) -> Decimal | None:
     if value is None:
         errors[name] = "required"
@@ -95,7 +100,7 @@ def _decimal(value: object, name: str, errors: dict[str, str]) -> Decimal | None
     except InvalidOperation:
         errors[name] = "a number, e.g. 12.5"
         return None
-    if not number.is_finite():
+    if not number.is_finite() or abs(number) >= _LARGEST or number.adjusted() < -9:
         errors[name] = "a number, e.g. 12.5"
         return None
     return number

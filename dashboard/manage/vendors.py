@@ -16,6 +16,7 @@ from dashboard.auth import UserRole
 from dashboard.forms import Outcome, blank, changed, field_id, labelled, names_of, validated
 from dashboard.i18n import Lang, category_name, t
 from dashboard.queries import DashboardData
+from marketdb._exceptions import MarketDatabaseError
 from marketdb.management import Management
 from marketdb.vendors import VersionedVendor
 from schemas.registry import Category, Vendor
@@ -187,7 +188,10 @@ def register_callbacks(app: Dash, data: DashboardData, management: Management) -
         State("market", "value"),
     )
     def load(vendor_id: str | None, market: str) -> tuple[Any, ...]:
-        found = None if vendor_id in (None, NEW) else management.vendor(market, str(vendor_id))
+        try:
+            found = None if vendor_id in (None, NEW) else management.vendor(market, str(vendor_id))
+        except MarketDatabaseError:
+            found = None  # gone meanwhile (or the database is away): a new vendor's form
         values = form_values(found)
         names = names_of(ctx.outputs_list[0])
         # A stored vendor's id is its identity in every sale and trace: shown, not edited.
@@ -259,7 +263,10 @@ def _save(
         return fields
     creating = selected in (None, NEW) or version is None
     if not creating:
-        stored = management.vendor(market, str(selected)).vendor
+        try:
+            stored = management.vendor(market, str(selected)).vendor
+        except MarketDatabaseError as exc:  # gone meanwhile, or the database is away
+            return Outcome(str(exc), "danger")
         fields |= {"id": stored.id, "scales": stored.scales, "screens": stored.screens}
     vendor = validated(Vendor, fields, lang)
     if isinstance(vendor, Outcome):

@@ -12,6 +12,7 @@ from typing import Any
 
 import dash_bootstrap_components as dbc
 from dash import Dash, Input, Output, State, html
+from dash.exceptions import PreventUpdate
 
 from dashboard.components import Links, card
 from dashboard.forms import field_id
@@ -72,7 +73,9 @@ def register_callbacks(app: Dash, data: DashboardData, links: Links) -> None:
         State("market", "value"),
         prevent_initial_call=True,
     )
-    def refresh_choices(_tab: str, market: str) -> tuple[Any, ...]:
+    def refresh_choices(_tab: str, market: str | None) -> tuple[Any, ...]:
         """What one tab added (a vendor, a product) is offered on the others."""
+        if market is None or market not in data.markets():
+            raise PreventUpdate
         owners = devices.vendor_choices(management, market)
         return owners, owners, vendors.product_choices(management, market)
