@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 
 from storage.base import Store
+from storage.records import to_ns
 
 #: One UTC day in nanoseconds.
 _DAY_NS = 24 * 3_600 * 1_000_000_000
@@ -37,9 +38,13 @@ def backfill(
     markets: Sequence[str],
     *,
     max_days: int | None = None,
+    since: date | None = None,
     out: Callable[[str], None] = print,
 ) -> int:
     """Backfill ``store``'s rollups, and ``markets``' lookup indexes, from its checkpoint on.
+
+    With ``since`` (a UTC day), from that day if it is later, and without moving the
+    checkpoint: the recent days now, and a later run without it does the older ones.
 
     Returns the days done in this run.
     """
@@ -61,6 +66,8 @@ def backfill(
     first, last = (_day_start(ns) for ns in span)
     done = rollups.backfilled_through()
     day = first if done is None else max(first, done + _DAY_NS)
+    if since is not None:
+        day = max(day, _day_start(to_ns(datetime.combine(since, datetime.min.time(), UTC))))
     if day > last:
         out(f"backfilled through {_date(last)} already: nothing to do")
         return 0
@@ -71,7 +78,8 @@ def backfill(
         # Indexes first: the rebuild finds the day's batch records through them.
         indexed = [store.index_day(market, _as_date(day)) for market in markets]
         rebuilt = rollups.rebuild_day(day)
-        rollups.record_backfilled(day)
+        if since is None:
+            rollups.record_backfilled(day)
         count += 1
         out(
             f"{_date(day)}: {rebuilt} buckets rebuilt, "

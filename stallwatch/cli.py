@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from datetime import date
 from pathlib import Path
 from types import FrameType
 
@@ -409,6 +410,12 @@ def _add_store(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     backfill.add_argument(
         "--max-days", type=int, help="stop after this many days (run again to go on)"
     )
+    backfill.add_argument(
+        "--since",
+        type=date.fromisoformat,
+        help="start at this UTC day (YYYY-MM-DD), leaving the checkpoint where it is: the "
+        "recent days first, the older ones by a run without it",
+    )
     backfill.set_defaults(handler=_run_store_backfill)
 
 
@@ -459,7 +466,7 @@ def _run_store_backfill(args: argparse.Namespace) -> int:
         if args.into_routed:
             copy_into_routed(store, max_days=args.max_days)
         else:
-            backfill(store, markets, max_days=args.max_days)
+            backfill(store, markets, max_days=args.max_days, since=args.since)
     return 0
 
 

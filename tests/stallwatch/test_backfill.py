@@ -245,3 +245,24 @@ def test_a_database_from_before_retention_by_kind_is_copied_into_its_policies_re
         assert reads(routed, market) == written
         start = datetime.combine(FIRST_DAY, time(0), market.tz)
         assert len(routed.sales(market.id, start, start + timedelta(days=DAYS))) > 0
+
+
+def test_a_backfill_since_a_day_does_the_recent_days_and_leaves_the_checkpoint(
+    influx_server: Influxd,
+    database: str,
+    store: InfluxStore,
+    market: Market,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    generate_history(market, store, start_date=FIRST_DAY, days=DAYS, seed=4)
+    drop_rollups(influx_server, database)
+    spec = f"influx:{influx_server.url}/{database}"
+    since = FIRST_DAY + timedelta(days=2)
+
+    assert main(["store", "backfill", "--store", spec, "--since", since.isoformat()]) == 0
+    recent = progress_lines(capsys.readouterr().out)
+    assert recent
+    assert all(date.fromisoformat(line.split(":")[0]) >= since for line in recent)
+    assert main(["store", "backfill", "--store", spec]) == 0
+    everything = progress_lines(capsys.readouterr().out)
+    assert date.fromisoformat(everything[0].split(":")[0]) < since, "the older days still follow"
