@@ -222,12 +222,14 @@ class Select:
 # -- SELECT of chosen columns and aggregates ------------------------------------------
 
 #: Aggregates whose result over integer fields is an exact integer in every generation.
-_AGGREGATES: Final = frozenset({"COUNT", "SUM"})
+#: Aggregates, and LAST, a selector: it answers its point's own time.
+_AGGREGATES: Final = frozenset({"COUNT", "SUM", "LAST"})
 
 
 @dataclass(frozen=True, slots=True)
 class Column:
-    """A selected field, or ``FUNCTION("field")`` when ``function`` is ``COUNT`` or ``SUM``.
+    """A selected field, or ``FUNCTION("field")`` when ``function`` is ``COUNT``, ``SUM`` or
+    ``LAST``.
 
     ``alias`` names it in the result (``AS "alias"``); an aggregate without an
     alias comes back named after its function in lower case, as InfluxDB does.

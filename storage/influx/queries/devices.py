@@ -47,32 +47,37 @@ _STALE_NS: Final = 24 * 3_600 * 1_000_000_000
 
 
 def scale_status(reader: Reader, market: str) -> list[ScaleStatusRow]:
-    """See :meth:`Store.scale_status`: two bounded reads, whatever the history.
+    """See :meth:`Store.scale_status`: bounded reads, whatever the history.
 
-    First each scale's newest own status (a backwards seek per series: the newest
-    point is almost always one). Then each scale's newest Last Will from
-    :data:`STATUS_LOOKBACK` before its newest own status on: one statement for
-    the scales heard from within a day of the market's newest, and one each for
-    the few silent longer (a shared lower bound would make the read reach back
-    to the oldest of them).
+    Each scale's newest own status is read within a day of the market's newest status
+    (a seek per series there); the scales the index knows but that read did not find,
+    silent for longer, one by one without that bound (a shared unbounded read costs a
+    pass over every shard of heartbeats: 200-280 ms for 300 scales at 30 days, against
+    40 ms within a day). Then each scale's newest Last Will from
+    :data:`STATUS_LOOKBACK` before its newest own status on: one statement for the
+    scales heard from within a day of the market's newest, and one each for the few
+    silent longer (a shared lower bound would make the read reach back to the oldest).
     """
-    own = {
-        row.scale: row
-        for row in map(
-            scale_status_row,
-            newest_whole_rows(
-                "scale_status",
-                reader.select(
-                    "scale_status",
-                    equals("market", market),
-                    equals("will", False),
-                    group_by=("scale",),
-                    newest_first=True,
-                    limit=NEWEST_WITH_FALLBACK,
-                ),
-            ),
+    # LAST() of one field: a selector answers its point's time, and reads one column
+    # (a SELECT * ... LIMIT 1 across the series reads every field: 3-5 times slower).
+    newest = reader.select_columns(
+        SelectColumns(
+            "scale_status",
+            (Column("msg_id", "LAST", "msg_id"),),
+            where=(equals("market", market),),
         )
+    )
+    latest = next((int_column(row, "time") for row in tagged_rows(newest)), None)
+    if latest is None:
+        return []
+    own = _newest_own(reader, market, (time_from(latest - _RECENT_NS),))
+    known = {
+        keys["scale"]
+        for keys in reader.series_keys("scale_status", (equals("market", market),))
+        if "scale" in keys
     }
+    for scale in sorted(known - own.keys()):
+        own |= _newest_own(reader, market, (equals("scale", scale),))
     wills = _newest_wills(reader, market, {scale: to_ns(row.ts) for scale, row in own.items()})
     candidates: list[ScaleStatusRow] = [*own.values()]
     for will in wills:
@@ -80,6 +85,29 @@ def scale_status(reader: Reader, market: str) -> list[ScaleStatusRow]:
         if mine is None or to_ns(will.ts) >= to_ns(mine.ts) - STATUS_LOOKBACK_NS:
             candidates.append(will)
     return statuses_in_force(candidates)
+
+
+#: Scales heard from within this of the market's newest status are read together.
+_RECENT_NS: Final = 86_400 * 1_000_000_000
+
+
+def _newest_own(
+    reader: Reader, market: str, bounds: tuple[Condition, ...]
+) -> dict[str, ScaleStatusRow]:
+    """Each scale's newest status of its own (not a Last Will) within ``bounds``."""
+    rows = newest_whole_rows(
+        "scale_status",
+        reader.select(
+            "scale_status",
+            equals("market", market),
+            equals("will", False),
+            *bounds,
+            group_by=("scale",),
+            newest_first=True,
+            limit=NEWEST_WITH_FALLBACK,
+        ),
+    )
+    return {row.scale: row for row in map(scale_status_row, rows)}
 
 
 def _newest_wills(reader: Reader, market: str, own_newest: dict[str, int]) -> list[ScaleStatusRow]:
