@@ -114,17 +114,7 @@ def sales_summary(
             for number, (measurement, columns, window) in enumerate(parts)
         ]
     )
-    sums: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
-    for one in series:
-        if one.name == "sale":
-            _add_listed_sales(sums, one.rows)
-            continue
-        for row in one.rows:
-            if row.get("sales"):
-                total = sums[(one.tags.get("vendor", ""), one.tags.get("plu", ""))]
-                total[0] += int_column(row, "sales")
-                total[1] += _int_or_zero(row.get("total_fen"))
-                total[2] += _int_or_zero(row.get("weight_g"))
+    sums = _sums_by_vendor_and(series, "plu")
     return [
         SalesSummaryRow(market, vendor, plu, sales, total_fen, weight_g)
         for (vendor, plu), (sales, total_fen, weight_g) in sorted(sums.items())
@@ -170,23 +160,29 @@ def sales_by_scale(
         )
         at = parts.index(hours[0])
         answers[at] = _by_statement(reader.statements([whole]), 1)[0]
-    sums: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
-    for answer in answers[: len(parts)]:
-        for one in answer:
-            if one.name == "sale":
-                _add_listed_sales(sums, one.rows, key="scale")
-                continue
-            for row in one.rows:
-                if row.get("sales"):
-                    total = sums[(one.tags.get("vendor", ""), one.tags.get("scale", ""))]
-                    total[0] += int_column(row, "sales")
-                    total[1] += _int_or_zero(row.get("total_fen"))
-                    total[2] += _int_or_zero(row.get("weight_g"))
+    sums = _sums_by_vendor_and([one for answer in answers[: len(parts)] for one in answer], "scale")
     return [
         ScaleSalesRow(market, vendor, scale, sales, total_fen, weight_g)
         for (vendor, scale), (sales, total_fen, weight_g) in sorted(sums.items())
         if sales
     ]
+
+
+def _sums_by_vendor_and(series: Sequence[Series], key: str) -> dict[tuple[str, str], list[int]]:
+    """[sales, total_fen, weight_g] per (vendor, ``key``) of listed raw sales and of a
+    rollup's sums grouped by vendor and ``key``."""
+    sums: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
+    for one in series:
+        if one.name == "sale":
+            _add_listed_sales(sums, one.rows, key=key)
+            continue
+        for row in one.rows:
+            if row.get("sales"):
+                total = sums[(one.tags.get("vendor", ""), one.tags.get(key, ""))]
+                total[0] += int_column(row, "sales")
+                total[1] += _int_or_zero(row.get("total_fen"))
+                total[2] += _int_or_zero(row.get("weight_g"))
+    return sums
 
 
 def _part_query(
