@@ -43,8 +43,8 @@ built for the days stored before by :func:`index_day`.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Container, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Final
 
@@ -54,7 +54,7 @@ from storage.influx.influxql import Column, Condition, Query, Select, SelectColu
 from storage.influx.lineprotocol import build_line, msg_id_time
 from storage.influx.reader import Reader
 from storage.influx.rows import int_column, str_column, tagged_rows
-from storage.records import Reading, point_time_ns, to_ns
+from storage.records import Reading, to_ns
 from storage.traceability import TraceStatus
 
 TRACE_INDEX: Final = "trace_index"
@@ -139,13 +139,50 @@ def day_start_ns(point_ns: int) -> int:
     return point_ns - point_ns % _NS_PER_DAY
 
 
+@dataclass(frozen=True, slots=True)
+class Indexed:
+    """A write's lines and their sources, index entries included."""
+
+    lines: list[str]
+    sources: list[Reading]
+    #: the sale entries among them, with their sources (see :class:`SaleEntriesWritten`)
+    sale_entries: list[tuple[str, Reading]] = field(default_factory=list)
+
+
+class SaleEntriesWritten:
+    """The sale entries one writer has written, so its later writes do not send them again.
+
+    A scale printing an unregistered code names the same entry in every write of
+    the day, and each was one more line influxd parsed and merged onto itself
+    (in the ingest benchmark, where every sale names such a code, 300 lines in
+    every write of 5,000 sales). Bounded: when full it starts over, which only
+    costs writing some entries once more.
+    """
+
+    def __init__(self, limit: int = 100_000) -> None:
+        self._limit = limit
+        self._lines: set[str] = set()
+
+    def __contains__(self, line: object) -> bool:
+        return line in self._lines
+
+    def remember(self, lines: Iterable[str]) -> None:
+        """``lines`` are stored (their write succeeded)."""
+        if len(self._lines) > self._limit:
+            self._lines.clear()
+        self._lines.update(lines)
+
+
 def with_trace_entries(
     lines: list[str],
     sources: Sequence[Reading],
     readings: Sequence[Reading],
     statuses: Mapping[int, TraceStatus],
-) -> tuple[list[str], list[Reading]]:
-    """``lines`` and their ``sources`` (the write's encoded readings), and their index entries.
+    *,
+    written_before: Container[str] = frozenset(),
+) -> Indexed:
+    """``lines`` and their ``sources`` (the write's encoded readings), and their index entries
+    but the sale entries ``written_before``.
 
     ``statuses`` holds each sale's trace status by its index in ``readings``.
     An entry goes in the same write as its point(s), with a point as its source:
@@ -155,8 +192,8 @@ def with_trace_entries(
     """
     encoded = None if sources is readings else {id(reading) for reading in sources}
     added: list[tuple[str, Reading]] = []
-    unverified: dict[tuple[str, str, str, str, str], list[Sale]] = {}
-    first: dict[tuple[str, str, str, str, str], Reading] = {}
+    # per (market, code, scale, vendor, PLU): the first sale's reading and the sales' times
+    unverified: dict[tuple[str, str, str, str, str], tuple[Reading, list[int]]] = {}
     for index, reading in enumerate(readings):
         message = reading.message
         if encoded is not None and id(reading) not in encoded:
@@ -165,11 +202,10 @@ def with_trace_entries(
             if statuses.get(index) is TraceStatus.VERIFIED:
                 continue  # found through its batch
             key = (reading.market, message.trace_code, reading.device, message.vendor, message.plu)
-            sales = unverified.get(key)
-            if sales is None:
-                unverified[key] = sales = []
-                first[key] = reading
-            sales.append(message)
+            held = unverified.get(key)
+            if held is None:
+                unverified[key] = held = (reading, [])
+            held[1].append(reading.time_ns)
         elif isinstance(message, BatchIntake):
             entry = TraceEntry(
                 reading.market,
@@ -178,27 +214,28 @@ def with_trace_entries(
                 message.vendor,
                 message.plu,
                 None,
-                point_time_ns(reading),
+                reading.time_ns,
             )
             added.append((entry.line(reading.device, message.msg_id), reading))
-    for (market, code, scale, vendor, plu), sales in unverified.items():
-        for day_ns in _days_of(sales):
-            entry = TraceEntry(market, code, "sale", vendor, plu, scale, day_ns)
-            added.append((entry.line(), first[(market, code, scale, vendor, plu)]))
-    return [*lines, *(line for line, _ in added)], [*sources, *(r for _, r in added)]
+    sale_entries: list[tuple[str, Reading]] = []
+    for (market, code, scale, vendor, plu), (first, times) in unverified.items():
+        for day_ns in _days_of(times):
+            line = TraceEntry(market, code, "sale", vendor, plu, scale, day_ns).line()
+            if line not in written_before:
+                sale_entries.append((line, first))
+    added += sale_entries
+    return Indexed(
+        [*lines, *(line for line, _ in added)], [*sources, *(r for _, r in added)], sale_entries
+    )
 
 
-def _days_of(sales: Sequence[Sale]) -> set[int]:
-    """The starts of the UTC days of the sales' points (their device times' days).
-
-    Converting every time to nanoseconds cost a tenth of a write of unverified
-    sales; the earliest and the latest usually share a day.
-    """
-    earliest = day_start_ns(to_ns(min(sale.ts for sale in sales)))
-    latest = day_start_ns(to_ns(max(sale.ts for sale in sales)))
+def _days_of(times_ns: Sequence[int]) -> set[int]:
+    """The starts of the UTC days of the point times; the earliest and the latest
+    usually share a day."""
+    earliest, latest = day_start_ns(min(times_ns)), day_start_ns(max(times_ns))
     if earliest == latest:
         return {earliest}
-    return {day_start_ns(to_ns(sale.ts)) for sale in sales}
+    return {day_start_ns(time_ns) for time_ns in times_ns}
 
 
 def receipt_lines(written: Iterable[Reading]) -> list[str]:
@@ -208,9 +245,7 @@ def receipt_lines(written: Iterable[Reading]) -> list[str]:
     entry): it gets one entry.
     """
     lines = {
-        id(reading): receipt_line(
-            reading.market, reading.device, message.msg_id, point_time_ns(reading)
-        )
+        id(reading): receipt_line(reading.market, reading.device, message.msg_id, reading.time_ns)
         for reading in written
         if isinstance(message := reading.message, Sale) and receipt_selected(message.msg_id)
     }

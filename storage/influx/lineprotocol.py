@@ -43,7 +43,7 @@ from schemas.messages import (
     ScaleStatus,
 )
 from storage.msgids import LedgerEntry
-from storage.records import DeadLetter, Reading, pct_to_permille, point_time_ns, to_ns
+from storage.records import DeadLetter, Reading, pct_to_permille, to_ns
 from storage.traceability import TraceStatus
 
 FieldValue = int | bool | str
@@ -226,7 +226,7 @@ def _sale_line(reading: Reading, m: Sale, trace_status: TraceStatus | None) -> s
         f"vendor={_tag(m.vendor)} msg_id={m.msg_id}i,weight_g={m.weight_g}i,{tare}"
         f"unit_price_fen_per_kg={m.unit_price_fen_per_kg}i,total_fen={m.total_fen}i,"
         f"trace_code={_str(m.trace_code)},{status}received_ns={reading.received_ns}i "
-        f"{point_time_ns(reading)}"
+        f"{reading.time_ns}"
     )
 
 
@@ -249,7 +249,7 @@ def _price_line(reading: Reading, m: PriceSet) -> str:
     return (
         f"price,market={_tag(reading.market)},plu={_tag(m.plu)},vendor={_tag(m.vendor)} "
         f"screen={_str(reading.device)},msg_id={m.msg_id}i,price_fen_per_kg={m.price_fen_per_kg}i,"
-        f"{promo_fields}received_ns={reading.received_ns}i {point_time_ns(reading)}"
+        f"{promo_fields}received_ns={reading.received_ns}i {reading.time_ns}"
     )
 
 
@@ -257,7 +257,7 @@ def _footfall_line(reading: Reading, m: GateCount) -> str:
     return (
         f"footfall,gate={_tag(reading.device)},market={_tag(reading.market)} "
         f"msg_id={m.msg_id}i,in_total={m.in_total}i,out_total={m.out_total}i,"
-        f"received_ns={reading.received_ns}i {point_time_ns(reading)}"
+        f"received_ns={reading.received_ns}i {reading.time_ns}"
     )
 
 
@@ -277,7 +277,7 @@ def _batch_line(reading: Reading, m: BatchIntake) -> str:
         f"origin={_str(m.origin)},supplier={_str(m.supplier)},quantity_g={m.quantity_g}i,"
         f"certificate_no={_str(m.certificate_no)},rapid_test_passed={passed},"
         f"inhibition_permille={inhibition_permille(m.rapid_test.inhibition_pct)}i,"
-        f"received_ns={reading.received_ns}i {point_time_ns(reading)}"
+        f"received_ns={reading.received_ns}i {reading.time_ns}"
     )
 
 
@@ -296,7 +296,7 @@ def _scale_status_line(reading: Reading, m: ScaleStatus) -> str:
     return (
         f"scale_status,market={_tag(reading.market)},scale={_tag(reading.device)} "
         f"msg_id={m.msg_id}i,online={_bool(m.online)},will={_bool(m.will)},{optional}"
-        f"received_ns={reading.received_ns}i {point_time_ns(reading)}"
+        f"received_ns={reading.received_ns}i {reading.time_ns}"
     )
 
 

@@ -101,8 +101,9 @@ class InfluxStore(Store):
         self._receipts = replace(self._reader, retention_policy=ledger_rp)
         self._ledger = MsgIdLedger(self._receipts, batch_lines)
         self._batch_lines = batch_lines
-        verification = SaleVerification(self._reader, batch_lines)
-        # The clock (ns) times the rollup marks and the settle's watermark.
+        # The clock (ns) times the rollup marks and the settle's watermark, and says
+        # when a code found without a batch is looked up again.
+        verification = SaleVerification(self._reader, batch_lines, clock=clock)
         self._rollups = Rollups(self._reader, batch_lines, clock)
         self._writer = Writer(self._reader, self._ledger, verification, batch_lines, self._rollups)
         self._clock = clock

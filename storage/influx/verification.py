@@ -8,7 +8,7 @@ sales that name it verified by rewriting their ``trace_status`` field.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence, Set
+from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 from typing import Final
 
 from schemas.messages import Sale
@@ -30,6 +30,10 @@ from storage.traceability import (
 
 #: Registered batches remembered for checking sales (see ``SaleVerification.trace_statuses``).
 _BATCH_CACHE: Final = 100_000
+#: A code found without a batch is not looked up before a write for this long.
+ABSENT_FRESH_NS: Final = 2 * 1_000_000_000
+#: Codes remembered as found without a batch, at most.
+_ABSENT_CACHE: Final = 100_000
 
 
 def _codes_named(readings: Sequence[Reading]) -> set[tuple[str, str]]:
@@ -56,18 +60,39 @@ def _newest_batch_keys(series: Iterable[Series]) -> dict[tuple[str, str], BatchK
 class SaleVerification:
     """The batches seen, remembered, and the sales checked against them, through ``reader``."""
 
-    def __init__(self, reader: Reader, batch_lines: int) -> None:
+    def __init__(self, reader: Reader, batch_lines: int, *, clock: Callable[[], int]) -> None:
         self._reader = reader
         self._batch_lines = batch_lines
+        self._clock = clock
         self._batch_keys: dict[tuple[str, str], BatchKey] = {}
+        #: (market, code) -> when a look-up last found no batch of it (``clock``, ns)
+        self._absent: dict[tuple[str, str], int] = {}
 
     def codes_to_look_up(self, readings: Sequence[Reading]) -> set[tuple[str, str]]:
-        """The codes the readings' sales name that neither they nor the cache hold a batch of."""
+        """The codes the readings' sales name that neither they nor the cache hold a batch
+        of, and that no look-up found without a batch within :data:`ABSENT_FRESH_NS`.
+
+        Passing over a code found absent a moment ago is safe: after every write,
+        :meth:`verify_if_batch_came_meanwhile` looks again for each code its sales
+        were written ``unknown_batch`` under, and verifies them if a batch came. The
+        look-up before the write only spares that rewrite. Without it, a code named
+        in every write (a vendor selling an unregistered batch all day) was looked
+        up twice per write.
+        """
+        fresh = self._clock() - ABSENT_FRESH_NS
         return {
             code
             for code in _codes_named(readings) - batches_written(readings).keys()
             if code not in self._batch_keys
+            and not (code in self._absent and self._absent[code] >= fresh)
         }
+
+    def note_absent(self, codes: Iterable[tuple[str, str]]) -> None:
+        """A look-up just found no batch of ``codes``."""
+        if len(self._absent) > _ABSENT_CACHE:
+            self._absent.clear()  # bounded; forgetting only costs a look-up
+        now = self._clock()
+        self._absent.update(dict.fromkeys(codes, now))
 
     def batch_selects(self, codes: Set[tuple[str, str]], *, first_number: int = 0) -> list[Query]:
         """A statement per code for its newest batch entries in the trace index.
@@ -115,13 +140,18 @@ class SaleVerification:
         return sale_statuses(readings, merge_batches(stored, written))
 
     def _newest_batches(self, codes: Set[tuple[str, str]]) -> dict[tuple[str, str], BatchKey]:
-        """The newest record of each (market, trace code) that has one, remembered."""
-        return self.found(self._reader.statements(self.batch_selects(codes)))
+        """The newest record of each (market, trace code) that has one, remembered, as
+        are the codes without one."""
+        found = self.found(self._reader.statements(self.batch_selects(codes)))
+        self.note_absent(codes - found.keys())
+        return found
 
     def _remember_batches(self, keys: Mapping[tuple[str, str], BatchKey]) -> None:
         if len(self._batch_keys) + len(keys) > _BATCH_CACHE:
             self._batch_keys.clear()  # rarely: a year of batches fits; start over, never grow
         self._batch_keys.update(merge_batches(self._batch_keys, keys))
+        for code in keys:
+            self._absent.pop(code, None)
 
     def verify_late_sales(self, written: Sequence[Reading]) -> None:
         """Turn the sales each written batch was late for verified, on the same points.

@@ -12,7 +12,7 @@ from typing import Final
 
 from storage import msgids
 from storage._exceptions import StoreRejected
-from storage.influx.indexes import receipt_lines, with_trace_entries
+from storage.influx.indexes import SaleEntriesWritten, receipt_lines, with_trace_entries
 from storage.influx.ledger import MsgIdLedger, ledger_digests
 from storage.influx.lineprotocol import (
     MSG_ID_LEDGER,
@@ -66,6 +66,7 @@ class Writer:
         self._ledger = ledger
         self._verification = verification
         self._batch_lines = batch_lines
+        self._sale_entries = SaleEntriesWritten()
 
     def write(
         self, readings: Sequence[Reading], dead_letters: Sequence[DeadLetter] = ()
@@ -82,7 +83,10 @@ class Writer:
         accepted = claims.accepted
         statuses = self._verification.trace_statuses(accepted, batches)
         lines, sources, not_stored = _encode(accepted, statuses)
-        lines, sources = with_trace_entries(lines, sources, accepted, statuses)
+        indexed = with_trace_entries(
+            lines, sources, accepted, statuses, written_before=self._sale_entries
+        )
+        lines, sources = indexed.lines, indexed.sources
         # Rollup marks go last, in the raw points' request (storage.influx.rollups).
         marks = self._rollups.mark_lines(accepted)
         lines = [*lines, *marks.lines]
@@ -93,6 +97,9 @@ class Writer:
         self._rollups.written(marks)
         not_written = {id(reading) for reading, _ in not_stored}
         written = [reading for reading in sources if id(reading) not in not_written]
+        self._sale_entries.remember(
+            line for line, source in indexed.sale_entries if id(source) not in not_written
+        )
         self._verification.verify_late_sales(written)
         came_meanwhile = self._verification.verify_if_batch_came_meanwhile(
             written, statuses, accepted
@@ -134,6 +141,7 @@ class Writer:
         series = self._reader.statements([*selects, *batch_selects])
         digests = ledger_digests(one for one in series if one.name == MSG_ID_LEDGER)
         batches = self._verification.found(series)
+        self._verification.note_absent(unseen - batches.keys())
         return digests, batches
 
     def _write_isolating(self, lines: list[str]) -> list[tuple[int, str]]:

@@ -9,6 +9,7 @@ they wrote, how many points those conditions cover.
 
 from __future__ import annotations
 
+import gzip
 import json
 import random
 import re
@@ -29,13 +30,16 @@ from storage.influx.indexes import (
     RECEIPT_INDEX,
     TRACE_INDEX,
     IndexedDay,
+    SaleEntriesWritten,
     bucket,
     receipt_selected,
+    with_trace_entries,
 )
 from storage.influx.influxql import Query
 from storage.influx.lineprotocol import reading_to_line
 from storage.influx.reader import chunks
 from storage.influx.store import InfluxStore
+from storage.influx.verification import ABSENT_FRESH_NS
 from storage.records import Reading, point_time_ns, to_ns
 from storage.traceability import LATE_BATCH_GRACE_NS, TraceStatus
 
@@ -69,10 +73,15 @@ class RecordingTransport(httpx.BaseTransport):
         self._inner = httpx.HTTPTransport()
         self.requests: list[list[Statement]] = []
         self.writes = 0
+        self.written_lines: list[str] = []
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         if request.url.path == "/write":
             self.writes += 1
+            body = request.read()
+            if request.headers.get("content-encoding") == "gzip":
+                body = gzip.decompress(body)
+            self.written_lines += body.decode().splitlines()
         if request.method == "GET" and request.url.path == "/query":
             params = json.loads(request.url.params.get("params", "{}"))
             texts = request.url.params["q"].split("; ")
@@ -290,6 +299,83 @@ def test_the_write_path_looks_batches_up_in_the_index(
     lookups = [s for s in recording.requests[0] if s.measurement != "msg_id_ledger"]
     assert [s.measurement for s in lookups] == [TRACE_INDEX]
     assert bucket("TC-0007") in lookups[0].params.values()
+
+
+def test_a_code_just_found_without_a_batch_is_looked_up_again_only_after_the_write(
+    influx_server: Influxd, recording: RecordingTransport, database: str
+) -> None:
+    clock = [to_ns(T0)]
+    with (
+        InfluxStore(
+            influx_server.url,
+            database,
+            create_database=True,
+            retry=NO_WAIT,
+            transport=recording,
+            clock=lambda: clock[0],
+        ) as ingest,
+        InfluxStore(influx_server.url, database, retry=NO_WAIT) as desk,
+    ):
+        assert ingest.write([sale(1, T0, "TC-NEW")]) == []
+        assert _looked_up_before_the_write(recording) == ["TC-NEW"]
+        # The desk (another process) registers the batch; a second later this writer's
+        # next sale skips the look-up before its write, and the one after finds it.
+        assert desk.write([batch(1, T0 + timedelta(minutes=1), "TC-NEW")]) == []
+        recording.requests.clear()
+        clock[0] += 10**9
+        assert ingest.write([sale(2, T0 + timedelta(minutes=2), "TC-NEW")]) == []
+        assert _looked_up_before_the_write(recording) == []
+        assert [row.trace_status for row in ingest.sales_of_batch(MARKET, "TC-NEW")] == [
+            TraceStatus.VERIFIED,
+            TraceStatus.VERIFIED,
+        ]
+        # Later than ABSENT_FRESH_NS, an absent code is looked up before the write again.
+        assert ingest.write([sale(3, T0, "TC-NONE")]) == []
+        recording.requests.clear()
+        clock[0] += ABSENT_FRESH_NS + 1
+        assert ingest.write([sale(4, T0 + timedelta(minutes=3), "TC-NONE")]) == []
+        assert _looked_up_before_the_write(recording) == ["TC-NONE"]
+
+
+def _looked_up_before_the_write(recording: RecordingTransport) -> list[str]:
+    """The codes the first request of a write (ledger and batches) asked the index for."""
+    return sorted(
+        str(value)
+        for statement in recording.requests[0]
+        if statement.measurement == TRACE_INDEX
+        for name, value in statement.params.items()
+        if name.startswith("code")
+    )
+
+
+def test_a_sale_entry_is_sent_once_and_its_sales_stay_findable(
+    store: InfluxStore, recording: RecordingTransport
+) -> None:
+    assert store.write([sale(1, T0, "TC-ODD"), sale(2, T0, "TC-ODD", scale="S02")]) == []
+    entries = [line for line in recording.written_lines if line.startswith(TRACE_INDEX)]
+    assert len(entries) == 2  # one per scale
+    recording.written_lines.clear()
+    later = T0 + timedelta(hours=3)
+    assert store.write([sale(3, later, "TC-ODD"), sale(4, later, "TC-ODD", scale="S03")]) == []
+    # S01's entry for the day is stored already; S03's is new.
+    (new,) = [line for line in recording.written_lines if line.startswith(TRACE_INDEX)]
+    assert "S03" in new
+    assert sorted(row.msg_id for row in store.sales_of_batch(MARKET, "TC-ODD")) == [1, 2, 3, 4]
+
+
+def test_trace_entries_written_before_are_left_out() -> None:
+    readings = [sale(1, T0, "TC-A"), sale(2, T0, "TC-B")]
+    statuses = {0: TraceStatus.UNKNOWN_BATCH, 1: TraceStatus.UNKNOWN_BATCH}
+    lines = [reading_to_line(reading) for reading in readings]
+    every = with_trace_entries(lines, readings, readings, statuses)
+    assert len(every.lines) == 4
+    assert [source.message.msg_id for _, source in every.sale_entries] == [1, 2]
+    first_entry = every.sale_entries[0][0]
+    written = SaleEntriesWritten()
+    written.remember([first_entry])
+    rest = with_trace_entries(lines, readings, readings, statuses, written_before=written)
+    assert rest.lines == [*lines, every.sale_entries[1][0]]
+    assert rest.sources == [*readings, readings[1]]
 
 
 # -- receipts ------------------------------------------------------------------------------

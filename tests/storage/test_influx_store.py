@@ -319,7 +319,7 @@ def test_a_batch_another_process_writes_while_its_sales_are_checked_still_verifi
         with InfluxClient(influx_server.url, retry=NO_WAIT) as client:
             reader = Reader(client, database, None)
             ledger = MsgIdLedger(reader, batch_lines=5000)
-            verification = RacedVerification(reader, batch_lines=5000)
+            verification = RacedVerification(reader, batch_lines=5000, clock=time.time_ns)
             raced = Writer(reader, ledger, verification, 5000, Rollups(reader, 5000))
             assert raced.write([sale(1, T0, trace_code="TC-0001")]) == []
 
