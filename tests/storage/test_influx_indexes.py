@@ -301,6 +301,60 @@ def test_the_write_path_looks_batches_up_in_the_index(
     assert bucket("TC-0007") in lookups[0].params.values()
 
 
+def test_unverified_sales_read_only_the_series_the_index_names(
+    store: InfluxStore, recording: RecordingTransport
+) -> None:
+    odd = [
+        sale(9_001, T0 + timedelta(hours=1), "TC-ODD", scale="S03", vendor="V03"),
+        sale(9_002, T0 + timedelta(hours=2), "TC-ODD", scale="S03", vendor="V03"),
+        sale(9_003, T0 + timedelta(hours=2), "TC-0005", scale="S09", vendor="V09"),  # V05's
+        sale(9_004, T0 + timedelta(days=2), "TC-ODD", scale="S04", vendor="V04"),  # later
+    ]
+    assert store.write([*busy_market(), *odd]) == []
+    day = (T0, T0 + timedelta(days=1))
+    recording.requests.clear()
+
+    rows = store.unverified_sales(MARKET, *day)
+
+    assert [(r.vendor, r.scale, r.trace_status, r.sales) for r in rows] == [
+        ("V03", "S03", TraceStatus.UNKNOWN_BATCH, 2),
+        ("V09", "S09", TraceStatus.OTHER_VENDOR, 1),
+    ]
+    entries, series = recording.requests
+    assert [s.measurement for s in entries] == [TRACE_INDEX]
+    # The range covers two UTC days; S04's entry is of a day after those.
+    assert sorted((s.measurement, _param(s, "scale")) for s in series) == [
+        ("sale", "S03"),
+        ("sale", "S09"),
+    ]
+    # The batch comes: its sales are verified, and their index entry no longer counts.
+    assert store.write([batch(9_009, T0, "TC-ODD", vendor="V03")]) == []
+    assert [r.vendor for r in store.unverified_sales(MARKET, *day)] == ["V09"]
+
+
+def test_unverified_sales_of_many_series_scan_the_range_once(
+    store: InfluxStore, recording: RecordingTransport
+) -> None:
+    readings = [
+        sale(n, T0 + timedelta(seconds=n), f"TC-X{n}", scale=f"S{n:03d}", vendor=f"V{n:03d}")
+        for n in range(250)
+    ]
+    assert store.write(readings) == []
+    recording.requests.clear()
+
+    rows = store.unverified_sales(MARKET, T0, T0 + timedelta(hours=1))
+
+    assert len(rows) == 250
+    assert {(r.trace_status, r.sales) for r in rows} == {(TraceStatus.UNKNOWN_BATCH, 1)}
+    _, (scan,) = recording.requests
+    assert "GROUP BY" in scan.text
+
+
+def _param(statement: Statement, prefix: str) -> object:
+    (value,) = [v for name, v in statement.params.items() if name.startswith(prefix)]
+    return value
+
+
 def test_a_code_just_found_without_a_batch_is_looked_up_again_only_after_the_write(
     influx_server: Influxd, recording: RecordingTransport, database: str
 ) -> None:
