@@ -44,25 +44,38 @@ class VendorsToday:
 def read_vendors_today(data: DashboardData, market: Market) -> VendorsToday:
     """The page's six store reads, submitted together: the page waits for the slowest
     and not for their sum. Sales come per vendor and scale (``Store.sales_by_scale``),
-    a few hundred rollup series a day where per product there are thousands."""
+    a few hundred rollup series a day where per product there are thousands; they
+    are the scales' sale messages too, so the message counts leave sales out."""
     now = data.now()
     start = day_start(market, market_today(market, now))
     store, submit = data.store, data.reads.submit
     by_scale = submit(store.sales_by_scale, market.id, start, now)
     unverified = submit(store.unverified_sales, market.id, start, now)
     statuses = submit(store.scale_status, market.id)
-    messages = submit(store.message_counts, start, now)
+    messages = submit(store.message_counts, start, now, sales=False)
     rejects = submit(store.reject_counts, start, now)
     letters = submit(store.dead_letters, start, now, market=market.id, limit=DEAD_LETTER_ROWS)
+    sold = by_scale.result()
     return VendorsToday(
         now=now,
-        by_scale=by_scale.result(),
+        by_scale=sold,
         unverified=unverified.result(),
         statuses=statuses.result(),
-        messages=messages.result(),
+        messages=_with_sales(messages.result(), sold),
         rejects=rejects.result(),
         letters=letters.result(),
     )
+
+
+def _with_sales(
+    counts: dict[tuple[str, str], int], by_scale: list[ScaleSalesRow]
+) -> dict[tuple[str, str], int]:
+    """Message counts per (market, device), the scales' sales added."""
+    total = dict(counts)
+    for row in by_scale:
+        key = (row.market, row.scale)
+        total[key] = total.get(key, 0) + row.sales
+    return total
 
 
 def vendor_table(

@@ -323,8 +323,10 @@ class InfluxStore(Store):
     def device_last_seen(self, market: str, since: datetime) -> dict[str, datetime]:
         return devices.device_last_seen(self._reader, market, since)
 
-    def message_counts(self, start: datetime, end: datetime) -> dict[tuple[str, str], int]:
-        return devices.message_counts(self._reader, start, end)
+    def message_counts(
+        self, start: datetime, end: datetime, *, sales: bool = True
+    ) -> dict[tuple[str, str], int]:
+        return devices.message_counts(self._reader, start, end, sales=sales)
 
     # -- lifecycle ---------------------------------------------------------------------
     def ping(self) -> None:

@@ -112,8 +112,13 @@ class DeviceStore(abc.ABC):
         """
 
     @abc.abstractmethod
-    def message_counts(self, start: datetime, end: datetime) -> dict[tuple[str, str], int]:
+    def message_counts(
+        self, start: datetime, end: datetime, *, sales: bool = True
+    ) -> dict[tuple[str, str], int]:
         """Number of stored readings per (market, device) in the range.
+
+        ``sales=False`` leaves sales out, for a caller that has the range's sales per
+        scale already (``sales_by_scale``): they are most of the readings to count.
 
         Counted by each reading's point time (see ``storage.records.point_time_ns``):
         its device time, or for a Last Will its arrival. Validation keeps device time

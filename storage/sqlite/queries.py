@@ -591,13 +591,7 @@ HAVING MAX(p.time_ns) IS NOT NULL
 #: the market's rows of a small series table and counts through the data
 #: table's (series|source, time_ns) key: the sale part reads only the
 #: sale_by_source index, never the sale rows themselves.
-MESSAGE_COUNTS_OF_MARKET = """
-SELECT src.scale, COUNT(*)
-FROM sale_source AS src CROSS JOIN sale
-WHERE src.market = :market
-  AND sale.source = src.id AND sale.time_ns >= :start AND sale.time_ns < :end
-GROUP BY src.scale
-UNION ALL
+MESSAGE_COUNTS_BUT_SALES_OF_MARKET = """
 SELECT s.scale, COUNT(*)
 FROM scale_status_series AS s CROSS JOIN scale_status AS st
 WHERE s.market = :market
@@ -622,6 +616,16 @@ WHERE s.market = :market
   AND b.series = s.id AND b.time_ns >= :start AND b.time_ns < :end
 GROUP BY s.station
 """
+MESSAGE_COUNTS_OF_MARKET = (
+    """
+SELECT src.scale, COUNT(*)
+FROM sale_source AS src CROSS JOIN sale
+WHERE src.market = :market
+  AND sale.source = src.id AND sale.time_ns >= :start AND sale.time_ns < :end
+GROUP BY src.scale
+UNION ALL"""
+    + MESSAGE_COUNTS_BUT_SALES_OF_MARKET
+)
 
 # The markets that have readings, found one index seek at a time ("loose index
 # scan"): each asks for the first market after :market in one series table's

@@ -349,13 +349,16 @@ class SQLiteStore(Store):
         rows = self._query(queries.DEAD_LETTERS, params, "reading dead letters")
         return [queries.dead_letter_row(row) for row in rows]
 
-    def message_counts(self, start: datetime, end: datetime) -> dict[tuple[str, str], int]:
+    def message_counts(
+        self, start: datetime, end: datetime, *, sales: bool = True
+    ) -> dict[tuple[str, str], int]:
         params = _range(start, end)
+        sql = queries.MESSAGE_COUNTS_OF_MARKET
+        if not sales:
+            sql = queries.MESSAGE_COUNTS_BUT_SALES_OF_MARKET
         counts: dict[tuple[str, str], int] = defaultdict(int)
         for market in sorted(self._markets()):
-            rows = self._query(
-                queries.MESSAGE_COUNTS_OF_MARKET, {"market": market, **params}, "counting readings"
-            )
+            rows = self._query(sql, {"market": market, **params}, "counting readings")
             for device, count in rows:
                 counts[(market, device)] += count
         return dict(counts)

@@ -384,6 +384,8 @@ def test_sales_whose_trace_code_did_not_check_out_are_an_alert_and_in_the_tables
     ]
     devices = {row["device"]: row for row in queries.device_table(data, MARKET, Lang.EN)}
     assert (devices["S-A01"]["unverified"], devices["S-B01"]["unverified"]) == (3, 0)
+    # Today's messages: the scale's four sales, the desk's two batch records.
+    assert (devices["S-A01"]["messages"], devices["IN-1"]["messages"]) == (4, 2)
     vendors = {row["vendor"]: row for row in queries.vendor_table(data, MARKET, Lang.EN)}
     assert (vendors["V01"]["unverified"], vendors["V02"]["unverified"]) == (3, 0)
     # A receipt naming the pork batch leads to no batch; a verified one does.

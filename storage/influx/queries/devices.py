@@ -209,7 +209,9 @@ def _newest_price_per_screen(reader: Reader, bounds: tuple[Condition, ...]) -> d
     return {screen: received_ns for screen, (_, received_ns) in newest.items()}
 
 
-def message_counts(reader: Reader, start: datetime, end: datetime) -> dict[tuple[str, str], int]:
+def message_counts(
+    reader: Reader, start: datetime, end: datetime, *, sales: bool = True
+) -> dict[tuple[str, str], int]:
     """See :meth:`Store.message_counts`: a ``COUNT`` per device tag, in one request.
 
     A scale's sales, by far the most readings, are counted from ``scale_sale_hourly``
@@ -230,11 +232,11 @@ def message_counts(reader: Reader, start: datetime, end: datetime) -> dict[tuple
         SelectColumns("price", columns=(Column("screen"),), where=bounds, group_by=("market",))
     )
     for low, high in ((split.start, split.head_end), (split.tail_start, split.end)):
-        if low < high:
+        if sales and low < high:
             edge = (time_from(low), time_before(high))
             selects.append(Select("sale", where=edge, count_of="msg_id", group_by=_SCALE_TAGS))
     hours = (time_from(split.hours_start), time_before(split.hours_end))
-    whole_hours = split.hours_start < split.hours_end
+    whole_hours = sales and split.hours_start < split.hours_end
     if whole_hours:
         selects += [
             SelectColumns(SCALE_SALE_HOURLY, (_SOLD,), where=hours, group_by=_SCALE_TAGS),

@@ -296,6 +296,14 @@ class TestMessageCounts:
             (MARKET, "in-01"): 1,
             (OTHER_MARKET, "sc-001"): 1,
         }
+        # Without sales: the scales' statuses only.
+        assert store.message_counts(start, end, sales=False) == {
+            (MARKET, "sc-001"): 1,
+            (MARKET, "scr-001"): 2,
+            (MARKET, "scr-201"): 1,
+            (MARKET, "g-north"): 1,
+            (MARKET, "in-01"): 1,
+        }
         assert store.message_counts(at(hours=4), at(hours=5)) == {}
 
     def test_a_last_will_counts_when_it_arrived(self, store: Store) -> None:
