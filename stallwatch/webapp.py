@@ -50,11 +50,14 @@ def create_web_app(
     live: LiveView,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
     management: Management | None = None,
+    shared_for_s: float = 2.0,
 ) -> FastAPI:
     """The API and the dashboard over one store and live view; the caller runs both.
 
     ``now`` is the dashboard's clock (a benchmark over stored history sets it);
-    ``management`` the market database's changes (see :func:`open_management`).
+    ``management`` the market database's changes (see :func:`open_management`);
+    ``shared_for_s`` how long browsers share the overview's figures (a benchmark of
+    one viewer sets 0).
     """
     # On the market database, logins and tokens live there unless files are configured.
     logins: Logins | None = None
@@ -84,6 +87,7 @@ def create_web_app(
             now=now,
             outage=outage,
             management=management,
+            shared_for_s=shared_for_s,
             validator=Validator(
                 registry if not isinstance(registry, Registry) else FixedRegistry(registry),
                 limits(settings),

@@ -38,12 +38,8 @@ def layout(data: DashboardData, lang: Lang, market: str) -> html.Div:
     )
 
 
-#: Browsers on one market share the overview's figures for this long (they poll every 3 s).
-SHARED_FOR_S = 2.0
-
-
 def register_callbacks(app: Dash, data: DashboardData, links: Links) -> None:
-    recent = queries.Recent(ttl_s=SHARED_FOR_S)
+    recent = queries.Recent(ttl_s=data.shared_for_s)
 
     @app.callback(
         Output(ids.OVERVIEW_KPIS, "children"),

@@ -50,6 +50,9 @@ class DashboardData:
     management: Management | None = None
     #: Checks batches entered at the intake form as the desk's messages are; None: no form.
     validator: Validator | None = None
+    #: Browsers on one market share the overview's figures for this long, in seconds
+    #: (they poll every 3 s); a benchmark of what one viewer waits for sets 0.
+    shared_for_s: float = 2.0
     #: Runs a page's independent store reads at once (``reads.submit(...)``).
     reads: Executor = field(
         default_factory=lambda: ThreadPoolExecutor(
