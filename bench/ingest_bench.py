@@ -14,7 +14,11 @@ Mosquitto in the same run, so the publisher's cost is not on the clock:
      (spool fsync before PUBACK), validating, writing to a private ``influxd``;
      done when InfluxDB holds all N points.
 
-It prints msgs/s for both, the ratio, and the ingest process's peak RSS.
+It prints msgs/s for both, the ratio, the ingest process's peak RSS, and the CPU
+time each part used while draining (Linux ``/proc``): the receiver process, the
+forwarder process and influxd for ingest, the benchmark process for raw paho.
+CPU seconds move much less than rates when another load shares the machine, so
+they tell where a change between two commits went.
 """
 
 from __future__ import annotations
@@ -47,11 +51,22 @@ DATABASE = "bench"
 
 
 @dataclass(frozen=True)
+class CpuSeconds:
+    """CPU time (user + system) used while draining, by part."""
+
+    parts: dict[str, float]
+
+    def text(self) -> str:
+        return ", ".join(f"{name} {seconds:.2f}" for name, seconds in self.parts.items())
+
+
+@dataclass(frozen=True)
 class Result:
     name: str
     messages: int
     seconds: float
     peak_rss_mb: float | None = None
+    cpu: CpuSeconds | None = None
 
     @property
     def rate(self) -> float:
@@ -94,14 +109,17 @@ def raw_paho_drain(broker: Mosquitto, client_id: str, n: int) -> Result:
     client.on_message = on_message
     props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     props.SessionExpiryInterval = 3600
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     client.connect("127.0.0.1", broker.port, clean_start=False, properties=props)
     client.loop_forever()  # in this thread: paho's fastest mode
-    return Result("raw paho-mqtt drain (auto-ack, no work)", n, time.perf_counter() - started)
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    return Result(
+        "raw paho-mqtt drain (auto-ack, no work)", n, elapsed, cpu=CpuSeconds({"bench": cpu})
+    )
 
 
 def stallwatch_drain(
-    broker: Mosquitto, influx: Influxd, client_id: str, n: int, workdir: Path
+    broker: Mosquitto, influx: Influxd, client_id: str, n: int, workdir: Path, market: Path
 ) -> Result:
     env = {
         **os.environ,
@@ -118,7 +136,7 @@ def stallwatch_drain(
         "stallwatch.cli",
         "ingest",
         "--market",
-        str(MARKET),
+        str(market),
         "--mqtt-url",
         f"mqtt://127.0.0.1:{broker.port}",
     ]
@@ -133,16 +151,43 @@ def stallwatch_drain(
         if not connected.wait(60):
             raise RuntimeError("stallwatch ingest did not connect")
         started = time.perf_counter()
+        cpu_started = _ingest_cpu(proc.pid, influx)
         # COUNT over a growing measurement costs influxd real CPU: poll rarely until the
         # end is near, then often, so the probe neither slows ingest nor blurs the finish.
         _wait_for(lambda: _count(client) >= n * 0.9, 600, interval=0.5)
         _wait_for(lambda: _count(client) >= n, 600, interval=0.02)
         elapsed = time.perf_counter() - started
+        cpu = _ingest_cpu(proc.pid, influx)
         rss = _peak_rss_mb(proc.pid)
     finally:
         proc.terminate()
         proc.wait(30)
-    return Result("stallwatch ingest → InfluxDB (durable)", n, elapsed, rss)
+    used = None
+    if cpu is not None and cpu_started is not None:
+        used = CpuSeconds({part: cpu[part] - cpu_started.get(part, 0.0) for part in cpu})
+    return Result("stallwatch ingest → InfluxDB (durable)", n, elapsed, rss, used)
+
+
+def _ingest_cpu(pid: int, influx: Influxd) -> dict[str, float] | None:
+    """CPU seconds so far of the receiver process, its forwarder process(es) and influxd."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        parts = {
+            "receiver": _cpu_seconds(str(pid)),
+            "forwarder": sum(_cpu_seconds(child) for child in children),
+        }
+        if influx.proc is not None:
+            parts["influxd"] = _cpu_seconds(str(influx.proc.pid))
+        return parts
+    except OSError:
+        return None  # not Linux, or a process ended
+
+
+def _cpu_seconds(pid: str) -> float:
+    """utime + stime of a process (all its threads), from /proc/<pid>/stat."""
+    # The command name, in parentheses, may hold spaces: the fields follow the last ")".
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _watch_log(proc: subprocess.Popen[str], connected: threading.Event) -> None:
@@ -191,8 +236,11 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("-n", type=int, default=200_000, help="messages per contender")
+    parser.add_argument(
+        "--market", type=Path, default=MARKET, help="market file (default: the example market)"
+    )
     args = parser.parse_args(argv)
-    market = load_market(MARKET)
+    market = load_market(args.market)
     with tempfile.TemporaryDirectory(prefix="stallwatch-bench-") as tmp:
         workdir = Path(tmp)
         with (
@@ -205,7 +253,9 @@ def main(argv: list[str] | None = None) -> int:
             queue_backlog(broker, market, "bench-raw", args.n)
             results = [raw_paho_drain(broker, "bench-raw", args.n)]
             queue_backlog(broker, market, "bench-stallwatch", args.n)
-            results.append(stallwatch_drain(broker, influx, "bench-stallwatch", args.n, workdir))
+            results.append(
+                stallwatch_drain(broker, influx, "bench-stallwatch", args.n, workdir, args.market)
+            )
     report(results)
     return 0
 
@@ -214,12 +264,13 @@ def report(results: list[Result]) -> None:
     ceiling = results[0].rate
     print()
     header = f"{'contender':45} {'messages':>9} {'seconds':>8} {'msgs/s':>9} {'vs raw':>7}"
-    print(f"{header} {'peak RSS':>9}")
+    print(f"{header} {'peak RSS':>9}  CPU seconds while draining")
     for result in results:
         rss = f"{result.peak_rss_mb:.0f} MB" if result.peak_rss_mb else "-"
+        cpu = "-" if result.cpu is None else result.cpu.text()
         print(
             f"{result.name:45} {result.messages:>9} {result.seconds:>8.2f} {result.rate:>9,.0f} "
-            f"{result.rate / ceiling:>7.2f} {rss:>9}"
+            f"{result.rate / ceiling:>7.2f} {rss:>9}  {cpu}"
         )
 
 
