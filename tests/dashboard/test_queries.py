@@ -424,6 +424,20 @@ def _batch(
     )
 
 
+def test_device_states_come_from_the_live_view_or_before_it_synced_from_the_store(
+    registry: Registry, store: Store, start_live: Callable[[], LiveView], tmp_path: Path
+) -> None:
+    at = NOON_ISH - timedelta(hours=1)
+    write_settled(store, [_status("S-A01", at, online=True), _status("S-B01", at, online=False)])
+    settings = Settings(markets=(tmp_path / "tm.toml",), mqtt_url="mqtt://127.0.0.1:9")
+    not_started = LiveView(registry, store, live_mqtt_options(settings))
+    assert not not_started.synced
+    for live in (not_started, start_live()):
+        devices = queries.device_table(data_at(NOON_ISH, registry, store, live), MARKET, Lang.EN)
+        states = {row["device"]: row["status"] for row in devices}
+        assert (states["S-A01"], states["S-B01"]) == ("online", "offline")
+
+
 def _status(scale: str, at: datetime, *, online: bool) -> Reading:
     return Reading(MARKET, scale, to_ns(at), ScaleStatus(msg_id=7, ts=at, online=online))
 
