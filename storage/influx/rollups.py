@@ -312,10 +312,14 @@ class Rollups:
         now = self._clock()
         watermark = self._watermark()
         since = None if watermark is None else watermark - SETTLE_SLACK_NS
-        buckets, newest = self._marked_since(since, now)
-        buckets = self._with_raw_kept(buckets) if buckets else buckets
+        marked = self._marked_since(since, now)
+        buckets = self._with_raw_kept(marked.buckets) if marked.buckets else marked.buckets
         if buckets:
             self._recompute(buckets)
+        # Only now, their buckets rewritten: a settle that fails part-way (a timeout)
+        # leaves them to the next, which must not take them for done.
+        self._seen, self._done = marked.seen, marked.done
+        newest = marked.newest
         if newest is None:
             return 0
         advanced = min(newest, now)
@@ -358,8 +362,9 @@ class Rollups:
         rows = list(tagged_rows(series))
         return int_column(rows[0], "time") if rows else None
 
-    def _marked_since(self, since_ns: int | None, now: int) -> tuple[set[Bucket], int | None]:
-        """The buckets to recompute of the marks since ``since_ns``, and the newest mark's time.
+    def _marked_since(self, since_ns: int | None, now: int) -> _Marked:
+        """The buckets to recompute of the marks since ``since_ns``, the newest mark's time,
+        and the marks to remember as seen and as done once those buckets are rewritten.
 
         A mark counts at first sight and once more when it is
         :data:`_SECOND_PASS_AFTER_NS` old; in between, settles skip it (see the module).
@@ -391,8 +396,7 @@ class Rollups:
                 buckets.add(bucket)
                 done.add(mark)
         # Only the marks still in the window are remembered.
-        self._seen, self._done = seen, done
-        return buckets, newest
+        return _Marked(buckets, newest, seen, done)
 
     def _own_written_since(self, since_ns: int | None) -> set[_MarkId]:
         """A copy of the own marks written, forgetting those before ``since_ns`` (no
@@ -810,6 +814,18 @@ class Rollups:
 
 
 # -- helpers -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Marked:
+    """What a settle read of the marks: the buckets to recompute, the newest mark's time,
+    and the marks it has seen and is done with once those buckets are rewritten."""
+
+    buckets: set[Bucket]
+    newest: int | None
+    seen: set[_MarkId]
+    done: set[_MarkId]
+
 
 _Group = tuple[str, str, str]  # (scale, vendor, plu)
 _Product = tuple[str, str, str]  # (market, vendor, plu)
