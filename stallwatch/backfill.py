@@ -10,7 +10,8 @@ oldest UTC day with raw points to the newest, every bucket that has raw points i
 earlier days' marks again for its whole slack. Running it again is harmless. After
 each day it records a checkpoint (a ``backfill_progress`` point); an interrupted run
 resumes after the last day it finished. Ingest may run meanwhile: it marks and
-settles its own writes.
+settles its own writes. A run that finishes the last day records that every rollup point
+is of the current format (``Rollups.record_all_of_format``), so readers stop checking.
 
 ``--into-routed`` (:func:`copy_into_routed`) instead copies a database written
 before retention by kind from its base retention policy into the policies per
@@ -69,6 +70,8 @@ def backfill(
     if since is not None:
         day = max(day, _day_start(to_ns(datetime.combine(since, datetime.min.time(), UTC))))
     if day > last:
+        if since is None:
+            rollups.record_all_of_format()
         out(f"backfilled through {_date(last)} already: nothing to do")
         return 0
     total = (last - day) // _DAY_NS + 1
@@ -90,6 +93,9 @@ def backfill(
         day += _DAY_NS
     if day <= last:
         out(f"stopped after {count} days; run again to go on from {_date(day)}")
+    elif since is None:
+        # Every day rebuilt: readers may skip their censuses of older points.
+        rollups.record_all_of_format()
     return count
 
 

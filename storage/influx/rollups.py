@@ -117,6 +117,13 @@ BACKFILL_PROGRESS: Final = "backfill_progress"
 #: 3 ``scale_sale_hourly``. A backfill checkpoint of an older format does not count (the
 #: backfill starts over).
 ROLLUP_FORMAT: Final = 3
+#: "Every rollup point in this database is of :data:`ROLLUP_FORMAT`" (field ``format``):
+#: written when a database is found holding no raw points yet, and when a backfill has
+#: rebuilt every day. Readers then skip the censuses that find points of an older format,
+#: each a count over every series it reads (``Rollups.all_of_format``).
+ROLLUP_FORMAT_COMPLETE: Final = "rollup_format"
+#: A database not known to be all of the format is asked again after this long.
+_FORMAT_RECHECK_NS: Final = 60 * 1_000_000_000
 #: Per market and kind of bucket, the hour before which the raw points are expired
 #: (written by the retention pass): such buckets are never recomputed from raw again.
 ROLLUP_EXPIRED: Final = "rollup_expired"
@@ -276,6 +283,8 @@ class Rollups:
         self._clock = clock
         self._last_mark_ns = 0
         self._pruned_at_ns: int | None = None
+        self._all_of_format = False
+        self._format_checked_ns: int | None = None
         #: marks this object recomputed at first sight, and for the last time
         self._seen: set[_MarkId] = set()
         self._done: set[_MarkId] = set()
@@ -807,6 +816,42 @@ class Rollups:
         if not rows or rows[0].get("format") != ROLLUP_FORMAT:
             return None
         return int_column(rows[0], "day_ns")
+
+    def all_of_format(self) -> bool:
+        """Whether every rollup point in the database is of :data:`ROLLUP_FORMAT`.
+
+        True once :data:`ROLLUP_FORMAT_COMPLETE` says so, and remembered; otherwise
+        false, asked again after :data:`_FORMAT_RECHECK_NS` (a backfill finishing
+        meanwhile writes the marker).
+        """
+        if self._all_of_format:
+            return True
+        now = self._clock()
+        checked = self._format_checked_ns
+        if checked is not None and now - checked < _FORMAT_RECHECK_NS:
+            return False
+        self._format_checked_ns = now
+        series = self._reader.select(ROLLUP_FORMAT_COMPLETE, newest_first=True, limit=1)
+        rows = list(tagged_rows(series))
+        self._all_of_format = bool(rows) and rows[0].get("format") == ROLLUP_FORMAT
+        return self._all_of_format
+
+    def mark_format_if_new(self) -> None:
+        """Record :data:`ROLLUP_FORMAT_COMPLETE` for a database without raw points yet: all
+        it will hold is written by this version. (The index of measurements says so,
+        without reading points.)"""
+        if self.all_of_format():
+            return
+        shown = self._reader.client.query(self._reader.database, Query("SHOW MEASUREMENTS"))
+        names = {row.get("name") for one in shown for row in one.rows}
+        if not names & {"sale", "footfall", "batch"}:
+            self.record_all_of_format()
+
+    def record_all_of_format(self) -> None:
+        """Every rollup point is of :data:`ROLLUP_FORMAT` now (see :meth:`all_of_format`)."""
+        line = build_line(ROLLUP_FORMAT_COMPLETE, {}, {"format": ROLLUP_FORMAT}, self._clock())
+        self._reader.write([line])
+        self._all_of_format = True
 
     def record_backfilled(self, day_start_ns: int) -> None:
         fields = {"day_ns": day_start_ns, "format": ROLLUP_FORMAT}

@@ -107,6 +107,7 @@ class InfluxStore(Store):
         self._rollups = Rollups(self._reader, batch_lines, clock)
         self._writer = Writer(self._reader, self._ledger, verification, batch_lines, self._rollups)
         self._clock = clock
+        self._format_looked_at = False
         self._retention = InfluxRetention(self._reader_for, self._rollups)
         try:
             if create_database:
@@ -123,6 +124,10 @@ class InfluxStore(Store):
     def write(
         self, readings: Sequence[Reading], dead_letters: Sequence[DeadLetter] = ()
     ) -> list[DeadLetter]:
+        if not self._format_looked_at:
+            # Before a new database's first points: it will hold this version's rollups only.
+            self._rollups.mark_format_if_new()
+            self._format_looked_at = True
         return self._writer.write(readings, dead_letters)
 
     def settle_rollups(self) -> int:
@@ -254,7 +259,8 @@ class InfluxStore(Store):
         return sales.sales_summary(self._reader, market, start, end)
 
     def sales_by_scale(self, market: str, start: datetime, end: datetime) -> list[ScaleSalesRow]:
-        return sales.sales_by_scale(self._reader, market, start, end)
+        census = not self._rollups.all_of_format()
+        return sales.sales_by_scale(self._reader, market, start, end, census=census)
 
     def sales_by_hour(self, market: str, start: datetime, end: datetime) -> list[SalesHourRow]:
         return sales.sales_by_hour(self._reader, market, start, end)
@@ -280,7 +286,8 @@ class InfluxStore(Store):
         return traceability.batch_balances(self._reader, market, start, end)
 
     def batch_alerts(self, market: str, start: datetime, end: datetime) -> list[BatchBalanceRow]:
-        return traceability.batch_alerts(self._reader, market, start, end)
+        census = not self._rollups.all_of_format()
+        return traceability.batch_alerts(self._reader, market, start, end, census=census)
 
     # -- footfall ----------------------------------------------------------------------
     def gate_counts(self, market: str, start: datetime, end: datetime) -> list[GateCountRow]:
@@ -326,7 +333,8 @@ class InfluxStore(Store):
     def message_counts(
         self, start: datetime, end: datetime, *, sales: bool = True
     ) -> dict[tuple[str, str], int]:
-        return devices.message_counts(self._reader, start, end, sales=sales)
+        census = sales and not self._rollups.all_of_format()
+        return devices.message_counts(self._reader, start, end, sales=sales, census=census)
 
     # -- lifecycle ---------------------------------------------------------------------
     def ping(self) -> None:

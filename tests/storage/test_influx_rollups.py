@@ -17,17 +17,17 @@ from uuid import uuid4
 import httpx
 import pytest
 
+from stallwatch.backfill import backfill
 from stallwatch.localservices import Influxd
 from storage._exceptions import StoreUnavailable
 from storage.footfall import hourly_footfall
 from storage.influx.client import InfluxClient, RetryPolicy
-from storage.influx.influxql import Query, quote_ident
 from storage.influx.reader import Reader
-from storage.influx.rollups import ROLLUP_MARK, SCALE_SALE_HOURLY, SETTLE_SLACK_NS
+from storage.influx.rollups import ROLLUP_MARK, SETTLE_SLACK_NS
 from storage.influx.store import InfluxStore
 from storage.records import Reading, to_ns
 from tests.storage.factories import MARKET, T0, at, batch, gate_count, reading, sale
-from tests.storage.influx_formats import rewrite_batch_sold_as_format_1
+from tests.storage.influx_formats import drop_scale_rollup, rewrite_batch_sold_as_format_1
 
 pytestmark = pytest.mark.influx
 
@@ -261,7 +261,9 @@ def test_batch_sold_carries_the_alert_flag_and_points_without_it_are_read_whole(
     assert rewrite_batch_sold_as_format_1(influx_server.url, database) == 2
 
     # The flag is gone from the points; the answer is the same, from the whole balances.
-    assert store.batch_alerts(MARKET, *DAY) == alerts
+    with InfluxStore(influx_server.url, database, clock=clock) as older:
+        assert not older.rollups.all_of_format()
+        assert older.batch_alerts(MARKET, *DAY) == alerts
 
 
 def test_hours_without_scale_points_are_summed_per_scale_from_the_product_rollup(
@@ -280,9 +282,80 @@ def test_hours_without_scale_points_are_summed_per_scale_from_the_product_rollup
     expected = store.sales_by_scale(MARKET, *whole_hours)
     assert [(row.scale, row.sales) for row in expected] == [("sc-v001", 18)]
 
-    with InfluxClient(influx_server.url) as client:
-        client.execute(
-            Query(f"DROP MEASUREMENT {quote_ident(SCALE_SALE_HOURLY)}"), database=database
-        )
+    drop_scale_rollup(influx_server.url, database)
 
-    assert store.sales_by_scale(MARKET, *whole_hours) == expected
+    with InfluxStore(influx_server.url, database, clock=clock) as older:
+        assert older.sales_by_scale(MARKET, *whole_hours) == expected
+
+
+class Queries(httpx.BaseTransport):
+    """Forwards to the server and keeps the text of each query's statements."""
+
+    def __init__(self) -> None:
+        self._inner = httpx.HTTPTransport()
+        self.statements: list[str] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/query" and "q" in request.url.params:
+            self.statements += request.url.params["q"].split("; ")
+        return self._inner.handle_request(request)
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+def test_a_new_database_is_marked_all_of_the_format_and_readers_skip_their_censuses(
+    influx_server: Influxd, database: str, clock: Clock
+) -> None:
+    queries = Queries()
+    with InfluxStore(
+        influx_server.url, database, create_database=True, clock=clock, transport=queries
+    ) as store:
+        failed = batch(
+            msg_id=1,
+            ts=at(minutes=-30),
+            trace_code="TC-F",
+            passed=False,
+            inhibition_pct=Decimal("70"),
+        )
+        write_and_settle(
+            store,
+            clock,
+            [
+                reading(failed, "in-01"),
+                reading(sale(msg_id=1, ts=at(minutes=5), trace_code="TC-F"), "sc-v001"),
+            ],
+        )
+        assert store.rollups.all_of_format()
+        queries.statements.clear()
+        (alert,) = store.batch_alerts(MARKET, *DAY)
+        (scale,) = store.sales_by_scale(MARKET, *DAY)
+        counts = store.message_counts(*DAY)
+    assert (alert.trace_code, alert.failed_on_sale, scale.sales) == ("TC-F", True, 1)
+    assert counts == {(MARKET, "in-01"): 1, (MARKET, "sc-v001"): 1}
+    assert not [text for text in queries.statements if 'COUNT("sales")' in text]
+    assert not [text for text in queries.statements if "market_sale_hourly" in text]
+
+
+def test_a_database_with_older_points_is_marked_when_its_backfill_is_done(
+    influx_server: Influxd, database: str, clock: Clock
+) -> None:
+    with InfluxStore(influx_server.url, database, create_database=True, clock=clock) as store:
+        write_and_settle(store, clock, [reading(sale(msg_id=1, ts=at(minutes=5)), "sc-v001")])
+    drop_scale_rollup(influx_server.url, database)  # as format 2 left it
+    with InfluxStore(influx_server.url, database, clock=clock) as reader:
+        assert not reader.rollups.all_of_format()
+        with InfluxStore(influx_server.url, database, clock=clock) as ingest:
+            # Its first write finds raw points already: no marker.
+            assert ingest.write([reading(sale(msg_id=2, ts=at(hours=1)), "sc-v001")]) == []
+            ingest.settle_rollups()
+            assert not ingest.rollups.all_of_format()
+            assert backfill(ingest, [MARKET], out=lambda _line: None) > 0
+            assert ingest.rollups.all_of_format()
+        # Another process (which looked less than a minute ago) sees the marker once it
+        # looks again, a minute on.
+        assert not reader.rollups.all_of_format()
+        clock.advance(1)
+        assert reader.rollups.all_of_format()
+        (scale,) = reader.sales_by_scale(MARKET, *DAY)
+    assert scale.sales == 2

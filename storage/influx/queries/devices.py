@@ -210,14 +210,15 @@ def _newest_price_per_screen(reader: Reader, bounds: tuple[Condition, ...]) -> d
 
 
 def message_counts(
-    reader: Reader, start: datetime, end: datetime, *, sales: bool = True
+    reader: Reader, start: datetime, end: datetime, *, sales: bool = True, census: bool = True
 ) -> dict[tuple[str, str], int]:
     """See :meth:`Store.message_counts`: a ``COUNT`` per device tag, in one request.
 
     A scale's sales, by far the most readings, are counted from ``scale_sale_hourly``
     over the whole hours (a few hundred series, where the raw day has thousands) and
     from the raw edge hours; in a market whose whole hours lack scale points (not yet
-    backfilled, see ``storage.influx.rollups``) from ``sale_hourly``. A price's screen
+    backfilled, see ``storage.influx.rollups``; ``census=False``: the database is known
+    to have none) from ``sale_hourly``. A price's screen
     is a field, not a tag, so price points in the range are listed (one short column)
     and counted here.
     """
@@ -238,28 +239,31 @@ def message_counts(
     hours = (time_from(split.hours_start), time_before(split.hours_end))
     whole_hours = sales and split.hours_start < split.hours_end
     if whole_hours:
-        selects += [
-            SelectColumns(SCALE_SALE_HOURLY, (_SOLD,), where=hours, group_by=_SCALE_TAGS),
-            SelectColumns(SCALE_SALE_HOURLY, (_SOLD,), where=hours, group_by=("market",)),
-            SelectColumns(MARKET_SALE_HOURLY, (_SOLD,), where=hours, group_by=("market",)),
-        ]
+        selects.append(
+            SelectColumns(SCALE_SALE_HOURLY, (_SOLD,), where=hours, group_by=_SCALE_TAGS)
+        )
+        if census:
+            selects += [
+                SelectColumns(SCALE_SALE_HOURLY, (_SOLD,), where=hours, group_by=("market",)),
+                SelectColumns(MARKET_SALE_HOURLY, (_SOLD,), where=hours, group_by=("market",)),
+            ]
     counts: dict[tuple[str, str], int] = defaultdict(int)
     per_scale: dict[tuple[str, str], int] = defaultdict(int)
-    census: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    totals: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for one in reader.select_each(selects):
         market = one.tags.get("market", "")
         if one.name == "price":
             for row in one.rows:
                 counts[(market, str_column(row, "screen"))] += 1
         elif one.name in (SCALE_SALE_HOURLY, MARKET_SALE_HOURLY) and "scale" not in one.tags:
-            census[market][one.name] += sum(_int(row.get("sold")) for row in one.rows)
+            totals[market][one.name] += sum(_int(row.get("sold")) for row in one.rows)
         else:
             tag = next(tag for tag in _COUNTED_TAGS if tag in one.tags)
             total = sum(_int(row.get("count", row.get("sold"))) for row in one.rows)
             target = per_scale if one.name == SCALE_SALE_HOURLY else counts
             target[(market, one.tags[tag])] += total
     unrolled = {
-        m for m, sums in census.items() if sums[SCALE_SALE_HOURLY] != sums[MARKET_SALE_HOURLY]
+        m for m, sums in totals.items() if sums[SCALE_SALE_HOURLY] != sums[MARKET_SALE_HOURLY]
     }
     for key, sold in per_scale.items():
         if key[0] not in unrolled:

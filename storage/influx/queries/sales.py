@@ -123,13 +123,14 @@ def sales_summary(
 
 
 def sales_by_scale(
-    reader: Reader, market: str, start: datetime, end: datetime
+    reader: Reader, market: str, start: datetime, end: datetime, *, census: bool = True
 ) -> list[ScaleSalesRow]:
     """See :meth:`Store.sales_by_scale`: whole hours from ``scale_sale_hourly`` summed per
     vendor and scale, the raw edge hours listed, in one request.
 
-    The request also sums the market's whole hours twice, from ``market_sale_hourly``
-    and from ``scale_sale_hourly``: if they differ, some hours have no scale points yet
+    Unless the database is known to hold only format 3 points (``census=False``), the
+    request also sums the market's whole hours twice, from ``market_sale_hourly`` and
+    from ``scale_sale_hourly``: if they differ, some hours have no scale points yet
     (written before format 3, not backfilled), and the whole hours are summed from
     ``sale_hourly`` instead, which costs a read per product series.
     """
@@ -147,12 +148,12 @@ def sales_by_scale(
         _part_query(reader, market, number, part, group_by=("vendor", "scale"))
         for number, part in enumerate(parts)
     ]
-    hours = [part for part in parts if part[0] == SCALE_SALE_HOURLY]
+    hours = [part for part in parts if part[0] == SCALE_SALE_HOURLY] if census else []
     if hours:
-        census = (Column("transactions", "SUM", "sales"),)
+        sold = (Column("transactions", "SUM", "sales"),)
         for measurement in (MARKET_SALE_HOURLY, SCALE_SALE_HOURLY):
             window = hours[0][2]
-            queries.append(_part_query(reader, market, len(queries), (measurement, census, window)))
+            queries.append(_part_query(reader, market, len(queries), (measurement, sold, window)))
     answers = _by_statement(reader.statements(queries), len(queries))
     if hours and _census(answers[-2]) != _census(answers[-1]):
         whole = _part_query(

@@ -343,7 +343,7 @@ def batch_balances(
 
 
 def batch_alerts(
-    reader: Reader, market: str, start: datetime, end: datetime
+    reader: Reader, market: str, start: datetime, end: datetime, *, census: bool = True
 ) -> list[BatchBalanceRow]:
     """See :meth:`Store.batch_alerts`: only the ``batch_sold`` points flagged ``alert``.
 
@@ -354,21 +354,22 @@ def batch_alerts(
     statement names, so listing every shown field with the filter cost three times
     as much. The second reads those few points whole, by series and exact time.
 
-    With the first, a count of the range's points with and without the flag:
-    points written before it existed (not yet backfilled) make the answer come
-    from the whole balances instead, so it is never short.
+    With the first, unless the database is known to hold only points with the flag
+    (``census=False``, ``Rollups.all_of_format``), a count of the range's points with
+    and without it: points written before it existed (not yet backfilled) make the
+    answer come from the whole balances instead, so it is never short.
     """
     window = _Window(market, start, end)
-    both = Column("sales", "COUNT", alias="points"), Column("alert", "COUNT", alias="flagged")
-    census = window.select(0, BATCH_SOLD, both, reader)
-    found = window.select(
-        1, BATCH_SOLD, _named("alert", *_RECORD_TAGS), reader, equals("alert", True)
-    )
-    series = reader.statements([census.query(), found.query()])
-    counts = [row for one in series if one.statement_id == 0 for row in tagged_rows([one])]
+    by_flag = _named("alert", *_RECORD_TAGS)
+    queries = [window.select(0, BATCH_SOLD, by_flag, reader, equals("alert", True)).query()]
+    if census:
+        both = Column("sales", "COUNT", alias="points"), Column("alert", "COUNT", alias="flagged")
+        queries.append(window.select(1, BATCH_SOLD, both, reader).query())
+    series = reader.statements(queries)
+    counts = [row for one in series if one.statement_id == 1 for row in tagged_rows([one])]
     if any(row.get("points") != row.get("flagged") for row in counts):
         return [row for row in batch_balances(reader, market, start, end) if row.needs_alert]
-    flagged = [row for one in series if one.statement_id == 1 for row in tagged_rows([one])]
+    flagged = [row for one in series if one.statement_id == 0 for row in tagged_rows([one])]
     if not flagged:
         return []
     shown = _named("alert", *_BALANCE_SOLD_FIELDS, *_ALERT_RECORD_FIELDS, *_RECORD_TAGS)
