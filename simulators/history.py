@@ -190,9 +190,18 @@ class _BatchWriter:
         self._batch = []
 
     def settle_when_due(self) -> None:
-        """:meth:`settle` when :data:`SETTLE_EVERY_S` have passed since the last one."""
+        """:meth:`settle` when :data:`SETTLE_EVERY_S` have passed since the last one.
+
+        A store that stays unavailable through the retries only postpones it: the marks
+        stay in the store, and the next settle (the last one at the latest, which does
+        fail the run) recomputes their buckets. A long load should not die of one slow
+        minute of the server.
+        """
         if time.monotonic() >= self._next_settle:
-            self.settle()
+            try:
+                self.settle()
+            except StoreUnavailable as exc:
+                log.warning("settle postponed to the next one: %s", exc)
 
     def settle(self) -> None:
         """Settle a store's rollups (``Store.settle_rollups``), as at the end of a run, so

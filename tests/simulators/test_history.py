@@ -11,6 +11,7 @@ import pytest
 
 from schemas.messages import GateCount, Sale, ScaleStatus
 from schemas.registry import Market
+from simulators import history
 from simulators.day import MarketDay
 from simulators.history import day_readings, generate_history
 from stallwatch.localservices import Influxd
@@ -121,6 +122,41 @@ def test_a_store_that_stays_unavailable_fails_the_run(xiaohe_market: Market) -> 
     store.failures = 10
     with pytest.raises(StoreUnavailable):
         generate_history(xiaohe_market, store, start_date=DAY, days=1, seed=4, retries=2)
+
+
+class SlowToSettle(ListSink):
+    """Settles fail (a server too busy to answer in time) the first ``failing`` attempts."""
+
+    def __init__(self, failing: int) -> None:
+        super().__init__()
+        self.failing = failing
+        self.attempts = 0
+
+    def settle_rollups(self) -> int:
+        self.attempts += 1
+        if self.failing:
+            self.failing -= 1
+            raise StoreUnavailable("InfluxDB /query timed out", retry_after=0.01)
+        return 0
+
+
+def test_a_settle_unavailable_through_its_retries_waits_for_the_next(
+    xiaohe_market: Market, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(history, "SETTLE_EVERY_S", 0.0)  # a settle after every day
+    store = SlowToSettle(failing=3)  # the first settle's three attempts
+    summary = generate_history(xiaohe_market, store, start_date=DAY, days=2, seed=4, retries=2)
+    assert summary.readings == len(store.readings) > 0
+    assert store.attempts == 3 + 1 + 1  # the first day's, the second day's, the last
+
+
+def test_a_last_settle_that_stays_unavailable_fails_the_run(
+    xiaohe_market: Market, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(history, "SETTLE_EVERY_S", 0.0)
+    store = SlowToSettle(failing=100)
+    with pytest.raises(StoreUnavailable):
+        generate_history(xiaohe_market, store, start_date=DAY, days=2, seed=4, retries=2)
 
 
 def test_history_in_sqlite_answers_domain_queries(xiaohe_market: Market, tmp_path: Path) -> None:
