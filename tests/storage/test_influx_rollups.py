@@ -190,11 +190,24 @@ def test_a_mark_of_the_settlers_own_returned_write_is_recomputed_once(
     assert [row.sales for row in summary] == [1]
 
 
-class TimesOutOnce(httpx.BaseTransport):
-    """Forwards to the server, but the first write of rollup points times out."""
+class Forwarding(httpx.BaseTransport):
+    """Forwards every request to the real server; subclasses look at them on the way."""
 
     def __init__(self) -> None:
         self._inner = httpx.HTTPTransport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        return self._inner.handle_request(request)
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class TimesOutOnce(Forwarding):
+    """Forwards to the server, but the first write of rollup points times out."""
+
+    def __init__(self) -> None:
+        super().__init__()
         self.timed_out = False
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
@@ -205,10 +218,7 @@ class TimesOutOnce(httpx.BaseTransport):
             if b"sale_hourly" in body:
                 self.timed_out = True
                 raise httpx.ReadTimeout("the test's timeout", request=request)
-        return self._inner.handle_request(request)
-
-    def close(self) -> None:
-        self._inner.close()
+        return super().handle_request(request)
 
 
 def test_a_settle_that_fails_part_way_leaves_its_marks_to_the_next(
@@ -288,20 +298,17 @@ def test_hours_without_scale_points_are_summed_per_scale_from_the_product_rollup
         assert older.sales_by_scale(MARKET, *whole_hours) == expected
 
 
-class Queries(httpx.BaseTransport):
+class Queries(Forwarding):
     """Forwards to the server and keeps the text of each query's statements."""
 
     def __init__(self) -> None:
-        self._inner = httpx.HTTPTransport()
+        super().__init__()
         self.statements: list[str] = []
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         if request.url.path == "/query" and "q" in request.url.params:
             self.statements += request.url.params["q"].split("; ")
-        return self._inner.handle_request(request)
-
-    def close(self) -> None:
-        self._inner.close()
+        return super().handle_request(request)
 
 
 def test_a_new_database_is_marked_all_of_the_format_and_readers_skip_their_censuses(
