@@ -15,6 +15,7 @@ from decimal import Decimal
 
 import pandas as pd
 import plotly.graph_objects as go
+import plotly.io as pio
 
 from dashboard.i18n import Lang, money_text, price_text, price_unit, t, weekday_names, weight_text
 from dashboard.queries import MEDIAN
@@ -26,16 +27,34 @@ _QUANTITY_COLOUR = "#2ca02c"
 _SOLD_COLOUR = "#1f77b4"
 
 
+def _flat_template() -> go.layout.Template:
+    """``plotly_white``'s look for the flat charts drawn here, without its defaults for
+    two dozen trace kinds and 3-D, polar and map axes never drawn: applying the whole
+    template deep-copies it into every figure (33 ms a figure, a tenth of a callback's
+    budget, against 3 ms) and sends its 7 KB to the browser with each."""
+    layout = pio.templates["plotly_white"].layout.to_plotly_json()
+    for unused in ("polar", "ternary", "scene", "geo", "coloraxis", "colorscale"):
+        layout.pop(unused, None)
+    return go.layout.Template(layout=layout)
+
+
+_TEMPLATE = _flat_template()
+
+
+def _layout_of(title: str, *, height: int = 320) -> dict[str, object]:
+    return {
+        "title": {"text": title, "x": 0, "font": {"size": 15}},
+        "font": {"family": _FONT, "size": 12},
+        "margin": _MARGIN,
+        "height": height,
+        "template": _TEMPLATE,
+        "legend": {"orientation": "h", "y": -0.2},
+        "hovermode": "closest",
+    }
+
+
 def _layout(fig: go.Figure, title: str, *, height: int = 320) -> go.Figure:
-    fig.update_layout(
-        title={"text": title, "x": 0, "font": {"size": 15}},
-        font={"family": _FONT, "size": 12},
-        margin=_MARGIN,
-        height=height,
-        template="plotly_white",
-        legend={"orientation": "h", "y": -0.2},
-        hovermode="closest",
-    )
+    fig.update_layout(_layout_of(title, height=height))
     return fig
 
 
@@ -89,31 +108,33 @@ def price_history(
     """
     if frame.empty:
         return _empty(title, lang)
-    fig = go.Figure()
+    vendors: list[dict[str, object]] = []
+    medians: list[dict[str, object]] = []
     for series, points in frame.groupby("series", sort=True):
         is_median = series == MEDIAN
         name = t("history.median", lang) if is_median else vendor_names.get(str(series), series)
+        line: dict[str, object] = {"width": 4 if is_median else 1.2, "shape": "hv"}
+        if is_median:
+            line["color"] = _MEDIAN_COLOUR
         fens = points["fen"].tolist()
-        fig.add_trace(
-            go.Scatter(
-                x=points["bucket_start"].tolist(),
-                y=[_unit_axis_value(f, lang) for f in fens],
-                text=[price_text(f, lang) for f in fens],
-                name=str(name),
-                mode="lines",
-                line={
-                    "width": 4 if is_median else 1.2,
-                    "color": _MEDIAN_COLOUR if is_median else None,
-                    "shape": "hv",
-                },
-                opacity=1.0 if is_median else 0.55,
-                hovertemplate="%{x|%m-%d %H:%M}<br>%{text}<extra>%{fullData.name}</extra>",
-            )
+        (medians if is_median else vendors).append(
+            {
+                "type": "scatter",
+                "x": points["bucket_start"].tolist(),
+                "y": [_unit_axis_value(f, lang) for f in fens],
+                "text": [price_text(f, lang) for f in fens],
+                "name": str(name),
+                "mode": "lines",
+                "line": line,
+                "opacity": 1.0 if is_median else 0.55,
+                "hovertemplate": "%{x|%m-%d %H:%M}<br>%{text}<extra>%{fullData.name}</extra>",
+            }
         )
-    # The median last on top, whatever the vendors' names sort as.
-    fig.data = tuple(sorted(fig.data, key=lambda trace: trace.line.width or 0))
-    fig.update_yaxes(title_text=price_unit(lang), tickprefix="¥")
-    return _layout(fig, title, height=340)
+    # One construction, not a trace at a time (each add re-validates the figure: a
+    # product sold by 40 vendors took 80 ms); the median last, on top.
+    layout = _layout_of(title, height=340)
+    layout["yaxis"] = {"title": {"text": price_unit(lang)}, "tickprefix": "¥"}
+    return go.Figure(data=[*vendors, *medians], layout=layout)
 
 
 def _unit_axis_value(fen_per_kg: int | Decimal, lang: Lang) -> float:

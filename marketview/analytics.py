@@ -14,6 +14,7 @@ average ticket is rounded half up to the whole fen, as a till would round it.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -21,7 +22,6 @@ from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
-import numpy as np
 import pandas as pd
 
 from marketview.pricing import median
@@ -92,67 +92,6 @@ def _midnight(day: date, tz: ZoneInfo) -> datetime:
 # -- price history -----------------------------------------------------------------
 
 
-def price_changes(rows: Iterable[PriceRow]) -> pd.DataFrame:
-    """Price settings as a frame: ``vendor, ts_ns, msg_id, price_fen_per_kg``."""
-    records = [(r.vendor, to_ns(r.ts), r.msg_id, r.price_fen_per_kg) for r in rows]
-    return pd.DataFrame(
-        {
-            "vendor": pd.Series([r[0] for r in records], dtype=object),
-            "ts_ns": pd.Series([r[1] for r in records], dtype="int64"),
-            "msg_id": pd.Series([r[2] for r in records], dtype="uint64"),
-            "price_fen_per_kg": pd.Series([r[3] for r in records], dtype="int64"),
-        }
-    )
-
-
-def prices_in_force(
-    changes: pd.DataFrame, starts: Sequence[datetime], until: datetime
-) -> pd.DataFrame:
-    """The regular price each vendor had in force at the close of each bucket.
-
-    ``changes`` is :func:`price_changes` of the prices set before the first
-    bucket (the baseline) and within the buckets. A bucket closes at the next
-    bucket's start, the last one at ``until`` (the end of the range, or now for
-    a range reaching into the future), and buckets starting at or after
-    ``until`` are left out. A vendor's price is carried forward through buckets
-    in which it did not change; before its first price a vendor has no row.
-    Promotions are not part of this series: they are short offers, shown on the
-    price board while they run.
-
-    Returns ``bucket_start, vendor, price_fen_per_kg`` ordered by bucket, vendor.
-    """
-    kept = [start for start in starts if start < until]
-    closes = [*kept[1:], until]
-    close_ns = np.array([to_ns(moment) for moment in closes], dtype="int64")
-    parts: list[pd.DataFrame] = []
-    ordered = changes.sort_values(["vendor", "ts_ns", "msg_id"], kind="stable")
-    for vendor, group in ordered.groupby("vendor", sort=True):
-        # The last change strictly before each close; -1 where there was none yet.
-        last = np.searchsorted(group["ts_ns"].to_numpy(), close_ns, side="left") - 1
-        known = last >= 0
-        parts.append(
-            pd.DataFrame(
-                {
-                    "bucket_start": pd.Series(
-                        [start for start, ok in zip(kept, known, strict=True) if ok], dtype=object
-                    ),
-                    "vendor": vendor,
-                    "price_fen_per_kg": group["price_fen_per_kg"].to_numpy()[last[known]],
-                }
-            )
-        )
-    if not parts:
-        return pd.DataFrame(
-            {
-                "bucket_start": pd.Series([], dtype=object),
-                "vendor": pd.Series([], dtype=object),
-                "price_fen_per_kg": pd.Series([], dtype="int64"),
-            }
-        )
-    frame = pd.concat(parts, ignore_index=True)
-    return frame.sort_values(["bucket_start", "vendor"], kind="stable", ignore_index=True)
-
-
 @dataclass(frozen=True, slots=True)
 class PricePoint:
     bucket_start: datetime
@@ -170,34 +109,65 @@ class MedianPoint:
     high_fen_per_kg: int
 
 
-def vendor_series(in_force: pd.DataFrame) -> dict[str, list[PricePoint]]:
-    """:func:`prices_in_force` per vendor (by vendor id), each in bucket order."""
-    series: dict[str, list[PricePoint]] = {}
-    for vendor, points in in_force.groupby("vendor", sort=True):
-        series[str(vendor)] = [
-            PricePoint(_datetime(start), int(price))
-            for start, price in zip(
-                points["bucket_start"].tolist(), points["price_fen_per_kg"].tolist(), strict=True
-            )
-        ]
-    return series
+def prices_in_force(
+    changes: Iterable[PriceRow], starts: Sequence[datetime], until: datetime
+) -> dict[str, list[PricePoint]]:
+    """The regular price each vendor had in force at the close of each bucket.
+
+    ``changes`` are the prices set before the first bucket (the baseline) and
+    within the buckets. A bucket closes at the next bucket's start, the last one
+    at ``until`` (the end of the range, or now for a range reaching into the
+    future), and buckets starting at or after ``until`` are left out. A vendor's
+    price is carried forward through buckets in which it did not change; before
+    its first price a vendor has no point. Of two settings at the same moment the
+    later message (higher ``msg_id``) wins. Promotions are not part of this series:
+    they are short offers, shown on the price board while they run.
+
+    Returns each vendor's points (by vendor id, sorted) in bucket order. Plain
+    lists and a binary search: a 30-day chart of 40 vendors is 1,200 look-ups, which
+    per-vendor DataFrames made cost 45 ms.
+    """
+    kept = [start for start in starts if start < until]
+    close_ns = [to_ns(moment) for moment in (*kept[1:], until)]
+    per_vendor: dict[str, list[tuple[int, int, int]]] = {}
+    for row in changes:
+        per_vendor.setdefault(row.vendor, []).append(
+            (to_ns(row.ts), row.msg_id, row.price_fen_per_kg)
+        )
+    in_force: dict[str, list[PricePoint]] = {}
+    for vendor in sorted(per_vendor):
+        ordered = sorted(per_vendor[vendor])
+        times = [setting[0] for setting in ordered]
+        points = []
+        for start, close in zip(kept, close_ns, strict=True):
+            # The last change strictly before the close.
+            last = bisect_left(times, close) - 1
+            if last >= 0:
+                points.append(PricePoint(start, ordered[last][2]))
+        if points:
+            in_force[vendor] = points
+    return in_force
 
 
-def market_median(in_force: pd.DataFrame) -> list[MedianPoint]:
+def market_median(in_force: Mapping[str, Sequence[PricePoint]]) -> list[MedianPoint]:
     """Per bucket across the vendors with a price in force: count, lowest, median, highest."""
-    points = []
-    for bucket_start, prices in in_force.groupby("bucket_start", sort=True)["price_fen_per_kg"]:
-        ordered = sorted(int(price) for price in prices.tolist())
-        points.append(
+    per_bucket: dict[datetime, list[int]] = {}
+    for points in in_force.values():
+        for point in points:
+            per_bucket.setdefault(point.bucket_start, []).append(point.price_fen_per_kg)
+    medians = []
+    for bucket_start in sorted(per_bucket):
+        ordered = sorted(per_bucket[bucket_start])
+        medians.append(
             MedianPoint(
-                bucket_start=_datetime(bucket_start),
+                bucket_start=bucket_start,
                 vendors=len(ordered),
                 low_fen_per_kg=ordered[0],
                 median_fen_per_kg=median(ordered),
                 high_fen_per_kg=ordered[-1],
             )
         )
-    return points
+    return medians
 
 
 def _datetime(value: object) -> datetime:

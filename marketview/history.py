@@ -45,7 +45,5 @@ def price_history(
         return PriceHistory()
     baseline = store.prices_before(market.id, starts[0], plu=plu)
     changes = store.price_history(market.id, starts[0], until, plu=plu)
-    in_force = analytics.prices_in_force(
-        analytics.price_changes([*baseline, *changes]), starts, until
-    )
-    return PriceHistory(analytics.vendor_series(in_force), analytics.market_median(in_force))
+    in_force = analytics.prices_in_force([*baseline, *changes], starts, until)
+    return PriceHistory(in_force, analytics.market_median(in_force))

@@ -26,14 +26,12 @@ from marketview.analytics import (
     footfall_totals,
     market_median,
     occupancy,
-    price_changes,
     prices_in_force,
     sales_frame,
     sales_per_category,
     sales_per_vendor,
     sales_totals,
     top_products,
-    vendor_series,
     yuan,
 )
 from storage.interfaces.footfall import FootfallRow
@@ -77,20 +75,18 @@ def test_bucket_starts_are_local_days_and_real_hours() -> None:
 
 
 def test_prices_in_force_at_each_close_carried_forward() -> None:
-    changes = price_changes(
-        [
-            setting("a", at(1, 8), 500),  # before the range: the baseline
-            setting("a", at(3, 10), 600),
-            setting("b", at(3, 23, 59), 700),
-            setting("b", at(3, 23, 59), 710, msg_id=2),  # same millisecond: the later message wins
-            setting("c", at(4), 900),  # exactly at the close of 11-03: belongs to 11-04
-        ]
-    )
+    changes = [
+        setting("a", at(1, 8), 500),  # before the range: the baseline
+        setting("a", at(3, 10), 600),
+        setting("b", at(3, 23, 59), 710, msg_id=2),  # same millisecond: the later message wins
+        setting("b", at(3, 23, 59), 700),
+        setting("c", at(4), 900),  # exactly at the close of 11-03: belongs to 11-04
+    ]
     starts = bucket_starts(date(2026, 11, 2), date(2026, 11, 5), Bucket.DAY, SHANGHAI)
 
     in_force = prices_in_force(changes, starts, until=at(4, 12))
 
-    assert vendor_series(in_force) == {
+    assert in_force == {
         "a": [PricePoint(at(2), 500), PricePoint(at(3), 600), PricePoint(at(4), 600)],
         "b": [PricePoint(at(3), 710), PricePoint(at(4), 710)],
         "c": [PricePoint(at(4), 900)],
@@ -103,7 +99,7 @@ def test_prices_in_force_at_each_close_carried_forward() -> None:
 
 
 def test_median_of_an_even_count_is_exact_to_half_a_fen() -> None:
-    changes = price_changes([setting("a", at(1), 397), setting("b", at(1), 400)])
+    changes = [setting("a", at(1), 397), setting("b", at(1), 400)]
     in_force = prices_in_force(changes, [at(2)], until=at(3))
     [point] = market_median(in_force)
     assert point.median_fen_per_kg == Decimal("398.5")
@@ -111,14 +107,14 @@ def test_median_of_an_even_count_is_exact_to_half_a_fen() -> None:
 
 
 def test_a_price_changed_within_a_bucket_counts_at_its_close_only() -> None:
-    changes = price_changes([setting("a", at(2, 9), 500), setting("a", at(2, 17), 450)])
+    changes = [setting("a", at(2, 9), 500), setting("a", at(2, 17), 450)]
     in_force = prices_in_force(changes, [at(2)], until=at(3))
-    assert vendor_series(in_force) == {"a": [PricePoint(at(2), 450)]}
+    assert in_force == {"a": [PricePoint(at(2), 450)]}
 
 
 def test_no_prices() -> None:
-    in_force = prices_in_force(price_changes([]), [at(2), at(3)], until=at(4))
-    assert vendor_series(in_force) == {}
+    in_force = prices_in_force([], [at(2), at(3)], until=at(4))
+    assert in_force == {}
     assert market_median(in_force) == []
 
 
