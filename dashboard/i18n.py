@@ -47,6 +47,7 @@ _TEXT: dict[str, tuple[str, str]] = {
     "kpi.vendors_online": ("在线商户", "Vendors online"),
     "alerts.title": ("告警", "Alerts"),
     "alerts.none": ("当前无告警", "No alerts"),
+    "alerts.more": ("另有 {count:,} 条", "and {count:,} more"),
     "alert.offline": ("设备离线（营业时间内）", "Device offline during opening hours"),
     "alert.rejects": ("今日被拒收的消息", "Messages rejected today"),
     "alert.failed_on_sale": (

@@ -271,6 +271,12 @@ class SQLiteStore(Store):
         rows = self._query(queries.BATCH_BALANCES, params, "reading batch balances")
         return [queries.batch_balance_row(row) for row in rows]
 
+    def batch_alerts(self, market: str, start: datetime, end: datetime) -> list[BatchBalanceRow]:
+        """See :meth:`Store.batch_alerts`: :meth:`batch_balances` filtered in SQL."""
+        params = {"market": market, **_range(start, end), "grace_ns": LATE_BATCH_GRACE_NS}
+        rows = self._query(queries.BATCH_ALERTS, params, "reading batch alerts")
+        return [queries.batch_balance_row(row) for row in rows]
+
     # -- footfall ----------------------------------------------------------------
 
     def gate_counts(self, market: str, start: datetime, end: datetime) -> list[GateCountRow]:
