@@ -12,8 +12,9 @@ web app, as ``stallwatch-admin``, sends the plugin commands over its control top
   connections at once and refuses new ones. :meth:`~DynsecControl.enable_device`
   lets it back in with the same password.
 
-Brokers without the plugin keep the static password file and ACL of
-``stallwatch broker-auth``; see docs/deployment.md.
+``broker-auth`` writes only the plugin's configuration: a password file and ACL
+cannot pin a user to its client id, so a broker without the plugin is not a
+supported deployment (docs/deployment.md).
 """
 
 from __future__ import annotations
