@@ -16,7 +16,14 @@ from datetime import timedelta
 
 from pydantic import BaseModel, ValidationError
 
-from schemas.messages import BatchIntake, DeviceMessage, PriceSet, Sale, ScaleStatus
+from schemas.messages import (
+    BatchIntake,
+    DeviceMessage,
+    PriceSet,
+    RapidTestReport,
+    Sale,
+    ScaleStatus,
+)
 from schemas.registry import Device, FixedRegistry, Market, Registry, RegistrySource
 from schemas.topics import Topic, TopicError, parse_topic
 from storage.records import UNREGISTERED, DeadLetter, Reading, span_ns, to_ns
@@ -30,6 +37,7 @@ _QUOTE_THEN_SPACE = re.compile(rb'"[ \t\r\n]')
 _NESTED: dict[type[BaseModel], tuple[str, ...]] = {
     PriceSet: ("promo",),
     BatchIntake: ("rapid_test",),
+    RapidTestReport: ("rapid_test",),
 }
 
 
@@ -210,7 +218,7 @@ def _check_references(message: DeviceMessage, market: Market, device: Device) ->
                 f"vendor {message.vendor!r} does not own {device.kind.value} {device.id!r}"
             )
         _require_product(market, message.plu)
-    elif isinstance(message, BatchIntake):
+    elif isinstance(message, BatchIntake | RapidTestReport):
         if message.vendor not in market.vendors:
             raise Rejected(f"unknown vendor {message.vendor!r} in market {market.id!r}")
         _require_product(market, message.plu)

@@ -39,6 +39,7 @@ from schemas.messages import (
     PriceSet,
     Promotion,
     RapidTest,
+    RapidTestReport,
     RapidTestResult,
     Sale,
     ScaleStatus,
@@ -84,6 +85,11 @@ _MODEL_RULES: dict[type[DeviceMessage], str] = {
         "`promo.price_fen_per_kg` must be below `price_fen_per_kg`, and `promo.until` after `ts`."
     ),
     BatchIntake: "`rapid_test.inhibition_pct` has at most one decimal place.",
+    RapidTestReport: (
+        "`rapid_test.inhibition_pct` has at most one decimal place. A report never replaces "
+        "the batch's intake test or an earlier report: all are kept, and the batch's state "
+        "follows the latest by `ts`."
+    ),
 }
 
 _KEBAB_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
@@ -246,6 +252,22 @@ def examples() -> dict[type[DeviceMessage], list[Example]]:
                     certificate_no="HG-370783-2025-0516-118",
                     rapid_test=RapidTest(
                         result=RapidTestResult.PASS, inhibition_pct=Decimal("12.5")
+                    ),
+                ),
+            )
+        ],
+        RapidTestReport: [
+            Example(
+                "retest",
+                "A spot check at noon of the same tomatoes: 61.0 % inhibition, failed.",
+                RapidTestReport(
+                    msg_id=78,
+                    ts=_MORNING + timedelta(hours=4),
+                    trace_code="SG20250516-0042",
+                    vendor="v-chen",
+                    plu="1001",
+                    rapid_test=RapidTest(
+                        result=RapidTestResult.FAIL, inhibition_pct=Decimal("61.0")
                     ),
                 ),
             )

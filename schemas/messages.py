@@ -255,6 +255,20 @@ class BatchIntake(_Message):
     rapid_test: RapidTest
 
 
+class RapidTestReport(_Message):
+    """A batch tested again: a spot check or a re-test at the intake desk (topic
+    ``.../intake/{station}/test``).
+
+    Kept beside the batch's intake test and every earlier report, never in their
+    place; the batch's state follows the latest test by ``ts``, the time of the test.
+    """
+
+    trace_code: TraceCode = Field(description="Trace code of the batch tested.")
+    vendor: Identifier = Field(description="Vendor holding the batch.")
+    plu: Plu = Field(description="Product look-up code of the batch.")
+    rapid_test: RapidTest
+
+
 class DeviceKind(StrEnum):
     SCALE = "scales"
     GATE = "gates"
@@ -262,4 +276,4 @@ class DeviceKind(StrEnum):
     INTAKE = "intake"
 
 
-DeviceMessage = Sale | ScaleStatus | GateCount | PriceSet | BatchIntake
+DeviceMessage = Sale | ScaleStatus | GateCount | PriceSet | BatchIntake | RapidTestReport

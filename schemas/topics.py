@@ -16,6 +16,7 @@ from schemas.messages import (
     DeviceMessage,
     GateCount,
     PriceSet,
+    RapidTestReport,
     Sale,
     ScaleStatus,
 )
@@ -29,6 +30,7 @@ CHANNELS: dict[tuple[DeviceKind, str], type[DeviceMessage]] = {
     (DeviceKind.GATE, "count"): GateCount,
     (DeviceKind.SCREEN, "price"): PriceSet,
     (DeviceKind.INTAKE, "batch"): BatchIntake,
+    (DeviceKind.INTAKE, "test"): RapidTestReport,
 }
 
 #: One subscription covers every channel: all topics have exactly five levels.

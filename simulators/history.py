@@ -32,7 +32,15 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Final, Protocol, TypeVar
 
-from schemas.messages import BatchIntake, DeviceMessage, GateCount, PriceSet, Sale, ScaleStatus
+from schemas.messages import (
+    BatchIntake,
+    DeviceMessage,
+    GateCount,
+    PriceSet,
+    RapidTestReport,
+    Sale,
+    ScaleStatus,
+)
 from schemas.registry import Market
 from schemas.retention import DataKind, RetentionPolicy
 from simulators.config import DayConfig
@@ -149,6 +157,7 @@ SETTLE_EVERY_S: Final = 60.0
 _KIND_OF_MESSAGE: Final[dict[type[DeviceMessage], DataKind]] = {
     Sale: DataKind.TRACE,
     BatchIntake: DataKind.TRACE,
+    RapidTestReport: DataKind.TRACE,
     PriceSet: DataKind.PRICES,
     GateCount: DataKind.GATE_COUNTS,
     ScaleStatus: DataKind.HEARTBEATS,

@@ -23,7 +23,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from schemas.messages import BatchIntake, DeviceMessage, GateCount, PriceSet, Sale, ScaleStatus
+from schemas.messages import (
+    BatchIntake,
+    DeviceMessage,
+    GateCount,
+    PriceSet,
+    RapidTestReport,
+    Sale,
+    ScaleStatus,
+)
 from schemas.topics import CHANNELS, topic_for
 
 _NS_PER_MS = 1_000_000
@@ -197,6 +205,7 @@ _MEASUREMENTS: dict[type[DeviceMessage], str] = {
     GateCount: "footfall",
     PriceSet: "price",
     BatchIntake: "batch",
+    RapidTestReport: "rapid_test",
 }
 
 _CHANNEL_OF = {model: kind_channel for kind_channel, model in CHANNELS.items()}

@@ -38,6 +38,7 @@ from schemas.messages import (
     DeviceMessage,
     GateCount,
     PriceSet,
+    RapidTestReport,
     RapidTestResult,
     Sale,
     ScaleStatus,
@@ -281,6 +282,17 @@ def _batch_line(reading: Reading, m: BatchIntake) -> str:
     )
 
 
+def _rapid_test_line(reading: Reading, m: RapidTestReport) -> str:
+    passed = "true" if m.rapid_test.result is RapidTestResult.PASS else "false"
+    return (
+        f"rapid_test,market={_tag(reading.market)},plu={_tag(m.plu)},"
+        f"station={_tag(reading.device)},vendor={_tag(m.vendor)} msg_id={m.msg_id}i,"
+        f"trace_code={_str(m.trace_code)},passed={passed},"
+        f"inhibition_permille={inhibition_permille(m.rapid_test.inhibition_pct)}i,"
+        f"received_ns={reading.received_ns}i {reading.time_ns}"
+    )
+
+
 def _bool(value: bool) -> str:
     return "true" if value else "false"
 
@@ -304,6 +316,7 @@ _LINE_BUILDERS: Final[dict[type[DeviceMessage], Callable[[Reading, DeviceMessage
     PriceSet: _price_line,  # type: ignore[dict-item]
     GateCount: _footfall_line,  # type: ignore[dict-item]
     BatchIntake: _batch_line,  # type: ignore[dict-item]
+    RapidTestReport: _rapid_test_line,  # type: ignore[dict-item]
     ScaleStatus: _scale_status_line,  # type: ignore[dict-item]
 }
 

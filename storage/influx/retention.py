@@ -66,6 +66,7 @@ class _Expiring:
 MEASUREMENTS: Final = (
     _Expiring("sale", "msg_id"),
     _Expiring("batch", "msg_id"),
+    _Expiring("rapid_test", "msg_id"),
     _Expiring("batch_sold", None),
     _Expiring(TRACE_INDEX, None),
     _Expiring("price", "msg_id", keep_newest_by=("vendor", "plu")),

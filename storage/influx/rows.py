@@ -54,7 +54,7 @@ from storage.interfaces.devices import ScaleStatusRow
 from storage.interfaces.footfall import GateCountRow
 from storage.interfaces.prices import PriceRow, PromotionRow
 from storage.interfaces.sales import SaleRow
-from storage.interfaces.traceability import BatchRow
+from storage.interfaces.traceability import BatchRow, RapidTestRow
 from storage.records import DeadLetter, device_time, from_ns, permille_to_pct
 from storage.traceability import TraceStatus
 
@@ -83,6 +83,7 @@ WRITTEN_WITH: Final[Mapping[str, tuple[str, ...]]] = {
         "inhibition_permille",
         "received_ns",
     ),
+    "rapid_test": ("msg_id", "trace_code", "passed", "inhibition_permille", "received_ns"),
     "scale_status": ("msg_id", "online", "will", "received_ns"),
     "dead_letter": ("topic", "reason", "payload_b64", "payload_size"),
 }
@@ -232,6 +233,21 @@ def batch_row(row: Row) -> BatchRow:
         quantity_g=int_column(row, "quantity_g"),
         certificate_no=str_column(row, "certificate_no"),
         rapid_test_passed=bool_column(row, "rapid_test_passed"),
+        inhibition_pct=permille_to_pct(int_column(row, "inhibition_permille")),
+        ts=device_time(int_column(row, "time")),
+        msg_id=int_column(row, "msg_id"),
+        received_ns=int_column(row, "received_ns"),
+    )
+
+
+def rapid_test_row(row: Row) -> RapidTestRow:
+    return RapidTestRow(
+        market=str_column(row, "market"),
+        station=str_column(row, "station"),
+        vendor=str_column(row, "vendor"),
+        plu=str_column(row, "plu"),
+        trace_code=str_column(row, "trace_code"),
+        passed=bool_column(row, "passed"),
         inhibition_pct=permille_to_pct(int_column(row, "inhibition_permille")),
         ts=device_time(int_column(row, "time")),
         msg_id=int_column(row, "msg_id"),

@@ -46,7 +46,12 @@ from storage.interfaces.footfall import FootfallRow, GateCountRow
 from storage.interfaces.prices import PriceRow
 from storage.interfaces.retention import RetentionReport
 from storage.interfaces.sales import SaleRow, SalesHourRow, SalesSummaryRow, ScaleSalesRow
-from storage.interfaces.traceability import BatchBalanceRow, BatchRow, UnverifiedSalesRow
+from storage.interfaces.traceability import (
+    BatchBalanceRow,
+    BatchRow,
+    RapidTestRow,
+    UnverifiedSalesRow,
+)
 from storage.records import DeadLetter, Reading, from_ns
 
 log = logging.getLogger(__name__)
@@ -276,6 +281,12 @@ class InfluxStore(Store):
 
     def sales_of_batch(self, market: str, trace_code: str) -> list[SaleRow]:
         return traceability.sales_of_batch(self._reader, market, trace_code)
+
+    def rapid_tests(self, market: str, start: datetime, end: datetime) -> list[RapidTestRow]:
+        return traceability.rapid_tests(self._reader, market, start, end)
+
+    def rapid_tests_of_batch(self, market: str, trace_code: str) -> list[RapidTestRow]:
+        return traceability.rapid_tests_of_batch(self._reader, market, trace_code)
 
     def unverified_sales(
         self, market: str, start: datetime, end: datetime

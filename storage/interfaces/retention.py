@@ -33,6 +33,7 @@ KIND_OF_MEASUREMENT: Final[Mapping[str, DataKind]] = MappingProxyType(
     {
         "sale": DataKind.TRACE,
         "batch": DataKind.TRACE,
+        "rapid_test": DataKind.TRACE,
         "batch_sold": DataKind.TRACE,
         "trace_index": DataKind.TRACE,
         "receipt_index": DataKind.TRACE,

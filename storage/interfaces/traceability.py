@@ -91,6 +91,25 @@ class UnverifiedSalesRow:
     sales: int
 
 
+@dataclass(frozen=True, slots=True)
+class RapidTestRow:
+    """A rapid test of a batch after its intake (``RapidTestReport``), as stored.
+
+    The intake's own test is part of the batch's record (:class:`BatchRow`).
+    """
+
+    market: str
+    station: str
+    vendor: str
+    plu: str
+    trace_code: str
+    passed: bool
+    inhibition_pct: Decimal
+    ts: datetime
+    msg_id: int
+    received_ns: int
+
+
 class TraceabilityStore(abc.ABC):
     """The traceability part of a store: batches and the sales checked against them."""
 
@@ -114,6 +133,23 @@ class TraceabilityStore(abc.ABC):
         still came from it. Another vendor's or product's sales that name the code
         are false claims, not the batch's (``unverified_sales`` counts them).
         Without a registered batch, every sale naming the code.
+        """
+
+    @abc.abstractmethod
+    def rapid_tests(self, market: str, start: datetime, end: datetime) -> list[RapidTestRow]:
+        """The tests reported during the range (by the time of the test), in time order.
+
+        Every one: a re-test is kept beside the earlier ones, never in their place.
+        Intake tests are in the batches' records (:meth:`batches`).
+        """
+
+    @abc.abstractmethod
+    def rapid_tests_of_batch(self, market: str, trace_code: str) -> list[RapidTestRow]:
+        """The tests reported of the code's batch, oldest first.
+
+        Those naming the code, of the batch's vendor and product (as its newest
+        record has them), made no earlier than ``LATE_BATCH_GRACE`` before that
+        record's intake; none without a registered batch.
         """
 
     @abc.abstractmethod

@@ -5,7 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from schemas.messages import BatchIntake, GateCount, PriceSet, RapidTestResult, Sale, ScaleStatus
+from schemas.messages import (
+    BatchIntake,
+    GateCount,
+    PriceSet,
+    RapidTestReport,
+    RapidTestResult,
+    Sale,
+    ScaleStatus,
+)
 from storage.records import Reading, pct_to_permille, to_ns
 from storage.sqlite.interning import (
     BATCH_SERIES,
@@ -76,6 +84,11 @@ BATCH = Table(
     " certificate_no, rapid_test_passed, inhibition_permille, received_ns)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
 )
+RAPID_TEST = Table(
+    "rapid_test",
+    "INSERT OR REPLACE INTO rapid_test (series, trace, time_ns, msg_id, passed,"
+    " inhibition_permille, received_ns) VALUES (?, ?, ?, ?, ?, ?, ?)",
+)
 FOOTFALL = Table(
     "footfall",
     "INSERT INTO footfall (series, time_ns, msg_id, in_total, out_total, received_ns)"
@@ -124,6 +137,12 @@ def encode(reading: Reading) -> EncodedRow:
                 (TRACE_CODE, (market, message.trace_code)),
             )
             return EncodedRow(reading, BATCH, refs, time_ns, _batch_values(reading, message))
+        case RapidTestReport():
+            refs = (
+                (BATCH_SERIES, (market, device, message.vendor, message.plu)),
+                (TRACE_CODE, (market, message.trace_code)),
+            )
+            return EncodedRow(reading, RAPID_TEST, refs, time_ns, _test_values(reading, message))
         case GateCount():
             values = (message.msg_id, message.in_total, message.out_total, reading.received_ns)
             return EncodedRow(
@@ -170,6 +189,15 @@ def _batch_values(reading: Reading, batch: BatchIntake) -> tuple[SqlValue, ...]:
         batch.certificate_no,
         int(batch.rapid_test.result is RapidTestResult.PASS),
         pct_to_permille(batch.rapid_test.inhibition_pct),
+        reading.received_ns,
+    )
+
+
+def _test_values(reading: Reading, report: RapidTestReport) -> tuple[SqlValue, ...]:
+    return (
+        report.msg_id,
+        int(report.rapid_test.result is RapidTestResult.PASS),
+        pct_to_permille(report.rapid_test.inhibition_pct),
         reading.received_ns,
     )
 

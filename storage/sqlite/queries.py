@@ -18,7 +18,12 @@ from storage.interfaces.devices import ScaleStatusRow
 from storage.interfaces.footfall import GateCountRow
 from storage.interfaces.prices import PriceRow, PromotionRow
 from storage.interfaces.sales import SaleRow, SalesHourRow, SalesSummaryRow
-from storage.interfaces.traceability import BatchBalanceRow, BatchRow, UnverifiedSalesRow
+from storage.interfaces.traceability import (
+    BatchBalanceRow,
+    BatchRow,
+    RapidTestRow,
+    UnverifiedSalesRow,
+)
 from storage.records import (
     DeadLetter,
     dead_letter_ordinals,
@@ -338,6 +343,45 @@ ORDER BY b.time_ns DESC
 LIMIT 1
 """
 
+_RAPID_TEST_COLUMNS = """
+    s.market, s.station, s.vendor, s.plu, t.code, r.passed, r.inhibition_permille, r.time_ns,
+    r.msg_id, r.received_ns"""
+
+RAPID_TESTS_IN_RANGE = f"""
+SELECT {_RAPID_TEST_COLUMNS}
+FROM rapid_test AS r CROSS JOIN batch_series AS s CROSS JOIN trace_code AS t
+WHERE r.time_ns >= :start AND r.time_ns < :end
+  AND s.id = r.series AND s.market = :market
+  AND t.id = r.trace
+ORDER BY r.time_ns, s.station, r.msg_id
+"""  # noqa: S608 - only SQL fragments of this module, values are bound
+
+RAPID_TESTS_OF_BATCH = f"""
+SELECT {_RAPID_TEST_COLUMNS}
+FROM trace_code AS t CROSS JOIN rapid_test AS r CROSS JOIN batch_series AS s
+WHERE t.market = :market AND t.code = :trace_code
+  AND r.trace = t.id AND r.time_ns >= :since
+  AND s.id = r.series AND s.vendor = :vendor AND s.plu = :plu
+ORDER BY r.time_ns, s.station, r.msg_id
+"""  # noqa: S608 - only SQL fragments of this module, values are bound
+
+
+def rapid_test_row(row: Row) -> RapidTestRow:
+    market, station, vendor, plu, code, passed, permille, time_ns, msg_id, received_ns = row
+    return RapidTestRow(
+        market=market,
+        station=station,
+        vendor=vendor,
+        plu=plu,
+        trace_code=code,
+        passed=bool(passed),
+        inhibition_pct=permille_to_pct(permille),
+        ts=device_time(time_ns),
+        msg_id=msg_id,
+        received_ns=received_ns,
+    )
+
+
 BATCHES_IN_RANGE = """
 SELECT
     s.market, s.station, s.vendor, s.plu, t.code, b.origin, b.supplier, b.quantity_g,
@@ -584,6 +628,14 @@ SELECT s.station, (
 FROM batch_series AS s
 WHERE s.market = :market
 UNION ALL
+SELECT s.station, (
+    SELECT r.received_ns FROM rapid_test AS r
+    WHERE r.series = s.id AND r.time_ns >= :since
+    ORDER BY r.time_ns DESC LIMIT 1
+)
+FROM batch_series AS s
+WHERE s.market = :market
+UNION ALL
 SELECT p.screen, p.received_ns
 FROM price_series AS s CROSS JOIN price AS p
 WHERE s.market = :market
@@ -622,6 +674,12 @@ SELECT s.station, COUNT(*)
 FROM batch_series AS s CROSS JOIN batch AS b
 WHERE s.market = :market
   AND b.series = s.id AND b.time_ns >= :start AND b.time_ns < :end
+GROUP BY s.station
+UNION ALL
+SELECT s.station, COUNT(*)
+FROM batch_series AS s CROSS JOIN rapid_test AS r
+WHERE s.market = :market
+  AND r.series = s.id AND r.time_ns >= :start AND r.time_ns < :end
 GROUP BY s.station
 """
 MESSAGE_COUNTS_OF_MARKET = (

@@ -86,6 +86,13 @@ TABLES: Final = (
         traced=True,
     ),
     _Table(
+        "rapid_test",
+        "series",
+        "time_ns",
+        "SELECT id FROM batch_series WHERE market = :market",
+        by_time=True,
+    ),
+    _Table(
         "price",
         "series",
         "time_ns",

@@ -735,7 +735,34 @@ _V7 = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
+# -- version 8: rapid tests after intake, kept beside the intake's ------------------------
+#
+# A spot check or re-test of a batch (``RapidTestReport``) never replaces the
+# intake's test or an earlier report: each is a row, clustered by time like the
+# batches, in the intake station's batch series (market, station, vendor, PLU),
+# and found by trace code through its index.
+
+_V8 = Migration(
+    version=8,
+    statements=(
+        """
+        CREATE TABLE rapid_test (
+            time_ns INTEGER NOT NULL,
+            series INTEGER NOT NULL,      -- batch_series.id
+            trace INTEGER NOT NULL,       -- trace_code.id
+            msg_id INTEGER NOT NULL,
+            passed INTEGER NOT NULL CHECK (passed IN (0, 1)),
+            inhibition_permille INTEGER NOT NULL,
+            received_ns INTEGER NOT NULL,
+            PRIMARY KEY (time_ns, series)
+        ) STRICT, WITHOUT ROWID
+        """,
+        "CREATE INDEX rapid_test_by_trace ON rapid_test (trace, time_ns)",
+        "PRAGMA user_version = 8",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8)
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
 

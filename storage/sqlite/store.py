@@ -24,7 +24,12 @@ from storage.interfaces.footfall import FootfallRow, GateCountRow
 from storage.interfaces.prices import PriceRow
 from storage.interfaces.retention import RetentionReport
 from storage.interfaces.sales import SaleRow, SalesHourRow, SalesSummaryRow, ScaleSalesRow
-from storage.interfaces.traceability import BatchBalanceRow, BatchRow, UnverifiedSalesRow
+from storage.interfaces.traceability import (
+    BatchBalanceRow,
+    BatchRow,
+    RapidTestRow,
+    UnverifiedSalesRow,
+)
 from storage.records import (
     DeadLetter,
     Reading,
@@ -264,6 +269,25 @@ class SQLiteStore(Store):
         params = {"market": market, **_range(start, end), "vendor": vendor}
         sql = queries.BATCHES_IN_RANGE if vendor is None else queries.BATCHES_OF_VENDOR_IN_RANGE
         return [queries.batch_row(row) for row in self._query(sql, params, "reading batches")]
+
+    def rapid_tests(self, market: str, start: datetime, end: datetime) -> list[RapidTestRow]:
+        params = {"market": market, **_range(start, end)}
+        rows = self._query(queries.RAPID_TESTS_IN_RANGE, params, "reading rapid tests")
+        return [queries.rapid_test_row(row) for row in rows]
+
+    def rapid_tests_of_batch(self, market: str, trace_code: str) -> list[RapidTestRow]:
+        batch = self.batch(market, trace_code)
+        if batch is None:
+            return []
+        params = {
+            "market": market,
+            "trace_code": trace_code,
+            "vendor": batch.vendor,
+            "plu": batch.plu,
+            "since": time_bound_ns(batch.ts - LATE_BATCH_GRACE),
+        }
+        rows = self._query(queries.RAPID_TESTS_OF_BATCH, params, "reading a batch's rapid tests")
+        return [queries.rapid_test_row(row) for row in rows]
 
     def batch_balances(self, market: str, start: datetime, end: datetime) -> list[BatchBalanceRow]:
         """See :meth:`Store.batch_balances`: one query, sales so far from ``batch_sold``."""

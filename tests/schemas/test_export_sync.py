@@ -89,6 +89,7 @@ def test_one_schema_file_per_channel_with_the_agreed_names() -> None:
             "gate-count.v1.json",
             "price-set.v1.json",
             "batch-intake.v1.json",
+            "rapid-test-report.v1.json",
         ]
     )
     assert len(names) == len(CHANNELS)

@@ -249,7 +249,10 @@ def test_acl_lets_devices_write_only_their_own_channels(
     ]
     assert rules["P-B1"] == ["publishClientSend markets/beiguan/screens/P-B1/price"]
     assert rules["G-A"] == ["publishClientSend markets/nanmen/gates/G-A/count"]
-    assert rules["IN-B"] == ["publishClientSend markets/beiguan/intake/IN-B/batch"]
+    assert rules["IN-B"] == [
+        "publishClientSend markets/beiguan/intake/IN-B/batch",
+        "publishClientSend markets/beiguan/intake/IN-B/test",
+    ]
     service_rules = [
         "subscribePattern markets/#",
         "subscribePattern $share/+/markets/#",

@@ -18,6 +18,7 @@ from schemas.messages import (
     PriceSet,
     Promotion,
     RapidTest,
+    RapidTestReport,
     RapidTestResult,
     Sale,
     ScaleStatus,
@@ -123,6 +124,27 @@ def batch(
         supplier=supplier,
         quantity_g=quantity_g,
         certificate_no=certificate_no,
+        rapid_test=RapidTest(result=result, inhibition_pct=inhibition_pct),
+    )
+
+
+def rapid_test(
+    *,
+    msg_id: int = 1,
+    ts: datetime = T0,
+    trace_code: str = "SD370782-20250512-001",
+    vendor: str = "v001",
+    plu: str = "1001",
+    passed: bool = True,
+    inhibition_pct: Decimal = Decimal("12.5"),
+) -> RapidTestReport:
+    result = RapidTestResult.PASS if passed else RapidTestResult.FAIL
+    return RapidTestReport(
+        msg_id=msg_id,
+        ts=ts,
+        trace_code=trace_code,
+        vendor=vendor,
+        plu=plu,
         rapid_test=RapidTest(result=result, inhibition_pct=inhibition_pct),
     )
 

@@ -38,6 +38,7 @@ _DEVICE_TAGS: Final = (
     ("scale_status", "scale"),
     ("footfall", "gate"),
     ("batch", "station"),
+    ("rapid_test", "station"),
 )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Final
@@ -35,6 +35,7 @@ from storage.influx.rows import (
     batch_row,
     bool_column,
     int_column,
+    rapid_test_row,
     sorted_sales,
     str_column,
     tagged_rows,
@@ -42,7 +43,12 @@ from storage.influx.rows import (
     whole_rows,
 )
 from storage.interfaces.sales import SaleRow
-from storage.interfaces.traceability import BatchBalanceRow, BatchRow, UnverifiedSalesRow
+from storage.interfaces.traceability import (
+    BatchBalanceRow,
+    BatchRow,
+    RapidTestRow,
+    UnverifiedSalesRow,
+)
 from storage.records import device_time
 from storage.traceability import LATE_BATCH_GRACE, LATE_BATCH_GRACE_NS, BatchKey, TraceStatus
 
@@ -99,6 +105,32 @@ def batches(
         *device_range(start, end),
     )
     rows = map(batch_row, whole_rows("batch", series))
+    return sorted(rows, key=lambda r: (r.ts, r.station, r.msg_id))
+
+
+def rapid_tests(reader: Reader, market: str, start: datetime, end: datetime) -> list[RapidTestRow]:
+    series = reader.select("rapid_test", equals("market", market), *device_range(start, end))
+    return _in_test_order(map(rapid_test_row, whole_rows("rapid_test", series)))
+
+
+def rapid_tests_of_batch(reader: Reader, market: str, trace_code: str) -> list[RapidTestRow]:
+    """See :meth:`Store.rapid_tests_of_batch`: the batch first (through its index entry),
+    then its vendor's series of its product from the grace window before its intake."""
+    found = batch(reader, market, trace_code)
+    if found is None:
+        return []
+    series = reader.select(
+        "rapid_test",
+        equals("market", market),
+        equals("vendor", found.vendor),
+        equals("plu", found.plu),
+        Condition("trace_code", "=", "trace_code", trace_code),
+        Condition("time", ">=", "since", bound_ns(found.ts - LATE_BATCH_GRACE)),
+    )
+    return _in_test_order(map(rapid_test_row, whole_rows("rapid_test", series)))
+
+
+def _in_test_order(rows: Iterable[RapidTestRow]) -> list[RapidTestRow]:
     return sorted(rows, key=lambda r: (r.ts, r.station, r.msg_id))
 
 

@@ -6,7 +6,16 @@ from collections.abc import Sequence
 
 from storage.base import Store
 from storage.records import DeadLetter, Reading
-from tests.storage.factories import at, batch, gate_count, price, reading, sale, status
+from tests.storage.factories import (
+    at,
+    batch,
+    gate_count,
+    price,
+    rapid_test,
+    reading,
+    sale,
+    status,
+)
 
 DAY_END = at(hours=24)
 
@@ -32,6 +41,7 @@ def one_of_each() -> list[Reading]:
         reading(sale(), "sc-001"),
         reading(price(), "scr-001"),
         reading(batch(), "in-01"),
+        reading(rapid_test(msg_id=2), "in-01"),  # a re-test, from the same station
         reading(gate_count(in_total=5, out_total=2), "g-north"),
         reading(status(msg_id=2), "sc-001"),  # one id sequence per device
     ]

@@ -319,7 +319,7 @@ class TestMessageCounts:
         assert store.message_counts(T0, DAY_END) == {
             (MARKET, "sc-001"): 2,
             (MARKET, "scr-001"): 1,
-            (MARKET, "in-01"): 1,
+            (MARKET, "in-01"): 2,
             (MARKET, "g-north"): 1,
         }
 

@@ -12,8 +12,14 @@ from decimal import Decimal
 
 import pytest
 
+from schemas.messages import RapidTestReport, RapidTestResult
 from storage.base import Store
-from storage.interfaces.traceability import BatchBalanceRow, BatchRow, UnverifiedSalesRow
+from storage.interfaces.traceability import (
+    BatchBalanceRow,
+    BatchRow,
+    RapidTestRow,
+    UnverifiedSalesRow,
+)
 from storage.msgids import REUSED_MSG_ID
 from storage.records import Reading, to_ns
 from storage.traceability import LATE_BATCH_GRACE, TraceStatus
@@ -24,6 +30,7 @@ from tests.storage.factories import (
     T0,
     at,
     batch,
+    rapid_test,
     reading,
     sale,
 )
@@ -660,3 +667,89 @@ class TestBatchAlerts:
             assert store.batch_alerts(market, start, end) == Store.batch_alerts(
                 store, market, start, end
             )
+
+
+class TestRapidTests:
+    """Tests after intake (``RapidTestReport``): kept beside each other, found by batch."""
+
+    CODE = "SD370782-20250512-001"
+    START, END = at(hours=-4), DAY_END
+
+    def write_history(self, store: Store) -> list[Reading]:
+        """The batch (passed at intake), a spot check that passes, a re-test that fails;
+        a report naming the code for another vendor, and one of an unregistered code."""
+        written = [
+            reading(batch(msg_id=1, ts=at(hours=-3), passed=True), "in-01"),
+            reading(rapid_test(msg_id=2, ts=at(hours=-1), inhibition_pct=Decimal("30.0")), "in-01"),
+            reading(
+                rapid_test(
+                    msg_id=3, ts=at(minutes=-30), passed=False, inhibition_pct=Decimal("61.5")
+                ),
+                "in-02",
+            ),
+            reading(rapid_test(msg_id=4, ts=at(minutes=-20), vendor="v002"), "in-01"),
+            reading(rapid_test(msg_id=5, ts=at(minutes=-10), trace_code="NO-SUCH-BATCH"), "in-01"),
+        ]
+        write_ok(store, written)
+        return written
+
+    @staticmethod
+    def row(written: Reading) -> RapidTestRow:
+        message = written.message
+        assert isinstance(message, RapidTestReport)
+        return RapidTestRow(
+            market=written.market,
+            station=written.device,
+            vendor=message.vendor,
+            plu=message.plu,
+            trace_code=message.trace_code,
+            passed=message.rapid_test.result is RapidTestResult.PASS,
+            inhibition_pct=message.rapid_test.inhibition_pct,
+            ts=message.ts,
+            msg_id=message.msg_id,
+            received_ns=written.received_ns,
+        )
+
+    def test_every_report_of_the_range_is_kept_in_test_time_order(self, store: Store) -> None:
+        written = self.write_history(store)
+
+        reports = store.rapid_tests(MARKET, self.START, self.END)
+
+        assert reports == [self.row(one) for one in written[1:]]
+        assert store.rapid_tests(MARKET, at(minutes=-30), at(minutes=-10)) == [
+            self.row(written[2]),
+            self.row(written[3]),
+        ]
+        assert store.rapid_tests(OTHER_MARKET, self.START, self.END) == []
+
+    def test_a_batch_has_its_own_vendors_reports_in_order_and_a_retest_replaces_none(
+        self, store: Store
+    ) -> None:
+        written = self.write_history(store)
+
+        tests = store.rapid_tests_of_batch(MARKET, self.CODE)
+
+        assert tests == [self.row(written[1]), self.row(written[2])]
+        batch_row = store.batch(MARKET, self.CODE)
+        assert batch_row is not None
+        assert batch_row.rapid_test_passed  # the intake's own test stays as it was
+
+    def test_a_redelivered_report_is_stored_once(self, store: Store) -> None:
+        written = self.write_history(store)
+        write_ok(store, written[1:3])
+
+        assert store.rapid_tests_of_batch(MARKET, self.CODE) == [
+            self.row(written[1]),
+            self.row(written[2]),
+        ]
+
+    def test_reports_of_an_unregistered_code_belong_to_no_batch(self, store: Store) -> None:
+        self.write_history(store)
+        assert store.rapid_tests_of_batch(MARKET, "NO-SUCH-BATCH") == []
+
+    def test_reports_from_before_the_batch_grace_window_are_not_its(self, store: Store) -> None:
+        self.write_history(store)
+        early = at(hours=-3) - LATE_BATCH_GRACE - timedelta(minutes=1)
+        write_ok(store, [reading(rapid_test(msg_id=6, ts=early), "in-01")])
+
+        assert [row.msg_id for row in store.rapid_tests_of_batch(MARKET, self.CODE)] == [2, 3]
