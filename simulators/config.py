@@ -26,6 +26,11 @@ class DayConfig:
     rapid_test_fail_rate: float = 0.02
     #: share of failed batches a vendor replaces later that morning
     replacement_share: float = 0.6
+    #: share of the day's passed vegetable and fruit batches the market spot-checks on sale
+    #: (a second rapid test at the intake desk, around midday)
+    spot_check_share: float = 0.03
+    #: share of spot checks that fail although the batch passed at intake
+    spot_check_fail_rate: float = 0.05
     #: intake window (market local time); deliveries arrive before the morning rush
     intake_from: time = time(5, 0)
     intake_until: time = time(7, 30)
@@ -43,6 +48,8 @@ class DayConfig:
             "counter_reset_probability",
             "rapid_test_fail_rate",
             "replacement_share",
+            "spot_check_share",
+            "spot_check_fail_rate",
             "clearance_share",
         ):
             value = getattr(self, name)

@@ -33,7 +33,13 @@ from simulators.footfall import (
     plan_counter,
     simulate_footfall,
 )
-from simulators.intake import PlannedBatch, intake_events, plan_intake
+from simulators.intake import (
+    PlannedBatch,
+    PlannedCheck,
+    intake_events,
+    plan_intake,
+    plan_spot_checks,
+)
 from simulators.randomness import chance, derive_rng
 from simulators.stalls import StallDay, StallSimulation, StallTraits, plan_stall_day, stall_traits
 
@@ -98,6 +104,9 @@ class MarketDay:
         )
         self.batches: tuple[PlannedBatch, ...] = tuple(
             plan_intake(market, self.stalls, self.hours, seed=seed, config=self.config)
+        )
+        self.spot_checks: tuple[PlannedCheck, ...] = tuple(
+            plan_spot_checks(market, self.batches, self.hours, seed=seed, config=self.config)
         )
 
     def _footfall(self) -> Footfall:
@@ -168,7 +177,9 @@ class MarketDay:
 
     def _intake_streams(self) -> Iterator[Iterator[DayEvent]]:
         for station in self.market.spec.intake:
-            yield intake_events(self.market.id, station.id, self.batches, self.hours)
+            yield intake_events(
+                self.market.id, station.id, self.batches, self.hours, self.spot_checks
+            )
 
 
 def _sort_key(event: DayEvent) -> tuple[int, str, int]:

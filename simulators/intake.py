@@ -29,6 +29,7 @@ from schemas.messages import (
     BatchIntake,
     DeviceKind,
     RapidTest,
+    RapidTestReport,
     RapidTestResult,
 )
 from schemas.registry import Category, Market
@@ -59,6 +60,19 @@ class PlannedBatch:
     supplier: str
     quantity_g: int
     certificate_no: str
+    inhibition_tenths: int
+
+    @property
+    def passed(self) -> bool:
+        return self.inhibition_tenths < FAIL_FROM_TENTHS
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedCheck:
+    """A spot check: a batch on sale tested again at its intake station."""
+
+    at_ms: int
+    batch: PlannedBatch
     inhibition_tenths: int
 
     @property
@@ -226,28 +240,97 @@ def _passing_inhibition(rng: random.Random) -> int:
     return min(FAIL_FROM_TENTHS - 1, round(rng.triangular(30, 470, 150)))
 
 
+def plan_spot_checks(
+    market: Market,
+    batches: Sequence[PlannedBatch],
+    hours: MarketHours,
+    *,
+    seed: int,
+    config: DayConfig,
+) -> list[PlannedCheck]:
+    """Around midday the market re-tests a share of the passed produce batches on sale.
+
+    Its own random stream, so the rest of the day is the same with or without checks.
+    Most pass again; ``spot_check_fail_rate`` of them fail (residues the intake test
+    missed), which in a real market suspends the batch's sale.
+    """
+    rng = derive_rng(seed, market.id, hours.day.isoformat(), "spot-checks")
+    candidates = [
+        batch
+        for batch in batches
+        if batch.passed
+        and batch.station is not None
+        and market.products[batch.plu].category in _SPRAYED
+    ]
+    wanted = min(len(candidates), round(len(candidates) * config.spot_check_share))
+    # Between three hours after opening and three before closing (at least just after
+    # the batch came in, for a replacement fetched late in the morning).
+    start = hours.opens_ms + 3 * 3_600_000
+    end = max(start + 1, hours.closes_ms - 3 * 3_600_000)
+    checks = []
+    for batch in rng.sample(candidates, wanted):
+        failed = chance(rng, config.spot_check_fail_rate)
+        tenths = rng.randrange(FAIL_FROM_TENTHS, 851) if failed else _passing_inhibition(rng)
+        checks.append(PlannedCheck(max(rng.randrange(start, end), batch.at_ms + 1), batch, tenths))
+    return sorted(checks, key=lambda check: (check.at_ms, check.batch.trace_code))
+
+
 def intake_events(
-    market: str, station: str, batches: Sequence[PlannedBatch], hours: MarketHours
+    market: str,
+    station: str,
+    batches: Sequence[PlannedBatch],
+    hours: MarketHours,
+    checks: Sequence[PlannedCheck] = (),
 ) -> Iterator[DayEvent]:
-    topic = topic_for(market, DeviceKind.INTAKE, station, "batch")
+    """The station's batch registrations and spot checks in time order (one id sequence)."""
     ids = MessageIds(hours.day)
-    for batch in batches:
-        if batch.station != station:
-            continue
-        passed = batch.passed
-        message = BatchIntake(
-            msg_id=ids.next(station),
-            ts=hours.local(batch.at_ms),
-            trace_code=batch.trace_code,
-            vendor=batch.vendor,
-            plu=batch.plu,
-            origin=batch.origin,
-            supplier=batch.supplier,
-            quantity_g=batch.quantity_g,
-            certificate_no=batch.certificate_no,
-            rapid_test=RapidTest(
-                result=RapidTestResult.PASS if passed else RapidTestResult.FAIL,
-                inhibition_pct=Decimal(batch.inhibition_tenths).scaleb(-1),
-            ),
-        )
-        yield DayEvent(batch.at_ms, station, topic, message)
+    mine: list[PlannedBatch | PlannedCheck] = [
+        *(batch for batch in batches if batch.station == station),
+        *(check for check in checks if check.batch.station == station),
+    ]
+    for planned in sorted(mine, key=lambda one: one.at_ms):
+        if isinstance(planned, PlannedCheck):
+            yield _check_event(market, station, planned, hours, ids.next(station))
+        else:
+            yield _batch_event(market, station, planned, hours, ids.next(station))
+
+
+def _check_event(
+    market: str, station: str, check: PlannedCheck, hours: MarketHours, msg_id: int
+) -> DayEvent:
+    message = RapidTestReport(
+        msg_id=msg_id,
+        ts=hours.local(check.at_ms),
+        trace_code=check.batch.trace_code,
+        vendor=check.batch.vendor,
+        plu=check.batch.plu,
+        rapid_test=_test_of(check.passed, check.inhibition_tenths),
+    )
+    topic = topic_for(market, DeviceKind.INTAKE, station, "test")
+    return DayEvent(check.at_ms, station, topic, message)
+
+
+def _test_of(passed: bool, tenths: int) -> RapidTest:
+    return RapidTest(
+        result=RapidTestResult.PASS if passed else RapidTestResult.FAIL,
+        inhibition_pct=Decimal(tenths).scaleb(-1),
+    )
+
+
+def _batch_event(
+    market: str, station: str, batch: PlannedBatch, hours: MarketHours, msg_id: int
+) -> DayEvent:
+    message = BatchIntake(
+        msg_id=msg_id,
+        ts=hours.local(batch.at_ms),
+        trace_code=batch.trace_code,
+        vendor=batch.vendor,
+        plu=batch.plu,
+        origin=batch.origin,
+        supplier=batch.supplier,
+        quantity_g=batch.quantity_g,
+        certificate_no=batch.certificate_no,
+        rapid_test=_test_of(batch.passed, batch.inhibition_tenths),
+    )
+    topic = topic_for(market, DeviceKind.INTAKE, station, "batch")
+    return DayEvent(batch.at_ms, station, topic, message)

@@ -14,6 +14,7 @@ from schemas.messages import (
     BatchIntake,
     GateCount,
     PriceSet,
+    RapidTestReport,
     RapidTestResult,
     Sale,
     ScaleStatus,
@@ -236,6 +237,52 @@ def test_failed_batches_are_published_as_failures(example_market: Market) -> Non
             and event.message.rapid_test.result is RapidTestResult.FAIL
         ):
             assert event.message.rapid_test.inhibition_pct >= 50
+
+
+def test_spot_checks_retest_passed_produce_batches_on_sale_around_midday(
+    example_market: Market,
+) -> None:
+    config = DayConfig(spot_check_share=0.2, spot_check_fail_rate=0.3)
+    day = MarketDay(example_market, DAY, seed=5, config=config)
+    events = list(day.events())
+    batches = {e.message.trace_code: e for e in events if isinstance(e.message, BatchIntake)}
+    checks = [e for e in events if isinstance(e.message, RapidTestReport)]
+
+    produce = [b for b in day.batches if b.passed and _produce(example_market, b.plu)]
+    assert len(checks) == round(0.2 * len(produce)) > 5
+    for check in checks:
+        message = check.message
+        assert isinstance(message, RapidTestReport)
+        intake = batches[message.trace_code]
+        assert isinstance(intake.message, BatchIntake)
+        assert intake.message.rapid_test.result is RapidTestResult.PASS
+        assert (message.vendor, message.plu) == (intake.message.vendor, intake.message.plu)
+        assert check.device == intake.device  # the batch's own intake station
+        assert check.at_ms > intake.at_ms
+        local = _local(example_market, message.ts).time()
+        assert time(9) <= local <= time(16)
+        failed = message.rapid_test.result is RapidTestResult.FAIL
+        assert failed == (message.rapid_test.inhibition_pct >= 50)
+    outcomes = Counter(check.message.rapid_test.result for check in checks)  # type: ignore[union-attr]
+    assert outcomes[RapidTestResult.FAIL] > 0
+    assert outcomes[RapidTestResult.PASS] > 0
+
+
+def test_spot_checks_leave_the_rest_of_the_day_as_it_was(example_market: Market) -> None:
+    without = MarketDay(example_market, DAY, seed=5, config=DayConfig(spot_check_share=0.0))
+    checked = MarketDay(example_market, DAY, seed=5, config=DayConfig(spot_check_share=0.2))
+    others = [
+        (e.at_ms, e.device, e.message.model_dump_json(exclude={"msg_id"}))
+        for e in checked.events()
+        if not isinstance(e.message, RapidTestReport)
+    ]
+    assert others == [
+        (e.at_ms, e.device, e.message.model_dump_json(exclude={"msg_id"})) for e in without.events()
+    ]
+
+
+def _produce(market: Market, plu: str) -> bool:
+    return market.products[plu].category.value in {"vegetables", "fruit"}
 
 
 # -- gate counters --------------------------------------------------------------------------
