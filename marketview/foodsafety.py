@@ -1,0 +1,116 @@
+"""Rapid tests of a market day: batches tested, passed and failed, per category.
+
+The one place that counts them, for every view that shows them (the API, the
+dashboard, the public screens). A day's tests are the intake tests of the batches
+taken in that day (part of each batch's record) and the tests reported that day
+after intake (``RapidTestReport``: spot checks and re-tests). A batch tested more
+than once counts once, by its latest test of the day: a batch that passed at
+intake and failed a spot check at noon is a failed batch that day. Days are local
+calendar days of the market's time zone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import ROUND_HALF_UP, Decimal
+
+from marketview.analytics import UNKNOWN_CATEGORY, local_day_range
+from schemas.registry import Market
+from storage.interfaces.traceability import TraceabilityStore
+
+
+@dataclass(frozen=True, slots=True)
+class BatchTest:
+    """One rapid test of a batch: its intake's or a later report's."""
+
+    trace_code: str
+    vendor: str
+    plu: str
+    passed: bool
+    inhibition_pct: Decimal
+    ts: datetime
+    at_intake: bool
+
+
+@dataclass(frozen=True, slots=True)
+class BatchesTested:
+    """Batches tested, passed and failed (by their latest test), and the tests made."""
+
+    category: str
+    batches: int
+    passed: int
+    failed: int
+    tests: int
+
+    @property
+    def pass_rate_pct(self) -> Decimal | None:
+        """Passed batches per 100 tested, to one decimal (half up); None without tests."""
+        if not self.batches:
+            return None
+        exact = Decimal(self.passed * 100) / Decimal(self.batches)
+        return exact.quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
+
+
+@dataclass(frozen=True, slots=True)
+class DayOfTests:
+    """A market day's rapid tests: per category (by name) and in all."""
+
+    market: str
+    day: date
+    categories: tuple[BatchesTested, ...]
+    total: BatchesTested
+    failed: tuple[BatchTest, ...]
+
+
+ALL_CATEGORIES = "all"
+
+
+def day_of_tests(store: TraceabilityStore, market: Market, day: date) -> DayOfTests:
+    """The rapid tests of ``day``: two reads (the day's batches and its reports)."""
+    start, end = local_day_range(day, day, market.tz)
+    tests = [
+        *(
+            BatchTest(
+                b.trace_code, b.vendor, b.plu, b.rapid_test_passed, b.inhibition_pct, b.ts, True
+            )
+            for b in store.batches(market.id, start, end)
+        ),
+        *(
+            BatchTest(r.trace_code, r.vendor, r.plu, r.passed, r.inhibition_pct, r.ts, False)
+            for r in store.rapid_tests(market.id, start, end)
+        ),
+    ]
+    return tally_day(market, day, tests)
+
+
+def tally_day(market: Market, day: date, tests: Iterable[BatchTest]) -> DayOfTests:
+    """:func:`day_of_tests` on given tests (pure: tested on hand-made ones)."""
+    latest: dict[tuple[str, str, str], BatchTest] = {}
+    made: dict[str, int] = {}
+    for one in sorted(tests, key=lambda test: (test.ts, not test.at_intake)):
+        latest[(one.trace_code, one.vendor, one.plu)] = one
+        category = _category(market, one.plu)
+        made[category] = made.get(category, 0) + 1
+    per_category: dict[str, list[BatchTest]] = {}
+    for one in latest.values():
+        per_category.setdefault(_category(market, one.plu), []).append(one)
+    categories = tuple(
+        _tally(category, per_category[category], made[category]) for category in sorted(made)
+    )
+    total = _tally(ALL_CATEGORIES, list(latest.values()), sum(made.values()))
+    failed = tuple(
+        sorted((one for one in latest.values() if not one.passed), key=lambda test: test.ts)
+    )
+    return DayOfTests(market.id, day, categories, total, failed)
+
+
+def _tally(category: str, batches: list[BatchTest], tests: int) -> BatchesTested:
+    passed = sum(one.passed for one in batches)
+    return BatchesTested(category, len(batches), passed, len(batches) - passed, tests)
+
+
+def _category(market: Market, plu: str) -> str:
+    product = market.products.get(plu)
+    return UNKNOWN_CATEGORY if product is None else product.category.value
