@@ -303,7 +303,7 @@ def _bench(args: argparse.Namespace, spec: StoreSpec, server: Influxd | None) ->
     if args.market is None:
         raise SystemExit("--market is needed to bench")
     from dashboard.queries import DashboardData, turnover_by_day
-    from stallwatch.webapp import create_web_app
+    from stallwatch.webapp import create_web_app, freeze_startup_heap
 
     if isinstance(spec, SQLiteSpec) and not spec.path.is_file():
         raise SystemExit(f"no store at {spec.path}")  # open_store would create an empty one
@@ -335,6 +335,7 @@ def _bench(args: argparse.Namespace, spec: StoreSpec, server: Influxd | None) ->
             now=lambda: now,
             shared_for_s=0.0,
         )
+        freeze_startup_heap()  # as `stallwatch serve` does before it serves
         data = DashboardData(registry=registry, store=store, live=live, now=lambda: now)
         batch = _a_sold_batch(store, market.id, now)
         plu = live.board(market.id).products[0].plu

@@ -212,7 +212,7 @@ def _run_serve(args: argparse.Namespace) -> int:
     from marketview.live_mqtt import LiveView
     from stallwatch.options import limits, live_mqtt_options, registry_source
     from stallwatch.stores import open_store
-    from stallwatch.webapp import create_web_app, open_management
+    from stallwatch.webapp import create_web_app, freeze_startup_heap, open_management
 
     settings = settings_from(
         args,
@@ -243,6 +243,7 @@ def _run_serve(args: argparse.Namespace) -> int:
                 live=live,
                 management=management,
             )
+            freeze_startup_heap()
             run_server(
                 app,
                 host=settings.api_host,

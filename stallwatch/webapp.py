@@ -9,6 +9,7 @@ API's event loop, so a slow dashboard query never stalls a screen's poll.
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -40,6 +41,20 @@ if TYPE_CHECKING:
 DASHBOARD_PATH = "/dashboard"
 #: Threads serving dashboard requests; each callback is a few store queries.
 DASHBOARD_WORKERS = 8
+
+
+def freeze_startup_heap() -> None:
+    """Take what startup built out of the garbage collector's full passes.
+
+    Modules, the registry, Dash's layouts and the live view's first state live as
+    long as the process, yet every full collection walked all of them: 225,000
+    objects after a 300-vendor market's start, 170-240 ms a pass, landing inside
+    one dashboard request in five on the vendors page. Frozen (``gc.freeze``), they
+    are never walked again; a full pass then takes about 10 ms. Call once, after
+    the app is built and before it serves.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def create_web_app(
