@@ -68,6 +68,7 @@ MEASUREMENTS: Final = (
     _Expiring("batch", "msg_id"),
     _Expiring("rapid_test", "msg_id"),
     _Expiring("batch_sold", None),
+    _Expiring("batch_alert", None),
     _Expiring(TRACE_INDEX, None),
     _Expiring("price", "msg_id", keep_newest_by=("vendor", "plu")),
     _Expiring("scale_status", "msg_id", keep_newest_by=("scale",)),

@@ -35,6 +35,7 @@ KIND_OF_MEASUREMENT: Final[Mapping[str, DataKind]] = MappingProxyType(
         "batch": DataKind.TRACE,
         "rapid_test": DataKind.TRACE,
         "batch_sold": DataKind.TRACE,
+        "batch_alert": DataKind.TRACE,
         "trace_index": DataKind.TRACE,
         "receipt_index": DataKind.TRACE,
         "price": DataKind.PRICES,

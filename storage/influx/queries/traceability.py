@@ -29,7 +29,7 @@ from storage.influx.influxql import (
     time_from,
 )
 from storage.influx.reader import Reader, bound_ns, device_range, optional_equals
-from storage.influx.rollups import BATCH_SOLD
+from storage.influx.rollups import BATCH_ALERT, BATCH_SOLD
 from storage.influx.rows import (
     NEWEST_WITH_FALLBACK,
     batch_row,
@@ -381,27 +381,15 @@ def batch_alerts(
 
     A ``batch_sold`` point carries its record's quantity and test result and the
     flag (``storage.influx.rollups``), so a week's handful of alerts travel and not
-    its 12,000 balances. The first request finds the flagged points by the flag
-    alone (and their series): InfluxDB 1.x opens a cursor per series and field a
-    statement names, so listing every shown field with the filter cost three times
-    as much. The second reads those few points whole, by series and exact time.
-
-    With the first, unless the database is known to hold only points with the flag
-    (``census=False``, ``Rollups.all_of_format``), a count of the range's points with
-    and without it: points written before it existed (not yet backfilled) make the
-    answer come from the whole balances instead, so it is never short.
+    its 12,000 balances. The first request finds the flagged points' series and
+    times (:func:`_flagged`: in ``batch_alert`` when the database is all of the
+    current format, ``census=False``). The second reads those few points whole,
+    by series and exact time.
     """
     window = _Window(market, start, end)
-    by_flag = _named("alert", *_RECORD_TAGS)
-    queries = [window.select(0, BATCH_SOLD, by_flag, reader, equals("alert", True)).query()]
-    if census:
-        both = Column("sales", "COUNT", alias="points"), Column("alert", "COUNT", alias="flagged")
-        queries.append(window.select(1, BATCH_SOLD, both, reader).query())
-    series = reader.statements(queries)
-    counts = [row for one in series if one.statement_id == 1 for row in tagged_rows([one])]
-    if any(row.get("points") != row.get("flagged") for row in counts):
+    flagged = _flagged(reader, window, census=census)
+    if flagged is None:
         return [row for row in batch_balances(reader, market, start, end) if row.needs_alert]
-    flagged = [row for one in series if one.statement_id == 0 for row in tagged_rows([one])]
     if not flagged:
         return []
     shown = _named("alert", *_BALANCE_SOLD_FIELDS, *_ALERT_RECORD_FIELDS, *_RECORD_TAGS)
@@ -432,6 +420,30 @@ def batch_alerts(
         )
     )
     return [_batch_balance(market, row, row) for row in rows]
+
+
+def _flagged(reader: Reader, window: _Window, *, census: bool) -> list[Row] | None:
+    """The record tags and times of the range's balances flagged ``alert``; None when
+    the range holds points of a format without the flag (read the balances instead).
+
+    A database all of the current format (``census=False``) keeps the flags in
+    ``batch_alert``, a few series per market. Otherwise ``batch_sold`` is filtered on
+    its flag, with a count of its points with and without one beside it.
+    """
+    by_flag = _named("alert", *_RECORD_TAGS)
+    if not census:
+        alerts = window.select(0, BATCH_ALERT, by_flag, reader, equals("alert", True))
+        return list(tagged_rows(reader.statements([alerts.query()])))
+    both = Column("sales", "COUNT", alias="points"), Column("alert", "COUNT", alias="flagged")
+    queries = [
+        window.select(0, BATCH_SOLD, by_flag, reader, equals("alert", True)).query(),
+        window.select(1, BATCH_SOLD, both, reader).query(),
+    ]
+    series = reader.statements(queries)
+    counts = [row for one in series if one.statement_id == 1 for row in tagged_rows([one])]
+    if any(row.get("points") != row.get("flagged") for row in counts):
+        return None
+    return [row for one in series if one.statement_id == 0 for row in tagged_rows([one])]
 
 
 #: What an alert's row needs of its ``batch_sold`` point (a point being rewritten may
