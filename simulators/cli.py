@@ -26,7 +26,7 @@ from typing import Any
 from schemas.credentials import CredentialsFile
 from schemas.registry import Market, RegistryError, RegistrySource, load_market
 from simulators.devices import ConnectionMode, LinkOptions, read_password_file
-from simulators.history import HistorySummary, ReadingSink, generate_history
+from simulators.history import FanOut, HistorySummary, ReadingSink, generate_history
 from simulators.load import publish_load
 from simulators.run import DeviceSettings, RunSummary, parse_speed, run_markets
 from simulators.scaling import dump_market_toml, scale_market
@@ -124,7 +124,9 @@ def _history_parser(modes: Any) -> None:
     parser.add_argument(
         "--store",
         required=True,
-        help=f"{SPEC_SYNTAX} (created if missing), or memory (count only)",
+        action="append",
+        help=f"{SPEC_SYNTAX} (created if missing), or memory (count only); repeat it to"
+        " write the same history into several stores, made once",
     )
     parser.add_argument(
         "--write-market", type=Path, metavar="FILE", help="also write the (scaled) market file"
@@ -247,7 +249,7 @@ def _run_history(args: argparse.Namespace, markets: list[Market]) -> int:
     start = args.start or datetime.now(markets[0].tz).date() - timedelta(days=args.days)
     if args.write_market is not None and len(markets) != 1:
         raise ValueError("--write-market needs exactly one --market")
-    store = open_sink(args.store)
+    store = open_sinks(args.store)
     try:
         for market in markets:
             if args.write_market is not None:
@@ -329,6 +331,20 @@ def open_sink(spec: str) -> ReadingSink:
     if spec == "memory":
         return CountingSink()
     return open_store(parse_store_spec(spec))
+
+
+def open_sinks(specs: Sequence[str]) -> ReadingSink:
+    """One sink, or a :class:`FanOut` writing to each: the history is made once for all.
+
+    A store that fails to open closes the ones opened before it."""
+    sinks: list[ReadingSink] = []
+    try:
+        for spec in specs:
+            sinks.append(open_sink(spec))
+    except BaseException:
+        FanOut(sinks).close()
+        raise
+    return sinks[0] if len(sinks) == 1 else FanOut(sinks)
 
 
 def simulate_main(argv: Sequence[str] | None = None) -> int:

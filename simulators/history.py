@@ -65,6 +65,41 @@ class ReadingSink(Protocol):
     ) -> list[DeadLetter]: ...
 
 
+class FanOut:
+    """Writes each batch to several sinks in turn: the same history in SQLite and InfluxDB,
+    made once (making the days is about half of a load's time).
+
+    A reading counts as refused when any sink refused it, once, with the first sink's
+    reason. Settling and closing go to each sink that has them.
+    """
+
+    def __init__(self, sinks: Sequence[ReadingSink]) -> None:
+        self.sinks = tuple(sinks)
+
+    def write(
+        self, readings: Sequence[Reading], dead_letters: Sequence[DeadLetter] = ()
+    ) -> list[DeadLetter]:
+        refused: dict[tuple[int, str], DeadLetter] = {}
+        for sink in self.sinks:
+            for letter in sink.write(readings, dead_letters):
+                refused.setdefault((letter.received_ns, letter.topic), letter)
+        return list(refused.values())
+
+    def settle_rollups(self) -> int:
+        settled = 0
+        for sink in self.sinks:
+            settle: Callable[[], int] | None = getattr(sink, "settle_rollups", None)
+            if settle is not None:
+                settled += settle()
+        return settled
+
+    def close(self) -> None:
+        for sink in self.sinks:
+            close: Callable[[], None] | None = getattr(sink, "close", None)
+            if close is not None:
+                close()
+
+
 @dataclass(slots=True)
 class HistorySummary:
     market: str

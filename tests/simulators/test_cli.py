@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from schemas.registry import Registry, load_market
 from simulators.cli import build_parser, device_passwords, run
 from stallwatch.brokerauth import load_device_passwords, write_broker_auth
 from stallwatch.localservices import Mosquitto
+from storage.sqlite import SQLiteStore
 from tests.conftest import EXAMPLE_MARKET
 from tests.simulators.conftest import XIAOHE
 
@@ -62,6 +64,23 @@ def test_history_into_a_sqlite_file(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "xiaohe: 1 days from 2026-11-21" in capsys.readouterr().out
     assert len(load_market(market_file).spec.vendors) == 12
     assert (tmp_path / "h.db").stat().st_size > 0
+
+
+def test_history_into_two_stores_at_once(tmp_path: Path) -> None:
+    args = _parse(
+        "history",
+        "--market", str(XIAOHE),
+        "--days", "1",
+        "--start", "2026-11-21",
+        "--store", f"sqlite:{tmp_path / 'a.db'}",
+        "--store", f"sqlite:{tmp_path / 'b.db'}",
+    )  # fmt: skip
+    assert run(args) == 0
+    start = datetime(2026, 11, 21, tzinfo=UTC)
+    with SQLiteStore(tmp_path / "a.db") as a, SQLiteStore(tmp_path / "b.db") as b:
+        sales = a.sales("xiaohe", start, start + timedelta(days=2))
+        assert sales
+        assert b.sales("xiaohe", start, start + timedelta(days=2)) == sales
 
 
 def test_market_writes_a_scaled_market_file(tmp_path: Path) -> None:

@@ -247,3 +247,56 @@ def test_history_into_influxdb_leaves_rollups_equal_to_the_raw_sales(
         )
         == expected
     )
+
+
+class RefusesSales(ListSink):
+    """A sink that turns every sale into a dead letter, as a store refusing them would."""
+
+    def write(
+        self, readings: Sequence[Reading], dead_letters: Sequence[DeadLetter] = ()
+    ) -> list[DeadLetter]:
+        super().write(readings, dead_letters)
+        return [
+            DeadLetter(r.received_ns, f"t/{r.device}", b"", "refused")
+            for r in readings
+            if isinstance(r.message, Sale)
+        ]
+
+
+def test_a_fan_out_writes_the_same_history_to_each_sink_and_counts_a_refusal_once(
+    xiaohe_market: Market,
+) -> None:
+    plain, refusing, also_refusing = ListSink(), RefusesSales(), RefusesSales()
+    summary = generate_history(
+        xiaohe_market,
+        history.FanOut([plain, refusing, also_refusing]),
+        start_date=DAY,
+        days=1,
+        seed=4,
+    )
+    assert plain.readings == refusing.readings == also_refusing.readings
+    sales = sum(isinstance(r.message, Sale) for r in plain.readings)
+    assert sales > 0
+    assert summary.refused == sales
+    assert summary.readings == len(plain.readings) - sales
+
+
+@pytest.mark.influx
+def test_a_fan_out_leaves_sqlite_and_influxdb_answering_alike(
+    xiaohe_market: Market, influx_server: Influxd, tmp_path: Path
+) -> None:
+    with (
+        SQLiteStore(tmp_path / "fan.db") as sqlite,
+        InfluxStore(influx_server.url, "history_fan_out", create_database=True) as influx,
+    ):
+        generate_history(
+            xiaohe_market, history.FanOut([sqlite, influx]), start_date=DAY, days=2, seed=4
+        )
+        start = datetime.combine(DAY, time(0), UTC)
+        end = start + timedelta(days=3)
+        influx_hours = influx.sales_by_hour(xiaohe_market.id, start, end)
+        sqlite_hours = sqlite.sales_by_hour(xiaohe_market.id, start, end)
+        assert influx_hours  # two days of a market sell something
+        assert [(h.hour, h.transactions, h.turnover_fen, h.weight_g) for h in influx_hours] == [
+            (h.hour, h.transactions, h.turnover_fen, h.weight_g) for h in sqlite_hours
+        ]
