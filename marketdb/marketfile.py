@@ -35,6 +35,7 @@ from marketdb.models import (
     VendorProductRow,
     VendorRow,
 )
+from schemas.foodsafety import FoodSafetyPolicy
 from schemas.messages import DeviceKind
 from schemas.registry import (
     Category,
@@ -133,6 +134,11 @@ def market_row(spec: MarketFile) -> MarketRow:
         opens=info.opens,
         closes=info.closes,
         **retention,
+        daily_test_quota=(
+            spec.food_safety.daily_test_quota
+            if "daily_test_quota" in spec.food_safety.model_fields_set
+            else None
+        ),
     )
     row.products = [
         ProductRow(
@@ -278,6 +284,8 @@ def market_file(row: MarketRow) -> MarketFile:
     }
     if retention:
         fields["retention"] = RetentionPolicy(**retention)
+    if row.daily_test_quota is not None:
+        fields["food_safety"] = FoodSafetyPolicy(daily_test_quota=row.daily_test_quota)
     stalls = tuple(stall_of(s) for s in row.stalls if s.listed)
     if stalls:
         fields["stalls"] = stalls

@@ -94,6 +94,8 @@ class MarketRow(Base):
     retention_gate_counts: Mapped[int | None] = mapped_column(Integer)
     retention_dead_letters: Mapped[int | None] = mapped_column(Integer)
     retention_rollups: Mapped[int | None] = mapped_column(Integer)
+    # schemas.foodsafety.FoodSafetyPolicy; null: the default.
+    daily_test_quota: Mapped[int | None] = mapped_column(Integer)
 
     products: Mapped[list[ProductRow]] = relationship(
         order_by="ProductRow.position", cascade="all, delete-orphan"

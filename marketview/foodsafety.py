@@ -62,6 +62,14 @@ class DayOfTests:
     categories: tuple[BatchesTested, ...]
     total: BatchesTested
     failed: tuple[BatchTest, ...]
+    #: batches the market must test that day (``[food_safety]``); 0: no quota
+    quota: int
+
+    @property
+    def quota_met(self) -> bool:
+        """Whether as many batches were tested as the quota asks (re-tests not counted
+        again: the quota is of batches)."""
+        return self.total.batches >= self.quota
 
 
 ALL_CATEGORIES = "all"
@@ -103,7 +111,9 @@ def tally_day(market: Market, day: date, tests: Iterable[BatchTest]) -> DayOfTes
     failed = tuple(
         sorted((one for one in latest.values() if not one.passed), key=lambda test: test.ts)
     )
-    return DayOfTests(market.id, day, categories, total, failed)
+    return DayOfTests(
+        market.id, day, categories, total, failed, market.food_safety.daily_test_quota
+    )
 
 
 def _tally(category: str, batches: list[BatchTest], tests: int) -> BatchesTested:

@@ -28,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 
+from schemas.foodsafety import FoodSafetyPolicy
 from schemas.messages import DeviceKind, Identifier, JsonInt, Plu
 from schemas.retention import RetentionPolicy
 
@@ -196,6 +197,10 @@ class MarketFile(_Strict):
         default=frozenset(),
         description="Devices that may not publish (replaced, lost): their readings are refused.",
     )
+    food_safety: FoodSafetyPolicy = Field(
+        default_factory=FoodSafetyPolicy,
+        description="The daily rapid-test quota (schemas.foodsafety).",
+    )
     retention: RetentionPolicy = Field(
         default_factory=RetentionPolicy,
         description="Days each kind of data is kept (schemas.retention); safe defaults.",
@@ -285,6 +290,10 @@ class Market:
     @property
     def retention(self) -> RetentionPolicy:
         return self.spec.retention
+
+    @property
+    def food_safety(self) -> FoodSafetyPolicy:
+        return self.spec.food_safety
 
     @cached_property
     def devices(self) -> Mapping[str, Device]:

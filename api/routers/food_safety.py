@@ -47,6 +47,8 @@ class DayTests(BaseModel):
                 {
                     "market": "nanmen",
                     "date": "2026-11-21",
+                    "quota": 12,
+                    "quota_met": True,
                     "total": {
                         "category": "all",
                         "batches": 412,
@@ -64,6 +66,10 @@ class DayTests(BaseModel):
 
     market: str
     date: date
+    quota: int = Field(
+        ge=0, description="Batches the market must test each day (its `[food_safety]`); 0: none."
+    )
+    quota_met: bool = Field(description="Whether that many batches were tested this day.")
     total: Tally
     categories: list[Tally]
     failed: list[FailedBatch]
@@ -85,6 +91,8 @@ def rapid_tests_of_day(
     return DayTests(
         market=found.market,
         date=found.day,
+        quota=found.quota,
+        quota_met=found.quota_met,
         total=_tally(found.total),
         categories=[_tally(one) for one in found.categories],
         failed=[

@@ -56,6 +56,8 @@ def test_a_day_per_category_counts_each_batch_by_its_latest_test(
     assert response.status_code == 200, response.text
     body = response.json()
     failed = sorted(code for code, passed in latest.items() if not passed)
+    quota = market.food_safety.daily_test_quota
+    assert (body["quota"], body["quota_met"]) == (quota, len(latest) >= quota)
     assert body["total"] == {
         "category": "all",
         "batches": len(latest),

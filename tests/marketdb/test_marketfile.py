@@ -94,6 +94,9 @@ name = "正门"
 id = "IN-M"
 name = "收货区"
 
+[food_safety]
+daily_test_quota = 12
+
 [retention]
 heartbeats = 14
 """

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 from marketview.analytics import UNKNOWN_CATEGORY
 from marketview.foodsafety import ALL_CATEGORIES, BatchesTested, BatchTest, tally_day
+from schemas.foodsafety import FoodSafetyPolicy
 from schemas.registry import Market
 
 DAY = date(2026, 11, 3)
@@ -75,3 +76,26 @@ def test_a_product_the_market_no_longer_lists_is_of_an_unknown_category(
 ) -> None:
     day = tally_day(example_market, DAY, [_test("A", "no-such-plu", passed=True)])
     assert [tally.category for tally in day.categories] == [UNKNOWN_CATEGORY]
+
+
+def test_the_quota_counts_batches_not_tests(example_market: Market) -> None:
+    veg = _plu_of(example_market, "vegetables")
+    quota = example_market.food_safety.daily_test_quota
+    assert quota == 12  # the example market's [food_safety]
+    retested = [
+        _test(str(n), veg, passed=True, minutes=minutes, at_intake=minutes == 0)
+        for n in range(quota - 1)
+        for minutes in (0, 60)
+    ]
+    short = tally_day(example_market, DAY, retested)
+    assert (short.quota, short.total.tests, short.quota_met) == (12, 22, False)
+    enough = tally_day(example_market, DAY, [*retested, _test("last", veg, passed=False)])
+    assert enough.quota_met
+
+
+def test_a_market_without_a_quota_meets_it_without_tests(example_market: Market) -> None:
+    spec = example_market.spec.model_copy(
+        update={"food_safety": FoodSafetyPolicy(daily_test_quota=0)}
+    )
+    day = tally_day(Market(spec), DAY, [])
+    assert (day.quota, day.quota_met) == (0, True)
