@@ -30,7 +30,16 @@ from dashboard.auth import LOGOUT_PATH, Logins, Users, install_login
 from dashboard.components import Links
 from dashboard.guard import install_guard
 from dashboard.i18n import DEFAULT_LANG, Lang, t
-from dashboard.pages import audit, footfall, manage, overview, prices, trace, vendors
+from dashboard.pages import (
+    audit,
+    food_safety,
+    footfall,
+    manage,
+    overview,
+    prices,
+    trace,
+    vendors,
+)
 from dashboard.queries import DashboardData
 from marketview.live import UnknownName
 from storage._exceptions import StoreError
@@ -39,7 +48,16 @@ from storage.outage import OutageLog
 log = logging.getLogger(__name__)
 
 #: Page modules in menu order; each has PATH, TITLE_KEY, layout() and register_callbacks().
-PAGES: tuple[ModuleType, ...] = (overview, prices, trace, footfall, vendors, manage, audit)
+PAGES: tuple[ModuleType, ...] = (
+    overview,
+    prices,
+    trace,
+    food_safety,
+    footfall,
+    vendors,
+    manage,
+    audit,
+)
 _BOOTSTRAP_CSS = Path(flask_bootstrap.__file__).parent / "static" / "bootstrap5" / "css"
 STATIC_CSS = "/static/bootstrap.min.css"
 

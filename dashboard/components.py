@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 import dash_ag_grid as dag
@@ -98,3 +99,14 @@ def interval(id_: str, ms: int) -> dcc.Interval:
 
 def graph(id_: str) -> dcc.Graph:
     return dcc.Graph(id=id_, config={"displaylogo": False, "responsive": True})
+
+
+def picked_day(text: str | None) -> date | None:
+    """The day a ``dcc.DatePickerSingle`` sends; None for none or a malformed one (a
+    tampered request): the page then shows today."""
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text[:10])
+    except ValueError:
+        return None

@@ -17,7 +17,16 @@ import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
 
-from dashboard.i18n import Lang, money_text, price_text, price_unit, t, weekday_names, weight_text
+from dashboard.i18n import (
+    Lang,
+    category_name,
+    money_text,
+    price_text,
+    price_unit,
+    t,
+    weekday_names,
+    weight_text,
+)
 from dashboard.queries import MEDIAN
 
 _FONT = "Noto Sans CJK SC, PingFang SC, WenQuanYi Micro Hei, Microsoft YaHei, Helvetica, sans-serif"
@@ -234,6 +243,43 @@ def footfall_daily(frame: pd.DataFrame, lang: Lang) -> go.Figure:
     )
     fig.update_yaxes(title_text=t("people", lang))
     return _layout(fig, title, height=280)
+
+
+# -- food safety -----------------------------------------------------------------------
+
+_PASSED_COLOUR = "#2ca02c"
+
+
+def tests_by_category(frame: pd.DataFrame, lang: Lang) -> go.Figure:
+    """Batches passed and failed per category, stacked, from ``category, passed, failed, …``
+    (``dashboard.queries.tally_frame``); the hover gives the pass rate."""
+    title = t("fs.by_category", lang)
+    if frame.empty:
+        return _empty(title, lang)
+    names = [category_name(str(c), lang) for c in frame["category"].tolist()]
+    rates = ["–" if rate is None else f"{rate}%" for rate in frame["pass_rate_pct"].tolist()]
+    bars = (
+        ("passed", t("fs.passed", lang), _PASSED_COLOUR),
+        ("failed", t("fs.failed_short", lang), _MEDIAN_COLOUR),
+    )
+    fig = go.Figure(
+        [
+            go.Bar(
+                x=names,
+                y=frame[column].tolist(),
+                name=label,
+                marker_color=colour,
+                customdata=rates,
+                hovertemplate=f"%{{x}} {label} %{{y}}<br>{t('fs.pass_rate', lang)} "
+                "%{customdata}<extra></extra>",
+            )
+            for column, label, colour in bars
+        ],
+        layout=_layout_of(title, height=300),
+    )
+    fig.update_layout(barmode="stack")
+    fig.update_yaxes(title_text=t("fs.batches_tested", lang), rangemode="tozero")
+    return fig
 
 
 # -- traceability ----------------------------------------------------------------------

@@ -42,6 +42,13 @@ FOOTFALL_HEATMAP = "footfall-heatmap"
 FOOTFALL_DAILY = "footfall-daily"
 FOOTFALL_SUMMARY = "footfall-summary"
 
+# -- food safety -------------------------------------------------------------------------
+FOOD_SAFETY_TICK = "food-safety-tick"
+FOOD_SAFETY_DAY = "food-safety-day"
+FOOD_SAFETY_KPIS = "food-safety-kpis"
+FOOD_SAFETY_BY_CATEGORY = "food-safety-by-category"
+FOOD_SAFETY_FAILED = "food-safety-failed"
+
 # -- vendors & devices -------------------------------------------------------------------
 VENDORS_TICK = "vendors-tick"
 VENDORS_GRID = "vendors-grid"

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Any
 
 import dash_bootstrap_components as dbc
 from dash import Dash, Input, Output, State, dcc, html
 
 from dashboard import figures, ids, queries
-from dashboard.components import Links, card, graph
+from dashboard.components import Links, card, graph, picked_day
 from dashboard.i18n import Lang, t
 from dashboard.queries import DashboardData
 
@@ -60,7 +59,7 @@ def register_callbacks(app: Dash, data: DashboardData, links: Links) -> None:
     def day(day_text: str | None, market: str, lang_value: str | None) -> tuple[Any, ...]:
         lang = Lang.of(lang_value)
         found = data.market(market)
-        chosen = _parse_day(day_text) or queries.market_today(found, data.now())
+        chosen = picked_day(day_text) or queries.market_today(found, data.now())
         frame = queries.footfall_day(data, market, chosen)
         names = {gate.id: gate.name for gate in found.spec.gates}
         total = int(frame["people_in"].sum()) if not frame.empty else 0
@@ -79,12 +78,3 @@ def register_callbacks(app: Dash, data: DashboardData, links: Links) -> None:
             figures.footfall_heatmap(queries.footfall_heatmap(data, market), lang),
             figures.footfall_daily(queries.footfall_daily(data, market), lang),
         )
-
-
-def _parse_day(text: str | None) -> date | None:
-    if not text:
-        return None
-    try:
-        return date.fromisoformat(text[:10])
-    except ValueError:
-        return None  # a malformed date from the browser: show today instead

@@ -1,7 +1,7 @@
 """What the dashboard's pages show, asked of the store and the live view and shaped with pandas.
 
-One module per page (``overview``, ``prices``, ``trace``, ``footfall``, ``vendors``) and
-``common`` for what they share; this package re-exports their public names.
+One module per page (``overview``, ``prices``, ``trace``, ``footfall``, ``foodsafety``,
+``vendors``) and ``common`` for what they share; this package re-exports their public names.
 
 Every function takes a :class:`DashboardData` and returns plain data (frames or
 frozen dataclasses); none builds a component. Callbacks call one or two of these
@@ -30,6 +30,7 @@ from dashboard.queries.common import (
     unverified_counts,
     unverified_today,
 )
+from dashboard.queries.foodsafety import TALLY_COLUMNS, tally_frame, rapid_tests_of_day
 from dashboard.queries.footfall import footfall_daily, footfall_day, footfall_heatmap
 from dashboard.queries.overview import (
     ALERT_COLUMNS,
@@ -73,6 +74,7 @@ __all__ = [
     "GATE_SILENCE",
     "HEATMAP_WEEKS",
     "MEDIAN",
+    "TALLY_COLUMNS",
     "TREND_DAYS",
     "BoardCache",
     "BoardRows",
@@ -104,6 +106,8 @@ __all__ = [
     "read_vendors_today",
     "row_transaction",
     "sales_frame",
+    "tally_frame",
+    "rapid_tests_of_day",
     "trace_chain",
     "turnover_by_day",
     "unverified_counts",

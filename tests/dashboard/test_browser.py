@@ -16,6 +16,7 @@ from playwright.sync_api import Browser, Page, Response, expect
 from dashboard import ids
 from dashboard.auth import add_user, remove_user
 from dashboard.i18n import Lang, device_kind_name, money_text
+from marketview import foodsafety
 from marketview.pricing import yuan_per_jin, yuan_per_kg
 from schemas.messages import (
     BatchIntake,
@@ -252,6 +253,32 @@ def test_footfall_page_draws_its_three_charts(page: Page, stack: Stack) -> None:
     )
     expect(page.locator(f"#{ids.FOOTFALL_SUMMARY}")).to_contain_text("人次")
     screenshot(page, "footfall")
+
+
+def test_food_safety_page_shows_a_days_tests_and_failed_batches(page: Page, stack: Stack) -> None:
+    today = datetime.now(stack.market.tz).date()
+    days = [today - timedelta(days=back) for back in range(1, 14)]
+    tested = [foodsafety.day_of_tests(stack.store, stack.market, day) for day in days]
+    shown = next(day for day in tested if day.failed)  # 15 days of ~230 batches fail some
+    _open(page, stack, "/food-safety")
+    picker = page.locator(f"#{ids.FOOD_SAFETY_DAY}")
+    picker.fill(shown.day.isoformat())
+    picker.press("Enter")
+    expect(page.locator("#fs-batches")).to_have_text(
+        f"{shown.total.batches:,}", timeout=LOAD_TIMEOUT_MS
+    )
+    expect(page.locator("#fs-failed")).to_have_text(f"{shown.total.failed:,}")
+    expect(page.locator("#fs-quota")).to_have_text(
+        f"{shown.total.batches:,} / {shown.quota:,} 批"
+    )
+    rows = page.locator(f"#{ids.FOOD_SAFETY_FAILED} tr.fs-failed-batch")
+    expect(rows).to_have_count(len(shown.failed))
+    expect(rows.first.locator("a")).to_have_text(shown.failed[0].trace_code)
+    expect(page.locator(f"#{ids.FOOD_SAFETY_BY_CATEGORY} .bars path").first).to_be_attached()
+    picker.press("Escape")  # close the calendar before the screenshot
+    screenshot(page, "food-safety")
+    rows.first.locator("a").click()  # the failed batch's trace, on the trace page
+    expect(page.locator(f"#{ids.TRACE_QUERY}")).to_have_value(shown.failed[0].trace_code)
 
 
 def test_vendors_and_devices_page(page: Page, stack: Stack) -> None:

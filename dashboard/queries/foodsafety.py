@@ -1,0 +1,30 @@
+"""Food safety: a market day's rapid tests (``marketview.foodsafety``), shaped for the page."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pandas as pd
+
+from dashboard.queries.common import DashboardData
+from marketview import foodsafety
+from marketview.foodsafety import DayOfTests
+
+#: Columns of :func:`tally_frame`, one row per category.
+TALLY_COLUMNS = ("category", "batches", "passed", "failed", "tests", "pass_rate_pct")
+
+
+def rapid_tests_of_day(data: DashboardData, market_id: str, day: date) -> DayOfTests:
+    """The day's tests: two store reads (the day's batches and its later reports)."""
+    return foodsafety.day_of_tests(data.store, data.market(market_id), day)
+
+
+def tally_frame(day: DayOfTests) -> pd.DataFrame:
+    """The day's tally per category, in the read core's order (by category id)."""
+    return pd.DataFrame(
+        [
+            (one.category, one.batches, one.passed, one.failed, one.tests, one.pass_rate_pct)
+            for one in day.categories
+        ],
+        columns=list(TALLY_COLUMNS),
+    )
