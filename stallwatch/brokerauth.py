@@ -15,7 +15,14 @@ API process needs a client id of its own under the one user; instead the client
 id prefix ``stallwatch-`` is theirs: no device id may start with it. A third,
 ``stallwatch-admin``, may only talk to the plugin's control topic: the web app
 uses it to add, disable and enable devices' users while the broker runs
-(``stallwatch.dynsec``).
+(``stallwatch.dynsec``). A fourth, ``stallwatch-command``, may only publish to the
+devices' command topics (``schemas.commands``): what locks a failed batch on a scale
+and its vendor's screen.
+
+Scales and screens may also subscribe to their own command topic, and receive only
+that. The services' role does not receive command topics at all: ingest and the live
+view subscribe to every topic under ``markets/`` and would otherwise be sent every
+retained command at each subscription.
 
 All of this is one configuration file of Mosquitto's dynamic-security plugin,
 which, unlike a password file and ACL, can bind a user to a client id.
@@ -47,6 +54,7 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from schemas.commands import COMMAND_CHANNEL, COMMANDED_KINDS, COMMANDS, command_topic
 from schemas.credentials import CREDENTIALS_FILE, CredentialsFile
 from schemas.registry import Device, Registry
 from schemas.topics import CHANNELS, ROOT, topic_for
@@ -55,7 +63,8 @@ from storage.privatefiles import PrivateFileError, read_private, write_private
 INGEST_USER = "stallwatch-ingest"
 API_USER = "stallwatch-api"
 ADMIN_USER = "stallwatch-admin"
-SERVICE_USERS = (INGEST_USER, API_USER, ADMIN_USER)
+COMMAND_USER = "stallwatch-command"
+SERVICE_USERS = (INGEST_USER, API_USER, ADMIN_USER, COMMAND_USER)
 #: Client ids starting with this belong to the services; device ids must not.
 SERVICE_CLIENT_ID_PREFIX = "stallwatch-"
 #: Topic filter both service users may read.
@@ -65,9 +74,19 @@ SERVICE_READ_FILTER = f"{ROOT}/#"
 SERVICE_SHARED_FILTER = f"$share/+/{SERVICE_READ_FILTER}"
 SERVICE_ROLE = "stallwatch-service"
 ADMIN_ROLE = "stallwatch-broker-admin"
+COMMAND_ROLE = "stallwatch-commander"
+#: Every device's command topic, of each kind that takes commands.
+COMMAND_FILTERS = tuple(topic_for("+", kind, "+", COMMAND_CHANNEL) for kind in COMMANDED_KINDS)
+#: Command topics the services' role must not be sent (above its ``markets/#``).
+_ANY_COMMAND_FILTER = f"{ROOT}/+/+/+/{COMMAND_CHANNEL}"
 #: The dynamic-security plugin's control topics (commands, and responses under them).
 DYNSEC_CONTROL_FILTER = "$CONTROL/dynamic-security/#"
-_ROLE_OF_SERVICE = {INGEST_USER: SERVICE_ROLE, API_USER: SERVICE_ROLE, ADMIN_USER: ADMIN_ROLE}
+_ROLE_OF_SERVICE = {
+    INGEST_USER: SERVICE_ROLE,
+    API_USER: SERVICE_ROLE,
+    ADMIN_USER: ADMIN_ROLE,
+    COMMAND_USER: COMMAND_ROLE,
+}
 
 DYNSEC_FILE = "dynamic-security.json"
 PASSWORD_FILE_SUFFIX = ".password"  # noqa: S105 (a file name suffix)
@@ -216,12 +235,26 @@ def device_role(device_id: str) -> str:
     return f"device-{device_id}"
 
 
-def _acl(acltype: str, topic: str) -> dict[str, object]:
-    return {"acltype": acltype, "topic": topic, "allow": True}
+def device_acls(device: Device) -> list[dict[str, object]]:
+    """A device's role: publish to its own topics; a scale or screen also subscribes to,
+    and receives, its own command topic. Nothing else."""
+    acls = [_acl("publishClientSend", topic) for topic in device_topics(device)]
+    if device.kind in COMMANDS:
+        topic = command_topic(device.market, device.kind, device.id)
+        acls += [_acl("subscribeLiteral", topic), _acl("publishClientReceive", topic)]
+    return acls
+
+
+def _acl(acltype: str, topic: str, *, allow: bool = True, priority: int = 0) -> dict[str, object]:
+    acl: dict[str, object] = {"acltype": acltype, "topic": topic, "allow": allow}
+    if priority:
+        acl["priority"] = priority  # checked before the role's other rules (higher first)
+    return acl
 
 
 def _roles(devices: list[Device]) -> list[dict[str, object]]:
     service_acls = [
+        _acl("publishClientReceive", _ANY_COMMAND_FILTER, allow=False, priority=1),
         _acl("subscribePattern", SERVICE_READ_FILTER),
         _acl("subscribePattern", SERVICE_SHARED_FILTER),
         _acl("publishClientReceive", SERVICE_READ_FILTER),
@@ -231,13 +264,14 @@ def _roles(devices: list[Device]) -> list[dict[str, object]]:
         _acl("subscribePattern", DYNSEC_CONTROL_FILTER),
         _acl("publishClientReceive", DYNSEC_CONTROL_FILTER),
     ]
+    command_acls = [_acl("publishClientSend", topic) for topic in COMMAND_FILTERS]
     roles: list[dict[str, object]] = [
         {"rolename": SERVICE_ROLE, "acls": service_acls},
         {"rolename": ADMIN_ROLE, "acls": admin_acls},
+        {"rolename": COMMAND_ROLE, "acls": command_acls},
     ]
     for device in devices:
-        acls = [_acl("publishClientSend", topic) for topic in device_topics(device)]
-        roles.append({"rolename": device_role(device.id), "acls": acls})
+        roles.append({"rolename": device_role(device.id), "acls": device_acls(device)})
     return roles
 
 
@@ -258,8 +292,9 @@ def render_dynsec(
     """The dynamic-security plugin's configuration for these users and passwords.
 
     Nothing is allowed by default: services may subscribe to and receive
-    ``markets/#``, each device may publish to its own topics and must connect
-    with its id as client id.
+    ``markets/#`` but its command topics, the command user may publish to command
+    topics, each device may publish to its own topics (a scale or screen also read its
+    command topic) and must connect with its id as client id.
     """
     registered = registered_devices(registry)
     clients = [

@@ -6,8 +6,8 @@ web app, as ``stallwatch-admin``, sends the plugin commands over its control top
 (``$CONTROL/dynamic-security/v1``) and waits for the answers on ``…/response``.
 
 * :meth:`DynsecControl.add_device` creates the device's role (publish to its own
-  topics only, as the file's) and its user, pinned to the client id equal to its
-  name, with a new random password, returned once.
+  topics only, and read its command topic, as the file's) and its user, pinned to
+  the client id equal to its name, with a new random password, returned once.
 * :meth:`DynsecControl.disable_device` disables the user: the plugin disconnects its
   connections at once and refuses new ones. :meth:`~DynsecControl.enable_device`
   lets it back in with the same password.
@@ -29,7 +29,7 @@ from typing import Any, Final, Self
 from marketdb._exceptions import BrokerRefused
 from mqttedge import EdgeMessage, EdgeOptions, MqttEdge
 from schemas.registry import Device
-from stallwatch.brokerauth import device_role, device_topics, new_password
+from stallwatch.brokerauth import device_acls, device_role, new_password
 
 COMMAND_TOPIC: Final = "$CONTROL/dynamic-security/v1"
 RESPONSE_TOPIC: Final = f"{COMMAND_TOPIC}/response"
@@ -93,10 +93,7 @@ class DynsecControl:
         """Create the device's role and user; returns its password (shown once)."""
         password = new_password()
         role = device_role(device.id)
-        acls = [
-            {"acltype": "publishClientSend", "topic": topic, "allow": True}
-            for topic in device_topics(device)
-        ]
+        acls = device_acls(device)
         self.run(
             [
                 {"command": "deleteClient", "username": device.id},

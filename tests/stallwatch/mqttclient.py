@@ -69,9 +69,9 @@ class Client:
         self._pump_until(lambda: bool(self.subacks))
         return self.subacks.pop(0)
 
-    def publish(self, topic: str, payload: bytes) -> ReasonCode:
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> ReasonCode:
         """Publish at QoS 1 and return the broker's PUBACK reason code (always 0 on MQTT 3.1.1)."""
-        mid = self.paho.publish(topic, payload, qos=1).mid
+        mid = self.paho.publish(topic, payload, qos=1, retain=retain).mid
         self._pump_until(lambda: mid in self.pubacks)
         return self.pubacks.pop(mid)
 

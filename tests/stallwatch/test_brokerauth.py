@@ -17,12 +17,14 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
+from schemas.commands import command_topic
 from schemas.messages import DeviceKind
 from schemas.registry import Registry, load_market
 from schemas.topics import SUBSCRIPTION, topic_for
 from stallwatch.brokerauth import (
     ADMIN_USER,
     API_USER,
+    COMMAND_USER,
     CREDENTIALS_FILE,
     DYNSEC_FILE,
     INGEST_USER,
@@ -123,8 +125,9 @@ def acl_rules(files: BrokerAuthFiles) -> dict[str, list[str]]:
     rules: dict[str, list[str]] = {}
     for client in document["clients"]:
         granted = [acl for ref in client["roles"] for acl in roles[ref["rolename"]]]
-        assert all(acl["allow"] is True for acl in granted), client["username"]
-        rules[client["username"]] = [f"{acl['acltype']} {acl['topic']}" for acl in granted]
+        rules[client["username"]] = [
+            f"{'' if acl['allow'] else 'deny '}{acl['acltype']} {acl['topic']}" for acl in granted
+        ]
     return rules
 
 
@@ -186,7 +189,7 @@ def test_writes_private_files_for_every_user(two_markets: Registry, tmp_path: Pa
     creds = credentials(files)
     device_ids = {d for market in two_markets for d in market.devices}
     assert set(creds["devices"]) == device_ids
-    assert set(creds["services"]) == {INGEST_USER, API_USER, ADMIN_USER}
+    assert set(creds["services"]) == {INGEST_USER, API_USER, ADMIN_USER, COMMAND_USER}
     assert files.added_devices == (
         *("G-A", "IN-A", "P-A1", "S-A1", "S-A2"),  # market file order, then id
         *("G-B", "IN-B", "P-B1", "S-B1", "S-B2"),
@@ -246,20 +249,31 @@ def test_acl_lets_devices_write_only_their_own_channels(
     assert rules["S-A1"] == [
         "publishClientSend markets/nanmen/scales/S-A1/sale",
         "publishClientSend markets/nanmen/scales/S-A1/status",
+        "subscribeLiteral markets/nanmen/scales/S-A1/command",
+        "publishClientReceive markets/nanmen/scales/S-A1/command",
     ]
-    assert rules["P-B1"] == ["publishClientSend markets/beiguan/screens/P-B1/price"]
+    assert rules["P-B1"] == [
+        "publishClientSend markets/beiguan/screens/P-B1/price",
+        "subscribeLiteral markets/beiguan/screens/P-B1/command",
+        "publishClientReceive markets/beiguan/screens/P-B1/command",
+    ]
     assert rules["G-A"] == ["publishClientSend markets/nanmen/gates/G-A/count"]
     assert rules["IN-B"] == [
         "publishClientSend markets/beiguan/intake/IN-B/batch",
         "publishClientSend markets/beiguan/intake/IN-B/test",
     ]
     service_rules = [
+        "deny publishClientReceive markets/+/+/+/command",
         "subscribePattern markets/#",
         "subscribePattern $share/+/markets/#",
         "publishClientReceive markets/#",
     ]
     assert rules[INGEST_USER] == service_rules
     assert rules[API_USER] == service_rules
+    assert rules[COMMAND_USER] == [
+        "publishClientSend markets/+/scales/+/command",
+        "publishClientSend markets/+/screens/+/command",
+    ]
     device_rules = [
         rule
         for user, user_rules in rules.items()
@@ -267,7 +281,11 @@ def test_acl_lets_devices_write_only_their_own_channels(
         for rule in user_rules
     ]
     assert device_rules
-    assert all(rule.startswith("publishClientSend markets/") for rule in device_rules)
+    assert all(
+        rule.startswith(("publishClientSend markets/", "subscribeLiteral markets/"))
+        or (rule.startswith("publishClientReceive markets/") and rule.endswith("/command"))
+        for rule in device_rules
+    )
     assert not any("+" in rule or "#" in rule for rule in device_rules)
 
 
@@ -277,8 +295,10 @@ def test_example_market_gets_a_user_and_acl_per_device(registry: Registry, tmp_p
     devices = [device for market in registry for device in market.devices.values()]
     assert devices
     for device in devices:
-        assert rules[device.id] == [f"publishClientSend {t}" for t in device_topics(device)]
-    assert set(rules) == {INGEST_USER, API_USER, ADMIN_USER} | {device.id for device in devices}
+        assert rules[device.id][: len(device_topics(device))] == [
+            f"publishClientSend {t}" for t in device_topics(device)
+        ]
+    assert set(rules) == set(SERVICE_USERS) | {device.id for device in devices}
     assert rules[ADMIN_USER] == [
         f"{kind} $CONTROL/dynamic-security/#"
         for kind in ("publishClientSend", "subscribePattern", "publishClientReceive")
@@ -485,6 +505,7 @@ def test_api_user_reads_every_market(connect: Connect) -> None:
         sale_topic("beiguan", "S-A1"),  # own id under another market
         topic_for("nanmen", DeviceKind.GATE, "S-A1", "count"),  # own id, another kind
         topic_for("nanmen", DeviceKind.SCREEN, "P-A1", "price"),  # the vendor's own screen
+        command_topic("nanmen", DeviceKind.SCALE, "S-A1"),  # its own lock: never lifted by it
         "markets/nanmen/scales/S-A1/sale/extra",
         "elsewhere",
     ],
@@ -506,6 +527,56 @@ def test_device_cannot_publish_elsewhere(connect: Connect, ingest: Client, forbi
 def test_device_cannot_subscribe(connect: Connect, topic_filter: str) -> None:
     (granted,) = connect("S-A1").subscribe(topic_filter)
     assert granted.value == NOT_AUTHORIZED
+
+
+@pytest.mark.mosquitto
+def test_a_scale_gets_its_retained_command_when_it_subscribes(connect: Connect) -> None:
+    topic = command_topic("nanmen", DeviceKind.SCALE, "S-A2")
+    commander = connect(COMMAND_USER)
+    assert commander.publish(topic, b'{"suspended": []}', retain=True).value < NOT_AUTHORIZED
+    scale = connect("S-A2")  # connects after the command was published
+    (granted,) = scale.subscribe(topic)
+    assert granted.value == 1
+    assert scale.next_message() == (topic, b'{"suspended": []}')
+
+
+@pytest.mark.mosquitto
+@pytest.mark.parametrize(
+    "topic_filter",
+    [
+        command_topic("nanmen", DeviceKind.SCALE, "S-A2"),  # a neighbour's scale
+        command_topic("nanmen", DeviceKind.SCREEN, "P-A1"),  # its vendor's screen
+        "markets/nanmen/scales/+/command",
+    ],
+)
+def test_a_device_reads_no_other_command_topic(connect: Connect, topic_filter: str) -> None:
+    (granted,) = connect("S-A1").subscribe(topic_filter)
+    assert granted.value == NOT_AUTHORIZED
+
+
+@pytest.mark.mosquitto
+def test_the_command_user_may_publish_only_commands(connect: Connect, ingest: Client) -> None:
+    commander = connect(COMMAND_USER)
+    assert commander.publish(sale_topic("nanmen", "S-A1"), b"forged").value == NOT_AUTHORIZED
+    commander.wait_disconnected()
+    assert connect("S-A1").publish(sale_topic("nanmen", "S-A1"), b"marker").value == 0
+    assert ingest.next_message() == (sale_topic("nanmen", "S-A1"), b"marker")
+
+
+@pytest.mark.mosquitto
+def test_services_are_not_sent_commands(connect: Connect, ingest: Client) -> None:
+    """Ingest and the live view subscribe to every device topic: a command (retained, at
+    every subscription) would reach them as a message of no channel."""
+    command = command_topic("nanmen", DeviceKind.SCALE, "S-A1")
+    # Accepted (0x10, "no matching subscribers": none may be sent it yet).
+    assert connect(COMMAND_USER).publish(command, b"{}", retain=True).value < NOT_AUTHORIZED
+    assert connect("S-A1").publish(sale_topic("nanmen", "S-A1"), b"marker").value == 0
+    assert ingest.next_message() == (sale_topic("nanmen", "S-A1"), b"marker")
+    api = connect(API_USER)
+    (granted,) = api.subscribe(SUBSCRIPTION)  # the retained command is not sent either
+    assert granted.value == 1
+    assert connect("S-A1").publish(sale_topic("nanmen", "S-A1"), b"marker 2").value == 0
+    assert api.next_message() == (sale_topic("nanmen", "S-A1"), b"marker 2")
 
 
 @pytest.mark.mosquitto
