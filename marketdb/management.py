@@ -3,7 +3,7 @@ both call this, so a form and a request are refused by the same rules with the s
 
 :class:`Management` opens a transaction per call over the ``marketdb`` functions
 that make the change, and translates the database's own errors in one place
-(``_translated``). Devices' broker users follow their rows through a
+(``translated_errors``). Devices' broker users follow their rows through a
 :class:`BrokerAccounts` (Mosquitto's dynamic-security plugin in production): the
 broker is changed inside the database transaction, after the row is written and
 before it commits, so a broker that refuses leaves the registry as it was; and a
@@ -145,7 +145,7 @@ class Management:
 
     @contextmanager
     def _transaction(self) -> Iterator[Session]:
-        with _translated(), self._sessions.begin() as session:
+        with translated_errors(), self._sessions.begin() as session:
             yield session
 
     @contextmanager
@@ -404,7 +404,7 @@ def _device_of_market(session: Session, market_id: str, device_id: str) -> Devic
 
 
 @contextmanager
-def _translated() -> Iterator[None]:
+def translated_errors() -> Iterator[None]:
     """The database's errors as the market database's (the one place they are translated)."""
     try:
         yield

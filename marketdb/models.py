@@ -21,6 +21,7 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     ForeignKeyConstraint,
+    Index,
     Integer,
     MetaData,
     String,
@@ -28,6 +29,7 @@ from sqlalchemy import (
     Time,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -271,6 +273,48 @@ class AuditRow(Base):
     entity_id: Mapped[str] = mapped_column(String(NAME))
     #: What changed: JSON of the fields before and after.
     detail: Mapped[str] = mapped_column(Text)
+
+
+class BatchLockRow(Base):
+    """A batch locked on its vendor's scales and screens (``marketdb.locks``): open while
+    ``unlocked_at`` is null. Kept after the unlock, as the record of both.
+
+    No foreign key to the market: importing a market file replaces the market's rows,
+    and a food-safety record must outlive that.
+    """
+
+    __tablename__ = "batch_lock"
+    __table_args__ = (
+        CheckConstraint("reason IN ('rapid_test_failed', 'manager')", name="reason"),
+        CheckConstraint(
+            "(unlocked_at IS NULL) = (unlocked_by IS NULL)"
+            " AND (unlocked_at IS NULL) = (unlock_reason IS NULL)",
+            name="unlock_complete",
+        ),
+        Index(
+            "uq_batch_lock_open",
+            "market_id",
+            "trace_code",
+            "plu",
+            unique=True,
+            sqlite_where=text("unlocked_at IS NULL"),
+            postgresql_where=text("unlocked_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    market_id: Mapped[str] = mapped_column(String(ID), index=True)
+    trace_code: Mapped[str] = mapped_column(String(64))
+    vendor_id: Mapped[str] = mapped_column(String(ID))
+    plu: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(24))
+    #: What caused it, for people: the failed test (time, inhibition) or the manager's words.
+    cause: Mapped[str] = mapped_column(String(TEXT))
+    locked_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    locked_by: Mapped[str] = mapped_column(String(NAME))
+    unlocked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    unlocked_by: Mapped[str | None] = mapped_column(String(NAME))
+    unlock_reason: Mapped[str | None] = mapped_column(String(TEXT))
 
 
 class RegistryRevisionRow(Base):
