@@ -42,7 +42,8 @@ def test_a_lock_is_made_once_and_lifted_with_a_reason(locks: Locks, engine: Engi
     again, made_again = locks.lock("nanmen", "BATCH-1", "V-A01", "1001", reason=FAILED, cause="x")
     assert (made, made_again) == (True, False)
     assert again == first
-    assert first.open and first.locked_by == SYSTEM_ACTOR
+    assert first.open
+    assert first.locked_by == SYSTEM_ACTOR
     assert locks.open_locks("nanmen") == [first]
 
     lifted = locks.unlock("nanmen", "BATCH-1", "1001", actor="manager", reason="re-test  passed")
@@ -53,7 +54,8 @@ def test_a_lock_is_made_once_and_lifted_with_a_reason(locks: Locks, engine: Engi
     )
     assert locks.open_locks("nanmen") == []
     relocked, made = locks.lock("nanmen", "BATCH-1", "V-A01", "1001", reason=FAILED, cause="55%")
-    assert made and relocked.id != first.id
+    assert made
+    assert relocked.id != first.id
     assert [lock.open for lock in locks.of_batch("nanmen", "BATCH-1")] == [False, True]
     with session_factory(engine)() as session:
         audited = session.scalars(select(AuditRow).order_by(AuditRow.id)).all()
@@ -110,6 +112,9 @@ def test_every_scale_and_screen_is_told_its_vendors_locks(
         assert [(s.trace_code, s.plu) for s in command.suspended] == [("BATCH-1", "1001")]
         assert command.msg_id == version
     for screen in own.screens:
-        assert [s.trace_code for s in commands[(DeviceKind.SCREEN, screen)].suspended] == ["BATCH-1"]
+        assert [s.trace_code for s in commands[(DeviceKind.SCREEN, screen)].suspended] == [
+            "BATCH-1"
+        ]
     others = [c for (_k, d), c in commands.items() if d not in (*own.scales, *own.screens)]
-    assert others and all(c.suspended == () for c in others)
+    assert others
+    assert all(c.suspended == () for c in others)
