@@ -1,0 +1,180 @@
+"""Locks a batch that failed its rapid test on its vendor's scales and screens.
+
+The loop, in ``stallwatch serve``:
+
+1. A failed test arrives: an intake whose test failed, or a later report
+   (``RapidTestReport``) that failed, as the live view validates it from MQTT
+   (:meth:`LockKeeper.observe`), or handed over in-process by the intake form.
+2. The keeper records the lock in the market database (``marketdb.locks``; once per
+   batch and product however often the failure arrives).
+3. It publishes, retained at QoS 1, the new whole state of each of that vendor's scales
+   and screens (``schemas.commands.SuspendedBatches``) and waits for the broker's PUBACK.
+   A device online gets it at once; one offline gets it when it reconnects.
+
+A manager's unlock (:meth:`LockKeeper.unlock`) records it and publishes the states
+without the batch. A publish that fails leaves the lock recorded; :meth:`publish_all`
+(at start, and after a failed publish on the next :meth:`tick`) sends every device's
+state again: it is the whole state, so sending it twice is harmless.
+
+A failed test that arrived while ``serve`` was down is not seen by the live view;
+:meth:`catch_up` locks the failed tests of the last days that have no lock yet.
+A lock once lifted is not made again by the test that caused it (the manager
+decided); a new failing test locks again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Final, Protocol
+
+from marketdb.locks import BatchLock, Locks, device_commands
+from mqttedge.publisher import CommandNotSent
+from schemas.commands import SuspensionReason, command_topic
+from schemas.messages import BatchIntake, RapidTest, RapidTestReport, RapidTestResult
+from schemas.registry import Market
+from storage.interfaces.traceability import TraceabilityStore
+from storage.records import Reading
+
+log = logging.getLogger(__name__)
+
+#: How far back :meth:`LockKeeper.catch_up` looks for failed tests without a lock.
+CATCH_UP_WINDOW: Final = timedelta(days=7)
+
+
+class Publisher(Protocol):
+    """Where commands go: ``mqttedge.publisher.RetainedPublisher``. Raises
+    :class:`~mqttedge.publisher.CommandNotSent` when the broker did not take one."""
+
+    def publish(self, topic: str, payload: bytes) -> None: ...
+
+
+class LockKeeper:
+    """See the module docstring. Thread-safe: one lock or unlock is published at a time."""
+
+    def __init__(
+        self,
+        locks: Locks,
+        markets: Callable[[], Mapping[str, Market]],
+        publisher: Publisher,
+        *,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._locks = locks
+        self._markets = markets
+        self._publisher = publisher
+        self._clock = clock
+        self._publishing = threading.Lock()
+        self._unsent: set[str] = set()  # markets whose last publish failed
+
+    # -- what arrives -----------------------------------------------------------------
+    def observe(self, reading: Reading) -> None:
+        """A validated reading (the live view calls this for each): a failed test locks."""
+        message = reading.message
+        if isinstance(message, BatchIntake | RapidTestReport):
+            test = message.rapid_test
+            if test is not None and test.result is RapidTestResult.FAIL:
+                self.failed_test(
+                    reading.market,
+                    message.trace_code,
+                    message.vendor,
+                    message.plu,
+                    test,
+                    message.ts,
+                )
+
+    def failed_test(
+        self,
+        market: str,
+        trace_code: str,
+        vendor: str,
+        plu: str,
+        test: RapidTest,
+        tested_at: datetime,
+    ) -> BatchLock:
+        cause = f"rapid test {tested_at.isoformat(timespec='minutes')}: {test.inhibition_pct}%"
+        lock, made = self._locks.lock(
+            market,
+            trace_code,
+            vendor,
+            plu,
+            reason=SuspensionReason.RAPID_TEST_FAILED,
+            cause=cause,
+        )
+        if made:
+            log.warning("batch %s (%s, %s) failed its rapid test: locked", trace_code, vendor, plu)
+            self._publish_vendor(market, vendor)
+        return lock
+
+    def unlock(
+        self, market: str, trace_code: str, plu: str, *, actor: str, reason: str
+    ) -> BatchLock:
+        lifted = self._locks.unlock(market, trace_code, plu, actor=actor, reason=reason)
+        log.info("batch %s (%s) unlocked by %s: %s", trace_code, plu, actor, reason)
+        self._publish_vendor(market, lifted.vendor)
+        return lifted
+
+    # -- keeping the devices told -------------------------------------------------------
+    def publish_all(self, market: str) -> int:
+        """Send every scale's and screen's state; returns how many were sent."""
+        return self._publish(market, vendor=None)
+
+    def tick(self) -> None:
+        """Publish again what failed to go out (call it every few seconds)."""
+        for market in sorted(self._unsent):
+            self.publish_all(market)
+
+    def catch_up(self, store: TraceabilityStore, market: Market) -> list[BatchLock]:
+        """Lock the failed tests of the last :data:`CATCH_UP_WINDOW` that have no lock at
+        all (they arrived while nothing was watching)."""
+        end = self._clock()
+        start = end - CATCH_UP_WINDOW
+        failed = [
+            (b.trace_code, b.vendor, b.plu, b.ts, b.inhibition_pct)
+            for b in store.batches(market.id, start, end)
+            if b.rapid_test_passed is False and b.inhibition_pct is not None
+        ] + [
+            (r.trace_code, r.vendor, r.plu, r.ts, r.inhibition_pct)
+            for r in store.rapid_tests(market.id, start, end)
+            if not r.passed
+        ]
+        made = []
+        for trace_code, vendor, plu, tested_at, pct in failed:
+            if self._locks.of_batch(market.id, trace_code):
+                continue  # locked already, or locked and lifted by a manager
+            test = RapidTest(result=RapidTestResult.FAIL, inhibition_pct=pct)
+            made.append(self.failed_test(market.id, trace_code, vendor, plu, test, tested_at))
+        return made
+
+    def _publish_vendor(self, market: str, vendor: str) -> None:
+        self._publish(market, vendor=vendor)
+
+    def _publish(self, market_id: str, *, vendor: str | None) -> int:
+        market = self._markets().get(market_id)
+        if market is None:
+            return 0
+        with self._publishing:
+            commands = device_commands(
+                market,
+                self._locks.open_locks(market_id),
+                version=self._locks.state_version(market_id),
+                now=self._clock(),
+            )
+            sent = 0
+            for (kind, device_id), command in commands.items():
+                if vendor is not None and market.devices[device_id].vendor != vendor:
+                    continue
+                try:
+                    self._publisher.publish(
+                        command_topic(market_id, kind, device_id),
+                        command.model_dump_json().encode(),
+                    )
+                except CommandNotSent as exc:  # the state stays recorded: the next tick resends
+                    log.warning("commands of %s not sent, retrying: %s", market_id, exc)
+                    self._unsent.add(market_id)
+                    return sent
+                sent += 1
+            self._unsent.discard(market_id)
+            return sent

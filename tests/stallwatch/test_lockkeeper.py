@@ -1,0 +1,163 @@
+"""A failed rapid test locks the batch on its vendor's scale and screen, through a real
+Mosquitto with the generated access rules, as the devices receive it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from marketdb.database import open_database, session_factory
+from marketdb.locks import Locks
+from mqttedge.client import EdgeOptions
+from mqttedge.publisher import CommandNotSent, RetainedPublisher
+from schemas.commands import command_topic
+from schemas.messages import DeviceKind, RapidTest, RapidTestReport, RapidTestResult
+from schemas.registry import Market, Registry
+from stallwatch.brokerauth import COMMAND_USER, write_broker_auth
+from stallwatch.localservices import Mosquitto, mosquitto
+from stallwatch.lockkeeper import LockKeeper
+from storage.records import Reading
+from tests.stallwatch.mqttclient import Client
+from tests.stallwatch.test_brokerauth import dynsec_conf
+
+NOW = datetime(2026, 11, 27, 3, 0, tzinfo=UTC)
+FAIL = RapidTest(result=RapidTestResult.FAIL, inhibition_pct=Decimal("61.5"))
+
+
+@dataclass(frozen=True)
+class Broker:
+    server: Mosquitto
+    passwords: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory, example_market: Market) -> Iterator[Broker]:
+    root = tmp_path_factory.mktemp("lockkeeper")
+    files = write_broker_auth(Registry([example_market]), root / "auth")
+    creds = json.loads(files.credentials.read_text())
+    with mosquitto(root / "mosquitto", extra_conf=dynsec_conf(files.dynsec)) as server:
+        assert isinstance(server, Mosquitto)
+        yield Broker(server, {**creds["services"], **creds["devices"]})
+
+
+@pytest.fixture
+def publisher(broker: Broker) -> Iterator[RetainedPublisher]:
+    options = EdgeOptions(
+        "127.0.0.1",
+        broker.server.port,
+        f"{COMMAND_USER}-test",
+        username=COMMAND_USER,
+        password=broker.passwords[COMMAND_USER],
+    )
+    publisher = RetainedPublisher(options)
+    publisher.start()
+    yield publisher
+    publisher.close()
+
+
+@pytest.fixture
+def keeper(database_url: str, example_market: Market, publisher: RetainedPublisher) -> LockKeeper:
+    locks = Locks(session_factory(open_database(database_url)))
+    return LockKeeper(locks, lambda: {example_market.id: example_market}, publisher, clock=_now)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _vendor(market: Market) -> Any:
+    return next(v for v in market.spec.vendors if v.scales and v.screens and v.products)
+
+
+def _device(broker: Broker, device: str) -> Client:
+    client = Client(broker.server.port, device, broker.passwords[device], client_id=device)
+    assert client.connect().value == 0
+    return client
+
+
+def _command(client: Client) -> dict[str, Any]:
+    _topic, payload = client.next_message()
+    return dict(json.loads(payload))
+
+
+def _failed_report(market: Market, vendor: Any, code: str) -> Reading:
+    report = RapidTestReport(
+        msg_id=1, ts=NOW, trace_code=code, vendor=vendor.id, plu=vendor.products[0], rapid_test=FAIL
+    )
+    return Reading(market.id, market.spec.intake[0].id, 0, report)
+
+
+def test_a_failed_test_locks_on_the_vendors_scale_and_screen_until_unlocked(
+    broker: Broker, keeper: LockKeeper, example_market: Market
+) -> None:
+    vendor = _vendor(example_market)
+    code = f"LOCK-{vendor.id}-1"
+    keeper.observe(_failed_report(example_market, vendor, code))
+    keeper.observe(_failed_report(example_market, vendor, code))  # delivered twice: one lock
+
+    # The scale was offline: it connects after the lock, and the broker hands it over.
+    scale = _device(broker, vendor.scales[0])
+    (granted,) = scale.subscribe(
+        command_topic(example_market.id, DeviceKind.SCALE, vendor.scales[0])
+    )
+    assert granted.value == 1
+    locked = _command(scale)
+    assert [(s["trace_code"], s["plu"], s["reason"]) for s in locked["suspended"]] == [
+        (code, vendor.products[0], "rapid_test_failed")
+    ]
+    screen = _device(broker, vendor.screens[0])
+    screen.subscribe(command_topic(example_market.id, DeviceKind.SCREEN, vendor.screens[0]))
+    assert _command(screen)["suspended"] == locked["suspended"]
+
+    keeper.unlock(
+        example_market.id, code, vendor.products[0], actor="manager", reason="re-test passed"
+    )
+    released = _command(scale)  # connected: it gets the new state at once
+    assert released["suspended"] == []
+    assert released["msg_id"] > locked["msg_id"]
+
+
+def test_publish_all_tells_every_scale_and_screen_of_the_market(
+    broker: Broker, keeper: LockKeeper, example_market: Market
+) -> None:
+    other = next(
+        v for v in example_market.spec.vendors if v.scales and v != _vendor(example_market)
+    )
+    sent = keeper.publish_all(example_market.id)
+    commanded = [
+        d
+        for d in example_market.devices.values()
+        if d.kind in (DeviceKind.SCALE, DeviceKind.SCREEN) and d.vendor is not None
+    ]
+    assert sent == len(commanded)
+    scale = _device(broker, other.scales[0])
+    scale.subscribe(command_topic(example_market.id, DeviceKind.SCALE, other.scales[0]))
+    assert _command(scale)["suspended"] == []
+
+
+def test_a_command_the_broker_refuses_is_not_taken_for_sent(
+    broker: Broker, example_market: Market
+) -> None:
+    # The API's user may not publish commands: the broker's PUBACK says so.
+    options = EdgeOptions(
+        "127.0.0.1",
+        broker.server.port,
+        "stallwatch-api-test",
+        username="stallwatch-api",
+        password=broker.passwords["stallwatch-api"],
+    )
+    publisher = RetainedPublisher(options)
+    publisher.start()
+    try:
+        with pytest.raises(CommandNotSent, match="refused"):
+            publisher.publish(
+                command_topic(example_market.id, DeviceKind.SCALE, "any"), b'{"suspended": []}'
+            )
+    finally:
+        publisher.close()
