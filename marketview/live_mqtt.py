@@ -57,6 +57,7 @@ class LiveView(LiveState):
         *,
         clock: Callable[[], datetime] = _utc_now,
         limits: Limits | None = None,
+        on_reading: Callable[[Reading], None] | None = None,
         resync_interval_s: float = 300.0,
         retry_interval_s: float = 5.0,
         reconnect_backoff: Backoff = LIVE_RECONNECT_BACKOFF,
@@ -67,6 +68,9 @@ class LiveView(LiveState):
         super().__init__(registry, clock=clock)
         self._store = store
         self._validator = Validator(self._source, limits)
+        #: Called with each valid reading from MQTT, on the MQTT thread: it must not block
+        #: (the lock keeper only queues the rare failed test).
+        self._on_reading = on_reading
         self._resync_interval_s = resync_interval_s
         self._retry_interval_s = retry_interval_s
         self._stopping = threading.Event()
@@ -165,3 +169,5 @@ class LiveView(LiveState):
         checked = self._validator.check(topic, payload, received_ns)
         if isinstance(checked, Reading):
             self.apply(checked)
+            if self._on_reading is not None:
+                self._on_reading(checked)

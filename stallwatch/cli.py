@@ -212,7 +212,12 @@ def _run_serve(args: argparse.Namespace) -> int:
     from marketview.live_mqtt import LiveView
     from stallwatch.options import limits, live_mqtt_options, registry_source
     from stallwatch.stores import open_store
-    from stallwatch.webapp import create_web_app, freeze_startup_heap, open_management
+    from stallwatch.webapp import (
+        create_web_app,
+        freeze_startup_heap,
+        open_lock_keeper,
+        open_management,
+    )
 
     settings = settings_from(
         args,
@@ -231,9 +236,19 @@ def _run_serve(args: argparse.Namespace) -> int:
     # uvicorn handles SIGINT/SIGTERM while it serves and re-raises them afterwards; these
     # handlers catch that, so the live view and the store are still closed in order.
     _stop_on_signals()
-    with open_store(settings) as store, open_management(settings, store) as management:
+    with (
+        open_store(settings) as store,
+        open_management(settings, store) as management,
+        open_lock_keeper(settings, management, registry, store) as keeper,
+    ):
         mqtt = live_mqtt_options(settings)
-        live = LiveView(registry, store, mqtt, limits=limits(settings))
+        live = LiveView(
+            registry,
+            store,
+            mqtt,
+            limits=limits(settings),
+            on_reading=None if keeper is None else keeper.observe,
+        )
         live.start()
         try:
             app = create_web_app(

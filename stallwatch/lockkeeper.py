@@ -25,16 +25,19 @@ decided); a new failing test locks again.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Final, Protocol
 
+from marketdb._exceptions import MarketDatabaseError
 from marketdb.locks import BatchLock, Locks, device_commands
 from mqttedge.publisher import CommandNotSent
 from schemas.commands import SuspensionReason, command_topic
 from schemas.messages import BatchIntake, RapidTest, RapidTestReport, RapidTestResult
 from schemas.registry import Market
+from storage._exceptions import StoreError
 from storage.interfaces.traceability import TraceabilityStore
 from storage.records import Reading
 
@@ -42,6 +45,25 @@ log = logging.getLogger(__name__)
 
 #: How far back :meth:`LockKeeper.catch_up` looks for failed tests without a lock.
 CATCH_UP_WINDOW: Final = timedelta(days=7)
+#: Failed tests waiting for the keeper's thread. Failures are rare (a few a day); a
+#: full queue means the market database is down, and what is dropped is logged and
+#: locked by the next start's catch-up.
+QUEUE_SIZE: Final = 1_000
+#: Seconds between resends of states that failed to go out.
+TICK_S: Final = 5.0
+
+
+def failed_test_in(
+    reading: Reading,
+) -> tuple[BatchIntake | RapidTestReport, RapidTest] | None:
+    """The batch and its failed test, if the reading is an intake or a report that failed."""
+    message = reading.message
+    if not isinstance(message, BatchIntake | RapidTestReport):
+        return None
+    test = message.rapid_test
+    if test is None or test.result is not RapidTestResult.FAIL:
+        return None
+    return message, test
 
 
 class Publisher(Protocol):
@@ -72,18 +94,11 @@ class LockKeeper:
     # -- what arrives -----------------------------------------------------------------
     def observe(self, reading: Reading) -> None:
         """A validated reading (the live view calls this for each): a failed test locks."""
-        message = reading.message
-        if isinstance(message, BatchIntake | RapidTestReport):
-            test = message.rapid_test
-            if test is not None and test.result is RapidTestResult.FAIL:
-                self.failed_test(
-                    reading.market,
-                    message.trace_code,
-                    message.vendor,
-                    message.plu,
-                    test,
-                    message.ts,
-                )
+        found = failed_test_in(reading)
+        if found is not None:
+            message, test = found
+            batch = (message.trace_code, message.vendor, message.plu)
+            self.failed_test(reading.market, *batch, test, message.ts)
 
     def failed_test(
         self,
@@ -148,6 +163,16 @@ class LockKeeper:
             made.append(self.failed_test(market.id, trace_code, vendor, plu, test, tested_at))
         return made
 
+    def start_up(self, store: TraceabilityStore) -> None:
+        """At start: lock what failed while nothing watched, then tell every device its
+        state (a broker that lost its retained messages gets them back)."""
+        for market in self._markets().values():
+            try:
+                self.catch_up(store, market)
+            except StoreError as exc:
+                log.warning("missed failures of %s not looked for: %s", market.id, exc)
+            self.publish_all(market.id)
+
     def _publish_vendor(self, market: str, vendor: str) -> None:
         self._publish(market, vendor=vendor)
 
@@ -178,3 +203,71 @@ class LockKeeper:
                 sent += 1
             self._unsent.discard(market_id)
             return sent
+
+
+class KeeperThread:
+    """Runs a :class:`LockKeeper` on a thread of its own, so the live view's MQTT thread
+    only hands over the (rare) failed tests and never waits for the database or a PUBACK.
+
+    Bounded queue; a failed test that finds it full is dropped with a log line (the next
+    start's :meth:`LockKeeper.catch_up` locks it).
+    """
+
+    def __init__(
+        self,
+        keeper: LockKeeper,
+        *,
+        on_start: Callable[[], None] | None = None,
+        tick_s: float = TICK_S,
+    ) -> None:
+        self.keeper = keeper
+        self._on_start = on_start
+        self._tick_s = tick_s
+        self._queue: queue.Queue[Reading | None] = queue.Queue(QUEUE_SIZE)
+        self._thread = threading.Thread(target=self._run, name="lock-keeper", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+
+    def observe(self, reading: Reading) -> None:
+        """Hand over a reading if it is a failed test; anything else costs nothing."""
+        found = failed_test_in(reading)
+        if found is None:
+            return
+        try:
+            self._queue.put_nowait(reading)
+        except queue.Full:
+            log.error(
+                "lock queue full: batch %s not locked now (catch-up at the next start)",
+                found[0].trace_code,
+            )
+
+    def _run(self) -> None:
+        if self._on_start is not None:
+            try:
+                self._on_start()
+            except MarketDatabaseError as exc:
+                log.error("lock states not published at start, the market database failed: %s", exc)
+        while True:
+            try:
+                reading = self._queue.get(timeout=self._tick_s)
+            except queue.Empty:
+                self._resend()
+                continue
+            if reading is None:
+                return
+            try:
+                self.keeper.observe(reading)
+            except MarketDatabaseError as exc:
+                log.error("batch not locked, the market database failed: %s", exc)
+            self._resend()
+
+    def _resend(self) -> None:
+        try:
+            self.keeper.tick()
+        except MarketDatabaseError as exc:
+            log.warning("lock states not resent, the market database failed: %s", exc)

@@ -78,6 +78,25 @@ def broker_admin_options(settings: Settings) -> EdgeOptions | None:
     )
 
 
+def command_mqtt_options(settings: Settings) -> EdgeOptions:
+    """The lock keeper's connection: ``stallwatch-command`` when its password file is set
+    (a broker with stallwatch's access rules), else the MQTT credentials (a broker without
+    authentication, as the demo's)."""
+    from stallwatch.brokerauth import COMMAND_USER
+
+    client_id = f"{COMMAND_USER}-{secrets.token_hex(4)}"
+    if settings.mqtt_command_password_file is None:
+        return _broker(settings, client_id=client_id)
+    return EdgeOptions(
+        host=settings.mqtt_host,
+        port=settings.mqtt_port,
+        client_id=client_id,
+        protocol=settings.mqtt_protocol,
+        username=COMMAND_USER,
+        password=settings.mqtt_command_password_file.read_text(encoding="utf-8").strip(),
+    )
+
+
 def initial_registry(settings: Settings) -> Registry:
     """The registry as :func:`registry_source` finds it now."""
     return registry_source(settings).current()

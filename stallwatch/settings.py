@@ -83,6 +83,12 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL of the market database (markets, vendors, devices): "
         "sqlite:///PATH, or postgresql+psycopg://user@host/db for several processes.",
     )
+    mqtt_command_password_file: Path | None = Field(
+        default=None,
+        description="Password file of the broker's stallwatch-command user (stallwatch "
+        "broker-auth writes it): the web app locks a batch that failed its rapid test on its "
+        "vendor's scales and screens as that user. Unset: with the MQTT credentials above.",
+    )
     mqtt_admin_password_file: Path | None = Field(
         default=None,
         description="Password file of the broker's stallwatch-admin user (stallwatch "

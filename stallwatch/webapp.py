@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -29,14 +29,17 @@ from dashboard.auth import DatabaseUsers, Logins, check_exposure
 from dashboard.queries import DashboardData
 from ingest.validate import Validator
 from marketview.live_mqtt import LiveView
-from schemas.registry import FixedRegistry, Registry, RegistrySource
-from stallwatch.options import api_options, broker_admin_options, limits
+from schemas.registry import FixedRegistry, Market, Registry, RegistrySource
+from stallwatch.options import api_options, broker_admin_options, command_mqtt_options, limits
 from stallwatch.settings import Settings
 from storage.base import Store
 from storage.outage import OutageLog
 
 if TYPE_CHECKING:
     from marketdb.management import Management
+    from stallwatch.lockkeeper import KeeperThread
+
+log = logging.getLogger(__name__)
 
 DASHBOARD_PATH = "/dashboard"
 #: Threads serving dashboard requests; each callback is a few store queries.
@@ -126,6 +129,41 @@ def create_web_app(
     wsgi = cast(ASGIApp, WSGIMiddleware(dashboard.server, workers=DASHBOARD_WORKERS))
     app.mount(DASHBOARD_PATH, wsgi)
     return app
+
+
+@contextmanager
+def open_lock_keeper(
+    settings: Settings,
+    management: Management | None,
+    registry: Registry | RegistrySource,
+    store: Store,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> Iterator[KeeperThread | None]:
+    """The lock keeper (``stallwatch.lockkeeper``) on its thread, publishing as
+    ``stallwatch-command``; hand its ``observe`` to the live view. None without the
+    market database, where locks are kept: a failed batch is then alerted, not locked."""
+    if management is None:
+        log.info("markets from files: a batch that fails its rapid test is not locked")
+        yield None
+        return
+    from marketdb.locks import Locks
+    from mqttedge.publisher import RetainedPublisher
+    from stallwatch.lockkeeper import KeeperThread, LockKeeper
+
+    def markets() -> Mapping[str, Market]:
+        current = registry if isinstance(registry, Registry) else registry.current()
+        return current.markets
+
+    publisher = RetainedPublisher(command_mqtt_options(settings))
+    publisher.start()
+    keeper = LockKeeper(Locks(management.sessions, clock=now), markets, publisher, clock=now)
+    thread = KeeperThread(keeper, on_start=lambda: keeper.start_up(store))
+    thread.start()
+    try:
+        yield thread
+    finally:
+        thread.stop()
+        publisher.close()
 
 
 @contextmanager

@@ -8,21 +8,31 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from marketdb.database import open_database, session_factory
 from marketdb.locks import Locks
+from marketdb.management import Management
+from marketview.live_mqtt import LiveView
 from mqttedge.client import EdgeOptions
 from mqttedge.publisher import CommandNotSent, RetainedPublisher
 from schemas.commands import command_topic
 from schemas.messages import DeviceKind, RapidTest, RapidTestReport, RapidTestResult
 from schemas.registry import Market, Registry
+from schemas.topics import topic_for
 from stallwatch.brokerauth import COMMAND_USER, write_broker_auth
 from stallwatch.localservices import Mosquitto, mosquitto
 from stallwatch.lockkeeper import LockKeeper
+from stallwatch.options import live_mqtt_options
+from stallwatch.settings import Settings
+from stallwatch.webapp import open_lock_keeper
 from storage.records import Reading
+from storage.sqlite import SQLiteStore
+from tests.conftest import EXAMPLE_MARKET
+from tests.ingest.helpers import wait_until
 from tests.stallwatch.mqttclient import Client
 from tests.stallwatch.test_brokerauth import dynsec_conf
 
@@ -86,9 +96,9 @@ def _command(client: Client) -> dict[str, Any]:
     return dict(json.loads(payload))
 
 
-def _failed_report(market: Market, vendor: Any, code: str) -> Reading:
+def _failed_report(market: Market, vendor: Any, code: str, *, ts: datetime = NOW) -> Reading:
     report = RapidTestReport(
-        msg_id=1, ts=NOW, trace_code=code, vendor=vendor.id, plu=vendor.products[0], rapid_test=FAIL
+        msg_id=1, ts=ts, trace_code=code, vendor=vendor.id, plu=vendor.products[0], rapid_test=FAIL
     )
     return Reading(market.id, market.spec.intake[0].id, 0, report)
 
@@ -161,3 +171,44 @@ def test_a_command_the_broker_refuses_is_not_taken_for_sent(
             )
     finally:
         publisher.close()
+
+
+def test_serve_locks_a_batch_whose_report_fails_over_mqtt(
+    tmp_path: Path, example_market: Market
+) -> None:
+    """The loop as ``stallwatch serve`` wires it: intake desk → broker → live view →
+    keeper → market database → retained command → the vendor's scale."""
+    vendor = _vendor(example_market)
+    registry = Registry([example_market])
+    with (
+        mosquitto(tmp_path / "mosquitto", persistence=False) as server,
+        SQLiteStore(tmp_path / "store.db") as store,
+    ):
+        settings = Settings(mqtt_url=server.url, markets=(EXAMPLE_MARKET,))
+        management = Management(
+            session_factory(open_database(f"sqlite:///{tmp_path / 'market.db'}"))
+        )
+        with open_lock_keeper(settings, management, registry, store) as keeper:
+            assert keeper is not None
+            live = LiveView(registry, store, live_mqtt_options(settings), on_reading=keeper.observe)
+            live.start()
+            try:
+                wait_until(lambda: live.connected, timeout=20, what="live view subscribed")
+                scale = Client(server.port, "scale", None, client_id=vendor.scales[0])
+                assert scale.connect().value == 0
+                scale.subscribe(
+                    command_topic(example_market.id, DeviceKind.SCALE, vendor.scales[0])
+                )
+                assert _command(scale)["suspended"] == []  # told its state at start
+
+                desk = example_market.spec.intake[0].id
+                report = _failed_report(example_market, vendor, "LOOP-0001", ts=_now()).message
+                intake = Client(server.port, "desk", None, client_id=desk)
+                assert intake.connect().value == 0
+                topic = topic_for(example_market.id, DeviceKind.INTAKE, desk, "test")
+                intake.publish(topic, report.model_dump_json().encode())
+
+                locked = _command(scale)
+                assert [s["trace_code"] for s in locked["suspended"]] == ["LOOP-0001"]
+            finally:
+                live.stop()
