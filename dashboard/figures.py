@@ -285,16 +285,22 @@ def tests_by_category(frame: pd.DataFrame, lang: Lang) -> go.Figure:
 # -- traceability ----------------------------------------------------------------------
 
 
+#: The intake's test on the timeline: passed, failed, not tested at intake (None).
+_TEST_TEXT = {True: "trace.passed", False: "trace.failed", None: "trace.untested"}
+_TEST_COLOUR = {True: _QUANTITY_COLOUR, False: "#d62728", None: "#7f7f7f"}
+
+
 def trace_timeline(
     sales: pd.DataFrame,
     lang: Lang,
     *,
     intake: datetime,
     quantity_g: int,
-    passed: bool,
+    passed: bool | None,
     vendor_label: str,
 ) -> go.Figure:
-    """The batch's life: intake and its test, then every sale and the running total sold.
+    """The batch's life: intake and its test (``passed`` None: not tested at intake), then
+    every sale and the running total sold.
 
     ``sales`` is ``ts, scale, weight_g, total_fen, sold_g`` in time order. The
     line of quantity taken in is what the running total must stay under.
@@ -312,7 +318,7 @@ def trace_timeline(
             hovertemplate=weight_text(quantity_g, lang) + "<extra></extra>",
         )
     )
-    test = t("trace.passed", lang) if passed else t("trace.failed", lang)
+    test = t(_TEST_TEXT[passed], lang)
     fig.add_trace(
         go.Scatter(
             x=[intake],
@@ -324,7 +330,7 @@ def trace_timeline(
             marker={
                 "size": 14,
                 "symbol": "diamond",
-                "color": _QUANTITY_COLOUR if passed else "#d62728",
+                "color": _TEST_COLOUR[passed],
             },
             hovertemplate=f"{t('trace.rapid_test', lang)}: {test}<extra></extra>",
         )

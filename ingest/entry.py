@@ -120,7 +120,9 @@ def _payload(fields: Mapping[str, Any], received_ns: int) -> bytes:
 
 
 def _content_of_row(row: BatchRow) -> dict[str, object]:
-    result = RapidTestResult.PASS if row.rapid_test_passed else RapidTestResult.FAIL
+    result = None
+    if row.rapid_test_passed is not None:  # None: not tested at intake
+        result = RapidTestResult.PASS if row.rapid_test_passed else RapidTestResult.FAIL
     return {
         "vendor": row.vendor,
         "plu": row.plu,
@@ -134,6 +136,7 @@ def _content_of_row(row: BatchRow) -> dict[str, object]:
 
 
 def _content_of_message(message: BatchIntake) -> dict[str, object]:
+    test = message.rapid_test
     return {
         "vendor": message.vendor,
         "plu": message.plu,
@@ -141,8 +144,8 @@ def _content_of_message(message: BatchIntake) -> dict[str, object]:
         "supplier": message.supplier,
         "quantity_g": message.quantity_g,
         "certificate_no": message.certificate_no,
-        "rapid_test.result": message.rapid_test.result,
-        "rapid_test.inhibition_pct": message.rapid_test.inhibition_pct,
+        "rapid_test.result": None if test is None else test.result,
+        "rapid_test.inhibition_pct": None if test is None else test.inhibition_pct,
     }
 
 

@@ -21,8 +21,9 @@ BatchBalances = Callable[[str, datetime, datetime], list[BatchBalanceRow]]
 
 
 def on_hand(row: BatchBalanceRow) -> bool:
-    """Passed its test (a failed batch may not be sold at all) and not sold out."""
-    return row.rapid_test_passed and row.sold_g < row.quantity_g
+    """Not failed at intake (a failed batch may not be sold at all; one not tested at
+    intake is on sale) and not sold out."""
+    return row.rapid_test_passed is not False and row.sold_g < row.quantity_g
 
 
 def batches_on_hand(balances: BatchBalances, market: str, vendor: str, now: datetime) -> list[str]:

@@ -254,7 +254,22 @@ def examples() -> dict[type[DeviceMessage], list[Example]]:
                         result=RapidTestResult.PASS, inhibition_pct=Decimal("12.5")
                     ),
                 ),
-            )
+            ),
+            Example(
+                "batch-untested",
+                "120 kg of pork belly, not rapid-tested at intake (markets test a sample).",
+                BatchIntake(
+                    msg_id=79,
+                    ts=_MORNING - timedelta(hours=1, minutes=55),
+                    trace_code="SG20250516-0051",
+                    vendor="v-liu",
+                    plu="2001",
+                    origin="河南漯河",
+                    supplier="双汇冷链配送 3号车",
+                    quantity_g=120_000,
+                    certificate_no="DQ-4111-2025-0516-027",
+                ),
+            ),
         ],
         RapidTestReport: [
             Example(

@@ -252,7 +252,12 @@ class BatchIntake(_Message):
         description="Quantity received, grams."
     )
     certificate_no: Text = Field(description="Origin/quarantine certificate number (合格证).")
-    rapid_test: RapidTest
+    #: Markets rapid-test a sample of their batches (a daily quota), not every one, so most
+    #: batches come in without a test: absent (or null) means not tested at intake.
+    rapid_test: RapidTest | None = Field(
+        default=None,
+        description="Pesticide-residue rapid test at intake; absent if the batch was not tested.",
+    )
 
 
 class RapidTestReport(_Message):

@@ -109,7 +109,14 @@ class BatchRegistration(BaseModel):
         description="Quantity received, grams."
     )
     certificate_no: Text = Field(description="Origin/quarantine certificate number (合格证).")
-    rapid_test: Annotated[RapidTest, WithJsonSchema(RAPID_TEST_SCHEMA, mode="validation")]
+    rapid_test: Annotated[
+        RapidTest | None,
+        WithJsonSchema({"anyOf": [RAPID_TEST_SCHEMA, {"type": "null"}]}, mode="validation"),
+    ] = Field(
+        default=None,
+        description="The rapid test at intake, both fields; absent or null: not tested "
+        "(markets test a sample of their batches).",
+    )
 
 
 class RapidTestOut(BaseModel):
@@ -129,7 +136,7 @@ class BatchOut(BaseModel):
     supplier: str
     quantity_g: int
     certificate_no: str
-    rapid_test: RapidTestOut
+    rapid_test: RapidTestOut | None = Field(description="Null: not tested at intake.")
     ts: datetime = Field(description="Intake time (device time, to the millisecond).")
     msg_id: int
     received_at: datetime
@@ -180,7 +187,6 @@ def register_batch(
 
 
 def _batch_out(row: BatchRow) -> BatchOut:
-    result = RapidTestResult.PASS if row.rapid_test_passed else RapidTestResult.FAIL
     return BatchOut(
         market=row.market,
         station=row.station,
@@ -191,8 +197,15 @@ def _batch_out(row: BatchRow) -> BatchOut:
         supplier=row.supplier,
         quantity_g=row.quantity_g,
         certificate_no=row.certificate_no,
-        rapid_test=RapidTestOut(result=result, inhibition_pct=row.inhibition_pct),
+        rapid_test=_test_out(row),
         ts=row.ts,
         msg_id=row.msg_id,
         received_at=from_ns(row.received_ns),
     )
+
+
+def _test_out(row: BatchRow) -> RapidTestOut | None:
+    if row.rapid_test_passed is None or row.inhibition_pct is None:
+        return None  # not tested at intake
+    result = RapidTestResult.PASS if row.rapid_test_passed else RapidTestResult.FAIL
+    return RapidTestOut(result=result, inhibition_pct=row.inhibition_pct)

@@ -93,7 +93,10 @@ class Batch(BaseModel):
     origin: str = Field(description="Place of origin (产地).")
     supplier: str = Field(description="Supplier or wholesaler.")
     certificate_no: str = Field(description="Origin/quarantine certificate number (合格证).")
-    rapid_test: RapidTestResult
+    rapid_test: RapidTestResult | None = Field(
+        description="The pesticide rapid test at intake; null: not tested at intake (markets "
+        "test a sample of their batches), which is not a pass."
+    )
     quantity_g: int = Field(description="Quantity taken in, grams.")
     intake_at: datetime = Field(description="Intake time, in the market's time zone.")
     station: str = Field(description="Intake station that registered the batch.")
@@ -401,14 +404,19 @@ def _batch(market: Market, row: BatchRow) -> Batch:
         origin=row.origin,
         supplier=row.supplier,
         certificate_no=row.certificate_no,
-        rapid_test=RapidTestResult(
-            result="pass" if row.rapid_test_passed else "fail",
-            inhibition_pct=str(row.inhibition_pct),
-        ),
+        rapid_test=_rapid_test(row),
         quantity_g=row.quantity_g,
         intake_at=row.ts.astimezone(market.tz),
         station=row.station,
         vendor=_vendor(market, row.vendor),
+    )
+
+
+def _rapid_test(row: BatchRow) -> RapidTestResult | None:
+    if row.rapid_test_passed is None or row.inhibition_pct is None:
+        return None  # not tested at intake
+    return RapidTestResult(
+        result="pass" if row.rapid_test_passed else "fail", inhibition_pct=str(row.inhibition_pct)
     )
 
 

@@ -1,9 +1,12 @@
-"""The intake desk's form: staff register a batch and its rapid-test result.
+"""The intake desk's form: staff register a batch and, if it was tested, its rapid test.
 
 The entry goes through ``ingest.entry`` as the desk's own MQTT message would, so
 the form and the HTTP API accept and refuse the same batches. The quantity is
-entered in kilograms (Decimal, up to the gram); the test's result follows from
-the inhibition rate (GB/T 5009.199: 50 % or more fails).
+entered in kilograms (Decimal, up to the gram). Markets test a sample of their
+batches: a batch entered without a test result and rate was not tested at intake.
+A test is its result and its inhibition rate together (the validator checks they
+agree, GB/T 5009.199: 50 % or more fails); one without the other is refused, so
+a forgotten field never registers a tested batch as untested.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from dashboard.i18n import Lang, t
 from dashboard.queries import DashboardData
 from ingest import entry
 from ingest.validate import Validator
-from schemas.messages import FAIL_INHIBITION_PCT, RapidTestResult
+from schemas.messages import RapidTestResult
 
 FORM = "intake-form"
 SAVE = "intake-save"
@@ -43,6 +46,14 @@ def layout(data: DashboardData, market: str, lang: Lang) -> html.Div:
         "supplier": dbc.Input(type="text"),
         "quantity_kg": dbc.Input(type="text", inputMode="decimal"),
         "certificate_no": dbc.Input(type="text"),
+        # Empty (with an empty rate): not tested at intake.
+        "rapid_test_result": dcc.Dropdown(
+            options=[
+                {"label": t("intake.result_pass", lang), "value": RapidTestResult.PASS.value},
+                {"label": t("intake.result_fail", lang), "value": RapidTestResult.FAIL.value},
+            ],
+            placeholder=t("intake.not_tested", lang),
+        ),
         "inhibition_pct": dbc.Input(type="text", inputMode="decimal"),
     }
     fields = []
@@ -58,20 +69,19 @@ def layout(data: DashboardData, market: str, lang: Lang) -> html.Div:
     )
 
 
-def entry_fields(values: dict[str, Any]) -> dict[str, Any] | Outcome:
-    """The form as a batch message's fields (grams, the result from the rate), or the
-    number fields that are not numbers."""
+def entry_fields(values: dict[str, Any], lang: Lang) -> dict[str, Any] | Outcome:
+    """The form as a batch message's fields (grams; the test, if any), or the fields at
+    fault: numbers that are not numbers, half a test."""
     errors: dict[str, str] = {}
     grams = _decimal(values.get("quantity_kg"), "quantity_kg", errors)
-    rate = _decimal(values.get("inhibition_pct"), "inhibition_pct", errors)
     if grams is not None:
         grams *= _GRAMS_PER_KG
         if grams != grams.to_integral_value():
             errors["quantity_kg"] = "kg, to the gram (3 decimals at most)"
-    if errors or grams is None or rate is None:
+    test = _rapid_test(values, lang, errors)
+    if errors or grams is None:
         return Outcome(next(iter(errors.values())), "danger", errors)
-    failed = rate >= FAIL_INHIBITION_PCT
-    return {
+    fields: dict[str, Any] = {
         "trace_code": values.get("trace_code"),
         "vendor": values.get("vendor"),
         "plu": values.get("plu"),
@@ -79,11 +89,31 @@ def entry_fields(values: dict[str, Any]) -> dict[str, Any] | Outcome:
         "supplier": values.get("supplier"),
         "quantity_g": int(grams),
         "certificate_no": values.get("certificate_no"),
-        "rapid_test": {
-            "result": (RapidTestResult.FAIL if failed else RapidTestResult.PASS).value,
-            "inhibition_pct": str(rate),
-        },
     }
+    if test is not None:
+        fields["rapid_test"] = test
+    return fields
+
+
+def _rapid_test(
+    values: dict[str, Any], lang: Lang, errors: dict[str, str]
+) -> dict[str, str] | None:
+    """The test's fields, or None when neither was entered (not tested at intake).
+
+    Half a test is an error on the missing field: it is a test whose result or rate was
+    forgotten, not an untested batch. Whether result and rate agree is the validator's.
+    """
+    result, given_rate = values.get("rapid_test_result"), values.get("inhibition_pct")
+    if result is None and given_rate is None:
+        return None
+    if result is None:
+        errors["rapid_test_result"] = t("intake.half_test", lang)
+        return None
+    if given_rate is None:
+        errors["inhibition_pct"] = t("intake.half_test", lang)
+        return None
+    rate = _decimal(given_rate, "inhibition_pct", errors)
+    return None if rate is None else {"result": str(result), "inhibition_pct": str(rate)}
 
 
 #: Beyond this a number is no quantity or rate of a batch (and 1e999999 is no number to
@@ -131,7 +161,7 @@ def register_callbacks(app: Dash, data: DashboardData, validator: Validator) -> 
 def _register(
     data: DashboardData, validator: Validator, market: str, lang: Lang, given: dict[str, Any]
 ) -> Outcome:
-    fields = entry_fields(given)
+    fields = entry_fields(given, lang)
     if isinstance(fields, Outcome):
         return fields
     station = given.get("station")
@@ -149,11 +179,15 @@ def _register(
         return done
     key = "intake.registered" if done.created else "intake.already"
     passed = done.batch.rapid_test_passed
-    verdict = t("intake.passed" if passed else "intake.failed", lang)
+    verdict = t(_VERDICTS[passed], lang)
     return Outcome(
         t(key, lang).format(code=done.batch.trace_code, verdict=verdict),
-        "success" if passed else "warning",
+        "warning" if passed is False else "success",
     )
+
+
+#: What the desk is told of the stored batch's test (None: not tested at intake).
+_VERDICTS = {True: "intake.passed", False: "intake.failed", None: "intake.untested"}
 
 
 def _field_of(reason: str) -> dict[str, str]:
@@ -163,6 +197,8 @@ def _field_of(reason: str) -> dict[str, str]:
             return {field: reason}
     if "quantity_g" in reason:
         return {"quantity_kg": reason}
+    if "rapid_test.result" in reason:
+        return {"rapid_test_result": reason}
     if "inhibition" in reason or "rapid_test" in reason:
         return {"inhibition_pct": reason}
     return {}

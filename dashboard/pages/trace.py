@@ -107,6 +107,14 @@ def register_callbacks(app: Dash, data: DashboardData, links: Links) -> None:
         )
 
 
+#: The intake's test as a text key and badge colour; None: not tested at intake.
+_INTAKE_TEST = {
+    True: ("trace.passed", "success"),
+    False: ("trace.failed", "danger"),
+    None: ("trace.untested", "secondary"),
+}
+
+
 def chain_summary(
     chain: TraceChain, data: DashboardData, market: str, lang: Lang, api_base: str
 ) -> Any:
@@ -115,7 +123,8 @@ def chain_summary(
     vendor = found.vendors.get(batch.vendor)
     product = found.products.get(batch.plu)
     balance = chain.balance
-    test = t("trace.passed", lang) if batch.rapid_test_passed else t("trace.failed", lang)
+    key, colour = _INTAKE_TEST[batch.rapid_test_passed]
+    test = t(key, lang)
     name = batch.plu if product is None else queries.product_name(product, lang)
     rows = [
         (t("trace.batch", lang), f"{batch.trace_code} · {name}"),
@@ -124,7 +133,9 @@ def chain_summary(
         (t("trace.certificate", lang), batch.certificate_no),
         (
             t("trace.rapid_test", lang),
-            f"{test} ({t('trace.inhibition', lang)} {batch.inhibition_pct}%)",
+            test
+            if batch.inhibition_pct is None
+            else f"{test} ({t('trace.inhibition', lang)} {batch.inhibition_pct}%)",
         ),
         (t("trace.intake", lang), queries.local_time_text(batch.ts, found)),
         (
@@ -135,9 +146,7 @@ def chain_summary(
         (t("trace.sold", lang), f"{weight_text(balance.sold_g, lang)} ({len(chain.sales)})"),
         (t("trace.left", lang), weight_text(balance.remaining_g, lang)),
     ]
-    badges = [
-        dbc.Badge(test, color="success" if batch.rapid_test_passed else "danger", className="me-2")
-    ]
+    badges = [dbc.Badge(test, color=colour, className="me-2")]
     if balance.oversold:
         badges.append(dbc.Badge(t("trace.oversold", lang), color="danger", id="trace-oversold"))
     public = f"{api_base}/trace/{quote(found.id)}/{quote(batch.trace_code)}"

@@ -271,13 +271,19 @@ def inhibition_permille(pct: Decimal) -> int:
 
 
 def _batch_line(reading: Reading, m: BatchIntake) -> str:
-    passed = "true" if m.rapid_test.result is RapidTestResult.PASS else "false"
+    # A batch not tested at intake has neither test field (readers take both or neither).
+    test = ""
+    if m.rapid_test is not None:
+        passed = "true" if m.rapid_test.result is RapidTestResult.PASS else "false"
+        test = (
+            f"rapid_test_passed={passed},"
+            f"inhibition_permille={inhibition_permille(m.rapid_test.inhibition_pct)}i,"
+        )
     return (
         f"batch,market={_tag(reading.market)},plu={_tag(m.plu)},station={_tag(reading.device)},"
         f"vendor={_tag(m.vendor)} msg_id={m.msg_id}i,trace_code={_str(m.trace_code)},"
         f"origin={_str(m.origin)},supplier={_str(m.supplier)},quantity_g={m.quantity_g}i,"
-        f"certificate_no={_str(m.certificate_no)},rapid_test_passed={passed},"
-        f"inhibition_permille={inhibition_permille(m.rapid_test.inhibition_pct)}i,"
+        f"certificate_no={_str(m.certificate_no)},{test}"
         f"received_ns={reading.received_ns}i {reading.time_ns}"
     )
 

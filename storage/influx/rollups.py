@@ -40,11 +40,12 @@ market_sale_hourly  market                        transactions, total_fen, weigh
 footfall_hourly     market, gate                  readings, people_in, people_out (hour)
 batch_sold          market, station, vendor, plu  sales, sold_g, trace_code, first_sale_ns?,
                                                   last_sale_ns?, quantity_g,
-                                                  rapid_test_passed, alert (the batch
+                                                  rapid_test_passed?, alert (the batch
                                                   point's time)
 ==================  ============================  ========================================
 
-``batch_sold`` repeats its batch record's quantity and test result, and ``alert``
+``batch_sold`` repeats its batch record's quantity and test result (none for a
+batch not tested at intake, which has not failed), and ``alert``
 says whether the batch failed its test and sold or sold beyond its quantity, so
 that the dashboard's alerts ask for the few such points of a week and not for a
 week's 12,000 batches (``BatchBalanceRow.needs_alert``). Points written before
@@ -94,8 +95,8 @@ from storage.influx.reader import Reader
 from storage.influx.routing import market_of
 from storage.influx.rows import (
     NEWEST_WITH_FALLBACK,
-    bool_column,
     int_column,
+    optional_bool_column,
     str_column,
     tagged_rows,
     whole_rows,
@@ -261,7 +262,8 @@ class _Batch:
     plu: str
     time_ns: int
     quantity_g: int
-    rapid_test_passed: bool
+    #: None: not tested at intake
+    rapid_test_passed: bool | None
 
     @property
     def sales_since_ns(self) -> int:
@@ -1061,7 +1063,7 @@ def _batch_of(bucket: Bucket, row: Row) -> _Batch:
         plu=bucket.plu,
         time_ns=int_column(row, "time"),
         quantity_g=int_column(row, "quantity_g"),
-        rapid_test_passed=bool_column(row, "rapid_test_passed"),
+        rapid_test_passed=optional_bool_column(row, "rapid_test_passed"),
     )
 
 
@@ -1069,7 +1071,8 @@ def _batch_lines(bucket: Bucket, batch: _Batch, sales: Sequence[tuple[int, int]]
     """The record's ``batch_sold`` point and its ``batch_alert`` beside it."""
     counted = [(time_ns, grams) for time_ns, grams in sales if time_ns >= batch.sales_since_ns]
     sold_g = sum(grams for _, grams in counted)
-    failed_on_sale = not batch.rapid_test_passed and bool(counted)
+    # ``is False``: a batch not tested at intake has not failed (BatchBalanceRow.failed_on_sale)
+    failed_on_sale = batch.rapid_test_passed is False and bool(counted)
     # BatchBalanceRow.needs_alert, kept with the point so readers can filter on it
     alert = failed_on_sale or sold_g > batch.quantity_g
     flag = build_line(
@@ -1089,9 +1092,10 @@ def _batch_sold_line(
         "sold_g": sum(grams for _, grams in counted),
         "trace_code": bucket.trace_code,
         "quantity_g": batch.quantity_g,
-        "rapid_test_passed": batch.rapid_test_passed,
-        "alert": alert,
     }
+    if batch.rapid_test_passed is not None:  # none: not tested at intake
+        fields["rapid_test_passed"] = batch.rapid_test_passed
+    fields["alert"] = alert
     if counted:
         fields["first_sale_ns"] = min(time_ns for time_ns, _ in counted)
         fields["last_sale_ns"] = max(time_ns for time_ns, _ in counted)

@@ -12,8 +12,8 @@ price           market, vendor, plu           screen, msg_id, price_fen_per_kg,
                                               promo_until_ns?, received_ns
 footfall        market, gate                  msg_id, in_total, out_total, received_ns
 batch           market, station, vendor, plu  msg_id, trace_code, origin, supplier, quantity_g,
-                                              certificate_no, rapid_test_passed,
-                                              inhibition_permille, received_ns
+                                              certificate_no, rapid_test_passed?,
+                                              inhibition_permille?, received_ns
 scale_status    market, scale                 msg_id, online, will, zero_ok?, seal_intact?,
                                               calibration_due?, received_ns
 dead_letter     market, device (, dup)        topic, reason, payload_b64, payload_size
@@ -31,7 +31,10 @@ A point's fields become visible to readers one by one while a write is in
 flight, so the row decoders treat a sale without all of its required fields
 as not written yet and leave it out, rather than failing the read. A sale
 without ``trace_status`` was written before sales were checked: it reads as
-``unchecked`` (never as verified).
+``unchecked`` (never as verified). A batch without both test fields was not
+tested at intake; one with only one of them is a write in flight. (A tested
+batch read while neither test field is visible yet reads as untested for that
+moment, as a price does without its promotion.)
 
 Point time is :func:`storage.records.point_time_ns` (device time to the
 millisecond, ``msg_id`` in the sub-millisecond digits), so a replayed message
@@ -46,6 +49,7 @@ import base64
 import binascii
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import date
+from decimal import Decimal
 from typing import Final
 
 from storage._exceptions import StoreQueryError
@@ -79,16 +83,18 @@ WRITTEN_WITH: Final[Mapping[str, tuple[str, ...]]] = {
         "supplier",
         "quantity_g",
         "certificate_no",
-        "rapid_test_passed",
-        "inhibition_permille",
         "received_ns",
     ),
     "rapid_test": ("msg_id", "trace_code", "passed", "inhibition_permille", "received_ns"),
     "scale_status": ("msg_id", "online", "will", "received_ns"),
     "dead_letter": ("topic", "reason", "payload_b64", "payload_size"),
 }
-#: A promotion's fields come together or not at all.
-_PROMO_FIELDS: Final = ("promo_price_fen_per_kg", "promo_text", "promo_until_ns")
+#: Fields that come together or not at all: a price's promotion, a batch's intake test
+#: (none: not tested at intake).
+_TOGETHER: Final[Mapping[str, tuple[str, ...]]] = {
+    "price": ("promo_price_fen_per_kg", "promo_text", "promo_until_ns"),
+    "batch": ("rapid_test_passed", "inhibition_permille"),
+}
 #: Newest-first reads of "the latest point per series" ask for this many, so that a
 #: newest point still being written leaves the one before it to show.
 NEWEST_WITH_FALLBACK: Final = 2
@@ -122,8 +128,13 @@ def bool_column(row: Row, column: str) -> bool:
     return value
 
 
-def _optional_bool_column(row: Row, column: str) -> bool | None:
+def optional_bool_column(row: Row, column: str) -> bool | None:
     return None if row.get(column) is None else bool_column(row, column)
+
+
+def _optional_pct_column(row: Row, column: str) -> Decimal | None:
+    """A permille column as a percentage (``storage.records.permille_to_pct``), or None."""
+    return None if row.get(column) is None else permille_to_pct(int_column(row, column))
 
 
 def trace_status_column(row: Row) -> TraceStatus:
@@ -150,10 +161,8 @@ def _is_whole(measurement: str, row: Row) -> bool:
     """False while the point's write is in flight: a field it is always written with is missing."""
     if any(row.get(name) is None for name in WRITTEN_WITH[measurement]):
         return False
-    if measurement == "price":
-        promo = [row.get(name) is None for name in _PROMO_FIELDS]
-        return all(promo) or not any(promo)
-    return True
+    missing = [row.get(name) is None for name in _TOGETHER.get(measurement, ())]
+    return all(missing) or not any(missing)
 
 
 def whole_rows(measurement: str, series: Sequence[Series]) -> Iterator[Row]:
@@ -232,8 +241,8 @@ def batch_row(row: Row) -> BatchRow:
         supplier=str_column(row, "supplier"),
         quantity_g=int_column(row, "quantity_g"),
         certificate_no=str_column(row, "certificate_no"),
-        rapid_test_passed=bool_column(row, "rapid_test_passed"),
-        inhibition_pct=permille_to_pct(int_column(row, "inhibition_permille")),
+        rapid_test_passed=optional_bool_column(row, "rapid_test_passed"),
+        inhibition_pct=_optional_pct_column(row, "inhibition_permille"),
         ts=device_time(int_column(row, "time")),
         msg_id=int_column(row, "msg_id"),
         received_ns=int_column(row, "received_ns"),
@@ -276,8 +285,8 @@ def scale_status_row(row: Row) -> ScaleStatusRow:
         ts=from_ns(time_ns) if will else device_time(time_ns),
         online=bool_column(row, "online"),
         will=will,
-        zero_ok=_optional_bool_column(row, "zero_ok"),
-        seal_intact=_optional_bool_column(row, "seal_intact"),
+        zero_ok=optional_bool_column(row, "zero_ok"),
+        seal_intact=optional_bool_column(row, "seal_intact"),
         calibration_due=(
             None if due is None else date.fromisoformat(str_column(row, "calibration_due"))
         ),

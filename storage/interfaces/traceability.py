@@ -26,11 +26,17 @@ class BatchRow:
     supplier: str
     quantity_g: int
     certificate_no: str
-    rapid_test_passed: bool
-    inhibition_pct: Decimal
+    #: The intake's rapid test; both None: the batch was not tested at intake (markets
+    #: test a sample), which is neither passed nor failed.
+    rapid_test_passed: bool | None
+    inhibition_pct: Decimal | None
     ts: datetime
     msg_id: int
     received_ns: int
+
+    @property
+    def tested_at_intake(self) -> bool:
+        return self.rapid_test_passed is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +49,8 @@ class BatchBalanceRow:
     plu: str
     intake: datetime
     quantity_g: int
-    rapid_test_passed: bool
+    #: None: not tested at intake (see :class:`BatchRow`)
+    rapid_test_passed: bool | None
     sales: int
     sold_g: int
     last_sale: datetime | None
@@ -54,8 +61,9 @@ class BatchBalanceRow:
 
     @property
     def failed_on_sale(self) -> bool:
-        """The batch failed its rapid test and some of it was sold all the same."""
-        return not self.rapid_test_passed and self.sales > 0
+        """The batch failed its rapid test and some of it was sold all the same (a batch
+        not tested at intake has not failed)."""
+        return self.rapid_test_passed is False and self.sales > 0
 
     @property
     def needs_alert(self) -> bool:

@@ -9,6 +9,7 @@ from schemas.messages import (
     BatchIntake,
     GateCount,
     PriceSet,
+    RapidTest,
     RapidTestReport,
     RapidTestResult,
     Sale,
@@ -187,17 +188,22 @@ def _batch_values(reading: Reading, batch: BatchIntake) -> tuple[SqlValue, ...]:
         batch.supplier,
         batch.quantity_g,
         batch.certificate_no,
-        int(batch.rapid_test.result is RapidTestResult.PASS),
-        pct_to_permille(batch.rapid_test.inhibition_pct),
+        *_test_columns(batch.rapid_test),
         reading.received_ns,
     )
+
+
+def _test_columns(test: RapidTest | None) -> tuple[int | None, int | None]:
+    """(passed, inhibition permille) of a test; both NULL for a batch not tested at intake."""
+    if test is None:
+        return None, None
+    return int(test.result is RapidTestResult.PASS), pct_to_permille(test.inhibition_pct)
 
 
 def _test_values(reading: Reading, report: RapidTestReport) -> tuple[SqlValue, ...]:
     return (
         report.msg_id,
-        int(report.rapid_test.result is RapidTestResult.PASS),
-        pct_to_permille(report.rapid_test.inhibition_pct),
+        *_test_columns(report.rapid_test),
         reading.received_ns,
     )
 

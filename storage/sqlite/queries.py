@@ -458,7 +458,8 @@ BATCH_BALANCES = _BATCH_BALANCES_GROUPED + "ORDER BY b.time_ns, b.series"
 #: than becoming rows in Python to be dropped (70 ms of the overview's alerts).
 BATCH_ALERTS = (
     _BATCH_BALANCES_GROUPED
-    + "HAVING (NOT b.rapid_test_passed AND sales > 0) OR sold_g > b.quantity_g\n"
+    # ``= 0``: a batch not tested at intake (NULL) has not failed
+    + "HAVING (b.rapid_test_passed = 0 AND sales > 0) OR sold_g > b.quantity_g\n"
     + "ORDER BY b.time_ns, b.series"
 )
 
@@ -472,7 +473,7 @@ def batch_balance_row(row: Row) -> BatchBalanceRow:
         plu=plu,
         intake=device_time(time_ns),
         quantity_g=quantity_g,
-        rapid_test_passed=bool(passed),
+        rapid_test_passed=optional_bool(passed),
         sales=sales or 0,
         sold_g=sold_g or 0,
         last_sale=None if last_sale_ns is None else device_time(last_sale_ns),
@@ -492,8 +493,8 @@ def batch_row(row: Row) -> BatchRow:
         supplier=supplier,
         quantity_g=quantity_g,
         certificate_no=certificate_no,
-        rapid_test_passed=bool(passed),
-        inhibition_pct=permille_to_pct(permille),
+        rapid_test_passed=optional_bool(passed),
+        inhibition_pct=None if permille is None else permille_to_pct(permille),
         ts=device_time(time_ns),
         msg_id=msg_id,
         received_ns=received_ns,

@@ -762,7 +762,51 @@ _V8 = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8)
+# -- version 9: a batch may come in without a rapid test ----------------------------------
+#
+# Markets rapid-test a sample of their batches (a daily quota), so the intake's
+# test columns may be NULL: not tested at intake, neither passed nor failed. Both
+# or neither. SQLite cannot drop a NOT NULL constraint in place, so the table is
+# rebuilt (the batch table is small: a few hundred rows a day beside ~60k sales)
+# with its indexes. No trigger or view names the batch table; the rename keeps it so.
+
+_V9 = Migration(
+    version=9,
+    statements=(
+        """
+        CREATE TABLE batch_v9 (
+            time_ns INTEGER NOT NULL,
+            series INTEGER NOT NULL,      -- batch_series.id
+            trace INTEGER NOT NULL,       -- trace_code.id
+            msg_id INTEGER NOT NULL,
+            origin TEXT NOT NULL,
+            supplier TEXT NOT NULL,
+            quantity_g INTEGER NOT NULL,
+            certificate_no TEXT NOT NULL,
+            -- both NULL: not tested at intake
+            rapid_test_passed INTEGER CHECK (rapid_test_passed IN (0, 1)),
+            inhibition_permille INTEGER,
+            received_ns INTEGER NOT NULL,
+            PRIMARY KEY (time_ns, series),
+            CHECK ((rapid_test_passed IS NULL) = (inhibition_permille IS NULL))
+        ) STRICT, WITHOUT ROWID
+        """,
+        """
+        INSERT INTO batch_v9 (time_ns, series, trace, msg_id, origin, supplier, quantity_g,
+            certificate_no, rapid_test_passed, inhibition_permille, received_ns)
+        SELECT time_ns, series, trace, msg_id, origin, supplier, quantity_g,
+            certificate_no, rapid_test_passed, inhibition_permille, received_ns
+        FROM batch
+        """,
+        "DROP TABLE batch",
+        "ALTER TABLE batch_v9 RENAME TO batch",
+        "CREATE INDEX batch_by_series ON batch (series, time_ns)",
+        "CREATE INDEX batch_by_trace ON batch (trace)",
+        "PRAGMA user_version = 9",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9)
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
 

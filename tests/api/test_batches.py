@@ -65,6 +65,52 @@ def test_a_registered_batch_is_stored_and_returned(api: Api) -> None:
 
 
 @both_stores
+def test_a_batch_without_a_rapid_test_is_registered_as_not_tested(api: Api) -> None:
+    # Markets test a sample: most batches come in untested (absent or null alike).
+    body = batch()
+    del body["rapid_test"]
+    response = register(api, body)
+    assert response.status_code == 201, response.text
+    assert response.json()["rapid_test"] is None
+    stored = api.store.batch(MARKET, "TM-20250512-IN1-0001")
+    assert stored is not None
+    assert (stored.rapid_test_passed, stored.inhibition_pct) == (None, None)
+
+    again = register(api, batch(rapid_test=None))
+    assert again.status_code == 200  # the same content: absent and null mean the same
+    assert again.json() == response.json()
+
+    # A test now would be other content: a test after intake is a RapidTestReport.
+    tested = register(api, batch())
+    assert tested.status_code == 409
+    assert tested.json()["error"]["code"] == "trace_code_taken"
+    assert "rapid_test.result" in tested.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("half", "missing"),
+    [
+        ({"result": "pass"}, ["inhibition_pct"]),
+        ({"inhibition_pct": "12.5"}, ["result"]),
+        ({}, ["result", "inhibition_pct"]),
+    ],
+    ids=["without-rate", "without-result", "empty"],
+)
+def test_half_a_rapid_test_is_422_naming_what_is_missing(
+    api: Api, half: dict[str, str], missing: list[str]
+) -> None:
+    response = register(api, batch(rapid_test=half))
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "invalid_request"
+    assert [(d["loc"], d["type"]) for d in error["details"]] == [
+        (["body", "rapid_test", name], "missing") for name in missing
+    ]
+    assert f"body.rapid_test.{missing[0]}: Field required" in error["message"]
+    assert api.store.batch(MARKET, "TM-20250512-IN1-0001") is None
+
+
+@both_stores
 def test_given_msg_id_and_time_are_kept(api: Api) -> None:
     intake = (datetime.now(UTC) - timedelta(hours=3)).replace(microsecond=123_000)
     response = register(api, batch(msg_id=42, ts=intake.isoformat()))
@@ -131,11 +177,14 @@ def test_what_the_document_allows_is_accepted(api: Api) -> None:
     assert response.status_code == 201, response.text
     assert (response.json()["quantity_g"], response.json()["msg_id"]) == (250_000, 7)
     schema = api.get("/openapi.json").json()["components"]["schemas"]["BatchRegistration"]
-    rapid_test = schema["properties"]["rapid_test"]
-    assert [option["properties"]["result"]["const"] for option in rapid_test["oneOf"]] == [
+    assert "rapid_test" not in schema["required"]
+    tested, untested = schema["properties"]["rapid_test"]["anyOf"]
+    assert untested == {"type": "null"}
+    assert [option["properties"]["result"]["const"] for option in tested["oneOf"]] == [
         "pass",
         "fail",
     ]
+    assert all(option["required"] == ["result", "inhibition_pct"] for option in tested["oneOf"])
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ store. The public page and the QR code are checked on the same data.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -53,8 +54,9 @@ def batch_payload(
     vendor: str = "V01",
     plu: str = "1001",
     origin: str = "山东寿光",
+    tested: bool = True,
 ) -> bytes:
-    body = {
+    body: dict[str, object] = {
         "msg_id": msg_id,
         "ts": now_iso(timedelta(hours=-2)),
         "trace_code": trace_code,
@@ -66,6 +68,8 @@ def batch_payload(
         "certificate_no": "HG-2026-000123",
         "rapid_test": {"result": "pass", "inhibition_pct": 12.5},
     }
+    if not tested:  # markets test a sample: this batch came in without a test
+        del body["rapid_test"]
     return json.dumps(body, ensure_ascii=False).encode()
 
 
@@ -115,7 +119,10 @@ def fed(
         for i in (1, 2, 3)
     ]
     orphan = (SALE_TOPIC, sale_payload(4, trace_code=ORPHAN))
-    pork_batch = batch_payload(msg_id=2, trace_code=PORK, vendor="V02", plu="2001", origin="河南")
+    # Meat is not rapid-tested at intake (the pesticide test is for vegetables and fruit).
+    pork_batch = batch_payload(
+        msg_id=2, trace_code=PORK, vendor="V02", plu="2001", origin="河南", tested=False
+    )
     # The reproduced lie: the vegetable stall's scale names the meat vendor's pork batch.
     cabbage_as_pork = (SALE_TOPIC, sale_payload(5, trace_code=PORK))
     # And sells pork belly, which the vegetable stall is not registered for.
@@ -200,6 +207,35 @@ def test_sales_that_falsely_name_a_batch_are_not_its_sales(fed: Fed, web: Api) -
     assert body["batch"]["vendor"]["id"] == "V02"
     assert body["sales"] == []
     assert (body["sold_g"], body["remaining_g"], body["oversold"]) == (0, QUANTITY_G, False)
+
+
+@pytest.mark.parametrize("store_kind", BOTH_STORES)
+def test_a_batch_not_tested_at_intake_says_so_in_the_api_and_on_its_page(
+    fed: Fed, web: Api
+) -> None:
+    body = web.get(f"/api/v1/markets/{MARKET}/trace/{PORK}").json()
+    page = web.get(f"/trace/{MARKET}/{PORK}")
+
+    assert body["batch"]["trace_code"] == PORK
+    assert body["batch"]["rapid_test"] is None  # not tested: null, not a pass
+    assert page.status_code == 200
+    shown = rapid_test_shown(page.text)
+    assert "进场未检测" in shown
+    assert "Not tested at intake" in shown
+    for verdict in ("合格", "Passed", "Failed", "抑制率"):
+        assert verdict not in shown
+    assert 'class="notice"' not in page.text
+    tested = rapid_test_shown(web.get(f"/trace/{MARKET}/{CODE}").text)
+    assert '合格 <span class="en">Passed</span>' in tested
+    assert "12.5%" in tested
+    assert "进场未检测" not in tested
+
+
+def rapid_test_shown(page: str) -> str:
+    """What a batch's public page says of its rapid test at intake."""
+    found = re.search(r'<dd id="rapid-test">(.*?)</dd>', page, re.DOTALL)
+    assert found is not None, page
+    return found.group(1)
 
 
 def test_sales_of_an_unregistered_batch_are_shown_without_a_batch(fed: Fed, web: Api) -> None:

@@ -109,8 +109,12 @@ def test_daily_footfall_colours_weekends() -> None:
     assert colours[0] != colours[1]
 
 
-@pytest.mark.parametrize("passed", [True, False])
-def test_trace_timeline_shows_quantity_in_against_running_total_sold(passed: bool) -> None:
+@pytest.mark.parametrize(
+    ("passed", "shown"), [(True, "passed"), (False, "FAILED"), (None, "not tested")]
+)
+def test_trace_timeline_shows_quantity_in_against_running_total_sold(
+    passed: bool | None, shown: str
+) -> None:
     intake = datetime(2026, 11, 21, 5, tzinfo=UTC)
     sales = pd.DataFrame(
         {
@@ -127,4 +131,5 @@ def test_trace_timeline_shows_quantity_in_against_running_total_sold(passed: boo
     quantity, intake_marker, sold = fig.data
     assert list(quantity.y) == [2.0, 2.0]  # kg in English
     assert list(sold.y) == [1.0, 2.5]  # the running total crosses the quantity: oversold
-    assert ("passed" if passed else "FAILED") in intake_marker.name
+    assert intake_marker.name.endswith(f"Pesticide rapid test: {shown}")
+    assert shown in intake_marker.hovertemplate

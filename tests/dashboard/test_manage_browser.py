@@ -260,9 +260,14 @@ def test_staff_register_a_batch_and_its_failed_rapid_test_at_the_intake_form(
     field(admin, form, "inhibition_pct").fill("62.5")
     admin.click(f"#{intake.SAVE}")
     expect(feedback(admin, form, "quantity_kg")).not_to_be_empty(timeout=LOAD_MS)
+    # A rate without its result is half a test: refused on the result, not stored untested.
+    expect(feedback(admin, form, "rapid_test_result")).to_contain_text(
+        "快检结果和抑制率须一并填写", timeout=LOAD_MS
+    )
     assert managed.store.batch(managed.market.id, "NM-FORM-0001") is None
 
     field(admin, form, "quantity_kg").fill("12.5")
+    choose(admin, field(admin, form, "rapid_test_result"), "不合格")
     admin.click(f"#{intake.SAVE}")
     expect(admin.locator(f"#{intake.RESULT}")).to_contain_text("快检不合格", timeout=LOAD_MS)
     screenshot(admin, "manage-intake")

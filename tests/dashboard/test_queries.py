@@ -16,6 +16,7 @@ import pytest
 
 from dashboard import queries
 from dashboard.i18n import Lang
+from dashboard.pages import trace as trace_page
 from dashboard.queries import BoardCache, BoardRows, DashboardData, TraceQuery
 from marketview.live_mqtt import LiveView
 from schemas.messages import (
@@ -276,10 +277,15 @@ def test_alerts_name_failed_batches_on_sale_oversold_batches_and_offline_scales(
             Reading(MARKET, "IN-1", to_ns(at), _batch("TM-FAIL-1", at, passed=False, grams=5000)),
             Reading(MARKET, "IN-1", to_ns(at), _batch("TM-OVER-1", at, passed=True, grams=1000)),
             Reading(MARKET, "IN-1", to_ns(at), _batch("TM-FINE-1", at, passed=True, grams=9000)),
+            # Not tested at intake (markets test a sample) and on sale: no alert.
+            Reading(
+                MARKET, "IN-1", to_ns(at), _batch("TM-UNTESTED-1", at, passed=None, grams=9000)
+            ),
             sale(1, at + timedelta(minutes=5), 800, trace="TM-FAIL-1"),
             sale(2, at + timedelta(minutes=6), 700, trace="TM-OVER-1"),
             sale(3, at + timedelta(minutes=7), 700, trace="TM-OVER-1"),
             sale(4, at + timedelta(minutes=8), 700, trace="TM-FINE-1"),
+            sale(5, at + timedelta(minutes=9), 700, trace="TM-UNTESTED-1"),
             _status("S-A01", at, online=True),
             _status("S-B01", at, online=False),
         ],
@@ -291,7 +297,7 @@ def test_alerts_name_failed_batches_on_sale_oversold_batches_and_offline_scales(
     assert ("oversold", "TM-OVER-1") in found
     assert ("offline", "S-B01") in found
     assert ("offline", "S-A01") not in found
-    assert not any(subject == "TM-FINE-1" for _, subject in found)
+    assert not any(subject in {"TM-FINE-1", "TM-UNTESTED-1"} for _, subject in found)
     # After closing time an offline scale is not an alert; the batches still are.
     evening_data = data_at(NOON_ISH.replace(hour=21), registry, store, live)
     evening = queries.alerts(evening_data, MARKET)
@@ -360,6 +366,43 @@ def test_other_vendors_sales_naming_a_batch_do_not_make_it_oversold(
     assert (chain.sales, chain.balance.sold_g, chain.balance.oversold) == ((), 0, False)
 
 
+def test_a_batch_not_tested_at_intake_shows_as_not_tested_on_its_trace(
+    registry: Registry, store: Store, start_live: Callable[[], LiveView]
+) -> None:
+    at = NOON_ISH - timedelta(hours=2)
+    write_settled(
+        store,
+        [
+            Reading(
+                MARKET, "IN-1", to_ns(at), _batch("TM-UNTESTED-1", at, passed=None, grams=9000)
+            ),
+            sale(1, at + timedelta(minutes=5), 800, trace="TM-UNTESTED-1"),
+        ],
+    )
+    data = data_at(NOON_ISH, registry, store, start_live())
+
+    chain = queries.trace_chain(data, MARKET, TraceQuery(trace_code="TM-UNTESTED-1"))
+
+    assert isinstance(chain, queries.TraceChain)
+    assert (chain.batch.rapid_test_passed, chain.batch.inhibition_pct) == (None, None)
+    assert (chain.balance.sold_g, chain.balance.oversold) == (800, False)
+    for lang, untested in ((Lang.EN, "not tested"), (Lang.ZH, "未检测")):
+        summary = _text(trace_page.chain_summary(chain, data, MARKET, lang, "http://web"))
+        assert untested in summary
+        assert "inhibition" not in summary
+        assert "抑制率" not in summary
+        timeline = trace_page.timeline(chain, data, MARKET, lang)
+        assert timeline.data[1].name.endswith(untested)
+
+
+def _text(component: object) -> str:
+    """The text a Dash component shows, its children's included."""
+    children = getattr(component, "children", component)
+    if isinstance(children, list | tuple):
+        return " ".join(_text(child) for child in children)
+    return "" if children is None else str(children)
+
+
 def test_sales_whose_trace_code_did_not_check_out_are_an_alert_and_in_the_tables(
     registry: Registry, store: Store, start_live: Callable[[], LiveView]
 ) -> None:
@@ -401,12 +444,18 @@ def _batch(
     code: str,
     at: datetime,
     *,
-    passed: bool,
+    passed: bool | None,
     grams: int,
     vendor: str = "V01",
     plu: str = "1001",
 ) -> BatchIntake:
-    inhibition = Decimal("20.0") if passed else Decimal("71.0")
+    """A batch; ``passed=None``: not tested at intake."""
+    test = None
+    if passed is not None:
+        test = RapidTest(
+            result=RapidTestResult.PASS if passed else RapidTestResult.FAIL,
+            inhibition_pct=Decimal("20.0") if passed else Decimal("71.0"),
+        )
     return BatchIntake(
         msg_id=abs(hash(code)) % 10**9,
         ts=at,
@@ -417,10 +466,7 @@ def _batch(
         supplier="寿光批发",
         quantity_g=grams,
         certificate_no="C-1",
-        rapid_test=RapidTest(
-            result=RapidTestResult.PASS if passed else RapidTestResult.FAIL,
-            inhibition_pct=inhibition,
-        ),
+        rapid_test=test,
     )
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ingest.validate import OVERSIZED_KEEP_BYTES, Limits, Validator
-from schemas.messages import ScaleStatus
+from schemas.messages import BatchIntake, ScaleStatus
 from schemas.registry import Registry, load_market
 from storage.records import UNREGISTERED, DeadLetter, Reading
 from tests.ingest.helpers import SALE_TOPIC, now_iso, sale_payload, write_market
@@ -102,6 +102,43 @@ def test_batch_for_unknown_vendor_is_rejected(validator: Validator) -> None:
         "markets/tm/intake/IN-1/batch", payload.replace(b"V99", b"V02"), time.time_ns()
     )
     assert isinstance(ok, Reading)
+
+
+def _batch_body(**changes: object) -> bytes:
+    body: dict[str, object] = {
+        "msg_id": 2,
+        "ts": now_iso(),
+        "trace_code": "TM-1-0002",
+        "vendor": "V02",
+        "plu": "1001",
+        "origin": "山东寿光",
+        "supplier": "新发地",
+        "quantity_g": 50000,
+        "certificate_no": "HG-2",
+    }
+    return json.dumps(body | changes, ensure_ascii=False).encode()
+
+
+def test_a_batch_without_a_rapid_test_is_accepted_as_not_tested(validator: Validator) -> None:
+    for payload in (_batch_body(), _batch_body(rapid_test=None)):
+        result = validator.check("markets/tm/intake/IN-1/batch", payload, time.time_ns())
+        assert isinstance(result, Reading), result
+        assert isinstance(result.message, BatchIntake)
+        assert result.message.rapid_test is None
+
+
+@pytest.mark.parametrize(
+    ("test", "missing"),
+    [({"result": "pass"}, "inhibition_pct"), ({"inhibition_pct": "12.5"}, "result")],
+)
+def test_half_a_rapid_test_is_dead_lettered_naming_the_missing_field(
+    validator: Validator, test: dict[str, str], missing: str
+) -> None:
+    payload = _batch_body(rapid_test=test)
+    result = validator.check("markets/tm/intake/IN-1/batch", payload, time.time_ns())
+    assert isinstance(result, DeadLetter)
+    assert result.reason == f"invalid payload: rapid_test.{missing}: Field required"
+    assert result.payload == payload
 
 
 def test_a_sale_outside_the_stalls_categories_is_kept_but_flagged(validator: Validator) -> None:

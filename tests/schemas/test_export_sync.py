@@ -12,6 +12,7 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from schemas import export, messages
 from schemas.messages import DeviceKind, DeviceMessage, ScaleStatus
@@ -165,6 +166,46 @@ def test_sale_schema_rejects_what_the_model_rejects(
     _, payload = next(asyncapi_examples(asyncapi, sale))
     errors = list(validator.iter_errors(payload | {field: value}))
     assert [tuple(error.path) for error in errors] == [(field,)]
+
+
+@pytest.mark.parametrize(
+    ("test", "accepted"),
+    [
+        (None, True),  # not tested at intake
+        ({"result": "fail", "inhibition_pct": "61.0"}, True),
+        ({"result": "pass"}, False),  # half a test
+        ({"inhibition_pct": "12.5"}, False),
+        ({}, False),
+    ],
+)
+def test_batch_schema_and_model_agree_on_the_optional_rapid_test(
+    test: dict[str, Any] | None, accepted: bool, asyncapi: dict[str, Any]
+) -> None:
+    channel = next(c for c in CHANNEL_LIST if c.model is messages.BatchIntake)
+    schema = committed_jsonschema(channel.model)
+    assert "rapid_test" not in schema["required"]
+    validator = jsonschema.Draft202012Validator(schema)
+    _, payload = next(asyncapi_examples(asyncapi, channel))
+    payloads = [payload | {"rapid_test": test}]
+    if test is None:  # absent and null mean the same
+        payloads.append({k: v for k, v in payload.items() if k != "rapid_test"})
+    for one in payloads:
+        assert validator.is_valid(one) is accepted
+        try:
+            parsed = channel.model.model_validate_json(json.dumps(one))
+        except ValidationError:
+            assert not accepted
+        else:
+            assert accepted
+            assert isinstance(parsed, messages.BatchIntake)
+            assert (parsed.rapid_test is None) is (test is None)
+
+
+def test_asyncapi_shows_a_batch_without_a_rapid_test(asyncapi: dict[str, Any]) -> None:
+    channel = next(c for c in CHANNEL_LIST if c.model is messages.BatchIntake)
+    untested = [payload for _, payload in asyncapi_examples(asyncapi, channel)]
+    assert any("rapid_test" not in payload for payload in untested)
+    assert any("rapid_test" in payload for payload in untested)
 
 
 _CODE_POINTS = re.compile(r"U\+([0-9A-F]{4})(?:–U\+([0-9A-F]{4}))?")

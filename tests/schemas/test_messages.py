@@ -305,6 +305,7 @@ def test_text_is_stripped_and_must_not_be_blank() -> None:
 )
 def test_inhibition_is_an_exact_decimal(value: object, result: str) -> None:
     parsed = parse(BatchIntake, batch(rapid_test={"result": result, "inhibition_pct": value}))
+    assert parsed.rapid_test is not None
     assert parsed.rapid_test.inhibition_pct == Decimal(str(value))
     assert isinstance(parsed.rapid_test.inhibition_pct, Decimal)
 
@@ -333,9 +334,31 @@ def test_inhibition_cannot_be_a_boolean() -> None:
 
 
 def test_rapid_test_result_is_pass_or_fail() -> None:
-    assert parse(BatchIntake, batch()).rapid_test.result is RapidTestResult.PASS
+    tested = parse(BatchIntake, batch()).rapid_test
+    assert tested is not None
+    assert tested.result is RapidTestResult.PASS
     payload = batch(rapid_test={"result": "ok", "inhibition_pct": 1})
     assert rejection(BatchIntake, payload) == ("enum", ("rapid_test", "result"))
+
+
+def test_a_batch_may_come_in_without_a_rapid_test() -> None:
+    # Markets test a sample of their batches: absent or null, the batch was not tested.
+    without = batch()
+    del without["rapid_test"]
+    assert parse(BatchIntake, without).rapid_test is None
+    assert parse(BatchIntake, batch(rapid_test=None)).rapid_test is None
+    # A device that sends its test stays valid.
+    tested = parse(BatchIntake, batch())
+    assert tested.rapid_test is not None
+    assert tested.rapid_test.inhibition_pct == Decimal("12.5")
+
+
+@pytest.mark.parametrize(
+    ("test", "missing"),
+    [({"result": "pass"}, "inhibition_pct"), ({"inhibition_pct": "12.5"}, "result")],
+)
+def test_half_a_rapid_test_is_rejected(test: dict[str, Any], missing: str) -> None:
+    assert rejection(BatchIntake, batch(rapid_test=test)) == ("missing", ("rapid_test", missing))
 
 
 def test_control_characters_in_origin_are_rejected() -> None:

@@ -110,10 +110,14 @@ def batch(
     supplier: str = "寿光蔬菜批发市场 第3档",
     quantity_g: int = 250_000,
     certificate_no: str = "HG-2025-000123",
-    passed: bool = True,
+    passed: bool | None = True,
     inhibition_pct: Decimal = Decimal("12.5"),
 ) -> BatchIntake:
-    result = RapidTestResult.PASS if passed else RapidTestResult.FAIL
+    """A batch; ``passed=None``: not tested at intake (no ``rapid_test``)."""
+    test = None
+    if passed is not None:
+        result = RapidTestResult.PASS if passed else RapidTestResult.FAIL
+        test = RapidTest(result=result, inhibition_pct=inhibition_pct)
     return BatchIntake(
         msg_id=msg_id,
         ts=ts,
@@ -124,7 +128,7 @@ def batch(
         supplier=supplier,
         quantity_g=quantity_g,
         certificate_no=certificate_no,
-        rapid_test=RapidTest(result=result, inhibition_pct=inhibition_pct),
+        rapid_test=test,
     )
 
 

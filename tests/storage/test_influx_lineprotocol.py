@@ -241,6 +241,25 @@ def test_batch_line() -> None:
     )
 
 
+def test_a_batch_not_tested_at_intake_has_no_test_fields() -> None:
+    message = BatchIntake(
+        msg_id=9,
+        ts=TS,
+        trace_code="TC-2024-0002",
+        vendor="V01",
+        plu="2001",
+        origin="河南漯河",
+        supplier="双汇 冷链",
+        quantity_g=120_000,
+        certificate_no="DQ=4111",
+    )
+    assert reading_to_line(Reading("nanmen", "I02", RECEIVED, message)) == (
+        "batch,market=nanmen,plu=2001,station=I02,vendor=V01 msg_id=9i,"
+        'trace_code="TC-2024-0002",origin="河南漯河",supplier="双汇 冷链",quantity_g=120000i,'
+        f'certificate_no="DQ=4111",received_ns={RECEIVED}i {TS_MS_NS + 9}'
+    )
+
+
 @pytest.mark.parametrize(
     ("pct", "permille"),
     [(Decimal("0"), 0), (Decimal("12.5"), 125), (Decimal("50.0"), 500), (Decimal("100"), 1000)],

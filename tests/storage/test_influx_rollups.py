@@ -23,7 +23,7 @@ from storage._exceptions import StoreUnavailable
 from storage.footfall import hourly_footfall
 from storage.influx.client import InfluxClient, RetryPolicy
 from storage.influx.reader import Reader
-from storage.influx.rollups import ROLLUP_MARK, SETTLE_SLACK_NS
+from storage.influx.rollups import BATCH_SOLD, ROLLUP_MARK, SETTLE_SLACK_NS
 from storage.influx.store import InfluxStore
 from storage.records import Reading, to_ns
 from tests.storage.factories import MARKET, T0, at, batch, gate_count, reading, sale
@@ -271,6 +271,43 @@ def test_batch_sold_carries_the_alert_flag_and_points_without_it_are_read_whole(
     assert rewrite_batch_sold_as_format_1(influx_server.url, database) == 2
 
     # The flag is gone from the points; the answer is the same, from the whole balances.
+    with InfluxStore(influx_server.url, database, clock=clock) as older:
+        assert not older.rollups.all_of_format()
+        assert older.batch_alerts(MARKET, *DAY) == alerts
+
+
+def test_an_untested_batch_sold_is_not_flagged_and_its_batch_sold_has_no_test(
+    store: InfluxStore, clock: Clock, influx_server: Influxd, database: str
+) -> None:
+    untested = batch(msg_id=1, ts=at(minutes=-30), trace_code="TC-U", passed=None)
+    oversold = batch(msg_id=2, ts=at(minutes=-20), trace_code="TC-O", passed=None, quantity_g=500)
+    write_and_settle(
+        store,
+        clock,
+        [
+            reading(untested, "in-01"),
+            reading(oversold, "in-01"),
+            reading(sale(msg_id=1, ts=at(minutes=5), trace_code="TC-U", weight_g=200), "sc-v001"),
+            reading(sale(msg_id=2, ts=at(minutes=6), trace_code="TC-O", weight_g=700), "sc-v001"),
+        ],
+    )
+    with InfluxClient(influx_server.url) as client:
+        points = [
+            row for one in Reader(client, database, None).select(BATCH_SOLD) for row in one.rows
+        ]
+    assert sorted(
+        (row["trace_code"], row["alert"], row.get("rapid_test_passed")) for row in points
+    ) == [
+        ("TC-O", True, None),
+        ("TC-U", False, None),
+    ]
+    alerts = store.batch_alerts(MARKET, *DAY)
+    assert [(row.trace_code, row.rapid_test_passed, row.oversold) for row in alerts] == [
+        ("TC-O", None, True)
+    ]
+
+    # Read from the whole balances (a database of an older format), the same answer.
+    assert rewrite_batch_sold_as_format_1(influx_server.url, database) == 2
     with InfluxStore(influx_server.url, database, clock=clock) as older:
         assert not older.rollups.all_of_format()
         assert older.batch_alerts(MARKET, *DAY) == alerts

@@ -117,7 +117,17 @@ def price(
     return Reading(MARKET, f"P-{vendor}", _received(at), message)
 
 
-def batch(msg_id: int, at: datetime, trace_code: str, *, vendor: str = "V01") -> Reading:
+_PASSED = RapidTest(result=RapidTestResult.PASS, inhibition_pct=Decimal("12.5"))
+
+
+def batch(
+    msg_id: int,
+    at: datetime,
+    trace_code: str,
+    *,
+    vendor: str = "V01",
+    test: RapidTest | None = _PASSED,
+) -> Reading:
     message = BatchIntake(
         msg_id=msg_id,
         ts=at,
@@ -128,7 +138,7 @@ def batch(msg_id: int, at: datetime, trace_code: str, *, vendor: str = "V01") ->
         supplier="寿光蔬菜批发市场",
         quantity_g=250_000,
         certificate_no="SD-2024-001",
-        rapid_test=RapidTest(result=RapidTestResult.PASS, inhibition_pct=Decimal("12.5")),
+        rapid_test=test,
     )
     return Reading(MARKET, "I01", _received(at), message)
 
@@ -293,6 +303,49 @@ def test_gate_counts_read_while_a_count_is_written_leave_it_out(
         (before,) = store.gate_counts_before(MARKET, T0 + timedelta(hours=1))
     assert [(row.in_total, row.out_total) for row in counts] == [(10, 2)]
     assert (before.in_total, before.out_total) == (10, 2)
+
+
+def test_a_batch_read_with_half_its_test_is_in_flight_and_one_without_is_untested(
+    influx_server: Influxd, database: str
+) -> None:
+    # A batch not tested at intake has neither test field; a point showing only one of
+    # them is a tested batch whose write is in flight: left out until it is whole.
+    failed = RapidTest(result=RapidTestResult.FAIL, inhibition_pct=Decimal("61.0"))
+    tested = batch(5, T0, "TC-T", test=failed)
+    untested = batch(6, T0 + timedelta(minutes=1), "TC-U", test=None)
+    message = tested.message
+    assert isinstance(message, BatchIntake)
+    tags = {"market": MARKET, "plu": message.plu, "station": "I01", "vendor": message.vendor}
+    first: dict[str, FieldValue] = {
+        "msg_id": message.msg_id,
+        "trace_code": message.trace_code,
+        "origin": message.origin,
+        "supplier": message.supplier,
+        "quantity_g": message.quantity_g,
+        "certificate_no": message.certificate_no,
+        "rapid_test_passed": False,
+        "received_ns": tested.received_ns,
+    }
+    with (
+        InfluxClient(influx_server.url) as client,
+        InfluxStore(influx_server.url, database, create_database=True, retry=NO_WAIT) as store,
+    ):
+        assert store.write([untested]) == []
+        client.write(database, [build_line("batch", tags, first, tested.time_ns)])
+
+        during = store.batches(MARKET, *DAY)
+
+        client.write(
+            database, [build_line("batch", tags, {"inhibition_permille": 610}, tested.time_ns)]
+        )
+        after = store.batches(MARKET, *DAY)
+    assert [(row.trace_code, row.rapid_test_passed, row.inhibition_pct) for row in during] == [
+        ("TC-U", None, None)
+    ]
+    assert [(row.trace_code, row.rapid_test_passed, row.inhibition_pct) for row in after] == [
+        ("TC-T", False, Decimal("61.0")),
+        ("TC-U", None, None),
+    ]
 
 
 def test_a_batch_another_process_writes_while_its_sales_are_checked_still_verifies_them(

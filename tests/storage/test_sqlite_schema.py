@@ -5,14 +5,16 @@ from __future__ import annotations
 import sqlite3
 from contextlib import closing
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from storage._exceptions import SchemaError, StoreError, StoreUnavailable
+from storage.records import point_ns
 from storage.sqlite import SQLiteStore
 from storage.sqlite.schema import MIGRATIONS, SCHEMA_VERSION, Migration, migrate
-from tests.storage.factories import MARKET, T0, at, reading, sale
+from tests.storage.factories import MARKET, T0, at, batch, reading, sale
 
 
 def raw(path: Path) -> closing[sqlite3.Connection]:
@@ -132,3 +134,59 @@ def test_upgrading_to_version_5_numbers_dead_letters_that_share_an_identity(
     with raw(path) as conn:
         rows = conn.execute("SELECT reason, dup FROM dead_letter ORDER BY id").fetchall()
         assert rows == [("first", 0), ("again", 1), ("other", 0)]
+
+
+def test_upgrading_to_version_9_keeps_batches_and_lets_a_batch_come_in_untested(
+    tmp_path: Path,
+) -> None:
+    # Before version 9 every batch had to carry its intake's rapid test (NOT NULL).
+    path = tmp_path / "store.db"
+    with raw(path) as conn:
+        assert migrate(conn, MIGRATIONS[:8]) == 8
+        conn.execute("INSERT INTO trace_code (id, market, code) VALUES (1, ?, 'TC-V8')", (MARKET,))
+        conn.execute(
+            "INSERT INTO batch_series (id, market, station, vendor, plu)"
+            " VALUES (1, ?, 'in-01', 'v001', '1001')",
+            (MARKET,),
+        )
+        conn.execute(
+            "INSERT INTO batch (time_ns, series, trace, msg_id, origin, supplier, quantity_g,"
+            " certificate_no, rapid_test_passed, inhibition_permille, received_ns)"
+            " VALUES (?, 1, 1, 7, '山东寿光', '寿光蔬菜批发市场 第3档', 250000,"
+            " 'HG-2025-000123', 0, 615, 42)",
+            (point_ns(at(minutes=1), 7),),
+        )
+
+    with SQLiteStore(path) as store:
+        kept = store.batch(MARKET, "TC-V8")
+        assert kept is not None
+        assert (kept.rapid_test_passed, kept.inhibition_pct, kept.msg_id, kept.ts) == (
+            False,
+            Decimal("61.5"),
+            7,
+            at(minutes=1),
+        )
+        untested = batch(msg_id=8, ts=at(minutes=2), trace_code="TC-V9", passed=None)
+        assert store.write([reading(untested, "in-01")]) == []
+        stored = store.batch(MARKET, "TC-V9")
+        assert stored is not None
+        assert (stored.rapid_test_passed, stored.inhibition_pct) == (None, None)
+
+    with raw(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (9,)
+        indexes = {row[1] for row in conn.execute("PRAGMA index_list(batch)")}
+        assert {"batch_by_series", "batch_by_trace"} <= indexes
+        strict, without_rowid = conn.execute(
+            "SELECT strict, wr FROM pragma_table_list WHERE name = 'batch'"
+        ).fetchone()
+        assert (strict, without_rowid) == (1, 1)
+        assert conn.execute(
+            "SELECT COUNT(*) FROM sqlite_master WHERE name = 'batch_v9'"
+        ).fetchone() == (0,)
+        # Both test columns or neither: half a test is refused by the table itself.
+        with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+            conn.execute(
+                "INSERT INTO batch (time_ns, series, trace, msg_id, origin, supplier, quantity_g,"
+                " certificate_no, rapid_test_passed, inhibition_permille, received_ns)"
+                " VALUES (1, 1, 1, 9, 'o', 's', 1, 'c', 1, NULL, 1)"
+            )

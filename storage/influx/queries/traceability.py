@@ -33,8 +33,8 @@ from storage.influx.rollups import BATCH_ALERT, BATCH_SOLD
 from storage.influx.rows import (
     NEWEST_WITH_FALLBACK,
     batch_row,
-    bool_column,
     int_column,
+    optional_bool_column,
     rapid_test_row,
     sorted_sales,
     str_column,
@@ -368,7 +368,7 @@ def batch_balances(
         for one in series
         if one.statement_id == 0
         for row in tagged_rows([one])
-        if all(row.get(name) is not None for name in (*_BALANCE_BATCH_FIELDS, *_RECORD_TAGS))
+        if all(row.get(name) is not None for name in (*_BALANCE_BATCH_REQUIRED, *_RECORD_TAGS))
     ]
     records.sort(key=_record_order)
     return [_batch_balance(market, row, sold.get(_record_key(row))) for row in records]
@@ -448,7 +448,8 @@ def _flagged(reader: Reader, window: _Window, *, census: bool) -> list[Row] | No
 
 #: What an alert's row needs of its ``batch_sold`` point (a point being rewritten may
 #: lack some for a moment: it shows on the next read).
-_ALERT_ROW_FIELDS: Final = ("sales", "trace_code", "quantity_g", "rapid_test_passed")
+#: (``rapid_test_passed`` is not among them: a batch not tested at intake has none.)
+_ALERT_ROW_FIELDS: Final = ("sales", "trace_code", "quantity_g")
 
 
 @dataclass(frozen=True, slots=True)
@@ -488,8 +489,10 @@ def _named(*names: str) -> tuple[Column, ...]:
 
 
 #: What a balance shows of a batch record and of its ``batch_sold`` point; a record
-#: without one of its fields yet is a write in flight, left out as everywhere.
+#: without one of its fields yet is a write in flight, left out as everywhere, but for
+#: the test result: a batch not tested at intake has none.
 _BALANCE_BATCH_FIELDS: Final = ("trace_code", "quantity_g", "rapid_test_passed", "msg_id")
+_BALANCE_BATCH_REQUIRED: Final = tuple(f for f in _BALANCE_BATCH_FIELDS if f != "rapid_test_passed")
 _BALANCE_SOLD_FIELDS: Final = ("sales", "sold_g", "last_sale_ns")
 #: What a ``batch_sold`` point repeats of its record, for :func:`batch_alerts`.
 _ALERT_RECORD_FIELDS: Final = ("trace_code", "quantity_g", "rapid_test_passed")
@@ -512,7 +515,7 @@ def _record_order(row: Row) -> tuple[int, str, int]:
 
 def _batch_balance(market: str, record: Row, sold: Row | None) -> BatchBalanceRow:
     """A listed batch ``record`` with its ``batch_sold`` point (nothing sold without one)."""
-    passed = bool_column(record, "rapid_test_passed")
+    passed = optional_bool_column(record, "rapid_test_passed")
     sales = 0 if sold is None else int_column(sold, "sales")
     return BatchBalanceRow(
         market=market,

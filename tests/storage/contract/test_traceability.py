@@ -93,6 +93,79 @@ class TestRoundTrip:
         assert row.inhibition_pct == pct
 
 
+class TestUntestedBatches:
+    """A batch taken in without a rapid test (markets test a sample): stored and read back
+    as not tested, which is neither passed nor failed."""
+
+    CODE = "SD370782-20250512-009"
+
+    def test_a_batch_not_tested_at_intake_reads_back_without_a_test(self, store: Store) -> None:
+        message = batch(
+            msg_id=12,
+            ts=at(hours=-2, ms=7),
+            trace_code=self.CODE,
+            supplier=HOSTILE,
+            certificate_no='DQ-4111/027, "x"',
+            passed=None,
+        )
+        assert message.rapid_test is None
+        received_ns = to_ns(at(hours=-2, ms=900)) + 5
+        write_ok(store, [reading(message, "in-01", received_ns=received_ns)])
+
+        expected = BatchRow(
+            market=MARKET,
+            station="in-01",
+            vendor="v001",
+            plu="1001",
+            trace_code=self.CODE,
+            origin="山东寿光",
+            supplier=HOSTILE,
+            quantity_g=250_000,
+            certificate_no='DQ-4111/027, "x"',
+            rapid_test_passed=None,
+            inhibition_pct=None,
+            ts=at(hours=-2, ms=7),
+            msg_id=12,
+            received_ns=received_ns,
+        )
+        assert store.batch(MARKET, self.CODE) == expected
+        assert store.batches(MARKET, at(hours=-3), T0) == [expected]
+        assert store.batches(MARKET, at(hours=-3), T0, vendor="v001") == [expected]
+        assert not expected.tested_at_intake
+
+    def test_a_redelivered_untested_batch_is_stored_once(self, store: Store) -> None:
+        one = reading(batch(msg_id=12, trace_code=self.CODE, passed=None), "in-01")
+        write_ok(store, [one])
+        write_ok(store, [one])
+        rows = store.batches(MARKET, at(hours=-1), at(hours=1))
+        assert [(row.trace_code, row.rapid_test_passed) for row in rows] == [(self.CODE, None)]
+
+    def test_untested_and_tested_batches_side_by_side(self, store: Store) -> None:
+        write_ok(
+            store,
+            [
+                reading(batch(msg_id=1, ts=at(minutes=1), trace_code="TC-1", passed=None), "in-01"),
+                reading(
+                    batch(
+                        msg_id=2,
+                        ts=at(minutes=2),
+                        trace_code="TC-2",
+                        passed=False,
+                        inhibition_pct=Decimal("55.5"),
+                    ),
+                    "in-01",
+                ),
+                reading(batch(msg_id=3, ts=at(minutes=3), trace_code="TC-3"), "in-01"),
+            ],
+        )
+        rows = store.batches(MARKET, T0, at(hours=1))
+        assert [(row.trace_code, row.rapid_test_passed, row.inhibition_pct) for row in rows] == [
+            ("TC-1", None, None),
+            ("TC-2", False, Decimal("55.5")),
+            ("TC-3", True, Decimal("12.5")),
+        ]
+
+
 class TestSales:
     """Which sales name a trace code (the rest of ``TestSales`` is in ``test_sales.py``)."""
 
@@ -667,6 +740,54 @@ class TestBatchAlerts:
             assert store.batch_alerts(market, start, end) == Store.batch_alerts(
                 store, market, start, end
             )
+
+
+class TestUntestedBatchBalances:
+    """A batch not tested at intake has not failed: it sells without an alert, but an
+    oversold one is still an alert."""
+
+    START, END = TestBatchBalances.START, TestBatchBalances.END
+
+    def write_history(self, store: Store) -> None:
+        intake, sold = TestBatchBalances.intake, TestBatchBalances.sold
+        write_ok(
+            store,
+            [
+                intake("TU-A", -90, "v001", "1001", passed=None),
+                intake("TU-B", -80, "v001", "1002", passed=None, quantity_g=1_000),
+                intake("TU-C", -70, "v002", "1001", passed=False, inhibition_pct=Decimal("66.0")),
+                intake("TU-D", -60, "v002", "1002", passed=None),  # nothing sold yet
+                sold("TU-A", 1, 10, 700, "v001", "1001"),
+                sold("TU-B", 2, 20, 900, "v001", "1002"),
+                sold("TU-B", 3, 30, 400, "v001", "1002"),
+                sold("TU-C", 4, 40, 300, "v002", "1001"),
+            ],
+        )
+
+    def test_balances_say_not_tested(self, store: Store) -> None:
+        self.write_history(store)
+
+        rows = store.batch_balances(MARKET, self.START, self.END)
+
+        assert [(row.trace_code, row.rapid_test_passed, row.sales, row.sold_g) for row in rows] == [
+            ("TU-A", None, 1, 700),
+            ("TU-B", None, 2, 1_300),
+            ("TU-C", False, 1, 300),
+            ("TU-D", None, 0, 0),
+        ]
+        assert [row.trace_code for row in rows if row.failed_on_sale] == ["TU-C"]
+        assert rows == Store.batch_balances(store, MARKET, self.START, self.END)
+
+    def test_an_untested_batch_on_sale_is_no_alert_unless_oversold(self, store: Store) -> None:
+        self.write_history(store)
+
+        alerts = store.batch_alerts(MARKET, self.START, self.END)
+
+        assert [
+            (row.trace_code, row.rapid_test_passed, row.failed_on_sale, row.oversold)
+            for row in alerts
+        ] == [("TU-B", None, False, True), ("TU-C", False, True, False)]
+        assert alerts == Store.batch_alerts(store, MARKET, self.START, self.END)
 
 
 class TestRapidTests:
