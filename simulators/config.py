@@ -21,15 +21,21 @@ class DayConfig:
     gate_interval_s: int = 60
     #: probability that a gate counter reboots (and restarts from 0) on a given day
     counter_reset_probability: float = 0.003
-    #: share of all batches failing the pesticide rapid test (inhibition ≥ 50 %); failures
-    #: fall on vegetables and fruit, the products the enzyme-inhibition test is for
+    #: share of all batches whose pesticide residues fail the rapid test (inhibition ≥ 50 %)
+    #: when tested; they are vegetables and fruit, the products the enzyme-inhibition test is
+    #: for, and only those tested at intake (``intake_test_share``) are caught
     rapid_test_fail_rate: float = 0.02
+    #: share of the vegetable and fruit batches the intake desk rapid-tests (markets test a
+    #: sample, a daily quota, not every batch); batches of other categories are not
+    #: rapid-tested at intake. An untested batch is sold.
+    intake_test_share: float = 0.3
     #: share of failed batches a vendor replaces later that morning
     replacement_share: float = 0.6
-    #: share of the day's passed vegetable and fruit batches the market spot-checks on sale
-    #: (a second rapid test at the intake desk, around midday)
+    #: share of the day's vegetable and fruit batches on sale (passed or not tested at
+    #: intake) the market spot-checks (a rapid test at the intake desk, around midday)
     spot_check_share: float = 0.03
-    #: share of spot checks that fail although the batch passed at intake
+    #: share of spot checks that fail (residues the intake test missed, or a batch that was
+    #: not tested at intake)
     spot_check_fail_rate: float = 0.05
     #: intake window (market local time); deliveries arrive before the morning rush
     intake_from: time = time(5, 0)
@@ -47,6 +53,7 @@ class DayConfig:
         for name in (
             "counter_reset_probability",
             "rapid_test_fail_rate",
+            "intake_test_share",
             "replacement_share",
             "spot_check_share",
             "spot_check_fail_rate",

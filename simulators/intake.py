@@ -1,13 +1,17 @@
-"""Morning deliveries: every stall's batches, registered and rapid-tested at an intake station.
+"""Morning deliveries: every stall's batches, registered at an intake station, a sample tested.
 
 Each vendor's delivery arrives between ``intake_from`` and ``intake_until`` (most
 before opening) and every product is registered as one batch with a trace code,
-origin, supplier, certificate and a pesticide rapid test. A batch that fails the
-test is withdrawn and never sold; some vendors fetch a replacement later in the
-morning. Failures fall on vegetables and fruit only (the enzyme-inhibition test
-looks for pesticide residues), as often as it takes for ``rapid_test_fail_rate``
-of all batches to fail. A batch holds comfortably more than the stall expects to sell, so
-selling out is uncommon.
+origin, supplier and certificate. Markets rapid-test a sample of their batches, not
+every one: the desk tests ``intake_test_share`` of the vegetable and fruit batches
+(the enzyme-inhibition test looks for pesticide residues) and no batch of another
+category; which ones is drawn on a random stream of its own, so the rest of the
+plan does not depend on it. Residues that fail the test fall on vegetables and fruit
+only, as often as it takes for ``rapid_test_fail_rate`` of all batches to carry
+them; only a tested batch is caught. A batch that fails the test is withdrawn and
+never sold (some vendors fetch a replacement later in the morning, which is
+tested); an untested batch is sold. A batch holds comfortably more than the stall
+expects to sell, so selling out is uncommon.
 
 Trace codes read ``{PREFIX}-{YYYYMMDD}-{STALL}-{NNNN}``: the market's prefix, the
 market day, the stall and the stall's batch number of the day. They are unique
@@ -60,11 +64,22 @@ class PlannedBatch:
     supplier: str
     quantity_g: int
     certificate_no: str
-    inhibition_tenths: int
+    #: the intake's rapid test; None: not tested at intake
+    inhibition_tenths: int | None
+
+    @property
+    def tested(self) -> bool:
+        return self.inhibition_tenths is not None
 
     @property
     def passed(self) -> bool:
-        return self.inhibition_tenths < FAIL_FROM_TENTHS
+        """Tested at intake and passed (an untested batch has not passed a test)."""
+        return self.inhibition_tenths is not None and self.inhibition_tenths < FAIL_FROM_TENTHS
+
+    @property
+    def failed(self) -> bool:
+        """Tested at intake and failed: withdrawn, never sold."""
+        return self.inhibition_tenths is not None and self.inhibition_tenths >= FAIL_FROM_TENTHS
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +149,8 @@ def _stall_batches(
     traits = stall.traits
     vendor = traits.vendor
     rng = derive_rng(seed, hours.day.isoformat(), "intake", vendor.id)
+    # Which batches are tested: a stream of its own, so ``rng`` draws as it always did.
+    sampling = derive_rng(seed, hours.day.isoformat(), "intake-tests", vendor.id)
     preferences = derive_rng(seed, traits.market, "suppliers", vendor.id)
     arrival = _arrival(hours.at(config.intake_from), hours.at(config.intake_until), rng)
     station = station_for(traits.category, stations)
@@ -145,6 +162,10 @@ def _stall_batches(
         supplier = _supplier(item, preferences, rng)
         quantity = _quantity(item, stall.expected_count(index), rng)
         origin = _origin(item, preferences, rng)
+        sprayed = item.product.category in _SPRAYED
+        # Drawn for every batch, tested or not, so that the draws after it stay the same.
+        inhibition = _rapid_test(rng, fail_rate if sprayed else 0.0)
+        tested = sprayed and chance(sampling, config.intake_test_share)
         batch = PlannedBatch(
             at_ms=min(arrival, hours.closes_ms - 1),
             station=station,
@@ -155,12 +176,10 @@ def _stall_batches(
             supplier=supplier,
             quantity_g=quantity,
             certificate_no=_certificate(item, origin, hours.day, rng),
-            inhibition_tenths=_rapid_test(
-                rng, fail_rate if item.product.category in _SPRAYED else 0.0
-            ),
+            inhibition_tenths=inhibition if tested else None,
         )
         batches.append(batch)
-        if not batch.passed and chance(rng, config.replacement_share):
+        if batch.failed and chance(rng, config.replacement_share):
             number += 1
             batches.append(
                 _replacement(
@@ -181,7 +200,8 @@ def _arrival(start_ms: int, end_ms: int, rng: random.Random) -> int:
 def _replacement(
     failed: PlannedBatch, item: ProductKnowledge, hours: MarketHours, code: str, rng: random.Random
 ) -> PlannedBatch:
-    """A second batch from another supplier, fetched and tested 1–2.5 hours later."""
+    """A second batch from another supplier, fetched 1–2.5 hours later and tested (the
+    desk does not take the vendor's word for the replacement)."""
     others = [s for s in item.category.suppliers if s != failed.supplier] or [failed.supplier]
     origin = rng.choice(item.origins)
     at = failed.at_ms + rng.randrange(60 * 60_000, 150 * 60_000)
@@ -248,17 +268,18 @@ def plan_spot_checks(
     seed: int,
     config: DayConfig,
 ) -> list[PlannedCheck]:
-    """Around midday the market re-tests a share of the passed produce batches on sale.
+    """Around midday the market tests a share of the produce batches on sale: those that
+    passed at intake (a re-test) and those not tested at intake (their first test).
 
     Its own random stream, so the rest of the day is the same with or without checks.
-    Most pass again; ``spot_check_fail_rate`` of them fail (residues the intake test
-    missed), which in a real market suspends the batch's sale.
+    Most pass; ``spot_check_fail_rate`` of them fail (residues the intake test missed,
+    or a batch never tested), which in a real market suspends the batch's sale.
     """
     rng = derive_rng(seed, market.id, hours.day.isoformat(), "spot-checks")
     candidates = [
         batch
         for batch in batches
-        if batch.passed
+        if not batch.failed
         and batch.station is not None
         and market.products[batch.plu].category in _SPRAYED
     ]
@@ -330,7 +351,11 @@ def _batch_event(
         supplier=batch.supplier,
         quantity_g=batch.quantity_g,
         certificate_no=batch.certificate_no,
-        rapid_test=_test_of(batch.passed, batch.inhibition_tenths),
+        rapid_test=(
+            None
+            if batch.inhibition_tenths is None
+            else _test_of(batch.passed, batch.inhibition_tenths)
+        ),
     )
     topic = topic_for(market, DeviceKind.INTAKE, station, "batch")
     return DayEvent(batch.at_ms, station, topic, message)

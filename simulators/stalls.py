@@ -253,12 +253,13 @@ class _Lot:
 
 
 class Stock:
-    """The vendor's passing batches per product, sold first in, first out."""
+    """The vendor's batches on sale per product (all but those that failed their intake
+    test), sold first in, first out."""
 
     def __init__(self, batches: Sequence[PlannedBatch]) -> None:
         self._lots: dict[str, deque[_Lot]] = {}
         for batch in sorted(batches, key=lambda b: b.at_ms):
-            if batch.passed:
+            if not batch.failed:  # an untested batch is sold; a failed one never
                 lot = _Lot(batch.trace_code, batch.at_ms, batch.quantity_g)
                 self._lots.setdefault(batch.plu, deque()).append(lot)
         self.oversold = 0

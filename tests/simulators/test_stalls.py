@@ -12,7 +12,8 @@ from simulators.intake import PlannedBatch
 from simulators.stalls import RoundingHabit, ScaleTraits, Stock, charged_total, on_scale
 
 
-def _batch(code: str, at_ms: int, grams: int, *, passed: bool = True) -> PlannedBatch:
+def _batch(code: str, at_ms: int, grams: int, *, passed: bool | None = True) -> PlannedBatch:
+    """A planned batch; ``passed=None``: not tested at intake."""
     return PlannedBatch(
         at_ms=at_ms,
         station="IN1",
@@ -23,7 +24,7 @@ def _batch(code: str, at_ms: int, grams: int, *, passed: bool = True) -> Planned
         supplier="众彩农副产品批发市场",
         quantity_g=grams,
         certificate_no="HG370783202611210001",
-        inhibition_tenths=150 if passed else 620,
+        inhibition_tenths=None if passed is None else 150 if passed else 620,
     )
 
 
@@ -40,6 +41,14 @@ def test_stock_sells_first_in_first_out_and_only_what_has_arrived() -> None:
 def test_failed_batches_are_never_stocked() -> None:
     stock = Stock([_batch("BAD", 0, 10_000, passed=False)])
     assert not stock.has("1001", 10**12)
+
+
+def test_a_batch_not_tested_at_intake_is_sold() -> None:
+    stock = Stock(
+        [_batch("BAD", 0, 10_000, passed=False), _batch("UNTESTED", 10, 1_000, passed=None)]
+    )
+    assert not stock.has("1001", 9)
+    assert stock.take("1001", 20, 400) == ("UNTESTED", 400)
 
 
 def test_a_tiny_remnant_is_oversold_rather_than_refused() -> None:
