@@ -42,6 +42,7 @@ from typing import Final
 
 from ingest.spool import Spool, SpooledMessage, SpoolError
 from ingest.validate import Limits, Validator
+from schemas.commands import is_command_topic
 from schemas.registry import RegistrySource
 from schemas.retention import RetentionPolicy
 from storage._exceptions import StoreError, StoreRejected, StoreUnavailable
@@ -74,6 +75,10 @@ class ForwardStats:
     redeliveries: int = 0
     #: readings dead-lettered because the store kept refusing them (also in ``rejected``)
     poisoned: int = 0
+    #: stallwatch's own commands to devices (``schemas.commands``), passed over: a broker
+    #: without stallwatch's access rules sends them to ingest with everything under
+    #: ``markets/``; they are not device messages, so neither stored nor dead letters
+    commands_skipped: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +209,9 @@ class Forwarder:
         self._validator.refresh()
         check = self._validator.check
         for row in self._first_deliveries(batch):
+            if is_command_topic(row[1]):
+                self.stats.commands_skipped += 1
+                continue
             result = check(row[1], row[2], row[3])
             if isinstance(result, Reading):
                 ordered.readings.append(result)
