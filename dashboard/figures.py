@@ -248,11 +248,12 @@ def footfall_daily(frame: pd.DataFrame, lang: Lang) -> go.Figure:
 # -- food safety -----------------------------------------------------------------------
 
 _PASSED_COLOUR = "#2ca02c"
+_UNTESTED_COLOUR = "#c7c7c7"
 
 
 def tests_by_category(frame: pd.DataFrame, lang: Lang) -> go.Figure:
-    """Batches passed and failed per category, stacked, from ``category, passed, failed, …``
-    (``dashboard.queries.tally_frame``); the hover gives the pass rate."""
+    """Batches passed, failed and not tested per category, stacked, from ``category, passed,
+    failed, untested, …`` (``dashboard.queries.tally_frame``); the hover gives the pass rate."""
     title = t("fs.by_category", lang)
     if frame.empty:
         return _empty(title, lang)
@@ -261,6 +262,7 @@ def tests_by_category(frame: pd.DataFrame, lang: Lang) -> go.Figure:
     bars = (
         ("passed", t("fs.passed", lang), _PASSED_COLOUR),
         ("failed", t("fs.failed_short", lang), _MEDIAN_COLOUR),
+        ("untested", t("fs.untested_short", lang), _UNTESTED_COLOUR),
     )
     fig = go.Figure(
         [
@@ -278,7 +280,7 @@ def tests_by_category(frame: pd.DataFrame, lang: Lang) -> go.Figure:
         layout=_layout_of(title, height=300),
     )
     fig.update_layout(barmode="stack")
-    fig.update_yaxes(title_text=t("fs.batches_tested", lang), rangemode="tozero")
+    fig.update_yaxes(title_text=t("fs.batches", lang), rangemode="tozero")
     return fig
 
 

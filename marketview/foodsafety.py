@@ -7,6 +7,10 @@ after intake (``RapidTestReport``: spot checks and re-tests). A batch tested mor
 than once counts once, by its latest test of the day: a batch that passed at
 intake and failed a spot check at noon is a failed batch that day. Days are local
 calendar days of the market's time zone.
+
+Most batches are not tested at intake (a market tests a sample, to a daily quota):
+the day's *untested* batches are those taken in that day that no test of the day
+covered, at intake or after; they go on sale untested.
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ class BatchesTested:
     passed: int
     failed: int
     tests: int
+    #: batches taken in that day that no test covered that day (at intake or after)
+    untested: int = 0
 
     @property
     def pass_rate_pct(self) -> Decimal | None:
@@ -75,39 +81,62 @@ class DayOfTests:
 ALL_CATEGORIES = "all"
 
 
+#: A batch as taken in: (trace code, vendor, PLU).
+BatchKey = tuple[str, str, str]
+
+
 def day_of_tests(store: TraceabilityStore, market: Market, day: date) -> DayOfTests:
     """The rapid tests of ``day``: two reads (the day's batches and its reports)."""
     start, end = local_day_range(day, day, market.tz)
+    batches = store.batches(market.id, start, end)
     tests = [
         *(
             BatchTest(
                 b.trace_code, b.vendor, b.plu, b.rapid_test_passed, b.inhibition_pct, b.ts, True
             )
-            for b in store.batches(market.id, start, end)
+            for b in batches
+            if b.rapid_test_passed is not None and b.inhibition_pct is not None
         ),
         *(
             BatchTest(r.trace_code, r.vendor, r.plu, r.passed, r.inhibition_pct, r.ts, False)
             for r in store.rapid_tests(market.id, start, end)
         ),
     ]
-    return tally_day(market, day, tests)
+    taken_in = [(b.trace_code, b.vendor, b.plu) for b in batches]
+    return tally_day(market, day, tests, taken_in=taken_in)
 
 
-def tally_day(market: Market, day: date, tests: Iterable[BatchTest]) -> DayOfTests:
-    """:func:`day_of_tests` on given tests (pure: tested on hand-made ones)."""
-    latest: dict[tuple[str, str, str], BatchTest] = {}
+def tally_day(
+    market: Market, day: date, tests: Iterable[BatchTest], *, taken_in: Iterable[BatchKey] = ()
+) -> DayOfTests:
+    """:func:`day_of_tests` on given tests and the day's batches (pure: tested on hand-made
+    ones). A batch taken in that no test of the day covers counts as untested."""
+    latest: dict[BatchKey, BatchTest] = {}
     made: dict[str, int] = {}
     for one in sorted(tests, key=lambda test: (test.ts, not test.at_intake)):
         latest[(one.trace_code, one.vendor, one.plu)] = one
         category = _category(market, one.plu)
         made[category] = made.get(category, 0) + 1
+    untested: dict[str, int] = {}
+    for key in dict.fromkeys(taken_in):  # each batch once, in order
+        if key not in latest:
+            category = _category(market, key[2])
+            untested[category] = untested.get(category, 0) + 1
     per_category: dict[str, list[BatchTest]] = {}
     for one in latest.values():
         per_category.setdefault(_category(market, one.plu), []).append(one)
     categories = tuple(
-        _tally(category, per_category[category], made[category]) for category in sorted(made)
+        _tally(
+            category,
+            per_category.get(category, []),
+            made.get(category, 0),
+            untested.get(category, 0),
+        )
+        for category in sorted(made.keys() | untested.keys())
     )
-    total = _tally(ALL_CATEGORIES, list(latest.values()), sum(made.values()))
+    total = _tally(
+        ALL_CATEGORIES, list(latest.values()), sum(made.values()), sum(untested.values())
+    )
     failed = tuple(
         sorted((one for one in latest.values() if not one.passed), key=lambda test: test.ts)
     )
@@ -116,9 +145,9 @@ def tally_day(market: Market, day: date, tests: Iterable[BatchTest]) -> DayOfTes
     )
 
 
-def _tally(category: str, batches: list[BatchTest], tests: int) -> BatchesTested:
+def _tally(category: str, batches: list[BatchTest], tests: int, untested: int) -> BatchesTested:
     passed = sum(one.passed for one in batches)
-    return BatchesTested(category, len(batches), passed, len(batches) - passed, tests)
+    return BatchesTested(category, len(batches), passed, len(batches) - passed, tests, untested)
 
 
 def _category(market: Market, plu: str) -> str:

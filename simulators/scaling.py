@@ -100,6 +100,9 @@ def dump_market_toml(market: Market | MarketFile, *, header: str = "") -> str:
     for table, entries in (("gates", spec.gates), ("intake", spec.intake)):
         for entry in entries:
             lines += ["", f"[[{table}]]", _pair("id", entry.id), _pair("name", entry.name)]
+    food_safety = spec.food_safety.model_dump(exclude_defaults=True)
+    if food_safety:
+        lines += ["", "[food_safety]", *(f"{key} = {value}" for key, value in food_safety.items())]
     retention = spec.retention.model_dump(exclude_defaults=True)
     if retention:
         lines += ["", "[retention]", *(f"{kind} = {days}" for kind, days in retention.items())]

@@ -26,6 +26,11 @@ class Tally(BaseModel):
     passed: int = Field(ge=0, description="Batches whose latest test that day passed.")
     failed: int = Field(ge=0, description="Batches whose latest test that day failed.")
     tests: int = Field(ge=0, description="Tests made (a re-tested batch counts each test).")
+    untested: int = Field(
+        ge=0,
+        description="Batches taken in that day that no test covered that day (at intake or "
+        "after): on sale untested.",
+    )
     pass_rate_pct: Decimal | None = Field(
         description="Passed per 100 batches tested, one decimal; null without tests."
     )
@@ -55,6 +60,7 @@ class DayTests(BaseModel):
                         "passed": 405,
                         "failed": 7,
                         "tests": 425,
+                        "untested": 1230,
                         "pass_rate_pct": "98.3",
                     },
                     "categories": [],
@@ -116,5 +122,6 @@ def _tally(tally: foodsafety.BatchesTested) -> Tally:
         passed=tally.passed,
         failed=tally.failed,
         tests=tally.tests,
+        untested=tally.untested,
         pass_rate_pct=tally.pass_rate_pct,
     )

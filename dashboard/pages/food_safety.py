@@ -84,7 +84,8 @@ def register_callbacks(app: Dash, data: DashboardData, links: Links) -> None:
 
 
 def kpi_tiles(day: DayOfTests, lang: Lang) -> list[Any]:
-    """Batches tested, pass rate, failed batches and the quota, as KPI tiles."""
+    """Batches tested, pass rate, failed batches, untested batches and the quota, as KPI
+    tiles."""
     total = day.total
     rate = total.pass_rate_pct
     return [
@@ -96,6 +97,12 @@ def kpi_tiles(day: DayOfTests, lang: Lang) -> list[Any]:
         ),
         kpi(t("fs.pass_rate", lang), "–" if rate is None else f"{rate}%", test_id="fs-pass-rate"),
         kpi(t("fs.failed", lang), f"{total.failed:,}", test_id="fs-failed"),
+        kpi(
+            t("fs.untested", lang),
+            f"{total.untested:,}",
+            note=t("fs.untested_note", lang),
+            test_id="fs-untested",
+        ),
         kpi(
             t("fs.quota", lang),
             t("fs.quota_value", lang).format(done=total.batches, quota=day.quota),

@@ -30,7 +30,7 @@ from dashboard.queries.common import (
     unverified_counts,
     unverified_today,
 )
-from dashboard.queries.foodsafety import TALLY_COLUMNS, tally_frame, rapid_tests_of_day
+from dashboard.queries.foodsafety import TALLY_COLUMNS, rapid_tests_of_day, tally_frame
 from dashboard.queries.footfall import footfall_daily, footfall_day, footfall_heatmap
 from dashboard.queries.overview import (
     ALERT_COLUMNS,
@@ -103,11 +103,11 @@ __all__ = [
     "price_spread",
     "product_label",
     "product_name",
+    "rapid_tests_of_day",
     "read_vendors_today",
     "row_transaction",
     "sales_frame",
     "tally_frame",
-    "rapid_tests_of_day",
     "trace_chain",
     "turnover_by_day",
     "unverified_counts",

@@ -11,7 +11,15 @@ from marketview import foodsafety
 from marketview.foodsafety import DayOfTests
 
 #: Columns of :func:`tally_frame`, one row per category.
-TALLY_COLUMNS = ("category", "batches", "passed", "failed", "tests", "pass_rate_pct")
+TALLY_COLUMNS = (
+    "category",
+    "batches",
+    "passed",
+    "failed",
+    "tests",
+    "untested",
+    "pass_rate_pct",
+)
 
 
 def rapid_tests_of_day(data: DashboardData, market_id: str, day: date) -> DayOfTests:
@@ -23,7 +31,15 @@ def tally_frame(day: DayOfTests) -> pd.DataFrame:
     """The day's tally per category, in the read core's order (by category id)."""
     return pd.DataFrame(
         [
-            (one.category, one.batches, one.passed, one.failed, one.tests, one.pass_rate_pct)
+            (
+                one.category,
+                one.batches,
+                one.passed,
+                one.failed,
+                one.tests,
+                one.untested,
+                one.pass_rate_pct,
+            )
             for one in day.categories
         ],
         columns=list(TALLY_COLUMNS),

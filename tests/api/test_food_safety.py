@@ -45,11 +45,12 @@ def test_a_day_per_category_counts_each_batch_by_its_latest_test(
     market = api_registry.markets[MARKET]
     generate_history(market, store, start_date=DAY, days=1, seed=5, config=CHECKS)
     planned = MarketDay(market, DAY, seed=5, config=CHECKS)
-    latest = {batch.trace_code: batch.passed for batch in planned.batches}
+    latest = {batch.trace_code: batch.passed for batch in planned.batches if batch.tested}
     latest.update({check.batch.trace_code: check.passed for check in planned.spot_checks})
     category = {
         batch.trace_code: market.products[batch.plu].category.value for batch in planned.batches
     }
+    untested = [code for code in category if code not in latest]
 
     response = api.get(PATH, params={"date": DAY.isoformat()})  # public: no token
 
@@ -58,19 +59,30 @@ def test_a_day_per_category_counts_each_batch_by_its_latest_test(
     failed = sorted(code for code, passed in latest.items() if not passed)
     quota = market.food_safety.daily_test_quota
     assert (body["quota"], body["quota_met"]) == (quota, len(latest) >= quota)
+    tested_at_intake = sum(batch.tested for batch in planned.batches)
     assert body["total"] == {
         "category": "all",
         "batches": len(latest),
         "passed": len(latest) - len(failed),
         "failed": len(failed),
-        "tests": len(planned.batches) + len(planned.spot_checks),
+        "tests": tested_at_intake + len(planned.spot_checks),
+        "untested": len(untested),
         "pass_rate_pct": _rate(len(latest) - len(failed), len(latest)),
     }
-    per_category = Counter(category.values())
+    assert 0 < tested_at_intake < len(planned.batches)  # the desk tests a sample
+    tested_per_category = Counter(category[code] for code in latest)
+    untested_per_category = Counter(category[code] for code in untested)
     failed_per_category = Counter(category[code] for code in failed)
-    assert {row["category"]: row["batches"] for row in body["categories"]} == per_category
-    assert {row["category"]: row["failed"] for row in body["categories"]} == {
-        name: failed_per_category.get(name, 0) for name in per_category
+    rows = {row["category"]: row for row in body["categories"]}
+    assert set(rows) == set(tested_per_category) | set(untested_per_category)
+    assert {name: row["batches"] for name, row in rows.items()} == {
+        name: tested_per_category.get(name, 0) for name in rows
+    }
+    assert {name: row["untested"] for name, row in rows.items()} == {
+        name: untested_per_category.get(name, 0) for name in rows
+    }
+    assert {name: row["failed"] for name, row in rows.items()} == {
+        name: failed_per_category.get(name, 0) for name in rows
     }
     assert sorted(row["trace_code"] for row in body["failed"]) == failed
     spot_failures = [row for row in body["failed"] if not row["at_intake"]]

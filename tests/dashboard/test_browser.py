@@ -268,9 +268,8 @@ def test_food_safety_page_shows_a_days_tests_and_failed_batches(page: Page, stac
         f"{shown.total.batches:,}", timeout=LOAD_TIMEOUT_MS
     )
     expect(page.locator("#fs-failed")).to_have_text(f"{shown.total.failed:,}")
-    expect(page.locator("#fs-quota")).to_have_text(
-        f"{shown.total.batches:,} / {shown.quota:,} 批"
-    )
+    expect(page.locator("#fs-untested")).to_have_text(f"{shown.total.untested:,}")
+    expect(page.locator("#fs-quota")).to_have_text(f"{shown.total.batches:,} / {shown.quota:,} 批")
     rows = page.locator(f"#{ids.FOOD_SAFETY_FAILED} tr.fs-failed-batch")
     expect(rows).to_have_count(len(shown.failed))
     expect(rows.first.locator("a")).to_have_text(shown.failed[0].trace_code)

@@ -32,7 +32,9 @@ def _day(market: Market) -> DayOfTests:
         BatchTest("VEG-3", vendor, veg, False, Decimal("55.0"), NOON + timedelta(hours=2), False),
         BatchTest("FRU-1", vendor, fruit, True, Decimal("3.0"), NOON, True),
     ]
-    return tally_day(market, DAY, tests)
+    taken_in = [(t.trace_code, vendor, t.plu) for t in tests if t.at_intake]
+    untested = [("VEG-4", vendor, veg), ("MEAT-1", vendor, _plu(market, "meat"))]
+    return tally_day(market, DAY, tests, taken_in=[*taken_in, *untested])
 
 
 def _text(component: Any) -> str:
@@ -49,10 +51,11 @@ def test_the_tiles_show_the_days_batches_rate_failures_and_quota(example_market:
         "Batches tested 4 5 tests made",
         "Pass rate 50.0%",
         "Failed batches 2",
+        "Batches not tested 2 taken in that day, no test at all",
         "Daily test quota 4 / 12 batches 8 short",
     ]
     zh = [_text(tile) for tile in kpi_tiles(_day(example_market), Lang.ZH)]
-    assert zh[3] == "每日检测定额 4 / 12 批 还差 8 批"
+    assert zh[4] == "每日检测定额 4 / 12 批 还差 8 批"
 
 
 def test_failed_batches_link_to_their_trace_and_say_which_test_failed(
@@ -87,10 +90,10 @@ def test_a_day_without_failures_says_so(example_market: Market) -> None:
 
 def test_tests_by_category_stacks_passed_and_failed_batches(example_market: Market) -> None:
     fig = figures.tests_by_category(tally_frame(_day(example_market)), Lang.EN)
-    passed, failed = fig.data
-    assert list(passed.x) == ["Fruit", "Vegetables"]
-    assert (list(passed.y), list(failed.y)) == ([1, 1], [0, 2])
-    assert list(passed.customdata) == ["100.0%", "33.3%"]
+    passed, failed, untested = fig.data
+    assert list(passed.x) == ["Fruit", "Meat", "Vegetables"]
+    assert (list(passed.y), list(failed.y), list(untested.y)) == ([1, 0, 1], [0, 0, 2], [0, 1, 1])
+    assert list(passed.customdata) == ["100.0%", "–", "33.3%"]
     assert fig.layout.barmode == "stack"
     empty = figures.tests_by_category(tally_frame(tally_day(example_market, DAY, [])), Lang.ZH)
     assert empty.layout.annotations[0].text == "暂无数据"

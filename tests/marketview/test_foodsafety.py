@@ -99,3 +99,27 @@ def test_a_market_without_a_quota_meets_it_without_tests(example_market: Market)
     )
     day = tally_day(Market(spec), DAY, [])
     assert (day.quota, day.quota_met) == (0, True)
+
+
+def test_a_batch_no_test_covered_that_day_is_untested(example_market: Market) -> None:
+    veg, fruit = _plu_of(example_market, "vegetables"), _plu_of(example_market, "fruit")
+    meat = _plu_of(example_market, "meat")
+    taken_in = [
+        ("A", "V-A01", veg),
+        ("B", "V-A01", veg),
+        ("C", "V-A01", meat),
+        ("D", "V-A01", fruit),
+    ]
+    tests = [
+        _test("A", veg, passed=True),  # tested at intake
+        _test("B", veg, passed=False, minutes=120, at_intake=False),  # a spot check covers it
+    ]
+    day = tally_day(example_market, DAY, tests, taken_in=[*taken_in, taken_in[2]])
+
+    assert (day.total.batches, day.total.untested) == (2, 2)  # C once, though listed twice
+    assert {(c.category, c.batches, c.untested) for c in day.categories} == {
+        ("vegetables", 2, 0),
+        ("meat", 0, 1),
+        ("fruit", 0, 1),
+    }
+    assert next(c for c in day.categories if c.category == "meat").pass_rate_pct is None
