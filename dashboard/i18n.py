@@ -102,6 +102,7 @@ _TEXT: dict[str, tuple[str, str]] = {
     "trace.failed": ("不合格", "FAILED"),
     "trace.untested": ("未检测", "not tested"),
     "trace.inhibition": ("抑制率", "inhibition"),
+    "trace.later_test": ("抽检 / 复检", "Later test"),
     "trace.intake": ("进场时间", "Intake"),
     "trace.vendor": ("商户", "Vendor"),
     "trace.quantity_in": ("进货量", "Quantity in"),

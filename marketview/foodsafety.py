@@ -22,7 +22,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from marketview.analytics import UNKNOWN_CATEGORY, local_day_range
 from schemas.registry import Market
-from storage.interfaces.traceability import TraceabilityStore
+from storage.interfaces.traceability import BatchRow, TraceabilityStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +79,23 @@ class DayOfTests:
 
 
 ALL_CATEGORIES = "all"
+
+
+def tests_of_batch(
+    store: TraceabilityStore, market: str, batch: BatchRow | None, trace_code: str
+) -> tuple[BatchTest, ...]:
+    """Every test of a batch, oldest first: its intake's (if tested then) and every later
+    report (one bounded read, ``rapid_tests_of_batch``). Its state follows the last."""
+    tests = [
+        BatchTest(r.trace_code, r.vendor, r.plu, r.passed, r.inhibition_pct, r.ts, False)
+        for r in store.rapid_tests_of_batch(market, trace_code)
+    ]
+    passed, pct = (None, None) if batch is None else (batch.rapid_test_passed, batch.inhibition_pct)
+    if batch is not None and passed is not None and pct is not None:  # tested at intake
+        tests.append(
+            BatchTest(batch.trace_code, batch.vendor, batch.plu, passed, pct, batch.ts, True)
+        )
+    return tuple(sorted(tests, key=lambda test: (test.ts, not test.at_intake)))
 
 
 #: A batch as taken in: (trace code, vendor, PLU).

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from marketview.analytics import BatchBalance, batch_balance
+from marketview.foodsafety import BatchTest, tests_of_batch
 from storage.base import Store
 from storage.interfaces.sales import SaleRow
 from storage.interfaces.traceability import BatchRow
@@ -29,6 +30,12 @@ class BatchTrace:
     trace_code: str
     batch: BatchRow | None
     sales: tuple[SaleRow, ...]
+    #: its rapid tests, oldest first (``foodsafety.tests_of_batch``)
+    tests: tuple[BatchTest, ...] = ()
+
+    @property
+    def latest_test(self) -> BatchTest | None:
+        return self.tests[-1] if self.tests else None
 
     @property
     def sold_g(self) -> int:
@@ -46,6 +53,8 @@ class ReceiptTrace:
 
     sale: SaleRow
     batch: BatchRow | None
+    #: the batch's rapid tests, oldest first; none when the link was not verified
+    tests: tuple[BatchTest, ...] = ()
 
 
 def batch_trace(store: Store, market: str, trace_code: str) -> BatchTrace | None:
@@ -54,7 +63,7 @@ def batch_trace(store: Store, market: str, trace_code: str) -> BatchTrace | None
     sales = sales_of_batch(store, market, trace_code)
     if batch is None and not sales:
         return None
-    return BatchTrace(trace_code, batch, sales)
+    return BatchTrace(trace_code, batch, sales, tests_of_batch(store, market, batch, trace_code))
 
 
 def sales_of_batch(store: Store, market: str, trace_code: str) -> tuple[SaleRow, ...]:
@@ -68,7 +77,10 @@ def receipt_trace(store: Store, market: str, scale: str, msg_id: int) -> Receipt
     sale = store.sale_by_receipt(market, scale, msg_id)
     if sale is None:
         return None
-    return ReceiptTrace(sale, verified_batch(store, market, sale))
+    batch = verified_batch(store, market, sale)
+    if batch is None:
+        return ReceiptTrace(sale, None)
+    return ReceiptTrace(sale, batch, tests_of_batch(store, market, batch, batch.trace_code))
 
 
 def verified_batch(store: Store, market: str, sale: SaleRow) -> BatchRow | None:

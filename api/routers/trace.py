@@ -20,6 +20,7 @@ could not be verified.
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 from functools import cache
@@ -36,6 +37,7 @@ from api._exceptions import NotFound
 from api.deps import MarketDep, MarketId, RegistryDep, StoreDep
 from marketview import trace
 from marketview.analytics import yuan
+from marketview.foodsafety import BatchTest
 from marketview.pricing import yuan_per_jin, yuan_per_kg
 from schemas.messages import Identifier, TraceCode
 from schemas.registry import Category, Market, SaleUnit
@@ -85,6 +87,24 @@ class RapidTestResult(BaseModel):
         pattern=r"^[0-9]{1,3}(\.[0-9])?$",
         description="Enzyme inhibition rate in percent (GB/T 5009.199); 50 or more fails.",
     )
+
+
+class BatchTestOut(BaseModel):
+    at: datetime = Field(description="Time of the test, in the market's time zone.")
+    result: Literal["pass", "fail"]
+    inhibition_pct: str = Field(pattern=r"^[0-9]{1,3}(\.[0-9])?$")
+    at_intake: bool = Field(description="False: a spot check or re-test after intake.")
+
+
+TestState = Literal["passed", "failed", "untested"]
+_TESTS_DESCRIPTION = (
+    "Every rapid test of the batch, oldest first: its intake's, then each spot check or "
+    "re-test (kept beside each other, never overwritten)."
+)
+_STATE_DESCRIPTION = (
+    "The batch's food-safety state: its latest test's result, or `untested` without any "
+    "test. A batch that passed at intake and failed later is `failed`."
+)
 
 
 class Batch(BaseModel):
@@ -190,6 +210,8 @@ class Trace(BaseModel):
         description="Intake minus sold, grams; negative when oversold; null without a batch."
     )
     oversold: bool = Field(description="More was sold than was taken in: check the scales.")
+    tests: list[BatchTestOut] = Field(default=[], description=_TESTS_DESCRIPTION)
+    test_state: TestState = Field(default="untested", description=_STATE_DESCRIPTION)
 
 
 class ReceiptSale(Sale):
@@ -207,6 +229,10 @@ class Receipt(BaseModel):
         description="The batch the sale came from; null unless `sale.origin_verified` (the "
         "origin could not be verified: no such batch, or another vendor's or product's)."
     )
+    tests: list[BatchTestOut] = Field(
+        default=[], description=_TESTS_DESCRIPTION + " Empty without a verified batch."
+    )
+    test_state: TestState = Field(default="untested", description=_STATE_DESCRIPTION)
 
 
 # -- JSON endpoints --------------------------------------------------------------------
@@ -237,6 +263,8 @@ def receipt(market: MarketDep, scale: ScaleParam, msg_id: MsgIdParam, store: Sto
         market=market.id,
         sale=_receipt_sale(market, found.sale),
         batch=None if found.batch is None else _batch(market, found.batch),
+        tests=_tests(market, found.tests),
+        test_state=_test_state(found.tests),
     )
 
 
@@ -295,10 +323,10 @@ def trace_page(
     market: MarketId, trace_code: TraceCodeParam, registry: RegistryDep, store: StoreDep
 ) -> HTMLResponse:
     found = registry.markets.get(market)
-    batch = None if found is None else store.batch(found.id, trace_code)
-    if found is None or batch is None:
+    traced = None if found is None else trace.batch_trace(store, found.id, trace_code)
+    if found is None or traced is None or traced.batch is None:
         return _not_found_page()
-    return _page(found, _batch(found, batch), sale=None)
+    return _page(found, _batch(found, traced.batch), None, _tests(found, traced.tests))
 
 
 @pages.get(
@@ -320,10 +348,12 @@ def receipt_page(
     if found is None or traced is None:
         return _not_found_page()
     batch = None if traced.batch is None else _batch(found, traced.batch)
-    return _page(found, batch, sale=_receipt_sale(found, traced.sale))
+    return _page(found, batch, _receipt_sale(found, traced.sale), _tests(found, traced.tests))
 
 
-def _page(market: Market, batch: Batch | None, sale: ReceiptSale | None) -> HTMLResponse:
+def _page(
+    market: Market, batch: Batch | None, sale: ReceiptSale | None, tests: list[BatchTestOut]
+) -> HTMLResponse:
     info = market.spec.market
     html = (
         _templates()
@@ -333,6 +363,8 @@ def _page(market: Market, batch: Batch | None, sale: ReceiptSale | None) -> HTML
             market_name_en=info.name_en,
             batch=batch,
             sale=sale,
+            later_tests=[test for test in tests if not test.at_intake],
+            latest_failed=bool(tests) and tests[-1].result == "fail",
             weight=_weight_text,
             date_text=_date_text,
             time_text=_time_text,
@@ -387,6 +419,8 @@ def _trace(market: Market, found: trace.BatchTrace) -> Trace:
         sold_g=found.sold_g,
         remaining_g=None if balance is None else balance.remaining_g,
         oversold=balance is not None and balance.oversold,
+        tests=_tests(market, found.tests),
+        test_state=_test_state(found.tests),
     )
 
 
@@ -410,6 +444,24 @@ def _batch(market: Market, row: BatchRow) -> Batch:
         station=row.station,
         vendor=_vendor(market, row.vendor),
     )
+
+
+def _tests(market: Market, tests: Sequence[BatchTest]) -> list[BatchTestOut]:
+    return [
+        BatchTestOut(
+            at=test.ts.astimezone(market.tz),
+            result="pass" if test.passed else "fail",
+            inhibition_pct=str(test.inhibition_pct),
+            at_intake=test.at_intake,
+        )
+        for test in tests
+    ]
+
+
+def _test_state(tests: Sequence[BatchTest]) -> TestState:
+    if not tests:
+        return "untested"
+    return "passed" if tests[-1].passed else "failed"
 
 
 def _rapid_test(row: BatchRow) -> RapidTestResult | None:

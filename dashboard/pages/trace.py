@@ -123,7 +123,7 @@ def chain_summary(
     vendor = found.vendors.get(batch.vendor)
     product = found.products.get(batch.plu)
     balance = chain.balance
-    key, colour = _INTAKE_TEST[batch.rapid_test_passed]
+    key, _colour = _INTAKE_TEST[batch.rapid_test_passed]
     test = t(key, lang)
     name = batch.plu if product is None else queries.product_name(product, lang)
     rows = [
@@ -137,6 +137,16 @@ def chain_summary(
             if batch.inhibition_pct is None
             else f"{test} ({t('trace.inhibition', lang)} {batch.inhibition_pct}%)",
         ),
+        *(
+            (
+                t("trace.later_test", lang),
+                f"{t('trace.passed' if test.passed else 'trace.failed', lang)} "
+                f"({t('trace.inhibition', lang)} {test.inhibition_pct}%) "
+                f"{queries.local_time_text(test.ts, found)}",
+            )
+            for test in chain.tests
+            if not test.at_intake
+        ),
         (t("trace.intake", lang), queries.local_time_text(batch.ts, found)),
         (
             t("trace.vendor", lang),
@@ -146,7 +156,9 @@ def chain_summary(
         (t("trace.sold", lang), f"{weight_text(balance.sold_g, lang)} ({len(chain.sales)})"),
         (t("trace.left", lang), weight_text(balance.remaining_g, lang)),
     ]
-    badges = [dbc.Badge(test, color=colour, className="me-2")]
+    # The badge is the batch's state: its latest test, which may be a later one.
+    state_key, state_colour = _INTAKE_TEST[chain.tests[-1].passed if chain.tests else None]
+    badges = [dbc.Badge(t(state_key, lang), color=state_colour, className="me-2", id="trace-state")]
     if balance.oversold:
         badges.append(dbc.Badge(t("trace.oversold", lang), color="danger", id="trace-oversold"))
     public = f"{api_base}/trace/{quote(found.id)}/{quote(batch.trace_code)}"

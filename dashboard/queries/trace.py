@@ -12,6 +12,7 @@ import pandas as pd
 from dashboard.queries.common import DashboardData
 from marketview import trace
 from marketview.analytics import BatchBalance, batch_balance
+from marketview.foodsafety import BatchTest
 from storage.interfaces.sales import SaleRow
 from storage.interfaces.traceability import BatchRow
 
@@ -44,6 +45,8 @@ class TraceChain:
     batch: BatchRow
     sales: tuple[SaleRow, ...]
     receipt: SaleRow | None
+    #: the batch's rapid tests, oldest first (the intake's, then later ones)
+    tests: tuple[BatchTest, ...] = ()
 
     @property
     def balance(self) -> BatchBalance:
@@ -69,7 +72,7 @@ def trace_chain(
     found = trace.batch_trace(data.store, market.id, query.trace_code)
     if found is None or found.batch is None:
         return None
-    return TraceChain(found.batch, found.sales, None)
+    return TraceChain(found.batch, found.sales, None, found.tests)
 
 
 def _receipt_chain(
@@ -83,7 +86,7 @@ def _receipt_chain(
     if found.batch is None:
         return None
     sales = trace.sales_of_batch(data.store, market, found.sale.trace_code)
-    return TraceChain(found.batch, sales, found.sale)
+    return TraceChain(found.batch, sales, found.sale, found.tests)
 
 
 def sales_frame(sales: Sequence[SaleRow], tz: tzinfo) -> pd.DataFrame:

@@ -334,3 +334,48 @@ def test_public_page_of_a_batch_and_unknown_pages(fed: Fed, web: Api) -> None:
         assert missing.status_code == 404, path
         assert missing.headers["content-type"].startswith("text/html")
         assert "未找到" in missing.text
+
+
+@pytest.mark.parametrize("store_kind", BOTH_STORES)
+def test_a_later_failed_test_is_kept_beside_the_intake_test_and_shown_to_shoppers(
+    fed: Fed,
+    web: Api,
+    mosquitto_server: Mosquitto,
+    api_registry: Registry,
+    store: Store,
+    tmp_path: Path,
+) -> None:
+    before = web.get(f"/api/v1/markets/{MARKET}/trace/{CODE}").json()
+    assert (before["test_state"], [t["at_intake"] for t in before["tests"]]) == ("passed", [True])
+    report = {
+        "msg_id": 3,
+        "ts": now_iso(timedelta(minutes=-10)),
+        "trace_code": CODE,
+        "vendor": "V01",
+        "plu": "1001",
+        "rapid_test": {"result": "fail", "inhibition_pct": 61.5},
+    }
+    ingest_over_mqtt(
+        mosquitto_server,
+        api_registry,
+        store,
+        tmp_path / "report.spool.db",
+        [(f"markets/{MARKET}/intake/IN-1/test", json.dumps(report).encode())],
+    )
+
+    body = web.get(f"/api/v1/markets/{MARKET}/trace/{CODE}").json()
+    assert body["batch"]["rapid_test"] == {"result": "pass", "inhibition_pct": "12.5"}  # kept
+    assert [(t["result"], t["inhibition_pct"], t["at_intake"]) for t in body["tests"]] == [
+        ("pass", "12.5", True),
+        ("fail", "61.5", False),
+    ]
+    assert body["test_state"] == "failed"
+    sale = fed.sales[0]
+    receipt = web.get(f"/api/v1/markets/{MARKET}/receipts/S-A01/{sale.msg_id}").json()
+    assert (receipt["test_state"], len(receipt["tests"])) == ("failed", 2)
+    page = web.get(f"/trace/{MARKET}/receipt/S-A01/{sale.msg_id}").text
+    assert 'id="latest-test-failed"' in page  # a shopper who bought from it is told
+    assert "61.5%" in re.search(r'<dd class="later-test">(.*?)</dd>', page, re.DOTALL).group(1)  # type: ignore[union-attr]
+    untested = web.get(f"/api/v1/markets/{MARKET}/trace/{PORK}").json()
+    assert (untested["tests"], untested["test_state"]) == ([], "untested")
+    assert 'id="latest-test-failed"' not in web.get(f"/trace/{MARKET}/{PORK}").text
