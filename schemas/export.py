@@ -26,8 +26,19 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic.json_schema import models_json_schema
+from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
+from schemas.commandexport import (
+    COMMAND_MESSAGE,
+    COMMAND_SCHEMA_FILE,
+    command_channel_documents,
+    command_channels,
+    command_jsonschema,
+    command_message_document,
+    command_operations,
+)
+from schemas.commands import SuspendedBatches
 from schemas.messages import (
     MAX_ROUNDING_DOWN_FEN,
     MAX_TOTAL_FEN,
@@ -328,11 +339,13 @@ def _dump_json(document: dict[str, Any]) -> str:
 
 
 def render_jsonschemas() -> dict[str, str]:
-    """File name (``sale.v1.json``) -> file content, one per channel."""
-    return {
+    """File name (``sale.v1.json``) -> file content, one per channel, and the command's."""
+    files = {
         jsonschema_file_name(channel.model): _dump_json(message_jsonschema(channel))
         for channel in channels()
     }
+    files[COMMAND_SCHEMA_FILE] = _dump_json(command_jsonschema(JSON_SCHEMA_DIALECT))
+    return files
 
 
 # -- AsyncAPI ------------------------------------------------------------------------
@@ -362,6 +375,10 @@ def _info() -> dict[str, Any]:
         "tags": [
             {"name": "device", "description": "Operations performed by market devices."},
             {"name": "ingest", "description": "Operations performed by stallwatch ingest."},
+            {
+                "name": "stallwatch",
+                "description": "Commands stallwatch sends to devices (retained).",
+            },
         ],
     }
 
@@ -472,7 +489,7 @@ def _operations() -> dict[str, Any]:
     for channel in channels():
         operations[_operation_id("send", channel)] = _send_operation(channel)
         operations[_operation_id("ingest", channel)] = _receive_operation(channel)
-    return operations
+    return operations | command_operations(command_channels(DEVICE_PARAMETER))
 
 
 def _message_document(channel: Channel) -> dict[str, Any]:
@@ -491,8 +508,11 @@ def _message_document(channel: Channel) -> dict[str, Any]:
 
 
 def _component_schemas() -> dict[str, Any]:
+    models: list[tuple[type[BaseModel], JsonSchemaMode]] = [
+        (channel.model, "validation") for channel in channels()
+    ]
     _, definitions = models_json_schema(
-        [(channel.model, "validation") for channel in channels()],
+        [*models, (SuspendedBatches, "validation")],
         ref_template="#/components/schemas/{model}",
     )
     schemas: dict[str, Any] = definitions["$defs"]
@@ -502,7 +522,8 @@ def _component_schemas() -> dict[str, Any]:
 def _components() -> dict[str, Any]:
     return {
         "schemas": _component_schemas(),
-        "messages": {channel.name: _message_document(channel) for channel in channels()},
+        "messages": {channel.name: _message_document(channel) for channel in channels()}
+        | {COMMAND_MESSAGE: command_message_document()},
         "parameters": {
             "market": {
                 "description": "Market id from the market file (`[market] id`).",
@@ -532,7 +553,8 @@ def asyncapi_document() -> dict[str, Any]:
         "info": _info(),
         "defaultContentType": "application/json",
         "servers": _servers(),
-        "channels": {channel.name: _channel_document(channel) for channel in channels()},
+        "channels": {channel.name: _channel_document(channel) for channel in channels()}
+        | command_channel_documents(command_channels(DEVICE_PARAMETER)),
         "operations": _operations(),
         "components": _components(),
     }

@@ -14,7 +14,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from schemas import export, messages
+from schemas import commandexport, export, messages
+from schemas.commands import SuspendedBatches
 from schemas.messages import DeviceKind, DeviceMessage, ScaleStatus
 from schemas.topics import CHANNELS, parse_topic
 from stallwatch import brokerauth
@@ -91,9 +92,10 @@ def test_one_schema_file_per_channel_with_the_agreed_names() -> None:
             "price-set.v1.json",
             "batch-intake.v1.json",
             "rapid-test-report.v1.json",
+            "suspended-batches.v1.json",  # the command scales and screens receive
         ]
     )
-    assert len(names) == len(CHANNELS)
+    assert len(names) == len(CHANNELS) + 1
 
 
 def test_documents_name_the_ingest_user_the_broker_acl_grants() -> None:
@@ -268,7 +270,30 @@ def test_every_channel_appears_with_its_topic_address(
 
 
 def test_channels_are_exactly_those_of_the_contract(asyncapi: dict[str, Any]) -> None:
-    assert sorted(asyncapi["channels"]) == sorted(export.channel_name(m) for m in CHANNELS.values())
+    assert sorted(asyncapi["channels"]) == sorted(
+        [*(export.channel_name(m) for m in CHANNELS.values()), "scale-command", "screen-command"]
+    )
+
+
+def test_commands_are_retained_sent_by_stallwatch_and_received_by_the_device(
+    asyncapi: dict[str, Any],
+) -> None:
+    for name, kind in (("scale-command", "scale"), ("screen-command", "screen")):
+        channel = asyncapi["channels"][name]
+        assert channel["address"] == f"markets/{{market}}/{kind}s/{{{kind}}}/command"
+        operations = [
+            op for op in asyncapi["operations"].values() if op["channel"]["$ref"].endswith(name)
+        ]
+        assert sorted(op["action"] for op in operations) == ["receive", "send"]
+        assert all(
+            op["bindings"]["mqtt"] == {"qos": 1, "retain": True, "bindingVersion": "0.2.0"}
+            for op in operations
+        )
+    examples = asyncapi["components"]["messages"]["suspended-batches"]["examples"]
+    for example in examples:  # each validates against the model
+        SuspendedBatches.model_validate(example["payload"])
+    assert [len(e["payload"]["suspended"]) for e in examples] == [1, 0]
+    assert commandexport.COMMAND_USER == brokerauth.COMMAND_USER
 
 
 def test_each_channel_has_a_device_send_and_an_ingest_receive_at_qos_1(
@@ -276,11 +301,15 @@ def test_each_channel_has_a_device_send_and_an_ingest_receive_at_qos_1(
 ) -> None:
     by_channel: dict[str, set[str]] = {}
     for operation in asyncapi["operations"].values():
+        channel_name = operation["channel"]["$ref"].removeprefix("#/channels/")
+        if channel_name.endswith("-command"):
+            continue  # commands: the test above
         assert operation["bindings"]["mqtt"]["qos"] == 1
         assert operation["bindings"]["mqtt"]["retain"] is False
-        channel_name = operation["channel"]["$ref"].removeprefix("#/channels/")
         by_channel.setdefault(channel_name, set()).add(operation["action"])
-    assert by_channel == {name: {"send", "receive"} for name in asyncapi["channels"]}
+    assert by_channel == {
+        name: {"send", "receive"} for name in asyncapi["channels"] if not name.endswith("-command")
+    }
 
 
 def resolve(document: dict[str, Any], ref: str) -> Any:
