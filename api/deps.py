@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     # Only for the annotation: api.security itself depends on this module.
     from api.security import TokenAuthority
     from marketdb.management import Management
+    from stallwatch.lockkeeper import LockKeeper
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +53,8 @@ class AppContext:
     outage: OutageLog
     #: The market database's changes; None when the registry comes from market files.
     management: Management | None = None
+    #: Locks failed batches on scales and screens; None without the market database.
+    lock_keeper: LockKeeper | None = None
 
 
 def get_context(request: Request) -> AppContext:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, FastAPI
 
@@ -43,6 +44,9 @@ from marketview.live_mqtt import LiveView
 from schemas.registry import FixedRegistry, Registry, RegistrySource
 from storage.base import Store
 from storage.outage import OutageLog
+
+if TYPE_CHECKING:
+    from stallwatch.lockkeeper import LockKeeper
 
 log = logging.getLogger("api")
 
@@ -106,6 +110,7 @@ def create_app(
     live: LiveView,
     outage: OutageLog | None = None,
     management: Management | None = None,
+    lock_keeper: LockKeeper | None = None,
 ) -> FastAPI:
     """The API over this store and live view; starting and stopping them is the caller's job.
 
@@ -127,6 +132,7 @@ def create_app(
         metrics=metrics,
         outage=outage,
         management=management,
+        lock_keeper=lock_keeper,
     )
     templates = RouteTemplates()
     # Routes are tried in the order included, so the prices router, which screens poll

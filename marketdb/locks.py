@@ -137,6 +137,16 @@ class Locks:
         with translated_errors(), self._sessions() as session:
             return [_lock_of(row) for row in session.scalars(query)]
 
+    def all_locks(self, market: str) -> list[BatchLock]:
+        """Every lock of the market, open or lifted, oldest first."""
+        query = (
+            select(BatchLockRow)
+            .where(BatchLockRow.market_id == market)
+            .order_by(BatchLockRow.locked_at, BatchLockRow.id)
+        )
+        with translated_errors(), self._sessions() as session:
+            return [_lock_of(row) for row in session.scalars(query)]
+
     def of_batch(self, market: str, trace_code: str) -> list[BatchLock]:
         """Every lock the batch has had, open or lifted, oldest first."""
         query = (

@@ -257,6 +257,7 @@ def _run_serve(args: argparse.Namespace) -> int:
                 store=store,
                 live=live,
                 management=management,
+                lock_keeper=None if keeper is None else keeper.keeper,
             )
             freeze_startup_heap()
             run_server(

@@ -131,6 +131,10 @@ class LockKeeper:
         self._publish_vendor(market, lifted.vendor)
         return lifted
 
+    def locks(self, market: str, *, lifted: bool = False) -> list[BatchLock]:
+        """The market's open locks, oldest first; with ``lifted``, every lock it has had."""
+        return self._locks.all_locks(market) if lifted else self._locks.open_locks(market)
+
     # -- keeping the devices told -------------------------------------------------------
     def publish_all(self, market: str) -> int:
         """Send every scale's and screen's state; returns how many were sent."""

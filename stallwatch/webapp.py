@@ -37,7 +37,7 @@ from storage.outage import OutageLog
 
 if TYPE_CHECKING:
     from marketdb.management import Management
-    from stallwatch.lockkeeper import KeeperThread
+    from stallwatch.lockkeeper import KeeperThread, LockKeeper
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +68,14 @@ def create_web_app(
     live: LiveView,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
     management: Management | None = None,
+    lock_keeper: LockKeeper | None = None,
     shared_for_s: float = 2.0,
 ) -> FastAPI:
     """The API and the dashboard over one store and live view; the caller runs both.
 
     ``now`` is the dashboard's clock (a benchmark over stored history sets it);
     ``management`` the market database's changes (see :func:`open_management`);
+    ``lock_keeper`` what locks and unlocks failed batches (see :func:`open_lock_keeper`);
     ``shared_for_s`` how long browsers share the overview's figures (a benchmark of
     one viewer sets 0).
     """
@@ -95,6 +97,7 @@ def create_web_app(
         live=live,
         outage=outage,
         management=management,
+        lock_keeper=lock_keeper,
     )
     secret = settings.dashboard_session_secret
     dashboard = create_dashboard(

@@ -1,21 +1,31 @@
-"""Food safety: a market day's rapid tests per category (``marketview.foodsafety``).
+"""Food safety: a market day's rapid tests per category (``marketview.foodsafety``), and
+the batches locked on their vendor's scales and screens (``stallwatch.lockkeeper``).
 
-Public and read-only: markets must publish their test results (to shoppers, on the
-hall screens), and the figures name no person. The failed batches are listed by
-trace code, vendor and product, as the public trace page shows them.
+The day's tests are public and read-only: markets must publish their test results (to
+shoppers, on the hall screens), and the figures name no person. The failed batches are
+listed by trace code, vendor and product, as the public trace page shows them.
+
+Locks are management data: a viewer's token lists them, a manager's lifts one, with
+the reason on record (a passed re-test, a finding); the lift is published to the
+vendor's scales and screens at once.
 """
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, tzinfo
 from decimal import Decimal
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import DayParam, MarketDep, StoreDep, utc_now
+from api._exceptions import AUTH_ERRORS, ManagementUnavailable, error_responses
+from api.deps import ContextDep, DayParam, MarketDep, StoreDep, utc_now
+from api.security import Manager, Viewer
+from marketdb.locks import MAX_REASON_CHARS, BatchLock
 from marketview import foodsafety
+from schemas.messages import Plu, TraceCode
+from stallwatch.lockkeeper import LockKeeper
 
 router = APIRouter(tags=["food safety"])
 
@@ -124,4 +134,90 @@ def _tally(tally: foodsafety.BatchesTested) -> Tally:
         tests=tally.tests,
         untested=tally.untested,
         pass_rate_pct=tally.pass_rate_pct,
+    )
+
+
+# -- locks ----------------------------------------------------------------------------
+
+
+class LockOut(BaseModel):
+    trace_code: str
+    vendor: str
+    plu: str
+    reason: str = Field(description="`rapid_test_failed`, or `manager`.")
+    cause: str = Field(description="What caused it: the failed test (time, inhibition).")
+    locked_at: datetime
+    unlocked_at: datetime | None
+    unlocked_by: str | None
+    unlock_reason: str | None
+
+
+class UnlockRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(
+        min_length=4,
+        max_length=MAX_REASON_CHARS,
+        description="Why the batch may be sold again (a passed re-test, a finding); audited.",
+    )
+
+
+def _keeper(context: ContextDep) -> LockKeeper:
+    if context.lock_keeper is None:
+        raise ManagementUnavailable(
+            "locks need the market database and the lock keeper of `stallwatch serve` "
+            "(see docs/food-safety.md)"
+        )
+    return context.lock_keeper
+
+
+KeeperDep = Annotated[LockKeeper, Depends(_keeper)]
+
+
+@router.get(
+    "/markets/{market}/food-safety/locks",
+    response_model=list[LockOut],
+    responses=AUTH_ERRORS,
+    summary="Batches locked on their vendor's scales and screens",
+    operation_id="batch_locks",
+)
+def batch_locks(
+    market: MarketDep,
+    keeper: KeeperDep,
+    _viewer: Viewer,
+    lifted: Annotated[bool, Query(description="Also the locks lifted since.")] = False,
+) -> list[LockOut]:
+    return [_lock(market.tz, lock) for lock in keeper.locks(market.id, lifted=lifted)]
+
+
+@router.post(
+    "/markets/{market}/food-safety/locks/{trace_code}/{plu}/unlock",
+    response_model=LockOut,
+    responses={**AUTH_ERRORS, **error_responses(400, 404, 409)},
+    summary="Lift a batch's lock, with the reason; the vendor's devices are told at once",
+    operation_id="unlock_batch",
+)
+def unlock_batch(
+    market: MarketDep,
+    trace_code: Annotated[TraceCode, Path(description="Trace code of the locked batch.")],
+    plu: Annotated[Plu, Path(description="PLU of the locked product.")],
+    body: UnlockRequest,
+    keeper: KeeperDep,
+    caller: Manager,
+) -> LockOut:
+    lifted = keeper.unlock(market.id, trace_code, plu, actor=caller.name, reason=body.reason)
+    return _lock(market.tz, lifted)
+
+
+def _lock(tz: tzinfo, lock: BatchLock) -> LockOut:
+    return LockOut(
+        trace_code=lock.trace_code,
+        vendor=lock.vendor,
+        plu=lock.plu,
+        reason=lock.reason.value,
+        cause=lock.cause,
+        locked_at=lock.locked_at.astimezone(tz),
+        unlocked_at=None if lock.unlocked_at is None else lock.unlocked_at.astimezone(tz),
+        unlocked_by=lock.unlocked_by,
+        unlock_reason=lock.unlock_reason,
     )

@@ -32,6 +32,7 @@ from marketdb.management import Management
 from marketview.live_mqtt import LiveView
 from schemas.registry import Registry, RegistrySource
 from stallwatch.localservices import Mosquitto
+from stallwatch.lockkeeper import LockKeeper
 from stallwatch.options import api_options, live_mqtt_options
 from stallwatch.settings import Settings
 from storage.base import Store
@@ -184,6 +185,7 @@ def serve(
     live: LiveView,
     tokens: Tokens,
     management: Management | None = None,
+    lock_keeper: LockKeeper | None = None,
 ) -> Iterator[Api]:
     app = create_app(
         options=api_options(settings),
@@ -191,6 +193,7 @@ def serve(
         store=store,
         live=live,
         management=management,
+        lock_keeper=lock_keeper,
     )
     with (
         ServerThread(app) as server,

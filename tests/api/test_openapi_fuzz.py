@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,10 +42,14 @@ from schemathesis.openapi import from_url
 
 from marketdb.database import open_database, session_factory
 from marketdb.follow import RegistryFollower
+from marketdb.locks import Locks
 from marketdb.management import Management
 from marketdb.marketfile import import_market
 from marketview.live_mqtt import LiveView
+from mqttedge.client import EdgeOptions
+from mqttedge.publisher import RetainedPublisher
 from schemas.registry import load_market
+from stallwatch.lockkeeper import LockKeeper
 from stallwatch.settings import Settings
 from storage.base import Store
 from tests.api.conftest import Api, Feeder, Tokens, serve
@@ -156,7 +161,19 @@ def managed_api(
     with sessions() as session, session.begin():
         import_market(session, load_market(market_file).spec)
     management = Management(sessions)
-    yield from serve(settings, RegistryFollower(sessions), store, live, tokens, management)
+    follower = RegistryFollower(sessions)
+    publisher = RetainedPublisher(
+        EdgeOptions(settings.mqtt_host, settings.mqtt_port, "stallwatch-command-fuzz")
+    )
+    publisher.start()
+    keeper = LockKeeper(
+        Locks(sessions),
+        lambda: follower.current().markets,
+        publisher,
+        clock=lambda: datetime.now(UTC),
+    )
+    yield from serve(settings, follower, store, live, tokens, management, keeper)
+    publisher.close()
     engine.dispose()
 
 

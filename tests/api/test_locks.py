@@ -1,0 +1,136 @@
+"""Batch locks over HTTP: listed with a viewer's token, lifted with a manager's and a
+reason, and the lift reaches the vendor's scale through a real Mosquitto at once.
+The market database on SQLite and a real PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.main import create_app
+from api.security import Role, create_token
+from api.server import ServerThread
+from marketdb.database import open_database, session_factory
+from marketdb.follow import RegistryFollower
+from marketdb.locks import Locks
+from marketdb.marketfile import import_market
+from marketview.live_mqtt import LiveView
+from mqttedge.client import EdgeOptions
+from mqttedge.publisher import RetainedPublisher
+from schemas.commands import command_topic
+from schemas.messages import DeviceKind, RapidTest, RapidTestResult
+from schemas.registry import load_market
+from stallwatch.localservices import Mosquitto
+from stallwatch.lockkeeper import LockKeeper
+from stallwatch.options import api_options, live_mqtt_options
+from stallwatch.settings import Settings
+from storage.base import Store
+from tests.api.conftest import bearer
+from tests.ingest.helpers import write_market
+from tests.stallwatch.mqttclient import Client
+
+pytestmark = pytest.mark.mosquitto
+
+LOCKS = "/api/v1/markets/tm/food-safety/locks"
+CODE = "TM-20261127-A01-0001"
+FAIL = RapidTest(result=RapidTestResult.FAIL, inhibition_pct=Decimal("58.0"))
+
+
+@dataclass(frozen=True)
+class Web:
+    http: httpx.Client
+    keeper: LockKeeper
+    manager: str
+    viewer: str
+
+
+@pytest.fixture
+def sessions(database_url: str, tmp_path: Path) -> Iterator[sessionmaker[Session]]:
+    engine = open_database(database_url)
+    factory = session_factory(engine)
+    with factory() as session, session.begin():
+        import_market(session, load_market(write_market(tmp_path)).spec)
+    yield factory
+    engine.dispose()
+
+
+@pytest.fixture
+def web(
+    sessions: sessionmaker[Session], store: Store, tmp_path: Path, mosquitto_server: Mosquitto
+) -> Iterator[Web]:
+    tokens = tmp_path / "tokens.json"
+    manager, _ = create_token(tokens, Role.MANAGER, name="manager-1")
+    viewer, _ = create_token(tokens, Role.VIEWER, name="viewer-1")
+    settings = Settings(markets=(), mqtt_url=mosquitto_server.url, api_tokens_file=tokens)
+    follower = RegistryFollower(sessions, poll_s=0.05)
+    publisher = RetainedPublisher(
+        EdgeOptions("127.0.0.1", mosquitto_server.port, "stallwatch-command-test")
+    )
+    publisher.start()
+    keeper = LockKeeper(
+        Locks(sessions),
+        lambda: follower.current().markets,
+        publisher,
+        clock=lambda: datetime.now(UTC),
+    )
+    app = create_app(
+        options=api_options(settings),
+        registry=follower,
+        store=store,
+        live=LiveView(follower, store, live_mqtt_options(settings)),
+        lock_keeper=keeper,
+    )
+    try:
+        with ServerThread(app) as server, httpx.Client(base_url=server.url, timeout=30) as http:
+            yield Web(http, keeper, manager, viewer)
+    finally:
+        publisher.close()
+
+
+def test_a_manager_lifts_a_lock_with_a_reason_and_the_scale_is_told(
+    web: Web, mosquitto_server: Mosquitto
+) -> None:
+    web.keeper.failed_test("tm", CODE, "V01", "1001", FAIL, datetime.now(UTC))
+    scale = Client(mosquitto_server.port, "S-A01", None, client_id="S-A01")
+    assert scale.connect().value == 0
+    scale.subscribe(command_topic("tm", DeviceKind.SCALE, "S-A01"))
+    assert [s["trace_code"] for s in json.loads(scale.next_message()[1])["suspended"]] == [CODE]
+
+    assert web.http.get(LOCKS).status_code == 401
+    listed = web.http.get(LOCKS, headers=bearer(web.viewer))
+    assert listed.status_code == 200, listed.text
+    (lock,) = listed.json()
+    assert (lock["trace_code"], lock["vendor"], lock["reason"]) == (
+        CODE,
+        "V01",
+        "rapid_test_failed",
+    )
+    assert "58.0%" in lock["cause"]
+    unlock = f"{LOCKS}/{CODE}/1001/unlock"
+    reason = {"reason": "re-test at 14:00 passed (12.0%)"}
+    assert web.http.post(unlock, json=reason, headers=bearer(web.viewer)).status_code == 403
+    blank = web.http.post(unlock, json={"reason": "     "}, headers=bearer(web.manager))
+    assert blank.status_code == 409, blank.text  # words are needed, not spaces
+    assert len(web.http.get(LOCKS, headers=bearer(web.viewer)).json()) == 1  # nothing changed
+
+    lifted = web.http.post(unlock, json=reason, headers=bearer(web.manager))
+
+    assert lifted.status_code == 200, lifted.text
+    assert (lifted.json()["unlocked_by"], lifted.json()["unlock_reason"]) == (
+        "manager-1",
+        reason["reason"],
+    )
+    assert json.loads(scale.next_message()[1])["suspended"] == []  # told at once
+    assert web.http.get(LOCKS, headers=bearer(web.viewer)).json() == []
+    history = web.http.get(LOCKS, params={"lifted": "true"}, headers=bearer(web.viewer)).json()
+    assert [entry["unlock_reason"] for entry in history] == [reason["reason"]]
+    again = web.http.post(unlock, json=reason, headers=bearer(web.manager))
+    assert again.status_code == 404
