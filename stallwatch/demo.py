@@ -30,6 +30,7 @@ from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -47,6 +48,11 @@ from stallwatch.options import limits, live_mqtt_options, registry_source
 from stallwatch.settings import Settings
 from storage.base import Store
 from storage.sqlite import SQLiteStore
+
+if TYPE_CHECKING:
+    from marketdb.management import Management
+    from marketview.live_mqtt import LiveView
+    from stallwatch.lockkeeper import KeeperThread
 
 log = logging.getLogger("stallwatch.demo")
 
@@ -251,10 +257,9 @@ def _serve_api(
     v5: bool,
 ) -> Iterator[None]:
     from api.security import Role, create_token
-    from api.server import ServerThread
     from dashboard.auth import UserRole, add_user
     from marketview.live_mqtt import LiveView
-    from stallwatch.webapp import DASHBOARD_PATH, create_web_app, open_management
+    from stallwatch.webapp import open_lock_keeper, open_management
 
     tokens = workdir / "api-tokens.json"
     token, _ = create_token(tokens, Role.ADMINISTRATOR, name="demo")
@@ -265,42 +270,74 @@ def _serve_api(
         update={"api_tokens_file": tokens, "dashboard_users_file": users, "mqtt_url": url}
     )
     mqtt = live_mqtt_options(api_settings)
-    live = LiveView(
-        registry, store, replace(mqtt, protocol="5" if v5 else "3.1.1"), limits=limits(settings)
+    with (
+        open_management(api_settings, store, now=clock) as management,
+        open_lock_keeper(api_settings, management, registry, store, now=clock) as keeper,
+    ):
+        live = LiveView(
+            registry,
+            store,
+            replace(mqtt, protocol="5" if v5 else "3.1.1"),
+            limits=limits(settings),
+            on_reading=None if keeper is None else keeper.observe,
+        )
+        live.start()
+        try:
+            yield from _serve_web(
+                api_settings,
+                registry,
+                store,
+                live,
+                clock,
+                (management, keeper),
+                port,
+                (token, password),
+            )
+        finally:
+            live.stop()
+
+
+def _serve_web(
+    api_settings: Settings,
+    registry: RegistrySource,
+    store: Store,
+    live: LiveView,
+    clock: SimulatedClock,
+    changes: tuple[Management | None, KeeperThread | None],
+    port: int,
+    secrets_shown: tuple[str, str],
+) -> Iterator[None]:
+    """The web app of the demo; ``secrets_shown`` is the API token and the manager's
+    password, printed once."""
+    from api.server import ServerThread
+    from stallwatch.webapp import DASHBOARD_PATH, create_web_app
+
+    (management, keeper), (token, password) = changes, secrets_shown
+    app = create_web_app(
+        settings=api_settings,
+        registry=registry,
+        store=store,
+        live=live,
+        now=clock,
+        management=management,
+        lock_keeper=None if keeper is None else keeper.keeper,
     )
-    live.start()
-    try:
-        with (
-            open_management(api_settings, store, now=clock) as management,
-            ServerThread(
-                create_web_app(
-                    settings=api_settings,
-                    registry=registry,
-                    store=store,
-                    live=live,
-                    now=clock,
-                    management=management,
-                ),
-                port=port,
-            ) as server,
-        ):
-            market = next(iter(registry.current())).id
-            print(
-                f"dashboard on {server.url}{DASHBOARD_PATH}/  (user manager, password {password})"
-                f"; add a vendor, a stall and a scale at {server.url}{DASHBOARD_PATH}/manage"
-            )
-            print(f"HTTP API on {server.url}  (OpenAPI: {server.url}/docs)")
-            print(f"  price board:   curl {server.url}/api/v1/markets/{market}/prices")
-            print(f"  administrator token (shown once): {token}")
-            print(
-                f"  sales today:   curl -H 'Authorization: Bearer {token}' "
-                f"{server.url}/api/v1/markets/{market}/sales"
-            )
-            yield
-            _show_board(f"{server.url}/api/v1/markets/{market}/prices")
-            _show_dashboard(f"{server.url}{DASHBOARD_PATH}/", "manager", password)
-    finally:
-        live.stop()
+    with ServerThread(app, port=port) as server:
+        market = next(iter(registry.current())).id
+        print(
+            f"dashboard on {server.url}{DASHBOARD_PATH}/  (user manager, password {password})"
+            f"; add a vendor, a stall and a scale at {server.url}{DASHBOARD_PATH}/manage"
+        )
+        print(f"HTTP API on {server.url}  (OpenAPI: {server.url}/docs)")
+        print(f"  price board:   curl {server.url}/api/v1/markets/{market}/prices")
+        print(f"  administrator token (shown once): {token}")
+        print(
+            f"  sales today:   curl -H 'Authorization: Bearer {token}' "
+            f"{server.url}/api/v1/markets/{market}/sales"
+        )
+        yield
+        _show_board(f"{server.url}/api/v1/markets/{market}/prices")
+        _show_dashboard(f"{server.url}{DASHBOARD_PATH}/", "manager", password)
 
 
 def _serve_until_interrupted() -> None:

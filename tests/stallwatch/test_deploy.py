@@ -27,6 +27,7 @@ from schemas.topics import SUBSCRIPTION, topic_for
 from stallwatch.brokerauth import (
     ADMIN_USER,
     API_USER,
+    COMMAND_USER,
     CREDENTIALS_FILE,
     DYNSEC_FILE,
     INGEST_USER,
@@ -183,6 +184,8 @@ def test_every_service_shares_the_one_market_database(compose: dict[str, Any]) -
     web = environment(svc["web"])
     admin = f"{AUTH_MOUNT}/{ADMIN_USER}{PASSWORD_FILE_SUFFIX}"
     assert web["STALLWATCH_MQTT_ADMIN_PASSWORD_FILE"] == admin
+    command = f"{AUTH_MOUNT}/{COMMAND_USER}{PASSWORD_FILE_SUFFIX}"
+    assert web["STALLWATCH_MQTT_COMMAND_PASSWORD_FILE"] == command
 
 
 def test_broker_mounts_the_repository_config_and_the_generated_auth(
@@ -206,7 +209,7 @@ def test_broker_init_writes_into_the_auth_volume(compose: dict[str, Any]) -> Non
     assert dict(volume_specs(init))["broker-auth"] == AUTH_MOUNT
     script = "\n".join(init["command"])
     assert f"stallwatch broker-auth --out {AUTH_MOUNT}" in script
-    for user in (INGEST_USER, API_USER, ADMIN_USER):
+    for user in (INGEST_USER, API_USER, ADMIN_USER, COMMAND_USER):
         assert f"{AUTH_MOUNT}/{user}{PASSWORD_FILE_SUFFIX}" in script
     assert f"chown 1883:1883 {AUTH_MOUNT}/{DYNSEC_FILE}\n" in script
 
