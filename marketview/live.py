@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any, Final, cast
 
 from marketview.pricing import spread
 from schemas.messages import PriceSet, ScaleStatus
@@ -134,6 +134,20 @@ class VendorQuotes:
     quotes: tuple[Quote, ...]  # in the market file's product order
     #: For presentation layers to keep their rendering of this (immutable) view.
     memo: dict[str, bytes] = field(default_factory=dict, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Suspensions:
+    """A market's products suspended on its stall screens (暂停销售), per vendor."""
+
+    changes: int = 0
+    by_vendor: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+    def of(self, vendor: str) -> frozenset[str]:
+        return self.by_vendor.get(vendor, frozenset())
+
+
+_NO_SUSPENSIONS: Final = Suspensions()
 
 
 @dataclass(frozen=True, slots=True)
@@ -443,6 +457,10 @@ class LiveState:
         }
         self._presence = _PresenceBook(self.registry)
         self._prices_lock = threading.Lock()  # writers only
+        #: Products suspended per market and vendor (batches locked after a failed rapid
+        #: test, ``stallwatch.lockkeeper``), replaced whole; with a count of changes, which
+        #: the screens' ETags carry.
+        self._suspended: dict[str, Suspensions] = {}
 
     def follow_registry(self) -> None:
         """Take the source's registry if it changed (reads and writes call this; cheap when
@@ -465,6 +483,19 @@ class LiveState:
             self._stalls = _stalls_of(registry)
             self._presence.use(registry)
             self.registry = registry
+
+    def set_suspensions(self, market: str, by_vendor: Mapping[str, frozenset[str]]) -> None:
+        """The market's suspended products per vendor, all of them (the lock keeper calls
+        this after each lock or unlock it published)."""
+        with self._prices_lock:
+            changes = self._suspended.get(market, Suspensions()).changes + 1
+            self._suspended[market] = Suspensions(
+                changes, {vendor: plus for vendor, plus in by_vendor.items() if plus}
+            )
+
+    def suspensions(self, market: str) -> Suspensions:
+        """The market's suspended products (none until the lock keeper told any)."""
+        return self._suspended.get(market, _NO_SUSPENSIONS)
 
     # -- reads (no locks) ----------------------------------------------------------
     def version(self, market: str) -> int:

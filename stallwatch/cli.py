@@ -249,6 +249,8 @@ def _run_serve(args: argparse.Namespace) -> int:
             limits=limits(settings),
             on_reading=None if keeper is None else keeper.observe,
         )
+        if keeper is not None:
+            keeper.keeper.follow(live.set_suspensions)
         live.start()
         try:
             app = create_web_app(

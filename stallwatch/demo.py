@@ -281,6 +281,8 @@ def _serve_api(
             limits=limits(settings),
             on_reading=None if keeper is None else keeper.observe,
         )
+        if keeper is not None:
+            keeper.keeper.follow(live.set_suspensions)
         live.start()
         try:
             yield from _serve_web(

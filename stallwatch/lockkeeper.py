@@ -66,6 +66,11 @@ def failed_test_in(
     return message, test
 
 
+#: Told a market's suspended products per vendor, whole, after every change: the live
+#: view, for the stall screens (``LiveState.set_suspensions``).
+SuspensionsFollower = Callable[[str, Mapping[str, frozenset[str]]], None]
+
+
 class Publisher(Protocol):
     """Where commands go: ``mqttedge.publisher.RetainedPublisher``. Raises
     :class:`~mqttedge.publisher.CommandNotSent` when the broker did not take one."""
@@ -90,6 +95,7 @@ class LockKeeper:
         self._clock = clock
         self._publishing = threading.Lock()
         self._unsent: set[str] = set()  # markets whose last publish failed
+        self._followers: list[SuspensionsFollower] = []
 
     # -- what arrives -----------------------------------------------------------------
     def observe(self, reading: Reading) -> None:
@@ -130,6 +136,13 @@ class LockKeeper:
         log.info("batch %s (%s) unlocked by %s: %s", trace_code, plu, actor, reason)
         self._publish_vendor(market, lifted.vendor)
         return lifted
+
+    def follow(self, follower: SuspensionsFollower) -> None:
+        """Tell ``follower`` every market's suspended products now, and after each change."""
+        with self._publishing:
+            self._followers.append(follower)
+            for market in self._markets():
+                follower(market, _suspended_products(self._locks.open_locks(market)))
 
     def locks(self, market: str, *, lifted: bool = False) -> list[BatchLock]:
         """The market's open locks, oldest first; with ``lifted``, every lock it has had."""
@@ -185,9 +198,12 @@ class LockKeeper:
         if market is None:
             return 0
         with self._publishing:
+            open_locks = self._locks.open_locks(market_id)
+            for follower in self._followers:
+                follower(market_id, _suspended_products(open_locks))
             commands = device_commands(
                 market,
-                self._locks.open_locks(market_id),
+                open_locks,
                 version=self._locks.state_version(market_id),
                 now=self._clock(),
             )
@@ -207,6 +223,13 @@ class LockKeeper:
                 sent += 1
             self._unsent.discard(market_id)
             return sent
+
+
+def _suspended_products(locks: list[BatchLock]) -> dict[str, frozenset[str]]:
+    by_vendor: dict[str, set[str]] = {}
+    for lock in locks:
+        by_vendor.setdefault(lock.vendor, set()).add(lock.plu)
+    return {vendor: frozenset(plus) for vendor, plus in by_vendor.items()}
 
 
 class KeeperThread:

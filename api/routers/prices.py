@@ -115,6 +115,11 @@ class VendorProductPrice(_ProductInfo):
         description="The promotion running now, or null; a customer pays its price while it runs."
     )
     set_at: datetime = Field(description="When the vendor set this price (device time).")
+    suspended: bool = Field(
+        default=False,
+        description="暂停销售: a batch of this product failed its rapid test and is locked; "
+        "the screen shows it as suspended and the scale refuses to sell it.",
+    )
 
 
 class VendorPrices(BaseModel):
@@ -235,7 +240,7 @@ async def vendor_prices(request: Request, market: MarketId, vendor: VendorId) ->
         quotes = live.vendor_prices(market, vendor)
     except UnknownName as exc:
         raise _not_found(exc) from None
-    return _conditional(request, quotes.state, quotes.memo, lambda: _render_vendor(live, quotes))
+    return _vendor_answer(request, live, quotes)
 
 
 @router.get(
@@ -252,7 +257,21 @@ async def stall_screen(request: Request, market: MarketId, stall: StallId) -> Re
         quotes = live.stall_screen(market, stall)
     except UnknownName as exc:
         raise _not_found(exc) from None
-    return _conditional(request, quotes.state, quotes.memo, lambda: _render_vendor(live, quotes))
+    return _vendor_answer(request, live, quotes)
+
+
+def _vendor_answer(request: Request, live: LiveView, quotes: VendorQuotes) -> Response:
+    """A vendor's prices with its suspended products: the ETag and the rendering kept
+    for the price view are per suspension state too (a lock changes the screen)."""
+    suspensions = live.suspensions(quotes.market)
+    suspended = suspensions.of(quotes.vendor)
+    return _conditional(
+        request,
+        quotes.state,
+        quotes.memo,
+        lambda: _render_vendor(live, quotes, suspended),
+        variant=f"s{suspensions.changes}" if suspensions.changes else "",
+    )
 
 
 # -- plumbing --------------------------------------------------------------------
@@ -271,16 +290,23 @@ def _live(request: Request) -> LiveView:
 
 
 def _conditional(
-    request: Request, state: ViewState, memo: dict[str, bytes], render: Callable[[], bytes]
+    request: Request,
+    state: ViewState,
+    memo: dict[str, bytes],
+    render: Callable[[], bytes],
+    *,
+    variant: str = "",
 ) -> Response:
-    etag = f'W/"{state.tag}"'
+    """``variant`` names what else the body depends on (a vendor's suspensions)."""
+    etag = f'W/"{state.tag}{"-" + variant if variant else ""}"'
     headers = {"ETag": etag, "Cache-Control": "no-cache"}
     if etag_matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
-    body = memo.get(_RENDERED)
+    key = _RENDERED + variant
+    body = memo.get(key)
     if body is None:
         # Views are immutable, so the body stays right for as long as the view is served.
-        body = memo[_RENDERED] = render()
+        body = memo[key] = render()
     return Response(body, media_type=_JSON, headers=headers)
 
 
@@ -317,7 +343,9 @@ def _render_board(live: LiveView, board: Board) -> bytes:
     return body.model_dump_json().encode()
 
 
-def _render_vendor(live: LiveView, quotes: VendorQuotes) -> bytes:
+def _render_vendor(
+    live: LiveView, quotes: VendorQuotes, suspended: frozenset[str] = frozenset()
+) -> bytes:
     market = live.registry.markets[quotes.market]
     vendor = market.vendors[quotes.vendor]
     body = VendorPrices(
@@ -325,12 +353,12 @@ def _render_vendor(live: LiveView, quotes: VendorQuotes) -> bytes:
         vendor=vendor.id,
         name=vendor.name,
         stall=vendor.stall,
-        prices=[_vendor_line(market, quote) for quote in quotes.quotes],
+        prices=[_vendor_line(market, quote, quote.plu in suspended) for quote in quotes.quotes],
     )
     return body.model_dump_json().encode()
 
 
-def _vendor_line(market: Market, quote: Quote) -> VendorProductPrice:
+def _vendor_line(market: Market, quote: Quote, suspended: bool) -> VendorProductPrice:
     tz = market.tz
     promo = quote.promo
     return VendorProductPrice(
@@ -344,6 +372,7 @@ def _vendor_line(market: Market, quote: Quote) -> VendorProductPrice:
             until=_local(promo.until, tz),
         ),
         set_at=_local(quote.set_at, tz),
+        suspended=suspended,
     )
 
 

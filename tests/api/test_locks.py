@@ -34,8 +34,9 @@ from stallwatch.options import api_options, live_mqtt_options
 from stallwatch.settings import Settings
 from storage.base import Store
 from tests.api.conftest import bearer
-from tests.ingest.helpers import write_market
+from tests.ingest.helpers import wait_until, write_market
 from tests.stallwatch.mqttclient import Client
+from tests.storage import factories
 
 pytestmark = pytest.mark.mosquitto
 
@@ -81,18 +82,51 @@ def web(
         publisher,
         clock=lambda: datetime.now(UTC),
     )
+    # V01's screen shows a price of cabbage (1001), so its stall screen has a line for it.
+    price = factories.price(vendor="V01", plu="1001", ts=datetime.now(UTC))
+    store.write([factories.reading(price, "P-A01", market="tm")])
+    live = LiveView(follower, store, live_mqtt_options(settings))
+    keeper.follow(live.set_suspensions)
+    live.start()
     app = create_app(
         options=api_options(settings),
         registry=follower,
         store=store,
-        live=LiveView(follower, store, live_mqtt_options(settings)),
+        live=live,
         lock_keeper=keeper,
     )
     try:
         with ServerThread(app) as server, httpx.Client(base_url=server.url, timeout=30) as http:
+            wait_until(lambda: live.synced, timeout=20, what="the live view loaded")
             yield Web(http, keeper, manager, viewer)
     finally:
+        live.stop()
         publisher.close()
+
+
+SCREEN = "/api/v1/markets/tm/stalls/A01/screen"
+
+
+def _suspended(web: Web) -> dict[str, bool]:
+    return {line["plu"]: line["suspended"] for line in web.http.get(SCREEN).json()["prices"]}
+
+
+def test_the_stall_screen_shows_a_locked_product_as_suspended_until_unlocked(web: Web) -> None:
+    before = web.http.get(SCREEN)
+    assert before.status_code == 200, before.text
+    assert _suspended(web) == {"1001": False}
+
+    web.keeper.failed_test("tm", CODE, "V01", "1001", FAIL, datetime.now(UTC))
+
+    locked = web.http.get(SCREEN, headers={"If-None-Match": before.headers["etag"]})
+    assert locked.status_code == 200  # the screen changed: a polling screen reloads
+    assert _suspended(web) == {"1001": True}
+    web.http.post(
+        f"{LOCKS}/{CODE}/1001/unlock",
+        json={"reason": "re-test passed"},
+        headers=bearer(web.manager),
+    ).raise_for_status()
+    assert _suspended(web) == {"1001": False}
 
 
 def test_a_manager_lifts_a_lock_with_a_reason_and_the_scale_is_told(
