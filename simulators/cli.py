@@ -243,6 +243,8 @@ def _print_run(summary: RunSummary) -> None:
     if summary.delivery is not None:
         d = summary.delivery
         print(f"  acked {d.acked}, unacknowledged {d.unacknowledged}, dropped {d.dropped}")
+    if summary.refused_sales:
+        print(f"  {summary.refused_sales} sales refused: their batch is locked")
 
 
 def _run_history(args: argparse.Namespace, markets: list[Market]) -> int:

@@ -39,6 +39,7 @@ from urllib.parse import unquote, urlsplit
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
+from simulators.commands import CommandBook
 from simulators.outbox import Outbox, Outgoing
 
 log = logging.getLogger(__name__)
@@ -224,6 +225,7 @@ class Link:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        client.on_message = self._on_message
         client.on_socket_open = self.hub.on_socket_open
         client.on_socket_close = self.hub.on_socket_close
         client.on_socket_register_write = self.hub.on_register_write
@@ -243,6 +245,7 @@ class Link:
         self.state = _State.CONNECTED
         self.sessions += 1
         self._backoff = self.hub.options.reconnect_min_s
+        self.subscribe(self.hub.commands.topics_of(self.hub.devices_on(self)))
         if self.sessions > 1:
             log.info(
                 "%s: reconnected; %d messages waiting", self.client_id, self.outbox.unacknowledged
@@ -268,6 +271,15 @@ class Link:
         self.state = _State.IDLE
         self.next_attempt = now + self._backoff * self._jitter.uniform(0.5, 1.0)
         self._backoff = min(self._backoff * 2, self.hub.options.reconnect_max_s)
+
+    def subscribe(self, topics: Sequence[str]) -> None:
+        """Subscribe to command topics (QoS 1): their retained state arrives at once."""
+        if self.client is not None and self.state is _State.CONNECTED and topics:
+            self.client.subscribe([(topic, 1) for topic in topics])
+
+    def _on_message(self, client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if client is self.client:
+            self.hub.commands.receive(message.topic, bytes(message.payload))
 
     def _on_publish(
         self, client: mqtt.Client, _userdata: Any, mid: int, _reason: Any, _props: Any
@@ -317,6 +329,8 @@ class DeviceHub:
         self.per_device = True
         #: per device: its id is its user name
         self.device_credentials = False
+        #: what the scales and screens were told (their command topics)
+        self.commands = CommandBook()
 
     def add_link(
         self,
@@ -354,6 +368,16 @@ class DeviceHub:
 
     def link_of(self, device: str) -> Link:
         return self._link_of[device]
+
+    def devices_on(self, link: Link) -> list[str]:
+        return [device for device, carrier in self._link_of.items() if carrier is link]
+
+    def listen_for_commands(self, device: str, topic: str) -> None:
+        """The device (a scale or screen) follows its command topic, from now on."""
+        self.commands.listen(device, topic)
+        link = self._link_of.get(device)
+        if link is not None:
+            link.subscribe([topic])
 
     # -- publishing ----------------------------------------------------------------------
     def publish(self, device: str, topic: str, payload: bytes) -> None:

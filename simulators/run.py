@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from datetime import date as Date
 from datetime import datetime
 
-from schemas.messages import DeviceKind, DeviceMessage, ScaleStatus
+from schemas.commands import COMMANDS, command_topic
+from schemas.messages import DeviceKind, DeviceMessage, Sale, ScaleStatus
 from schemas.registry import Market, RegistrySource
 from schemas.topics import topic_for
 from simulators.clock import Clock, Pacer, WallClock
@@ -75,6 +76,8 @@ class RunSummary:
     last_ts: datetime | None = None
     wall_seconds: float = 0.0
     delivery: HubStats | None = None  # the devices' view at the end
+    #: sales the scales refused: their batch was locked (``simulators.commands``)
+    refused_sales: int = 0
 
     @property
     def total(self) -> int:
@@ -202,6 +205,7 @@ def run_markets(
             unacked = hub.stats().unacknowledged
             log.warning("%d messages unacknowledged after %ss", unacked, drain_timeout_s)
         summary.delivery = hub.stats()
+        summary.refused_sales = hub.commands.refused_sales
     summary.wall_seconds = time.monotonic() - started
     log.info(
         "%s: published %d messages in %.1fs: %s",
@@ -235,7 +239,7 @@ def _fleet(
                 continue  # it may not publish; the broker has no user for it
             is_scale = device.kind is DeviceKind.SCALE
             fleet.append(FleetDevice(device.id, clock.will_of(device.id) if is_scale else None))
-    return build_hub(
+    hub = build_hub(
         BrokerAddress.parse(broker_url),
         fleet,
         mode=choose_mode(len(fleet), settings.mode),
@@ -245,6 +249,16 @@ def _fleet(
         connections=settings.connections,
         client_prefix="stallwatch-sim-" + "-".join(day.market.id for day in days),
     )
+    for day in days:
+        _follow_commands(hub, day.market)
+    return hub
+
+
+def _follow_commands(hub: DeviceHub, market: Market) -> None:
+    """Scales and screens obey their command topics (locks of failed batches)."""
+    for device in market.devices.values():
+        if device.enabled and device.kind in COMMANDS:
+            hub.listen_for_commands(device.id, command_topic(market.id, device.kind, device.id))
 
 
 class _Player:
@@ -297,6 +311,11 @@ class _Player:
                 self._follow(self._watch, queue, pacer.market_ms())
                 if not self._watch.may_publish(market, event.device):
                     continue  # disabled, or its vendor left: a device switched off
+            message = event.message
+            if isinstance(message, Sale) and self._hub.commands.refuses(
+                event.device, message.trace_code, message.plu
+            ):
+                continue  # the batch is locked: the scale refuses, the customer buys elsewhere
             self._device_times[market].saw(event)
             self._hub.publish(event.device, event.topic, event.payload())
             self._summary.record(market, event)
@@ -311,6 +330,7 @@ class _Player:
             self._joins[market] += 1
             for _, device in devices_of({market: day}):
                 self._hub.add_device(device, self._settings.passwords)
+            _follow_commands(self._hub, day.market)
             queue.add(market, _joining(day, now_ms, self._joins[market]))
             log.info(
                 "%s: %s joined; their devices start now",

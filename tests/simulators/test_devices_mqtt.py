@@ -11,9 +11,11 @@ from datetime import datetime, time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import paho.mqtt.publish as mqtt_publish
 import pytest
 
-from schemas.messages import ScaleStatus
+from schemas.commands import SuspendedBatches, Suspension, SuspensionReason, command_topic
+from schemas.messages import DeviceKind, Sale, ScaleStatus
 from schemas.registry import Market
 from simulators.clock import VirtualClock
 from simulators.config import DayConfig
@@ -302,3 +304,64 @@ def test_run_day_multiplexes_large_markets(
     assert summary.delivery.links == 3
     assert summary.delivery.acked == summary.total
     assert len(subscriber.wait_for(summary.counts["GateCount"])) == summary.counts["GateCount"]
+
+
+# -- commands ---------------------------------------------------------------------------
+def test_a_scale_refuses_the_sales_of_a_batch_locked_on_its_command_topic(
+    xiaohe_market: Market, mosquitto_server: Mosquitto, subscribe: Callable[..., Subscriber]
+) -> None:
+    expected = list(MarketDay(xiaohe_market, DAY, seed=9).events())
+    sales = [e for e in expected if isinstance(e.message, Sale)]
+    first = sales[len(sales) // 2].message  # a batch on sale mid-day
+    assert isinstance(first, Sale)
+    scale = next(e.device for e in sales if e.message is first)
+    locked = [
+        e
+        for e in sales
+        if e.device == scale
+        and isinstance(e.message, Sale)
+        and (e.message.trace_code, e.message.plu) == (first.trace_code, first.plu)
+    ]
+    command = SuspendedBatches(
+        msg_id=1,
+        ts=first.ts,
+        suspended=(
+            Suspension(
+                trace_code=first.trace_code,
+                plu=first.plu,
+                since=first.ts,
+                reason=SuspensionReason.RAPID_TEST_FAILED,
+            ),
+        ),
+    )
+    topic = command_topic(xiaohe_market.id, DeviceKind.SCALE, scale)
+    mqtt_publish.single(
+        topic,
+        command.model_dump_json(),
+        qos=1,
+        retain=True,
+        hostname="127.0.0.1",
+        port=mosquitto_server.port,
+    )
+    subscriber = subscribe("markets/+/+/+/sale")
+
+    def told(hub: DeviceHub) -> None:  # the retained lock arrives when the scale connects
+        assert hub.wait_for(lambda: bool(hub.commands.suspended(scale)), timeout=10)
+
+    summary = run_day(
+        xiaohe_market,
+        mosquitto_server.url,
+        seed=9,
+        speed=60,
+        date=DAY,
+        clock=VirtualClock(),
+        on_connected=told,
+        progress_every_s=3600,
+    )
+
+    received = subscriber.wait_for(len(sales) - len(locked))
+    assert len(locked) >= 1
+    assert summary.refused_sales == len(locked)
+    assert sorted(m.payload for m in received) == sorted(
+        e.payload() for e in sales if e not in locked
+    )
