@@ -156,13 +156,6 @@ _TEXT: dict[str, tuple[str, str]] = {
     "fs.failed_short": ("不合格", "Failed"),
     "fs.failed_title": ("当日不合格批次", "Batches that failed that day"),
     "fs.no_failed": ("当日无不合格批次", "No batch failed that day"),
-    "fs.locks_title": ("已锁定批次（暂停销售）", "Locked batches (suspended)"),
-    "fs.no_locks": ("当前无锁定批次", "No batch is locked"),
-    "fs.locks_off": (
-        "批次锁定需要市场数据库（当前从市场文件读取）",
-        "Locks need the market database (markets come from files here)",
-    ),
-    "col.locked_at": ("锁定时间", "Locked at"),
     "fs.at_intake": ("进场检测", "At intake"),
     "fs.spot_check": ("抽检 / 复检", "Spot check or re-test"),
     "col.trace_code": ("追溯码", "Trace code"),

@@ -48,7 +48,6 @@ FOOD_SAFETY_DAY = "food-safety-day"
 FOOD_SAFETY_KPIS = "food-safety-kpis"
 FOOD_SAFETY_BY_CATEGORY = "food-safety-by-category"
 FOOD_SAFETY_FAILED = "food-safety-failed"
-FOOD_SAFETY_LOCKS = "food-safety-locks"
 
 # -- vendors & devices -------------------------------------------------------------------
 VENDORS_TICK = "vendors-tick"

@@ -7,7 +7,6 @@ them; this page only renders them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import dash_bootstrap_components as dbc
@@ -19,7 +18,6 @@ from dashboard.components import SLOW_POLL_MS, Links, card, graph, interval, kpi
 from dashboard.i18n import Lang, t
 from dashboard.pages import trace
 from dashboard.queries import DashboardData
-from marketdb.locks import BatchLock
 from marketview.foodsafety import DayOfTests
 from schemas.registry import Market
 
@@ -63,7 +61,6 @@ def register_callbacks(app: Dash, data: DashboardData, links: Links) -> None:
         Output(ids.FOOD_SAFETY_KPIS, "children"),
         Output(ids.FOOD_SAFETY_BY_CATEGORY, "figure"),
         Output(ids.FOOD_SAFETY_FAILED, "children"),
-        Output(ids.FOOD_SAFETY_LOCKS, "children"),
         Input(ids.FOOD_SAFETY_DAY, "date"),
         Input(ids.FOOD_SAFETY_TICK, "n_intervals"),
         State(ids.MARKET, "value"),
@@ -83,7 +80,6 @@ def register_callbacks(app: Dash, data: DashboardData, links: Links) -> None:
             kpi_tiles(tests, lang),
             figures.tests_by_category(queries.tally_frame(tests), lang),
             failed_list(tests, found, lang, trace_path),
-            lock_list(queries.open_locks(data, market), found, lang, trace_path),
         )
 
 
@@ -156,40 +152,6 @@ def failed_list(day: DayOfTests, market: Market, lang: Lang, trace_path: str) ->
             className="fs-failed-batch",
         )
         for one in day.failed
-    ]
-    return [dbc.Table([header, html.Tbody(rows)], size="sm", hover=True, responsive=True)]
-
-
-def lock_list(
-    locks: Sequence[BatchLock] | None, market: Market, lang: Lang, trace_path: str
-) -> list[Any]:
-    """The batches locked now on their vendor's scales and screens, oldest first."""
-    if locks is None:
-        return [html.Div(t("fs.locks_off", lang), className="text-muted", id="fs-locks-off")]
-    if not locks:
-        return [html.Div(t("fs.no_locks", lang), className="text-success", id="fs-no-locks")]
-    header = html.Thead(
-        html.Tr(
-            [
-                html.Th(t(key, lang))
-                for key in ("col.trace_code", "col.vendor", "col.product", "col.locked_at")
-            ]
-        )
-    )
-    rows = [
-        html.Tr(
-            [
-                html.Td(html.A(lock.trace_code, href=f"{trace_path}?q={lock.trace_code}")),
-                html.Td(_vendor_name(market, lock.vendor)),
-                html.Td(_product_name(market, lock.plu, lang)),
-                html.Td(
-                    lock.locked_at.astimezone(market.tz).strftime("%m-%d %H:%M"),
-                    title=lock.cause,
-                ),
-            ],
-            className="fs-lock",
-        )
-        for lock in locks
     ]
     return [dbc.Table([header, html.Tbody(rows)], size="sm", hover=True, responsive=True)]
 

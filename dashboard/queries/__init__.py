@@ -30,12 +30,7 @@ from dashboard.queries.common import (
     unverified_counts,
     unverified_today,
 )
-from dashboard.queries.foodsafety import (
-    TALLY_COLUMNS,
-    open_locks,
-    rapid_tests_of_day,
-    tally_frame,
-)
+from dashboard.queries.foodsafety import TALLY_COLUMNS, rapid_tests_of_day, tally_frame
 from dashboard.queries.footfall import footfall_daily, footfall_day, footfall_heatmap
 from dashboard.queries.overview import (
     ALERT_COLUMNS,
@@ -102,7 +97,6 @@ __all__ = [
     "is_open",
     "local_time_text",
     "market_today",
-    "open_locks",
     "overview",
     "parse_trace_query",
     "price_history",

@@ -9,7 +9,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from threading import Lock
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from dashboard.i18n import Lang
 from ingest.validate import Validator
@@ -20,9 +20,6 @@ from schemas.registry import Market, Product, Registry, RegistrySource
 from storage.base import Store
 from storage.interfaces.traceability import UnverifiedSalesRow
 from storage.outage import OutageLog
-
-if TYPE_CHECKING:
-    from stallwatch.lockkeeper import LockKeeper
 
 T = TypeVar("T")
 
@@ -53,8 +50,6 @@ class DashboardData:
     management: Management | None = None
     #: Checks batches entered at the intake form as the desk's messages are; None: no form.
     validator: Validator | None = None
-    #: The batches locked after a failed rapid test; None without the market database.
-    lock_keeper: LockKeeper | None = None
     #: Browsers on one market share the overview's figures for this long, in seconds
     #: (they poll every 3 s); a benchmark of what one viewer waits for sets 0.
     shared_for_s: float = 2.0

@@ -7,7 +7,6 @@ from datetime import date
 import pandas as pd
 
 from dashboard.queries.common import DashboardData
-from marketdb.locks import BatchLock
 from marketview import foodsafety
 from marketview.foodsafety import DayOfTests
 
@@ -45,11 +44,3 @@ def tally_frame(day: DayOfTests) -> pd.DataFrame:
         ],
         columns=list(TALLY_COLUMNS),
     )
-
-
-def open_locks(data: DashboardData, market_id: str) -> list[BatchLock] | None:
-    """The market's batches locked now, oldest first; None without locks at all (markets
-    from files: nothing is locked there)."""
-    if data.lock_keeper is None:
-        return None
-    return data.lock_keeper.locks(data.market(market_id).id)

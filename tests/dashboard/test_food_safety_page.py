@@ -9,11 +9,9 @@ from zoneinfo import ZoneInfo
 
 from dashboard import figures
 from dashboard.i18n import Lang
-from dashboard.pages.food_safety import failed_list, kpi_tiles, lock_list
+from dashboard.pages.food_safety import failed_list, kpi_tiles
 from dashboard.queries import tally_frame
-from marketdb.locks import BatchLock
 from marketview.foodsafety import BatchTest, DayOfTests, tally_day
-from schemas.commands import SuspensionReason
 from schemas.registry import Market
 
 DAY = date(2026, 11, 3)
@@ -99,29 +97,3 @@ def test_tests_by_category_stacks_passed_and_failed_batches(example_market: Mark
     assert fig.layout.barmode == "stack"
     empty = figures.tests_by_category(tally_frame(tally_day(example_market, DAY, [])), Lang.ZH)
     assert empty.layout.annotations[0].text == "暂无数据"
-
-
-def _lock(market: Market, code: str) -> BatchLock:
-    return BatchLock(
-        id=1,
-        market=market.id,
-        trace_code=code,
-        vendor=next(iter(market.vendors)),
-        plu=_plu(market, "vegetables"),
-        reason=SuspensionReason.RAPID_TEST_FAILED,
-        cause="rapid test 2026-11-03T12:00+08:00: 61.5%",
-        locked_at=NOON,
-        locked_by="stallwatch",
-    )
-
-
-def test_locked_batches_are_listed_with_their_cause_and_a_link(example_market: Market) -> None:
-    (table,) = lock_list([_lock(example_market, "VEG-2")], example_market, Lang.ZH, "/t")
-    (row,) = table.children[1].children
-    assert row.children[0].children.href == "/t?q=VEG-2"
-    assert row.children[3].children == "11-03 12:00"
-    assert row.children[3].title.endswith("61.5%")
-    (none,) = lock_list([], example_market, Lang.EN, "/t")
-    assert _text(none) == "No batch is locked"
-    (off,) = lock_list(None, example_market, Lang.EN, "/t")
-    assert off.id == "fs-locks-off"
