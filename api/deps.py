@@ -32,8 +32,8 @@ from storage.outage import OutageLog
 if TYPE_CHECKING:
     # Only for the annotation: api.security itself depends on this module.
     from api.security import TokenAuthority
+    from marketdb.locks import LockService
     from marketdb.management import Management
-    from stallwatch.lockkeeper import LockKeeper
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +54,7 @@ class AppContext:
     #: The market database's changes; None when the registry comes from market files.
     management: Management | None = None
     #: Locks failed batches on scales and screens; None without the market database.
-    lock_keeper: LockKeeper | None = None
+    lock_keeper: LockService | None = None
 
 
 def get_context(request: Request) -> AppContext:

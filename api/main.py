@@ -46,7 +46,7 @@ from storage.base import Store
 from storage.outage import OutageLog
 
 if TYPE_CHECKING:
-    from stallwatch.lockkeeper import LockKeeper
+    from marketdb.locks import LockService
 
 log = logging.getLogger("api")
 
@@ -110,7 +110,7 @@ def create_app(
     live: LiveView,
     outage: OutageLog | None = None,
     management: Management | None = None,
-    lock_keeper: LockKeeper | None = None,
+    lock_keeper: LockService | None = None,
 ) -> FastAPI:
     """The API over this store and live view; starting and stopping them is the caller's job.
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Final
+from typing import Final, Protocol
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError
@@ -58,6 +58,17 @@ class BatchLock:
     @property
     def open(self) -> bool:
         return self.unlocked_at is None
+
+
+class LockService(Protocol):
+    """What the API asks of the lock keeper (``stallwatch.lockkeeper.LockKeeper``): the
+    locks, and an unlock that is published to the devices, not only recorded."""
+
+    def locks(self, market: str, *, lifted: bool = False) -> list[BatchLock]: ...
+
+    def unlock(
+        self, market: str, trace_code: str, plu: str, *, actor: str, reason: str
+    ) -> BatchLock: ...
 
 
 class Locks:

@@ -22,10 +22,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from api._exceptions import AUTH_ERRORS, ManagementUnavailable, error_responses
 from api.deps import ContextDep, DayParam, MarketDep, StoreDep, utc_now
 from api.security import Manager, Viewer
-from marketdb.locks import MAX_REASON_CHARS, BatchLock
+from marketdb.locks import MAX_REASON_CHARS, BatchLock, LockService
 from marketview import foodsafety
 from schemas.messages import Plu, TraceCode
-from stallwatch.lockkeeper import LockKeeper
 
 router = APIRouter(tags=["food safety"])
 
@@ -162,7 +161,7 @@ class UnlockRequest(BaseModel):
     )
 
 
-def _keeper(context: ContextDep) -> LockKeeper:
+def _keeper(context: ContextDep) -> LockService:
     if context.lock_keeper is None:
         raise ManagementUnavailable(
             "locks need the market database and the lock keeper of `stallwatch serve` "
@@ -171,7 +170,7 @@ def _keeper(context: ContextDep) -> LockKeeper:
     return context.lock_keeper
 
 
-KeeperDep = Annotated[LockKeeper, Depends(_keeper)]
+KeeperDep = Annotated[LockService, Depends(_keeper)]
 
 
 @router.get(
