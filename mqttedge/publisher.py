@@ -40,6 +40,7 @@ class RetainedPublisher:
     def __init__(self, options: EdgeOptions, *, timeout_s: float = PUBACK_TIMEOUT_S) -> None:
         self._timeout_s = timeout_s
         self._acks: dict[int, int] = {}
+        self._abandoned: set[int] = set()  # packet ids given up on (no PUBACK in time)
         self._acked = threading.Condition()
         self.connected = threading.Event()
         self._client = paho.Client(
@@ -67,17 +68,21 @@ class RetainedPublisher:
         self._client.loop_stop()
 
     def publish(self, topic: str, payload: bytes) -> None:
-        """Publish retained at QoS 1; returns once the broker acknowledged it."""
+        """Publish retained at QoS 1; returns once the broker acknowledged it.
+
+        paho is called without our lock held: its network thread calls
+        :meth:`_on_publish` under paho's own lock, which ``publish`` takes too.
+        """
         if not self.connected.wait(self._timeout_s):
             raise CommandNotSent(f"not connected to the broker; {topic} not sent")
+        info = self._client.publish(topic, payload, qos=1, retain=True)
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            raise CommandNotSent(f"{topic} not sent: {paho.error_string(info.rc)}")
         with self._acked:
-            info = self._client.publish(topic, payload, qos=1, retain=True)
-            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                raise CommandNotSent(f"{topic} not sent: {paho.error_string(info.rc)}")
-            # Held under the lock, so this publish's PUBACK cannot be in yet: what is there
-            # is a late one of an earlier publish that timed out with the same packet id.
-            self._acks.pop(info.mid, None)
             if not self._acked.wait_for(lambda: info.mid in self._acks, self._timeout_s):
+                # Its PUBACK may still come: dropped then, not taken for a later
+                # publish's that gets the same packet id.
+                self._abandoned.add(info.mid)
                 raise CommandNotSent(f"no PUBACK for {topic} in {self._timeout_s:.0f}s")
             code = self._acks.pop(info.mid)
         if code >= _REFUSED:
@@ -101,5 +106,8 @@ class RetainedPublisher:
         self, _client: paho.Client, _userdata: Any, mid: int, reason: ReasonCode, _props: Any
     ) -> None:
         with self._acked:
+            if mid in self._abandoned:
+                self._abandoned.discard(mid)
+                return
             self._acks[mid] = reason.value
             self._acked.notify_all()

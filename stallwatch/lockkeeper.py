@@ -257,7 +257,11 @@ class KeeperThread:
         self._thread.start()
 
     def stop(self) -> None:
-        self._queue.put(None)
+        try:
+            self._queue.put(None, timeout=5)
+        except queue.Full:  # the thread is stuck on the database: it is a daemon thread
+            log.error("lock keeper did not stop: its queue is full")
+            return
         self._thread.join(timeout=30)
 
     def observe(self, reading: Reading) -> None:
