@@ -51,6 +51,10 @@ _TEXT: dict[str, tuple[str, str]] = {
     "alerts.more": ("另有 {count:,} 条", "and {count:,} more"),
     "alert.offline": ("设备离线（营业时间内）", "Device offline during opening hours"),
     "alert.rejects": ("今日被拒收的消息", "Messages rejected today"),
+    "alert.locked_sale": (
+        "锁定批次仍在销售（电子秤未执行锁定）",
+        "Locked batch sold anyway (the scale ignored its lock)",
+    ),
     "alert.failed_on_sale": (
         "农残快检不合格批次仍在销售",
         "Batch failed its rapid test but is on sale",
@@ -156,6 +160,32 @@ _TEXT: dict[str, tuple[str, str]] = {
     "fs.failed_short": ("不合格", "Failed"),
     "fs.failed_title": ("当日不合格批次", "Batches that failed that day"),
     "fs.no_failed": ("当日无不合格批次", "No batch failed that day"),
+    "fs.locks_title": (
+        "已锁定批次（暂停销售）与召回清单",
+        "Locked batches (suspended) and recalls",
+    ),
+    "fs.no_locks": ("当前无锁定批次", "No batch is locked"),
+    "fs.locks_off": (
+        "批次锁定需要市场数据库（当前从市场文件读取）",
+        "Locks need the market database (markets come from files here)",
+    ),
+    "fs.recalled": ("{sales} 笔，{weight}", "{sales} sales, {weight}"),
+    "fs.recall_csv": ("召回清单 CSV", "Recall list CSV"),
+    "fs.sold_locked": ("锁定后仍售出 {count} 笔", "{count} sold while locked"),
+    "fs.unlock_title": ("解除锁定", "Lift a lock"),
+    "fs.unlock_which": ("锁定批次", "Locked batch"),
+    "fs.unlock_reason": (
+        "解除原因（如：复检合格 12.0%）",
+        "Reason (e.g. re-test passed, 12.0%)",
+    ),
+    "fs.unlock": ("解除锁定", "Unlock"),
+    "fs.unlocked": (
+        "已解除锁定：{code}，已通知电子秤和价格屏",
+        "Unlocked {code}; its scales and screens are told",
+    ),
+    "fs.unlock_pick": ("请选择要解除的锁定批次", "Pick the locked batch to lift"),
+    "col.locked_at": ("锁定时间", "Locked at"),
+    "col.recall": ("锁定前售出（召回）", "Sold before the lock (recall)"),
     "fs.at_intake": ("进场检测", "At intake"),
     "fs.spot_check": ("抽检 / 复检", "Spot check or re-test"),
     "col.trace_code": ("追溯码", "Trace code"),

@@ -48,6 +48,14 @@ FOOD_SAFETY_DAY = "food-safety-day"
 FOOD_SAFETY_KPIS = "food-safety-kpis"
 FOOD_SAFETY_BY_CATEGORY = "food-safety-by-category"
 FOOD_SAFETY_FAILED = "food-safety-failed"
+FOOD_SAFETY_LOCKS = "food-safety-locks"
+#: Pattern-matching type of a lock row's CSV button; its ``index`` is the lock's id.
+FOOD_SAFETY_RECALL_CSV = "food-safety-recall-csv"
+FOOD_SAFETY_RECALL_DOWNLOAD = "food-safety-recall-download"
+FOOD_SAFETY_UNLOCK_WHICH = "food-safety-unlock-which"
+FOOD_SAFETY_UNLOCK_REASON = "food-safety-unlock-reason"
+FOOD_SAFETY_UNLOCK = "food-safety-unlock"
+FOOD_SAFETY_UNLOCK_RESULT = "food-safety-unlock-result"
 
 # -- vendors & devices -------------------------------------------------------------------
 VENDORS_TICK = "vendors-tick"

@@ -29,7 +29,7 @@ from schemas.topics import topic_for
 from storage._exceptions import StoreQueryError
 from storage.base import Store
 from storage.interfaces.traceability import BatchRow
-from storage.records import DeadLetter, from_ns
+from storage.records import DeadLetter, Reading, from_ns
 
 
 class EntryRefused(Exception):
@@ -59,6 +59,9 @@ class Registered:
     batch: BatchRow
     #: False: the same batch was registered before (a retry), nothing was written
     created: bool
+    #: The reading stored, as ingest would have stored the desk's message (None when
+    #: nothing was written): hand it to the lock keeper, which locks a failed batch.
+    reading: Reading | None = None
 
 
 class _MessageIds:
@@ -106,7 +109,7 @@ def register_batch(
         stored = store.batch(market, message.trace_code)
     if stored is None:
         raise StoreQueryError("a batch just written cannot be read back")
-    return Registered(stored, created=True)
+    return Registered(stored, created=True, reading=checked)
 
 
 def _payload(fields: Mapping[str, Any], received_ns: int) -> bytes:

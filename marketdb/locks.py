@@ -31,6 +31,7 @@ from marketdb.models import BatchLockRow
 from schemas.commands import COMMANDS, SuspendedBatches, Suspension, SuspensionReason
 from schemas.messages import DeviceKind
 from schemas.registry import Market
+from storage.records import Reading
 
 #: What a lock says it was made by when no person made it (a failed test arrived).
 SYSTEM_ACTOR: Final = "stallwatch"
@@ -61,10 +62,16 @@ class BatchLock:
 
 
 class LockService(Protocol):
-    """What the API asks of the lock keeper (``stallwatch.lockkeeper.LockKeeper``): the
-    locks, and an unlock that is published to the devices, not only recorded."""
+    """What the API and the dashboard ask of the lock keeper
+    (``stallwatch.lockkeeper.LockKeeper``): the locks, an unlock that is published to the
+    devices, not only recorded, and a batch entered by hand (``observe``: a failed one is
+    locked at once, as one arriving over MQTT is)."""
+
+    def observe(self, reading: Reading) -> None: ...
 
     def locks(self, market: str, *, lifted: bool = False) -> list[BatchLock]: ...
+
+    def of_batch(self, market: str, trace_code: str) -> list[BatchLock]: ...
 
     def unlock(
         self, market: str, trace_code: str, plu: str, *, actor: str, reason: str

@@ -148,6 +148,10 @@ class LockKeeper:
         """The market's open locks, oldest first; with ``lifted``, every lock it has had."""
         return self._locks.all_locks(market) if lifted else self._locks.open_locks(market)
 
+    def of_batch(self, market: str, trace_code: str) -> list[BatchLock]:
+        """Every lock the batch has had, open or lifted, oldest first."""
+        return self._locks.of_batch(market, trace_code)
+
     # -- keeping the devices told -------------------------------------------------------
     def publish_all(self, market: str) -> int:
         """Send every scale's and screen's state; returns how many were sent."""

@@ -108,6 +108,7 @@ def create_web_app(
             now=now,
             outage=outage,
             management=management,
+            lock_keeper=lock_keeper,
             shared_for_s=shared_for_s,
             validator=Validator(
                 registry if not isinstance(registry, Registry) else FixedRegistry(registry),

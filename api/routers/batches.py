@@ -181,6 +181,8 @@ def register_batch(
         raise Unprocessable(exc.reason, code=exc.code) from exc
     except entry.EntryRefused as exc:
         raise Conflict(exc.reason, code=exc.code) from exc
+    if registered.reading is not None and context.lock_keeper is not None:
+        context.lock_keeper.observe(registered.reading)  # a failed batch is locked now
     if not registered.created:
         response.status_code = 200
     return _batch_out(registered.batch)

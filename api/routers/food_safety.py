@@ -17,14 +17,18 @@ from decimal import Decimal
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from api._exceptions import AUTH_ERRORS, ManagementUnavailable, error_responses
+from api._exceptions import AUTH_ERRORS, ManagementUnavailable, NotFound, error_responses
 from api.deps import ContextDep, DayParam, MarketDep, StoreDep, utc_now
+from api.routers.trace import public_base_url
 from api.security import Manager, Viewer
 from marketdb.locks import MAX_REASON_CHARS, BatchLock, LockService
-from marketview import foodsafety
+from marketview import foodsafety, recall
+from marketview.recall import receipt_page_path
 from schemas.messages import Plu, TraceCode
+from storage.interfaces.sales import SaleRow
 
 router = APIRouter(tags=["food safety"])
 
@@ -172,6 +176,9 @@ def _keeper(context: ContextDep) -> LockService:
 
 KeeperDep = Annotated[LockService, Depends(_keeper)]
 
+_TraceCodePath = Annotated[TraceCode, Path(description="Trace code of the locked batch.")]
+_PluPath = Annotated[Plu, Path(description="PLU of the locked product.")]
+
 
 @router.get(
     "/markets/{market}/food-safety/locks",
@@ -198,14 +205,105 @@ def batch_locks(
 )
 def unlock_batch(
     market: MarketDep,
-    trace_code: Annotated[TraceCode, Path(description="Trace code of the locked batch.")],
-    plu: Annotated[Plu, Path(description="PLU of the locked product.")],
+    trace_code: _TraceCodePath,
+    plu: _PluPath,
     body: UnlockRequest,
     keeper: KeeperDep,
     caller: Manager,
 ) -> LockOut:
     lifted = keeper.unlock(market.id, trace_code, plu, actor=caller.name, reason=body.reason)
     return _lock(market.tz, lifted)
+
+
+class RecalledSale(BaseModel):
+    scale: str
+    receipt: int = Field(description="The sale's `msg_id`: the receipt number on its scale.")
+    sold_at: datetime
+    weight_g: int
+    unit_price_fen_per_kg: int
+    total_fen: int
+    receipt_page: str = Field(
+        description="The receipt's public trace page (its QR code's address); it says that "
+        "the batch later failed its test."
+    )
+
+
+class RecallOut(BaseModel):
+    lock: LockOut = Field(description="The batch's latest lock of this product.")
+    recall: list[RecalledSale] = Field(
+        description="Every sale of the batch's product by its vendor before the lock, "
+        "oldest first: the buyers to reach."
+    )
+    recalled_g: int = Field(ge=0, description="Weight sold before the lock.")
+    recalled_fen: int = Field(ge=0, description="Money taken before the lock.")
+    sold_while_locked: list[RecalledSale] = Field(
+        description="Sales made while the lock held: the scale ignored it (flagged, alerted)."
+    )
+
+
+def _recall(
+    market: MarketDep, trace_code: _TraceCodePath, plu: _PluPath, keeper: KeeperDep, store: StoreDep
+) -> recall.Recall:
+    locks = [lock for lock in keeper.of_batch(market.id, trace_code) if lock.plu == plu]
+    if not locks:
+        raise NotFound(f"batch {trace_code!r}, product {plu!r} has never been locked")
+    return recall.recall_of(store, locks[-1])
+
+
+RecallDep = Annotated[recall.Recall, Depends(_recall)]
+BaseUrlDep = Annotated[str, Depends(public_base_url)]
+
+
+@router.get(
+    "/markets/{market}/food-safety/locks/{trace_code}/{plu}/recall",
+    response_model=RecallOut,
+    responses={**AUTH_ERRORS, **error_responses(404)},
+    summary="Recall list of a locked batch: its sales before the lock, and those made while locked",
+    operation_id="batch_recall",
+)
+def batch_recall(
+    _viewer: Viewer, market: MarketDep, found: RecallDep, base_url: BaseUrlDep
+) -> RecallOut:
+    def sale_out(sale: SaleRow) -> RecalledSale:
+        return RecalledSale(
+            scale=sale.scale,
+            receipt=sale.msg_id,
+            sold_at=sale.ts.astimezone(market.tz),
+            weight_g=sale.weight_g,
+            unit_price_fen_per_kg=sale.unit_price_fen_per_kg,
+            total_fen=sale.total_fen,
+            receipt_page=base_url + receipt_page_path(market.id, sale.scale, sale.msg_id),
+        )
+
+    return RecallOut(
+        lock=_lock(market.tz, found.lock),
+        recall=[sale_out(sale) for sale in found.before_lock],
+        recalled_g=found.recalled_g,
+        recalled_fen=found.recalled_fen,
+        sold_while_locked=[sale_out(sale) for sale in found.while_locked],
+    )
+
+
+@router.get(
+    "/markets/{market}/food-safety/locks/{trace_code}/{plu}/recall.csv",
+    response_class=Response,
+    responses={
+        **AUTH_ERRORS,
+        **error_responses(404),
+        200: {"content": {"text/csv": {}}, "description": "The recall list as CSV."},
+    },
+    summary="Recall list of a locked batch as CSV (sales before the lock, then those flagged)",
+    operation_id="batch_recall_csv",
+)
+def batch_recall_csv(
+    _viewer: Viewer, market: MarketDep, found: RecallDep, base_url: BaseUrlDep
+) -> Response:
+    name = f"recall-{market.id}-{found.lock.trace_code}-{found.lock.plu}.csv"
+    return Response(
+        recall.recall_csv(found, market.tz, base_url),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
 
 
 def _lock(tz: tzinfo, lock: BatchLock) -> LockOut:

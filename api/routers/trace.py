@@ -39,6 +39,7 @@ from marketview import trace
 from marketview.analytics import yuan
 from marketview.foodsafety import BatchTest
 from marketview.pricing import yuan_per_jin, yuan_per_kg
+from marketview.recall import receipt_page_path
 from schemas.messages import Identifier, TraceCode
 from schemas.registry import Category, Market, SaleUnit
 from storage.base import Store
@@ -294,7 +295,7 @@ def receipt_qr(
     base_url: Annotated[str, Depends(public_base_url)],
 ) -> Response:
     _receipt_or_404(store, market, scale, msg_id)
-    url = f"{base_url}/trace/{market.id}/receipt/{scale}/{msg_id}"
+    url = base_url + receipt_page_path(market.id, scale, msg_id)
     return Response(qr_png(url), media_type="image/png", headers={"Cache-Control": _QR_CACHE})
 
 

@@ -177,6 +177,8 @@ def _register(
     done = changed(lang, UserRole.MANAGER, enter)
     if isinstance(done, Outcome):
         return done
+    if done.reading is not None and data.lock_keeper is not None:
+        data.lock_keeper.observe(done.reading)  # a failed batch is locked at once
     key = "intake.registered" if done.created else "intake.already"
     passed = done.batch.rapid_test_passed
     verdict = t(_VERDICTS[passed], lang)

@@ -1,24 +1,32 @@
 """Food safety: a day's pesticide-residue rapid tests per category, the daily quota, and
-the batches that failed, each linked to its trace.
+the batches that failed, each linked to its trace; the batches locked now, each with its
+recall list (a CSV to download) and the sales its scale made anyway; a manager lifts a
+lock here, with the reason on record.
 
-The figures are the read core's (``marketview.foodsafety``), as the public API shows
-them; this page only renders them.
+The figures are the read core's (``marketview.foodsafety``, ``marketview.recall``), as
+the API shows them; this page only renders them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import dash_bootstrap_components as dbc
-from dash import Dash, Input, Output, State, ctx, dcc, html
+import flask
+from dash import ALL, Dash, Input, Output, State, ctx, dcc, html
 from dash.exceptions import PreventUpdate
 
 from dashboard import figures, ids, queries
+from dashboard.auth import UserRole
 from dashboard.components import SLOW_POLL_MS, Links, card, graph, interval, kpi, picked_day
-from dashboard.i18n import Lang, t
+from dashboard.forms import Outcome, blank, changed
+from dashboard.i18n import Lang, t, weight_text
 from dashboard.pages import trace
 from dashboard.queries import DashboardData
+from marketdb.locks import BatchLock
 from marketview.foodsafety import DayOfTests
+from marketview.recall import Recall, recall_csv, recall_of
 from schemas.registry import Market
 
 PATH = "/food-safety"
@@ -50,6 +58,46 @@ def layout(data: DashboardData, lang: Lang, market: str) -> html.Div:
                     dbc.Col(card(t("fs.failed_title", lang), [], id_=ids.FOOD_SAFETY_FAILED), lg=6),
                 ]
             ),
+            card(
+                t("fs.locks_title", lang),
+                [html.Div(id=ids.FOOD_SAFETY_LOCKS), _unlock_form(lang)],
+            ),
+            dcc.Download(id=ids.FOOD_SAFETY_RECALL_DOWNLOAD),
+        ]
+    )
+
+
+def _unlock_form(lang: Lang) -> Any:
+    return html.Div(
+        [
+            html.H6(t("fs.unlock_title", lang), className="mt-3"),
+            dbc.Row(
+                [
+                    dbc.Col(
+                        dcc.Dropdown(
+                            id=ids.FOOD_SAFETY_UNLOCK_WHICH,
+                            placeholder=t("fs.unlock_which", lang),
+                        ),
+                        md=4,
+                    ),
+                    dbc.Col(
+                        dbc.Input(
+                            id=ids.FOOD_SAFETY_UNLOCK_REASON,
+                            placeholder=t("fs.unlock_reason", lang),
+                            maxLength=200,
+                        ),
+                        md=6,
+                    ),
+                    dbc.Col(
+                        dbc.Button(
+                            t("fs.unlock", lang), id=ids.FOOD_SAFETY_UNLOCK, color="warning"
+                        ),
+                        md=2,
+                    ),
+                ],
+                className="g-2",
+            ),
+            html.Div(id=ids.FOOD_SAFETY_UNLOCK_RESULT),
         ]
     )
 
@@ -81,6 +129,85 @@ def register_callbacks(app: Dash, data: DashboardData, links: Links) -> None:
             figures.tests_by_category(queries.tally_frame(tests), lang),
             failed_list(tests, found, lang, trace_path),
         )
+
+    @app.callback(
+        Output(ids.FOOD_SAFETY_LOCKS, "children"),
+        Output(ids.FOOD_SAFETY_UNLOCK_WHICH, "options"),
+        Input(ids.FOOD_SAFETY_TICK, "n_intervals"),
+        Input(ids.FOOD_SAFETY_UNLOCK_RESULT, "children"),
+        State(ids.MARKET, "value"),
+        State(ids.LANG, "data"),
+    )
+    def locks(_tick: int, _unlocked: Any, market: str, lang_value: str | None) -> tuple[Any, ...]:
+        lang = Lang.of(lang_value)
+        found = data.market(market)
+        recalls = queries.lock_recalls(data, market)
+        options = [
+            {"label": _lock_label(found, r.lock, lang), "value": r.lock.id} for r in recalls or ()
+        ]
+        return lock_list(recalls, found, lang, trace_path), options
+
+    @app.callback(
+        Output(ids.FOOD_SAFETY_RECALL_DOWNLOAD, "data"),
+        Input({"type": ids.FOOD_SAFETY_RECALL_CSV, "index": ALL}, "n_clicks"),
+        State(ids.MARKET, "value"),
+        prevent_initial_call=True,
+    )
+    def download(clicks: list[int | None], market: str) -> dict[str, Any]:
+        picked = ctx.triggered_id
+        if not any(clicks) or not isinstance(picked, dict) or data.lock_keeper is None:
+            raise PreventUpdate  # the list was redrawn, nothing clicked
+        found = data.market(market)
+        lock = _open_lock(data.lock_keeper.locks(found.id), picked["index"])
+        if lock is None:
+            raise PreventUpdate  # lifted meanwhile: the list redraws without it
+        text = recall_csv(recall_of(data.store, lock), found.tz, flask.request.host_url)
+        name = f"recall-{found.id}-{lock.trace_code}-{lock.plu}.csv"
+        return {"content": text, "filename": name, "type": "text/csv"}
+
+    @app.callback(
+        Output(ids.FOOD_SAFETY_UNLOCK_RESULT, "children"),
+        Input(ids.FOOD_SAFETY_UNLOCK, "n_clicks"),
+        State(ids.FOOD_SAFETY_UNLOCK_WHICH, "value"),
+        State(ids.FOOD_SAFETY_UNLOCK_REASON, "value"),
+        State(ids.MARKET, "value"),
+        State(ids.LANG, "data"),
+        prevent_initial_call=True,
+    )
+    def unlock(
+        _clicks: int, which: int | None, reason: str | None, market: str, lang_value: str | None
+    ) -> Any:
+        lang = Lang.of(lang_value)
+        return _unlock(data, market, which, blank(reason), lang).alert("fs-unlock-alert")
+
+
+def _unlock(
+    data: DashboardData, market: str, which: int | None, reason: object, lang: Lang
+) -> Outcome:
+    keeper = data.lock_keeper
+    lock = None if keeper is None else _open_lock(keeper.locks(market), which)
+    if keeper is None or lock is None:
+        return Outcome(t("fs.unlock_pick", lang), "danger")
+    words = str(reason or "")
+
+    def lift(actor: Any) -> BatchLock:
+        return keeper.unlock(market, lock.trace_code, lock.plu, actor=actor.name, reason=words)
+
+    done = changed(lang, UserRole.MANAGER, lift)
+    if isinstance(done, Outcome):
+        return done
+    return Outcome(t("fs.unlocked", lang).format(code=done.trace_code), "success")
+
+
+def _open_lock(locks: Sequence[BatchLock], lock_id: object) -> BatchLock | None:
+    return next((lock for lock in locks if lock.id == lock_id), None)
+
+
+def _lock_label(market: Market, lock: BatchLock, lang: Lang) -> str:
+    return (
+        f"{lock.trace_code} · {_vendor_name(market, lock.vendor)} · "
+        f"{_product_name(market, lock.plu, lang)}"
+    )
 
 
 def kpi_tiles(day: DayOfTests, lang: Lang) -> list[Any]:
@@ -154,6 +281,51 @@ def failed_list(day: DayOfTests, market: Market, lang: Lang, trace_path: str) ->
         for one in day.failed
     ]
     return [dbc.Table([header, html.Tbody(rows)], size="sm", hover=True, responsive=True)]
+
+
+def lock_list(
+    recalls: Sequence[Recall] | None, market: Market, lang: Lang, trace_path: str
+) -> list[Any]:
+    """The batches locked now, oldest first: when and why, what was sold before the lock
+    (the recall, with its CSV) and what the scale sold anyway."""
+    if recalls is None:
+        return [html.Div(t("fs.locks_off", lang), className="text-muted", id="fs-locks-off")]
+    if not recalls:
+        return [html.Div(t("fs.no_locks", lang), className="text-success", id="fs-no-locks")]
+    keys = ("col.trace_code", "col.vendor", "col.product", "col.locked_at", "col.recall")
+    header = html.Thead(html.Tr([html.Th(t(key, lang)) for key in keys] + [html.Th("")]))
+    rows = [_lock_row(recall, market, lang, trace_path) for recall in recalls]
+    return [dbc.Table([header, html.Tbody(rows)], size="sm", hover=True, responsive=True)]
+
+
+def _lock_row(recall: Recall, market: Market, lang: Lang, trace_path: str) -> Any:
+    lock = recall.lock
+    sold = t("fs.recalled", lang).format(
+        sales=len(recall.before_lock), weight=weight_text(recall.recalled_g, lang)
+    )
+    flagged = []
+    if recall.while_locked:
+        text = t("fs.sold_locked", lang).format(count=len(recall.while_locked))
+        flagged = [dbc.Badge(text, color="danger", className="ms-2 fs-sold-locked")]
+    return html.Tr(
+        [
+            html.Td(html.A(lock.trace_code, href=f"{trace_path}?q={lock.trace_code}")),
+            html.Td(_vendor_name(market, lock.vendor)),
+            html.Td(_product_name(market, lock.plu, lang)),
+            html.Td(lock.locked_at.astimezone(market.tz).strftime("%m-%d %H:%M"), title=lock.cause),
+            html.Td([html.Span(sold, className="fs-recalled"), *flagged]),
+            html.Td(
+                dbc.Button(
+                    t("fs.recall_csv", lang),
+                    id={"type": ids.FOOD_SAFETY_RECALL_CSV, "index": lock.id},
+                    size="sm",
+                    color="secondary",
+                    outline=True,
+                )
+            ),
+        ],
+        className="fs-lock",
+    )
 
 
 def _vendor_name(market: Market, vendor_id: str) -> str:

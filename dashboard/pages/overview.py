@@ -111,6 +111,7 @@ def kpi_tiles(o: queries.Overview, lang: Lang) -> list[dbc.Col]:
 
 
 _ALERT_COLOUR = {
+    "locked_sale": "danger",
     "failed_on_sale": "danger",
     "oversold": "danger",
     "unverified_sales": "danger",
@@ -119,6 +120,7 @@ _ALERT_COLOUR = {
     "document_expiring": "warning",
 }
 _ALERT_TEXT = {
+    "locked_sale": "alert.locked_sale",
     "failed_on_sale": "alert.failed_on_sale",
     "oversold": "alert.oversold",
     "unverified_sales": "alert.unverified_sales",
@@ -152,7 +154,7 @@ def alert_list(frame: pd.DataFrame, lang: Lang, trace_path: str) -> list[Any]:
 
 def _alert_item(kind: str, row: Mapping[Hashable, Any], lang: Lang, trace_path: str) -> Any:
     subject: Any = row["subject"]
-    if kind in {"failed_on_sale", "oversold"}:
+    if kind in {"locked_sale", "failed_on_sale", "oversold"}:
         subject = html.A(subject, href=f"{trace_path}?q={subject}")
     return dbc.ListGroupItem(
         [

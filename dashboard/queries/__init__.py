@@ -30,7 +30,12 @@ from dashboard.queries.common import (
     unverified_counts,
     unverified_today,
 )
-from dashboard.queries.foodsafety import TALLY_COLUMNS, rapid_tests_of_day, tally_frame
+from dashboard.queries.foodsafety import (
+    TALLY_COLUMNS,
+    lock_recalls,
+    rapid_tests_of_day,
+    tally_frame,
+)
 from dashboard.queries.footfall import footfall_daily, footfall_day, footfall_heatmap
 from dashboard.queries.overview import (
     ALERT_COLUMNS,
@@ -96,6 +101,7 @@ __all__ = [
     "footfall_heatmap",
     "is_open",
     "local_time_text",
+    "lock_recalls",
     "market_today",
     "overview",
     "parse_trace_query",

@@ -13,6 +13,7 @@ from typing import Any, TypeVar, cast
 
 from dashboard.i18n import Lang
 from ingest.validate import Validator
+from marketdb.locks import LockService
 from marketdb.management import Management
 from marketview.live import UnknownName
 from marketview.live_mqtt import LiveView
@@ -50,6 +51,9 @@ class DashboardData:
     management: Management | None = None
     #: Checks batches entered at the intake form as the desk's messages are; None: no form.
     validator: Validator | None = None
+    #: The batches locked after a failed rapid test (``stallwatch.lockkeeper``); None
+    #: without the market database, where locks are kept.
+    lock_keeper: LockService | None = None
     #: Browsers on one market share the overview's figures for this long, in seconds
     #: (they poll every 3 s); a benchmark of what one viewer waits for sets 0.
     shared_for_s: float = 2.0

@@ -9,6 +9,7 @@ import pandas as pd
 from dashboard.queries.common import DashboardData
 from marketview import foodsafety
 from marketview.foodsafety import DayOfTests
+from marketview.recall import Recall, recall_of
 
 #: Columns of :func:`tally_frame`, one row per category.
 TALLY_COLUMNS = (
@@ -44,3 +45,12 @@ def tally_frame(day: DayOfTests) -> pd.DataFrame:
         ],
         columns=list(TALLY_COLUMNS),
     )
+
+
+def lock_recalls(data: DashboardData, market_id: str) -> list[Recall] | None:
+    """The market's batches locked now, oldest first, each with its recall list; None
+    without a lock keeper (markets from files: nothing is locked there)."""
+    if data.lock_keeper is None:
+        return None
+    market = data.market(market_id)
+    return [recall_of(data.store, lock) for lock in data.lock_keeper.locks(market.id)]

@@ -20,6 +20,7 @@ from dashboard.queries.common import (
 )
 from marketview import analytics
 from marketview.documents import DocumentExpiry, expiring_documents
+from marketview.recall import sold_while_locked
 from schemas.messages import DeviceKind
 from schemas.registry import Market
 
@@ -76,7 +77,7 @@ ALERT_COLUMNS = ["kind", "subject", "detail", "since"]
 def alerts(data: DashboardData, market_id: str) -> pd.DataFrame:
     """Open alerts, most urgent kind first: ``kind, subject, detail, since``.
 
-    ``kind`` is one of ``failed_on_sale``, ``oversold``, ``unverified_sales``,
+    ``kind`` is one of ``locked_sale``, ``failed_on_sale``, ``oversold``, ``unverified_sales``,
     ``document_expired``, ``offline``, ``rejects``, ``document_expiring``; ``since`` is a
     UTC timestamp or None.
     """
@@ -84,6 +85,7 @@ def alerts(data: DashboardData, market_id: str) -> pd.DataFrame:
     now = data.now()
     documents = expiring_documents(market, market_today(market, now))
     rows: list[dict[str, Any]] = []
+    rows += _locked_sale_alerts(data, market, now)
     rows += _batch_alerts(data, market, now)
     rows += _unverified_alerts(data, market, now)
     rows += [_document_alert(doc) for doc in documents if doc.expired]
@@ -115,6 +117,27 @@ def _batch_alerts(data: DashboardData, market: Market, now: datetime) -> list[di
                     balance.last_sale,
                 )
             )
+    return rows
+
+
+def _locked_sale_alerts(data: DashboardData, market: Market, now: datetime) -> list[dict[str, Any]]:
+    """A locked batch sold anyway (the scale ignored its lock): ``subject`` the trace code,
+    ``detail`` ``"<vendor> <name> <plu>: <sales>"``, ``since`` the first such sale."""
+    if data.lock_keeper is None:
+        return []
+    since = now - BATCH_ALERT_WINDOW
+    locks = [
+        lock
+        for lock in data.lock_keeper.locks(market.id, lifted=True)
+        if lock.unlocked_at is None or lock.unlocked_at >= since
+    ]
+    rows = []
+    for recall in sold_while_locked(data.store, locks, since):
+        lock = recall.lock
+        vendor = market.vendors.get(lock.vendor)
+        name = "" if vendor is None else f" {vendor.name}"
+        detail = f"{lock.vendor}{name} {lock.plu}: {len(recall.while_locked)}"
+        rows.append(_alert("locked_sale", lock.trace_code, detail, recall.while_locked[0].ts))
     return rows
 
 

@@ -4,10 +4,12 @@ The market database on SQLite and a real PostgreSQL."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from marketdb.database import open_database, session_factory
 from marketdb.follow import RegistryFollower
 from marketdb.locks import Locks
 from marketdb.marketfile import import_market
+from marketview import analytics
 from marketview.live_mqtt import LiveView
 from mqttedge.client import EdgeOptions
 from mqttedge.publisher import RetainedPublisher
@@ -34,6 +37,7 @@ from stallwatch.options import api_options, live_mqtt_options
 from stallwatch.settings import Settings
 from storage.base import Store
 from tests.api.conftest import bearer
+from tests.api.test_batches import batch
 from tests.ingest.helpers import wait_until, write_market
 from tests.stallwatch.mqttclient import Client
 from tests.storage import factories
@@ -168,3 +172,71 @@ def test_a_manager_lifts_a_lock_with_a_reason_and_the_scale_is_told(
     assert [entry["unlock_reason"] for entry in history] == [reason["reason"]]
     again = web.http.post(unlock, json=reason, headers=bearer(web.manager))
     assert again.status_code == 404
+
+
+def _sold(store: Store, msg_id: int, at: datetime, plu: str = "1001") -> None:
+    sale = factories.sale(msg_id=msg_id, ts=at, vendor="V01", plu=plu, trace_code=CODE)
+    store.write([factories.reading(sale, "S-A01", market="tm")])
+
+
+def test_the_recall_lists_the_sales_before_the_lock_and_flags_those_after(
+    web: Web, store: Store
+) -> None:
+    recall = f"{LOCKS}/{CODE}/1001/recall"
+    assert web.http.get(recall, headers=bearer(web.viewer)).status_code == 404  # not locked
+    now = datetime.now(UTC)
+    intake = factories.batch(ts=now - timedelta(hours=3), trace_code=CODE, vendor="V01")
+    spot_check = factories.rapid_test(
+        msg_id=2,
+        ts=now,
+        trace_code=CODE,
+        vendor="V01",
+        passed=False,
+        inhibition_pct=FAIL.inhibition_pct,
+    )
+    store.write([factories.reading(intake, "IN-1", market="tm")])
+    _sold(store, 11, now - timedelta(hours=2))
+    _sold(store, 12, now - timedelta(minutes=5))
+    _sold(store, 13, now - timedelta(minutes=4), plu="1002")  # not the locked product
+    store.write([factories.reading(spot_check, "IN-1", market="tm")])
+    lock = web.keeper.failed_test("tm", CODE, "V01", "1001", FAIL, now)
+    _sold(store, 14, lock.locked_at + timedelta(minutes=1))  # a scale that ignored it
+
+    assert web.http.get(recall).status_code == 401
+    found = web.http.get(recall, headers=bearer(web.viewer))
+
+    assert found.status_code == 200, found.text
+    body = found.json()
+    assert [sale["receipt"] for sale in body["recall"]] == [11, 12]
+    assert body["recalled_g"] == 1234 * 2
+    assert [sale["receipt"] for sale in body["sold_while_locked"]] == [14]
+    page = body["recall"][0]["receipt_page"]
+    assert page.endswith("/trace/tm/receipt/S-A01/11")
+    text = web.http.get(page).text
+    assert 'id="latest-test-failed"' in text, text  # the buyer is told
+
+    csv_reply = web.http.get(f"{recall}.csv", headers=bearer(web.viewer))
+    assert csv_reply.status_code == 200, csv_reply.text
+    assert csv_reply.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(csv_reply.text)))
+    assert [(row["receipt"], row["sold_while_locked"]) for row in rows] == [
+        ("11", "no"),
+        ("12", "no"),
+        ("14", "yes"),
+    ]
+    assert rows[0]["total_yuan"] == analytics.yuan(factories.sale().total_fen)
+    assert rows[0]["receipt_page"] == page
+
+
+def test_a_failed_batch_registered_over_http_is_locked_at_once(web: Web) -> None:
+    body = batch(trace_code=CODE, rapid_test={"result": "fail", "inhibition_pct": "61.0"})
+    registered = web.http.post("/api/v1/markets/tm/batches", json=body, headers=bearer(web.manager))
+    assert registered.status_code == 201, registered.text
+
+    (lock,) = web.http.get(LOCKS, headers=bearer(web.viewer)).json()
+    assert (lock["trace_code"], lock["vendor"], lock["plu"]) == (CODE, "V01", "1001")
+    assert "61.0%" in lock["cause"]
+    assert _suspended(web) == {"1001": True}
+    again = web.http.post("/api/v1/markets/tm/batches", json=body, headers=bearer(web.manager))
+    assert again.status_code == 200  # a retry: nothing new, still one lock
+    assert len(web.http.get(LOCKS, headers=bearer(web.viewer)).json()) == 1

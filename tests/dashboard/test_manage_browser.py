@@ -1,14 +1,17 @@
 """Managing the market in the dashboard, in headless Chromium over the real stack with the
 market database: a vendor, a stall, a product and a scale added in forms; an error shown
-next to its field; a stale edit refused; a viewer refused; the audit log naming who.
+next to its field; a stale edit refused; a viewer refused; the audit log naming who; a
+failed batch locked, its recall downloaded and the lock lifted with a reason.
 Screenshots go to docs/screenshots/ (see conftest)."""
 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import httpx
 import pytest
@@ -16,24 +19,32 @@ from playwright.sync_api import Browser, Locator, Page, expect
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.server import ServerThread
+from dashboard import ids
 from dashboard.auth import UserRole, add_user
 from dashboard.manage import devices, intake, vendors
 from marketdb.database import open_database, session_factory
 from marketdb.follow import RegistryFollower
+from marketdb.locks import Locks
 from marketdb.management import Management
 from marketdb.marketfile import import_market
 from marketview.live_mqtt import LiveView
-from schemas.registry import Market
+from mqttedge.client import EdgeOptions
+from mqttedge.publisher import RetainedPublisher
+from schemas.messages import RapidTest, RapidTestResult, Sale
+from schemas.registry import Market, Vendor
 from simulators.history import generate_history
 from stallwatch.localservices import Mosquitto, mosquitto
+from stallwatch.lockkeeper import LockKeeper
 from stallwatch.options import live_mqtt_options
 from stallwatch.settings import Settings
 from stallwatch.webapp import DASHBOARD_PATH, create_web_app
+from storage.records import Reading
 from storage.sqlite import SQLiteStore
 from tests.dashboard.conftest import page_errors, screenshot
 from tests.ingest.helpers import wait_until
 
 LOAD_MS = 15_000
+FAIL = RapidTest(result=RapidTestResult.FAIL, inhibition_pct=Decimal("58.0"))
 
 
 @dataclass(frozen=True)
@@ -44,6 +55,7 @@ class Managed:
     follower: RegistryFollower
     passwords: dict[str, str]
     store: SQLiteStore
+    keeper: LockKeeper
 
     @property
     def dashboard(self) -> str:
@@ -86,14 +98,32 @@ def managed(tmp_path_factory: pytest.TempPathFactory, example_market: Market) ->
     live = LiveView(follower, store, live_mqtt_options(settings))
     live.start()
     management = Management(sessions)
+    publisher = RetainedPublisher(
+        EdgeOptions("127.0.0.1", server_of_broker.port, "stallwatch-command-test")
+    )
+    publisher.start()
+    keeper = LockKeeper(
+        Locks(sessions),
+        lambda: follower.current().markets,
+        publisher,
+        clock=lambda: datetime.now(UTC),
+    )
     app = create_web_app(
-        settings=settings, registry=follower, store=store, live=live, management=management
+        settings=settings,
+        registry=follower,
+        store=store,
+        live=live,
+        management=management,
+        lock_keeper=keeper,
     )
     try:
         with ServerThread(app) as server:
-            yield Managed(server.url, example_market, management, follower, passwords, store)
+            yield Managed(
+                server.url, example_market, management, follower, passwords, store, keeper
+            )
     finally:
         live.stop()
+        publisher.close()
         store.close()
         engine.dispose()
         broker.__exit__(None, None, None)
@@ -278,6 +308,9 @@ def test_staff_register_a_batch_and_its_failed_rapid_test_at_the_intake_form(
         12_500,
         False,
     )
+    # Entered by hand, it is locked at once, as a failed test arriving over MQTT is.
+    locks = managed.keeper.locks(managed.market.id)
+    assert [(lock.trace_code, lock.vendor) for lock in locks] == [("NM-FORM-0001", vendor.id)]
 
 
 def test_the_web_app_on_the_market_database_checks_its_tokens_there(managed: Managed) -> None:
@@ -322,3 +355,72 @@ def test_an_administrator_replaces_a_scale_and_reassigns_its_successor(
         f"改为所属: {old}-R", timeout=LOAD_MS
     )
     assert managed.management.device(market, f"{old}-R").vendor == other.id
+
+
+def _sell(managed: Managed, vendor: Vendor, code: str, msg_id: int, at: datetime) -> None:
+    sale = Sale(
+        msg_id=msg_id,
+        ts=at,
+        vendor=vendor.id,
+        plu=vendor.products[0],
+        weight_g=1_500,
+        unit_price_fen_per_kg=1_000,
+        total_fen=1_500,
+        trace_code=code,
+    )
+    managed.store.write([Reading(managed.market.id, vendor.scales[0], time.time_ns(), sale)])
+
+
+def test_a_locked_batch_shows_its_recall_and_a_manager_lifts_it_with_a_reason(
+    admin: Page, viewer: Page, managed: Managed
+) -> None:
+    market, vendor = managed.market, managed.market.spec.vendors[3]
+    code, plu, now = "NM-RECALL-0001", vendor.products[0], datetime.now(UTC)
+    _sell(managed, vendor, code, 2**41 + 1, now - timedelta(hours=2))
+    _sell(managed, vendor, code, 2**41 + 2, now - timedelta(hours=1))
+    lock = managed.keeper.failed_test(market.id, code, vendor.id, plu, FAIL, now)
+    _sell(managed, vendor, code, 2**41 + 3, lock.locked_at + timedelta(seconds=5))
+
+    admin.goto(managed.dashboard + "food-safety")
+    row = admin.locator("tr.fs-lock", has_text=code)
+    expect(row.locator(".fs-recalled")).to_contain_text("2 笔", timeout=LOAD_MS)
+    expect(row.locator(".fs-sold-locked")).to_have_text("锁定后仍售出 1 笔")
+    screenshot(admin, "food-safety-locks")
+    with admin.expect_download() as download:
+        row.get_by_role("button").click()
+    lines = download.value.path().read_text(encoding="utf-8").splitlines()
+    assert [line.split(",")[4] for line in lines[1:]] == [str(2**41 + n) for n in (1, 2, 3)]
+    assert [line.split(",")[8] for line in lines[1:]] == ["no", "no", "yes"]
+
+    viewer.goto(managed.dashboard + "food-safety")
+    _lift(viewer, code, "复检合格（抑制率 12.0%）")
+    expect(viewer.locator("#fs-unlock-alert")).to_contain_text("无权", timeout=LOAD_MS)
+    assert [open.trace_code for open in managed.keeper.locks(market.id)].count(code) == 1
+
+    _lift(admin, code, "复检合格（抑制率 12.0%）")
+    expect(admin.locator("#fs-unlock-alert")).to_contain_text("已解除锁定", timeout=LOAD_MS)
+    expect(admin.locator("tr.fs-lock", has_text=code)).to_have_count(0, timeout=LOAD_MS)
+    (lifted,) = [one for one in managed.keeper.locks(market.id, lifted=True) if one.id == lock.id]
+    assert (lifted.unlocked_by, lifted.unlock_reason) == ("admin", "复检合格（抑制率 12.0%）")
+
+
+def test_a_sale_of_a_locked_batch_raises_an_alert_naming_the_vendor(
+    admin: Page, managed: Managed
+) -> None:
+    market, vendor = managed.market, managed.market.spec.vendors[4]
+    code, now = "NM-IGNORED-0001", datetime.now(UTC)
+    lock = managed.keeper.failed_test(market.id, code, vendor.id, vendor.products[0], FAIL, now)
+    admin.goto(managed.dashboard)
+    expect(admin.locator("#kpi-turnover")).not_to_be_empty(timeout=LOAD_MS)
+
+    _sell(managed, vendor, code, 2**41 + 9, lock.locked_at + timedelta(seconds=5))
+
+    alert = admin.locator(".alert-locked_sale", has_text=code)
+    expect(alert).to_contain_text(vendor.name, timeout=10_000)  # the overview polls
+    expect(alert.get_by_role("link", name=code)).to_be_visible()
+
+
+def _lift(page: Page, code: str, reason: str) -> None:
+    choose(page, page.locator(f"#{ids.FOOD_SAFETY_UNLOCK_WHICH}"), code)
+    page.locator(f"#{ids.FOOD_SAFETY_UNLOCK_REASON}").fill(reason)
+    page.click(f"#{ids.FOOD_SAFETY_UNLOCK}")
