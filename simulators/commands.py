@@ -47,8 +47,9 @@ class CommandBook:
         if held is not None and state.msg_id <= held.msg_id:
             return  # an older or repeated state: nothing changes
         self._held[device] = state
-        codes = ", ".join(f"{s.trace_code} ({s.plu})" for s in state.suspended) or "nothing"
-        log.info("%s: suspended now: %s", device, codes)
+        if state.suspended or (held is not None and held.suspended):  # a change worth a line
+            codes = ", ".join(f"{s.trace_code} ({s.plu})" for s in state.suspended) or "nothing"
+            log.info("%s: suspended now: %s", device, codes)
 
     def suspended(self, device: str) -> tuple[Suspension, ...]:
         held = self._held.get(device)

@@ -37,6 +37,9 @@ class DayConfig:
     #: share of spot checks that fail (residues the intake test missed, or a batch that was
     #: not tested at intake)
     spot_check_fail_rate: float = 0.05
+    #: the day's first spot checks that fail whatever the rate (0: by the rate alone). The
+    #: demo sets 2, so a day played live always shows a failure, its lock and its recall.
+    spot_check_failures_at_least: int = 0
     #: intake window (market local time); deliveries arrive before the morning rush
     intake_from: time = time(5, 0)
     intake_until: time = time(7, 30)
@@ -62,6 +65,8 @@ class DayConfig:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1], not {value}")
+        if self.spot_check_failures_at_least < 0:
+            raise ValueError("spot_check_failures_at_least must be ≥ 0")
         if self.heartbeat_interval_s < 10 or self.gate_interval_s < 5:
             raise ValueError("heartbeat_interval_s must be ≥ 10 and gate_interval_s ≥ 5")
         if self.visitors_per_vendor < 0 or self.sales_scale < 0 or self.price_changes_per_stall < 0:

@@ -273,7 +273,8 @@ def plan_spot_checks(
 
     Its own random stream, so the rest of the day is the same with or without checks.
     Most pass; ``spot_check_fail_rate`` of them fail (residues the intake test missed,
-    or a batch never tested), which in a real market suspends the batch's sale.
+    or a batch never tested), which in a real market suspends the batch's sale; the
+    first ``spot_check_failures_at_least`` checks fail whatever the rate (the demo's).
     """
     rng = derive_rng(seed, market.id, hours.day.isoformat(), "spot-checks")
     candidates = [
@@ -283,14 +284,15 @@ def plan_spot_checks(
         and batch.station is not None
         and market.products[batch.plu].category in _SPRAYED
     ]
-    wanted = min(len(candidates), round(len(candidates) * config.spot_check_share))
+    forced = config.spot_check_failures_at_least
+    wanted = min(len(candidates), max(forced, round(len(candidates) * config.spot_check_share)))
     # Between three hours after opening and three before closing (at least just after
     # the batch came in, for a replacement fetched late in the morning).
     start = hours.opens_ms + 3 * 3_600_000
     end = max(start + 1, hours.closes_ms - 3 * 3_600_000)
     checks = []
-    for batch in rng.sample(candidates, wanted):
-        failed = chance(rng, config.spot_check_fail_rate)
+    for index, batch in enumerate(rng.sample(candidates, wanted)):
+        failed = chance(rng, config.spot_check_fail_rate) or index < forced
         tenths = rng.randrange(FAIL_FROM_TENTHS, 851) if failed else _passing_inhibition(rng)
         checks.append(PlannedCheck(max(rng.randrange(start, end), batch.at_ms + 1), batch, tenths))
     return sorted(checks, key=lambda check: (check.at_ms, check.batch.trace_code))

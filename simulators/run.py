@@ -65,6 +65,9 @@ class DeviceSettings:
     passwords: Mapping[str, str] | None = None
     authenticate: bool = False
     connections: int = 4  # multiplexed mode only
+    #: Scales of an old model that ignore their command topic: they sell a locked batch
+    #: anyway (stallwatch stores, flags and alerts such a sale).
+    deaf_scales: frozenset[str] = frozenset()
 
 
 @dataclass(slots=True)
@@ -312,8 +315,10 @@ class _Player:
                 if not self._watch.may_publish(market, event.device):
                     continue  # disabled, or its vendor left: a device switched off
             message = event.message
-            if isinstance(message, Sale) and self._hub.commands.refuses(
-                event.device, message.trace_code, message.plu
+            if (
+                isinstance(message, Sale)
+                and event.device not in self._settings.deaf_scales
+                and self._hub.commands.refuses(event.device, message.trace_code, message.plu)
             ):
                 continue  # the batch is locked: the scale refuses, the customer buys elsewhere
             self._device_times[market].saw(event)

@@ -11,6 +11,11 @@
 5. the market's simulated devices playing today at ``--speed`` (60: a market hour a minute);
 6. every few seconds, what has reached the store: sales, turnover, footfall, prices.
 
+Today's day is staged to show food safety's loop: its first two spot checks fail, so two
+batches on sale are locked on their vendor's scales and screens (the dashboard's
+food-safety page lists them with their recall), and the second vendor's scale is an old
+model that ignores its commands: it sells on, and the overview raises the alert.
+
 It also writes ``examples.sh`` beside the store: a day, a batch and a receipt from the
 history, which the README's examples use. The dashboard's clock is the simulated one.
 One Ctrl-C stops it at any point.
@@ -37,12 +42,15 @@ import httpx
 
 from ingest.mqtt import MqttOptions, persistent_session
 from ingest.service import IngestService
+from ingest.validate import Limits
 from mqttedge import EdgeOptions
 from schemas.registry import Market, Registry, RegistrySource
 from simulators.clock import Pacer
+from simulators.config import DayConfig
+from simulators.day import MarketDay
 from simulators.events import from_epoch_ms
 from simulators.history import generate_history
-from simulators.run import run_markets
+from simulators.run import DeviceSettings, run_markets
 from stallwatch.embedded_broker import EmbeddedBroker
 from stallwatch.options import limits, live_mqtt_options, registry_source
 from stallwatch.settings import Settings
@@ -231,17 +239,21 @@ def _start_ingest(
         host, int(port or 1883), "stallwatch-demo-ingest", protocol="5" if v5 else "3.1.1"
     )
     options = MqttOptions(persistent_session(connection))
-    # The simulated clock runs ahead of the wall clock at --speed > 1, so in the demo only,
-    # device times up to a day ahead are accepted.
-    demo_limits = replace(limits(settings), max_future_skew=timedelta(days=1))
     service = IngestService.in_process(
-        options, registry, store, workdir / "spool.db", limits=demo_limits
+        options, registry, store, workdir / "spool.db", limits=_demo_limits(settings)
     )
     service.start()
     if not service.receiver.subscribed.wait(30):
         raise RuntimeError(f"ingest could not subscribe at {url}")
     print(f"ingest subscribed at {url}; spool {workdir / 'spool.db'}")
     return service
+
+
+def _demo_limits(settings: Settings) -> Limits:
+    """The simulated clock runs ahead of the wall clock at --speed > 1, so in the demo
+    only, device times up to a day ahead are accepted (by ingest and the live view: a
+    failed test the live view refused as from the future would not be locked at once)."""
+    return replace(limits(settings), max_future_skew=timedelta(days=1))
 
 
 @contextlib.contextmanager
@@ -266,10 +278,16 @@ def _serve_api(
     users = workdir / "dashboard-users.json"
     # The demo's manager may add scales too: an administrator in the roles' terms.
     password = add_user(users, "manager", role=UserRole.ADMINISTRATOR)
+    # The embedded broker speaks MQTT 3.1.1 only: the live view and the lock keeper's
+    # command publisher both connect with what the broker speaks.
     api_settings = settings.model_copy(
-        update={"api_tokens_file": tokens, "dashboard_users_file": users, "mqtt_url": url}
+        update={
+            "api_tokens_file": tokens,
+            "dashboard_users_file": users,
+            "mqtt_url": url,
+            "mqtt_protocol": "5" if v5 else "3.1.1",
+        }
     )
-    mqtt = live_mqtt_options(api_settings)
     with (
         open_management(api_settings, store, now=clock) as management,
         open_lock_keeper(api_settings, management, registry, store, now=clock) as keeper,
@@ -277,8 +295,8 @@ def _serve_api(
         live = LiveView(
             registry,
             store,
-            replace(mqtt, protocol="5" if v5 else "3.1.1"),
-            limits=limits(settings),
+            live_mqtt_options(api_settings),
+            limits=_demo_limits(settings),
             on_reading=None if keeper is None else keeper.observe,
         )
         if keeper is not None:
@@ -377,6 +395,8 @@ def _play_today(
     markets = list(registry)
     published: list[int] = []
 
+    deaf = staged_deaf_scales(markets, today, args.seed)
+
     def play() -> None:
         summary = run_markets(
             markets,
@@ -384,6 +404,8 @@ def _play_today(
             seed=args.seed,
             speed=args.speed,
             date=today,
+            config=DEMO_DAY,
+            devices=DeviceSettings(deaf_scales=deaf),
             progress_every_s=3600.0,
             on_playing=clock.playing,
             follow=following,
@@ -403,6 +425,31 @@ def _play_today(
         _report(markets, store, service, today)
     finally:
         service.stop()
+
+
+#: Today's play: at least two spot checks fail (see the module docstring).
+DEMO_DAY = DayConfig(spot_check_failures_at_least=2)
+
+
+def staged_deaf_scales(markets: list[Market], today: date, seed: int) -> frozenset[str]:
+    """The scales of the vendor whose batch fails the second spot check of the day, in
+    each market: old ones that ignore their lock. The first failure's scales obey."""
+    deaf: set[str] = set()
+    for market in markets:
+        day = MarketDay(market, today, seed=seed, config=DEMO_DAY)
+        failures = [check for check in day.spot_checks if not check.passed]
+        if len(failures) < 2:
+            continue  # a market with too few produce batches to check
+        check = failures[1]
+        vendor = market.vendors[check.batch.vendor]
+        deaf.update(vendor.scales)
+        at = check.batch.plu, day.hours.local(check.at_ms).strftime("%H:%M")
+        print(
+            f"staged: {market.id} {vendor.id}'s batch {check.batch.trace_code} ({at[0]}) "
+            f"fails its spot check at {at[1]}; its scale ({', '.join(vendor.scales)}) is an "
+            "old one that ignores the lock"
+        )
+    return frozenset(deaf)
 
 
 def _wait_for_drain(service: IngestService, published: int, timeout_s: float = 120.0) -> None:

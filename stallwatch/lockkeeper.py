@@ -17,7 +17,10 @@ without the batch. A publish that fails leaves the lock recorded; :meth:`publish
 state again: it is the whole state, so sending it twice is harmless.
 
 A failed test that arrived while ``serve`` was down is not seen by the live view;
-:meth:`catch_up` locks the failed tests of the last days that have no lock yet.
+:meth:`catch_up` locks the failed tests of the last days that have no lock yet. The live
+view's session is a clean one, so a test published while it was reconnecting is not seen
+either: :meth:`sweep`, every :data:`SWEEP_S` on the keeper's thread, looks for the
+failures of the last :data:`SWEEP_WINDOW` that ingest stored and nothing locked.
 A lock once lifted is not made again by the test that caused it (the manager
 decided); a new failing test locks again.
 """
@@ -27,6 +30,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Final, Protocol
@@ -51,6 +55,10 @@ CATCH_UP_WINDOW: Final = timedelta(days=7)
 QUEUE_SIZE: Final = 1_000
 #: Seconds between resends of states that failed to go out.
 TICK_S: Final = 5.0
+#: Seconds between sweeps for failed tests the live view missed, and how far back they
+#: look (a day: one bounded read of the day's batches and reports per market).
+SWEEP_S: Final = 60.0
+SWEEP_WINDOW: Final = timedelta(days=1)
 
 
 def failed_test_in(
@@ -162,11 +170,13 @@ class LockKeeper:
         for market in sorted(self._unsent):
             self.publish_all(market)
 
-    def catch_up(self, store: TraceabilityStore, market: Market) -> list[BatchLock]:
-        """Lock the failed tests of the last :data:`CATCH_UP_WINDOW` that have no lock at
-        all (they arrived while nothing was watching)."""
+    def catch_up(
+        self, store: TraceabilityStore, market: Market, window: timedelta = CATCH_UP_WINDOW
+    ) -> list[BatchLock]:
+        """Lock the failed tests of the last ``window`` that have no lock at all (they
+        arrived while nothing was watching)."""
         end = self._clock()
-        start = end - CATCH_UP_WINDOW
+        start = end - window
         failed = [
             (b.trace_code, b.vendor, b.plu, b.ts, b.inhibition_pct)
             for b in store.batches(market.id, start, end)
@@ -193,6 +203,15 @@ class LockKeeper:
             except StoreError as exc:
                 log.warning("missed failures of %s not looked for: %s", market.id, exc)
             self.publish_all(market.id)
+
+    def sweep(self, store: TraceabilityStore) -> None:
+        """Lock the failures of the last :data:`SWEEP_WINDOW` the live view missed."""
+        for market in self._markets().values():
+            try:
+                for lock in self.catch_up(store, market, SWEEP_WINDOW):
+                    log.warning("batch %s: a failed test the live view missed", lock.trace_code)
+            except StoreError as exc:
+                log.warning("missed failures of %s not looked for: %s", market.id, exc)
 
     def _publish_vendor(self, market: str, vendor: str) -> None:
         self._publish(market, vendor=vendor)
@@ -250,10 +269,15 @@ class KeeperThread:
         *,
         on_start: Callable[[], None] | None = None,
         tick_s: float = TICK_S,
+        sweep: Callable[[], None] | None = None,
+        sweep_s: float = SWEEP_S,
     ) -> None:
         self.keeper = keeper
         self._on_start = on_start
         self._tick_s = tick_s
+        self._sweep = sweep
+        self._sweep_s = sweep_s
+        self._next_sweep = time.monotonic() + sweep_s
         self._queue: queue.Queue[Reading | None] = queue.Queue(QUEUE_SIZE)
         self._thread = threading.Thread(target=self._run, name="lock-keeper", daemon=True)
 
@@ -304,5 +328,8 @@ class KeeperThread:
     def _resend(self) -> None:
         try:
             self.keeper.tick()
+            if self._sweep is not None and time.monotonic() >= self._next_sweep:
+                self._next_sweep = time.monotonic() + self._sweep_s
+                self._sweep()
         except MarketDatabaseError as exc:
             log.warning("lock states not resent, the market database failed: %s", exc)

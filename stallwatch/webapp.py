@@ -161,7 +161,9 @@ def open_lock_keeper(
     publisher = RetainedPublisher(command_mqtt_options(settings))
     publisher.start()
     keeper = LockKeeper(Locks(management.sessions, clock=now), markets, publisher, clock=now)
-    thread = KeeperThread(keeper, on_start=lambda: keeper.start_up(store))
+    thread = KeeperThread(
+        keeper, on_start=lambda: keeper.start_up(store), sweep=lambda: keeper.sweep(store)
+    )
     thread.start()
     try:
         yield thread

@@ -330,6 +330,18 @@ def test_spot_checks_test_produce_batches_on_sale_around_midday(
     assert 0 < untested < len(checks)
 
 
+def test_a_staged_day_fails_its_first_spot_checks_whatever_the_rate(
+    example_market: Market,
+) -> None:
+    staged = DayConfig(spot_check_fail_rate=0.0, spot_check_failures_at_least=2)
+    checks = MarketDay(example_market, DAY, seed=5, config=staged).spot_checks
+    assert sum(not check.passed for check in checks) == 2
+    plain = MarketDay(example_market, DAY, seed=5, config=DayConfig(spot_check_fail_rate=0.0))
+    assert all(check.passed for check in plain.spot_checks)
+    with pytest.raises(ValueError, match="spot_check_failures_at_least"):
+        DayConfig(spot_check_failures_at_least=-1)
+
+
 def test_spot_checks_leave_the_rest_of_the_day_as_it_was(example_market: Market) -> None:
     without = MarketDay(example_market, DAY, seed=5, config=DayConfig(spot_check_share=0.0))
     checked = MarketDay(example_market, DAY, seed=5, config=DayConfig(spot_check_share=0.2))

@@ -307,9 +307,15 @@ def test_run_day_multiplexes_large_markets(
 
 
 # -- commands ---------------------------------------------------------------------------
+@pytest.mark.parametrize("deaf", [False, True], ids=["obeys", "old-scale-ignores"])
 def test_a_scale_refuses_the_sales_of_a_batch_locked_on_its_command_topic(
-    xiaohe_market: Market, mosquitto_server: Mosquitto, subscribe: Callable[..., Subscriber]
+    xiaohe_market: Market,
+    mosquitto_server: Mosquitto,
+    subscribe: Callable[..., Subscriber],
+    deaf: bool,
 ) -> None:
+    """A scale told of a lock refuses the batch's sales; an old one (``deaf_scales``) is
+    told too, and sells them anyway."""
     expected = list(MarketDay(xiaohe_market, DAY, seed=9).events())
     sales = [e for e in expected if isinstance(e.message, Sale)]
     first = sales[len(sales) // 2].message  # a batch on sale mid-day
@@ -357,11 +363,13 @@ def test_a_scale_refuses_the_sales_of_a_batch_locked_on_its_command_topic(
         clock=VirtualClock(),
         on_connected=told,
         progress_every_s=3600,
+        devices=DeviceSettings(deaf_scales=frozenset({scale} if deaf else ())),
     )
 
-    received = subscriber.wait_for(len(sales) - len(locked))
+    refused = [] if deaf else locked
+    received = subscriber.wait_for(len(sales) - len(refused))
     assert len(locked) >= 1
-    assert summary.refused_sales == len(locked)
+    assert summary.refused_sales == len(refused)
     assert sorted(m.payload for m in received) == sorted(
-        e.payload() for e in sales if e not in locked
+        e.payload() for e in sales if e not in refused
     )

@@ -155,6 +155,38 @@ def test_a_vendor_stall_and_scale_added_while_the_demo_plays_start_selling(
         wait_until(new_vendor_sold, timeout=60, what="the new scale's sales in the store")
 
 
+def test_the_demo_day_locks_two_failed_batches_and_alerts_the_old_scale_selling_on(
+    tmp_path: Path, demo_process: list[subprocess.Popen[str]]
+) -> None:
+    """Food safety's loop in the demo: two spot checks fail, both batches are locked, and
+    the old scale staged to ignore its lock sells on: its sales are flagged."""
+    proc = start_demo(tmp_path / "demo", "--speed", "600", "--history-days", "0")
+    demo_process.append(proc)
+    out = read_until(proc, "administrator token")
+    url = re.search(r"HTTP API on (http://127\.0\.0\.1:\d+)", out).group(1)  # type: ignore[union-attr]
+    token = re.search(r"administrator token \(shown once\): (\S+)", out).group(1)  # type: ignore[union-attr]
+    out += read_until(proc, "simulating ")  # the staging is said before the day plays
+    staged = re.search(r"staged: nanmen (\S+)'s batch (\S+) \((\d+)\)", out)
+    assert staged, out
+    deaf_vendor, deaf_code, deaf_plu = staged.groups()
+    locks = f"{url}/api/v1/markets/nanmen/food-safety/locks"
+    with httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=30) as api:
+
+        def locked() -> list[dict[str, str]]:
+            return list(api.get(locks).json())
+
+        wait_until(lambda: len(locked()) >= 2, timeout=150, what="two batches locked")
+        assert (deaf_code, deaf_vendor) in {
+            (lock["trace_code"], lock["vendor"]) for lock in locked()
+        }
+
+        def sold_while_locked() -> bool:
+            recall = api.get(f"{locks}/{deaf_code}/{deaf_plu}/recall").json()
+            return bool(recall["sold_while_locked"])
+
+        wait_until(sold_while_locked, timeout=150, what="the old scale's sales while locked")
+
+
 def readme_examples() -> str:
     """The README's shell examples that talk to the API on 127.0.0.1:8000, in order."""
     blocks = re.findall(r"```sh\n(.*?)```", (REPO / "README.md").read_text(), re.DOTALL)

@@ -212,3 +212,21 @@ def test_serve_locks_a_batch_whose_report_fails_over_mqtt(
                 assert [s["trace_code"] for s in locked["suspended"]] == ["LOOP-0001"]
             finally:
                 live.stop()
+
+
+def test_the_sweep_locks_a_failed_test_the_live_view_missed_once(
+    keeper: LockKeeper, example_market: Market, tmp_path: Path
+) -> None:
+    vendor = _vendor(example_market)
+    missed = _failed_report(example_market, vendor, "MISSED-0001", ts=_now())
+    with SQLiteStore(tmp_path / "store.db") as store:
+        store.write([missed])  # ingest stored it; the live view was reconnecting
+
+        keeper.sweep(store)
+        keeper.sweep(store)  # the next sweep finds it locked
+
+        (lock,) = keeper.locks(example_market.id)
+        assert (lock.trace_code, lock.vendor) == ("MISSED-0001", vendor.id)
+        keeper.unlock(example_market.id, "MISSED-0001", lock.plu, actor="m", reason="re-test ok")
+        keeper.sweep(store)  # a lock a manager lifted is not made again by the same test
+        assert keeper.locks(example_market.id) == []
