@@ -10,12 +10,31 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Iterator
 from concurrent.futures import Future
 from typing import Any
 
 from amqtt.broker import Broker
 
 from stallwatch.localservices import free_port
+
+
+class _SnapshotIteration(dict[str, Any]):
+    """amqtt's table of subscriptions, iterated over a copy.
+
+    amqtt 0.12 walks its table with an ``await`` in the loop body, when a client connects
+    (its retained messages) and for every message it forwards; another client's
+    SUBSCRIBE in between raised "dictionary changed size during iteration", which
+    dropped the connecting client (the demo's hundred devices connecting at once, with
+    the lock keeper's retained commands, lost a third of their connections at start).
+    Walking a copy sees the table as it was when the walk began, as one pass should.
+    """
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(dict.keys(self)))
+
+    def items(self) -> list[tuple[str, Any]]:  # type: ignore[override]
+        return list(dict.items(self))
 
 
 class EmbeddedBroker:
@@ -41,6 +60,7 @@ class EmbeddedBroker:
 
     async def _start(self) -> None:
         self._broker = Broker(self._config(), loop=self._loop)
+        self._broker._subscriptions = _SnapshotIteration()  # see _SnapshotIteration
         await self._broker.start()
 
     async def _stop(self) -> None:
