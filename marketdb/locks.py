@@ -15,6 +15,7 @@ latest lock or unlock in microseconds, so the same state always gives the same c
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,7 +25,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from marketdb._exceptions import InvalidChange, NotFound
+from marketdb._exceptions import InvalidChange, MarketDatabaseError, NotFound
 from marketdb.changes import Clock, record_audit, utc_now
 from marketdb.management import translated_errors
 from marketdb.models import BatchLockRow
@@ -32,6 +33,8 @@ from schemas.commands import COMMANDS, SuspendedBatches, Suspension, SuspensionR
 from schemas.messages import DeviceKind
 from schemas.registry import Market
 from storage.records import Reading
+
+log = logging.getLogger(__name__)
 
 #: What a lock says it was made by when no person made it (a failed test arrived).
 SYSTEM_ACTOR: Final = "stallwatch"
@@ -78,6 +81,16 @@ class LockService(Protocol):
     ) -> BatchLock: ...
 
 
+def lock_if_failed(keeper: LockService, reading: Reading) -> None:
+    """Hand a batch entered by hand to the keeper (a failed one is locked at once). The
+    batch is stored already: if the market database fails now, it is logged, and the
+    keeper's sweep locks the batch within a minute, so the entry still succeeds."""
+    try:
+        keeper.observe(reading)
+    except MarketDatabaseError as exc:
+        log.warning("batch not locked at entry (the sweep will): %s", exc)
+
+
 class Locks:
     """Lock and unlock batches in the market database (thread-safe: a session per call)."""
 
@@ -112,17 +125,18 @@ class Locks:
             locked_at=self._clock(),
             locked_by=actor,
         )
-        try:
-            with translated_errors(), self._sessions.begin() as session:
-                session.add(row)
-                session.flush()
-                self._audit(session, row, "lock", None, _fields(row))
-                made = _lock_of(row)
-        except IntegrityError:  # locked meanwhile by another process: theirs stands
-            again = self._open(market, trace_code, plu)
-            if again is None:
-                raise
-            return again, False
+        with translated_errors():
+            try:
+                with self._sessions.begin() as session:
+                    session.add(row)
+                    session.flush()
+                    self._audit(session, row, "lock", None, _fields(row))
+                    made = _lock_of(row)
+            except IntegrityError:  # locked meanwhile (the sweep, another thread): theirs stands
+                again = self._open(market, trace_code, plu)
+                if again is None:
+                    raise
+                return again, False
         return made, True
 
     def unlock(

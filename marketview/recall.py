@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Final
@@ -49,18 +49,32 @@ class Recall:
         return sum(sale.total_fen for sale in self.before_lock)
 
 
-def recall_of(store: Store, lock: BatchLock) -> Recall:
-    """The lock's recall list and its flagged sales (one bounded read: the batch's sales)."""
+def recall_of(store: Store, lock: BatchLock, earlier: Sequence[BatchLock] = ()) -> Recall:
+    """The lock's recall list and its flagged sales (one bounded read: the batch's sales).
+
+    ``earlier``: the product's locks before this one, lifted since; a sale made while one
+    of them held is flagged too, not recalled as if nothing had been locked."""
+    windows = [lock, *(one for one in earlier if one.plu == lock.plu)]
     before: list[SaleRow] = []
     during: list[SaleRow] = []
     for sale in sales_of_batch(store, lock.market, lock.trace_code):
         if sale.vendor != lock.vendor or sale.plu != lock.plu:
             continue  # another vendor naming the code, or another product: not this lock's
-        if sale.ts < lock.locked_at:
-            before.append(sale)
-        elif was_locked_at(lock, sale.ts):
+        if any(was_locked_at(window, sale.ts) for window in windows):
             during.append(sale)
+        elif sale.ts < lock.locked_at:
+            before.append(sale)
     return Recall(lock, tuple(before), tuple(during))
+
+
+def latest_recall(store: Store, locks_of_batch: Sequence[BatchLock], plu: str) -> Recall | None:
+    """The recall of the product's latest lock (locks oldest first, as
+    ``LockService.of_batch`` gives them), its earlier locks' windows flagged too; None
+    when the product was never locked."""
+    mine = [lock for lock in locks_of_batch if lock.plu == plu]
+    if not mine:
+        return None
+    return recall_of(store, mine[-1], earlier=mine[:-1])
 
 
 def was_locked_at(lock: BatchLock, moment: datetime) -> bool:

@@ -37,8 +37,9 @@ class DayConfig:
     #: share of spot checks that fail (residues the intake test missed, or a batch that was
     #: not tested at intake)
     spot_check_fail_rate: float = 0.05
-    #: the day's first spot checks that fail whatever the rate (0: by the rate alone). The
-    #: demo sets 2, so a day played live always shows a failure, its lock and its recall.
+    #: how many of the day's spot checks fail whatever the rate (the first ones sampled;
+    #: 0: by the rate alone). The demo sets 2, so a day played live always shows a
+    #: failure, its lock and its recall.
     spot_check_failures_at_least: int = 0
     #: intake window (market local time); deliveries arrive before the morning rush
     intake_from: time = time(5, 0)

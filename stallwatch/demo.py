@@ -11,7 +11,7 @@
 5. the market's simulated devices playing today at ``--speed`` (60: a market hour a minute);
 6. every few seconds, what has reached the store: sales, turnover, footfall, prices.
 
-Today's day is staged to show food safety's loop: its first two spot checks fail, so two
+Today's day is staged to show food safety's loop: two of its spot checks fail, so two
 batches on sale are locked on their vendor's scales and screens (the dashboard's
 food-safety page lists them with their recall), and the second vendor's scale is an old
 model that ignores its commands: it sells on, and the overview raises the alert.
@@ -432,15 +432,17 @@ DEMO_DAY = DayConfig(spot_check_failures_at_least=2)
 
 
 def staged_deaf_scales(markets: list[Market], today: date, seed: int) -> frozenset[str]:
-    """The scales of the vendor whose batch fails the second spot check of the day, in
-    each market: old ones that ignore their lock. The first failure's scales obey."""
+    """In each market, the scales of the vendor whose batch fails a spot check after the
+    day's first failure, of another vendor: old ones that ignore their lock. The first
+    failure's vendor's scales obey."""
     deaf: set[str] = set()
     for market in markets:
         day = MarketDay(market, today, seed=seed, config=DEMO_DAY)
-        failures = [check for check in day.spot_checks if not check.passed]
-        if len(failures) < 2:
-            continue  # a market with too few produce batches to check
-        check = failures[1]
+        failures = [check for check in day.spot_checks if not check.passed]  # by time
+        later = [one for one in failures[1:] if one.batch.vendor != failures[0].batch.vendor]
+        if not later:
+            continue  # a market with too few produce batches or vendors to show both
+        check = later[0]
         vendor = market.vendors[check.batch.vendor]
         deaf.update(vendor.scales)
         at = check.batch.plu, day.hours.local(check.at_ms).strftime("%H:%M")

@@ -59,6 +59,9 @@ TICK_S: Final = 5.0
 #: look (a day: one bounded read of the day's batches and reports per market).
 SWEEP_S: Final = 60.0
 SWEEP_WINDOW: Final = timedelta(days=1)
+#: How far an intake desk's clock may run ahead of the keeper's: a lock made this long
+#: before a failed test's own time is taken for that test's lock.
+TEST_CLOCK_SLACK: Final = timedelta(minutes=5)
 
 
 def failed_test_in(
@@ -188,8 +191,8 @@ class LockKeeper:
         ]
         made = []
         for trace_code, vendor, plu, tested_at, pct in failed:
-            if self._locks.of_batch(market.id, trace_code):
-                continue  # locked already, or locked and lifted by a manager
+            if self._has_lock_for(market.id, trace_code, plu, tested_at):
+                continue  # locked already, or locked for this test and lifted by a manager
             test = RapidTest(result=RapidTestResult.FAIL, inhibition_pct=pct)
             made.append(self.failed_test(market.id, trace_code, vendor, plu, test, tested_at))
         return made
@@ -203,6 +206,15 @@ class LockKeeper:
             except StoreError as exc:
                 log.warning("missed failures of %s not looked for: %s", market.id, exc)
             self.publish_all(market.id)
+
+    def _has_lock_for(self, market: str, trace_code: str, plu: str, tested_at: datetime) -> bool:
+        """Whether the product of the batch is locked now, or was locked for this test
+        (a lock made after it, allowing for the desk's clock): a manager's lift stands,
+        while a later failed re-test that nothing locked is locked again."""
+        for lock in self._locks.of_batch(market, trace_code):
+            if lock.plu == plu and (lock.open or lock.locked_at >= tested_at - TEST_CLOCK_SLACK):
+                return True
+        return False
 
     def sweep(self, store: TraceabilityStore) -> None:
         """Lock the failures of the last :data:`SWEEP_WINDOW` the live view missed."""

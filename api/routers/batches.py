@@ -43,6 +43,7 @@ from api._exceptions import AUTH_ERRORS, Conflict, ErrorBody, Unprocessable, err
 from api.deps import ContextDep, MarketDep, StoreDep
 from api.security import Manager
 from ingest import entry
+from marketdb.locks import lock_if_failed
 from schemas.messages import (
     MAX_BATCH_G,
     Identifier,
@@ -182,7 +183,7 @@ def register_batch(
     except entry.EntryRefused as exc:
         raise Conflict(exc.reason, code=exc.code) from exc
     if registered.reading is not None and context.lock_keeper is not None:
-        context.lock_keeper.observe(registered.reading)  # a failed batch is locked now
+        lock_if_failed(context.lock_keeper, registered.reading)  # a failed batch is locked now
     if not registered.created:
         response.status_code = 200
     return _batch_out(registered.batch)

@@ -244,10 +244,10 @@ class RecallOut(BaseModel):
 def _recall(
     market: MarketDep, trace_code: _TraceCodePath, plu: _PluPath, keeper: KeeperDep, store: StoreDep
 ) -> recall.Recall:
-    locks = [lock for lock in keeper.of_batch(market.id, trace_code) if lock.plu == plu]
-    if not locks:
+    found = recall.latest_recall(store, keeper.of_batch(market.id, trace_code), plu)
+    if found is None:
         raise NotFound(f"batch {trace_code!r}, product {plu!r} has never been locked")
-    return recall.recall_of(store, locks[-1])
+    return found
 
 
 RecallDep = Annotated[recall.Recall, Depends(_recall)]

@@ -23,6 +23,7 @@ from dashboard.i18n import Lang, t
 from dashboard.queries import DashboardData
 from ingest import entry
 from ingest.validate import Validator
+from marketdb.locks import lock_if_failed
 from schemas.messages import RapidTestResult
 
 FORM = "intake-form"
@@ -178,7 +179,7 @@ def _register(
     if isinstance(done, Outcome):
         return done
     if done.reading is not None and data.lock_keeper is not None:
-        data.lock_keeper.observe(done.reading)  # a failed batch is locked at once
+        lock_if_failed(data.lock_keeper, done.reading)  # a failed batch is locked at once
     key = "intake.registered" if done.created else "intake.already"
     passed = done.batch.rapid_test_passed
     verdict = t(_VERDICTS[passed], lang)

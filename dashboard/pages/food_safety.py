@@ -26,7 +26,7 @@ from dashboard.pages import trace
 from dashboard.queries import DashboardData
 from marketdb.locks import BatchLock
 from marketview.foodsafety import DayOfTests
-from marketview.recall import Recall, recall_csv, recall_of
+from marketview.recall import Recall, latest_recall, recall_csv
 from schemas.registry import Market
 
 PATH = "/food-safety"
@@ -161,7 +161,12 @@ def register_callbacks(app: Dash, data: DashboardData, links: Links) -> None:
         lock = _open_lock(data.lock_keeper.locks(found.id), picked["index"])
         if lock is None:
             raise PreventUpdate  # lifted meanwhile: the list redraws without it
-        text = recall_csv(recall_of(data.store, lock), found.tz, flask.request.host_url)
+        locks = data.lock_keeper.of_batch(found.id, lock.trace_code)
+        recall = latest_recall(data.store, locks, lock.plu)
+        if recall is None:
+            raise PreventUpdate
+        # The receipt pages are the API's: its origin when it has one of its own.
+        text = recall_csv(recall, found.tz, links.api or flask.request.host_url)
         name = f"recall-{found.id}-{lock.trace_code}-{lock.plu}.csv"
         return {"content": text, "filename": name, "type": "text/csv"}
 

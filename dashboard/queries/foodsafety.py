@@ -9,7 +9,7 @@ import pandas as pd
 from dashboard.queries.common import DashboardData
 from marketview import foodsafety
 from marketview.foodsafety import DayOfTests
-from marketview.recall import Recall, recall_of
+from marketview.recall import Recall, latest_recall
 
 #: Columns of :func:`tally_frame`, one row per category.
 TALLY_COLUMNS = (
@@ -53,4 +53,9 @@ def lock_recalls(data: DashboardData, market_id: str) -> list[Recall] | None:
     if data.lock_keeper is None:
         return None
     market = data.market(market_id)
-    return [recall_of(data.store, lock) for lock in data.lock_keeper.locks(market.id)]
+    keeper = data.lock_keeper
+    recalls = (
+        latest_recall(data.store, keeper.of_batch(market.id, lock.trace_code), lock.plu)
+        for lock in keeper.locks(market.id)
+    )
+    return [recall for recall in recalls if recall is not None]

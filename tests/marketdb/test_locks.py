@@ -9,7 +9,7 @@ from sqlalchemy import Engine, select
 
 from marketdb._exceptions import InvalidChange, NotFound
 from marketdb.database import session_factory
-from marketdb.locks import SYSTEM_ACTOR, Locks, device_commands
+from marketdb.locks import SYSTEM_ACTOR, BatchLock, Locks, device_commands
 from marketdb.models import AuditRow
 from schemas.commands import SuspensionReason
 from schemas.messages import DeviceKind
@@ -118,3 +118,28 @@ def test_every_scale_and_screen_is_told_its_vendors_locks(
     others = [c for (_k, d), c in commands.items() if d not in (*own.scales, *own.screens)]
     assert others
     assert all(c.suspended == () for c in others)
+
+
+class _RacedLocks(Locks):
+    """Locks whose first look for an open lock misses one made meanwhile (by the sweep on
+    the keeper's thread while an API thread locks the same batch)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.looks = 0
+
+    def _open(self, market: str, trace_code: str, plu: str) -> BatchLock | None:
+        self.looks += 1
+        return None if self.looks == 1 else super()._open(market, trace_code, plu)
+
+
+def test_a_lock_made_meanwhile_by_another_thread_stands_and_nothing_fails(
+    locks: Locks, engine: Engine
+) -> None:
+    theirs, _ = locks.lock("nanmen", "BATCH-9", "V-A01", "1001", reason=FAILED, cause="61.5%")
+    raced = _RacedLocks(session_factory(engine), clock=Clock())
+
+    mine, made = raced.lock("nanmen", "BATCH-9", "V-A01", "1001", reason=FAILED, cause="61.5%")
+
+    assert (mine, made, raced.looks) == (theirs, False, 2)  # the insert hit the open lock
+    assert locks.open_locks("nanmen") == [theirs]

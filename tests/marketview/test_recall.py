@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from marketdb.locks import BatchLock
-from marketview.recall import recall_of, sold_while_locked
+from marketview.recall import latest_recall, recall_of, sold_while_locked
 from schemas.commands import SuspensionReason
 from schemas.registry import Registry
 from storage.base import Store
@@ -96,3 +96,25 @@ def test_only_locks_with_sales_while_locked_raise_an_alert(feeder: Feeder, store
     # A lock lifted before the window's start no longer alerts, though it was ignored.
     assert sold_while_locked(store, [over], LOCKED_AT + timedelta(hours=1)) == []
     assert [r.lock.id for r in sold_while_locked(store, [over], LOCKED_AT)] == [3]
+
+
+@pytest.mark.parametrize("store_kind", BOTH_STORES)
+def test_a_relocked_batch_flags_what_sold_under_its_earlier_lock_too(
+    feeder: Feeder, store: Store
+) -> None:
+    feeder.ingest(
+        [(BATCH_TOPIC, batch_payload()), sold(3, -5), sold(4, 10), sold(5, 40), sold(6, 50)]
+    )
+    first = _lock(
+        unlocked_at=LOCKED_AT + timedelta(minutes=30), unlocked_by="m", unlock_reason="re-test"
+    )
+    second = _lock(id=2, locked_at=LOCKED_AT + timedelta(minutes=45))
+    other_product = _lock(id=3, plu="1002")
+
+    recall = latest_recall(store, [first, other_product, second], "1001")
+
+    assert recall is not None
+    assert recall.lock == second
+    assert [sale.msg_id for sale in recall.before_lock] == [3, 5]  # 4 sold while locked
+    assert [sale.msg_id for sale in recall.while_locked] == [4, 6]
+    assert latest_recall(store, [first, second], "9999") is None

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -230,3 +230,39 @@ def test_the_sweep_locks_a_failed_test_the_live_view_missed_once(
         keeper.unlock(example_market.id, "MISSED-0001", lock.plu, actor="m", reason="re-test ok")
         keeper.sweep(store)  # a lock a manager lifted is not made again by the same test
         assert keeper.locks(example_market.id) == []
+
+
+def test_the_sweep_locks_a_failed_re_test_after_a_lift_that_nothing_locked(
+    database_url: str, example_market: Market, publisher: RetainedPublisher, tmp_path: Path
+) -> None:
+    clock = _SetClock(_now() - timedelta(hours=2))
+    keeper = LockKeeper(
+        Locks(session_factory(open_database(database_url)), clock=clock),
+        lambda: {example_market.id: example_market},
+        publisher,
+        clock=clock,
+    )
+    vendor = _vendor(example_market)
+    first = _failed_report(example_market, vendor, "RETEST-0001", ts=clock.now)
+    keeper.observe(first)  # locked two hours ago, lifted after a passed re-test
+    (lock,) = keeper.locks(example_market.id)
+    keeper.unlock(example_market.id, "RETEST-0001", lock.plu, actor="m", reason="re-test ok")
+    clock.now = _now()
+    retest = _failed_report(example_market, vendor, "RETEST-0001", ts=clock.now)
+    retest = replace(retest, message=retest.message.model_copy(update={"msg_id": 2}))
+    with SQLiteStore(tmp_path / "store.db") as store:
+        store.write([first, retest])  # the re-test failed while the live view reconnected
+
+        keeper.sweep(store)
+
+    (again,) = keeper.locks(example_market.id)
+    assert again.id != lock.id
+    assert [one.open for one in keeper.locks(example_market.id, lifted=True)] == [False, True]
+
+
+class _SetClock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
