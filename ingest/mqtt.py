@@ -47,6 +47,7 @@ from paho.mqtt.enums import MQTTErrorCode
 from ingest._socket import BufferedSocket, puback_packets
 from ingest.spool import Spool, SpoolError
 from mqttedge import RECONNECT_BACKOFF, EdgeMessage, EdgeOptions, MqttEdge
+from schemas.commands import COMMAND_CHANNEL, is_command_topic
 from schemas.topics import SUBSCRIPTION
 from storage.backoff import Backoff
 
@@ -111,6 +112,15 @@ class MqttOptions:
         return timedelta(seconds=expiry)
 
 
+#: The last level of every command topic.
+COMMAND_SUFFIX: Final = "/" + COMMAND_CHANNEL
+
+
+def _is_command(topic: str) -> bool:
+    # The suffix test first: this runs for every message ingest receives.
+    return topic.endswith(COMMAND_SUFFIX) and is_command_topic(topic)
+
+
 class MqttReceiver:
     """Receives, spools, then acknowledges. Start with :meth:`start`, end with :meth:`stop`."""
 
@@ -142,8 +152,11 @@ class MqttReceiver:
         self._client = self._edge.client
         self.connected = self._edge.connected
         self.subscribed = self._edge.subscribed
+        #: device messages made durable in the spool
         self.received = 0
         self.acknowledged = 0
+        #: commands to devices (``schemas.commands``) that the subscription also matched
+        self.commands_ignored = 0
         self._thread = threading.Thread(target=self._run, name="mqtt-receiver", daemon=True)
 
     def _buffer_socket(self, sock: Any) -> BufferedSocket:
@@ -181,15 +194,20 @@ class MqttReceiver:
             return
         batch = self._inbox[:]
         self._inbox.clear()
+        # Commands to devices match the subscription too: acknowledged, never spooled.
+        readings = [m for m in batch if not _is_command(m.topic)]
         try:
-            self._spool.append([(m.topic, m.payload, m.received_ns, m.redelivered) for m in batch])
+            self._spool.append(
+                [(m.topic, m.payload, m.received_ns, m.redelivered) for m in readings]
+            )
         except SpoolError:
             # Not durable, so not acknowledged: keep it and let the broker keep owning the rest.
             log.exception("spool write failed; holding %d messages unacknowledged", len(batch))
             self._inbox[:0] = batch
             self._stopping.wait(1.0)
             return
-        self.received += len(batch)
+        self.received += len(readings)
+        self.commands_ignored += len(batch) - len(readings)
         self._acknowledge(batch)
         self._on_spooled()
 

@@ -18,7 +18,7 @@ same day.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 
 from schemas.registry import Market, MarketFile, Registry, RegistrySource, Vendor
@@ -98,9 +98,20 @@ class RegistryWatch:
             if joining:
                 planned.update(v.id for v in joining)
                 changes.joined[market_id] = MarketDay(
-                    joiners_market(market, joining), self.day, seed=self.seed, config=self.config
+                    joiners_market(market, joining),
+                    self.day,
+                    seed=self.seed,
+                    config=_unstaged(self.config),
                 )
         return changes
+
+
+def _unstaged(config: DayConfig | None) -> DayConfig | None:
+    """A joiner's day as an ordinary one: failures staged for the market's day (the
+    demo's) are the market's, not forced again on a newcomer's few batches."""
+    if config is None or not config.spot_check_failures_at_least:
+        return config
+    return replace(config, spot_check_failures_at_least=0)
 
 
 def devices_of(days: Mapping[str, MarketDay]) -> Iterator[tuple[str, str]]:

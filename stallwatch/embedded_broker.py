@@ -18,6 +18,8 @@ from amqtt.broker import Broker
 
 from stallwatch.localservices import free_port
 
+log = logging.getLogger(__name__)
+
 
 class _SnapshotIteration(dict[str, Any]):
     """amqtt's table of subscriptions, iterated over a copy.
@@ -79,10 +81,17 @@ class EmbeddedBroker:
         self._call(self._start(), timeout=15)
 
     def stop(self) -> None:
-        if self._thread.is_alive():
+        if not self._thread.is_alive():
+            return
+        try:
             self._call(self._stop(), timeout=15)
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=5)
+        except TimeoutError:
+            # amqtt's shutdown can wait forever on a client caught mid-connect (a Ctrl-C
+            # as the devices connect). The broker lives in this process and keeps nothing
+            # on disk: stopping its loop ends it as completely.
+            log.warning("the embedded broker did not shut down within 15 s; stopping it")
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
 
     def __enter__(self) -> EmbeddedBroker:
         self.start()

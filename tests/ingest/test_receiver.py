@@ -20,6 +20,8 @@ from ingest.mqtt import (
 )
 from ingest.spool import ArrivedMessage, Spool
 from mqttedge import EdgeOptions
+from schemas.commands import command_topic
+from schemas.messages import DeviceKind
 from stallwatch.localservices import Mosquitto
 from tests.ingest.helpers import SALE_TOPIC, Publisher, ingest_mqtt, sale_payload, wait_until
 
@@ -52,6 +54,35 @@ def test_acknowledged_messages_are_not_redelivered_and_unacknowledged_are(
         publisher.close()
     # Had any of the first 500 PUBACKs been malformed or lost, the broker would have resent them.
     assert spool.pending() == 601
+    spool.close()
+
+
+def test_commands_to_devices_are_acknowledged_but_never_spooled(
+    mosquitto_server: Mosquitto, tmp_path: Path
+) -> None:
+    """The subscription matches stallwatch's own commands to devices (they are not
+    readings): the receiver acknowledges them, so the broker keeps nothing for ingest,
+    and spools only the devices' messages around them."""
+    spool = Spool(tmp_path / "spool.db")
+    receiver = _receiver(mosquitto_server, spool)
+    receiver.start()
+    publisher = Publisher(mosquitto_server.port)
+    command = command_topic("tm", DeviceKind.SCALE, "S-A01")
+    try:
+        assert receiver.subscribed.wait(10)
+        publisher.publish_all(
+            [
+                (SALE_TOPIC, sale_payload(1)),
+                (command, b'{"suspended":[]}'),
+                (SALE_TOPIC, sale_payload(2)),
+            ]
+        )
+        wait_until(lambda: receiver.acknowledged == 3, what="three PUBACKs")
+    finally:
+        receiver.stop()
+        publisher.close()
+    assert (receiver.received, receiver.commands_ignored) == (2, 1)
+    assert [row[1] for row in spool.peek(10)] == [SALE_TOPIC, SALE_TOPIC]
     spool.close()
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import queue
 import re
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -79,66 +81,90 @@ def test_demo_flows_sales_footfall_and_prices_into_the_embedded_store(tmp_path: 
         assert store.latest_prices("nanmen")
 
 
-def start_demo(workdir: Path, *options: str) -> subprocess.Popen[str]:
-    """``stallwatch demo`` on a free port, its output unbuffered so a test can follow it."""
-    return subprocess.Popen(
-        [
-            *(sys.executable, "-m", "stallwatch.cli", "demo", "--workdir", str(workdir)),
-            *("--api-port", "0", "--report-every", "600", *options),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+class Demo:
+    """A running ``stallwatch demo`` whose output is read all the time, on a thread.
 
+    Its output must be drained: a demo whose pipe is full (64 KiB, after a few hundred
+    log lines) blocks in ``print`` and ``logging``, and with it every thread that logs,
+    the simulated devices among them.
+    """
 
-def read_until(proc: subprocess.Popen[str], marker: str) -> str:
-    """The demo's output up to and including the first line containing ``marker``."""
-    assert proc.stdout is not None
-    seen = []
-    for line in proc.stdout:
-        seen.append(line)
-        if marker in line:
-            return "".join(seen)
-    raise AssertionError(f"the demo ended before printing {marker!r}:\n" + "".join(seen))
+    def __init__(self, workdir: Path, *options: str) -> None:
+        self.proc = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "stallwatch.cli", "demo", "--workdir", str(workdir)),
+                *("--api-port", "0", "--report-every", "600", *options),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._drain, name="demo-output", daemon=True).start()
+
+    def _drain(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def read_until(self, marker: str, timeout: float = 300) -> str:
+        """The output up to and including the first line containing ``marker``."""
+        seen = []
+        while (line := self._lines.get(timeout=timeout)) is not None:
+            seen.append(line)
+            if marker in line:
+                return "".join(seen)
+        raise AssertionError(f"the demo ended before printing {marker!r}:\n" + "".join(seen))
+
+    def interrupt(self, timeout: float = 120) -> str:
+        """Ctrl-C, then the rest of the output once the demo has exited."""
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.wait(timeout)
+        rest = []
+        while (line := self._lines.get(timeout=timeout)) is not None:
+            rest.append(line)
+        return "".join(rest)
 
 
 @pytest.fixture
-def demo_process() -> Iterator[list[subprocess.Popen[str]]]:
-    """Started demos; any still running at the end are killed."""
-    started: list[subprocess.Popen[str]] = []
-    yield started
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+def demos() -> Iterator[Callable[..., Demo]]:
+    """Starts demos; any still running at the end are killed."""
+    started: list[Demo] = []
+
+    def start(workdir: Path, *options: str) -> Demo:
+        started.append(Demo(workdir, *options))
+        return started[-1]
+
+    yield start
+    for demo in started:
+        if demo.proc.poll() is None:
+            demo.proc.kill()
+            demo.proc.wait()
 
 
 def test_one_ctrl_c_during_the_simulated_day_stops_the_demo(
-    tmp_path: Path, demo_process: list[subprocess.Popen[str]]
+    tmp_path: Path, demos: Callable[..., Demo]
 ) -> None:
-    proc = start_demo(tmp_path / "demo", "--speed", "60", "--history-days", "0")
-    demo_process.append(proc)
-    read_until(proc, "simulating ")
-    proc.send_signal(signal.SIGINT)
-    rest, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 0, rest
+    demo = demos(tmp_path / "demo", "--speed", "60", "--history-days", "0")
+    demo.read_until("simulating ")
+    rest = demo.interrupt()
+    assert demo.proc.returncode == 0, rest
     assert "stopped." in rest
     assert "keep serving" not in rest
 
 
 def test_a_vendor_stall_and_scale_added_while_the_demo_plays_start_selling(
-    tmp_path: Path, demo_process: list[subprocess.Popen[str]]
+    tmp_path: Path, demos: Callable[..., Demo]
 ) -> None:
     """The market database followed end to end: added over the API (the dashboard's forms
     make the same calls), the new scale's simulated sales reach the store, no restart."""
-    proc = start_demo(tmp_path / "demo", "--speed", "300", "--history-days", "0")
-    demo_process.append(proc)
-    out = read_until(proc, "administrator token")
+    demo = demos(tmp_path / "demo", "--speed", "300", "--history-days", "0")
+    out = demo.read_until("administrator token")
     url = re.search(r"HTTP API on (http://127\.0\.0\.1:\d+)", out).group(1)  # type: ignore[union-attr]
     token = re.search(r"administrator token \(shown once\): (\S+)", out).group(1)  # type: ignore[union-attr]
-    read_until(proc, "simulating ")
+    demo.read_until("simulating ")
     market = f"{url}/api/v1/markets/nanmen"
     with httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=30) as api:
         plu = api.get(f"{market}/products").json()[0]["product"]["plu"]
@@ -156,16 +182,15 @@ def test_a_vendor_stall_and_scale_added_while_the_demo_plays_start_selling(
 
 
 def test_the_demo_day_locks_two_failed_batches_and_alerts_the_old_scale_selling_on(
-    tmp_path: Path, demo_process: list[subprocess.Popen[str]]
+    tmp_path: Path, demos: Callable[..., Demo]
 ) -> None:
     """Food safety's loop in the demo: two spot checks fail, both batches are locked, and
     the old scale staged to ignore its lock sells on: its sales are flagged."""
-    proc = start_demo(tmp_path / "demo", "--speed", "600", "--history-days", "0")
-    demo_process.append(proc)
-    out = read_until(proc, "administrator token")
+    demo = demos(tmp_path / "demo", "--speed", "600", "--history-days", "0")
+    out = demo.read_until("administrator token")
     url = re.search(r"HTTP API on (http://127\.0\.0\.1:\d+)", out).group(1)  # type: ignore[union-attr]
     token = re.search(r"administrator token \(shown once\): (\S+)", out).group(1)  # type: ignore[union-attr]
-    out += read_until(proc, "simulating ")  # the staging is said before the day plays
+    out += demo.read_until("simulating ")  # the staging is said before the day plays
     staged = re.search(r"staged: nanmen (\S+)'s batch (\S+) \((\d+)\)", out)
     assert staged, out
     deaf_vendor, deaf_code, deaf_plu = staged.groups()
@@ -194,13 +219,12 @@ def readme_examples() -> str:
 
 
 def test_every_readme_example_works_as_written_against_the_demo(
-    tmp_path: Path, demo_process: list[subprocess.Popen[str]]
+    tmp_path: Path, demos: Callable[..., Demo]
 ) -> None:
     # Run from a directory laid out like the repository: var/demo/ and .venv/ where
     # the README's commands expect them; only the port differs.
-    proc = start_demo(tmp_path / "var" / "demo", "--speed", "0", "--history-days", "1")
-    demo_process.append(proc)
-    out = read_until(proc, "keep serving")
+    demo = demos(tmp_path / "var" / "demo", "--speed", "0", "--history-days", "1")
+    out = demo.read_until("keep serving")
     address = re.search(r"HTTP API on http://(127\.0\.0\.1:\d+)", out)
     assert address, out
     (tmp_path / ".venv").symlink_to(Path(sys.prefix))
@@ -219,6 +243,5 @@ def test_every_readme_example_works_as_written_against_the_demo(
     assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr
     assert '"trace_code"' in ran.stdout
     assert (tmp_path / "qr.png").read_bytes().startswith(b"\x89PNG")
-    proc.send_signal(signal.SIGINT)
-    rest, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 0, rest
+    rest = demo.interrupt()
+    assert demo.proc.returncode == 0, rest
