@@ -128,9 +128,9 @@ def recall_csv(recall: Recall, tz: tzinfo, site: str) -> str:
         writer.writerow(
             (
                 sale.ts.astimezone(tz).isoformat(timespec="seconds"),
-                sale.vendor,
-                sale.plu,
-                sale.scale,
+                _text_cell(sale.vendor),
+                _text_cell(sale.plu),
+                _text_cell(sale.scale),
                 sale.msg_id,
                 sale.weight_g,
                 yuan_per_kg(sale.unit_price_fen_per_kg),
@@ -140,3 +140,13 @@ def recall_csv(recall: Recall, tz: tzinfo, site: str) -> str:
             )
         )
     return out.getvalue()
+
+
+#: What makes a spreadsheet read a cell as a formula (OWASP's CSV injection list).
+_FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _text_cell(text: str) -> str:
+    """An identifier as a spreadsheet shows it, never as a formula (a PLU may begin
+    with ``-``): such a cell gets a leading apostrophe, which spreadsheets hide."""
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -10,10 +12,12 @@ from pathlib import Path
 import pytest
 
 from marketdb.locks import BatchLock
-from marketview.recall import latest_recall, recall_of, sold_while_locked
+from marketview.recall import Recall, latest_recall, recall_csv, recall_of, sold_while_locked
 from schemas.commands import SuspensionReason
 from schemas.registry import Registry
 from storage.base import Store
+from storage.interfaces.sales import SaleRow
+from storage.traceability import TraceStatus
 from tests.api.conftest import MARKET, Feeder
 from tests.api.test_trace import BATCH_TOPIC, CODE, SALE_TOPIC, batch_payload
 from tests.conftest import BOTH_STORES
@@ -118,3 +122,27 @@ def test_a_relocked_batch_flags_what_sold_under_its_earlier_lock_too(
     assert [sale.msg_id for sale in recall.before_lock] == [3, 5]  # 4 sold while locked
     assert [sale.msg_id for sale in recall.while_locked] == [4, 6]
     assert latest_recall(store, [first, second], "9999") is None
+
+
+def test_the_csv_never_hands_a_spreadsheet_a_formula() -> None:
+    sale = SaleRow(
+        market=MARKET,
+        scale="S-A01",
+        vendor="V01",
+        plu="-1+1",
+        ts=LOCKED_AT,
+        msg_id=7,
+        weight_g=500,
+        tare_g=None,
+        unit_price_fen_per_kg=398,
+        total_fen=199,
+        trace_code=CODE,
+        received_ns=0,
+        trace_status=TraceStatus.VERIFIED,
+    )
+    recall = Recall(_lock(plu="-1+1"), (sale,), ())
+
+    (row,) = list(csv.DictReader(io.StringIO(recall_csv(recall, UTC, "https://m.example"))))
+
+    assert (row["plu"], row["vendor"], row["total_yuan"]) == ("'-1+1", "V01", "1.99")
+    assert row["receipt_page"] == "https://m.example/trace/tm/receipt/S-A01/7"
