@@ -22,12 +22,9 @@ from api.security import Role, create_token
 from api.server import ServerThread
 from marketdb.database import open_database, session_factory
 from marketdb.follow import RegistryFollower
-from marketdb.locks import Locks
 from marketdb.marketfile import import_market
 from marketview import analytics
 from marketview.live_mqtt import LiveView
-from mqttedge.client import EdgeOptions
-from mqttedge.publisher import RetainedPublisher
 from schemas.commands import command_topic
 from schemas.messages import DeviceKind, RapidTest, RapidTestResult
 from schemas.registry import load_market
@@ -39,6 +36,7 @@ from storage.base import Store
 from tests.api.conftest import bearer
 from tests.api.test_batches import batch
 from tests.ingest.helpers import wait_until, write_market
+from tests.stallwatch.keepers import start_lock_keeper
 from tests.stallwatch.mqttclient import Client
 from tests.storage import factories
 
@@ -76,16 +74,7 @@ def web(
     viewer, _ = create_token(tokens, Role.VIEWER, name="viewer-1")
     settings = Settings(markets=(), mqtt_url=mosquitto_server.url, api_tokens_file=tokens)
     follower = RegistryFollower(sessions, poll_s=0.05)
-    publisher = RetainedPublisher(
-        EdgeOptions("127.0.0.1", mosquitto_server.port, "stallwatch-command-test")
-    )
-    publisher.start()
-    keeper = LockKeeper(
-        Locks(sessions),
-        lambda: follower.current().markets,
-        publisher,
-        clock=lambda: datetime.now(UTC),
-    )
+    keeper, publisher = start_lock_keeper(sessions, follower, mosquitto_server.port)
     # V01's screen shows a price of cabbage (1001), so its stall screen has a line for it.
     price = factories.price(vendor="V01", plu="1001", ts=datetime.now(UTC))
     store.write([factories.reading(price, "P-A01", market="tm")])

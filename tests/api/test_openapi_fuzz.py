@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,18 +41,15 @@ from schemathesis.openapi import from_url
 
 from marketdb.database import open_database, session_factory
 from marketdb.follow import RegistryFollower
-from marketdb.locks import Locks
 from marketdb.management import Management
 from marketdb.marketfile import import_market
 from marketview.live_mqtt import LiveView
-from mqttedge.client import EdgeOptions
-from mqttedge.publisher import RetainedPublisher
 from schemas.registry import load_market
-from stallwatch.lockkeeper import LockKeeper
 from stallwatch.settings import Settings
 from storage.base import Store
 from tests.api.conftest import Api, Feeder, Tokens, serve
 from tests.ingest.helpers import now_iso, sale_payload
+from tests.stallwatch.keepers import start_lock_keeper
 
 pytestmark = pytest.mark.mosquitto
 
@@ -162,15 +158,8 @@ def managed_api(
         import_market(session, load_market(market_file).spec)
     management = Management(sessions)
     follower = RegistryFollower(sessions)
-    publisher = RetainedPublisher(
-        EdgeOptions(settings.mqtt_host, settings.mqtt_port, "stallwatch-command-fuzz")
-    )
-    publisher.start()
-    keeper = LockKeeper(
-        Locks(sessions),
-        lambda: follower.current().markets,
-        publisher,
-        clock=lambda: datetime.now(UTC),
+    keeper, publisher = start_lock_keeper(
+        sessions, follower, settings.mqtt_port, "stallwatch-command-fuzz"
     )
     yield from serve(settings, follower, store, live, tokens, management, keeper)
     publisher.close()

@@ -24,12 +24,9 @@ from dashboard.auth import UserRole, add_user
 from dashboard.manage import devices, intake, vendors
 from marketdb.database import open_database, session_factory
 from marketdb.follow import RegistryFollower
-from marketdb.locks import Locks
 from marketdb.management import Management
 from marketdb.marketfile import import_market
 from marketview.live_mqtt import LiveView
-from mqttedge.client import EdgeOptions
-from mqttedge.publisher import RetainedPublisher
 from schemas.messages import RapidTest, RapidTestResult, Sale
 from schemas.registry import Market, Vendor
 from simulators.history import generate_history
@@ -42,6 +39,7 @@ from storage.records import Reading
 from storage.sqlite import SQLiteStore
 from tests.dashboard.conftest import page_errors, screenshot
 from tests.ingest.helpers import wait_until
+from tests.stallwatch.keepers import start_lock_keeper
 
 LOAD_MS = 15_000
 FAIL = RapidTest(result=RapidTestResult.FAIL, inhibition_pct=Decimal("58.0"))
@@ -98,16 +96,7 @@ def managed(tmp_path_factory: pytest.TempPathFactory, example_market: Market) ->
     live = LiveView(follower, store, live_mqtt_options(settings))
     live.start()
     management = Management(sessions)
-    publisher = RetainedPublisher(
-        EdgeOptions("127.0.0.1", server_of_broker.port, "stallwatch-command-test")
-    )
-    publisher.start()
-    keeper = LockKeeper(
-        Locks(sessions),
-        lambda: follower.current().markets,
-        publisher,
-        clock=lambda: datetime.now(UTC),
-    )
+    keeper, publisher = start_lock_keeper(sessions, follower, server_of_broker.port)
     app = create_web_app(
         settings=settings,
         registry=follower,
